@@ -1,0 +1,341 @@
+//! The config loop: one task that owns every resource, applies changes from the
+//! sources and DNS, runs the item controllers and translators, and publishes a new
+//! [`Snapshot`] when something changed.
+//!
+//! An object that fails to parse or validate is rejected as a whole: its last good
+//! version stays in force, the error is logged with file and field path, counted, and
+//! shown at `/debug/configz`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+
+use crate::controllers::ConfigmapMgr;
+use crate::dns::DnsAnswer;
+use crate::resources::configmap::HIGRESS_CONFIG_NAME;
+use crate::resources::{Ingress, Kind, McpBridge, Resource, ResourceKey};
+use crate::snapshot::{Snapshot, SnapshotCell};
+use crate::sources::Change;
+use crate::stats::ConfigStats;
+use crate::translate::{clusters, route_table::TranslateWarning, RouteTable};
+
+/// What `/debug/configz` and `/config_dump` show, republished on every event.
+pub type StatusCell = Arc<ArcSwap<ConfigStatus>>;
+
+#[derive(Default)]
+pub struct ConfigStatus {
+    /// Everything but the raw objects (`/debug/configz`).
+    pub configz: serde_json::Value,
+    /// Raw objects as last applied, secrets redacted (for `/config_dump`).
+    pub resources: serde_json::Value,
+}
+
+struct Rejection {
+    origin: String,
+    error: String,
+    at: SystemTime,
+}
+
+/// Options that shape how resources become a snapshot.
+#[derive(Clone, Debug)]
+pub struct LoopOptions {
+    /// The Ingress class that is ours (`higress`).
+    pub ingress_class: String,
+    /// File mode: an Ingress without class is ours too.
+    pub accept_unclassed: bool,
+}
+
+pub struct ConfigLoop {
+    opts: LoopOptions,
+    objects: BTreeMap<ResourceKey, (String, Resource)>,
+    rejected: BTreeMap<ResourceKey, Rejection>,
+    cmgr: ConfigmapMgr,
+    dns: HashMap<String, Vec<IpAddr>>,
+    version: u64,
+    warnings: Vec<String>,
+    not_enforced: Vec<String>,
+    snapshot: SnapshotCell,
+    status: StatusCell,
+    stats: ConfigStats,
+    dns_names: watch::Sender<Vec<String>>,
+}
+
+impl ConfigLoop {
+    pub fn new(
+        opts: LoopOptions,
+        snapshot: SnapshotCell,
+        status: StatusCell,
+        stats: ConfigStats,
+    ) -> (Self, watch::Receiver<Vec<String>>) {
+        let (dns_names, rx) = watch::channel(Vec::new());
+        let me = ConfigLoop {
+            opts,
+            objects: BTreeMap::new(),
+            rejected: BTreeMap::new(),
+            cmgr: ConfigmapMgr::new(),
+            dns: HashMap::new(),
+            version: 0,
+            warnings: Vec::new(),
+            not_enforced: Vec::new(),
+            snapshot,
+            status,
+            stats,
+            dns_names,
+        };
+        (me, rx)
+    }
+
+    /// Apply a batch of changes. Returns whether the resource set changed.
+    pub fn apply_changes(&mut self, changes: Vec<Change>) -> bool {
+        let mut changed = false;
+        for c in changes {
+            changed |= self.apply_change(c);
+        }
+        changed
+    }
+
+    fn apply_change(&mut self, change: Change) -> bool {
+        match change {
+            Change::Delete { key, origin } => {
+                self.rejected.remove(&key);
+                if key.kind == Kind::ConfigMap && key.name == HIGRESS_CONFIG_NAME {
+                    // Higress registers no delete handler: the last config stays.
+                    tracing::info!(file = %origin, "higress-config deleted; keeping the last config in force");
+                    return false;
+                }
+                tracing::info!(file = %origin, object = %key, "object deleted");
+                self.objects.remove(&key).is_some()
+            }
+            Change::Upsert {
+                key,
+                origin,
+                result,
+            } => {
+                let res = match result {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.reject(key, origin, e.to_string());
+                        return false;
+                    }
+                };
+                if let Resource::ConfigMap(cm) = &res {
+                    if key.name == HIGRESS_CONFIG_NAME {
+                        let Some(cfg) = &cm.higress else {
+                            // No `higress` key: Higress keeps the old config silently.
+                            return false;
+                        };
+                        match self.cmgr.update(cfg.clone()) {
+                            Ok(items) if !items.is_empty() => {
+                                tracing::info!(file = %origin, items = ?items, "higress-config applied");
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                self.reject(key, origin, e.under("data.higress").to_string());
+                                return false;
+                            }
+                        }
+                    }
+                }
+                self.rejected.remove(&key);
+                let prev = self.objects.insert(key, (origin, res.clone()));
+                prev.map(|(_, r)| r) != Some(res)
+            }
+        }
+    }
+
+    fn reject(&mut self, key: ResourceKey, origin: String, error: String) {
+        tracing::error!(file = %origin, object = %key, "rejected: {error}; the last good version stays in force");
+        self.stats.rejected.inc();
+        self.rejected.insert(
+            key,
+            Rejection {
+                origin,
+                error,
+                at: SystemTime::now(),
+            },
+        );
+    }
+
+    /// Take a DNS answer. Returns whether endpoints changed.
+    pub fn apply_dns(&mut self, a: DnsAnswer) -> bool {
+        match a.result {
+            Ok(ips) => {
+                if self.dns.get(&a.name) == Some(&ips) {
+                    return false;
+                }
+                tracing::info!(name = %a.name, ?ips, "dns answer changed");
+                self.dns.insert(a.name, ips);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(name = %a.name, error = %e, "dns resolution failed; keeping the last good endpoints");
+                false
+            }
+        }
+    }
+
+    /// DNS names the current registries need.
+    pub fn dns_names(&self) -> Vec<String> {
+        clusters::dns_names(&self.bridges())
+    }
+
+    fn bridges(&self) -> Vec<&McpBridge> {
+        self.objects
+            .values()
+            .filter_map(|(_, r)| match r {
+                Resource::McpBridge(b) => Some(b),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn ingresses(&self) -> Vec<&Ingress> {
+        let mut v: Vec<&Ingress> = self
+            .objects
+            .values()
+            .filter_map(|(_, r)| match r {
+                Resource::Ingress(i) => Some(i),
+                _ => None,
+            })
+            .filter(|i| match i.class() {
+                Some(c) => c == self.opts.ingress_class,
+                None => self.opts.accept_unclassed,
+            })
+            .collect();
+        // Older first; without timestamps (file mode) by name, the map's order.
+        v.sort_by(|a, b| {
+            let ta = a.metadata.creation_timestamp.as_deref().unwrap_or("");
+            let tb = b.metadata.creation_timestamp.as_deref().unwrap_or("");
+            ta.cmp(tb)
+        });
+        v
+    }
+
+    /// Build and publish a new snapshot from the current resources.
+    pub fn publish(&mut self) {
+        let names = self.dns_names();
+        self.dns_names.send_if_modified(|cur| {
+            if *cur != names {
+                *cur = names;
+                true
+            } else {
+                false
+            }
+        });
+        let mut skipped = Vec::new();
+        let clusters = clusters::build(&self.bridges(), &self.dns, &mut skipped);
+        let mut warns: Vec<TranslateWarning> = Vec::new();
+        let routes = RouteTable::build(&self.ingresses(), &clusters, &mut warns);
+        self.warnings = warns
+            .iter()
+            .map(|w| format!("ingress {}: {}", w.ingress, w.error))
+            .collect();
+        for w in &self.warnings {
+            tracing::warn!("{w}; its routes are left out");
+        }
+        for s in &skipped {
+            tracing::warn!("{s} is not supported yet; no cluster built");
+        }
+        self.version += 1;
+        let snap = Snapshot {
+            version: self.version,
+            routes,
+            clusters,
+            filters: self.cmgr.settings(),
+        };
+        self.not_enforced = self.cmgr.not_enforced();
+        self.not_enforced.extend(skipped);
+        self.snapshot.store(Arc::new(snap));
+        self.stats.applied.inc();
+        self.stats.version.set(self.version as i64);
+        self.refresh_status();
+        tracing::info!(version = self.version, "config snapshot published");
+    }
+
+    /// Republish `/debug/configz` (also after a rejection, which builds no snapshot).
+    pub fn refresh_status(&self) {
+        let snap = self.snapshot.load();
+        let clusters: Vec<serde_json::Value> = snap
+            .clusters
+            .values()
+            .map(|c| {
+                json!({
+                    "name": c.name,
+                    "protocol": format!("{:?}", c.protocol).to_lowercase(),
+                    "endpoints": c.endpoints.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let rejected: Vec<serde_json::Value> = self
+            .rejected
+            .iter()
+            .map(|(k, r)| {
+                json!({
+                    "object": k.to_string(),
+                    "file": r.origin,
+                    "error": r.error,
+                    "at": crate::proxy::access_log::rfc3339(r.at),
+                })
+            })
+            .collect();
+        let configz = json!({
+            "version": snap.version,
+            "routes": snap.routes.describe(),
+            "clusters": clusters,
+            "items": self.cmgr.describe(),
+            "not_enforced": self.not_enforced,
+            "warnings": self.warnings,
+            "rejected": rejected,
+            "dns": self.dns.iter().map(|(k, v)| (k.clone(), json!(v.iter().map(|i| i.to_string()).collect::<Vec<_>>()))).collect::<serde_json::Map<_, _>>(),
+        });
+        let resources: Vec<serde_json::Value> = self
+            .objects
+            .iter()
+            .map(|(k, (origin, r))| json!({"object": k.to_string(), "file": origin, "resource": describe_resource(r)}))
+            .collect();
+        self.status.store(Arc::new(ConfigStatus {
+            configz,
+            resources: json!(resources),
+        }));
+    }
+}
+
+fn describe_resource(r: &Resource) -> serde_json::Value {
+    // Debug form keeps every field; secrets are not a kind read here yet.
+    json!(format!("{r:?}"))
+}
+
+/// Run the loop: take batches from the sources and answers from DNS until both end.
+pub async fn run(
+    mut me: ConfigLoop,
+    mut changes: mpsc::Receiver<Vec<Change>>,
+    mut dns: mpsc::Receiver<DnsAnswer>,
+) {
+    loop {
+        let changed = tokio::select! {
+            batch = changes.recv() => match batch {
+                Some(b) => {
+                    let c = me.apply_changes(b);
+                    if !c {
+                        // Rejections and no-op changes still show at /debug/configz.
+                        me.refresh_status();
+                    }
+                    c
+                }
+                None => return,
+            },
+            answer = dns.recv() => match answer {
+                Some(a) => me.apply_dns(a),
+                None => false,
+            },
+        };
+        if changed {
+            me.publish();
+        }
+    }
+}

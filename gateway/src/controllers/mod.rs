@@ -1,0 +1,141 @@
+//! ConfigmapMgr and its item controllers, as Higress has them
+//! (`pkg/ingress/kube/configmap`): each item validates its section of `higress-config`,
+//! diffs old against new, and applies the new section as typed filter settings.
+//!
+//! The whole-config rule: if any item rejects a new `higress-config`, none of it applies
+//! and every item keeps what it had.
+
+mod global_option;
+
+use std::sync::Arc;
+
+pub use global_option::{GlobalOptionController, GlobalOptionSettings};
+
+use crate::resources::{FieldError, HigressConfig};
+
+/// What an item decided about its section on a change (Higress's `Result` enum).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ItemResult {
+    Nothing,
+    Replace,
+    Delete,
+}
+
+/// One section of `higress-config` and the filter settings it turns into.
+pub trait ItemController: Send {
+    /// Higress's item name (`global-option`, `tracing`, `gzip`).
+    fn name(&self) -> &'static str;
+    /// Check the item's section of a candidate config; errors carry the field path
+    /// inside `data.higress`.
+    fn validate(&self, config: &HigressConfig) -> Result<(), FieldError>;
+    /// What changing from `old` to `new` means for this item.
+    fn diff(&self, old: &HigressConfig, new: &HigressConfig) -> ItemResult;
+    /// Take the new section (already validated); on `Delete` reset to defaults.
+    fn apply(&mut self, new: &HigressConfig, result: ItemResult);
+    /// Write the item's effective settings into the filter settings of the next snapshot.
+    fn settings(&self, out: &mut FilterSettings);
+    /// Effective settings for `/debug/configz`.
+    fn describe(&self) -> serde_json::Value;
+    /// Fields accepted for Higress compatibility that this gateway does not enforce.
+    fn not_enforced(&self) -> Vec<String>;
+}
+
+/// Typed settings every item controller contributes to a snapshot.
+#[derive(Clone, Debug, Default)]
+pub struct FilterSettings {
+    pub global: Arc<GlobalOptionSettings>,
+}
+
+/// Holds the current `higress-config` and the item controllers.
+pub struct ConfigmapMgr {
+    current: HigressConfig,
+    items: Vec<Box<dyn ItemController>>,
+}
+
+impl Default for ConfigmapMgr {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ConfigmapMgr {
+    pub fn new() -> Self {
+        ConfigmapMgr {
+            current: HigressConfig::default(),
+            items: vec![Box::new(GlobalOptionController::default())],
+        }
+    }
+
+    /// Validate `new` with every item; on the first error reject the whole config.
+    pub fn validate(&self, new: &HigressConfig) -> Result<(), FieldError> {
+        for item in &self.items {
+            item.validate(new)?;
+        }
+        Ok(())
+    }
+
+    /// Apply a new `higress-config`. Returns the names of the items that changed, or the
+    /// error that rejected the whole config (nothing applied then).
+    pub fn update(&mut self, new: HigressConfig) -> Result<Vec<&'static str>, FieldError> {
+        self.validate(&new)?;
+        if new == self.current {
+            return Ok(Vec::new());
+        }
+        let mut changed = Vec::new();
+        for item in &mut self.items {
+            let r = item.diff(&self.current, &new);
+            if r != ItemResult::Nothing {
+                item.apply(&new, r);
+                changed.push(item.name());
+            }
+        }
+        self.current = new;
+        Ok(changed)
+    }
+
+    pub fn settings(&self) -> FilterSettings {
+        let mut out = FilterSettings::default();
+        for item in &self.items {
+            item.settings(&mut out);
+        }
+        out
+    }
+
+    pub fn describe(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        for item in &self.items {
+            m.insert(item.name().to_string(), item.describe());
+        }
+        serde_json::Value::Object(m)
+    }
+
+    pub fn not_enforced(&self) -> Vec<String> {
+        self.items.iter().flat_map(|i| i.not_enforced()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_config_changes_nothing() {
+        let mut mgr = ConfigmapMgr::new();
+        let ok = HigressConfig::parse(b"downstream:\n  idleTimeout: 7\n").unwrap();
+        assert_eq!(mgr.update(ok).unwrap(), vec!["global-option"]);
+        assert_eq!(mgr.settings().global.downstream_idle_timeout.as_secs(), 7);
+
+        let bad =
+            HigressConfig::parse(b"downstream:\n  idleTimeout: 9\n  maxRequestHeadersKb: 9000\n")
+                .unwrap();
+        let e = mgr.update(bad).unwrap_err();
+        assert_eq!(e.path, "downstream.maxRequestHeadersKb");
+        assert_eq!(mgr.settings().global.downstream_idle_timeout.as_secs(), 7);
+    }
+
+    #[test]
+    fn same_config_is_nothing() {
+        let mut mgr = ConfigmapMgr::new();
+        assert!(mgr.update(HigressConfig::default()).unwrap().is_empty());
+    }
+}

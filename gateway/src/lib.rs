@@ -1,0 +1,16 @@
+//! The gateway: Higress-shaped config in, an observable Pingora proxy out.
+//! See `DESIGN.md` in the docs for the data flow.
+
+pub mod admin;
+pub mod config_loop;
+pub mod controllers;
+pub mod demo;
+pub mod dns;
+pub mod proxy;
+pub mod resources;
+pub mod server;
+pub mod snapshot;
+pub mod sources;
+pub mod stats;
+pub mod translate;
+pub mod validate;

@@ -1,0 +1,215 @@
+//! The `gateway` command line: `run`, `demo`, `validate`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use gateway::proxy::access_log::Target;
+use gateway::server::{self, Options};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "gateway",
+    version,
+    about = "Observability-first API gateway with Higress-shaped config, on Pingora"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve traffic with config from a directory (Higress standalone layout), watched live.
+    Run(RunArgs),
+    /// Serve the built-in config for foo.bar.com with an in-process echo upstream.
+    Demo(Common),
+    /// Check a config directory; prints `<file>: <field path>: <message>` per problem.
+    Validate {
+        /// The config directory (configmaps/, ingresses/, mcpbridges/ ...).
+        dir: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Config directory in the Higress standalone layout.
+    #[arg(long, env = "GATEWAY_CONFIG_DIR", required_unless_present = "kube")]
+    config_dir: Option<PathBuf>,
+    /// Read config from the Kubernetes API (in-cluster or KUBECONFIG).
+    #[arg(long, env = "GATEWAY_KUBE", conflicts_with = "config_dir")]
+    kube: bool,
+    /// Kubernetes mode: the gateway's namespace.
+    #[arg(long, env = "GATEWAY_NAMESPACE", default_value = "higress-system")]
+    namespace: String,
+    /// Kubernetes mode: namespaces whose Ingresses are watched (repeatable; default all).
+    #[arg(long, env = "GATEWAY_WATCH_NAMESPACE")]
+    watch_namespace: Vec<String>,
+    /// Kubernetes mode: also take Ingresses without a class.
+    #[arg(long, env = "GATEWAY_WATCH_INGRESS_WITHOUT_CLASS")]
+    watch_ingress_without_class: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// HTTP listener address.
+    #[arg(long, env = "GATEWAY_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    http_addr: String,
+    /// HTTPS listener address, or `off`; bound only once TLS is configured.
+    #[arg(long, env = "GATEWAY_HTTPS_ADDR", default_value = "0.0.0.0:8443")]
+    https_addr: String,
+    /// Stats listener: /stats/prometheus and /healthz/ready.
+    #[arg(long, env = "GATEWAY_STATS_ADDR", default_value = "0.0.0.0:15020")]
+    stats_addr: String,
+    /// Admin listener: /debug/configz, /config_dump (keep it on loopback).
+    #[arg(long, env = "GATEWAY_ADMIN_ADDR", default_value = "127.0.0.1:15000")]
+    admin_addr: String,
+    /// Worker threads for the HTTP listener (default: one per core).
+    #[arg(long, env = "GATEWAY_THREADS")]
+    threads: Option<usize>,
+    /// Access log: stdout, off, or a file path.
+    #[arg(long, env = "GATEWAY_ACCESS_LOG", default_value = "stdout")]
+    access_log: String,
+    /// Format of the gateway's own log (on stderr).
+    #[arg(long, env = "GATEWAY_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// DNS server for `dns` registries, ip:port (default: the system's resolver).
+    #[arg(long, env = "GATEWAY_DNS_RESOLVER")]
+    dns_resolver: Option<SocketAddr>,
+    /// How often `dns` registry names are resolved again.
+    #[arg(long, env = "GATEWAY_DNS_REFRESH", default_value = "200s", value_parser = humantime::parse_duration)]
+    dns_refresh: Duration,
+    /// The Ingress class that is ours.
+    #[arg(long, env = "GATEWAY_INGRESS_CLASS", default_value = "higress")]
+    ingress_class: String,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn options(common: &Common, config_dir: PathBuf) -> Options {
+    Options {
+        config_dir,
+        http_addr: common.http_addr.clone(),
+        stats_addr: common.stats_addr.clone(),
+        admin_addr: common.admin_addr.clone(),
+        threads: common
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        access_log: common
+            .access_log
+            .parse::<Target>()
+            .unwrap_or(Target::Stdout),
+        dns_resolver: common.dns_resolver,
+        dns_refresh: common.dns_refresh,
+        ingress_class: common.ingress_class.clone(),
+    }
+}
+
+fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("gateway: {msg}");
+    ExitCode::from(code)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Validate { dir } => match gateway::validate::check_dir(&dir) {
+            Err(e) => fail(2, e),
+            Ok(problems) if problems.is_empty() => {
+                println!("{}: valid", dir.display());
+                ExitCode::SUCCESS
+            }
+            Ok(problems) => {
+                for p in problems {
+                    println!("{p}");
+                }
+                ExitCode::from(1)
+            }
+        },
+        Cmd::Run(args) => {
+            init_logs(args.common.log_format);
+            if args.kube {
+                return fail(
+                    2,
+                    "--kube is not available in this build yet; use --config-dir",
+                );
+            }
+            let dir = args.config_dir.clone().unwrap_or_default();
+            if let Err(e) = std::fs::read_dir(&dir) {
+                return fail(
+                    2,
+                    format!("{}: not a readable directory: {e}", dir.display()),
+                );
+            }
+            match server::run(options(&args.common, dir)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(2, format!("{e:#}")),
+            }
+        }
+        Cmd::Demo(common) => {
+            init_logs(common.log_format);
+            match demo(&common) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(2, format!("{e:#}")),
+            }
+        }
+    }
+}
+
+fn demo(common: &Common) -> anyhow::Result<()> {
+    let echo = std::net::TcpListener::bind("127.0.0.1:0")?;
+    echo.set_nonblocking(true)?;
+    let echo_addr = echo.local_addr()?;
+    std::thread::Builder::new()
+        .name("demo-echo".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(rt) = rt {
+                rt.block_on(async move {
+                    if let Ok(l) = tokio::net::TcpListener::from_std(echo) {
+                        gateway::demo::serve_echo(l).await;
+                    }
+                });
+            }
+        })?;
+    let dir = std::env::temp_dir().join(format!("gateway-demo-{}", std::process::id()));
+    gateway::demo::write_config(&dir, echo_addr)?;
+    let port = common.http_addr.rsplit(':').next().unwrap_or("8080");
+    let admin = &common.admin_addr;
+    let stats_port = common.stats_addr.rsplit(':').next().unwrap_or("15020");
+    eprintln!(
+        "\ngateway demo: echo upstream on {echo_addr}, config in {dir}/ (edit it: changes apply live)\n\
+         try:\n  curl -s 'http://localhost:{port}/get?foo=bar' -H 'Host: {host}'\n  \
+         curl -s http://localhost:{stats_port}/stats/prometheus\n  \
+         curl -s http://{admin}/debug/configz\n",
+        dir = dir.display(),
+        host = gateway::demo::DEMO_HOST,
+    );
+    server::run(options(common, dir))
+}

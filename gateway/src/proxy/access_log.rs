@@ -1,0 +1,143 @@
+//! The JSON access log with the Higress keys, one object per line.
+//!
+//! Lines are handed to a writer thread through a bounded queue, so a slow terminal or
+//! disk never stalls a request; if the queue is full the line is dropped and counted.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Where access log lines go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Off,
+    Stdout,
+    File(std::path::PathBuf),
+}
+
+impl std::str::FromStr for Target {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "off" => Target::Off,
+            "stdout" | "-" => Target::Stdout,
+            p => Target::File(p.into()),
+        })
+    }
+}
+
+pub struct AccessLog {
+    tx: Option<SyncSender<String>>,
+    dropped: AtomicU64,
+}
+
+const QUEUE: usize = 16 * 1024;
+
+impl AccessLog {
+    pub fn open(target: &Target) -> std::io::Result<AccessLog> {
+        let mut out: Box<dyn Write + Send> = match target {
+            Target::Off => {
+                return Ok(AccessLog {
+                    tx: None,
+                    dropped: AtomicU64::new(0),
+                })
+            }
+            Target::Stdout => Box::new(std::io::stdout()),
+            Target::File(p) => Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
+            ),
+        };
+        let (tx, rx) = sync_channel::<String>(QUEUE);
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || {
+                let mut buf = Vec::with_capacity(64 * 1024);
+                while let Ok(line) = rx.recv() {
+                    buf.extend_from_slice(line.as_bytes());
+                    buf.push(b'\n');
+                    while let Ok(line) = rx.try_recv() {
+                        buf.extend_from_slice(line.as_bytes());
+                        buf.push(b'\n');
+                        if buf.len() > 60 * 1024 {
+                            break;
+                        }
+                    }
+                    let _ = out.write_all(&buf).and_then(|_| out.flush());
+                    buf.clear();
+                }
+            })?;
+        Ok(AccessLog {
+            tx: Some(tx),
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    pub fn write(&self, line: String) {
+        if let Some(tx) = &self.tx {
+            if let Err(TrySendError::Full(_)) = tx.try_send(line) {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// `2024-05-01T12:34:56.789Z`, as Envoy's `%START_TIME%` prints in the Higress format.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    let (y, m, day) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
+/// (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn formats_utc_timestamps() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_709_210_096_789); // 2024-02-29
+        assert_eq!(rfc3339(t), "2024-02-29T12:34:56.789Z");
+    }
+
+    #[test]
+    fn targets_parse() {
+        assert_eq!("off".parse::<Target>().unwrap(), Target::Off);
+        assert_eq!("stdout".parse::<Target>().unwrap(), Target::Stdout);
+        assert_eq!(
+            "/tmp/x".parse::<Target>().unwrap(),
+            Target::File("/tmp/x".into())
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! The listener-facing apps: Pingora's `HttpProxy` with per-connection settings read
+//! from the current snapshot, so `downstream.idleTimeout`, `downstream.http2.*` and
+//! `downstream.connectionBufferLimits` apply to the next connection or request without
+//! restarting the listener.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora_core::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream, ServerApp};
+use pingora_core::protocols::http::v2::server::{default_h2_options, H2Options};
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::protocols::Stream;
+use pingora_core::server::ShutdownWatch;
+use pingora_proxy::HttpProxy;
+
+use super::Gateway;
+use crate::snapshot::SnapshotCell;
+
+pub struct GatewayApp {
+    proxy: Arc<HttpProxy<Gateway>>,
+    snapshot: SnapshotCell,
+    /// Server options for the current h2 idle timeout (interned, see `options_for`).
+    options: AtomicPtr<HttpServerOptions>,
+    options_idle: AtomicU64,
+}
+
+impl GatewayApp {
+    pub fn new(proxy: HttpProxy<Gateway>, snapshot: SnapshotCell) -> Self {
+        let idle = snapshot
+            .load()
+            .filters
+            .global
+            .downstream_idle_timeout
+            .as_secs();
+        GatewayApp {
+            proxy: Arc::new(proxy),
+            snapshot,
+            options: AtomicPtr::new(options_for(idle) as *const _ as *mut _),
+            options_idle: AtomicU64::new(idle),
+        }
+    }
+}
+
+/// Pingora hands out server options by reference for the life of the app; keep one
+/// leaked, immutable copy per distinct idle timeout ever configured (a handful).
+fn options_for(idle_secs: u64) -> &'static HttpServerOptions {
+    static INTERNED: OnceLock<Mutex<HashMap<u64, &'static HttpServerOptions>>> = OnceLock::new();
+    let mut map = INTERNED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    map.entry(idle_secs).or_insert_with(|| {
+        let mut o = HttpServerOptions::default();
+        o.h2c = true;
+        o.h2_idle_timeout = (idle_secs > 0).then(|| Duration::from_secs(idle_secs));
+        Box::leak(Box::new(o))
+    })
+}
+
+#[async_trait]
+impl HttpServerApp for GatewayApp {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        if !*shutdown.borrow() && !session.is_http2() {
+            // Keep-alive timeout between requests (and before the first): 0 = none.
+            let idle = self.snapshot.load().filters.global.downstream_idle_timeout;
+            session.set_keepalive(Some(idle.as_secs()));
+        }
+        self.proxy.process_new_http(session, shutdown).await
+    }
+
+    fn h2_options(&self) -> Option<H2Options> {
+        let snap = self.snapshot.load();
+        let mut o = default_h2_options();
+        if let Some(h2) = &snap.filters.global.http2 {
+            o.max_concurrent_streams(h2.max_concurrent_streams);
+            o.initial_window_size(h2.initial_stream_window_size);
+            o.initial_connection_window_size(h2.initial_connection_window_size);
+        }
+        Some(o)
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        let idle = self
+            .snapshot
+            .load()
+            .filters
+            .global
+            .downstream_idle_timeout
+            .as_secs();
+        if self.options_idle.load(Ordering::Relaxed) != idle {
+            let o = options_for(idle);
+            self.options
+                .store(o as *const _ as *mut _, Ordering::Release);
+            self.options_idle.store(idle, Ordering::Relaxed);
+        }
+        // SAFETY: the pointer always comes from `options_for`, which leaks a 'static
+        // value that is never freed or mutated.
+        Some(unsafe { &*self.options.load(Ordering::Acquire) })
+    }
+
+    async fn http_cleanup(&self) {
+        self.proxy.http_cleanup().await;
+    }
+}
+
+/// What the listener runs for each new connection: the connection-level settings, then
+/// the HTTP app.
+pub struct GatewayListener {
+    app: Arc<GatewayApp>,
+}
+
+impl GatewayListener {
+    pub fn new(app: GatewayApp) -> Self {
+        GatewayListener { app: Arc::new(app) }
+    }
+}
+
+#[async_trait]
+impl ServerApp for GatewayListener {
+    async fn process_new(
+        self: &Arc<Self>,
+        mut stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let global = self.app.snapshot.load().filters.global.clone();
+        // Bound what the kernel buffers for a slow reader (Envoy's per-connection
+        // buffer limit is the nearest equivalent).
+        if global.downstream_buffer_limit > 0 {
+            let _ = pingora_core::protocols::l4::ext::set_snd_buf(
+                stream.id(),
+                global.downstream_buffer_limit,
+            );
+        }
+        // A connection that never sends a byte is idle too; without this the h2c
+        // preface peek would wait for it forever.
+        if !global.downstream_idle_timeout.is_zero() {
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(global.downstream_idle_timeout, stream.try_peek(&mut first))
+                .await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) | Err(_) => return None,
+            }
+        }
+        ServerApp::process_new(&self.app, stream, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        ServerApp::cleanup(self.app.as_ref()).await;
+    }
+}

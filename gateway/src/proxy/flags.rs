@@ -1,0 +1,68 @@
+//! Envoy response flags, rendered in Envoy's order (`UF,URX`), `-` when none.
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResponseFlags(u16);
+
+impl ResponseFlags {
+    pub const NO_HEALTHY_UPSTREAM: u16 = 1 << 0; // UH
+    pub const UPSTREAM_TIMEOUT: u16 = 1 << 1; // UT
+    pub const LOCAL_RESET: u16 = 1 << 2; // LR
+    pub const CONNECT_FAILURE: u16 = 1 << 3; // UF
+    pub const CONNECTION_TERMINATION: u16 = 1 << 4; // UC
+    pub const NO_ROUTE: u16 = 1 << 5; // NR
+    pub const DOWNSTREAM_CLOSED: u16 = 1 << 6; // DC
+    pub const RETRY_EXHAUSTED: u16 = 1 << 7; // URX
+
+    const NAMES: [(u16, &'static str); 8] = [
+        (Self::NO_HEALTHY_UPSTREAM, "UH"),
+        (Self::UPSTREAM_TIMEOUT, "UT"),
+        (Self::LOCAL_RESET, "LR"),
+        (Self::CONNECT_FAILURE, "UF"),
+        (Self::CONNECTION_TERMINATION, "UC"),
+        (Self::NO_ROUTE, "NR"),
+        (Self::DOWNSTREAM_CLOSED, "DC"),
+        (Self::RETRY_EXHAUSTED, "URX"),
+    ];
+
+    pub fn set(&mut self, flag: u16) {
+        self.0 |= flag;
+    }
+
+    pub fn has(self, flag: u16) -> bool {
+        self.0 & flag != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn render(self) -> String {
+        if self.0 == 0 {
+            return "-".into();
+        }
+        let mut s = String::new();
+        for (bit, name) in Self::NAMES {
+            if self.0 & bit != 0 {
+                if !s.is_empty() {
+                    s.push(',');
+                }
+                s.push_str(name);
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_in_envoy_order() {
+        let mut f = ResponseFlags::default();
+        assert_eq!(f.render(), "-");
+        f.set(ResponseFlags::RETRY_EXHAUSTED);
+        f.set(ResponseFlags::CONNECT_FAILURE);
+        assert_eq!(f.render(), "UF,URX");
+    }
+}

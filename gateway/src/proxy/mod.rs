@@ -1,0 +1,384 @@
+//! The data plane: Pingora's `ProxyHttp` phases, each calling small named steps.
+//!
+//! Per request: one snapshot load (in `new_ctx`), a route lookup that does not allocate,
+//! and the header policy. Everything computable from config was computed when the
+//! snapshot was built.
+
+pub mod access_log;
+pub mod app;
+pub mod context;
+pub mod flags;
+pub mod headers;
+pub mod local_reply;
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorSource, ErrorType};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+
+use crate::resources::mcpbridge::RegistryProtocol;
+use crate::snapshot::SnapshotCell;
+use access_log::AccessLog;
+use context::{RequestCtx, MAX_ATTEMPTS};
+use flags::ResponseFlags;
+
+/// Envoy's default upstream connect timeout.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Gateway {
+    snapshot: SnapshotCell,
+    access_log: Arc<AccessLog>,
+}
+
+impl Gateway {
+    pub fn new(snapshot: SnapshotCell, access_log: Arc<AccessLog>) -> Self {
+        Gateway {
+            snapshot,
+            access_log,
+        }
+    }
+}
+
+/// Host as the client sent it: `Host` (HTTP/1) or `:authority` (HTTP/2).
+fn request_host(req: &RequestHeader) -> &str {
+    req.headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("")
+}
+
+/// A cheap per-thread random number for weighted destinations (xorshift64*).
+fn roll() -> u32 {
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1);
+            (t ^ (&t as *const u64 as u64)) | 1
+        });
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        s.set(x);
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32
+    })
+}
+
+impl Gateway {
+    /// Route the request; on a local reply return its status.
+    fn route(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<(), (u16, &'static str, u16)> {
+        let req = session.req_header();
+        let global = &ctx.snapshot.filters.global;
+        if headers::request_headers_size(req) > global.max_request_headers_bytes {
+            return Err((431, local_reply::HEADERS_TOO_LARGE, 0));
+        }
+        let Some(route) = ctx.snapshot.routes.find(request_host(req), req.uri.path()) else {
+            return Err((404, "", ResponseFlags::NO_ROUTE));
+        };
+        let timeout = route.timeout.unwrap_or(global.route_timeout);
+        if !timeout.is_zero() {
+            ctx.deadline = Some(ctx.start + timeout);
+        }
+        let dest = route.pick(roll());
+        ctx.route = Some(route.clone());
+        let Some(dest) = dest else {
+            return Err((
+                503,
+                local_reply::NO_HEALTHY_UPSTREAM,
+                ResponseFlags::NO_HEALTHY_UPSTREAM,
+            ));
+        };
+        ctx.cluster_name = Some(dest.name.clone());
+        match &dest.cluster {
+            Some(c) if !c.endpoints.is_empty() => {
+                ctx.cluster = Some(c.clone());
+                Ok(())
+            }
+            _ => Err((
+                503,
+                local_reply::NO_HEALTHY_UPSTREAM,
+                ResponseFlags::NO_HEALTHY_UPSTREAM,
+            )),
+        }
+    }
+
+    fn write_access_log(&self, session: &Session, ctx: &RequestCtx) {
+        let req = session.req_header();
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .or(ctx.local_status)
+            .unwrap_or(0);
+        let hv = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+        let host = request_host(req);
+        let line = serde_json::json!({
+            "authority": if host.is_empty() { None } else { Some(host) },
+            "bytes_received": session.body_bytes_read(),
+            "bytes_sent": session.body_bytes_sent(),
+            "downstream_remote_address": session.client_addr().map(|a| a.to_string()),
+            "duration": ctx.start.elapsed().as_millis() as u64,
+            "method": req.method.as_str(),
+            "path": req.uri.path_and_query().map(|p| p.as_str()),
+            "protocol": if session.is_http2() { "HTTP/2" } else { "HTTP/1.1" },
+            "request_id": hv(headers::X_REQUEST_ID),
+            "response_code": status,
+            "response_flags": ctx.flags.render(),
+            "route_name": ctx.route.as_ref().map(|r| r.name.as_str()),
+            "start_time": access_log::rfc3339(ctx.start_wall),
+            "trace_id": serde_json::Value::Null,
+            "upstream_cluster": ctx.cluster_name.as_deref(),
+            "upstream_host": ctx.upstream_host.map(|h| h.to_string()),
+            "upstream_service_time": ctx.upstream_service_time_ms,
+            "user_agent": hv("user-agent"),
+            "x_forwarded_for": hv(headers::X_FORWARDED_FOR),
+        });
+        self.access_log.write(line.to_string());
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new(self.snapshot.load_full())
+    }
+
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora_error::Result<bool> {
+        let routed = self.route(session, ctx);
+        headers::ensure_request_id(session.req_header_mut())?;
+        match routed {
+            Ok(()) => Ok(false),
+            Err((status, body, flag)) => {
+                if flag != 0 {
+                    ctx.flags.set(flag);
+                }
+                ctx.local_status = Some(status);
+                // 431 leaves the request body unread: do not reuse the connection.
+                local_reply::send(session, status, body, status != 431).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora_error::Result<Box<HttpPeer>> {
+        let cluster = ctx
+            .cluster
+            .as_ref()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no cluster selected"))?;
+        let addr = cluster
+            .pick(&ctx.tried)
+            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "cluster has no endpoints"))?;
+        ctx.attempts += 1;
+        ctx.tried.push(addr);
+        ctx.upstream_host = Some(addr);
+        ctx.upstream_start = Some(Instant::now());
+        let global = &ctx.snapshot.filters.global;
+        let tls = matches!(
+            cluster.protocol,
+            RegistryProtocol::Https | RegistryProtocol::Grpcs
+        );
+        let mut peer = HttpPeer::new(addr, tls, cluster.host.clone());
+        let o = &mut peer.options;
+        o.connection_timeout = Some(CONNECT_TIMEOUT);
+        if !global.upstream_idle_timeout.is_zero() {
+            o.idle_timeout = Some(global.upstream_idle_timeout);
+        }
+        if let Some(deadline) = ctx.deadline {
+            o.read_timeout = Some(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            );
+        }
+        if matches!(
+            cluster.protocol,
+            RegistryProtocol::Http2 | RegistryProtocol::Grpc | RegistryProtocol::Grpcs
+        ) {
+            o.set_http_version(2, 2);
+        }
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora_error::Result<()> {
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        headers::upstream_request(
+            upstream_request,
+            peer,
+            false,
+            ctx.attempts,
+            &ctx.snapshot.filters.global,
+        )
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora_error::Result<()> {
+        if upstream_response.status.is_informational() && upstream_response.status != 101 {
+            return Ok(());
+        }
+        ctx.upstream_headers_received = true;
+        ctx.upstream_service_time_ms = ctx.upstream_start.map(|t| t.elapsed().as_millis() as u64);
+        headers::downstream_response(
+            upstream_response,
+            ctx.upstream_service_time_ms,
+            &ctx.snapshot.filters.global,
+        )
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora_error::Result<Option<Duration>> {
+        // The route timeout covers the whole response, as Envoy's does.
+        if let Some(deadline) = ctx.deadline {
+            if !end_of_stream && Instant::now() >= deadline {
+                ctx.flags.set(ResponseFlags::UPSTREAM_TIMEOUT);
+                return Error::e_explain(
+                    ErrorType::ReadTimedout,
+                    "route timeout during the response body",
+                );
+            }
+        }
+        Ok(None)
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Connect failures are retried on another endpoint, up to Envoy's two retries.
+        e.set_retry(ctx.attempts < MAX_ATTEMPTS);
+        ctx.flags.set(ResponseFlags::CONNECT_FAILURE);
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        _peer: &HttpPeer,
+        session: &mut Session,
+        mut e: Box<Error>,
+        ctx: &mut RequestCtx,
+        _client_reused: bool,
+    ) -> Box<Error> {
+        // A reset before response headers is retried (the contract's policy); a timeout
+        // or anything after headers is not.
+        let retry = !ctx.upstream_headers_received
+            && *e.etype() != ErrorType::ReadTimedout
+            && e.esource() == &ErrorSource::Upstream
+            && ctx.attempts < MAX_ATTEMPTS
+            && !session.as_ref().retry_buffer_truncated();
+        e.set_retry(retry);
+        e
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy
+    where
+        RequestCtx: Send + Sync,
+    {
+        let (status, body, flag) = match (e.esource(), e.etype()) {
+            (ErrorSource::Downstream, _) => (0, "", ResponseFlags::DOWNSTREAM_CLOSED),
+            (_, ErrorType::ReadTimedout) => (
+                504,
+                local_reply::UPSTREAM_TIMEOUT,
+                ResponseFlags::UPSTREAM_TIMEOUT,
+            ),
+            (_, ErrorType::HTTPStatus(code)) => (*code, "", 0),
+            (ErrorSource::Upstream, _)
+                if ctx.flags.has(ResponseFlags::CONNECT_FAILURE)
+                    && !ctx.upstream_headers_received =>
+            {
+                (
+                    503,
+                    local_reply::CONNECT_FAILURE,
+                    ResponseFlags::CONNECT_FAILURE,
+                )
+            }
+            (ErrorSource::Upstream, _) => (
+                503,
+                local_reply::CONNECTION_TERMINATION,
+                ResponseFlags::CONNECTION_TERMINATION,
+            ),
+            _ => (500, "", ResponseFlags::LOCAL_RESET),
+        };
+        if flag != 0 {
+            ctx.flags.set(flag);
+        }
+        if ctx.attempts >= MAX_ATTEMPTS && status == 503 {
+            ctx.flags.set(ResponseFlags::RETRY_EXHAUSTED);
+        }
+        let mut code = status;
+        if status != 0 {
+            if session.response_written().is_some() {
+                code = session.response_written().map_or(0, |r| r.status.as_u16());
+            } else {
+                ctx.local_status = Some(status);
+                if let Err(err) = local_reply::send(session, status, body, false).await {
+                    tracing::debug!(error = %err, "could not send the error reply");
+                }
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx)
+    where
+        RequestCtx: Send + Sync,
+    {
+        if self.access_log.enabled() {
+            self.write_access_log(session, ctx);
+        }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
+        // Failures are in the access log with their response flags.
+        true
+    }
+}

@@ -1,0 +1,283 @@
+//! `networking.k8s.io/v1` Ingress, the parts the gateway routes on.
+
+use serde::Deserialize;
+
+use super::{from_yaml, FieldError, ObjectMeta};
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Ingress {
+    pub metadata: ObjectMeta,
+    pub spec: IngressSpec,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct IngressSpec {
+    pub ingress_class_name: Option<String>,
+    pub default_backend: Option<IngressBackend>,
+    pub rules: Vec<IngressRule>,
+    pub tls: Vec<IngressTls>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct IngressRule {
+    pub host: Option<String>,
+    pub http: Option<HttpIngressRuleValue>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct HttpIngressRuleValue {
+    pub paths: Vec<HttpIngressPath>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpIngressPath {
+    #[serde(default)]
+    pub path: Option<String>,
+    pub path_type: PathType,
+    pub backend: IngressBackend,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum PathType {
+    Exact,
+    Prefix,
+    ImplementationSpecific,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct IngressBackend {
+    pub service: Option<ServiceBackend>,
+    pub resource: Option<TypedLocalObjectReference>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ServiceBackend {
+    pub name: String,
+    pub port: ServiceBackendPort,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ServiceBackendPort {
+    pub name: Option<String>,
+    pub number: Option<u16>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TypedLocalObjectReference {
+    pub api_group: Option<String>,
+    pub kind: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct IngressTls {
+    pub hosts: Vec<String>,
+    pub secret_name: Option<String>,
+}
+
+/// Route timeout in seconds (Higress-only key).
+pub const TIMEOUT_ANNOTATION: &str = "higress.io/timeout";
+
+/// `higress.io/timeout`: non-negative seconds.
+pub fn parse_timeout(t: &str) -> Result<std::time::Duration, FieldError> {
+    let err = || {
+        FieldError::new(
+            format!("metadata.annotations[\"{TIMEOUT_ANNOTATION}\"]"),
+            format!("expected non-negative seconds, got {t:?}"),
+        )
+    };
+    let secs: f64 = t.trim().trim_end_matches('s').parse().map_err(|_| err())?;
+    if !(secs >= 0.0 && secs.is_finite()) {
+        return Err(err());
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// Annotation that selects the class when `spec.ingressClassName` is absent.
+pub const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+
+impl Ingress {
+    pub fn parse(bytes: &[u8]) -> Result<Ingress, FieldError> {
+        let ing: Ingress = from_yaml(bytes)?;
+        ing.validate()?;
+        Ok(ing)
+    }
+
+    /// The class this Ingress asks for, by field or by the legacy annotation.
+    pub fn class(&self) -> Option<&str> {
+        self.spec
+            .ingress_class_name
+            .as_deref()
+            .or_else(|| self.metadata.annotation(CLASS_ANNOTATION))
+    }
+
+    /// Whether paths are regular expressions (`use-regex`, either prefix).
+    pub fn use_regex(&self) -> bool {
+        self.metadata.nginx_or_higress("use-regex") == Some("true")
+    }
+
+    fn validate(&self) -> Result<(), FieldError> {
+        if let Some(v) = self
+            .metadata
+            .annotation(crate::translate::destination::ANNOTATION)
+        {
+            crate::translate::destination::parse(v)?;
+        }
+        if let Some(t) = self.metadata.annotation(TIMEOUT_ANNOTATION) {
+            parse_timeout(t)?;
+        }
+        let regex = self.use_regex();
+        for (i, rule) in self.spec.rules.iter().enumerate() {
+            if let Some(host) = &rule.host {
+                validate_host(host)
+                    .map_err(|m| FieldError::new(format!("spec.rules[{i}].host"), m))?;
+            }
+            let Some(http) = &rule.http else { continue };
+            for (j, p) in http.paths.iter().enumerate() {
+                let at = format!("spec.rules[{i}].http.paths[{j}]");
+                let path = p.path.as_deref().unwrap_or("/");
+                match p.path_type {
+                    PathType::ImplementationSpecific if regex => {
+                        regex::Regex::new(path).map_err(|e| {
+                            FieldError::new(format!("{at}.path"), format!("invalid regex: {e}"))
+                        })?;
+                    }
+                    _ if !path.starts_with('/') => {
+                        return Err(FieldError::new(
+                            format!("{at}.path"),
+                            format!("must be an absolute path starting with '/', got {path:?}"),
+                        ));
+                    }
+                    _ => {}
+                }
+                validate_backend(&p.backend).map_err(|e| e.under(&format!("{at}.backend")))?;
+            }
+        }
+        if let Some(b) = &self.spec.default_backend {
+            validate_backend(b).map_err(|e| e.under("spec.defaultBackend"))?;
+        }
+        Ok(())
+    }
+}
+
+fn validate_backend(b: &IngressBackend) -> Result<(), FieldError> {
+    match (&b.service, &b.resource) {
+        (Some(_), Some(_)) => Err(FieldError::new(
+            "",
+            "only one of service or resource may be set",
+        )),
+        (None, None) => Err(FieldError::new(
+            "",
+            "one of service or resource must be set",
+        )),
+        (Some(s), None) if s.name.is_empty() => {
+            Err(FieldError::new("service.name", "must not be empty"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A DNS-1123 host, optionally with a leading `*.` wildcard label (Kubernetes' rule).
+fn validate_host(host: &str) -> Result<(), String> {
+    let rest = host.strip_prefix("*.").unwrap_or(host);
+    if rest.is_empty() || rest.len() > 253 {
+        return Err(format!("invalid host {host:?}"));
+    }
+    for label in rest.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Err(format!(
+                "invalid host {host:?}: a lowercase DNS name, optionally starting with '*.'"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: x
+  annotations:
+    higress.io/destination: httpbin.dns
+spec:
+  ingressClassName: higress
+  rules:
+  - host: foo.bar.com
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend:
+          resource: {apiGroup: networking.higress.io, kind: McpBridge, name: default}
+"#;
+
+    #[test]
+    fn parses_the_seed_shape() {
+        let i = Ingress::parse(OK.as_bytes()).unwrap();
+        assert_eq!(i.class(), Some("higress"));
+        assert_eq!(i.spec.rules[0].host.as_deref(), Some("foo.bar.com"));
+    }
+
+    #[test]
+    fn bad_path_type_names_the_field() {
+        let y = OK.replace("pathType: Prefix", "pathType: Prefixx");
+        let e = Ingress::parse(y.as_bytes()).unwrap_err();
+        assert_eq!(e.path, "spec.rules[0].http.paths[0].pathType");
+    }
+
+    #[test]
+    fn relative_path_is_rejected() {
+        let y = OK.replace("- path: /", "- path: foo");
+        let e = Ingress::parse(y.as_bytes()).unwrap_err();
+        assert_eq!(e.path, "spec.rules[0].http.paths[0].path");
+    }
+
+    #[test]
+    fn bad_regex_is_rejected_only_with_use_regex() {
+        let y = OK
+            .replace("- path: /", "- path: /a(")
+            .replace("pathType: Prefix", "pathType: ImplementationSpecific");
+        assert!(Ingress::parse(y.as_bytes()).is_ok());
+        let y = y.replace(
+            "higress.io/destination: httpbin.dns",
+            "higress.io/destination: httpbin.dns\n    higress.io/use-regex: \"true\"",
+        );
+        let e = Ingress::parse(y.as_bytes()).unwrap_err();
+        assert_eq!(e.path, "spec.rules[0].http.paths[0].path");
+        assert!(e.message.contains("invalid regex"), "{e}");
+    }
+
+    #[test]
+    fn hosts_are_checked() {
+        assert!(validate_host("*.a.com").is_ok());
+        assert!(validate_host("a.*.com").is_err());
+        assert!(validate_host("-a.com").is_err());
+        let y = OK.replace("host: foo.bar.com", "host: \"foo_bar.com\"");
+        assert_eq!(
+            Ingress::parse(y.as_bytes()).unwrap_err().path,
+            "spec.rules[0].host"
+        );
+    }
+}

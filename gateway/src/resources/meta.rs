@@ -1,0 +1,28 @@
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The part of Kubernetes `metadata` the gateway uses.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ObjectMeta {
+    pub name: String,
+    pub namespace: String,
+    pub annotations: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub creation_timestamp: Option<String>,
+    pub resource_version: Option<String>,
+}
+
+impl ObjectMeta {
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.get(key).map(String::as_str)
+    }
+
+    /// An annotation read the way Higress reads "both prefix" keys: the nginx prefix
+    /// first, then `higress.io/`.
+    pub fn nginx_or_higress(&self, key: &str) -> Option<&str> {
+        self.annotation(&format!("nginx.ingress.kubernetes.io/{key}"))
+            .or_else(|| self.annotation(&format!("higress.io/{key}")))
+    }
+}

@@ -1,0 +1,133 @@
+//! Typed, Kubernetes-shaped objects the gateway reads: ConfigMaps (with the
+//! `higress-config` global config), Ingresses and McpBridges. Parsing and validation
+//! report the field path of the problem so users can find it in their YAML.
+
+pub mod configmap;
+pub mod error;
+pub mod higress_config;
+pub mod ingress;
+pub mod mcpbridge;
+pub mod meta;
+
+use std::fmt;
+
+pub use configmap::ConfigMap;
+pub use error::FieldError;
+pub use higress_config::HigressConfig;
+pub use ingress::Ingress;
+pub use mcpbridge::McpBridge;
+pub use meta::ObjectMeta;
+
+/// Namespace every object lives in when read from a directory, as Higress standalone does.
+pub const SYSTEM_NAMESPACE: &str = "higress-system";
+
+/// The kinds of object the gateway understands, named by their folder in the standalone
+/// layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    ConfigMap,
+    Ingress,
+    McpBridge,
+}
+
+impl Kind {
+    /// The folder of this kind in a Higress standalone config directory.
+    pub fn folder(self) -> &'static str {
+        match self {
+            Kind::ConfigMap => "configmaps",
+            Kind::Ingress => "ingresses",
+            Kind::McpBridge => "mcpbridges",
+        }
+    }
+
+    pub fn from_folder(folder: &str) -> Option<Kind> {
+        match folder {
+            "configmaps" => Some(Kind::ConfigMap),
+            "ingresses" => Some(Kind::Ingress),
+            "mcpbridges" => Some(Kind::McpBridge),
+            _ => None,
+        }
+    }
+
+    pub const ALL: [Kind; 3] = [Kind::ConfigMap, Kind::Ingress, Kind::McpBridge];
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::ConfigMap => "ConfigMap",
+            Kind::Ingress => "Ingress",
+            Kind::McpBridge => "McpBridge",
+        })
+    }
+}
+
+/// Identity of an object: kind, namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResourceKey {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for ResourceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// One parsed and validated object.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Resource {
+    ConfigMap(ConfigMap),
+    Ingress(Ingress),
+    McpBridge(McpBridge),
+}
+
+impl Resource {
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            Resource::ConfigMap(o) => &o.metadata,
+            Resource::Ingress(o) => &o.metadata,
+            Resource::McpBridge(o) => &o.metadata,
+        }
+    }
+
+    /// Parse and validate one object of `kind` from YAML. `name` and `namespace`
+    /// override what the document says (standalone mode derives them from the path).
+    pub fn parse(
+        kind: Kind,
+        bytes: &[u8],
+        name: &str,
+        namespace: &str,
+    ) -> Result<Resource, FieldError> {
+        let mut res = match kind {
+            Kind::ConfigMap => Resource::ConfigMap(ConfigMap::parse(bytes, name)?),
+            Kind::Ingress => Resource::Ingress(Ingress::parse(bytes)?),
+            Kind::McpBridge => Resource::McpBridge(McpBridge::parse(bytes)?),
+        };
+        let meta = match &mut res {
+            Resource::ConfigMap(o) => &mut o.metadata,
+            Resource::Ingress(o) => &mut o.metadata,
+            Resource::McpBridge(o) => &mut o.metadata,
+        };
+        meta.name = name.to_string();
+        meta.namespace = namespace.to_string();
+        Ok(res)
+    }
+}
+
+/// Deserialize YAML into `T`, reporting the field path of the first error.
+pub(crate) fn from_yaml<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, FieldError> {
+    let de = serde_yaml::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let mut msg = inner.to_string();
+        // serde_yaml appends " at line N column M"; keep it, it helps find the spot.
+        if msg.is_empty() {
+            msg = "invalid document".into();
+        }
+        FieldError::new(if path == "." { String::new() } else { path }, msg)
+    })
+}

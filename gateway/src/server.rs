@@ -1,0 +1,160 @@
+//! Putting the process together: the control plane (sources, config loop, DNS) on its
+//! own thread, and the Pingora server with the HTTP, stats and admin listeners.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::Server;
+use pingora_core::services::listening::Service;
+use tokio::sync::mpsc;
+
+use crate::admin::{AdminApp, StatsApp};
+use crate::config_loop::{self, ConfigLoop, ConfigStatus, LoopOptions, StatusCell};
+use crate::dns;
+use crate::proxy::access_log::{AccessLog, Target};
+use crate::proxy::app::{GatewayApp, GatewayListener};
+use crate::proxy::Gateway;
+use crate::snapshot::{self, SnapshotCell};
+use crate::sources::file::{self, Scan};
+use crate::stats::ServerStats;
+
+/// How long start-up waits for the first answer of each `dns` registry name.
+const INITIAL_DNS_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub config_dir: PathBuf,
+    pub http_addr: String,
+    pub stats_addr: String,
+    pub admin_addr: String,
+    pub threads: usize,
+    pub access_log: Target,
+    pub dns_resolver: Option<SocketAddr>,
+    pub dns_refresh: Duration,
+    pub ingress_class: String,
+}
+
+/// Start the control plane; returns once the first snapshot is published.
+fn start_control_plane(
+    opts: &Options,
+    snapshot: SnapshotCell,
+    status: StatusCell,
+    stats: &ServerStats,
+) -> anyhow::Result<()> {
+    let dir = opts.config_dir.clone();
+    let loop_opts = LoopOptions {
+        ingress_class: opts.ingress_class.clone(),
+        accept_unclassed: true,
+    };
+    let config_stats = stats.config.clone();
+    let resolver_addr = opts.dns_resolver;
+    let refresh = opts.dns_refresh;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    std::thread::Builder::new()
+        .name("control-plane".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.into()));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let scan = match Scan::read(&dir) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.into()));
+                        return;
+                    }
+                };
+                let resolver = match dns::resolver(resolver_addr, Duration::from_secs(2)) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.context("setting up the DNS resolver")));
+                        return;
+                    }
+                };
+                let (mut cl, names_rx) = ConfigLoop::new(loop_opts, snapshot, status, config_stats);
+                cl.apply_changes(scan.all());
+                for name in cl.dns_names() {
+                    let result =
+                        tokio::time::timeout(INITIAL_DNS_WAIT, dns::resolve(&resolver, &name))
+                            .await
+                            .unwrap_or_else(|_| Err("timed out".into()));
+                    cl.apply_dns(dns::DnsAnswer { name, result });
+                }
+                cl.publish();
+                let _ = ready_tx.send(Ok(()));
+                let (changes_tx, changes_rx) = mpsc::channel(64);
+                let (dns_tx, dns_rx) = mpsc::channel(64);
+                tokio::spawn(async move {
+                    if let Err(e) = file::watch(dir, scan, changes_tx).await {
+                        tracing::error!(error = %e, "config watcher stopped; live updates are off");
+                    }
+                });
+                tokio::spawn(dns::run(resolver, refresh, names_rx, dns_tx));
+                config_loop::run(cl, changes_rx, dns_rx).await;
+            });
+        })?;
+    ready_rx
+        .recv()
+        .context("control plane ended before the first config")?
+}
+
+/// Run the gateway until SIGTERM (graceful) or SIGINT. Does not return on success.
+pub fn run(opts: Options) -> anyhow::Result<()> {
+    let stats = ServerStats::new();
+    let snapshot = snapshot::new_cell();
+    let status: StatusCell = Arc::new(ArcSwap::from_pointee(ConfigStatus::default()));
+    start_control_plane(&opts, snapshot.clone(), status.clone(), &stats)
+        .with_context(|| format!("loading config from {}", opts.config_dir.display()))?;
+
+    let access_log = Arc::new(AccessLog::open(&opts.access_log).context("opening the access log")?);
+
+    let conf = ServerConf {
+        threads: opts.threads.max(1),
+        // SIGTERM: stop accepting at once, then let in-flight requests finish (bounded).
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(10),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let conf = server.configuration.clone();
+
+    let proxy = pingora_proxy::http_proxy(&conf, Gateway::new(snapshot.clone(), access_log));
+    let mut http = Service::new(
+        "gateway http".to_string(),
+        GatewayListener::new(GatewayApp::new(proxy, snapshot.clone())),
+    );
+    http.add_tcp(&opts.http_addr);
+
+    let mut stats_svc = Service::new(
+        "stats".to_string(),
+        StatsApp {
+            registry: stats.registry.clone(),
+            snapshot: snapshot.clone(),
+        },
+    );
+    stats_svc.add_tcp(&opts.stats_addr);
+    stats_svc.threads = Some(1);
+
+    let mut admin = Service::new("admin".to_string(), AdminApp { status, snapshot });
+    admin.add_tcp(&opts.admin_addr);
+    admin.threads = Some(1);
+
+    server.add_service(http);
+    server.add_service(stats_svc);
+    server.add_service(admin);
+    tracing::info!(http = %opts.http_addr, stats = %opts.stats_addr, admin = %opts.admin_addr, "gateway listening");
+    server.run_forever();
+}

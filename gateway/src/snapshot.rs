@@ -1,0 +1,35 @@
+//! The immutable, versioned view of the config that the data plane serves from.
+//!
+//! The config loop builds a new [`Snapshot`] on every applied change and publishes it
+//! with one atomic swap; a request loads it once and keeps its `Arc` to the end, so a
+//! reload never changes a request (or an open WebSocket) mid-flight.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::controllers::FilterSettings;
+use crate::translate::{Cluster, RouteTable};
+
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// 0 only for the empty snapshot before the first config is live.
+    pub version: u64,
+    pub routes: RouteTable,
+    pub clusters: BTreeMap<String, Arc<Cluster>>,
+    pub filters: FilterSettings,
+}
+
+impl Snapshot {
+    pub fn is_live(&self) -> bool {
+        self.version > 0
+    }
+}
+
+/// Where the current snapshot lives; the config loop is the only writer.
+pub type SnapshotCell = Arc<ArcSwap<Snapshot>>;
+
+pub fn new_cell() -> SnapshotCell {
+    Arc::new(ArcSwap::from_pointee(Snapshot::default()))
+}

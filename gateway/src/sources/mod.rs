@@ -1,0 +1,29 @@
+//! Config sources. A source only turns files (or API objects) into typed resources and
+//! sends them to the config loop; it never touches the data plane.
+
+pub mod file;
+
+use crate::resources::{FieldError, Resource, ResourceKey};
+
+/// One observed change to one object.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// The object was added or changed; `Err` when it failed to parse or validate.
+    Upsert {
+        key: ResourceKey,
+        origin: String,
+        result: Result<Resource, FieldError>,
+    },
+    Delete {
+        key: ResourceKey,
+        origin: String,
+    },
+}
+
+impl Change {
+    pub fn key(&self) -> &ResourceKey {
+        match self {
+            Change::Upsert { key, .. } | Change::Delete { key, .. } => key,
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Clusters: `outbound|<port>|<subset>|<host>` with their endpoints, built from the
+//! McpBridge `default` registries (and, once resolved, DNS answers).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::resources::mcpbridge::{RegistryProtocol, DEFAULT_MCPBRIDGE};
+use crate::resources::McpBridge;
+
+/// Envoy/Istio cluster name.
+pub fn cluster_name(port: u16, subset: &str, host: &str) -> String {
+    format!("outbound|{port}|{subset}|{host}")
+}
+
+#[derive(Debug)]
+pub struct Cluster {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub protocol: RegistryProtocol,
+    pub endpoints: Vec<SocketAddr>,
+    /// Round-robin cursor; a new snapshot starts a new rotation, which is harmless.
+    next: AtomicUsize,
+}
+
+impl Cluster {
+    pub fn new(
+        host: &str,
+        port: u16,
+        protocol: RegistryProtocol,
+        endpoints: Vec<SocketAddr>,
+    ) -> Self {
+        Cluster {
+            name: cluster_name(port, "", host),
+            host: host.to_string(),
+            port,
+            protocol,
+            endpoints,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The next endpoint in round-robin order, skipping those in `tried` while any
+    /// untried one is left (retries go to another endpoint where there is one).
+    pub fn pick(&self, tried: &[SocketAddr]) -> Option<SocketAddr> {
+        let n = self.endpoints.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|i| self.endpoints[(start + i) % n])
+            .find(|e| !tried.contains(e))
+            .or(Some(self.endpoints[start % n]))
+    }
+}
+
+/// Every `dns` host name the registries need resolved.
+pub fn dns_names(bridges: &[&McpBridge]) -> Vec<String> {
+    let mut v: Vec<String> = default_bridge(bridges)
+        .map(|b| {
+            b.spec
+                .registries
+                .iter()
+                .filter(|r| r.kind == "dns")
+                .flat_map(|r| r.dns_names())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn default_bridge<'a>(bridges: &[&'a McpBridge]) -> Option<&'a McpBridge> {
+    bridges
+        .iter()
+        .copied()
+        .find(|b| b.metadata.name == DEFAULT_MCPBRIDGE)
+}
+
+/// Build the clusters of the `default` McpBridge. `dns` maps a host name to its last
+/// good answer. Registry types other than `static` and `dns` are returned in `skipped`.
+pub fn build(
+    bridges: &[&McpBridge],
+    dns: &HashMap<String, Vec<IpAddr>>,
+    skipped: &mut Vec<String>,
+) -> BTreeMap<String, Arc<Cluster>> {
+    let mut out = BTreeMap::new();
+    let Some(bridge) = default_bridge(bridges) else {
+        return out;
+    };
+    for r in &bridge.spec.registries {
+        let port = r.port as u16;
+        let endpoints = match r.kind.as_str() {
+            "static" => r.static_endpoints(),
+            "dns" => r
+                .dns_names()
+                .iter()
+                .flat_map(|n| dns.get(n).into_iter().flatten())
+                .map(|ip| SocketAddr::new(*ip, port))
+                .collect(),
+            other => {
+                skipped.push(format!("mcpbridge registry {} (type {other})", r.name));
+                continue;
+            }
+        };
+        let c = Cluster::new(&r.host(), port, r.protocol(), endpoints);
+        out.insert(c.name.clone(), Arc::new(c));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_robin_skips_tried_endpoints() {
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        let c = Cluster::new("x.static", 80, RegistryProtocol::Http, vec![a, b]);
+        assert_eq!(c.name, "outbound|80||x.static");
+        let first = c.pick(&[]).unwrap();
+        let second = c.pick(&[]).unwrap();
+        assert_ne!(first, second);
+        for _ in 0..4 {
+            assert_eq!(c.pick(&[a]), Some(b));
+        }
+        // All tried: still answer (the retry goes to some endpoint).
+        assert!(c.pick(&[a, b]).is_some());
+        assert_eq!(
+            Cluster::new("e.dns", 80, RegistryProtocol::Http, vec![]).pick(&[]),
+            None
+        );
+    }
+
+    #[test]
+    fn builds_static_and_dns_clusters_from_default_bridge_only() {
+        let y = "spec:\n  registries:\n  - {type: static, name: s, domain: \"127.0.0.1:9\", port: 80}\n  - {type: dns, name: d, domain: a.example.com, port: 8080}\n  - {type: nacos, name: n, domain: nacos.example.com, port: 8848}\n";
+        let mut b = McpBridge::parse(y.as_bytes()).unwrap();
+        b.metadata.name = "default".into();
+        let mut other = b.clone();
+        other.metadata.name = "other".into();
+        let mut dns = HashMap::new();
+        dns.insert(
+            "a.example.com".to_string(),
+            vec!["127.0.0.2".parse().unwrap()],
+        );
+        let mut skipped = vec![];
+        let cs = build(&[&other, &b], &dns, &mut skipped);
+        assert_eq!(cs.len(), 2);
+        assert_eq!(
+            cs["outbound|80||s.static"].endpoints,
+            vec!["127.0.0.1:9".parse().unwrap()]
+        );
+        assert_eq!(
+            cs["outbound|8080||d.dns"].endpoints,
+            vec!["127.0.0.2:8080".parse().unwrap()]
+        );
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(dns_names(&[&b]), vec!["a.example.com"]);
+    }
+}

@@ -1,0 +1,113 @@
+//! The `higress.io/destination` annotation: one destination per line,
+//! `[<weight>%] <host>[:<port>] [<subset>]`.
+
+use crate::resources::FieldError;
+
+pub const ANNOTATION: &str = "higress.io/destination";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Destination {
+    pub weight: u32,
+    pub host: String,
+    pub port: Option<u16>,
+    pub subset: String,
+}
+
+/// Parse the annotation value. Errors name the line (1-based) in the message.
+pub fn parse(value: &str) -> Result<Vec<Destination>, FieldError> {
+    let path = format!("metadata.annotations[\"{ANNOTATION}\"]");
+    let mut out = Vec::new();
+    for (n, line) in value.lines().enumerate() {
+        let mut tokens = line.split_whitespace().peekable();
+        let Some(first) = tokens.peek().copied() else {
+            continue;
+        };
+        let err = |m: String| FieldError::new(path.clone(), format!("line {}: {m}", n + 1));
+        let weight = if let Some(w) = first.strip_suffix('%') {
+            tokens.next();
+            let w: f64 = w
+                .parse()
+                .map_err(|_| err(format!("invalid weight {first:?}")))?;
+            if !(0.0..=100.0).contains(&w) {
+                return Err(err(format!("weight {first} is not within 0%..100%")));
+            }
+            // Higress keeps weights as integers out of 100; fractions are rounded.
+            w.round() as u32
+        } else {
+            100
+        };
+        let Some(hostport) = tokens.next() else {
+            return Err(err("missing host".into()));
+        };
+        let (host, port) = split_host_port(hostport).map_err(err)?;
+        let subset = tokens.next().unwrap_or("").to_string();
+        if let Some(extra) = tokens.next() {
+            return Err(err(format!("unexpected {extra:?} after the subset")));
+        }
+        out.push(Destination {
+            weight,
+            host,
+            port,
+            subset,
+        });
+    }
+    if out.is_empty() {
+        return Err(FieldError::new(path, "no destination given"));
+    }
+    Ok(out)
+}
+
+fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && !h.ends_with(']') || h.starts_with('[') => {
+            let port = p
+                .parse::<u16>()
+                .map_err(|_| format!("invalid port in {s:?}"))?;
+            if port == 0 {
+                return Err(format!("invalid port in {s:?}"));
+            }
+            Ok((h.to_ascii_lowercase(), Some(port)))
+        }
+        Some(_) => Err(format!("invalid destination {s:?}")),
+        None if s.is_empty() => Err("missing host".into()),
+        None => Ok((s.to_ascii_lowercase(), None)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_destination_defaults_to_full_weight() {
+        let d = parse("httpbin.dns").unwrap();
+        assert_eq!(
+            d,
+            vec![Destination {
+                weight: 100,
+                host: "httpbin.dns".into(),
+                port: None,
+                subset: String::new()
+            }]
+        );
+    }
+
+    #[test]
+    fn weighted_lines_with_ports_and_subsets() {
+        let d = parse("30% a.static:8080\n 70% b.dns v1\n\n").unwrap();
+        assert_eq!(d.len(), 2);
+        assert_eq!((d[0].weight, d[0].port), (30, Some(8080)));
+        assert_eq!((d[1].weight, d[1].subset.as_str()), (70, "v1"));
+    }
+
+    #[test]
+    fn bad_lines_are_reported() {
+        assert!(parse("x% a.dns").unwrap_err().message.contains("line 1"));
+        assert!(parse("a.dns\nb.dns:notaport")
+            .unwrap_err()
+            .message
+            .contains("line 2"));
+        assert!(parse("150% a.dns").is_err());
+        assert!(parse("   ").is_err());
+    }
+}

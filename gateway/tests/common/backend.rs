@@ -1,0 +1,139 @@
+//! A real HTTP/1.1 backend on loopback that tells who it is and what it received, and
+//! counts its connections (accepted and closed by the peer).
+//!
+//! Paths: `/delay/<ms>...` waits before answering; anything else answers at once with
+//! JSON `{"backend", "method", "path", "headers"}`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Default)]
+pub struct Counters {
+    pub accepted: AtomicUsize,
+    pub closed_by_peer: AtomicUsize,
+    pub requests: AtomicUsize,
+}
+
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Backend {
+    pub fn start(name: &str) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let counters = Arc::new(Counters::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, s, n) = (counters.clone(), stop.clone(), name.to_string());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(conn) = conn else { continue };
+                c.accepted.fetch_add(1, Ordering::Relaxed);
+                let (c, n) = (c.clone(), n.clone());
+                std::thread::spawn(move || serve(conn, &n, &c));
+            }
+        });
+        Backend {
+            addr,
+            counters,
+            stop,
+        }
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.counters.accepted.load(Ordering::Relaxed)
+    }
+
+    pub fn closed_by_peer(&self) -> usize {
+        self.counters.closed_by_peer.load(Ordering::Relaxed)
+    }
+
+    pub fn requests(&self) -> usize {
+        self.counters.requests.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn serve(conn: TcpStream, name: &str, c: &Counters) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut out = conn;
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => {
+                c.closed_by_peer.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Ok(_) => {}
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let path = parts.next().unwrap_or("").to_string();
+        let mut headers = BTreeMap::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                c.closed_by_peer.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers
+                    .entry(k.trim().to_ascii_lowercase())
+                    .and_modify(|e: &mut String| {
+                        e.push_str(", ");
+                        e.push_str(v.trim());
+                    })
+                    .or_insert_with(|| v.trim().to_string());
+            }
+        }
+        let len: usize = headers
+            .get("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        c.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(ms) = path
+            .strip_prefix("/delay/")
+            .and_then(|r| r.split(['/', '?']).next())
+            .and_then(|m| m.parse().ok())
+        {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+        let json = serde_json::json!({
+            "backend": name,
+            "method": method,
+            "path": path,
+            "headers": headers,
+        })
+        .to_string();
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{json}",
+            json.len()
+        );
+        if out.write_all(resp.as_bytes()).is_err() {
+            return;
+        }
+    }
+}

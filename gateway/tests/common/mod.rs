@@ -1,0 +1,270 @@
+//! Test support: the real `gateway` binary on free loopback ports, real backends, and a
+//! small raw HTTP/1.1 client (so tests see exactly what is on the wire).
+#![allow(dead_code)]
+
+pub mod backend;
+pub mod client;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use backend::Backend;
+#[allow(unused_imports)]
+pub use client::{get, request, Conn, Response};
+
+/// Generous bound for anything a test waits for.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Poll `f` until it returns `Some`, or panic after `WAIT` with `what`.
+pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > WAIT {
+            panic!("timed out after {WAIT:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A config directory in the standalone layout.
+pub struct ConfigDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl ConfigDir {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for k in ["configmaps", "ingresses", "mcpbridges"] {
+            std::fs::create_dir_all(dir.path().join(k)).unwrap();
+        }
+        ConfigDir { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Write `rel` atomically (write a temp file, then rename), as editors and Higress do.
+    pub fn write(&self, rel: &str, body: &str) {
+        let p = self.dir.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let tmp = p.with_extension("yaml.tmp");
+        std::fs::File::create(&tmp)
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+        std::fs::rename(tmp, p).unwrap();
+    }
+
+    pub fn remove(&self, rel: &str) {
+        std::fs::remove_file(self.dir.path().join(rel)).unwrap();
+    }
+
+    /// McpBridge `default` with static registries `(name, "ip:port,...", port)`.
+    pub fn static_registries(&self, regs: &[(&str, String, u16)]) {
+        let mut y = String::from("apiVersion: networking.higress.io/v1\nkind: McpBridge\nmetadata:\n  name: default\nspec:\n  registries:\n");
+        for (name, domain, port) in regs {
+            y.push_str(&format!(
+                "  - type: static\n    name: {name}\n    domain: \"{domain}\"\n    port: {port}\n"
+            ));
+        }
+        self.write("mcpbridges/default.yaml", &y);
+    }
+
+    /// An Ingress `name` with annotations and `(host, pathType, path)` rules to the McpBridge.
+    pub fn ingress(
+        &self,
+        name: &str,
+        annotations: &[(&str, &str)],
+        rules: &[(Option<&str>, &str, &str)],
+    ) {
+        self.write(
+            &format!("ingresses/{name}.yaml"),
+            &ingress_yaml(name, annotations, rules),
+        );
+    }
+
+    /// `higress-config` with `data.higress` = `higress` (YAML text).
+    pub fn higress_config(&self, higress: &str) {
+        let mut y = String::from("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: higress-config\ndata:\n  higress: |\n");
+        for line in higress.lines() {
+            y.push_str("    ");
+            y.push_str(line);
+            y.push('\n');
+        }
+        if higress.trim().is_empty() {
+            y.push_str("    {}\n");
+        }
+        self.write("configmaps/higress-config.yaml", &y);
+    }
+}
+
+pub fn ingress_yaml(
+    name: &str,
+    annotations: &[(&str, &str)],
+    rules: &[(Option<&str>, &str, &str)],
+) -> String {
+    let mut y = format!("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations:\n");
+    for (k, v) in annotations {
+        y.push_str(&format!("    {k}: {}\n", serde_json::to_string(v).unwrap()));
+    }
+    if annotations.is_empty() {
+        y.push_str("    {}\n");
+    }
+    y.push_str("spec:\n  ingressClassName: higress\n  rules:\n");
+    for (host, ty, path) in rules {
+        match host {
+            Some(h) => y.push_str(&format!("  - host: \"{h}\"\n    http:\n      paths:\n")),
+            None => y.push_str("  - http:\n      paths:\n"),
+        }
+        y.push_str(&format!(
+            "      - path: \"{path}\"\n        pathType: {ty}\n        backend:\n          resource:\n            apiGroup: networking.higress.io\n            kind: McpBridge\n            name: default\n"
+        ));
+    }
+    y
+}
+
+/// The gateway binary, running.
+pub struct Gateway {
+    child: Child,
+    pub http: SocketAddr,
+    pub stats: SocketAddr,
+    pub admin: SocketAddr,
+    pub access_log: PathBuf,
+    _logdir: tempfile::TempDir,
+}
+
+impl Gateway {
+    pub fn start(config: &Path) -> Gateway {
+        Self::start_with(config, &[])
+    }
+
+    pub fn start_with(config: &Path, extra: &[&str]) -> Gateway {
+        let logdir = tempfile::tempdir().unwrap();
+        let access_log = logdir.path().join("access.log");
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let stats: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let stderr = std::fs::File::create(logdir.path().join("gateway.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["run", "--config-dir"])
+            .arg(config)
+            .args(["--http-addr", &http.to_string()])
+            .args(["--stats-addr", &stats.to_string()])
+            .args(["--admin-addr", &admin.to_string()])
+            .args(["--threads", "2", "--access-log"])
+            .arg(&access_log)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start gateway");
+        let mut gw = Gateway {
+            child,
+            http,
+            stats,
+            admin,
+            access_log,
+            _logdir: logdir,
+        };
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = get(gw.stats, "x", "/healthz/ready") {
+                if r.status == 200 {
+                    break;
+                }
+            }
+            if let Ok(Some(status)) = gw.child.try_wait() {
+                panic!("gateway exited with {status}: {}", gw.log());
+            }
+            if start.elapsed() > WAIT {
+                panic!("gateway not ready after {WAIT:?}: {}", gw.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        gw
+    }
+
+    /// The gateway's own log (stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._logdir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    pub fn configz(&self) -> serde_json::Value {
+        let r = get(self.admin, "admin", "/debug/configz").unwrap();
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
+    pub fn version(&self) -> u64 {
+        self.configz()["version"].as_u64().unwrap()
+    }
+
+    /// Wait until a snapshot newer than `after` is live.
+    pub fn wait_version_after(&self, after: u64) -> u64 {
+        wait_for("a new config snapshot", || {
+            let v = self.version();
+            (v > after).then_some(v)
+        })
+    }
+
+    pub fn metrics(&self) -> String {
+        String::from_utf8(get(self.stats, "x", "/stats/prometheus").unwrap().body).unwrap()
+    }
+
+    /// Value of the sample `name{labels}` (exact text) in `/stats/prometheus`.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        self.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Access log entries written so far.
+    pub fn access_entries(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.access_log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Wait for an access log entry matching `pred`.
+    pub fn wait_access(
+        &self,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        wait_for(what, || self.access_entries().into_iter().find(|e| pred(e)))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        wait_for("the gateway to exit", || {
+            self.child.try_wait().ok().flatten()
+        })
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Run the whole test suite: unit and integration tests against real peers on loopback,
+# then a seconds-long smoke run of the benchmark. Installs what the tests need.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# Peers the tests start: nginx (benchmark), wrk (load), dnsmasq (a DNS server on loopback).
+export NEED_DEBS="nginx-light wrk dnsmasq-base curl"
+. scripts/prereqs.sh
+
+cargo build --workspace --all-targets
+cargo test --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
+status=${PIPESTATUS[0]}
+
+echo "== benchmark smoke run =="
+if ! BENCH_SMOKE=1 bash loadtest/bench.sh; then
+  echo "benchmark smoke run failed" >&2
+  status=1
+fi
+
+echo "== summary =="
+grep -E '^test result:' target/test-output.txt | awk '{p+=$4; f+=$6} END {print p " passed, " f " failed"}'
+exit "$status"
