@@ -26,7 +26,12 @@ pub struct Backend {
 
 impl Backend {
     pub fn start(name: &str) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on("127.0.0.1:0", name)
+    }
+
+    pub fn start_on(addr: &str, name: &str) -> Backend {
+        let listener = TcpListener::bind(addr)
+            .unwrap_or_else(|e| panic!("bind backend {name} on {addr}: {e}"));
         let addr = listener.local_addr().unwrap();
         let counters = Arc::new(Counters::default());
         let stop = Arc::new(AtomicBool::new(false));

@@ -183,10 +183,10 @@ impl Gateway {
         };
         let start = Instant::now();
         loop {
-            if let Ok(r) = get(gw.stats, "x", "/healthz/ready") {
-                if r.status == 200 {
-                    break;
-                }
+            let ready = get(gw.stats, "x", "/healthz/ready").is_ok_and(|r| r.status == 200);
+            // Listeners come up independently: wait for the proxy's too.
+            if ready && std::net::TcpStream::connect(gw.http).is_ok() {
+                break;
             }
             if let Ok(Some(status)) = gw.child.try_wait() {
                 panic!("gateway exited with {status}: {}", gw.log());

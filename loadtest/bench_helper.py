@@ -1,0 +1,426 @@
+#!/usr/bin/env python3
+"""Helpers for loadtest/bench.sh (Python standard library only).
+
+Subcommands:
+  ports N                          print N distinct free loopback TCP ports
+  gateway-config DIR BACKEND_PORT  write the gateway's config directory
+  wait-http URL TIMEOUT [--host H] [--pid PID]
+                                   poll URL until it answers 200 (exit 1 on timeout or
+                                   if PID exits first)
+  report RESULTS_DIR TARGET...     parse wrk outputs RESULTS_DIR/<target>.<round>.txt,
+                                   print the table; exit 1 if any run failed
+  rss LABEL=PID...                 print VmRSS of each process (plus its children)
+  config-latency DIR ADMIN_ADDR N  N config changes, time from rename to a higher
+                                   /debug/configz version; exit 1 if any timed out
+"""
+
+import glob
+import http.client
+import json
+import math
+import os
+import re
+import socket
+import statistics
+import sys
+import time
+import urllib.error
+import urllib.request
+
+HOST = "bench.local"
+INGRESS = "ingresses/bench.yaml"
+# Two values of a harmless annotation; config changes alternate between them.
+TIMEOUTS = ("30", "31")
+# A wrk run fails if it shows more than this many non-2xx/3xx responses or socket errors.
+HANDFUL = 5
+
+
+# ---------------------------------------------------------------------------- ports
+
+def cmd_ports(n):
+    socks = []
+    try:
+        for _ in range(int(n)):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        print(" ".join(str(s.getsockname()[1]) for s in socks))
+    finally:
+        for s in socks:
+            s.close()
+
+
+# --------------------------------------------------------------------------- config
+
+def mcpbridge_yaml(backend_port):
+    return (
+        "apiVersion: networking.higress.io/v1\n"
+        "kind: McpBridge\n"
+        "metadata:\n"
+        "  name: default\n"
+        "spec:\n"
+        "  registries:\n"
+        "  - type: static\n"
+        "    name: backend\n"
+        f'    domain: "127.0.0.1:{backend_port}"\n'
+        "    port: 80\n"
+    )
+
+
+def ingress_yaml(timeout):
+    return (
+        "apiVersion: networking.k8s.io/v1\n"
+        "kind: Ingress\n"
+        "metadata:\n"
+        "  name: bench\n"
+        "  annotations:\n"
+        '    higress.io/destination: "backend.static"\n'
+        f'    higress.io/timeout: "{timeout}"\n'
+        "spec:\n"
+        "  ingressClassName: higress\n"
+        "  rules:\n"
+        f'  - host: "{HOST}"\n'
+        "    http:\n"
+        "      paths:\n"
+        '      - path: "/"\n'
+        "        pathType: Prefix\n"
+        "        backend:\n"
+        "          resource:\n"
+        "            apiGroup: networking.higress.io\n"
+        "            kind: McpBridge\n"
+        "            name: default\n"
+    )
+
+
+def write_atomic(path, body):
+    """Write a temp file beside `path` (ignored by the gateway: not *.yaml), then rename.
+    Returns the monotonic time just before the rename."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(body)
+        f.flush()
+        os.fsync(f.fileno())
+    t0 = time.perf_counter()
+    os.rename(tmp, path)
+    return t0
+
+
+def cmd_gateway_config(d, backend_port):
+    for k in ("configmaps", "ingresses", "mcpbridges"):
+        os.makedirs(os.path.join(d, k), exist_ok=True)
+    write_atomic(os.path.join(d, "mcpbridges/default.yaml"), mcpbridge_yaml(backend_port))
+    write_atomic(os.path.join(d, INGRESS), ingress_yaml(TIMEOUTS[0]))
+
+
+# ------------------------------------------------------------------------ wait-http
+
+def pid_alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # state is the field after the parenthesised command name
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def cmd_wait_http(argv):
+    url, timeout = argv[0], float(argv[1])
+    host, pid = None, None
+    rest = argv[2:]
+    while rest:
+        if rest[0] == "--host":
+            host, rest = rest[1], rest[2:]
+        elif rest[0] == "--pid":
+            pid, rest = int(rest[1]), rest[2:]
+        else:
+            sys.exit(f"wait-http: unknown argument {rest[0]}")
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if pid is not None and not pid_alive(pid):
+            print(f"wait-http: process {pid} exited while waiting for {url}", file=sys.stderr)
+            sys.exit(1)
+        req = urllib.request.Request(url)
+        if host:
+            req.add_header("Host", host)
+        try:
+            with urllib.request.urlopen(req, timeout=1) as r:
+                r.read()
+                if r.status == 200:
+                    return
+                last = f"status {r.status}"
+        except urllib.error.HTTPError as e:
+            last = f"status {e.code}"
+        except (OSError, http.client.HTTPException) as e:
+            last = str(e)
+        time.sleep(0.05)
+    print(f"wait-http: {url} not answering 200 after {timeout:g}s (last: {last})", file=sys.stderr)
+    sys.exit(1)
+
+
+# --------------------------------------------------------------------------- report
+
+UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def to_ms(text):
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m|h)", text.strip())
+    if not m:
+        raise ValueError(f"unparsable latency {text!r}")
+    return float(m.group(1)) * UNITS_MS[m.group(2)]
+
+
+def parse_wrk(text):
+    """The figures of one wrk --latency output; raises ValueError if it has none."""
+    out = {"rps": None, "p50": None, "p99": None, "requests": None, "non2xx": 0, "sockerr": 0}
+    m = re.search(r"^Requests/sec:\s+([0-9.]+)", text, re.M)
+    if m:
+        out["rps"] = float(m.group(1))
+    m = re.search(r"^\s*(\d+) requests in ", text, re.M)
+    if m:
+        out["requests"] = int(m.group(1))
+    in_dist = False
+    for line in text.splitlines():
+        if line.strip().startswith("Latency Distribution"):
+            in_dist = True
+            continue
+        if in_dist:
+            m = re.match(r"\s*(\d+)%\s+(\S+)", line)
+            if not m:
+                in_dist = False
+                continue
+            if m.group(1) == "50":
+                out["p50"] = to_ms(m.group(2))
+            elif m.group(1) == "99":
+                out["p99"] = to_ms(m.group(2))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        out["sockerr"] = sum(int(x) for x in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if m:
+        out["non2xx"] = int(m.group(1))
+    if out["rps"] is None or out["requests"] is None:
+        raise ValueError("no 'Requests/sec' / 'requests in' line")
+    return out
+
+
+def run_problem(r):
+    if r["requests"] == 0:
+        return "zero requests"
+    if r["non2xx"] > HANDFUL:
+        return f"{r['non2xx']} non-2xx/3xx responses"
+    if r["sockerr"] > HANDFUL:
+        return f"{r['sockerr']} socket errors"
+    if r["p50"] is None or r["p99"] is None:
+        return "no latency distribution"
+    return None
+
+
+def fmt_ratio(a, b):
+    return f"{a / b:.2f}" if a and b else "-"
+
+
+def cmd_report(results_dir, targets):
+    failed = []
+    rows = {}
+    for t in targets:
+        runs = []
+        for path in sorted(glob.glob(os.path.join(results_dir, f"{t}.*.txt"))):
+            name = os.path.basename(path)
+            with open(path) as f:
+                text = f.read()
+            try:
+                r = parse_wrk(text)
+            except ValueError as e:
+                failed.append(f"{t}: {name}: {e}")
+                continue
+            problem = run_problem(r)
+            if problem:
+                failed.append(f"{t}: {name}: {problem}")
+            runs.append(r)
+        if not runs:
+            failed.append(f"{t}: no wrk results")
+            continue
+        rps = [r["rps"] for r in runs]
+        p50 = [r["p50"] for r in runs if r["p50"] is not None]
+        p99 = [r["p99"] for r in runs if r["p99"] is not None]
+        rows[t] = {
+            "n": len(runs),
+            "rps": statistics.median(rps),
+            "min": min(rps),
+            "max": max(rps),
+            "p50": statistics.median(p50) if p50 else float("nan"),
+            "p99": statistics.median(p99) if p99 else float("nan"),
+            "errors": sum(r["non2xx"] + r["sockerr"] for r in runs),
+        }
+
+    def med(t):
+        return rows[t]["rps"] if t in rows else None
+
+    hdr = (f"{'target':<8} {'runs':>4} {'req/s (median)':>14} {'spread min..max':>19} "
+           f"{'p50 ms':>7} {'p99 ms':>7} {'/nginx':>6} {'/floor':>6} {'/direct':>7} {'errors':>6}")
+    print(hdr)
+    print("-" * len(hdr))
+    for t in targets:
+        if t not in rows:
+            print(f"{t:<8} {'-':>4} {'FAILED':>14}")
+            continue
+        r = rows[t]
+        spread = f"{r['min']:.0f}..{r['max']:.0f}"
+        print(f"{t:<8} {r['n']:>4} {r['rps']:>14.0f} {spread:>19} {r['p50']:>7.3f} {r['p99']:>7.3f} "
+              f"{fmt_ratio(r['rps'], med('nginx')):>6} {fmt_ratio(r['rps'], med('floor')):>6} "
+              f"{fmt_ratio(r['rps'], med('direct')):>7} {r['errors']:>6}")
+    print()
+    print(f"gateway/nginx = {fmt_ratio(med('gateway'), med('nginx'))}  "
+          f"gateway/floor = {fmt_ratio(med('gateway'), med('floor'))}")
+    if failed:
+        print()
+        print("FAILED runs:")
+        for f in failed:
+            print(f"  {f}")
+        sys.exit(1)
+
+
+# ------------------------------------------------------------------------------ rss
+
+def vmrss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def children(pid):
+    kids = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                kids.append(int(stat.split("/")[2]))
+        except (OSError, IndexError, ValueError):
+            pass
+    return sorted(kids)
+
+
+def cmd_rss(pairs):
+    for pair in pairs:
+        label, pid = pair.split("=", 1)
+        pid = int(pid)
+        own = vmrss_kib(pid)
+        if own is None:
+            print(f"  {label:<12} pid {pid}: not running")
+            continue
+        kids = [(k, vmrss_kib(k)) for k in children(pid)]
+        kids = [(k, v) for k, v in kids if v is not None]
+        total = own + sum(v for _, v in kids)
+        detail = ""
+        if kids:
+            parts = [f"master {own / 1024:.1f}"] + [f"child {k} {v / 1024:.1f}" for k, v in kids]
+            detail = "  (" + ", ".join(parts) + " MiB)"
+        print(f"  {label:<12} VmRSS {total / 1024:7.1f} MiB{detail}")
+
+
+# ------------------------------------------------------------------- config-latency
+
+class Admin:
+    """Polls /debug/configz over one keep-alive connection, reconnecting on error."""
+
+    def __init__(self, addr):
+        host, port = addr.rsplit(":", 1)
+        self.host, self.port = host, int(port)
+        self.conn = None
+
+    def version(self):
+        for _ in range(2):
+            try:
+                if self.conn is None:
+                    self.conn = http.client.HTTPConnection(self.host, self.port, timeout=2)
+                self.conn.request("GET", "/debug/configz")
+                r = self.conn.getresponse()
+                body = r.read()
+                if r.status != 200:
+                    raise OSError(f"/debug/configz: status {r.status}")
+                if r.getheader("connection", "").lower() == "close":
+                    self.conn.close()
+                    self.conn = None
+                return int(json.loads(body)["version"])
+            except (OSError, http.client.HTTPException, ValueError, KeyError):
+                if self.conn is not None:
+                    self.conn.close()
+                self.conn = None
+        raise OSError("/debug/configz did not answer")
+
+
+def percentile(xs, p):
+    """Nearest-rank percentile."""
+    s = sorted(xs)
+    return s[max(0, math.ceil(p / 100 * len(s)) - 1)]
+
+
+def cmd_config_latency(d, admin_addr, n):
+    n = int(n)
+    admin = Admin(admin_addr)
+    path = os.path.join(d, INGRESS)
+    lat, failures = [], 0
+    v = admin.version()
+    for i in range(n):
+        # The file starts with TIMEOUTS[0]; change i writes the other value, and so on.
+        body = ingress_yaml(TIMEOUTS[(i + 1) % 2])
+        t0 = write_atomic(path, body)
+        deadline = t0 + 5.0
+        new = None
+        while True:
+            try:
+                cur = admin.version()
+            except OSError:
+                cur = v
+            now = time.perf_counter()
+            if cur > v:
+                new = cur
+                break
+            if now > deadline:
+                break
+            time.sleep(0.002)
+        if new is None:
+            failures += 1
+            print(f"  change {i + 1}: no new version within 5 s (still {v})", file=sys.stderr)
+            continue
+        lat.append((now - t0) * 1e3)
+        v = new
+    if lat:
+        print(f"config change -> live (n={len(lat)} of {n}, rename to higher /debug/configz version, "
+              f"2 ms polling): p50 = {percentile(lat, 50):.1f} ms  p99 = {percentile(lat, 99):.1f} ms  "
+              f"(min {min(lat):.1f}, max {max(lat):.1f})")
+    if failures:
+        print(f"config change -> live: {failures} of {n} changes did not go live within 5 s")
+        sys.exit(1)
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    cmd, argv = sys.argv[1], sys.argv[2:]
+    if cmd == "ports":
+        cmd_ports(*argv)
+    elif cmd == "gateway-config":
+        cmd_gateway_config(*argv)
+    elif cmd == "wait-http":
+        cmd_wait_http(argv)
+    elif cmd == "report":
+        cmd_report(argv[0], argv[1:])
+    elif cmd == "rss":
+        cmd_rss(argv)
+    elif cmd == "config-latency":
+        cmd_config_latency(*argv)
+    else:
+        sys.exit(f"unknown subcommand {cmd}\n{__doc__}")
+
+
+if __name__ == "__main__":
+    main()
