@@ -3,13 +3,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use pingora_core::server::configuration::ServerConf;
-use pingora_core::server::Server;
+use pingora_core::server::{ExecutionPhase, Server};
 use pingora_core::services::listening::Service;
 use tokio::sync::mpsc;
 
@@ -22,6 +23,9 @@ use crate::proxy::Gateway;
 use crate::snapshot::{self, SnapshotCell};
 use crate::sources::file::{self, Scan};
 use crate::stats::ServerStats;
+
+/// Longest SIGTERM drain: in-flight requests (and open WebSockets) get this long.
+const DRAIN: Duration = Duration::from_secs(10);
 
 /// How long start-up waits for the first answer of each `dns` registry name.
 const INITIAL_DNS_WAIT: Duration = Duration::from_secs(5);
@@ -122,16 +126,20 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
 
     let conf = ServerConf {
         threads: opts.threads.max(1),
-        // SIGTERM: stop accepting at once, then let in-flight requests finish (bounded).
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(10),
+        // SIGTERM: Pingora stops accepting at once; `drain_on_sigterm` exits as soon as
+        // in-flight requests are done, before this bound.
+        grace_period_seconds: Some(DRAIN.as_secs() + 1),
+        graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let conf = server.configuration.clone();
 
-    let proxy = pingora_proxy::http_proxy(&conf, Gateway::new(snapshot.clone(), access_log));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    drain_on_sigterm(&server, in_flight.clone(), access_log.clone());
+    let proxy =
+        pingora_proxy::http_proxy(&conf, Gateway::new(snapshot.clone(), access_log, in_flight));
     let mut http = Service::new(
         "gateway http".to_string(),
         GatewayListener::new(GatewayApp::new(proxy, snapshot.clone())),
@@ -157,4 +165,30 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     server.add_service(admin);
     tracing::info!(http = %opts.http_addr, stats = %opts.stats_addr, admin = %opts.admin_addr, "gateway listening");
     server.run_forever();
+}
+
+/// On SIGTERM Pingora stops accepting and stops reusing idle connections; this waits
+/// for in-flight requests to finish (at most `DRAIN`), flushes the access log and exits 0.
+fn drain_on_sigterm(server: &Server, in_flight: Arc<AtomicUsize>, access_log: Arc<AccessLog>) {
+    let mut phases = server.watch_execution_phase();
+    let spawned = std::thread::Builder::new()
+        .name("drain".into())
+        .spawn(move || {
+            while let Ok(phase) = phases.blocking_recv() {
+                if matches!(phase, ExecutionPhase::GracefulTerminate) {
+                    let deadline = Instant::now() + DRAIN;
+                    tracing::info!("SIGTERM: draining in-flight requests");
+                    while in_flight.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    let left = in_flight.load(Ordering::Relaxed);
+                    tracing::info!(left, "drain done; exiting");
+                    access_log.flush(Duration::from_secs(1));
+                    std::process::exit(0);
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no drain thread; SIGTERM will wait the whole grace period");
+    }
 }

@@ -27,8 +27,13 @@ impl std::str::FromStr for Target {
     }
 }
 
+enum Msg {
+    Line(String),
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
 pub struct AccessLog {
-    tx: Option<SyncSender<String>>,
+    tx: Option<SyncSender<Msg>>,
     dropped: AtomicU64,
 }
 
@@ -51,23 +56,31 @@ impl AccessLog {
                     .open(p)?,
             ),
         };
-        let (tx, rx) = sync_channel::<String>(QUEUE);
+        let (tx, rx) = sync_channel::<Msg>(QUEUE);
         std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || {
                 let mut buf = Vec::with_capacity(64 * 1024);
-                while let Ok(line) = rx.recv() {
-                    buf.extend_from_slice(line.as_bytes());
-                    buf.push(b'\n');
-                    while let Ok(line) = rx.try_recv() {
-                        buf.extend_from_slice(line.as_bytes());
-                        buf.push(b'\n');
-                        if buf.len() > 60 * 1024 {
-                            break;
+                let mut acks = Vec::new();
+                while let Ok(first) = rx.recv() {
+                    let mut next = Some(first);
+                    while let Some(msg) = next.take() {
+                        match msg {
+                            Msg::Line(line) => {
+                                buf.extend_from_slice(line.as_bytes());
+                                buf.push(b'\n');
+                            }
+                            Msg::Flush(ack) => acks.push(ack),
+                        }
+                        if buf.len() < 60 * 1024 {
+                            next = rx.try_recv().ok();
                         }
                     }
                     let _ = out.write_all(&buf).and_then(|_| out.flush());
                     buf.clear();
+                    for ack in acks.drain(..) {
+                        let _ = ack.send(());
+                    }
                 }
             })?;
         Ok(AccessLog {
@@ -82,10 +95,25 @@ impl AccessLog {
 
     pub fn write(&self, line: String) {
         if let Some(tx) = &self.tx {
-            if let Err(TrySendError::Full(_)) = tx.try_send(line) {
+            if let Err(TrySendError::Full(_)) = tx.try_send(Msg::Line(line)) {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Wait (at most `within`) until every line queued so far is written.
+    pub fn flush(&self, within: std::time::Duration) {
+        if let Some(tx) = &self.tx {
+            let (ack_tx, ack_rx) = std::sync::mpsc::channel();
+            if tx.send(Msg::Flush(ack_tx)).is_ok() {
+                let _ = ack_rx.recv_timeout(within);
+            }
+        }
+    }
+
+    /// Lines dropped because the writer could not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 }
 

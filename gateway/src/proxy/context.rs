@@ -1,6 +1,7 @@
 //! Per-request state carried through the proxy phases.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -30,11 +31,21 @@ pub struct RequestCtx {
     pub flags: ResponseFlags,
     /// Status of a reply the gateway itself produced.
     pub local_status: Option<u16>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Drop for RequestCtx {
+    fn drop(&mut self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl RequestCtx {
-    pub fn new(snapshot: Arc<Snapshot>) -> Self {
+    /// A context for a new request, counted in `in_flight` until it is dropped.
+    pub fn new(snapshot: Arc<Snapshot>, in_flight: Arc<AtomicUsize>) -> Self {
+        in_flight.fetch_add(1, Ordering::Relaxed);
         RequestCtx {
+            in_flight,
             snapshot,
             start: Instant::now(),
             start_wall: SystemTime::now(),

@@ -104,8 +104,10 @@ mod tests {
     fn forwarded_headers() {
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         req.insert_header(X_FORWARDED_FOR, "1.2.3.4").unwrap();
-        let mut g = GlobalOptionSettings::default();
-        g.add_x_real_ip = true;
+        let mut g = GlobalOptionSettings {
+            add_x_real_ip: true,
+            ..Default::default()
+        };
         upstream_request(&mut req, Some("127.0.0.9".parse().unwrap()), false, 2, &g).unwrap();
         assert_eq!(req.headers[X_FORWARDED_FOR], "1.2.3.4, 127.0.0.9");
         assert_eq!(req.headers[X_REAL_IP], "127.0.0.9");

@@ -12,6 +12,7 @@ pub mod headers;
 pub mod local_reply;
 
 use std::cell::Cell;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,13 +34,20 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Gateway {
     snapshot: SnapshotCell,
     access_log: Arc<AccessLog>,
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl Gateway {
-    pub fn new(snapshot: SnapshotCell, access_log: Arc<AccessLog>) -> Self {
+    /// `in_flight` counts requests being served (for the SIGTERM drain).
+    pub fn new(
+        snapshot: SnapshotCell,
+        access_log: Arc<AccessLog>,
+        in_flight: Arc<AtomicUsize>,
+    ) -> Self {
         Gateway {
             snapshot,
             access_log,
+            in_flight,
         }
     }
 }
@@ -155,7 +163,7 @@ impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new(self.snapshot.load_full())
+        RequestCtx::new(self.snapshot.load_full(), self.in_flight.clone())
     }
 
     async fn request_filter(

@@ -79,7 +79,8 @@ impl fmt::Display for ResourceKey {
 /// One parsed and validated object.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Resource {
-    ConfigMap(ConfigMap),
+    /// Boxed: the parsed `higress-config` makes ConfigMaps much larger than the rest.
+    ConfigMap(Box<ConfigMap>),
     Ingress(Ingress),
     McpBridge(McpBridge),
 }
@@ -102,7 +103,7 @@ impl Resource {
         namespace: &str,
     ) -> Result<Resource, FieldError> {
         let mut res = match kind {
-            Kind::ConfigMap => Resource::ConfigMap(ConfigMap::parse(bytes, name)?),
+            Kind::ConfigMap => Resource::ConfigMap(Box::new(ConfigMap::parse(bytes, name)?)),
             Kind::Ingress => Resource::Ingress(Ingress::parse(bytes)?),
             Kind::McpBridge => Resource::McpBridge(McpBridge::parse(bytes)?),
         };
@@ -124,7 +125,11 @@ pub(crate) fn from_yaml<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<
         let path = e.path().to_string();
         let inner = e.into_inner();
         let mut msg = inner.to_string();
-        // serde_yaml appends " at line N column M"; keep it, it helps find the spot.
+        // serde_yaml may lead with the path itself; we report it separately.
+        if let Some(rest) = msg.strip_prefix(&format!("{path}: ")) {
+            msg = rest.to_string();
+        }
+        // It appends " at line N column M"; keep it, it helps find the spot.
         if msg.is_empty() {
             msg = "invalid document".into();
         }

@@ -6,6 +6,8 @@ pub mod file;
 use crate::resources::{FieldError, Resource, ResourceKey};
 
 /// One observed change to one object.
+// Changes are rare and short-lived: boxing the large variant buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Change {
     /// The object was added or changed; `Err` when it failed to parse or validate.

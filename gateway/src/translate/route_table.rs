@@ -84,7 +84,7 @@ impl Route {
         if self.destinations.len() == 1 || self.total_weight == 0 {
             return self.destinations.first();
         }
-        let mut x = (roll as u64 * self.total_weight as u64 >> 32) as u32;
+        let mut x = ((roll as u64 * self.total_weight as u64) >> 32) as u32;
         for d in &self.destinations {
             if x < d.weight {
                 return Some(d);
@@ -237,7 +237,7 @@ impl RouteTable {
                 },
             }
         }
-        table.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        table.wildcard.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
         table
     }
 }

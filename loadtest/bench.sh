@@ -1,0 +1,272 @@
+#!/usr/bin/env bash
+# Throughput/latency of the gateway against a bare Pingora proxy (pingora-floor), nginx as
+# a reverse proxy, and the backend hit directly; then config-change-to-live latency.
+# Everything runs on 127.0.0.1, each proxy with one worker, one shared nginx backend.
+#
+# Environment:
+#   BENCH_SMOKE=1     short CI run (1 round of 2 s, 5 config changes); fails if a target
+#                     does not serve
+#   BENCH_NO_BUILD=1  use the existing release binaries
+#   BENCH_KEEP_TMP=1  keep the temp dir (configs, logs, raw wrk output)
+#   ROUNDS (5), DURATION (10, seconds per wrk run), CONNECTIONS (32), WRK_THREADS (1),
+#   WARMUP (2, seconds per target before round 1), CONFIG_CHANGES (40)
+# See loadtest/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+HELPER="$ROOT/loadtest/bench_helper.py"
+
+SMOKE=${BENCH_SMOKE:-0}
+if [[ $SMOKE == 1 ]]; then
+  ROUNDS=${ROUNDS:-1}
+  DURATION=${DURATION:-2}
+  WARMUP=${WARMUP:-0}
+  CONFIG_CHANGES=${CONFIG_CHANGES:-5}
+else
+  ROUNDS=${ROUNDS:-5}
+  DURATION=${DURATION:-10}
+  WARMUP=${WARMUP:-2}
+  CONFIG_CHANGES=${CONFIG_CHANGES:-40}
+fi
+CONNECTIONS=${CONNECTIONS:-32}
+WRK_THREADS=${WRK_THREADS:-1}
+HOST=bench.local
+TARGETS=(direct floor nginx gateway)
+
+# ------------------------------------------------------------------ prerequisites
+missing=()
+[[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null 2>&1 || missing+=("nginx (Debian package nginx-light)")
+command -v wrk >/dev/null 2>&1 || missing+=("wrk (Debian package wrk)")
+command -v python3 >/dev/null 2>&1 || missing+=("python3 (Debian package python3)")
+command -v timeout >/dev/null 2>&1 || missing+=("timeout (Debian package coreutils)")
+if ((${#missing[@]})); then
+  echo "bench.sh: missing prerequisites:" >&2
+  printf '  %s\n' "${missing[@]}" >&2
+  echo "install them (e.g. apt-get install nginx-light wrk python3; scripts/test.sh does this)" >&2
+  exit 2
+fi
+NGINX=/usr/sbin/nginx
+[[ -x $NGINX ]] || NGINX=$(command -v nginx)
+
+# ------------------------------------------------------------------ build
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
+  echo "== building release binaries (fat LTO; slow on a cold cache) =="
+  cargo build --release -p gateway --bin gateway -p pingora-floor --bin pingora-floor
+fi
+GATEWAY_BIN=$TARGET_DIR/release/gateway
+FLOOR_BIN=$TARGET_DIR/release/pingora-floor
+for b in "$GATEWAY_BIN" "$FLOOR_BIN"; do
+  if [[ ! -x $b ]]; then
+    echo "bench.sh: $b not found; build it or unset BENCH_NO_BUILD" >&2
+    exit 2
+  fi
+done
+
+# ------------------------------------------------------------------ processes and cleanup
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/gateway-bench.XXXXXX")
+PIDS=()
+
+alive() { # pid: running and not a zombie
+  local s
+  s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  s=${s##*) }
+  [[ ${s:0:1} != Z && ${s:0:1} != X ]]
+}
+
+kids() { # pid: its direct children (for nginx workers)
+  cat /proc/"$1"/task/*/children 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$? pid i any
+  set +e
+  trap - EXIT INT TERM
+  local all=("${PIDS[@]}")
+  for pid in "${PIDS[@]}"; do
+    for k in $(kids "$pid"); do all+=("$k"); done
+  done
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  for ((i = 0; i < 50; i++)); do # at most 5 s
+    any=0
+    for pid in "${all[@]}"; do alive "$pid" && any=1; done
+    ((any)) || break
+    sleep 0.1
+  done
+  for pid in "${all[@]}"; do alive "$pid" && kill -KILL "$pid" 2>/dev/null; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+  if [[ ${BENCH_KEEP_TMP:-0} == 1 ]]; then
+    echo "bench.sh: kept $TMP" >&2
+  else
+    rm -rf "$TMP"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+show_log() { # label file
+  echo "---- $1 ($2), last lines ----" >&2
+  tail -n 30 "$2" >&2 2>/dev/null || true
+}
+
+wait_http() { # label log url timeout pid [host]
+  local label=$1 log=$2 url=$3 t=$4 pid=$5 host=${6:-}
+  local args=("$url" "$t" --pid "$pid")
+  [[ -n $host ]] && args+=(--host "$host")
+  if ! python3 "$HELPER" wait-http "${args[@]}"; then
+    echo "bench.sh: $label did not come up" >&2
+    show_log "$label" "$log"
+    exit 1
+  fi
+}
+
+read -r P_BACKEND P_NGINX P_FLOOR P_GW P_STATS P_ADMIN < <(python3 "$HELPER" ports 6)
+
+# ------------------------------------------------------------------ nginx configs
+nginx_conf() { # name body
+  local d=$TMP/$1
+  mkdir -p "$d/tmp"
+  cat >"$d/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+master_process on;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+    client_body_temp_path $d/tmp/body;
+    proxy_temp_path $d/tmp/proxy;
+    fastcgi_temp_path $d/tmp/fastcgi;
+    uwsgi_temp_path $d/tmp/uwsgi;
+    scgi_temp_path $d/tmp/scgi;
+$2
+}
+EOF
+}
+
+nginx_conf backend "    server {
+        listen 127.0.0.1:$P_BACKEND;
+        location / {
+            default_type text/plain;
+            return 200 \"ok\\n\";
+        }
+    }"
+
+nginx_conf proxy "    upstream backend {
+        server 127.0.0.1:$P_BACKEND;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$P_NGINX;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }
+    }"
+
+python3 "$HELPER" gateway-config "$TMP/gwconf" "$P_BACKEND"
+
+# ------------------------------------------------------------------ start everything
+echo "== starting backend and proxies (temp dir $TMP) =="
+start_nginx() { # name -> pid in NGINX_PID
+  local d=$TMP/$1
+  "$NGINX" -p "$d" -c "$d/nginx.conf" -e "$d/error.log" >"$d/stdout.log" 2>&1 &
+  NGINX_PID=$!
+  PIDS+=("$NGINX_PID")
+}
+start_nginx backend
+PID_BACKEND=$NGINX_PID
+wait_http "nginx backend" "$TMP/backend/error.log" "http://127.0.0.1:$P_BACKEND/" 10 "$PID_BACKEND" "$HOST"
+
+start_nginx proxy
+PID_NGINX=$NGINX_PID
+
+"$FLOOR_BIN" "127.0.0.1:$P_FLOOR" "127.0.0.1:$P_BACKEND" 1 >"$TMP/floor.log" 2>&1 &
+PID_FLOOR=$!
+PIDS+=("$PID_FLOOR")
+
+"$GATEWAY_BIN" run --config-dir "$TMP/gwconf" \
+  --http-addr "127.0.0.1:$P_GW" --https-addr off \
+  --stats-addr "127.0.0.1:$P_STATS" --admin-addr "127.0.0.1:$P_ADMIN" \
+  --threads 1 --access-log off >"$TMP/gateway.log" 2>&1 &
+PID_GW=$!
+PIDS+=("$PID_GW")
+
+wait_http "nginx proxy" "$TMP/proxy/error.log" "http://127.0.0.1:$P_NGINX/" 10 "$PID_NGINX" "$HOST"
+wait_http "pingora-floor" "$TMP/floor.log" "http://127.0.0.1:$P_FLOOR/" 10 "$PID_FLOOR" "$HOST"
+wait_http "gateway (/healthz/ready)" "$TMP/gateway.log" "http://127.0.0.1:$P_STATS/healthz/ready" 30 "$PID_GW"
+wait_http "gateway" "$TMP/gateway.log" "http://127.0.0.1:$P_GW/" 10 "$PID_GW" "$HOST"
+
+url_of() {
+  case $1 in
+    direct) echo "http://127.0.0.1:$P_BACKEND/" ;;
+    floor) echo "http://127.0.0.1:$P_FLOOR/" ;;
+    nginx) echo "http://127.0.0.1:$P_NGINX/" ;;
+    gateway) echo "http://127.0.0.1:$P_GW/" ;;
+  esac
+}
+
+run_wrk() { # target seconds outfile
+  timeout -k 5 $(($2 + 30)) \
+    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$2"s -H "Host: $HOST" --latency "$(url_of "$1")" \
+    >"$3" 2>&1 || echo "wrk exited with status $?" >>"$3"
+}
+
+# ------------------------------------------------------------------ load
+echo "== load: wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s --latency, $ROUNDS round(s), $(nproc) CPU(s) =="
+RES=$TMP/results
+mkdir -p "$RES"
+if ((WARMUP > 0)); then
+  for t in "${TARGETS[@]}"; do
+    echo "warm-up $t (${WARMUP}s)"
+    run_wrk "$t" "$WARMUP" "$RES/warmup-$t.log"
+  done
+fi
+n=${#TARGETS[@]}
+for ((r = 1; r <= ROUNDS; r++)); do
+  # Rotate the order each round so no target always runs first or last.
+  for ((i = 0; i < n; i++)); do
+    t=${TARGETS[$(((i + r - 1) % n))]}
+    out=$RES/$t.$r.txt
+    run_wrk "$t" "$DURATION" "$out"
+    rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+    echo "round $r/$ROUNDS  $(printf '%-8s' "$t") ${rps:-?} req/s"
+  done
+done
+
+status=0
+echo
+echo "== results (median over rounds; ratios are of median req/s) =="
+python3 "$HELPER" report "$RES" "${TARGETS[@]}" || status=1
+
+echo
+echo "== RSS after load =="
+python3 "$HELPER" rss "gateway=$PID_GW" "floor=$PID_FLOOR" "nginx-proxy=$PID_NGINX"
+
+# ------------------------------------------------------------------ config changes
+echo
+echo "== config change latency: $CONFIG_CHANGES rewrites of ingresses/bench.yaml (write temp + rename) =="
+if ! timeout -k 5 $((CONFIG_CHANGES * 6 + 10)) \
+  python3 "$HELPER" config-latency "$TMP/gwconf" "127.0.0.1:$P_ADMIN" "$CONFIG_CHANGES"; then
+  status=1
+fi
+if ! alive "$PID_GW"; then
+  echo "bench.sh: the gateway exited during the benchmark" >&2
+  status=1
+fi
+
+if ((status != 0)); then
+  echo
+  echo "bench.sh: FAILED (see above)" >&2
+  show_log gateway "$TMP/gateway.log"
+  show_log pingora-floor "$TMP/floor.log"
+  show_log "nginx proxy" "$TMP/proxy/error.log"
+fi
+exit "$status"
