@@ -191,6 +191,9 @@ impl ItemController for GlobalOptionController {
             // Envoy also applies idleTimeout as the stream idle timeout (a stalled
             // request/response); we apply it to idle connections only.
             "global-option: downstream.idleTimeout as stream idle timeout (applied to idle connections only)".to_string(),
+            // Envoy bounds its user-space buffers; the kernel buffers of upstream
+            // connections are left to autotuning here.
+            "global-option: upstream.connectionBufferLimits".to_string(),
         ];
         if self.downstream.max_request_headers_kb > PARSER_HEADER_LIMIT_KB {
             v.push(format!(

@@ -16,6 +16,8 @@ pub struct Counters {
     pub accepted: AtomicUsize,
     pub closed_by_peer: AtomicUsize,
     pub requests: AtomicUsize,
+    /// Body bytes written for `/big` (a 200 MB response written as fast as possible).
+    pub big_bytes: AtomicUsize,
 }
 
 pub struct Backend {
@@ -60,6 +62,10 @@ impl Backend {
 
     pub fn closed_by_peer(&self) -> usize {
         self.counters.closed_by_peer.load(Ordering::Relaxed)
+    }
+
+    pub fn big_bytes(&self) -> usize {
+        self.counters.big_bytes.load(Ordering::Relaxed)
     }
 
     pub fn requests(&self) -> usize {
@@ -119,6 +125,25 @@ fn serve(conn: TcpStream, name: &str, c: &Counters) {
             return;
         }
         c.requests.fetch_add(1, Ordering::Relaxed);
+        if path == "/big" {
+            let total = 200 << 20;
+            if out
+                .write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {total}\r\n\r\n").as_bytes())
+                .is_err()
+            {
+                return;
+            }
+            let chunk = vec![b'x'; 64 << 10];
+            let mut sent = 0;
+            while sent < total {
+                if out.write_all(&chunk).is_err() {
+                    return;
+                }
+                sent += chunk.len();
+                c.big_bytes.fetch_add(chunk.len(), Ordering::Relaxed);
+            }
+            continue;
+        }
         if let Some(ms) = path
             .strip_prefix("/delay/")
             .and_then(|r| r.split(['/', '?']).next())
