@@ -18,10 +18,11 @@ pub struct RequestCtx {
     pub start: Instant,
     pub start_wall: SystemTime,
     pub route: Option<Arc<Route>>,
-    pub cluster_name: Option<String>,
+    /// Index of the chosen destination in `route.destinations`.
+    pub destination: Option<usize>,
     pub cluster: Option<Arc<Cluster>>,
     pub attempts: u32,
-    pub tried: Vec<SocketAddr>,
+    pub tried: Tried,
     pub upstream_host: Option<SocketAddr>,
     pub upstream_start: Option<Instant>,
     pub upstream_service_time_ms: Option<u64>,
@@ -32,6 +33,30 @@ pub struct RequestCtx {
     /// Status of a reply the gateway itself produced.
     pub local_status: Option<u16>,
     in_flight: Arc<AtomicUsize>,
+}
+
+impl RequestCtx {
+    /// Name of the chosen cluster, known or not.
+    pub fn cluster_name(&self) -> Option<&str> {
+        let route = self.route.as_ref()?;
+        Some(route.destinations.get(self.destination?)?.name.as_str())
+    }
+}
+
+/// Endpoints already tried, in attempt order; fixed size, so no allocation.
+#[derive(Default)]
+pub struct Tried([Option<SocketAddr>; MAX_ATTEMPTS as usize]);
+
+impl Tried {
+    pub fn push(&mut self, addr: SocketAddr) {
+        if let Some(slot) = self.0.iter_mut().find(|s| s.is_none()) {
+            *slot = Some(addr);
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = SocketAddr> + Clone + '_ {
+        self.0.iter().flatten().copied()
+    }
 }
 
 impl Drop for RequestCtx {
@@ -50,10 +75,10 @@ impl RequestCtx {
             start: Instant::now(),
             start_wall: SystemTime::now(),
             route: None,
-            cluster_name: None,
+            destination: None,
             cluster: None,
             attempts: 0,
-            tried: Vec::new(),
+            tried: Tried::default(),
             upstream_host: None,
             upstream_start: None,
             upstream_service_time_ms: None,

@@ -103,14 +103,14 @@ impl Gateway {
         }
         let dest = route.pick(roll());
         ctx.route = Some(route.clone());
-        let Some(dest) = dest else {
+        let Some((index, dest)) = dest else {
             return Err((
                 503,
                 local_reply::NO_HEALTHY_UPSTREAM,
                 ResponseFlags::NO_HEALTHY_UPSTREAM,
             ));
         };
-        ctx.cluster_name = Some(dest.name.clone());
+        ctx.destination = Some(index);
         match &dest.cluster {
             Some(c) if !c.endpoints.is_empty() => {
                 ctx.cluster = Some(c.clone());
@@ -148,7 +148,7 @@ impl Gateway {
             "route_name": ctx.route.as_ref().map(|r| r.name.as_str()),
             "start_time": access_log::rfc3339(ctx.start_wall),
             "trace_id": serde_json::Value::Null,
-            "upstream_cluster": ctx.cluster_name.as_deref(),
+            "upstream_cluster": ctx.cluster_name(),
             "upstream_host": ctx.upstream_host.map(|h| h.to_string()),
             "upstream_service_time": ctx.upstream_service_time_ms,
             "user_agent": hv("user-agent"),
@@ -197,7 +197,7 @@ impl ProxyHttp for Gateway {
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no cluster selected"))?;
         let addr = cluster
-            .pick(&ctx.tried)
+            .pick(ctx.tried.iter())
             .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "cluster has no endpoints"))?;
         ctx.attempts += 1;
         ctx.tried.push(addr);
@@ -208,7 +208,12 @@ impl ProxyHttp for Gateway {
             cluster.protocol,
             RegistryProtocol::Https | RegistryProtocol::Grpcs
         );
-        let mut peer = HttpPeer::new(addr, tls, cluster.host.clone());
+        let sni = if tls {
+            cluster.host.clone()
+        } else {
+            String::new()
+        };
+        let mut peer = HttpPeer::new(addr, tls, sni);
         let o = &mut peer.options;
         o.connection_timeout = Some(CONNECT_TIMEOUT);
         if !global.upstream_idle_timeout.is_zero() {

@@ -80,18 +80,21 @@ pub struct Route {
 
 impl Route {
     /// Pick a destination by weight; `roll` is uniform in `0..u32::MAX`.
-    pub fn pick(&self, roll: u32) -> Option<&WeightedCluster> {
+    pub fn pick(&self, roll: u32) -> Option<(usize, &WeightedCluster)> {
         if self.destinations.len() == 1 || self.total_weight == 0 {
-            return self.destinations.first();
+            return self.destinations.first().map(|d| (0, d));
         }
         let mut x = ((roll as u64 * self.total_weight as u64) >> 32) as u32;
-        for d in &self.destinations {
+        for (i, d) in self.destinations.iter().enumerate() {
             if x < d.weight {
-                return Some(d);
+                return Some((i, d));
             }
             x -= d.weight;
         }
-        self.destinations.last()
+        self.destinations
+            .len()
+            .checked_sub(1)
+            .map(|i| (i, &self.destinations[i]))
     }
 }
 
@@ -528,7 +531,7 @@ mod tests {
         for i in 0..1000u64 {
             // Midpoints of 1000 equal slices of the roll range.
             let roll = ((2 * i + 1) * (1u64 << 32) / 2000) as u32;
-            let d = r.pick(roll).unwrap();
+            let (_, d) = r.pick(roll).unwrap();
             counts[usize::from(d.name.contains("b.static"))] += 1;
         }
         assert_eq!(counts, [200, 800]);
