@@ -306,8 +306,8 @@ impl ConfigLoop {
 }
 
 fn describe_resource(r: &Resource) -> serde_json::Value {
-    // Debug form keeps every field; secrets are not a kind read here yet.
-    json!(format!("{r:?}"))
+    // No Secret is read yet, so there is nothing to redact.
+    serde_json::to_value(r).unwrap_or(serde_json::Value::Null)
 }
 
 /// Run the loop: take batches from the sources and answers from DNS until both end.

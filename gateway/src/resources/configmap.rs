@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{from_yaml, FieldError, HigressConfig, ObjectMeta};
 
@@ -11,7 +11,7 @@ pub const HIGRESS_CONFIG_KEY: &str = "higress";
 /// A `v1` ConfigMap. `higress-config` has its `data.higress` parsed and validated as a
 /// [`HigressConfig`] when the object is read, so a broken global config is rejected with
 /// the path inside that embedded document.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct ConfigMap {
     pub metadata: ObjectMeta,

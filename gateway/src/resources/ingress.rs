@@ -1,17 +1,17 @@
 //! `networking.k8s.io/v1` Ingress, the parts the gateway routes on.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{from_yaml, FieldError, ObjectMeta};
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Ingress {
     pub metadata: ObjectMeta,
     pub spec: IngressSpec,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct IngressSpec {
     pub ingress_class_name: Option<String>,
@@ -20,20 +20,20 @@ pub struct IngressSpec {
     pub tls: Vec<IngressTls>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct IngressRule {
     pub host: Option<String>,
     pub http: Option<HttpIngressRuleValue>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct HttpIngressRuleValue {
     pub paths: Vec<HttpIngressPath>,
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpIngressPath {
     #[serde(default)]
@@ -42,35 +42,35 @@ pub struct HttpIngressPath {
     pub backend: IngressBackend,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 pub enum PathType {
     Exact,
     Prefix,
     ImplementationSpecific,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct IngressBackend {
     pub service: Option<ServiceBackend>,
     pub resource: Option<TypedLocalObjectReference>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct ServiceBackend {
     pub name: String,
     pub port: ServiceBackendPort,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct ServiceBackendPort {
     pub name: Option<String>,
     pub number: Option<u16>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct TypedLocalObjectReference {
     pub api_group: Option<String>,
@@ -78,7 +78,7 @@ pub struct TypedLocalObjectReference {
     pub name: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct IngressTls {
     pub hosts: Vec<String>,

@@ -4,27 +4,27 @@
 
 use std::net::SocketAddr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{from_yaml, FieldError, ObjectMeta};
 
 /// Only the McpBridge with this name is used, as in Higress.
 pub const DEFAULT_MCPBRIDGE: &str = "default";
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct McpBridge {
     pub metadata: ObjectMeta,
     pub spec: McpBridgeSpec,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct McpBridgeSpec {
     pub registries: Vec<Registry>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Registry {
     #[serde(rename = "type")]

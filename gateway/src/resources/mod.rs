@@ -77,7 +77,8 @@ impl fmt::Display for ResourceKey {
 }
 
 /// One parsed and validated object.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(untagged)]
 pub enum Resource {
     /// Boxed: the parsed `higress-config` makes ConfigMaps much larger than the rest.
     ConfigMap(Box<ConfigMap>),
