@@ -6,10 +6,14 @@
 //! and every item keeps what it had.
 
 mod global_option;
+mod gzip;
+mod tracing;
 
 use std::sync::Arc;
 
 pub use global_option::{GlobalOptionController, GlobalOptionSettings};
+pub use gzip::GzipController;
+pub use tracing::TracingController;
 
 use crate::resources::{FieldError, HigressConfig};
 
@@ -62,7 +66,12 @@ impl ConfigmapMgr {
     pub fn new() -> Self {
         ConfigmapMgr {
             current: HigressConfig::default(),
-            items: vec![Box::new(GlobalOptionController::default())],
+            // Higress's registration order.
+            items: vec![
+                Box::new(TracingController::default()),
+                Box::new(GzipController::default()),
+                Box::new(GlobalOptionController::default()),
+            ],
         }
     }
 
@@ -131,6 +140,34 @@ mod tests {
         let e = mgr.update(bad).unwrap_err();
         assert_eq!(e.path, "downstream.maxRequestHeadersKb");
         assert_eq!(mgr.settings().global.downstream_idle_timeout.as_secs(), 7);
+    }
+
+    #[test]
+    fn tracing_and_gzip_sections_are_validated_with_paths() {
+        let mgr = ConfigmapMgr::new();
+        let cases = [
+            ("tracing:\n  sampling: 101\n", "tracing.sampling"),
+            ("tracing:\n  timeout: 0\n", "tracing.timeout"),
+            ("tracing:\n  enable: false\n  zipkin:\n    service: z.dns\n", "tracing.zipkin.port"),
+            ("tracing:\n  enable: true\n", "tracing"),
+            (
+                "tracing:\n  enable: true\n  zipkin: {service: a, port: 1}\n  skywalking: {service: b, port: 2}\n",
+                "tracing",
+            ),
+            ("gzip:\n  enable: false\n  windowBits: 8\n", "gzip.windowBits"),
+            ("gzip:\n  memoryLevel: 10\n", "gzip.memoryLevel"),
+            ("gzip:\n  compressionLevel: FAST\n", "gzip.compressionLevel"),
+            ("gzip:\n  contentType: []\n", "gzip.contentType"),
+        ];
+        for (yaml, path) in cases {
+            let c = HigressConfig::parse(yaml.as_bytes()).unwrap();
+            assert_eq!(mgr.validate(&c).unwrap_err().path, path, "{yaml}");
+        }
+        let ok = HigressConfig::parse(
+            b"tracing:\n  enable: true\n  sampling: 50\n  skywalking: {service: oap.static, port: 11800}\n",
+        )
+        .unwrap();
+        assert!(mgr.validate(&ok).is_ok());
     }
 
     #[test]
