@@ -22,7 +22,7 @@ use crate::resources::{Ingress, Kind, McpBridge, Resource, ResourceKey};
 use crate::snapshot::{Snapshot, SnapshotCell};
 use crate::sources::Change;
 use crate::stats::ConfigStats;
-use crate::translate::{clusters, route_table::TranslateWarning, RouteTable};
+use crate::translate::{clusters, route_table, route_table::TranslateWarning, RouteTable};
 
 /// What `/debug/configz` and `/config_dump` show, republished on every event.
 pub type StatusCell = Arc<ArcSwap<ConfigStatus>>;
@@ -141,6 +141,11 @@ impl ConfigLoop {
                         }
                     }
                 }
+                if let Resource::Ingress(ing) = &res {
+                    for a in ing.unsupported_annotations() {
+                        tracing::warn!(file = %origin, annotation = a, "annotation not supported yet; ignored");
+                    }
+                }
                 self.rejected.remove(&key);
                 let prev = self.objects.insert(key, (origin, res.clone()));
                 prev.map(|(_, r)| r) != Some(res)
@@ -250,6 +255,17 @@ impl ConfigLoop {
         };
         self.not_enforced = self.cmgr.not_enforced();
         self.not_enforced.extend(skipped);
+        let unsupported: Vec<String> = self
+            .ingresses()
+            .iter()
+            .flat_map(|ing| {
+                let name = route_table::route_name(ing);
+                ing.unsupported_annotations()
+                    .into_iter()
+                    .map(move |a| format!("ingress {name}: annotation {a}"))
+            })
+            .collect();
+        self.not_enforced.extend(unsupported);
         self.snapshot.store(Arc::new(snap));
         self.stats.applied.inc();
         self.stats.version.set(self.version as i64);

@@ -11,7 +11,10 @@ fn stats_configz_and_config_dump() {
     cfg.static_registries(&[("be", be.addr.to_string(), 80)]);
     cfg.ingress(
         "r",
-        &[("higress.io/destination", "be.static")],
+        &[
+            ("higress.io/destination", "be.static"),
+            ("higress.io/rewrite-path", "/x"),
+        ],
         &[
             (Some("a.test"), "Prefix", "/"),
             (Some("a.test"), "Exact", "/exact"),

@@ -106,7 +106,33 @@ pub fn parse_timeout(t: &str) -> Result<std::time::Duration, FieldError> {
 /// Annotation that selects the class when `spec.ingressClassName` is absent.
 pub const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 
+/// Annotation keys (after the `higress.io/` or `nginx.ingress.kubernetes.io/` prefix)
+/// this gateway acts on.
+const SUPPORTED_ANNOTATIONS: [&str; 5] = [
+    "destination",
+    "timeout",
+    "ignore-path-case",
+    "use-regex",
+    "ingress.class",
+];
+
 impl Ingress {
+    /// `higress.io/*` and `nginx.ingress.kubernetes.io/*` annotations present but not
+    /// acted on (accepted for compatibility; reported, never silently ignored).
+    pub fn unsupported_annotations(&self) -> Vec<&str> {
+        self.metadata
+            .annotations
+            .keys()
+            .filter(|k| {
+                let rest = k
+                    .strip_prefix("higress.io/")
+                    .or_else(|| k.strip_prefix("nginx.ingress.kubernetes.io/"));
+                rest.is_some_and(|r| !SUPPORTED_ANNOTATIONS.contains(&r))
+            })
+            .map(String::as_str)
+            .collect()
+    }
+
     pub fn parse(bytes: &[u8]) -> Result<Ingress, FieldError> {
         let ing: Ingress = from_yaml(bytes)?;
         ing.validate()?;
