@@ -114,14 +114,8 @@ fn bad_command_lines_and_dirs_exit_2() {
 
 #[test]
 fn env_twins_set_flags() {
-    let cfg = ConfigDir::new();
     let be = Backend::start("be");
-    cfg.static_registries(&[("be", be.addr.to_string(), 80)]);
-    cfg.ingress(
-        "r",
-        &[("higress.io/destination", "be.static")],
-        &[(None, "Prefix", "/")],
-    );
+    let cfg = ConfigDir::routing_all_to(&be);
     let http = format!("127.0.0.1:{}", free_port());
     let stats = format!("127.0.0.1:{}", free_port());
     let admin = format!("127.0.0.1:{}", free_port());
@@ -148,14 +142,8 @@ fn env_twins_set_flags() {
 
 #[test]
 fn sigterm_finishes_in_flight_requests_and_exits_0() {
-    let cfg = ConfigDir::new();
     let be = Backend::start("be");
-    cfg.static_registries(&[("be", be.addr.to_string(), 80)]);
-    cfg.ingress(
-        "r",
-        &[("higress.io/destination", "be.static")],
-        &[(None, "Prefix", "/")],
-    );
+    let cfg = ConfigDir::routing_all_to(&be);
     let mut gw = Gateway::start(cfg.path());
     let addr = gw.http;
     let inflight = std::thread::spawn(move || get(addr, "x", "/delay/1000"));

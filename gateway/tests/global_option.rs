@@ -9,14 +9,8 @@ use std::time::Duration;
 use common::*;
 
 fn setup() -> (ConfigDir, Backend, Gateway) {
-    let cfg = ConfigDir::new();
     let be = Backend::start("be");
-    cfg.static_registries(&[("be", be.addr.to_string(), 80)]);
-    cfg.ingress(
-        "r",
-        &[("higress.io/destination", "be.static")],
-        &[(None, "Prefix", "/")],
-    );
+    let cfg = ConfigDir::routing_all_to(&be);
     cfg.higress_config("");
     let gw = Gateway::start(cfg.path());
     (cfg, be, gw)

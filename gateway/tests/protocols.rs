@@ -157,13 +157,7 @@ fn buffered_for_slow_reader(gw: &Gateway, be: &Backend) -> usize {
 #[test]
 fn downstream_buffer_limit_bounds_what_a_slow_reader_holds() {
     let be = Backend::start("be");
-    let cfg = ConfigDir::new();
-    cfg.static_registries(&[("be", be.addr.to_string(), 80)]);
-    cfg.ingress(
-        "r",
-        &[("higress.io/destination", "be.static")],
-        &[(None, "Prefix", "/")],
-    );
+    let cfg = ConfigDir::routing_all_to(&be);
     cfg.higress_config("downstream:\n  connectionBufferLimits: 4194304\n");
     let gw = Gateway::start(cfg.path());
     let large = buffered_for_slow_reader(&gw, &be);
@@ -183,13 +177,7 @@ fn downstream_buffer_limit_bounds_what_a_slow_reader_holds() {
 #[test]
 fn deleting_higress_config_keeps_the_last_config() {
     let be = Backend::start("be");
-    let cfg = ConfigDir::new();
-    cfg.static_registries(&[("be", be.addr.to_string(), 80)]);
-    cfg.ingress(
-        "r",
-        &[("higress.io/destination", "be.static")],
-        &[(None, "Prefix", "/")],
-    );
+    let cfg = ConfigDir::routing_all_to(&be);
     cfg.higress_config("addXRealIpHeader: true\n");
     let gw = Gateway::start(cfg.path());
     assert_eq!(

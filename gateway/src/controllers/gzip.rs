@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::{FilterSettings, ItemController, ItemResult};
+use super::{apply_section, diff_section, FilterSettings, ItemController, ItemResult};
 use crate::resources::higress_config::Gzip;
 use crate::resources::{FieldError, HigressConfig};
 
@@ -94,19 +94,11 @@ impl ItemController for GzipController {
     }
 
     fn diff(&self, old: &HigressConfig, new: &HigressConfig) -> ItemResult {
-        match &new.gzip {
-            None => ItemResult::Delete,
-            Some(_) if old.gzip == new.gzip => ItemResult::Nothing,
-            Some(_) => ItemResult::Replace,
-        }
+        diff_section(&old.gzip, &new.gzip)
     }
 
     fn apply(&mut self, new: &HigressConfig, result: ItemResult) {
-        match result {
-            ItemResult::Nothing => {}
-            ItemResult::Delete => self.current = Gzip::default(),
-            ItemResult::Replace => self.current = new.gzip.clone().unwrap_or_default(),
-        }
+        apply_section(&mut self.current, &new.gzip, result);
     }
 
     fn settings(&self, _out: &mut FilterSettings) {}

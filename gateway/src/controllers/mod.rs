@@ -25,6 +25,24 @@ pub enum ItemResult {
     Delete,
 }
 
+/// Higress's diff of one optional section: null → Delete, unchanged → Nothing.
+fn diff_section<T: PartialEq>(old: &Option<T>, new: &Option<T>) -> ItemResult {
+    match new {
+        None => ItemResult::Delete,
+        Some(_) if old == new => ItemResult::Nothing,
+        Some(_) => ItemResult::Replace,
+    }
+}
+
+/// Take the new section, or its defaults on Delete.
+fn apply_section<T: Clone + Default>(current: &mut T, new: &Option<T>, result: ItemResult) {
+    match result {
+        ItemResult::Nothing => {}
+        ItemResult::Delete => *current = T::default(),
+        ItemResult::Replace => *current = new.clone().unwrap_or_default(),
+    }
+}
+
 /// One section of `higress-config` and the filter settings it turns into.
 pub trait ItemController: Send {
     /// Higress's item name (`global-option`, `tracing`, `gzip`).

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::{FilterSettings, ItemController, ItemResult};
+use super::{apply_section, diff_section, FilterSettings, ItemController, ItemResult};
 use crate::resources::higress_config::Tracing;
 use crate::resources::{FieldError, HigressConfig};
 
@@ -84,19 +84,11 @@ impl ItemController for TracingController {
     }
 
     fn diff(&self, old: &HigressConfig, new: &HigressConfig) -> ItemResult {
-        match &new.tracing {
-            None => ItemResult::Delete,
-            Some(_) if old.tracing == new.tracing => ItemResult::Nothing,
-            Some(_) => ItemResult::Replace,
-        }
+        diff_section(&old.tracing, &new.tracing)
     }
 
     fn apply(&mut self, new: &HigressConfig, result: ItemResult) {
-        match result {
-            ItemResult::Nothing => {}
-            ItemResult::Delete => self.current = Tracing::default(),
-            ItemResult::Replace => self.current = new.tracing.clone().unwrap_or_default(),
-        }
+        apply_section(&mut self.current, &new.tracing, result);
     }
 
     fn settings(&self, _out: &mut FilterSettings) {}

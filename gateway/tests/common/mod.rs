@@ -54,6 +54,19 @@ impl ConfigDir {
         ConfigDir { dir }
     }
 
+    /// A directory whose one Ingress `r` sends every host and path to `be`
+    /// (registry `be.static`).
+    pub fn routing_all_to(be: &Backend) -> Self {
+        let cfg = ConfigDir::new();
+        cfg.static_registries(&[("be", be.addr.to_string(), 80)]);
+        cfg.ingress(
+            "r",
+            &[("higress.io/destination", "be.static")],
+            &[(None, "Prefix", "/")],
+        );
+        cfg
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
