@@ -230,6 +230,7 @@ if ((WARMUP > 0)); then
   done
 fi
 n=${#TARGETS[@]}
+CPU_BEFORE=$(head -n 1 /proc/stat)
 for ((r = 1; r <= ROUNDS; r++)); do
   # Rotate the order each round so no target always runs first or last.
   for ((i = 0; i < n; i++)); do
@@ -245,6 +246,10 @@ status=0
 echo
 echo "== results (median over rounds; ratios are of median req/s) =="
 python3 "$HELPER" report "$RES" "${TARGETS[@]}" || status=1
+# Time the hypervisor gave to others: on a shared VM this is a source of noise.
+printf '%s\n%s\n' "$CPU_BEFORE" "$(head -n 1 /proc/stat)" | awk '
+  { t = 0; for (i = 2; i <= 9; i++) t += $i; tot[NR] = t; st[NR] = $9; id[NR] = $5 + $6 }
+  END { d = tot[2] - tot[1]; if (d > 0) printf "CPU during the measured rounds: %.1f%% steal, %.1f%% idle\n", 100 * (st[2] - st[1]) / d, 100 * (id[2] - id[1]) / d }'
 
 echo
 echo "== RSS after load =="

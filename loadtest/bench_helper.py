@@ -224,6 +224,7 @@ def fmt_ratio(a, b):
 def cmd_report(results_dir, targets):
     failed = []
     rows = {}
+    by_round = {}  # round -> target -> req/s
     for t in targets:
         runs = []
         for path in sorted(glob.glob(os.path.join(results_dir, f"{t}.*.txt"))):
@@ -239,6 +240,8 @@ def cmd_report(results_dir, targets):
             if problem:
                 failed.append(f"{t}: {name}: {problem}")
             runs.append(r)
+            rnd = name[len(t) + 1:-len(".txt")]
+            by_round.setdefault(rnd, {})[t] = r["rps"]
         if not runs:
             failed.append(f"{t}: no wrk results")
             continue
@@ -274,6 +277,15 @@ def cmd_report(results_dir, targets):
     print()
     print(f"gateway/nginx = {fmt_ratio(med('gateway'), med('nginx'))}  "
           f"gateway/floor = {fmt_ratio(med('gateway'), med('floor'))}")
+    # Ratios within each round (runs seconds apart) are less exposed to drift across the
+    # whole run than the ratio of medians above.
+    paired = []
+    for a, b in (("gateway", "nginx"), ("gateway", "floor")):
+        rs = [v[a] / v[b] for v in by_round.values() if v.get(a) and v.get(b)]
+        if rs:
+            paired.append(f"{a}/{b} {statistics.median(rs):.2f} ({min(rs):.2f}..{max(rs):.2f})")
+    if paired:
+        print(f"per-round ratios, median (min..max) over {len(by_round)} round(s): " + "  ".join(paired))
     if failed:
         print()
         print("FAILED runs:")
