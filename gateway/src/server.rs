@@ -18,7 +18,7 @@ use crate::admin::{AdminApp, StatsApp};
 use crate::config_loop::{self, ConfigLoop, ConfigStatus, LoopOptions, StatusCell};
 use crate::dns;
 use crate::proxy::access_log::{AccessLog, Target};
-use crate::proxy::app::{GatewayApp, GatewayListener};
+use crate::proxy::app::GatewayListener;
 use crate::proxy::Gateway;
 use crate::snapshot::{self, SnapshotCell};
 use crate::sources::file::{self, Scan};
@@ -142,7 +142,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         pingora_proxy::http_proxy(&conf, Gateway::new(snapshot.clone(), access_log, in_flight));
     let mut http = Service::new(
         "gateway http".to_string(),
-        GatewayListener::new(GatewayApp::new(proxy, snapshot.clone())),
+        GatewayListener::new(proxy, snapshot.clone()),
     );
     http.add_tcp(&opts.http_addr);
 

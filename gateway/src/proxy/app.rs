@@ -1,7 +1,11 @@
 //! The listener-facing apps: Pingora's `HttpProxy` with per-connection settings read
 //! from the current snapshot, so `downstream.idleTimeout`, `downstream.http2.*` and
-//! `downstream.connectionBufferLimits` apply to the next connection or request without
-//! restarting the listener.
+//! `downstream.connectionBufferLimits` apply to the next connection without restarting
+//! the listener.
+//!
+//! HTTP/1 connections go straight to the `HttpProxy`; only HTTP/2 connections pass
+//! through [`GatewayApp`], which supplies live SETTINGS. That keeps an extra boxed
+//! future per request off the HTTP/1 path.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
@@ -19,6 +23,7 @@ use pingora_proxy::HttpProxy;
 use super::Gateway;
 use crate::snapshot::SnapshotCell;
 
+/// HTTP/2 connections: the proxy with SETTINGS and idle timeout from the snapshot.
 pub struct GatewayApp {
     proxy: Arc<HttpProxy<Gateway>>,
     snapshot: SnapshotCell,
@@ -28,7 +33,7 @@ pub struct GatewayApp {
 }
 
 impl GatewayApp {
-    pub fn new(proxy: HttpProxy<Gateway>, snapshot: SnapshotCell) -> Self {
+    pub fn new(proxy: Arc<HttpProxy<Gateway>>, snapshot: SnapshotCell) -> Self {
         let idle = snapshot
             .load()
             .filters
@@ -36,7 +41,7 @@ impl GatewayApp {
             .downstream_idle_timeout
             .as_secs();
         GatewayApp {
-            proxy: Arc::new(proxy),
+            proxy,
             snapshot,
             options: AtomicPtr::new(options_for(idle) as *const _ as *mut _),
             options_idle: AtomicU64::new(idle),
@@ -64,14 +69,9 @@ fn options_for(idle_secs: u64) -> &'static HttpServerOptions {
 impl HttpServerApp for GatewayApp {
     async fn process_new_http(
         self: &Arc<Self>,
-        mut session: ServerSession,
+        session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        if !*shutdown.borrow() && !session.is_http2() {
-            // Keep-alive timeout between requests (and before the first): 0 = none.
-            let idle = self.snapshot.load().filters.global.downstream_idle_timeout;
-            session.set_keepalive(Some(idle.as_secs()));
-        }
         self.proxy.process_new_http(session, shutdown).await
     }
 
@@ -113,14 +113,21 @@ impl HttpServerApp for GatewayApp {
 /// What the listener runs for each new connection: the connection-level settings, then
 /// the HTTP app.
 pub struct GatewayListener {
-    app: Arc<GatewayApp>,
+    h2: Arc<GatewayApp>,
+    h1: Arc<HttpProxy<Gateway>>,
 }
 
 impl GatewayListener {
-    pub fn new(app: GatewayApp) -> Self {
-        GatewayListener { app: Arc::new(app) }
+    pub fn new(proxy: HttpProxy<Gateway>, snapshot: SnapshotCell) -> Self {
+        let h1 = Arc::new(proxy);
+        GatewayListener {
+            h2: Arc::new(GatewayApp::new(h1.clone(), snapshot)),
+            h1,
+        }
     }
 }
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 #[async_trait]
 impl ServerApp for GatewayListener {
@@ -129,7 +136,7 @@ impl ServerApp for GatewayListener {
         mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let global = self.app.snapshot.load().filters.global.clone();
+        let global = self.h2.snapshot.load().filters.global.clone();
         // Bound what the kernel buffers for a slow reader (Envoy's per-connection
         // buffer limit is the nearest equivalent).
         if global.downstream_buffer_limit > 0 {
@@ -138,21 +145,29 @@ impl ServerApp for GatewayListener {
                 global.downstream_buffer_limit,
             );
         }
-        // A connection that never sends a byte is idle too; without this the h2c
-        // preface peek would wait for it forever.
-        if !global.downstream_idle_timeout.is_zero() {
-            let mut first = [0u8; 1];
-            match tokio::time::timeout(global.downstream_idle_timeout, stream.try_peek(&mut first))
-                .await
-            {
-                Ok(Ok(_)) => {}
-                Ok(Err(_)) | Err(_) => return None,
+        // A connection that never sends a byte is idle too (0: no timeout).
+        let mut head = [0u8; H2_PREFACE.len()];
+        let peek = stream.try_peek(&mut head);
+        let peeked = if global.downstream_idle_timeout.is_zero() {
+            peek.await
+        } else {
+            match tokio::time::timeout(global.downstream_idle_timeout, peek).await {
+                Ok(r) => r,
+                Err(_) => return None,
             }
+        };
+        if peeked.is_err() {
+            return None;
         }
-        ServerApp::process_new(&self.app, stream, shutdown).await
+        // h2c prior knowledge starts with the preface; its first bytes are enough.
+        if head[..4] == H2_PREFACE[..4] {
+            ServerApp::process_new(&self.h2, stream, shutdown).await
+        } else {
+            ServerApp::process_new(&self.h1, stream, shutdown).await
+        }
     }
 
     async fn cleanup(&self) {
-        ServerApp::cleanup(self.app.as_ref()).await;
+        ServerApp::cleanup(self.h1.as_ref()).await;
     }
 }

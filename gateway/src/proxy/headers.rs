@@ -3,6 +3,8 @@
 
 use std::net::IpAddr;
 
+use http::HeaderValue;
+
 use pingora_http::{RequestHeader, ResponseHeader};
 
 use crate::controllers::GlobalOptionSettings;
@@ -41,9 +43,9 @@ pub fn upstream_request(
                 s.extend_from_slice(v.as_bytes());
                 s.extend_from_slice(b", ");
                 s.extend_from_slice(ip_str.as_bytes());
-                http::HeaderValue::from_bytes(&s).ok()
+                HeaderValue::from_bytes(&s).ok()
             }
-            _ => http::HeaderValue::from_str(ip_str).ok(),
+            _ => HeaderValue::from_str(ip_str).ok(),
         };
         if let Some(v) = xff {
             req.insert_header(X_FORWARDED_FOR, v)?;
@@ -52,9 +54,17 @@ pub fn upstream_request(
             req.insert_header(X_REAL_IP, ip_str)?;
         }
     }
-    req.insert_header(X_FORWARDED_PROTO, if tls { "https" } else { "http" })?;
+    // Static values: no allocation for them on every request.
+    let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
+    req.insert_header(X_FORWARDED_PROTO, proto)?;
     if !global.disable_x_envoy_headers {
-        req.insert_header(X_ENVOY_ATTEMPT_COUNT, itoa::Buffer::new().format(attempt))?;
+        let count = match attempt {
+            1 => HeaderValue::from_static("1"),
+            2 => HeaderValue::from_static("2"),
+            3 => HeaderValue::from_static("3"),
+            n => HeaderValue::from(n),
+        };
+        req.insert_header(X_ENVOY_ATTEMPT_COUNT, count)?;
     } else {
         req.remove_header(X_ENVOY_ATTEMPT_COUNT);
     }

@@ -166,6 +166,19 @@ impl ProxyHttp for Gateway {
         RequestCtx::new(self.snapshot.load_full(), self.in_flight.clone())
     }
 
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora_error::Result<()> {
+        // HTTP/1 keep-alive: how long to wait for the next request (0: no limit).
+        if !session.is_http2() && !session.is_process_shutting_down() {
+            let idle = ctx.snapshot.filters.global.downstream_idle_timeout;
+            session.set_keepalive(Some(idle.as_secs()));
+        }
+        Ok(())
+    }
+
     async fn request_filter(
         &self,
         session: &mut Session,

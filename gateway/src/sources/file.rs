@@ -1,7 +1,7 @@
 //! The Higress standalone layout: `DIR/<kind-plural>/**/<name>.yaml|yml`, every object in
 //! namespace `higress-system` and named after its file.
 //!
-//! Watching rescans the whole directory after ~100 ms of quiet and diffs file contents
+//! Watching rescans the whole directory after 50 ms of quiet and diffs file contents
 //! against the last scan. That is robust to editors' temp files and `write + rename`, and
 //! these directories are small.
 
@@ -14,8 +14,10 @@ use tokio::sync::mpsc;
 use super::Change;
 use crate::resources::{Kind, Resource, ResourceKey, SYSTEM_NAMESPACE};
 
-/// Quiet time after the last file event before a rescan.
-pub const DEBOUNCE: Duration = Duration::from_millis(100);
+/// Quiet time after the last file event before a rescan. Higress uses 100 ms; half
+/// that keeps a change visible well within 100 ms and still coalesces an editor's or a
+/// tool's burst of writes into one scan.
+pub const DEBOUNCE: Duration = Duration::from_millis(50);
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileSourceError {
