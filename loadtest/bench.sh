@@ -6,7 +6,10 @@
 # Environment:
 #   BENCH_SMOKE=1     short CI run (1 round of 2 s, 5 config changes); fails if a target
 #                     does not serve
-#   BENCH_NO_BUILD=1  use the existing release binaries
+#   BENCH_NO_BUILD=1  use the existing binaries
+#   BENCH_PROFILE     release (default; fat LTO, the only profile whose figures mean
+#                     anything) or dev (the test build; CI's smoke run uses it so it does
+#                     not pay for a second, fat-LTO build)
 #   BENCH_KEEP_TMP=1  keep the temp dir (configs, logs, raw wrk output)
 #   ROUNDS (5), DURATION (10, seconds per wrk run), CONNECTIONS (32), WRK_THREADS (1),
 #   WARMUP (2, seconds per target before round 1), CONFIG_CHANGES (40)
@@ -50,12 +53,21 @@ NGINX=/usr/sbin/nginx
 
 # ------------------------------------------------------------------ build
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+PROFILE=${BENCH_PROFILE:-release}
+case $PROFILE in
+  release) PROFILE_DIR=release ;;
+  dev) PROFILE_DIR=debug ;;
+  *) echo "bench.sh: BENCH_PROFILE must be release or dev" >&2; exit 2 ;;
+esac
 if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
-  echo "== building release binaries (fat LTO; slow on a cold cache) =="
-  cargo build --release -p gateway --bin gateway -p pingora-floor --bin pingora-floor
+  echo "== building $PROFILE binaries =="
+  cargo build --profile "$PROFILE" -p gateway --bin gateway -p pingora-floor --bin pingora-floor
 fi
-GATEWAY_BIN=$TARGET_DIR/release/gateway
-FLOOR_BIN=$TARGET_DIR/release/pingora-floor
+if [[ $PROFILE != release ]]; then
+  echo "bench.sh: BENCH_PROFILE=$PROFILE: figures are not comparable to nginx; release builds only" >&2
+fi
+GATEWAY_BIN=$TARGET_DIR/$PROFILE_DIR/gateway
+FLOOR_BIN=$TARGET_DIR/$PROFILE_DIR/pingora-floor
 for b in "$GATEWAY_BIN" "$FLOOR_BIN"; do
   if [[ ! -x $b ]]; then
     echo "bench.sh: $b not found; build it or unset BENCH_NO_BUILD" >&2
@@ -213,6 +225,25 @@ url_of() {
   esac
 }
 
+pid_of() {
+  case $1 in
+    direct) echo "$PID_BACKEND" ;;
+    floor) echo "$PID_FLOOR" ;;
+    nginx) echo "$PID_NGINX" ;;
+    gateway) echo "$PID_GW" ;;
+  esac
+}
+
+cpu_ticks() { # pid: user+system clock ticks of it and its children (nginx workers)
+  local total=0 p s f
+  for p in "$1" $(kids "$1"); do
+    s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+    read -r -a f <<<"${s##*) }"
+    total=$((total + f[11] + f[12]))
+  done
+  echo "$total"
+}
+
 run_wrk() { # target seconds outfile
   timeout -k 5 $(($2 + 30)) \
     wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$2"s -H "Host: $HOST" --latency "$(url_of "$1")" \
@@ -236,7 +267,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
   for ((i = 0; i < n; i++)); do
     t=${TARGETS[$(((i + r - 1) % n))]}
     out=$RES/$t.$r.txt
+    ticks=$(cpu_ticks "$(pid_of "$t")")
     run_wrk "$t" "$DURATION" "$out"
+    echo "$t $(($(cpu_ticks "$(pid_of "$t")") - ticks)) $(awk '/requests in/ {print $1}' "$out")" >>"$RES/cpu.txt"
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
     echo "round $r/$ROUNDS  $(printf '%-8s' "$t") ${rps:-?} req/s"
   done
@@ -250,6 +283,10 @@ python3 "$HELPER" report "$RES" "${TARGETS[@]}" || status=1
 printf '%s\n%s\n' "$CPU_BEFORE" "$(head -n 1 /proc/stat)" | awk '
   { t = 0; for (i = 2; i <= 9; i++) t += $i; tot[NR] = t; st[NR] = $9; id[NR] = $5 + $6 }
   END { d = tot[2] - tot[1]; if (d > 0) printf "CPU during the measured rounds: %.1f%% steal, %.1f%% idle\n", 100 * (st[2] - st[1]) / d, 100 * (id[2] - id[1]) / d }'
+
+# CPU time the proxy process itself used per request: unlike req/s, it is not moved by
+# what wrk, the backend or the hypervisor take from the shared cores.
+python3 "$HELPER" cpu "$(getconf CLK_TCK)" "$RES/cpu.txt"
 
 echo
 echo "== RSS after load =="

@@ -414,6 +414,28 @@ def cmd_config_latency(d, admin_addr, n):
         sys.exit(1)
 
 
+def cmd_cpu(hz, path):
+    """CPU time per request of each proxy process: lines `target ticks requests`."""
+    hz = float(hz)
+    per = {}
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) != 3 or int(parts[2]) <= 0:
+                continue
+            per.setdefault(parts[0], []).append(int(parts[1]) * 1e6 / hz / int(parts[2]))
+    print(f"CPU per request in the proxy process (median over rounds; clock ticks of 1/{hz:.0f} s):")
+    med = {}
+    for t in ("direct", "floor", "nginx", "gateway"):
+        if t in per:
+            med[t] = statistics.median(per[t])
+            label = "backend" if t == "direct" else t
+            print(f"  {label:<8} {med[t]:7.1f} us/request  (min {min(per[t]):.1f}, max {max(per[t]):.1f})")
+    if med.get("floor") and med.get("nginx") and "gateway" in med:
+        print(f"gateway CPU/request = {med['gateway'] / med['floor']:.2f}x floor, "
+              f"{med['gateway'] / med['nginx']:.2f}x nginx   floor = {med['floor'] / med['nginx']:.2f}x nginx")
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -430,6 +452,8 @@ def main():
         cmd_rss(argv)
     elif cmd == "config-latency":
         cmd_config_latency(*argv)
+    elif cmd == "cpu":
+        cmd_cpu(*argv)
     else:
         sys.exit(f"unknown subcommand {cmd}\n{__doc__}")
 
