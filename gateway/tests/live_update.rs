@@ -240,3 +240,33 @@ fn fifty_changes_under_traffic_lose_nothing() {
         "every WebSocket echoed after the last change"
     );
 }
+
+#[test]
+fn an_idle_gateway_does_not_rescan_in_a_loop() {
+    let be = Backend::start("be");
+    let cfg = ConfigDir::routing_all_to(&be);
+    let gw = Gateway::start_with_env(
+        cfg.path(),
+        &[],
+        &[("RUST_LOG", "info,gateway::sources=debug")],
+    );
+    let rescans = || gw.log().matches("config directory rescan").count();
+    // One change: exactly the rescans it needs, then quiet (its own reads of the files
+    // must not trigger more).
+    let v = gw.version();
+    cfg.ingress(
+        "r2",
+        &[("higress.io/destination", "be.static")],
+        &[(Some("r2.test"), "Prefix", "/")],
+    );
+    gw.wait_version_after(v);
+    let after_change = rescans();
+    assert!(after_change >= 1);
+    std::thread::sleep(Duration::from_millis(1000));
+    // The periodic safety rescan runs every 5 s: at most one may fall in this second.
+    assert!(
+        rescans() <= after_change + 1,
+        "{} rescans in an idle second",
+        rescans() - after_change
+    );
+}

@@ -98,6 +98,21 @@ impl Scan {
     }
 }
 
+/// Events that cannot change what a scan reads: opens, reads, closes after reading.
+fn is_read_only(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    matches!(
+        kind,
+        notify::EventKind::Access(
+            AccessKind::Open(_)
+                | AccessKind::Read
+                | AccessKind::Close(AccessMode::Read)
+                | AccessKind::Any
+                | AccessKind::Other
+        )
+    )
+}
+
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -133,7 +148,12 @@ pub async fn watch(
 ) -> Result<(), FileSourceError> {
     use notify::Watcher;
     let (ping_tx, mut ping_rx) = mpsc::unbounded_channel::<()>();
-    let mut watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        // Our own rescans open and read the files: those access events must not
+        // trigger another rescan (that would loop every debounce period).
+        if res.as_ref().is_ok_and(|e| is_read_only(&e.kind)) {
+            return;
+        }
         let _ = ping_tx.send(());
     })
     .map_err(|e| FileSourceError::Watch(dir.display().to_string(), e))?;
@@ -150,6 +170,7 @@ pub async fn watch(
         }
         // Debounce: wait for a quiet period.
         while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, ping_rx.recv()).await {}
+        tracing::debug!(dir = %dir.display(), "config directory rescan");
         let next = match Scan::read(&dir) {
             Ok(s) => s,
             Err(e) => {
@@ -168,6 +189,23 @@ pub async fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_do_not_trigger_rescans() {
+        use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
+        use notify::EventKind;
+        assert!(is_read_only(&EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
+        assert!(is_read_only(&EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(!is_read_only(&EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
+        assert!(!is_read_only(&EventKind::Modify(ModifyKind::Any)));
+        assert!(!is_read_only(&EventKind::Create(CreateKind::File)));
+    }
 
     #[test]
     fn names_come_from_yaml_files_only() {

@@ -167,6 +167,10 @@ impl Gateway {
     }
 
     pub fn start_with(config: &Path, extra: &[&str]) -> Gateway {
+        Self::start_with_env(config, extra, &[])
+    }
+
+    pub fn start_with_env(config: &Path, extra: &[&str], env: &[(&str, &str)]) -> Gateway {
         let logdir = tempfile::tempdir().unwrap();
         let access_log = logdir.path().join("access.log");
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -182,6 +186,7 @@ impl Gateway {
             .args(["--threads", "2", "--access-log"])
             .arg(&access_log)
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
