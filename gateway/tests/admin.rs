@@ -73,11 +73,7 @@ fn stats_configz_and_config_dump() {
     assert_eq!(get(gw.admin, "x", "/ready").unwrap().status, 200);
 
     // A new snapshot moves the version everywhere.
-    cfg.ingress(
-        "r2",
-        &[("higress.io/destination", "be.static")],
-        &[(Some("b.test"), "Prefix", "/")],
-    );
+    cfg.host_route("r2", "b.test", "be.static");
     let v = gw.wait_version_after(1);
     assert_eq!(gw.metric("gateway_config_snapshot_version"), Some(v as f64));
     assert_eq!(

@@ -43,16 +43,8 @@ async fn ws_echo_server() -> std::net::SocketAddr {
 }
 
 fn base_ingresses(cfg: &ConfigDir) {
-    cfg.ingress(
-        "main",
-        &[("higress.io/destination", "a.static")],
-        &[(Some("live.test"), "Prefix", "/")],
-    );
-    cfg.ingress(
-        "ws",
-        &[("higress.io/destination", "ws.static")],
-        &[(Some("ws.test"), "Prefix", "/")],
-    );
+    cfg.host_route("main", "live.test", "a.static");
+    cfg.host_route("ws", "ws.test", "ws.static");
 }
 
 #[test]
@@ -254,11 +246,7 @@ fn an_idle_gateway_does_not_rescan_in_a_loop() {
     // One change: exactly the rescans it needs, then quiet (its own reads of the files
     // must not trigger more).
     let v = gw.version();
-    cfg.ingress(
-        "r2",
-        &[("higress.io/destination", "be.static")],
-        &[(Some("r2.test"), "Prefix", "/")],
-    );
+    cfg.host_route("r2", "r2.test", "be.static");
     gw.wait_version_after(v);
     let after_change = rescans();
     assert!(after_change >= 1);

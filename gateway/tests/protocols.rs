@@ -52,16 +52,8 @@ fn h2c_downstream_and_http2_upstream() {
             inner.http, be.addr
         ),
     );
-    cfg.ingress(
-        "via-h2",
-        &[("higress.io/destination", "inner.static")],
-        &[(Some("h2.test"), "Prefix", "/")],
-    );
-    cfg.ingress(
-        "direct",
-        &[("higress.io/destination", "be.static")],
-        &[(Some("h1.test"), "Prefix", "/")],
-    );
+    cfg.host_route("via-h2", "h2.test", "inner.static");
+    cfg.host_route("direct", "h1.test", "be.static");
     let outer = Gateway::start(cfg.path());
 
     let (code, body) = curl_h2c(outer.http, "h1.test", "/hello");
@@ -187,11 +179,7 @@ fn deleting_higress_config_keeps_the_last_config() {
     cfg.remove("configmaps/higress-config.yaml");
     // Touch another object so we know the deletion was seen before we look.
     let v = gw.version();
-    cfg.ingress(
-        "r2",
-        &[("higress.io/destination", "be.static")],
-        &[(Some("r2.test"), "Prefix", "/")],
-    );
+    cfg.host_route("r2", "r2.test", "be.static");
     gw.wait_version_after(v);
     assert_eq!(
         get(gw.http, "x", "/").unwrap().json()["headers"]["x-real-ip"],

@@ -105,16 +105,8 @@ fn local_replies_and_flags() {
         ("a", a.addr.to_string(), 80),
         ("dead", dead.to_string(), 80),
     ]);
-    cfg.ingress(
-        "to-dead",
-        &[("higress.io/destination", "dead.static")],
-        &[(Some("dead.com"), "Prefix", "/")],
-    );
-    cfg.ingress(
-        "to-nowhere",
-        &[("higress.io/destination", "nowhere.static")],
-        &[(Some("nowhere.com"), "Prefix", "/")],
-    );
+    cfg.host_route("to-dead", "dead.com", "dead.static");
+    cfg.host_route("to-nowhere", "nowhere.com", "nowhere.static");
     cfg.ingress(
         "slow",
         &[

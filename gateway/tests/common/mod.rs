@@ -67,6 +67,15 @@ impl ConfigDir {
         cfg
     }
 
+    /// An Ingress `name` sending every path of `host` to the registry host `to`.
+    pub fn host_route(&self, name: &str, host: &str, to: &str) {
+        self.ingress(
+            name,
+            &[("higress.io/destination", to)],
+            &[(Some(host), "Prefix", "/")],
+        );
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
