@@ -122,7 +122,10 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     start_control_plane(&opts, snapshot.clone(), status.clone(), &stats)
         .with_context(|| format!("loading config from {}", opts.config_dir.display()))?;
 
-    let access_log = Arc::new(AccessLog::open(&opts.access_log).context("opening the access log")?);
+    let access_log = Arc::new(
+        AccessLog::open(&opts.access_log, stats.access_log_dropped.clone())
+            .context("opening the access log")?,
+    );
 
     let conf = ServerConf {
         threads: opts.threads.max(1),

@@ -37,7 +37,8 @@ impl ConfigStats {
 pub struct ServerStats {
     pub registry: Arc<Registry>,
     pub config: ConfigStats,
-    pub live: Gauge,
+    /// Access log lines dropped because the writer could not keep up.
+    pub access_log_dropped: Counter,
 }
 
 impl ServerStats {
@@ -52,10 +53,17 @@ impl ServerStats {
             )
             .gauge(&[]);
         live.set(1);
+        let access_log_dropped = registry
+            .family(
+                "gateway_access_log_dropped_total",
+                "Access log lines dropped because the log writer could not keep up.",
+                Kind::Counter,
+            )
+            .counter(&[]);
         ServerStats {
             registry,
             config,
-            live,
+            access_log_dropped,
         }
     }
 }

@@ -30,6 +30,7 @@ fn stats_configz_and_config_dump() {
         "gateway_config_reloads_total{result=\"rejected\"} 0",
         "gateway_config_snapshot_version 1",
         "envoy_server_live 1",
+        "gateway_access_log_dropped_total 0",
     ] {
         assert!(m.lines().any(|l| l == line), "missing {line:?} in\n{m}");
     }

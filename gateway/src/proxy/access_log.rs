@@ -4,7 +4,6 @@
 //! disk never stalls a request; if the queue is full the line is dropped and counted.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -34,20 +33,16 @@ enum Msg {
 
 pub struct AccessLog {
     tx: Option<SyncSender<Msg>>,
-    dropped: AtomicU64,
+    dropped: telemetry::stats::Counter,
 }
 
 const QUEUE: usize = 16 * 1024;
 
 impl AccessLog {
-    pub fn open(target: &Target) -> std::io::Result<AccessLog> {
+    /// Open `target`; lines dropped when the writer falls behind are counted in `dropped`.
+    pub fn open(target: &Target, dropped: telemetry::stats::Counter) -> std::io::Result<AccessLog> {
         let mut out: Box<dyn Write + Send> = match target {
-            Target::Off => {
-                return Ok(AccessLog {
-                    tx: None,
-                    dropped: AtomicU64::new(0),
-                })
-            }
+            Target::Off => return Ok(AccessLog { tx: None, dropped }),
             Target::Stdout => Box::new(std::io::stdout()),
             Target::File(p) => Box::new(
                 std::fs::OpenOptions::new()
@@ -85,7 +80,7 @@ impl AccessLog {
             })?;
         Ok(AccessLog {
             tx: Some(tx),
-            dropped: AtomicU64::new(0),
+            dropped,
         })
     }
 
@@ -96,7 +91,7 @@ impl AccessLog {
     pub fn write(&self, line: String) {
         if let Some(tx) = &self.tx {
             if let Err(TrySendError::Full(_)) = tx.try_send(Msg::Line(line)) {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.dropped.inc();
             }
         }
     }
@@ -109,11 +104,6 @@ impl AccessLog {
                 let _ = ack_rx.recv_timeout(within);
             }
         }
-    }
-
-    /// Lines dropped because the writer could not keep up.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
     }
 }
 

@@ -32,10 +32,6 @@ impl ResponseFlags {
         self.0 & flag != 0
     }
 
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
     pub fn render(self) -> String {
         if self.0 == 0 {
             return "-".into();

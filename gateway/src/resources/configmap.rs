@@ -34,13 +34,4 @@ impl ConfigMap {
         }
         Ok(cm)
     }
-
-    /// `data.mesh.outboundClusterStatName`, when set (the rest of `mesh` is Istio's).
-    pub fn outbound_cluster_stat_name(&self) -> Option<String> {
-        let mesh = self.data.get("mesh")?;
-        let v: serde_yaml::Value = serde_yaml::from_str(mesh).ok()?;
-        v.get("outboundClusterStatName")?
-            .as_str()
-            .map(str::to_string)
-    }
 }

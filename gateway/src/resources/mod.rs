@@ -40,15 +40,6 @@ impl Kind {
         }
     }
 
-    pub fn from_folder(folder: &str) -> Option<Kind> {
-        match folder {
-            "configmaps" => Some(Kind::ConfigMap),
-            "ingresses" => Some(Kind::Ingress),
-            "mcpbridges" => Some(Kind::McpBridge),
-            _ => None,
-        }
-    }
-
     pub const ALL: [Kind; 3] = [Kind::ConfigMap, Kind::Ingress, Kind::McpBridge];
 }
 

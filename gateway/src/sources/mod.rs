@@ -21,11 +21,3 @@ pub enum Change {
         origin: String,
     },
 }
-
-impl Change {
-    pub fn key(&self) -> &ResourceKey {
-        match self {
-            Change::Upsert { key, .. } | Change::Delete { key, .. } => key,
-        }
-    }
-}
