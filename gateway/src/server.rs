@@ -133,6 +133,11 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         // in-flight requests are done, before this bound.
         grace_period_seconds: Some(DRAIN.as_secs() + 1),
         graceful_shutdown_timeout_seconds: Some(1),
+        // Pingora's fast timers live in a per-thread tree until their deadline, even when
+        // cancelled: one per 10 ms tick per duration, thousands at load for a 180 s
+        // keep-alive or a 10 s upstream idle timeout, and every request walks the tree.
+        // Tokio's wheel drops a cancelled timer at once: it takes every timeout >= 1 s.
+        fast_timeout_to_tokio_threshold_seconds: Some(0),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

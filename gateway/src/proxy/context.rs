@@ -17,6 +17,8 @@ pub struct RequestCtx {
     pub snapshot: Arc<Snapshot>,
     pub start: Instant,
     pub start_wall: SystemTime,
+    /// The `x-request-id` the gateway generated; `None` when the client sent one.
+    pub request_id: Option<http::HeaderValue>,
     pub route: Option<Arc<Route>>,
     /// Index of the chosen destination in `route.destinations`.
     pub destination: Option<usize>,
@@ -74,6 +76,7 @@ impl RequestCtx {
             snapshot,
             start: Instant::now(),
             start_wall: SystemTime::now(),
+            request_id: None,
             route: None,
             destination: None,
             cluster: None,

@@ -10,6 +10,7 @@ pub mod context;
 pub mod flags;
 pub mod headers;
 pub mod local_reply;
+pub mod request_id;
 
 use std::cell::Cell;
 use std::sync::atomic::AtomicUsize;
@@ -131,7 +132,7 @@ impl Gateway {
             .map(|r| r.status.as_u16())
             .or(ctx.local_status)
             .unwrap_or(0);
-        let hv = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+        let hv = |name| req.headers.get(name).and_then(|v| v.to_str().ok());
         let host = request_host(req);
         let line = serde_json::json!({
             "authority": if host.is_empty() { None } else { Some(host) },
@@ -142,7 +143,7 @@ impl Gateway {
             "method": req.method.as_str(),
             "path": req.uri.path_and_query().map(|p| p.as_str()),
             "protocol": if session.is_http2() { "HTTP/2" } else { "HTTP/1.1" },
-            "request_id": hv(headers::X_REQUEST_ID),
+            "request_id": ctx.request_id.as_ref().and_then(|v| v.to_str().ok()).or_else(|| hv(headers::X_REQUEST_ID)),
             "response_code": status,
             "response_flags": ctx.flags.render(),
             "route_name": ctx.route.as_ref().map(|r| r.name.as_str()),
@@ -151,7 +152,7 @@ impl Gateway {
             "upstream_cluster": ctx.cluster_name(),
             "upstream_host": ctx.upstream_host.map(|h| h.to_string()),
             "upstream_service_time": ctx.upstream_service_time_ms,
-            "user_agent": hv("user-agent"),
+            "user_agent": hv(http::header::USER_AGENT),
             "x_forwarded_for": hv(headers::X_FORWARDED_FOR),
         });
         self.access_log.write(line.to_string());
@@ -185,9 +186,21 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<bool> {
         let routed = self.route(session, ctx);
-        headers::ensure_request_id(session.req_header_mut())?;
+        ctx.request_id = headers::new_request_id(session.req_header());
         match routed {
-            Ok(()) => Ok(false),
+            Ok(()) => {
+                let fwd = headers::Forwarded {
+                    peer: session
+                        .client_addr()
+                        .and_then(|a| a.as_inet())
+                        .map(|a| a.ip()),
+                    tls: false,
+                    request_id: ctx.request_id.as_ref(),
+                };
+                let global = &ctx.snapshot.filters.global;
+                headers::forwarded_request(session.req_header_mut(), &fwd, global);
+                Ok(false)
+            }
             Err((status, body, flag)) => {
                 if flag != 0 {
                     ctx.flags.set(flag);
@@ -250,21 +263,13 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<()> {
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        headers::upstream_request(
-            upstream_request,
-            peer,
-            false,
-            ctx.attempts,
-            &ctx.snapshot.filters.global,
-        )
+        // The edge headers are on the downstream request already (`request_filter`).
+        headers::retry_attempt(upstream_request, ctx.attempts, &ctx.snapshot.filters.global);
+        Ok(())
     }
 
     async fn upstream_response_filter(
@@ -282,7 +287,8 @@ impl ProxyHttp for Gateway {
             upstream_response,
             ctx.upstream_service_time_ms,
             &ctx.snapshot.filters.global,
-        )
+        );
+        Ok(())
     }
 
     fn upstream_response_body_filter(

@@ -105,7 +105,8 @@ struct VirtualHost {
 
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    exact: HashMap<String, usize>,
+    /// Hosts are client input: a seeded hash, but not SipHash's cost on every request.
+    exact: HashMap<String, usize, foldhash::fast::RandomState>,
     /// (suffix including the leading dot, vhost), longest suffix first.
     wildcard: Vec<(String, usize)>,
     any: Option<usize>,
