@@ -29,6 +29,13 @@ fn downstream_idle_timeout_closes_idle_connections() {
     apply(&cfg, &gw, "downstream:\n  idleTimeout: 1\n");
     let mut c = Conn::open(gw.http).unwrap();
     assert_eq!(c.request("GET", "a", "/", &[]).unwrap().status, 200);
+    // A request is not idleness: one slower than the timeout completes, and the
+    // connection still serves the next request after it.
+    assert_eq!(
+        c.request("GET", "a", "/delay/1600", &[]).unwrap().status,
+        200
+    );
+    assert_eq!(c.request("GET", "a", "/", &[]).unwrap().status, 200);
     assert!(c.closed_within(WAIT), "idle connection was not closed");
     // A connection that never sends a request is closed too.
     let mut c = Conn::open(gw.http).unwrap();

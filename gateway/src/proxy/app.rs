@@ -20,6 +20,7 @@ use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
 use pingora_proxy::HttpProxy;
 
+use super::idle::{self, TrackedStream};
 use super::Gateway;
 use crate::snapshot::SnapshotCell;
 
@@ -161,10 +162,13 @@ impl ServerApp for GatewayListener {
         }
         // h2c prior knowledge starts with the preface; its first bytes are enough.
         if head[..4] == H2_PREFACE[..4] {
-            ServerApp::process_new(&self.h2, stream, shutdown).await
-        } else {
-            ServerApp::process_new(&self.h1, stream, shutdown).await
+            return ServerApp::process_new(&self.h2, stream, shutdown).await;
         }
+        // HTTP/1: the idle timeout is this connection's watchdog, not a timer per wait.
+        let (stream, activity) = TrackedStream::new(stream);
+        idle::spawn_watchdog(&activity, self.h2.snapshot.clone());
+        drop(activity);
+        ServerApp::process_new(&self.h1, Box::new(stream), shutdown).await
     }
 
     async fn cleanup(&self) {

@@ -34,6 +34,8 @@ pub struct RequestCtx {
     pub flags: ResponseFlags,
     /// Status of a reply the gateway itself produced.
     pub local_status: Option<u16>,
+    /// Holds the HTTP/1 connection busy for its idle timeout while the request lasts.
+    pub connection: Option<super::idle::ActiveRequest>,
     in_flight: Arc<AtomicUsize>,
 }
 
@@ -89,6 +91,7 @@ impl RequestCtx {
             deadline: None,
             flags: ResponseFlags::default(),
             local_status: None,
+            connection: None,
         }
     }
 }

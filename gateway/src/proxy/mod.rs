@@ -9,6 +9,7 @@ pub mod app;
 pub mod context;
 pub mod flags;
 pub mod headers;
+pub mod idle;
 pub mod local_reply;
 pub mod request_id;
 
@@ -172,10 +173,9 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<()> {
-        // HTTP/1 keep-alive: how long to wait for the next request (0: no limit).
-        if !session.is_http2() && !session.is_process_shutting_down() {
-            let idle = ctx.snapshot.filters.global.downstream_idle_timeout;
-            session.set_keepalive(Some(idle.as_secs()));
+        // HTTP/1: the connection's idle watchdog (`idle.rs`) waits for this request.
+        if let Some(conn) = idle::ConnActivity::of(session) {
+            ctx.connection = Some(conn.begin());
         }
         Ok(())
     }

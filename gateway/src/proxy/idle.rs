@@ -1,0 +1,253 @@
+//! `downstream.idleTimeout` for HTTP/1 connections, kept per connection rather than per
+//! request. Pingora's keep-alive timeout arms a timer for every wait between requests;
+//! here each connection has a watchdog task that wakes a few times per timeout period
+//! and, once the connection has seen no bytes and no request for the whole period,
+//! ends it by making the pending read return end-of-stream, as Envoy's idle timeout
+//! does (never while a request is in progress). The request path pays a counter bump.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::task::AtomicWaker;
+use pingora_core::protocols::{
+    raw_connect::ProxyDigest, GetProxyDigest, GetSocketDigest, GetTimingDigest, SocketDigest,
+    TimingDigest,
+};
+use pingora_core::protocols::{Peek, Shutdown, Ssl, Stream, UniqueID, UniqueIDType, ALPN};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+
+use crate::snapshot::SnapshotCell;
+
+/// How often the watchdog re-reads the config when there is no idle timeout.
+const RECHECK: Duration = Duration::from_secs(5);
+
+/// What the watchdog watches: requests in progress and a count of events (reads,
+/// finished requests) that it compares between wake-ups.
+#[derive(Debug, Default)]
+pub struct ConnActivity {
+    active: AtomicU32,
+    events: AtomicU64,
+    /// Set by the watchdog: the next read reports end-of-stream.
+    closing: AtomicBool,
+    /// The connection's pending read, woken when `closing` is set.
+    reader: AtomicWaker,
+}
+
+impl ConnActivity {
+    fn bump(&self) {
+        // Only the connection's own task writes here (reads and request ends are
+        // sequential on an HTTP/1 connection), so a plain load + store is enough.
+        self.events
+            .store(self.events.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    /// The activity of the connection a request arrived on (HTTP/1 only).
+    pub fn of(session: &pingora_proxy::Session) -> Option<&Arc<ConnActivity>> {
+        let stream = session.downstream_session.stream()?;
+        let tracked = stream.as_any().downcast_ref::<TrackedStream>()?;
+        Some(&tracked.activity)
+    }
+
+    /// Mark a request in progress until the returned guard is dropped.
+    pub fn begin(self: &Arc<Self>) -> ActiveRequest {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        ActiveRequest(self.clone())
+    }
+}
+
+/// A request in progress on a connection.
+#[derive(Debug)]
+pub struct ActiveRequest(Arc<ConnActivity>);
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        self.0.bump();
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Watch a connection until it closes, ending it after the configured idle time.
+pub fn spawn_watchdog(activity: &Arc<ConnActivity>, snapshot: SnapshotCell) {
+    let activity = Arc::downgrade(activity);
+    tokio::spawn(async move { watch(activity, snapshot).await });
+}
+
+async fn watch(activity: Weak<ConnActivity>, snapshot: SnapshotCell) {
+    let mut seen = None;
+    let mut quiet_since = Instant::now();
+    loop {
+        let idle = snapshot.load().filters.global.downstream_idle_timeout;
+        let tick = if idle.is_zero() {
+            RECHECK
+        } else {
+            (idle / 8).clamp(Duration::from_millis(50), RECHECK)
+        };
+        tokio::time::sleep(tick).await;
+        // The connection is gone when its stream is.
+        let Some(conn) = activity.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        let events = conn.events.load(Ordering::Relaxed);
+        if seen != Some(events) || conn.active.load(Ordering::Relaxed) > 0 {
+            seen = Some(events);
+            quiet_since = now;
+        } else if !idle.is_zero() && now.duration_since(quiet_since) >= idle {
+            tracing::debug!("closing an idle HTTP/1 connection");
+            conn.closing.store(true, Ordering::Release);
+            conn.reader.wake();
+            return;
+        }
+    }
+}
+
+/// The downstream stream with its activity, handed to Pingora in place of the socket.
+#[derive(Debug)]
+pub struct TrackedStream {
+    inner: Stream,
+    activity: Arc<ConnActivity>,
+}
+
+impl TrackedStream {
+    pub fn new(inner: Stream) -> (Self, Arc<ConnActivity>) {
+        let activity = Arc::new(ConnActivity::default());
+        (
+            TrackedStream {
+                inner,
+                activity: activity.clone(),
+            },
+            activity,
+        )
+    }
+}
+
+impl AsyncRead for TrackedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.activity.closing.load(Ordering::Acquire) {
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Pending => {
+                self.activity.reader.register(cx.waker());
+                if self.activity.closing.load(Ordering::Acquire) {
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Pending
+            }
+            ready => {
+                if buf.filled().len() > before {
+                    self.activity.bump();
+                }
+                ready
+            }
+        }
+    }
+}
+
+impl AsyncWrite for TrackedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[async_trait]
+impl Shutdown for TrackedStream {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await
+    }
+}
+
+impl UniqueID for TrackedStream {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for TrackedStream {
+    fn get_ssl(&self) -> Option<&pingora_core::protocols::tls::TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<pingora_core::protocols::tls::SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for TrackedStream {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for TrackedStream {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for TrackedStream {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest)
+    }
+}
+
+#[async_trait]
+impl Peek for TrackedStream {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
