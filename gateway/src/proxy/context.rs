@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use super::flags::ResponseFlags;
 use crate::snapshot::Snapshot;
@@ -16,9 +16,9 @@ pub struct RequestCtx {
     /// Loaded once when the request starts; the request finishes on it whatever reloads.
     pub snapshot: Arc<Snapshot>,
     pub start: Instant,
-    pub start_wall: SystemTime,
-    /// The `x-request-id` the gateway generated; `None` when the client sent one.
-    pub request_id: Option<http::HeaderValue>,
+    /// The `x-request-id` made for a local reply (a routed request carries its own in
+    /// the request headers); `None` when the client sent one.
+    pub request_id: Option<Box<http::HeaderValue>>,
     pub route: Option<Arc<Route>>,
     /// Index of the chosen destination in `route.destinations`.
     pub destination: Option<usize>,
@@ -47,19 +47,23 @@ impl RequestCtx {
     }
 }
 
-/// Endpoints already tried, in attempt order; fixed size, so no allocation.
+/// Endpoint indices already tried, in attempt order; fixed size, so no allocation.
 #[derive(Default)]
-pub struct Tried([Option<SocketAddr>; MAX_ATTEMPTS as usize]);
+pub struct Tried {
+    indices: [u32; MAX_ATTEMPTS as usize],
+    len: u8,
+}
 
 impl Tried {
-    pub fn push(&mut self, addr: SocketAddr) {
-        if let Some(slot) = self.0.iter_mut().find(|s| s.is_none()) {
-            *slot = Some(addr);
+    pub fn push(&mut self, index: u32) {
+        if let Some(slot) = self.indices.get_mut(self.len as usize) {
+            *slot = index;
+            self.len += 1;
         }
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = SocketAddr> + Clone + '_ {
-        self.0.iter().flatten().copied()
+    pub fn as_slice(&self) -> &[u32] {
+        &self.indices[..self.len as usize]
     }
 }
 
@@ -77,7 +81,6 @@ impl RequestCtx {
             in_flight,
             snapshot,
             start: Instant::now(),
-            start_wall: SystemTime::now(),
             request_id: None,
             route: None,
             destination: None,
@@ -93,5 +96,25 @@ impl RequestCtx {
             local_status: None,
             connection: None,
         }
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The context lives in every request's future and is copied with it: keep it small.
+    #[test]
+    fn context_stays_small() {
+        let size = std::mem::size_of::<RequestCtx>();
+        assert!(size <= 200, "RequestCtx is {size} bytes");
+    }
+
+    #[test]
+    fn tried_keeps_attempt_order_and_bound() {
+        let mut t = Tried::default();
+        for i in [4, 1, 7, 9] {
+            t.push(i);
+        }
+        assert_eq!(t.as_slice(), &[4, 1, 7]);
     }
 }

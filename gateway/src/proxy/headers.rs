@@ -34,46 +34,53 @@ pub fn new_request_id(req: &RequestHeader) -> Option<HeaderValue> {
 }
 
 /// What the forwarded headers are made of.
-pub struct Forwarded<'a> {
+pub struct Forwarded {
     pub peer: Option<IpAddr>,
     pub tls: bool,
-    /// A request id the gateway generated (the client sent none).
-    pub request_id: Option<&'a HeaderValue>,
 }
 
 /// Edge headers, set once on the routed downstream request as Envoy's connection
 /// manager does (so the access log sees them too); every attempt's upstream request is
-/// a copy of it. `x-envoy-attempt-count` starts at 1; [`retry_attempt`] updates it.
-pub fn forwarded_request(
-    req: &mut RequestHeader,
-    fwd: &Forwarded<'_>,
-    global: &GlobalOptionSettings,
-) {
+/// a copy of it: `x-request-id` (kept or made), `x-forwarded-for` (peer appended),
+/// `x-forwarded-proto`, `x-real-ip` if enabled, and `x-envoy-attempt-count: 1`
+/// ([`retry_attempt`] updates it).
+pub fn forwarded_request(req: &mut RequestHeader, fwd: &Forwarded, global: &GlobalOptionSettings) {
+    use http::header::Entry;
     edit_request(req, |h| {
         h.reserve(ADDED_UPSTREAM);
-        if let Some(id) = fwd.request_id {
-            h.insert(X_REQUEST_ID, id.clone());
+        if let Entry::Vacant(v) = h.entry(X_REQUEST_ID) {
+            v.insert(super::request_id::generate());
         }
         if let Some(ip) = fwd.peer {
             let mut ipbuf = IpBuf::new();
             let ip_str = ipbuf.format(ip);
+            let ip_value = HeaderValue::from_str(ip_str).ok();
             if global.add_x_real_ip {
-                if let Ok(v) = HeaderValue::from_str(ip_str) {
-                    h.insert(X_REAL_IP, v);
+                if let Some(v) = &ip_value {
+                    h.insert(X_REAL_IP, v.clone());
                 }
             }
-            let xff = match h.get(X_FORWARDED_FOR) {
-                Some(v) if !v.is_empty() => {
-                    let mut s = Vec::with_capacity(v.len() + 2 + ip_str.len());
-                    s.extend_from_slice(v.as_bytes());
+            match h.entry(X_FORWARDED_FOR) {
+                Entry::Occupied(mut o) if !o.get().is_empty() => {
+                    let old = o.get().as_bytes();
+                    let mut s = Vec::with_capacity(old.len() + 2 + ip_str.len());
+                    s.extend_from_slice(old);
                     s.extend_from_slice(b", ");
                     s.extend_from_slice(ip_str.as_bytes());
-                    HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).ok()
+                    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(s)) {
+                        o.insert(v);
+                    }
                 }
-                _ => HeaderValue::from_str(ip_str).ok(),
-            };
-            if let Some(v) = xff {
-                h.insert(X_FORWARDED_FOR, v);
+                Entry::Occupied(mut o) => {
+                    if let Some(v) = ip_value {
+                        o.insert(v);
+                    }
+                }
+                Entry::Vacant(e) => {
+                    if let Some(v) = ip_value {
+                        e.insert(v);
+                    }
+                }
             }
         }
         let proto = HeaderValue::from_static(if fwd.tls { "https" } else { "http" });
@@ -213,11 +220,10 @@ pub fn request_headers_size(req: &RequestHeader) -> usize {
 mod tests {
     use super::*;
 
-    fn fwd(peer: Option<&str>, tls: bool) -> Forwarded<'static> {
+    fn fwd(peer: Option<&str>, tls: bool) -> Forwarded {
         Forwarded {
             peer: peer.map(|p| p.parse().unwrap()),
             tls,
-            request_id: None,
         }
     }
 
@@ -270,15 +276,21 @@ mod tests {
     #[test]
     fn request_id_is_kept_or_made() {
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        let id = new_request_id(&req).expect("made when absent");
+        assert_eq!(new_request_id(&req).expect("made when absent").len(), 36);
+        forwarded_request(&mut req, &fwd(None, false), &Default::default());
+        let id = req.headers[X_REQUEST_ID].clone();
         assert_eq!(id.len(), 36);
-        let f = Forwarded {
-            request_id: Some(&id),
-            ..fwd(None, false)
-        };
-        forwarded_request(&mut req, &f, &Default::default());
-        assert_eq!(req.headers[X_REQUEST_ID], id);
         assert!(new_request_id(&req).is_none(), "kept when present");
+        forwarded_request(&mut req, &fwd(None, false), &Default::default());
+        assert_eq!(req.headers[X_REQUEST_ID], id, "kept when present");
+    }
+
+    #[test]
+    fn empty_forwarded_for_becomes_the_peer() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("x-forwarded-for", "").unwrap();
+        forwarded_request(&mut req, &fwd(Some("10.0.0.1"), false), &Default::default());
+        assert_eq!(req.headers[X_FORWARDED_FOR], "10.0.0.1");
     }
 
     #[test]

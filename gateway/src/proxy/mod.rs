@@ -148,7 +148,7 @@ impl Gateway {
             "response_code": status,
             "response_flags": ctx.flags.render(),
             "route_name": ctx.route.as_ref().map(|r| r.name.as_str()),
-            "start_time": access_log::rfc3339(ctx.start_wall),
+            "start_time": access_log::rfc3339(std::time::SystemTime::now() - ctx.start.elapsed()),
             "trace_id": serde_json::Value::Null,
             "upstream_cluster": ctx.cluster_name(),
             "upstream_host": ctx.upstream_host.map(|h| h.to_string()),
@@ -185,9 +185,7 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<bool> {
-        let routed = self.route(session, ctx);
-        ctx.request_id = headers::new_request_id(session.req_header());
-        match routed {
+        match self.route(session, ctx) {
             Ok(()) => {
                 let fwd = headers::Forwarded {
                     peer: session
@@ -195,13 +193,14 @@ impl ProxyHttp for Gateway {
                         .and_then(|a| a.as_inet())
                         .map(|a| a.ip()),
                     tls: false,
-                    request_id: ctx.request_id.as_ref(),
                 };
                 let global = &ctx.snapshot.filters.global;
                 headers::forwarded_request(session.req_header_mut(), &fwd, global);
                 Ok(false)
             }
             Err((status, body, flag)) => {
+                // Local replies keep their id beside the request, for the access log.
+                ctx.request_id = headers::new_request_id(session.req_header()).map(Box::new);
                 if flag != 0 {
                     ctx.flags.set(flag);
                 }
@@ -222,11 +221,11 @@ impl ProxyHttp for Gateway {
             .cluster
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no cluster selected"))?;
-        let addr = cluster
-            .pick(ctx.tried.iter())
+        let (index, addr) = cluster
+            .pick(ctx.tried.as_slice())
             .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "cluster has no endpoints"))?;
         ctx.attempts += 1;
-        ctx.tried.push(addr);
+        ctx.tried.push(index);
         ctx.upstream_host = Some(addr);
         ctx.upstream_start = Some(Instant::now());
         let global = &ctx.snapshot.filters.global;

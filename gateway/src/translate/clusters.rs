@@ -42,18 +42,20 @@ impl Cluster {
         }
     }
 
-    /// The next endpoint in round-robin order, skipping those in `tried` while any
-    /// untried one is left (retries go to another endpoint where there is one).
-    pub fn pick<I: Iterator<Item = SocketAddr> + Clone>(&self, tried: I) -> Option<SocketAddr> {
+    /// The next endpoint (index, address) in round-robin order, skipping the indices in
+    /// `tried` while any untried one is left (retries go to another endpoint where there
+    /// is one).
+    pub fn pick(&self, tried: &[u32]) -> Option<(u32, SocketAddr)> {
         let n = self.endpoints.len();
         if n == 0 {
             return None;
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .map(|i| self.endpoints[(start + i) % n])
-            .find(|e| !tried.clone().any(|t| t == *e))
-            .or(Some(self.endpoints[start % n]))
+        let i = (0..n)
+            .map(|i| (start + i) % n)
+            .find(|&i| !tried.contains(&(i as u32)))
+            .unwrap_or(start % n);
+        Some((i as u32, self.endpoints[i]))
     }
 }
 
@@ -123,16 +125,17 @@ mod tests {
         let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
         let c = Cluster::new("x.static", 80, RegistryProtocol::Http, vec![a, b]);
         assert_eq!(c.name, "outbound|80||x.static");
-        let first = c.pick(std::iter::empty()).unwrap();
-        let second = c.pick(std::iter::empty()).unwrap();
+        let first = c.pick(&[]).unwrap();
+        let second = c.pick(&[]).unwrap();
         assert_ne!(first, second);
         for _ in 0..4 {
-            assert_eq!(c.pick([a].into_iter()), Some(b));
+            assert_eq!(c.pick(&[0]), Some((1, b)));
         }
+        assert_eq!(c.pick(&[1]), Some((0, a)));
         // All tried: still answer (the retry goes to some endpoint).
-        assert!(c.pick([a, b].into_iter()).is_some());
+        assert!(c.pick(&[0, 1]).is_some());
         assert_eq!(
-            Cluster::new("e.dns", 80, RegistryProtocol::Http, vec![]).pick(std::iter::empty()),
+            Cluster::new("e.dns", 80, RegistryProtocol::Http, vec![]).pick(&[]),
             None
         );
     }
