@@ -11,8 +11,15 @@
 #                     anything) or dev (the test build; CI's smoke run uses it so it does
 #                     not pay for a second, fat-LTO build)
 #   BENCH_KEEP_TMP=1  keep the temp dir (configs, logs, raw wrk output)
+#   BENCH_PIN         1 (default with 2+ CPUs and taskset): each proxy on CPU 1, the
+#                     backend and wrk on CPU 0 (wrk on CPU 1 for `direct`), so a proxy
+#                     never shares its core with the load it serves; 0: no pinning
+#   BENCH_INSTRUCTIONS  1 (default outside smoke runs when valgrind is installed):
+#                     also count instructions per request of floor, nginx and gateway
+#                     under callgrind, which unlike req/s repeats exactly run to run
 #   ROUNDS (5), DURATION (10, seconds per wrk run), CONNECTIONS (32), WRK_THREADS (1),
-#   WARMUP (2, seconds per target before round 1), CONFIG_CHANGES (40)
+#   WARMUP (2, seconds per target before round 1), CONFIG_CHANGES (40),
+#   CG_REQUESTS (2000, requests counted under callgrind)
 # See loadtest/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +42,17 @@ CONNECTIONS=${CONNECTIONS:-32}
 WRK_THREADS=${WRK_THREADS:-1}
 HOST=bench.local
 TARGETS=(direct floor nginx gateway)
+PIN=${BENCH_PIN:-}
+if [[ -z $PIN ]]; then
+  if (($(nproc) >= 2)) && command -v taskset >/dev/null 2>&1; then PIN=1; else PIN=0; fi
+fi
+# Command prefixes (arrays, not a function, so `$!` is the pinned process itself).
+ON_CPU0=()
+ON_CPU1=()
+if [[ $PIN == 1 ]]; then
+  ON_CPU0=(taskset -c 0)
+  ON_CPU1=(taskset -c 1)
+fi
 
 # ------------------------------------------------------------------ prerequisites
 missing=()
@@ -137,13 +155,13 @@ wait_http() { # label log url timeout pid [host]
 read -r P_BACKEND P_NGINX P_FLOOR P_GW P_STATS P_ADMIN < <(python3 "$HELPER" ports 6)
 
 # ------------------------------------------------------------------ nginx configs
-nginx_conf() { # name body
+nginx_conf() { # name body [master_process on|off]
   local d=$TMP/$1
   mkdir -p "$d/tmp"
   cat >"$d/nginx.conf" <<EOF
 worker_processes 1;
 daemon off;
-master_process on;
+master_process ${3:-on};
 pid $d/nginx.pid;
 error_log $d/error.log warn;
 events { worker_connections 4096; }
@@ -187,24 +205,25 @@ python3 "$HELPER" gateway-config "$TMP/gwconf" "$P_BACKEND"
 
 # ------------------------------------------------------------------ start everything
 echo "== starting backend and proxies (temp dir $TMP) =="
-start_nginx() { # name -> pid in NGINX_PID
-  local d=$TMP/$1
-  "$NGINX" -p "$d" -c "$d/nginx.conf" -e "$d/error.log" >"$d/stdout.log" 2>&1 &
+start_nginx() { # name cpu -> pid in NGINX_PID
+  local d=$TMP/$1 pin=("${ON_CPU0[@]}")
+  [[ $2 == 1 ]] && pin=("${ON_CPU1[@]}")
+  "${pin[@]}" "$NGINX" -p "$d" -c "$d/nginx.conf" -e "$d/error.log" >"$d/stdout.log" 2>&1 &
   NGINX_PID=$!
   PIDS+=("$NGINX_PID")
 }
-start_nginx backend
+start_nginx backend 0
 PID_BACKEND=$NGINX_PID
 wait_http "nginx backend" "$TMP/backend/error.log" "http://127.0.0.1:$P_BACKEND/" 10 "$PID_BACKEND" "$HOST"
 
-start_nginx proxy
+start_nginx proxy 1
 PID_NGINX=$NGINX_PID
 
-"$FLOOR_BIN" "127.0.0.1:$P_FLOOR" "127.0.0.1:$P_BACKEND" 1 >"$TMP/floor.log" 2>&1 &
+"${ON_CPU1[@]}" "$FLOOR_BIN" "127.0.0.1:$P_FLOOR" "127.0.0.1:$P_BACKEND" 1 >"$TMP/floor.log" 2>&1 &
 PID_FLOOR=$!
 PIDS+=("$PID_FLOOR")
 
-"$GATEWAY_BIN" run --config-dir "$TMP/gwconf" \
+"${ON_CPU1[@]}" "$GATEWAY_BIN" run --config-dir "$TMP/gwconf" \
   --http-addr "127.0.0.1:$P_GW" --https-addr off \
   --stats-addr "127.0.0.1:$P_STATS" --admin-addr "127.0.0.1:$P_ADMIN" \
   --threads 1 --access-log off >"$TMP/gateway.log" 2>&1 &
@@ -245,13 +264,17 @@ cpu_ticks() { # pid: user+system clock ticks of it and its children (nginx worke
 }
 
 run_wrk() { # target seconds outfile
-  timeout -k 5 $(($2 + 30)) \
+  local pin=("${ON_CPU0[@]}")
+  [[ $1 == direct ]] && pin=("${ON_CPU1[@]}")
+  "${pin[@]}" timeout -k 5 $(($2 + 30)) \
     wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$2"s -H "Host: $HOST" --latency "$(url_of "$1")" \
     >"$3" 2>&1 || echo "wrk exited with status $?" >>"$3"
 }
 
 # ------------------------------------------------------------------ load
-echo "== load: wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s --latency, $ROUNDS round(s), $(nproc) CPU(s) =="
+pinning="no CPU pinning"
+[[ $PIN == 1 ]] && pinning="proxies on CPU 1, backend and wrk on CPU 0"
+echo "== load: wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s --latency, $ROUNDS round(s), $(nproc) CPU(s), $pinning =="
 RES=$TMP/results
 mkdir -p "$RES"
 if ((WARMUP > 0)); then
@@ -302,6 +325,61 @@ fi
 if ! alive "$PID_GW"; then
   echo "bench.sh: the gateway exited during the benchmark" >&2
   status=1
+fi
+
+# ------------------------------------------------------------------ instructions
+INSTRUCTIONS=${BENCH_INSTRUCTIONS:-}
+if [[ -z $INSTRUCTIONS ]]; then
+  INSTRUCTIONS=0
+  if [[ $SMOKE == 0 ]] && command -v valgrind >/dev/null 2>&1 &&
+    command -v callgrind_control >/dev/null 2>&1; then
+    INSTRUCTIONS=1
+  fi
+fi
+if [[ $INSTRUCTIONS == 1 ]]; then
+  CG_REQUESTS=${CG_REQUESTS:-2000}
+  echo
+  echo "== instructions per request (callgrind, one keep-alive connection, $CG_REQUESTS requests after 200 warm-up) =="
+  CG=$TMP/callgrind
+  mkdir -p "$CG"
+  : >"$CG/counts.txt"
+  read -r C_HTTP C_STATS C_ADMIN <<<"$(python3 "$HELPER" ports 3)"
+  nginx_conf proxycg "    upstream backend {
+        server 127.0.0.1:$P_BACKEND;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$C_HTTP;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }
+    }" off
+  cg_run() { # label command...
+    local label=$1 pid i
+    shift
+    "${ON_CPU1[@]}" valgrind --tool=callgrind --callgrind-out-file="$CG/$label.%p" "$@" \
+      >"$CG/$label.log" 2>&1 &
+    pid=$!
+    if ! python3 "$HELPER" instructions "$label" "$C_HTTP" "$CG_REQUESTS" "$pid" "$CG/$label" \
+      >>"$CG/counts.txt"; then
+      status=1
+      show_log "$label under callgrind" "$CG/$label.log"
+    fi
+    kill -INT "$pid" 2>/dev/null || true
+    for ((i = 0; i < 150; i++)); do alive "$pid" || break; sleep 0.2; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  }
+  cg_run floor "$FLOOR_BIN" "127.0.0.1:$C_HTTP" "127.0.0.1:$P_BACKEND" 1
+  cg_run nginx "$NGINX" -p "$TMP/proxycg" -c "$TMP/proxycg/nginx.conf" -e "$TMP/proxycg/error.log"
+  cg_run gateway "$GATEWAY_BIN" run --config-dir "$TMP/gwconf" \
+    --http-addr "127.0.0.1:$C_HTTP" --https-addr off \
+    --stats-addr "127.0.0.1:$C_STATS" --admin-addr "127.0.0.1:$C_ADMIN" \
+    --threads 1 --access-log off
+  python3 "$HELPER" instructions-summary "$CG/counts.txt"
 fi
 
 if ((status != 0)); then

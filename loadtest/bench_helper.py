@@ -12,6 +12,11 @@ Subcommands:
   rss LABEL=PID...                 print VmRSS of each process (plus its children)
   config-latency DIR ADMIN_ADDR N  N config changes, time from rename to a higher
                                    /debug/configz version; exit 1 if any timed out
+  instructions LABEL PORT N PID OUT
+                                   PID runs under callgrind writing OUT.<pid>*: warm up,
+                                   zero its counters, send N requests over one keep-alive
+                                   connection, dump, print instructions per request
+  instructions-summary FILE        ratios of the `label count` lines in FILE
 """
 
 import glob
@@ -22,6 +27,7 @@ import os
 import re
 import socket
 import statistics
+import subprocess
 import sys
 import time
 import urllib.error
@@ -436,6 +442,75 @@ def cmd_cpu(hz, path):
               f"{med['gateway'] / med['nginx']:.2f}x nginx   floor = {med['floor'] / med['nginx']:.2f}x nginx")
 
 
+# ---------------------------------------------------------------------- instructions
+
+def keepalive_requests(port, n, deadline):
+    """n GET requests over one HTTP/1.1 connection; each must answer 2xx."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=max(1.0, deadline - time.time()))
+    f = s.makefile("rb")
+    req = f"GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
+    try:
+        for _ in range(n):
+            if time.time() > deadline:
+                raise TimeoutError("instruction count run took too long")
+            s.sendall(req)
+            status = f.readline()
+            if not status.split(b" ")[1:2] or not status.split(b" ")[1].startswith(b"2"):
+                raise RuntimeError(f"unexpected status line {status!r}")
+            length = 0
+            while True:
+                line = f.readline()
+                if line in (b"\r\n", b""):
+                    break
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            f.read(length)
+    finally:
+        s.close()
+
+
+def callgrind_total(path):
+    with open(path, errors="replace") as fh:
+        for line in fh:
+            if line.startswith(("totals:", "summary:")):
+                return int(line.split()[1])
+    raise RuntimeError(f"no totals in {path}")
+
+
+def cmd_instructions(label, port, n, pid, out):
+    port, n = int(port), int(n)
+    deadline = time.time() + 120
+    # Under valgrind start-up takes seconds: poll until the proxy answers.
+    while True:
+        try:
+            keepalive_requests(port, 200, deadline)
+            break
+        except (OSError, RuntimeError):
+            if time.time() > deadline:
+                sys.exit(f"{label}: not answering on port {port} under callgrind")
+            time.sleep(0.5)
+    before = set(glob.glob(f"{out}.{pid}*"))
+    subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
+    keepalive_requests(port, n, deadline)
+    subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True)
+    dumps = sorted(set(glob.glob(f"{out}.{pid}*")) - before)
+    if not dumps:
+        sys.exit(f"{label}: callgrind wrote no dump")
+    per = callgrind_total(dumps[-1]) / n
+    print(f"{label} {per:.0f}")
+
+
+def cmd_instructions_summary(path):
+    counts = {}
+    with open(path) as fh:
+        for line in fh:
+            label, value = line.split()
+            counts[label] = float(value)
+    for label, v in counts.items():
+        ratios = [f"{v / counts[o]:.2f}x {o}" for o in ("floor", "nginx") if o in counts and o != label]
+        print(f"  {label:<8} {v / 1000:7.1f}k instructions/request  {'  '.join(ratios)}")
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -454,6 +529,10 @@ def main():
         cmd_config_latency(*argv)
     elif cmd == "cpu":
         cmd_cpu(*argv)
+    elif cmd == "instructions":
+        cmd_instructions(*argv)
+    elif cmd == "instructions-summary":
+        cmd_instructions_summary(*argv)
     else:
         sys.exit(f"unknown subcommand {cmd}\n{__doc__}")
 
