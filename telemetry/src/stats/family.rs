@@ -2,12 +2,14 @@ use std::fmt::Write;
 use std::sync::Mutex;
 
 use super::handle::{Counter, Gauge};
+use super::histogram::{format_value, Histogram};
 
 /// Prometheus metric type of a family, as written on its `# TYPE` line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Counter,
     Gauge,
+    Histogram,
 }
 
 impl Kind {
@@ -15,6 +17,7 @@ impl Kind {
         match self {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
         }
     }
 }
@@ -23,6 +26,7 @@ impl Kind {
 enum Value {
     Counter(Counter),
     Gauge(Gauge),
+    Histogram(Histogram),
 }
 
 /// One metric name with its help text and its labelled series.
@@ -33,17 +37,28 @@ pub struct Family {
     name: String,
     help: String,
     kind: Kind,
+    /// Bucket bounds, for a histogram family.
+    bounds: &'static [f64],
     series: Mutex<Vec<(String, Value)>>,
 }
 
 impl Family {
     pub(super) fn new(name: &str, help: &str, kind: Kind) -> Self {
+        Self::with_bounds(name, help, kind, &[])
+    }
+
+    pub(super) fn with_bounds(name: &str, help: &str, kind: Kind, bounds: &'static [f64]) -> Self {
         Family {
             name: name.to_string(),
             help: help.to_string(),
             kind,
+            bounds,
             series: Mutex::new(Vec::new()),
         }
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
     }
 
     pub fn name(&self) -> &str {
@@ -55,7 +70,7 @@ impl Family {
         assert_eq!(self.kind, Kind::Counter, "{} is not a counter", self.name);
         match self.series_for(labels, || Value::Counter(Counter::default())) {
             Value::Counter(c) => c,
-            Value::Gauge(_) => unreachable!("kind checked above"),
+            _ => unreachable!("kind checked above"),
         }
     }
 
@@ -64,7 +79,22 @@ impl Family {
         assert_eq!(self.kind, Kind::Gauge, "{} is not a gauge", self.name);
         match self.series_for(labels, || Value::Gauge(Gauge::default())) {
             Value::Gauge(g) => g,
-            Value::Counter(_) => unreachable!("kind checked above"),
+            _ => unreachable!("kind checked above"),
+        }
+    }
+
+    /// The histogram for these label pairs, created empty on first use.
+    pub fn histogram(&self, labels: &[(&str, &str)]) -> Histogram {
+        assert_eq!(
+            self.kind,
+            Kind::Histogram,
+            "{} is not a histogram",
+            self.name
+        );
+        let bounds = self.bounds;
+        match self.series_for(labels, || Value::Histogram(Histogram::new(bounds))) {
+            Value::Histogram(h) => h,
+            _ => unreachable!("kind checked above"),
         }
     }
 
@@ -84,16 +114,60 @@ impl Family {
         let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
         let _ = writeln!(out, "# TYPE {} {}", self.name, self.kind.as_str());
         for (labels, value) in series.iter() {
-            out.push_str(&self.name);
-            out.push_str(labels);
-            out.push(' ');
             match value {
-                Value::Counter(c) => out.push_str(itoa::Buffer::new().format(c.get())),
-                Value::Gauge(g) => out.push_str(itoa::Buffer::new().format(g.get())),
+                Value::Counter(c) => sample(
+                    out,
+                    &self.name,
+                    "",
+                    labels,
+                    itoa::Buffer::new().format(c.get()),
+                ),
+                Value::Gauge(g) => sample(
+                    out,
+                    &self.name,
+                    "",
+                    labels,
+                    itoa::Buffer::new().format(g.get()),
+                ),
+                Value::Histogram(h) => self.render_histogram(out, labels, h),
             }
-            out.push('\n');
         }
     }
+
+    /// `_bucket` lines with cumulative counts and an `le` label, then `_sum` and `_count`.
+    fn render_histogram(&self, out: &mut String, labels: &str, h: &Histogram) {
+        let open = labels.strip_suffix('}').unwrap_or("{");
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut total = 0;
+        for (bound, cumulative) in h.cumulative() {
+            let with_le = format!("{open}{sep}le=\"{}\"}}", format_value(bound));
+            sample(
+                out,
+                &self.name,
+                "_bucket",
+                &with_le,
+                itoa::Buffer::new().format(cumulative),
+            );
+            total = cumulative;
+        }
+        sample(out, &self.name, "_sum", labels, &format_value(h.sum()));
+        sample(
+            out,
+            &self.name,
+            "_count",
+            labels,
+            itoa::Buffer::new().format(total),
+        );
+    }
+}
+
+fn sample(out: &mut String, name: &str, suffix: &str, labels: &str, value: &str) {
+    out.push_str(name);
+    out.push_str(suffix);
+    out.push_str(labels);
+    out.push(' ');
+    out.push_str(value);
+    out.push('\n');
 }
 
 /// `{a="x",b="y"}` with Prometheus escaping, or the empty string for no labels.
@@ -132,6 +206,33 @@ mod tests {
         assert_eq!(
             render_labels(&[("a", "x\"y"), ("b", "p\\q\nr")]),
             r#"{a="x\"y",b="p\\q\nr"}"#
+        );
+    }
+
+    #[test]
+    fn histograms_render_cumulative_buckets_sum_and_count() {
+        static BOUNDS: &[f64] = &[0.5, 10.0];
+        let f = Family::with_bounds("t", "time", Kind::Histogram, BOUNDS);
+        let h = f.histogram(&[("c", "x")]);
+        h.record(0.2);
+        h.record(3.0);
+        h.record(11.5);
+        f.histogram(&[]).record(1.0);
+        let mut out = String::new();
+        f.render(&mut out);
+        assert_eq!(
+            out,
+            "# HELP t time\n# TYPE t histogram\n\
+             t_bucket{c=\"x\",le=\"0.5\"} 1\n\
+             t_bucket{c=\"x\",le=\"10\"} 2\n\
+             t_bucket{c=\"x\",le=\"+Inf\"} 3\n\
+             t_sum{c=\"x\"} 14.7\n\
+             t_count{c=\"x\"} 3\n\
+             t_bucket{le=\"0.5\"} 0\n\
+             t_bucket{le=\"10\"} 1\n\
+             t_bucket{le=\"+Inf\"} 1\n\
+             t_sum 1\n\
+             t_count 1\n"
         );
     }
 

@@ -25,6 +25,17 @@ impl Registry {
         f
     }
 
+    /// The histogram family with this name and bucket bounds, registered on first use.
+    pub fn histogram_family(&self, name: &str, help: &str, bounds: &'static [f64]) -> Arc<Family> {
+        let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = families.iter().find(|f| f.name() == name) {
+            return f.clone();
+        }
+        let f = Arc::new(Family::with_bounds(name, help, Kind::Histogram, bounds));
+        families.push(f.clone());
+        f
+    }
+
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
         let families = self.families.lock().unwrap_or_else(|e| e.into_inner());
