@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use http::Response;
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
-use telemetry::stats::Registry;
+use telemetry::stats::{Registry, RenderOptions};
 
 use crate::config_loop::StatusCell;
 use crate::snapshot::SnapshotCell;
@@ -33,6 +33,44 @@ fn ready(snapshot: &SnapshotCell) -> Response<Vec<u8>> {
     }
 }
 
+/// Envoy admin's `?usedonly` and `?filter=<regex>` (percent-decoded; `+` stays `+`, as
+/// regexes need it).
+fn render_options(query: Option<&str>) -> Result<RenderOptions, String> {
+    let mut opts = RenderOptions::default();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "usedonly" => opts.used_only = true,
+            "filter" if !value.is_empty() => {
+                let pattern = percent_decode(value)
+                    .ok_or_else(|| "filter: invalid percent-encoding".to_string())?;
+                let re = regex::Regex::new(&pattern)
+                    .map_err(|e| format!("filter: invalid regex {pattern:?}: {e}"))?;
+                opts.filter = Some(re);
+            }
+            _ => {}
+        }
+    }
+    Ok(opts)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 pub struct StatsApp {
     pub registry: Arc<Registry>,
     pub snapshot: SnapshotCell,
@@ -42,11 +80,14 @@ pub struct StatsApp {
 impl ServeHttp for StatsApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         match session.req_header().uri.path() {
-            "/stats/prometheus" => reply(
-                200,
-                "text/plain; version=0.0.4; charset=utf-8",
-                self.registry.render().into_bytes(),
-            ),
+            "/stats/prometheus" => match render_options(session.req_header().uri.query()) {
+                Ok(opts) => reply(
+                    200,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    self.registry.render_with(&opts).into_bytes(),
+                ),
+                Err(e) => reply(400, "text/plain", format!("{e}\n").into_bytes()),
+            },
             "/healthz/ready" => ready(&self.snapshot),
             _ => reply(404, "text/plain", b"not found\n".to_vec()),
         }
@@ -82,5 +123,24 @@ impl ServeHttp for AdminApp {
                 b"not found; try /debug/configz, /config_dump, /ready\n".to_vec(),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_options() {
+        let o = render_options(Some("usedonly&filter=cluster%7Cx.%2B")).unwrap();
+        assert!(o.used_only);
+        assert_eq!(o.filter.unwrap().as_str(), "cluster|x.+");
+        let o = render_options(None).unwrap();
+        assert!(!o.used_only && o.filter.is_none());
+        let o = render_options(Some("filter=upstream_rq.+total")).unwrap();
+        assert_eq!(o.filter.unwrap().as_str(), "upstream_rq.+total");
+        let e = render_options(Some("filter=(")).unwrap_err();
+        assert!(e.starts_with("filter: invalid regex \"(\""), "{e}");
+        assert!(render_options(Some("filter=%zz")).is_err());
     }
 }

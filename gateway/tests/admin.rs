@@ -40,6 +40,35 @@ fn stats_configz_and_config_dump() {
         .header("content-type")
         .unwrap()
         .starts_with("text/plain; version=0.0.4"));
+    // Envoy admin's query options.
+    let used = get(gw.stats, "x", "/stats/prometheus?usedonly")
+        .unwrap()
+        .text();
+    assert!(
+        used.contains("gateway_config_reloads_total{result=\"applied\"} 1"),
+        "{used}"
+    );
+    assert!(
+        !used.contains("result=\"rejected\""),
+        "zero counter kept:\n{used}"
+    );
+    assert!(!used.contains("gateway_access_log_dropped_total"), "{used}");
+    let only = get(gw.stats, "x", "/stats/prometheus?filter=snapshot_ver.%2B")
+        .unwrap()
+        .text();
+    assert_eq!(
+        only.lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>(),
+        ["gateway_config_snapshot_version 1"]
+    );
+    let bad = get(gw.stats, "x", "/stats/prometheus?filter=(").unwrap();
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.text().starts_with("filter: invalid regex"),
+        "{}",
+        bad.text()
+    );
     assert_eq!(get(gw.stats, "x", "/healthz/ready").unwrap().status, 200);
     assert_eq!(get(gw.stats, "x", "/nope").unwrap().status, 404);
 

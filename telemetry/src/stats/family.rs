@@ -29,6 +29,26 @@ enum Value {
     Histogram(Histogram),
 }
 
+impl Value {
+    /// Envoy's "used": a counter that counted, a gauge ever set, a histogram with samples.
+    fn used(&self) -> bool {
+        match self {
+            Value::Counter(c) => c.get() > 0,
+            Value::Gauge(g) => g.used(),
+            Value::Histogram(h) => h.count() > 0,
+        }
+    }
+}
+
+/// What a scrape asked for: Envoy's admin `?usedonly` and `?filter=<regex>`.
+#[derive(Clone, Debug, Default)]
+pub struct RenderOptions {
+    pub used_only: bool,
+    /// Matched against each series as `name{labels}`; a family none of whose series
+    /// match is left out whole.
+    pub filter: Option<regex::Regex>,
+}
+
 /// One metric name with its help text and its labelled series.
 ///
 /// Series are created off the hot path (start-up, snapshot build); the lock only guards
@@ -109,11 +129,23 @@ impl Family {
         v
     }
 
-    pub(super) fn render(&self, out: &mut String) {
+    pub(super) fn render(&self, out: &mut String, opts: &RenderOptions) {
         let series = self.series.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
-        let _ = writeln!(out, "# TYPE {} {}", self.name, self.kind.as_str());
+        let mut header = false;
         for (labels, value) in series.iter() {
+            if opts.used_only && !value.used() {
+                continue;
+            }
+            if let Some(re) = &opts.filter {
+                if !re.is_match(&format!("{}{}", self.name, labels)) {
+                    continue;
+                }
+            }
+            if !header {
+                let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
+                let _ = writeln!(out, "# TYPE {} {}", self.name, self.kind.as_str());
+                header = true;
+            }
             match value {
                 Value::Counter(c) => sample(
                     out,
@@ -219,7 +251,7 @@ mod tests {
         h.record(11.5);
         f.histogram(&[]).record(1.0);
         let mut out = String::new();
-        f.render(&mut out);
+        f.render(&mut out, &RenderOptions::default());
         assert_eq!(
             out,
             "# HELP t time\n# TYPE t histogram\n\
@@ -237,13 +269,46 @@ mod tests {
     }
 
     #[test]
+    fn used_only_and_filter_select_series() {
+        let f = Family::new("c_total", "help", Kind::Counter);
+        f.counter(&[("cluster_name", "a")]).inc();
+        f.counter(&[("cluster_name", "b")]);
+        let g = Family::new("g", "help", Kind::Gauge);
+        g.gauge(&[("x", "set-to-zero")]).set(0);
+        g.gauge(&[("x", "never-set")]);
+        let used = RenderOptions {
+            used_only: true,
+            ..Default::default()
+        };
+        let mut out = String::new();
+        f.render(&mut out, &used);
+        g.render(&mut out, &used);
+        assert_eq!(
+            out,
+            "# HELP c_total help\n# TYPE c_total counter\nc_total{cluster_name=\"a\"} 1\n\
+             # HELP g help\n# TYPE g gauge\ng{x=\"set-to-zero\"} 0\n"
+        );
+        let only_b = RenderOptions {
+            filter: Some(regex::Regex::new("cluster_name=\"b").unwrap()),
+            ..Default::default()
+        };
+        let mut out = String::new();
+        f.render(&mut out, &only_b);
+        g.render(&mut out, &only_b);
+        assert_eq!(
+            out,
+            "# HELP c_total help\n# TYPE c_total counter\nc_total{cluster_name=\"b\"} 0\n"
+        );
+    }
+
+    #[test]
     fn same_labels_share_one_series() {
         let f = Family::new("c_total", "help", Kind::Counter);
         f.counter(&[("result", "ok")]).inc();
         f.counter(&[("result", "ok")]).add(2);
         f.counter(&[("result", "bad")]).inc();
         let mut out = String::new();
-        f.render(&mut out);
+        f.render(&mut out, &RenderOptions::default());
         assert_eq!(
             out,
             "# HELP c_total help\n# TYPE c_total counter\nc_total{result=\"ok\"} 3\nc_total{result=\"bad\"} 1\n"

@@ -9,7 +9,7 @@ mod handle;
 mod histogram;
 mod registry;
 
-pub use family::{Family, Kind};
+pub use family::{Family, Kind, RenderOptions};
 pub use handle::{Counter, Gauge};
 pub use histogram::{format_value, Histogram, ENVOY_DEFAULT_BUCKETS};
 pub use registry::Registry;

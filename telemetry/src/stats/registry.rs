@@ -1,6 +1,6 @@
 use std::sync::{Arc, Mutex};
 
-use super::family::{Family, Kind};
+use super::family::{Family, Kind, RenderOptions};
 
 /// All families of one process, rendered in registration order.
 #[derive(Default)]
@@ -36,14 +36,34 @@ impl Registry {
         f
     }
 
-    /// Prometheus text exposition format 0.0.4.
+    /// Prometheus text exposition format 0.0.4, every series.
     pub fn render(&self) -> String {
-        let families = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        self.render_with(&RenderOptions::default())
+    }
+
+    /// Prometheus text exposition format 0.0.4 in Envoy's order: counters, then gauges,
+    /// then histograms, each by name.
+    pub fn render_with(&self, opts: &RenderOptions) -> String {
+        let mut families: Vec<Arc<Family>> = self
+            .families
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        families
+            .sort_by(|a, b| (kind_rank(a.kind()), a.name()).cmp(&(kind_rank(b.kind()), b.name())));
         let mut out = String::with_capacity(4096);
-        for f in families.iter() {
-            f.render(&mut out);
+        for f in &families {
+            f.render(&mut out, opts);
         }
         out
+    }
+}
+
+fn kind_rank(k: Kind) -> u8 {
+    match k {
+        Kind::Counter => 0,
+        Kind::Gauge => 1,
+        Kind::Histogram => 2,
     }
 }
 
@@ -52,15 +72,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_families_in_order_with_help_and_type() {
+    fn renders_counters_then_gauges_then_histograms_by_name() {
         let r = Registry::new();
+        r.histogram_family("h", "a histogram", &[1.0])
+            .histogram(&[])
+            .record(2.0);
         r.family("g", "a gauge", Kind::Gauge).gauge(&[]).set(-3);
+        r.family("d_total", "a counter", Kind::Counter)
+            .counter(&[])
+            .inc();
         r.family("c_total", "a counter", Kind::Counter)
             .counter(&[("k", "v")])
             .inc();
         assert_eq!(
             r.render(),
-            "# HELP g a gauge\n# TYPE g gauge\ng -3\n# HELP c_total a counter\n# TYPE c_total counter\nc_total{k=\"v\"} 1\n"
+            "# HELP c_total a counter\n# TYPE c_total counter\nc_total{k=\"v\"} 1\n\
+             # HELP d_total a counter\n# TYPE d_total counter\nd_total 1\n\
+             # HELP g a gauge\n# TYPE g gauge\ng -3\n\
+             # HELP h a histogram\n# TYPE h histogram\nh_bucket{le=\"1\"} 0\n\
+             h_bucket{le=\"+Inf\"} 1\nh_sum 2\nh_count 1\n"
         );
     }
 }
