@@ -22,7 +22,7 @@ use crate::proxy::app::GatewayListener;
 use crate::proxy::Gateway;
 use crate::snapshot::{self, SnapshotCell};
 use crate::sources::file::{self, Scan};
-use crate::stats::ServerStats;
+use crate::stats::{HcmStats, ServerStats};
 
 /// Longest SIGTERM drain: in-flight requests (and open WebSockets) get this long.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -146,11 +146,12 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
 
     let in_flight = Arc::new(AtomicUsize::new(0));
     drain_on_sigterm(&server, in_flight.clone(), access_log.clone());
-    let proxy =
-        pingora_proxy::http_proxy(&conf, Gateway::new(snapshot.clone(), access_log, in_flight));
+    let hcm = HcmStats::register(&stats.registry, &opts.http_addr);
+    let gateway = Gateway::new(snapshot.clone(), access_log, in_flight, hcm.clone());
+    let proxy = pingora_proxy::http_proxy(&conf, gateway);
     let mut http = Service::new(
         "gateway http".to_string(),
-        GatewayListener::new(proxy, snapshot.clone()),
+        GatewayListener::new(proxy, snapshot.clone(), hcm),
     );
     http.add_tcp(&opts.http_addr);
 

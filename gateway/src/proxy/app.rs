@@ -23,6 +23,7 @@ use pingora_proxy::HttpProxy;
 use super::idle::{self, TrackedStream};
 use super::Gateway;
 use crate::snapshot::SnapshotCell;
+use crate::stats::HcmStats;
 
 /// HTTP/2 connections: the proxy with SETTINGS and idle timeout from the snapshot.
 pub struct GatewayApp {
@@ -116,15 +117,34 @@ impl HttpServerApp for GatewayApp {
 pub struct GatewayListener {
     h2: Arc<GatewayApp>,
     h1: Arc<HttpProxy<Gateway>>,
+    stats: HcmStats,
 }
 
 impl GatewayListener {
-    pub fn new(proxy: HttpProxy<Gateway>, snapshot: SnapshotCell) -> Self {
+    pub fn new(proxy: HttpProxy<Gateway>, snapshot: SnapshotCell, stats: HcmStats) -> Self {
         let h1 = Arc::new(proxy);
         GatewayListener {
             h2: Arc::new(GatewayApp::new(h1.clone(), snapshot)),
             h1,
+            stats,
         }
+    }
+}
+
+/// Counts a downstream connection open while it lives.
+struct ActiveConnection<'a>(&'a HcmStats);
+
+impl<'a> ActiveConnection<'a> {
+    fn open(stats: &'a HcmStats) -> Self {
+        stats.cx_total.inc();
+        stats.cx_active.add(1);
+        ActiveConnection(stats)
+    }
+}
+
+impl Drop for ActiveConnection<'_> {
+    fn drop(&mut self) {
+        self.0.cx_active.add(-1);
     }
 }
 
@@ -137,6 +157,7 @@ impl ServerApp for GatewayListener {
         mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let _open = ActiveConnection::open(&self.stats);
         let global = self.h2.snapshot.load().filters.global.clone();
         // Bound what the kernel buffers for a slow reader (Envoy's per-connection
         // buffer limit is the nearest equivalent).

@@ -26,6 +26,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::resources::mcpbridge::RegistryProtocol;
 use crate::snapshot::SnapshotCell;
+use crate::stats::HcmStats;
 use access_log::AccessLog;
 use context::{RequestCtx, MAX_ATTEMPTS};
 use flags::ResponseFlags;
@@ -37,6 +38,7 @@ pub struct Gateway {
     snapshot: SnapshotCell,
     access_log: Arc<AccessLog>,
     in_flight: Arc<AtomicUsize>,
+    hcm: HcmStats,
 }
 
 impl Gateway {
@@ -45,11 +47,13 @@ impl Gateway {
         snapshot: SnapshotCell,
         access_log: Arc<AccessLog>,
         in_flight: Arc<AtomicUsize>,
+        hcm: HcmStats,
     ) -> Self {
         Gateway {
             snapshot,
             access_log,
             in_flight,
+            hcm,
         }
     }
 }
@@ -126,13 +130,8 @@ impl Gateway {
         }
     }
 
-    fn write_access_log(&self, session: &Session, ctx: &RequestCtx) {
+    fn write_access_log(&self, session: &Session, ctx: &RequestCtx, status: u16) {
         let req = session.req_header();
-        let status = session
-            .response_written()
-            .map(|r| r.status.as_u16())
-            .or(ctx.local_status)
-            .unwrap_or(0);
         let hv = |name| req.headers.get(name).and_then(|v| v.to_str().ok());
         let host = request_host(req);
         let line = serde_json::json!({
@@ -173,6 +172,7 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<()> {
+        self.hcm.rq_total.inc();
         // HTTP/1: the connection's idle watchdog (`idle.rs`) waits for this request.
         if let Some(conn) = idle::ConnActivity::of(session) {
             ctx.connection = Some(conn.begin());
@@ -403,8 +403,15 @@ impl ProxyHttp for Gateway {
     where
         RequestCtx: Send + Sync,
     {
+        // The status sent downstream; 0 when none was.
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .or(ctx.local_status)
+            .unwrap_or(0);
+        self.hcm.request_done(status, ctx.start.elapsed());
         if self.access_log.enabled() {
-            self.write_access_log(session, ctx);
+            self.write_access_log(session, ctx, status);
         }
     }
 
