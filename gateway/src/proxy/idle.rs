@@ -7,7 +7,7 @@
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -36,6 +36,8 @@ pub struct ConnActivity {
     closing: AtomicBool,
     /// The connection's pending read, woken when `closing` is set.
     reader: AtomicWaker,
+    /// Signalled when the connection's stream is dropped: the watchdog ends with it.
+    gone: tokio::sync::Notify,
 }
 
 impl ConnActivity {
@@ -73,11 +75,11 @@ impl Drop for ActiveRequest {
 
 /// Watch a connection until it closes, ending it after the configured idle time.
 pub fn spawn_watchdog(activity: &Arc<ConnActivity>, snapshot: SnapshotCell) {
-    let activity = Arc::downgrade(activity);
-    tokio::spawn(async move { watch(activity, snapshot).await });
+    let activity = activity.clone();
+    tokio::spawn(async move { watch(&activity, snapshot).await });
 }
 
-async fn watch(activity: Weak<ConnActivity>, snapshot: SnapshotCell) {
+async fn watch(conn: &ConnActivity, snapshot: SnapshotCell) {
     let mut seen = None;
     let mut quiet_since = Instant::now();
     loop {
@@ -87,11 +89,11 @@ async fn watch(activity: Weak<ConnActivity>, snapshot: SnapshotCell) {
         } else {
             (idle / 8).clamp(Duration::from_millis(50), RECHECK)
         };
-        tokio::time::sleep(tick).await;
-        // The connection is gone when its stream is.
-        let Some(conn) = activity.upgrade() else {
-            return;
-        };
+        tokio::select! {
+            () = tokio::time::sleep(tick) => {}
+            // The connection closed on its own: nothing left to watch.
+            () = conn.gone.notified() => return,
+        }
         let now = Instant::now();
         let events = conn.events.load(Ordering::Relaxed);
         if seen != Some(events) || conn.active.load(Ordering::Relaxed) > 0 {
@@ -123,6 +125,13 @@ impl TrackedStream {
             },
             activity,
         )
+    }
+}
+
+impl Drop for TrackedStream {
+    fn drop(&mut self) {
+        // `notify_one` keeps a permit if the watchdog is not waiting at this moment.
+        self.activity.gone.notify_one();
     }
 }
 
@@ -249,5 +258,32 @@ impl GetSocketDigest for TrackedStream {
 impl Peek for TrackedStream {
     async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
         self.inner.try_peek(buf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The watchdog ends as soon as its connection's stream is dropped, not at its next
+    /// tick, so closed connections leave no sleeping tasks behind.
+    #[tokio::test]
+    async fn watchdog_ends_with_its_connection() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let stream: Stream = Box::new(pingora_core::protocols::l4::stream::Stream::from(server));
+        let (tracked, activity) = TrackedStream::new(stream);
+        // No idle timeout in the default config: the watchdog would sleep RECHECK (5 s).
+        let task = tokio::spawn(async move { watch(&activity, crate::snapshot::new_cell()).await });
+        tokio::task::yield_now().await;
+        drop(tracked);
+        tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .expect("the watchdog outlived its connection")
+            .unwrap();
+        drop(client);
     }
 }
