@@ -22,8 +22,8 @@ pub const X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-a
 pub const X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =
     HeaderName::from_static("x-envoy-upstream-service-time");
 
-/// Headers the gateway may add to a request.
-const ADDED_UPSTREAM: usize = 5;
+/// Edge headers the gateway may add to a request (room reserved once).
+const EDGE_HEADERS: usize = 5;
 
 /// A fresh `x-request-id` (UUID v4) when the request has none; `None` keeps the client's.
 pub fn new_request_id(req: &RequestHeader) -> Option<HeaderValue> {
@@ -47,7 +47,7 @@ pub struct Forwarded {
 pub fn forwarded_request(req: &mut RequestHeader, fwd: &Forwarded, global: &GlobalOptionSettings) {
     use http::header::Entry;
     edit_request(req, |h| {
-        h.reserve(ADDED_UPSTREAM);
+        h.reserve(EDGE_HEADERS);
         if let Entry::Vacant(v) = h.entry(X_REQUEST_ID) {
             v.insert(super::request_id::generate());
         }
