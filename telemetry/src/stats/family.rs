@@ -63,6 +63,7 @@ pub struct Family {
 }
 
 impl Family {
+    #[cfg(test)]
     pub(super) fn new(name: &str, help: &str, kind: Kind) -> Self {
         Self::with_bounds(name, help, kind, &[])
     }

@@ -2,7 +2,7 @@ use std::sync::{Arc, Mutex};
 
 use super::family::{Family, Kind, RenderOptions};
 
-/// All families of one process, rendered in registration order.
+/// All families of one process, rendered in Envoy's order (see [`Registry::render_with`]).
 #[derive(Default)]
 pub struct Registry {
     families: Mutex<Vec<Arc<Family>>>,
@@ -16,22 +16,20 @@ impl Registry {
     /// The family with this name, registered on first use. Asking again with the same
     /// name returns the same family.
     pub fn family(&self, name: &str, help: &str, kind: Kind) -> Arc<Family> {
-        let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(f) = families.iter().find(|f| f.name() == name) {
-            return f.clone();
-        }
-        let f = Arc::new(Family::new(name, help, kind));
-        families.push(f.clone());
-        f
+        self.register(name, help, kind, &[])
     }
 
     /// The histogram family with this name and bucket bounds, registered on first use.
     pub fn histogram_family(&self, name: &str, help: &str, bounds: &'static [f64]) -> Arc<Family> {
+        self.register(name, help, Kind::Histogram, bounds)
+    }
+
+    fn register(&self, name: &str, help: &str, kind: Kind, bounds: &'static [f64]) -> Arc<Family> {
         let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = families.iter().find(|f| f.name() == name) {
             return f.clone();
         }
-        let f = Arc::new(Family::with_bounds(name, help, Kind::Histogram, bounds));
+        let f = Arc::new(Family::with_bounds(name, help, kind, bounds));
         families.push(f.clone());
         f
     }
