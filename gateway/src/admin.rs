@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use http::Response;
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
-use telemetry::stats::{Registry, RenderOptions};
+use telemetry::stats::{negotiate, Registry, RenderOptions};
 
 use crate::config_loop::StatusCell;
 use crate::snapshot::SnapshotCell;
@@ -71,6 +71,26 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// `/stats/prometheus`: text format 0.0.4, or OpenMetrics when the scraper's `Accept`
+/// prefers it (Prometheus does by default; it then gets exemplars).
+fn prometheus_stats(
+    registry: &Registry,
+    query: Option<&str>,
+    accept: Option<&str>,
+) -> Response<Vec<u8>> {
+    match render_options(query) {
+        Ok(mut opts) => {
+            opts.format = negotiate(accept);
+            reply(
+                200,
+                opts.format.content_type(),
+                registry.render_with(&opts).into_bytes(),
+            )
+        }
+        Err(e) => reply(400, "text/plain", format!("{e}\n").into_bytes()),
+    }
+}
+
 pub struct StatsApp {
     pub registry: Arc<Registry>,
     pub snapshot: SnapshotCell,
@@ -79,15 +99,16 @@ pub struct StatsApp {
 #[async_trait]
 impl ServeHttp for StatsApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        match session.req_header().uri.path() {
-            "/stats/prometheus" => match render_options(session.req_header().uri.query()) {
-                Ok(opts) => reply(
-                    200,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    self.registry.render_with(&opts).into_bytes(),
-                ),
-                Err(e) => reply(400, "text/plain", format!("{e}\n").into_bytes()),
-            },
+        let req = session.req_header();
+        match req.uri.path() {
+            "/stats/prometheus" => {
+                // A header that is not visible ASCII is as good as none: text format.
+                let accept = req
+                    .headers
+                    .get(http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok());
+                prometheus_stats(&self.registry, req.uri.query(), accept)
+            }
             "/healthz/ready" => ready(&self.snapshot),
             _ => reply(404, "text/plain", b"not found\n".to_vec()),
         }
@@ -142,5 +163,46 @@ mod tests {
         let e = render_options(Some("filter=(")).unwrap_err();
         assert!(e.starts_with("filter: invalid regex \"(\""), "{e}");
         assert!(render_options(Some("filter=%zz")).is_err());
+    }
+
+    #[test]
+    fn prometheus_stats_follow_the_accept_header() {
+        use telemetry::stats::Kind;
+        let r = Registry::new();
+        r.family("envoy_cluster_upstream_rq", "by code", Kind::Counter)
+            .counter(&[("response_code", "200")])
+            .inc();
+        let content_type = |resp: &Response<Vec<u8>>| {
+            resp.headers()[http::header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .to_string()
+        };
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        let om = prometheus_stats(&r, None, Some(prometheus));
+        assert_eq!(om.status(), 200);
+        assert_eq!(
+            content_type(&om),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        );
+        let body = String::from_utf8(om.body().clone()).unwrap();
+        assert!(
+            body.contains("# TYPE envoy_cluster_upstream_rq unknown\n"),
+            "{body}"
+        );
+        assert!(body.ends_with("# EOF\n"), "{body}");
+
+        for accept in [None, Some("*/*"), Some("text/plain")] {
+            let text = prometheus_stats(&r, Some("usedonly"), accept);
+            assert_eq!(
+                content_type(&text),
+                "text/plain; version=0.0.4; charset=utf-8"
+            );
+            let body = String::from_utf8(text.body().clone()).unwrap();
+            assert!(body.contains("# TYPE envoy_cluster_upstream_rq counter\n"));
+            assert!(!body.contains("EOF"));
+        }
+        let bad = prometheus_stats(&r, Some("filter=("), Some(prometheus));
+        assert_eq!(bad.status(), 400);
     }
 }

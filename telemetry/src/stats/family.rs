@@ -1,6 +1,7 @@
-use std::fmt::Write;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
+use super::format::{push_help, Format};
 use super::handle::{Counter, Gauge};
 use super::histogram::{format_value, Histogram};
 
@@ -38,15 +39,34 @@ impl Value {
             Value::Histogram(h) => h.count() > 0,
         }
     }
+
+    /// Handles to the cells, the family's own included.
+    fn holders(&self) -> usize {
+        match self {
+            Value::Counter(c) => c.holders(),
+            Value::Gauge(g) => g.holders(),
+            Value::Histogram(h) => h.holders(),
+        }
+    }
 }
 
-/// What a scrape asked for: Envoy's admin `?usedonly` and `?filter=<regex>`.
+/// What a scrape asked for: Envoy's admin `?usedonly` and `?filter=<regex>`, and the
+/// format the scraper accepts (see [`negotiate`](super::negotiate)).
 #[derive(Clone, Debug, Default)]
 pub struct RenderOptions {
     pub used_only: bool,
     /// Matched against each series as `name{labels}`; a family none of whose series
     /// match is left out whole.
     pub filter: Option<regex::Regex>,
+    pub format: Format,
+}
+
+struct Series {
+    labels: String,
+    value: Value,
+    /// When a prune first found no handle outside the family; cleared when one is
+    /// handed out again.
+    idle_since: Option<Instant>,
 }
 
 /// One metric name with its help text and its labelled series.
@@ -59,7 +79,7 @@ pub struct Family {
     kind: Kind,
     /// Bucket bounds, for a histogram family.
     bounds: &'static [f64],
-    series: Mutex<Vec<(String, Value)>>,
+    series: Mutex<Vec<Series>>,
 }
 
 impl Family {
@@ -119,68 +139,164 @@ impl Family {
         }
     }
 
+    /// Series currently in the family, retained ones included.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Series>> {
+        self.series.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn series_for(&self, labels: &[(&str, &str)], make: impl FnOnce() -> Value) -> Value {
         let key = render_labels(labels);
-        let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, v)) = series.iter().find(|(k, _)| *k == key) {
-            return v.clone();
+        let mut series = self.lock();
+        if let Some(s) = series.iter_mut().find(|s| s.labels == key) {
+            // Asked for again within its retention: the same cells, counts kept.
+            s.idle_since = None;
+            return s.value.clone();
         }
         let v = make();
-        series.push((key, v.clone()));
+        series.push(Series {
+            labels: key,
+            value: v.clone(),
+            idle_since: None,
+        });
         v
     }
 
+    /// Drop series that no handle outside the family has held for `retention`; returns
+    /// how many were dropped.
+    ///
+    /// Idleness is noticed here, so a series goes between `retention` and `retention`
+    /// plus one prune interval after its last handle. Under the lock a count of one
+    /// cannot grow (new handles come from other handles or from `series_for`), so a
+    /// dropped series has no one left to count into it.
+    pub(super) fn prune(&self, now: Instant, retention: Duration) -> usize {
+        let mut series = self.lock();
+        let before = series.len();
+        series.retain_mut(|s| {
+            if s.value.holders() > 1 {
+                s.idle_since = None;
+                return true;
+            }
+            let since = *s.idle_since.get_or_insert(now);
+            now.saturating_duration_since(since) < retention
+        });
+        before - series.len()
+    }
+
+    /// The name and type this family is declared with in OpenMetrics.
+    ///
+    /// A counter is the family `X` with samples `X_total`; a counter without the
+    /// suffix (Envoy's `envoy_cluster_upstream_rq`) cannot keep its sample name as a
+    /// counter, so it is `unknown`. When `X` is itself a family (Envoy has both
+    /// `envoy_cluster_upstream_rq` and `envoy_cluster_upstream_rq_total`),
+    /// `base_taken` makes the `_total` one `unknown` under its full name too, so no
+    /// family name is declared twice and every sample name stays as in text format.
+    fn openmetrics_type(&self, base_taken: bool) -> (&str, &'static str) {
+        match self.kind {
+            Kind::Counter => match self.name.strip_suffix("_total") {
+                Some(base) if !base.is_empty() && !base_taken => (base, "counter"),
+                _ => (&self.name, "unknown"),
+            },
+            k => (&self.name, k.as_str()),
+        }
+    }
+
+    #[cfg(test)]
     pub(super) fn render(&self, out: &mut String, opts: &RenderOptions) {
-        let series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        self.render_as(out, opts, false)
+    }
+
+    /// Append this family. `base_taken`: another family is named like this counter
+    /// without its `_total` (see [`Family::openmetrics_type`]).
+    pub(super) fn render_as(&self, out: &mut String, opts: &RenderOptions, base_taken: bool) {
+        let series = self.lock();
+        let om = opts.format == Format::OpenMetrics;
+        // A family without series still says what it is, so families that exist from
+        // start-up show up; a scrape that selects series shows only what it selected.
         let mut header = false;
-        for (labels, value) in series.iter() {
-            if opts.used_only && !value.used() {
+        if !opts.used_only && opts.filter.is_none() {
+            self.header(out, opts.format, base_taken);
+            header = true;
+        }
+        for s in series.iter() {
+            if opts.used_only && !s.value.used() {
                 continue;
             }
             if let Some(re) = &opts.filter {
-                if !re.is_match(&format!("{}{}", self.name, labels)) {
+                if !re.is_match(&format!("{}{}", self.name, s.labels)) {
                     continue;
                 }
             }
             if !header {
-                let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
-                let _ = writeln!(out, "# TYPE {} {}", self.name, self.kind.as_str());
+                self.header(out, opts.format, base_taken);
                 header = true;
             }
-            match value {
+            match &s.value {
                 Value::Counter(c) => sample(
                     out,
                     &self.name,
                     "",
-                    labels,
+                    &s.labels,
                     itoa::Buffer::new().format(c.get()),
                 ),
                 Value::Gauge(g) => sample(
                     out,
                     &self.name,
                     "",
-                    labels,
+                    &s.labels,
                     itoa::Buffer::new().format(g.get()),
                 ),
-                Value::Histogram(h) => self.render_histogram(out, labels, h),
+                Value::Histogram(h) => self.render_histogram(out, &s.labels, h, om),
             }
         }
     }
 
-    /// `_bucket` lines with cumulative counts and an `le` label, then `_sum` and `_count`.
-    fn render_histogram(&self, out: &mut String, labels: &str, h: &Histogram) {
+    fn header(&self, out: &mut String, format: Format, base_taken: bool) {
+        let (name, kind) = match format {
+            Format::Prometheus => (self.name.as_str(), self.kind.as_str()),
+            Format::OpenMetrics => self.openmetrics_type(base_taken),
+        };
+        for line in ["# HELP ", name, " "] {
+            out.push_str(line);
+        }
+        push_help(out, &self.help, format);
+        for line in ["\n# TYPE ", name, " ", kind, "\n"] {
+            out.push_str(line);
+        }
+    }
+
+    /// `_bucket` lines with cumulative counts and an `le` label, then `_sum` and
+    /// `_count`; in OpenMetrics a bucket's latest exemplar follows its count.
+    fn render_histogram(&self, out: &mut String, labels: &str, h: &Histogram, om: bool) {
         let open = labels.strip_suffix('}').unwrap_or("{");
         let sep = if labels.is_empty() { "" } else { "," };
         let mut total = 0;
-        for (bound, cumulative) in h.cumulative() {
-            let with_le = format!("{open}{sep}le=\"{}\"}}", format_value(bound));
-            sample(
-                out,
-                &self.name,
-                "_bucket",
-                &with_le,
-                itoa::Buffer::new().format(cumulative),
-            );
+        for (i, (bound, cumulative)) in h.cumulative().into_iter().enumerate() {
+            for part in [self.name.as_str(), "_bucket", open, sep, "le=\""] {
+                out.push_str(part);
+            }
+            out.push_str(&format_value(bound));
+            out.push_str("\"} ");
+            out.push_str(itoa::Buffer::new().format(cumulative));
+            if let Some(e) = h.exemplar(i).filter(|_| om) {
+                out.push_str(" # {trace_id=\"");
+                out.push_str(e.trace_id());
+                out.push_str("\"} ");
+                out.push_str(&format_value(e.value()));
+                out.push(' ');
+                out.push_str(itoa::Buffer::new().format(e.timestamp_ms() / 1000));
+                out.push('.');
+                let ms = e.timestamp_ms() % 1000;
+                out.push_str(&format!("{ms:03}"));
+            }
+            out.push('\n');
             total = cumulative;
         }
         sample(out, &self.name, "_sum", labels, &format_value(h.sum()));
@@ -314,5 +430,156 @@ mod tests {
             out,
             "# HELP c_total help\n# TYPE c_total counter\nc_total{result=\"ok\"} 3\nc_total{result=\"bad\"} 1\n"
         );
+    }
+    #[test]
+    fn families_without_series_still_declare_themselves() {
+        let f = Family::new("gateway_wasm_calls_total", "calls", Kind::Counter);
+        let mut out = String::new();
+        f.render(&mut out, &RenderOptions::default());
+        assert_eq!(
+            out,
+            "# HELP gateway_wasm_calls_total calls\n# TYPE gateway_wasm_calls_total counter\n"
+        );
+        for opts in [
+            RenderOptions {
+                used_only: true,
+                ..Default::default()
+            },
+            RenderOptions {
+                filter: Some(regex::Regex::new("wasm").unwrap()),
+                ..Default::default()
+            },
+        ] {
+            let mut out = String::new();
+            f.render(&mut out, &opts);
+            assert_eq!(out, "", "{opts:?}");
+        }
+    }
+
+    fn om() -> RenderOptions {
+        RenderOptions {
+            format: Format::OpenMetrics,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn openmetrics_declares_counters_by_their_base_name_or_as_unknown() {
+        let total = Family::new("istio_requests_total", "requests", Kind::Counter);
+        total.counter(&[("reporter", "source")]).add(3);
+        let envoy = Family::new("envoy_cluster_upstream_rq", "by code", Kind::Counter);
+        envoy.counter(&[("response_code", "200")]).add(2);
+        let g = Family::new("envoy_server_live", "say \"live\"", Kind::Gauge);
+        g.gauge(&[]).set(1);
+        let mut out = String::new();
+        total.render(&mut out, &om());
+        envoy.render(&mut out, &om());
+        g.render(&mut out, &om());
+        assert_eq!(
+            out,
+            "# HELP istio_requests requests\n\
+                   # TYPE istio_requests counter\n\
+                   istio_requests_total{reporter=\"source\"} 3\n\
+                   # HELP envoy_cluster_upstream_rq by code\n\
+                   # TYPE envoy_cluster_upstream_rq unknown\n\
+                   envoy_cluster_upstream_rq{response_code=\"200\"} 2\n\
+                   # HELP envoy_server_live say \\\"live\\\"\n\
+                   # TYPE envoy_server_live gauge\n\
+                   envoy_server_live 1\n"
+        );
+        let mut out = String::new();
+        total.render_as(&mut out, &om(), true);
+        assert_eq!(
+            out,
+            "# HELP istio_requests_total requests\n# TYPE istio_requests_total unknown\n\
+             istio_requests_total{reporter=\"source\"} 3\n",
+            "the base name is another family's: unknown under the full name"
+        );
+    }
+
+    #[test]
+    fn exemplars_only_in_openmetrics() {
+        static BOUNDS: &[f64] = &[0.5, 10.0];
+        let f = Family::with_bounds("t", "time", Kind::Histogram, BOUNDS);
+        let h = f.histogram(&[("c", "x")]);
+        h.record(0.2);
+        h.record_with_exemplar(3.0, "4bf92f3577b34da6a3ce929d0e0e4736");
+        let e = h.exemplar(1).unwrap();
+        let ts = format!("{}.{:03}", e.timestamp_ms() / 1000, e.timestamp_ms() % 1000);
+        let mut text = String::new();
+        f.render(&mut text, &RenderOptions::default());
+        assert!(!text.contains("trace_id"), "{text}");
+        let mut out = String::new();
+        f.render(&mut out, &om());
+        assert_eq!(
+            out,
+            format!(
+                "# HELP t time\n# TYPE t histogram\n\
+                 t_bucket{{c=\"x\",le=\"0.5\"}} 1\n\
+                 t_bucket{{c=\"x\",le=\"10\"}} 2 # {{trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\"}} 3 {ts}\n\
+                 t_bucket{{c=\"x\",le=\"+Inf\"}} 2\n\
+                 t_sum{{c=\"x\"}} 3.2\n\
+                 t_count{{c=\"x\"}} 2\n"
+            )
+        );
+        // Without the exemplar, the sample lines are the text format's, byte for byte.
+        let stripped: String = out
+            .lines()
+            .map(|l| l.split(" # ").next().unwrap().to_string() + "\n")
+            .collect();
+        assert_eq!(stripped, text);
+    }
+
+    #[test]
+    fn dropped_series_are_kept_for_the_retention_then_forgotten() {
+        let f = Family::new("c_total", "help", Kind::Counter);
+        let held = f.counter(&[("cluster_name", "kept")]);
+        f.counter(&[("cluster_name", "gone")]).add(5);
+        let t0 = Instant::now();
+        let keep = Duration::from_secs(300);
+        assert_eq!(f.prune(t0, keep), 0, "idle from now on");
+        assert_eq!(f.prune(t0 + Duration::from_secs(299), keep), 0);
+        assert_eq!(f.len(), 2, "still exported within the retention");
+
+        // Asked for again: the same cells, and the idle clock starts over.
+        let back = f.counter(&[("cluster_name", "gone")]);
+        assert_eq!(back.get(), 5);
+        back.inc();
+        drop(back);
+        assert_eq!(f.prune(t0 + Duration::from_secs(400), keep), 0);
+        assert_eq!(f.prune(t0 + Duration::from_secs(699), keep), 0);
+        assert_eq!(f.prune(t0 + Duration::from_secs(700), keep), 1);
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            f.counter(&[("cluster_name", "gone")]).get(),
+            0,
+            "forgotten: a new series"
+        );
+
+        // A held handle is never pruned, however long; the new idle one goes a
+        // retention after a prune first saw it idle.
+        assert_eq!(f.prune(t0 + Duration::from_secs(1_000), keep), 0);
+        assert_eq!(f.prune(t0 + Duration::from_secs(100_000), keep), 1);
+        held.inc();
+        let mut out = String::new();
+        f.render(&mut out, &RenderOptions::default());
+        assert_eq!(
+            out,
+            "# HELP c_total help\n# TYPE c_total counter\nc_total{cluster_name=\"kept\"} 1\n"
+        );
+    }
+
+    #[test]
+    fn clones_of_a_handle_keep_the_series() {
+        static BOUNDS: &[f64] = &[1.0];
+        let f = Family::with_bounds("h", "help", Kind::Histogram, BOUNDS);
+        let h = f.histogram(&[]);
+        let clone = h.clone();
+        drop(h);
+        let t0 = Instant::now();
+        assert_eq!(f.prune(t0, Duration::ZERO), 0);
+        drop(clone);
+        assert_eq!(f.prune(t0, Duration::ZERO), 1, "zero retention: at once");
+        assert!(f.is_empty());
     }
 }

@@ -17,6 +17,11 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+
+    /// Handles to this value, the family's own included.
+    pub(super) fn holders(&self) -> usize {
+        Arc::strong_count(&self.0)
+    }
 }
 
 /// A value that goes up and down. Cloning shares the same value.
@@ -47,6 +52,11 @@ impl Gauge {
 
     pub fn used(&self) -> bool {
         self.0.used.load(Ordering::Relaxed)
+    }
+
+    /// Handles to this value, the family's own included.
+    pub(super) fn holders(&self) -> usize {
+        Arc::strong_count(&self.0)
     }
 
     fn mark_used(&self) {

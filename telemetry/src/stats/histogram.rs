@@ -1,7 +1,10 @@
 //! Cumulative histograms as Envoy exports them: fixed bucket bounds, counts since start.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::exemplar::{valid_trace_id, Exemplar, Slot};
 
 /// Envoy's default histogram buckets, in the stat's unit (milliseconds for `*_time`).
 pub const ENVOY_DEFAULT_BUCKETS: &[f64] = &[
@@ -17,6 +20,9 @@ struct Cells {
     /// One count per bound (values `<=` it and above the previous one), plus the overflow.
     counts: Box<[AtomicU64]>,
     sum_milli: AtomicU64,
+    /// One exemplar slot per count, allocated on the first exemplar: histograms that
+    /// never get one (and plain `record`) pay nothing for them.
+    exemplars: OnceLock<Box<[Slot]>>,
 }
 
 /// A histogram series. Cloning shares the same cells; recording is two atomic adds.
@@ -38,11 +44,41 @@ impl Histogram {
             bounds,
             counts,
             sum_milli: AtomicU64::new(0),
+            exemplars: OnceLock::new(),
         }))
     }
 
     /// Record one value in the stat's unit; negative and NaN values count as zero.
     pub fn record(&self, value: f64) {
+        self.add(value);
+    }
+
+    /// Record like [`Histogram::record`] and keep `trace_id` as the exemplar of the
+    /// value's bucket (the latest one wins), for OpenMetrics scrapes.
+    ///
+    /// Never waits: if another thread is writing the same bucket's exemplar at this
+    /// instant, this one is skipped. Ids longer than [`MAX_TRACE_ID_LEN`] or with
+    /// characters other than printable ASCII (minus `"` and `\`) are not kept.
+    ///
+    /// [`MAX_TRACE_ID_LEN`]: super::MAX_TRACE_ID_LEN
+    pub fn record_with_exemplar(&self, value: f64, trace_id: &str) {
+        let (i, v) = self.add(value);
+        if !valid_trace_id(trace_id) {
+            return;
+        }
+        let slots = self
+            .0
+            .exemplars
+            .get_or_init(|| (0..self.0.counts.len()).map(|_| Slot::default()).collect());
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        slots[i].store(trace_id.as_bytes(), v, now_ms);
+    }
+
+    /// The two relaxed adds of a sample; returns its bucket and the value as counted.
+    #[inline(always)]
+    fn add(&self, value: f64) -> (usize, f64) {
         let v = if value > 0.0 { value } else { 0.0 };
         let c = &self.0;
         // `partition_point` finds the first bound >= v: Prometheus' `le` is inclusive.
@@ -50,6 +86,17 @@ impl Histogram {
         c.counts[i].fetch_add(1, Ordering::Relaxed);
         c.sum_milli
             .fetch_add((v * SUM_SCALE).round() as u64, Ordering::Relaxed);
+        (i, v)
+    }
+
+    /// The latest exemplar of bucket `bucket` (the index into [`Histogram::cumulative`]).
+    pub fn exemplar(&self, bucket: usize) -> Option<Exemplar> {
+        self.0.exemplars.get()?.get(bucket)?.load()
+    }
+
+    /// Handles to these cells, the family's own included.
+    pub(super) fn holders(&self) -> usize {
+        Arc::strong_count(&self.0)
     }
 
     /// Record a duration in milliseconds (the unit of Envoy's `*_time` histograms).
@@ -138,6 +185,35 @@ mod tests {
         h.record_ms(std::time::Duration::from_micros(2500));
         assert_eq!(h.cumulative()[2], (5.0, 1));
         assert_eq!(h.sum(), 2.5);
+    }
+
+    #[test]
+    fn exemplars_land_in_the_bucket_of_their_value() {
+        let h = Histogram::new(ENVOY_DEFAULT_BUCKETS);
+        h.record(3.0);
+        assert_eq!(h.exemplar(2), None, "plain records keep no exemplar");
+        let before = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        h.record_with_exemplar(3.0, "4bf92f3577b34da6a3ce929d0e0e4736");
+        h.record_with_exemplar(4.5, "00f067aa0ba902b7");
+        h.record_with_exemplar(-1.0, "0af7651916cd43dd");
+        h.record_with_exemplar(1e9, "ffff");
+        h.record_with_exemplar(7.0, "not \"valid\"");
+        assert_eq!(h.count(), 6, "every call counts, exemplar kept or not");
+        let e = h.exemplar(2).unwrap();
+        assert_eq!(e.trace_id(), "00f067aa0ba902b7", "the latest wins");
+        assert_eq!(e.value(), 4.5);
+        assert!(e.timestamp_ms() >= before && e.timestamp_ms() < before + 60_000);
+        assert_eq!(
+            h.exemplar(0).unwrap().value(),
+            0.0,
+            "clamped like the count"
+        );
+        assert_eq!(h.exemplar(19).unwrap().trace_id(), "ffff", "+Inf bucket");
+        assert_eq!(h.exemplar(3), None, "the invalid id was not kept");
+        assert_eq!(h.exemplar(99), None);
     }
 
     #[test]
