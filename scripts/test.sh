@@ -3,8 +3,9 @@
 # then a seconds-long smoke run of the benchmark. Installs what the tests need.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Peers the tests start: nginx (benchmark), wrk (load), dnsmasq (a DNS server on loopback).
-export NEED_DEBS="nginx-light wrk dnsmasq-base curl"
+# Peers the tests start: nginx (benchmark), wrk (load), dnsmasq (a DNS server on loopback),
+# prometheus (a real Prometheus scraping the gateway, and promtool; tests/prometheus.rs).
+export NEED_DEBS="nginx-light wrk dnsmasq-base curl prometheus"
 . scripts/prereqs.sh
 
 cargo build --workspace --all-targets

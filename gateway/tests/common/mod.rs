@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod prometheus;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
@@ -182,14 +183,30 @@ impl Gateway {
     pub fn start_with_env(config: &Path, extra: &[&str], env: &[(&str, &str)]) -> Gateway {
         let logdir = tempfile::tempdir().unwrap();
         let access_log = logdir.path().join("access.log");
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        // An `--http-addr` in `extra` (e.g. 0.0.0.0:PORT) replaces the loopback default,
+        // as clap rejects a repeated flag; the tests still connect on loopback.
+        let http_arg = extra
+            .windows(2)
+            .find(|w| w[0] == "--http-addr")
+            .map(|w| w[1]);
+        let http: SocketAddr = match http_arg {
+            Some(a) => {
+                let port = a.parse::<SocketAddr>().expect("--http-addr ip:port").port();
+                SocketAddr::from(([127, 0, 0, 1], port))
+            }
+            None => format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        };
+        let own_http = match http_arg {
+            Some(_) => vec![],
+            None => vec!["--http-addr".to_string(), http.to_string()],
+        };
         let stats: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let stderr = std::fs::File::create(logdir.path().join("gateway.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
             .args(["run", "--config-dir"])
             .arg(config)
-            .args(["--http-addr", &http.to_string()])
+            .args(&own_http)
             .args(["--stats-addr", &stats.to_string()])
             .args(["--admin-addr", &admin.to_string()])
             .args(["--threads", "2", "--access-log"])
