@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Throughput/latency of the gateway against a bare Pingora proxy (pingora-floor), nginx as
 # a reverse proxy, and the backend hit directly; then config-change-to-live latency.
+# The gateway runs twice: `gateway` records stats and is scraped every second (as
+# Prometheus would), `gw-norec` has per-request recording switched off
+# (`--stats-recording off`), so the table shows what recording costs.
 # Everything runs on 127.0.0.1, each proxy with one worker, one shared nginx backend.
 #
 # Environment:
@@ -41,7 +44,7 @@ fi
 CONNECTIONS=${CONNECTIONS:-32}
 WRK_THREADS=${WRK_THREADS:-1}
 HOST=bench.local
-TARGETS=(direct floor nginx gateway)
+TARGETS=(direct floor nginx gateway gw-norec)
 PIN=${BENCH_PIN:-}
 if [[ -z $PIN ]]; then
   if (($(nproc) >= 2)) && command -v taskset >/dev/null 2>&1; then PIN=1; else PIN=0; fi
@@ -152,7 +155,8 @@ wait_http() { # label log url timeout pid [host]
   fi
 }
 
-read -r P_BACKEND P_NGINX P_FLOOR P_GW P_STATS P_ADMIN < <(python3 "$HELPER" ports 6)
+read -r P_BACKEND P_NGINX P_FLOOR P_GW P_STATS P_ADMIN P_GW2 P_STATS2 P_ADMIN2 \
+  < <(python3 "$HELPER" ports 9)
 
 # ------------------------------------------------------------------ nginx configs
 nginx_conf() { # name body [master_process on|off]
@@ -230,10 +234,35 @@ PIDS+=("$PID_FLOOR")
 PID_GW=$!
 PIDS+=("$PID_GW")
 
+"${ON_CPU1[@]}" "$GATEWAY_BIN" run --config-dir "$TMP/gwconf" \
+  --http-addr "127.0.0.1:$P_GW2" --https-addr off \
+  --stats-addr "127.0.0.1:$P_STATS2" --admin-addr "127.0.0.1:$P_ADMIN2" \
+  --threads 1 --access-log off --stats-recording off >"$TMP/gw-norec.log" 2>&1 &
+PID_GW2=$!
+PIDS+=("$PID_GW2")
+
 wait_http "nginx proxy" "$TMP/proxy/error.log" "http://127.0.0.1:$P_NGINX/" 10 "$PID_NGINX" "$HOST"
 wait_http "pingora-floor" "$TMP/floor.log" "http://127.0.0.1:$P_FLOOR/" 10 "$PID_FLOOR" "$HOST"
 wait_http "gateway (/healthz/ready)" "$TMP/gateway.log" "http://127.0.0.1:$P_STATS/healthz/ready" 30 "$PID_GW"
 wait_http "gateway" "$TMP/gateway.log" "http://127.0.0.1:$P_GW/" 10 "$PID_GW" "$HOST"
+wait_http "gw-norec" "$TMP/gw-norec.log" "http://127.0.0.1:$P_GW2/" 30 "$PID_GW2" "$HOST"
+
+# The recording gateway is scraped every second, as by Prometheus, for the whole run.
+scrape_loop() {
+  local n=0 failed=0
+  while alive "$PID_GW"; do
+    if curl -sf -o /dev/null -H 'Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5' \
+      "http://127.0.0.1:$P_STATS/stats/prometheus"; then
+      n=$((n + 1))
+    else
+      failed=$((failed + 1))
+    fi
+    echo "$n $failed" >"$TMP/scrapes.txt"
+    sleep 1
+  done
+}
+"${ON_CPU0[@]}" bash -c "$(declare -f alive scrape_loop); PID_GW=$PID_GW P_STATS=$P_STATS TMP=$TMP; scrape_loop" &
+PIDS+=("$!")
 
 url_of() {
   case $1 in
@@ -241,6 +270,7 @@ url_of() {
     floor) echo "http://127.0.0.1:$P_FLOOR/" ;;
     nginx) echo "http://127.0.0.1:$P_NGINX/" ;;
     gateway) echo "http://127.0.0.1:$P_GW/" ;;
+    gw-norec) echo "http://127.0.0.1:$P_GW2/" ;;
   esac
 }
 
@@ -250,6 +280,7 @@ pid_of() {
     floor) echo "$PID_FLOOR" ;;
     nginx) echo "$PID_NGINX" ;;
     gateway) echo "$PID_GW" ;;
+    gw-norec) echo "$PID_GW2" ;;
   esac
 }
 
@@ -313,7 +344,12 @@ python3 "$HELPER" cpu "$(getconf CLK_TCK)" "$RES/cpu.txt"
 
 echo
 echo "== RSS after load =="
-python3 "$HELPER" rss "gateway=$PID_GW" "floor=$PID_FLOOR" "nginx-proxy=$PID_NGINX"
+python3 "$HELPER" rss "gateway=$PID_GW" "gw-norec=$PID_GW2" "floor=$PID_FLOOR" "nginx-proxy=$PID_NGINX"
+read -r SCRAPES SCRAPE_FAILS <"$TMP/scrapes.txt" || true
+echo "gateway /stats/prometheus scraped every 1 s during the run: ${SCRAPES:-0} scrapes, ${SCRAPE_FAILS:-?} failed"
+if [[ ${SCRAPE_FAILS:-1} != 0 ]]; then
+  status=1
+fi
 
 # ------------------------------------------------------------------ config changes
 echo
@@ -379,6 +415,10 @@ if [[ $INSTRUCTIONS == 1 ]]; then
     --http-addr "127.0.0.1:$C_HTTP" --https-addr off \
     --stats-addr "127.0.0.1:$C_STATS" --admin-addr "127.0.0.1:$C_ADMIN" \
     --threads 1 --access-log off
+  cg_run gw-norec "$GATEWAY_BIN" run --config-dir "$TMP/gwconf" \
+    --http-addr "127.0.0.1:$C_HTTP" --https-addr off \
+    --stats-addr "127.0.0.1:$C_STATS" --admin-addr "127.0.0.1:$C_ADMIN" \
+    --threads 1 --access-log off --stats-recording off
   python3 "$HELPER" instructions-summary "$CG/counts.txt"
 fi
 
@@ -386,6 +426,7 @@ if ((status != 0)); then
   echo
   echo "bench.sh: FAILED (see above)" >&2
   show_log gateway "$TMP/gateway.log"
+  show_log gw-norec "$TMP/gw-norec.log"
   show_log pingora-floor "$TMP/floor.log"
   show_log "nginx proxy" "$TMP/proxy/error.log"
 fi

@@ -282,11 +282,12 @@ def cmd_report(results_dir, targets):
               f"{fmt_ratio(r['rps'], med('direct')):>7} {r['errors']:>6}")
     print()
     print(f"gateway/nginx = {fmt_ratio(med('gateway'), med('nginx'))}  "
-          f"gateway/floor = {fmt_ratio(med('gateway'), med('floor'))}")
+          f"gateway/floor = {fmt_ratio(med('gateway'), med('floor'))}  "
+          f"gateway/gw-norec = {fmt_ratio(med('gateway'), med('gw-norec'))} (stats recorded and scraped vs not recorded)")
     # Ratios within each round (runs seconds apart) are less exposed to drift across the
     # whole run than the ratio of medians above.
     paired = []
-    for a, b in (("gateway", "nginx"), ("gateway", "floor")):
+    for a, b in (("gateway", "nginx"), ("gateway", "floor"), ("gateway", "gw-norec")):
         rs = [v[a] / v[b] for v in by_round.values() if v.get(a) and v.get(b)]
         if rs:
             paired.append(f"{a}/{b} {statistics.median(rs):.2f} ({min(rs):.2f}..{max(rs):.2f})")
@@ -432,14 +433,16 @@ def cmd_cpu(hz, path):
             per.setdefault(parts[0], []).append(int(parts[1]) * 1e6 / hz / int(parts[2]))
     print(f"CPU per request in the proxy process (median over rounds; clock ticks of 1/{hz:.0f} s):")
     med = {}
-    for t in ("direct", "floor", "nginx", "gateway"):
+    for t in ("direct", "floor", "nginx", "gateway", "gw-norec"):
         if t in per:
             med[t] = statistics.median(per[t])
             label = "backend" if t == "direct" else t
-            print(f"  {label:<8} {med[t]:7.1f} us/request  (min {min(per[t]):.1f}, max {max(per[t]):.1f})")
+            print(f"  {label:<9} {med[t]:7.1f} us/request  (min {min(per[t]):.1f}, max {max(per[t]):.1f})")
     if med.get("floor") and med.get("nginx") and "gateway" in med:
         print(f"gateway CPU/request = {med['gateway'] / med['floor']:.2f}x floor, "
               f"{med['gateway'] / med['nginx']:.2f}x nginx   floor = {med['floor'] / med['nginx']:.2f}x nginx")
+    if med.get("gw-norec") and "gateway" in med:
+        print(f"stats recording: gateway CPU/request = {med['gateway'] / med['gw-norec']:.3f}x gw-norec")
 
 
 # ---------------------------------------------------------------------- instructions
@@ -508,6 +511,10 @@ def cmd_instructions_summary(path):
             counts[label] = float(value)
     for label, v in counts.items():
         ratios = [f"{v / counts[o]:.2f}x {o}" for o in ("floor", "nginx") if o in counts and o != label]
+        if label == "gateway" and counts.get("gw-norec"):
+            extra = v - counts["gw-norec"]
+            ratios.append(f"{v / counts['gw-norec']:.3f}x gw-norec "
+                          f"(recording: {extra:+.0f} instructions/request, {100 * extra / counts['gw-norec']:+.1f}%)")
         print(f"  {label:<8} {v / 1000:7.1f}k instructions/request  {'  '.join(ratios)}")
 
 

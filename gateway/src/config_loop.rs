@@ -21,7 +21,7 @@ use crate::resources::configmap::HIGRESS_CONFIG_NAME;
 use crate::resources::{Ingress, Kind, McpBridge, Resource, ResourceKey};
 use crate::snapshot::{Snapshot, SnapshotCell};
 use crate::sources::Change;
-use crate::stats::ConfigStats;
+use crate::stats::{ClusterStatsCache, ConfigStats, StatNamePattern};
 use crate::translate::{clusters, route_table, route_table::TranslateWarning, RouteTable};
 
 /// What `/debug/configz` and `/config_dump` show, republished on every event.
@@ -39,6 +39,16 @@ struct Rejection {
     origin: String,
     error: String,
     at: SystemTime,
+}
+
+fn bridges_in(objects: &BTreeMap<ResourceKey, (String, Resource)>) -> Vec<&McpBridge> {
+    objects
+        .values()
+        .filter_map(|(_, r)| match r {
+            Resource::McpBridge(b) => Some(b),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Options that shape how resources become a snapshot.
@@ -62,6 +72,10 @@ pub struct ConfigLoop {
     snapshot: SnapshotCell,
     status: StatusCell,
     stats: ConfigStats,
+    /// Cluster stats by stat name, kept across snapshots.
+    cluster_stats: ClusterStatsCache,
+    /// `mesh.outboundClusterStatName` of `higress-config`.
+    stat_pattern: StatNamePattern,
     dns_names: watch::Sender<Vec<String>>,
 }
 
@@ -71,6 +85,7 @@ impl ConfigLoop {
         snapshot: SnapshotCell,
         status: StatusCell,
         stats: ConfigStats,
+        cluster_stats: ClusterStatsCache,
     ) -> (Self, watch::Receiver<Vec<String>>) {
         let (dns_names, rx) = watch::channel(Vec::new());
         let me = ConfigLoop {
@@ -85,6 +100,8 @@ impl ConfigLoop {
             snapshot,
             status,
             stats,
+            cluster_stats,
+            stat_pattern: StatNamePattern::default(),
             dns_names,
         };
         (me, rx)
@@ -123,11 +140,23 @@ impl ConfigLoop {
                         return false;
                     }
                 };
+                let mut mesh_changed = false;
                 if let Resource::ConfigMap(cm) = &res {
                     if key.name == HIGRESS_CONFIG_NAME {
+                        let pattern = StatNamePattern::new(
+                            cm.mesh
+                                .as_ref()
+                                .and_then(|m| m.outbound_cluster_stat_name.as_deref())
+                                .unwrap_or(""),
+                        );
+                        if pattern != self.stat_pattern {
+                            tracing::info!(file = %origin, pattern = ?pattern, "mesh.outboundClusterStatName changed");
+                            self.stat_pattern = pattern;
+                            mesh_changed = true;
+                        }
                         let Some(cfg) = &cm.higress else {
                             // No `higress` key: Higress keeps the old config silently.
-                            return false;
+                            return mesh_changed;
                         };
                         match self.cmgr.update(cfg.clone()) {
                             Ok(items) if !items.is_empty() => {
@@ -148,7 +177,7 @@ impl ConfigLoop {
                 }
                 self.rejected.remove(&key);
                 let prev = self.objects.insert(key, (origin, res.clone()));
-                prev.map(|(_, r)| r) != Some(res)
+                mesh_changed || prev.map(|(_, r)| r) != Some(res)
             }
         }
     }
@@ -190,13 +219,7 @@ impl ConfigLoop {
     }
 
     fn bridges(&self) -> Vec<&McpBridge> {
-        self.objects
-            .values()
-            .filter_map(|(_, r)| match r {
-                Resource::McpBridge(b) => Some(b),
-                _ => None,
-            })
-            .collect()
+        bridges_in(&self.objects)
     }
 
     fn ingresses(&self) -> Vec<&Ingress> {
@@ -233,7 +256,19 @@ impl ConfigLoop {
             }
         });
         let mut skipped = Vec::new();
-        let clusters = clusters::build(&self.bridges(), &self.dns, &mut skipped);
+        self.cluster_stats.set_pattern(self.stat_pattern.clone());
+        let clusters = clusters::build(
+            &bridges_in(&self.objects),
+            &self.dns,
+            &mut self.cluster_stats,
+            &mut skipped,
+        );
+        let in_use: std::collections::HashSet<&str> = clusters
+            .values()
+            .map(|c| c.stats.stat_name.as_str())
+            .collect();
+        self.cluster_stats.retain(&in_use);
+        self.cluster_stats.registry().prune();
         let mut warns: Vec<TranslateWarning> = Vec::new();
         let routes = RouteTable::build(&self.ingresses(), &clusters, &mut warns);
         self.warnings = warns

@@ -89,6 +89,23 @@ struct Common {
     /// The Ingress class that is ours.
     #[arg(long, env = "GATEWAY_INGRESS_CLASS", default_value = "higress")]
     ingress_class: String,
+    /// How long a removed cluster's series stay in /stats/prometheus.
+    #[arg(long, env = "GATEWAY_STATS_RETENTION", default_value = "5m", value_parser = humantime::parse_duration)]
+    stats_retention: Duration,
+    /// Record per-request stats (`off` only to measure what recording costs).
+    #[arg(
+        long,
+        env = "GATEWAY_STATS_RECORDING",
+        value_enum,
+        default_value = "on"
+    )]
+    stats_recording: Switch,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Switch {
+    On,
+    Off,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -126,6 +143,8 @@ fn options(common: &Common, config_dir: PathBuf) -> Options {
         dns_resolver: common.dns_resolver,
         dns_refresh: common.dns_refresh,
         ingress_class: common.ingress_class.clone(),
+        stats_retention: common.stats_retention,
+        stats_recording: common.stats_recording == Switch::On,
     }
 }
 

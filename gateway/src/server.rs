@@ -22,7 +22,7 @@ use crate::proxy::app::GatewayListener;
 use crate::proxy::Gateway;
 use crate::snapshot::{self, SnapshotCell};
 use crate::sources::file::{self, Scan};
-use crate::stats::{HcmStats, ServerStats};
+use crate::stats::{ClusterStatsCache, HcmStats, ServerStats};
 
 /// Longest SIGTERM drain: in-flight requests (and open WebSockets) get this long.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -41,6 +41,10 @@ pub struct Options {
     pub dns_resolver: Option<SocketAddr>,
     pub dns_refresh: Duration,
     pub ingress_class: String,
+    /// How long a removed cluster's series stay exported.
+    pub stats_retention: Duration,
+    /// Whether requests record stats (off only for the benchmark's comparison).
+    pub stats_recording: bool,
 }
 
 /// Start the control plane; returns once the first snapshot is published.
@@ -49,6 +53,7 @@ fn start_control_plane(
     snapshot: SnapshotCell,
     status: StatusCell,
     stats: &ServerStats,
+    cluster_stats: ClusterStatsCache,
 ) -> anyhow::Result<()> {
     let dir = opts.config_dir.clone();
     let loop_opts = LoopOptions {
@@ -87,7 +92,8 @@ fn start_control_plane(
                         return;
                     }
                 };
-                let (mut cl, names_rx) = ConfigLoop::new(loop_opts, snapshot, status, config_stats);
+                let (mut cl, names_rx) =
+                    ConfigLoop::new(loop_opts, snapshot, status, config_stats, cluster_stats);
                 cl.apply_changes(scan.all());
                 for name in cl.dns_names() {
                     let result =
@@ -116,11 +122,23 @@ fn start_control_plane(
 
 /// Run the gateway until SIGTERM (graceful) or SIGINT. Does not return on success.
 pub fn run(opts: Options) -> anyhow::Result<()> {
-    let stats = ServerStats::new();
+    let threads = opts.threads.max(1);
+    let stats = ServerStats::new(threads);
+    stats.registry.set_retention(opts.stats_retention);
+    crate::stats::set_recording(opts.stats_recording);
+    let cluster_stats =
+        ClusterStatsCache::new(stats.registry.clone(), crate::resources::SYSTEM_NAMESPACE);
+    let istio = cluster_stats.istio_families().clone();
     let snapshot = snapshot::new_cell();
     let status: StatusCell = Arc::new(ArcSwap::from_pointee(ConfigStatus::default()));
-    start_control_plane(&opts, snapshot.clone(), status.clone(), &stats)
-        .with_context(|| format!("loading config from {}", opts.config_dir.display()))?;
+    start_control_plane(
+        &opts,
+        snapshot.clone(),
+        status.clone(),
+        &stats,
+        cluster_stats,
+    )
+    .with_context(|| format!("loading config from {}", opts.config_dir.display()))?;
 
     let access_log = Arc::new(
         AccessLog::open(&opts.access_log, stats.access_log_dropped.clone())
@@ -128,7 +146,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     );
 
     let conf = ServerConf {
-        threads: opts.threads.max(1),
+        threads,
         // SIGTERM: Pingora stops accepting at once; `drain_on_sigterm` exits as soon as
         // in-flight requests are done, before this bound.
         grace_period_seconds: Some(DRAIN.as_secs() + 1),
@@ -146,7 +164,8 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
 
     let in_flight = Arc::new(AtomicUsize::new(0));
     drain_on_sigterm(&server, in_flight.clone(), access_log.clone());
-    let hcm = HcmStats::register(&stats.registry, &opts.http_addr);
+    let hcm = HcmStats::register(&stats.registry, &opts.http_addr, &istio);
+    stats.count_connections_of(vec![hcm.clone()]);
     let gateway = Gateway::new(snapshot.clone(), access_log, in_flight, hcm.clone());
     let proxy = pingora_proxy::http_proxy(&conf, gateway);
     let mut http = Service::new(

@@ -20,7 +20,7 @@ use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
 use pingora_proxy::HttpProxy;
 
-use super::idle::{self, TrackedStream};
+use super::idle::{self, ByteCounters, TrackedStream};
 use super::Gateway;
 use crate::snapshot::SnapshotCell;
 use crate::stats::HcmStats;
@@ -140,6 +140,14 @@ impl<'a> ActiveConnection<'a> {
         stats.cx_active.add(1);
         ActiveConnection(stats)
     }
+
+    /// The listener's byte counters, unless recording is off.
+    fn bytes(&self) -> Option<ByteCounters> {
+        crate::stats::recording().then(|| ByteCounters {
+            rx: self.0.cx_rx_bytes.clone(),
+            tx: self.0.cx_tx_bytes.clone(),
+        })
+    }
 }
 
 impl Drop for ActiveConnection<'_> {
@@ -157,7 +165,7 @@ impl ServerApp for GatewayListener {
         mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let _open = ActiveConnection::open(&self.stats);
+        let open = ActiveConnection::open(&self.stats);
         let global = self.h2.snapshot.load().filters.global.clone();
         // Bound what the kernel buffers for a slow reader (Envoy's per-connection
         // buffer limit is the nearest equivalent).
@@ -183,10 +191,14 @@ impl ServerApp for GatewayListener {
         }
         // h2c prior knowledge starts with the preface; its first bytes are enough.
         if head[..4] == H2_PREFACE[..4] {
-            return ServerApp::process_new(&self.h2, stream, shutdown).await;
+            self.stats.cx_http2_total.inc();
+            // Wrapped for its byte counts only: HTTP/2 has its own idle timeout.
+            let (stream, _) = TrackedStream::new(stream, open.bytes());
+            return ServerApp::process_new(&self.h2, Box::new(stream), shutdown).await;
         }
+        self.stats.cx_http1_total.inc();
         // HTTP/1: the idle timeout is this connection's watchdog, not a timer per wait.
-        let (stream, activity) = TrackedStream::new(stream);
+        let (stream, activity) = TrackedStream::new(stream, open.bytes());
         idle::spawn_watchdog(&activity, self.h2.snapshot.clone());
         drop(activity);
         ServerApp::process_new(&self.h1, Box::new(stream), shutdown).await

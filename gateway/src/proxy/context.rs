@@ -29,6 +29,8 @@ pub struct RequestCtx {
     pub upstream_start: Option<Instant>,
     pub upstream_service_time_ms: Option<u64>,
     pub upstream_headers_received: bool,
+    /// The upstream response ended (its time is recorded).
+    pub upstream_complete: bool,
     /// Route timeout (annotation or `downstream.routeTimeout`), if any.
     pub deadline: Option<Instant>,
     pub flags: ResponseFlags,
@@ -44,6 +46,14 @@ impl RequestCtx {
     pub fn cluster_name(&self) -> Option<&str> {
         let route = self.route.as_ref()?;
         Some(route.destinations.get(self.destination?)?.name.as_str())
+    }
+
+    /// The chosen destination's cluster when one is defined (it may have no endpoints).
+    pub fn destination_cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref().or_else(|| {
+            let route = self.route.as_ref()?;
+            route.destinations.get(self.destination?)?.cluster.as_ref()
+        })
     }
 }
 
@@ -91,6 +101,7 @@ impl RequestCtx {
             upstream_start: None,
             upstream_service_time_ms: None,
             upstream_headers_received: false,
+            upstream_complete: false,
             deadline: None,
             flags: ResponseFlags::default(),
             local_status: None,

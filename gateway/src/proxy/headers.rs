@@ -216,6 +216,26 @@ pub fn request_headers_size(req: &RequestHeader) -> usize {
         .sum()
 }
 
+/// Size of the request head as HTTP/1.1 puts it on the wire: request line, `name: value`
+/// lines and the blank line (Istio's `istio_request_bytes` counts head and body).
+pub fn request_wire_size(req: &RequestHeader) -> usize {
+    let line = req.method.as_str().len()
+        + 1
+        + req.uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + " HTTP/1.1\r\n".len();
+    line + headers_wire_size(&req.headers) + 2
+}
+
+/// Size of the response head as HTTP/1.1 puts it on the wire.
+pub fn response_wire_size(resp: &ResponseHeader) -> usize {
+    let line = "HTTP/1.1 200 ".len() + resp.status.canonical_reason().map_or(0, str::len) + 2;
+    line + headers_wire_size(&resp.headers) + 2
+}
+
+fn headers_wire_size(h: &HeaderMap) -> usize {
+    h.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,8 @@ use pingora_core::protocols::{Peek, Shutdown, Ssl, Stream, UniqueID, UniqueIDTyp
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
+use telemetry::stats::Counter;
+
 use crate::snapshot::SnapshotCell;
 
 /// How often the watchdog re-reads the config when there is no idle timeout.
@@ -108,23 +110,41 @@ async fn watch(conn: &ConnActivity, snapshot: SnapshotCell) {
     }
 }
 
+/// The listener's byte counters (`downstream_cx_rx/tx_bytes_total`).
+#[derive(Clone, Debug)]
+pub struct ByteCounters {
+    pub rx: Counter,
+    pub tx: Counter,
+}
+
 /// The downstream stream with its activity, handed to Pingora in place of the socket.
 #[derive(Debug)]
 pub struct TrackedStream {
     inner: Stream,
     activity: Arc<ConnActivity>,
+    /// `None` while stats recording is off.
+    bytes: Option<ByteCounters>,
 }
 
 impl TrackedStream {
-    pub fn new(inner: Stream) -> (Self, Arc<ConnActivity>) {
+    pub fn new(inner: Stream, bytes: Option<ByteCounters>) -> (Self, Arc<ConnActivity>) {
         let activity = Arc::new(ConnActivity::default());
         (
             TrackedStream {
                 inner,
                 activity: activity.clone(),
+                bytes,
             },
             activity,
         )
+    }
+}
+
+impl TrackedStream {
+    fn count_sent(&self, r: &Poll<std::io::Result<usize>>) {
+        if let (Some(b), Poll::Ready(Ok(n))) = (&self.bytes, r) {
+            b.tx.add(*n as u64);
+        }
     }
 }
 
@@ -154,8 +174,12 @@ impl AsyncRead for TrackedStream {
                 Poll::Pending
             }
             ready => {
-                if buf.filled().len() > before {
+                let n = buf.filled().len() - before;
+                if n > 0 {
                     self.activity.bump();
+                    if let Some(b) = &self.bytes {
+                        b.rx.add(n as u64);
+                    }
                 }
                 ready
             }
@@ -169,7 +193,9 @@ impl AsyncWrite for TrackedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.count_sent(&r);
+        r
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -185,7 +211,9 @@ impl AsyncWrite for TrackedStream {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.count_sent(&r);
+        r
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -275,7 +303,7 @@ mod tests {
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
         let stream: Stream = Box::new(pingora_core::protocols::l4::stream::Stream::from(server));
-        let (tracked, activity) = TrackedStream::new(stream);
+        let (tracked, activity) = TrackedStream::new(stream, None);
         // No idle timeout in the default config: the watchdog would sleep RECHECK (5 s).
         let task = tokio::spawn(async move { watch(&activity, crate::snapshot::new_cell()).await });
         tokio::task::yield_now().await;

@@ -12,6 +12,7 @@ pub mod headers;
 pub mod idle;
 pub mod local_reply;
 pub mod request_id;
+pub mod upstream_conn;
 
 use std::cell::Cell;
 use std::sync::atomic::AtomicUsize;
@@ -26,7 +27,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::resources::mcpbridge::RegistryProtocol;
 use crate::snapshot::SnapshotCell;
-use crate::stats::HcmStats;
+use crate::stats::{self, HcmStats};
 use access_log::AccessLog;
 use context::{RequestCtx, MAX_ATTEMPTS};
 use flags::ResponseFlags;
@@ -130,6 +131,40 @@ impl Gateway {
         }
     }
 
+    /// The upstream response is complete (or the request ended without seeing it end).
+    fn upstream_complete(&self, ctx: &mut RequestCtx) {
+        if ctx.upstream_complete || !ctx.upstream_headers_received {
+            return;
+        }
+        ctx.upstream_complete = true;
+        if let (true, Some(c)) = (stats::recording(), &ctx.cluster) {
+            c.stats.response_complete(ctx.start.elapsed());
+        }
+    }
+
+    /// Downstream and Istio stats of a finished request.
+    fn record_request(&self, session: &Session, ctx: &mut RequestCtx, status: u16) {
+        // A response without a body may end without a last body chunk.
+        self.upstream_complete(ctx);
+        if let (Some(c), true) = (&ctx.cluster, ctx.attempts > 0) {
+            // The request body went upstream (once per attempt that got that far).
+            c.stats.cx_tx_bytes.add(session.body_bytes_read() as u64);
+        }
+        let elapsed = ctx.start.elapsed();
+        self.hcm.request_done(status, elapsed);
+        let istio = match ctx.destination_cluster() {
+            Some(c) => &c.stats.istio,
+            None => &*self.hcm.no_destination,
+        };
+        let request_bytes = headers::request_wire_size(session.req_header()) as u64
+            + session.body_bytes_read() as u64;
+        let response_bytes = session
+            .response_written()
+            .map_or(0, headers::response_wire_size) as u64
+            + session.body_bytes_sent() as u64;
+        istio.record(status, ctx.flags, elapsed, request_bytes, response_bytes);
+    }
+
     fn write_access_log(&self, session: &Session, ctx: &RequestCtx, status: u16) {
         let req = session.req_header();
         let hv = |name| req.headers.get(name).and_then(|v| v.to_str().ok());
@@ -172,7 +207,9 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<()> {
-        self.hcm.rq_total.inc();
+        if stats::recording() {
+            self.hcm.rq_total.inc();
+        }
         // HTTP/1: the connection's idle watchdog (`idle.rs`) waits for this request.
         if let Some(conn) = idle::ConnActivity::of(session) {
             ctx.connection = Some(conn.begin());
@@ -226,6 +263,10 @@ impl ProxyHttp for Gateway {
             .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "cluster has no endpoints"))?;
         ctx.attempts += 1;
         ctx.tried.push(index);
+        let recording = stats::recording();
+        if recording && ctx.attempts > 1 {
+            cluster.stats.rq_retry.inc();
+        }
         ctx.upstream_host = Some(addr);
         ctx.upstream_start = Some(Instant::now());
         let global = &ctx.snapshot.filters.global;
@@ -239,7 +280,11 @@ impl ProxyHttp for Gateway {
             String::new()
         };
         let mut peer = HttpPeer::new(addr, tls, sni);
+        peer.group_key = cluster.pool_key;
         let o = &mut peer.options;
+        if recording {
+            o.tracer = Some(upstream_conn::ConnectionTracer::tracer(&cluster.stats));
+        }
         o.connection_timeout = Some(CONNECT_TIMEOUT);
         if !global.upstream_idle_timeout.is_zero() {
             o.idle_timeout = Some(global.upstream_idle_timeout);
@@ -266,6 +311,13 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<()> {
+        // Here the request has a connection: Envoy's `upstream_rq_total` counts it.
+        if let (true, Some(c)) = (stats::recording(), &ctx.cluster) {
+            c.stats.rq_total.inc();
+            c.stats
+                .cx_tx_bytes
+                .add(headers::request_wire_size(upstream_request) as u64);
+        }
         // The edge headers are on the downstream request already (`request_filter`).
         headers::retry_attempt(upstream_request, ctx.attempts, &ctx.snapshot.filters.global);
         Ok(())
@@ -281,6 +333,12 @@ impl ProxyHttp for Gateway {
             return Ok(());
         }
         ctx.upstream_headers_received = true;
+        if let (true, Some(c)) = (stats::recording(), &ctx.cluster) {
+            c.stats.response(upstream_response.status.as_u16());
+            c.stats
+                .cx_rx_bytes
+                .add(headers::response_wire_size(upstream_response) as u64);
+        }
         ctx.upstream_service_time_ms = ctx.upstream_start.map(|t| t.elapsed().as_millis() as u64);
         headers::downstream_response(
             upstream_response,
@@ -293,10 +351,18 @@ impl ProxyHttp for Gateway {
     fn upstream_response_body_filter(
         &self,
         _session: &mut Session,
-        _body: &mut Option<bytes::Bytes>,
+        body: &mut Option<bytes::Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<Option<Duration>> {
+        if let (Some(b), Some(c)) = (body.as_ref(), &ctx.cluster) {
+            if stats::recording() {
+                c.stats.cx_rx_bytes.add(b.len() as u64);
+            }
+        }
+        if end_of_stream {
+            self.upstream_complete(ctx);
+        }
         // The route timeout covers the whole response, as Envoy's does.
         if let Some(deadline) = ctx.deadline {
             if !end_of_stream && Instant::now() >= deadline {
@@ -319,6 +385,12 @@ impl ProxyHttp for Gateway {
     ) -> Box<Error> {
         // Connect failures are retried on another endpoint, up to Envoy's two retries.
         e.set_retry(ctx.attempts < MAX_ATTEMPTS);
+        if let (true, Some(c)) = (stats::recording(), &ctx.cluster) {
+            c.stats.cx_connect_fail.inc();
+            if *e.etype() == ErrorType::ConnectTimedout {
+                c.stats.cx_connect_timeout.inc();
+            }
+        }
         ctx.flags.set(ResponseFlags::CONNECT_FAILURE);
         e
     }
@@ -382,6 +454,16 @@ impl ProxyHttp for Gateway {
         if ctx.attempts >= MAX_ATTEMPTS && status == 503 {
             ctx.flags.set(ResponseFlags::RETRY_EXHAUSTED);
         }
+        if let (true, Some(c)) = (stats::recording(), &ctx.cluster) {
+            if ctx.flags.has(ResponseFlags::UPSTREAM_TIMEOUT) {
+                c.stats.rq_timeout.inc();
+            }
+            // The gateway answers for the cluster after an attempt (Envoy charges the
+            // cluster with that 503/504 too); a response already under way was counted.
+            if status != 0 && session.response_written().is_none() {
+                c.stats.response(status);
+            }
+        }
         let mut code = status;
         if status != 0 {
             if session.response_written().is_some() {
@@ -409,7 +491,9 @@ impl ProxyHttp for Gateway {
             .map(|r| r.status.as_u16())
             .or(ctx.local_status)
             .unwrap_or(0);
-        self.hcm.request_done(status, ctx.start.elapsed());
+        if stats::recording() {
+            self.record_request(session, ctx, status);
+        }
         if self.access_log.enabled() {
             self.write_access_log(session, ctx, status);
         }

@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use crate::resources::mcpbridge::{RegistryProtocol, DEFAULT_MCPBRIDGE};
 use crate::resources::McpBridge;
+use crate::stats::{ClusterIdentity, ClusterStats, ClusterStatsCache};
 
 /// Envoy/Istio cluster name.
 pub fn cluster_name(port: u16, subset: &str, host: &str) -> String {
     format!("outbound|{port}|{subset}|{host}")
 }
 
-#[derive(Debug)]
 pub struct Cluster {
     pub name: String,
     pub host: String,
@@ -23,6 +23,20 @@ pub struct Cluster {
     pub endpoints: Vec<SocketAddr>,
     /// Round-robin cursor; a new snapshot starts a new rotation, which is harmless.
     next: AtomicUsize,
+    pub stats: Arc<ClusterStats>,
+    /// Keeps this cluster's pooled connections apart from another cluster's to the same
+    /// address (Envoy pools per cluster), so bytes count for the right one.
+    pub pool_key: u64,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("name", &self.name)
+            .field("protocol", &self.protocol)
+            .field("endpoints", &self.endpoints)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Cluster {
@@ -31,9 +45,31 @@ impl Cluster {
         port: u16,
         protocol: RegistryProtocol,
         endpoints: Vec<SocketAddr>,
+        stats_cache: &mut ClusterStatsCache,
     ) -> Self {
+        let name = cluster_name(port, "", host);
+        let port_name = format!("{protocol:?}").to_lowercase();
+        let stats = stats_cache.get(
+            &ClusterIdentity {
+                name: &name,
+                host,
+                port,
+                target_port: endpoints.first().map_or(port, |e| e.port()),
+                port_name: &port_name,
+                subset: "",
+            },
+            matches!(protocol, RegistryProtocol::Grpc | RegistryProtocol::Grpcs),
+        );
+        stats.membership_total.set(endpoints.len() as i64);
+        stats.membership_healthy.set(endpoints.len() as i64);
+        let pool_key = std::hash::BuildHasher::hash_one(
+            &foldhash::fast::FixedState::with_seed(0),
+            &stats.stat_name,
+        );
         Cluster {
-            name: cluster_name(port, "", host),
+            stats,
+            pool_key,
+            name,
             host: host.to_string(),
             port,
             protocol,
@@ -88,6 +124,7 @@ fn default_bridge<'a>(bridges: &[&'a McpBridge]) -> Option<&'a McpBridge> {
 pub fn build(
     bridges: &[&McpBridge],
     dns: &HashMap<String, Vec<IpAddr>>,
+    stats: &mut ClusterStatsCache,
     skipped: &mut Vec<String>,
 ) -> BTreeMap<String, Arc<Cluster>> {
     let mut out = BTreeMap::new();
@@ -109,7 +146,7 @@ pub fn build(
                 continue;
             }
         };
-        let c = Cluster::new(&r.host(), port, r.protocol(), endpoints);
+        let c = Cluster::new(&r.host(), port, r.protocol(), endpoints, stats);
         out.insert(c.name.clone(), Arc::new(c));
     }
     out
@@ -123,7 +160,13 @@ mod tests {
     fn round_robin_skips_tried_endpoints() {
         let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
-        let c = Cluster::new("x.static", 80, RegistryProtocol::Http, vec![a, b]);
+        let c = Cluster::new(
+            "x.static",
+            80,
+            RegistryProtocol::Http,
+            vec![a, b],
+            &mut ClusterStatsCache::detached(),
+        );
         assert_eq!(c.name, "outbound|80||x.static");
         let first = c.pick(&[]).unwrap();
         let second = c.pick(&[]).unwrap();
@@ -135,7 +178,14 @@ mod tests {
         // All tried: still answer (the retry goes to some endpoint).
         assert!(c.pick(&[0, 1]).is_some());
         assert_eq!(
-            Cluster::new("e.dns", 80, RegistryProtocol::Http, vec![]).pick(&[]),
+            Cluster::new(
+                "e.dns",
+                80,
+                RegistryProtocol::Http,
+                vec![],
+                &mut ClusterStatsCache::detached()
+            )
+            .pick(&[]),
             None
         );
     }
@@ -153,7 +203,12 @@ mod tests {
             vec!["127.0.0.2".parse().unwrap()],
         );
         let mut skipped = vec![];
-        let cs = build(&[&other, &b], &dns, &mut skipped);
+        let cs = build(
+            &[&other, &b],
+            &dns,
+            &mut ClusterStatsCache::detached(),
+            &mut skipped,
+        );
         assert_eq!(cs.len(), 2);
         assert_eq!(
             cs["outbound|80||s.static"].endpoints,

@@ -409,6 +409,7 @@ mod tests {
             80,
             RegistryProtocol::Http,
             vec!["127.0.0.1:1".parse().unwrap()],
+            &mut crate::stats::ClusterStatsCache::detached(),
         );
         [(c.name.clone(), Arc::new(c))].into_iter().collect()
     }

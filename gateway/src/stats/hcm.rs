@@ -1,39 +1,10 @@
-//! The gateway's own stat families (`gateway_*`), resolved once at start-up.
-//! The Envoy-compatible families come with the stats work in `telemetry`.
-
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use telemetry::stats::{Counter, Gauge, Histogram, Kind, Registry, ENVOY_DEFAULT_BUCKETS};
 
-#[derive(Clone)]
-pub struct ConfigStats {
-    pub applied: Counter,
-    pub rejected: Counter,
-    pub version: Gauge,
-}
-
-impl ConfigStats {
-    pub fn register(r: &Registry) -> Self {
-        let reloads = r.family(
-            "gateway_config_reloads_total",
-            "Config changes: applied (one per snapshot published) or rejected (one per rejected object change).",
-            Kind::Counter,
-        );
-        ConfigStats {
-            applied: reloads.counter(&[("result", "applied")]),
-            rejected: reloads.counter(&[("result", "rejected")]),
-            version: r
-                .family(
-                    "gateway_config_snapshot_version",
-                    "Version of the config snapshot being served (0 before the first).",
-                    Kind::Gauge,
-                )
-                .gauge(&[]),
-        }
-    }
-}
+use super::istio::{Destination, IstioFamilies, IstioStats};
+use super::{class_index, CLASSES};
 
 /// Envoy's HTTP connection manager stats for one listener, labelled
 /// `http_conn_manager_prefix="outbound_<bind ip>_<port>"` as Higress's gateway has them.
@@ -44,43 +15,44 @@ pub struct HcmStats {
     rq_class: [Counter; 5],
     pub rq_time: Histogram,
     pub cx_total: Counter,
+    pub cx_http1_total: Counter,
+    pub cx_http2_total: Counter,
     pub cx_active: Gauge,
+    pub cx_rx_bytes: Counter,
+    pub cx_tx_bytes: Counter,
+    /// Istio metrics of requests that reached no service (no route, unknown host).
+    pub no_destination: Arc<IstioStats>,
 }
 
 impl HcmStats {
-    pub fn register(r: &Registry, listen_addr: &str) -> Self {
+    pub fn register(r: &Registry, listen_addr: &str, istio: &Arc<IstioFamilies>) -> Self {
         let prefix = hcm_prefix(listen_addr);
         let labels = [("http_conn_manager_prefix", prefix.as_str())];
+        let counter = |name: &str, help: &str| r.family(name, help, Kind::Counter).counter(&labels);
         let rq = r.family(
             "envoy_http_downstream_rq",
             "Downstream requests by response code class.",
             Kind::Counter,
         );
-        let rq_class = ["1xx", "2xx", "3xx", "4xx", "5xx"]
-            .map(|class| rq.counter(&[("response_code_class", class), labels[0]]));
         HcmStats {
-            rq_total: r
-                .family(
-                    "envoy_http_downstream_rq_total",
-                    "Downstream requests.",
-                    Kind::Counter,
-                )
-                .counter(&labels),
-            rq_class,
+            rq_total: counter("envoy_http_downstream_rq_total", "Downstream requests."),
+            rq_class: CLASSES.map(|class| rq.counter(&[("response_code_class", class), labels[0]])),
             rq_time: r
                 .histogram_family(
                     "envoy_http_downstream_rq_time",
-                    "Downstream request time, first byte in to last byte out (ms).",
+                    "Downstream request time, request start to last byte out (ms).",
                     ENVOY_DEFAULT_BUCKETS,
                 )
                 .histogram(&labels),
-            cx_total: r
-                .family(
-                    "envoy_http_downstream_cx_total",
-                    "Downstream connections.",
-                    Kind::Counter,
-                )
-                .counter(&labels),
+            cx_total: counter("envoy_http_downstream_cx_total", "Downstream connections."),
+            cx_http1_total: counter(
+                "envoy_http_downstream_cx_http1_total",
+                "Downstream HTTP/1 connections.",
+            ),
+            cx_http2_total: counter(
+                "envoy_http_downstream_cx_http2_total",
+                "Downstream HTTP/2 connections.",
+            ),
             cx_active: r
                 .family(
                     "envoy_http_downstream_cx_active",
@@ -88,16 +60,22 @@ impl HcmStats {
                     Kind::Gauge,
                 )
                 .gauge(&labels),
+            cx_rx_bytes: counter(
+                "envoy_http_downstream_cx_rx_bytes_total",
+                "Bytes received from downstream connections.",
+            ),
+            cx_tx_bytes: counter(
+                "envoy_http_downstream_cx_tx_bytes_total",
+                "Bytes sent on downstream connections.",
+            ),
+            no_destination: Arc::new(IstioStats::new(istio.clone(), Destination::unknown())),
         }
     }
 
     /// A request has ended with `status` (0: no response was sent) after `elapsed`.
     pub fn request_done(&self, status: u16, elapsed: Duration) {
-        if let Some(c) = (status / 100)
-            .checked_sub(1)
-            .and_then(|i| self.rq_class.get(i as usize))
-        {
-            c.inc();
+        if let Some(i) = class_index(status) {
+            self.rq_class[i].inc();
         }
         self.rq_time.record_ms(elapsed);
     }
@@ -108,47 +86,6 @@ pub fn hcm_prefix(listen_addr: &str) -> String {
     let (host, port) = listen_addr.rsplit_once(':').unwrap_or((listen_addr, ""));
     let host = host.trim_start_matches('[').trim_end_matches(']');
     format!("outbound_{host}_{port}")
-}
-
-/// Stats of the process, registered at start-up.
-pub struct ServerStats {
-    pub registry: Arc<Registry>,
-    pub config: ConfigStats,
-    /// Access log lines dropped because the writer could not keep up.
-    pub access_log_dropped: Counter,
-}
-
-impl ServerStats {
-    pub fn new() -> Self {
-        let registry = Arc::new(Registry::new());
-        let config = ConfigStats::register(&registry);
-        let live = registry
-            .family(
-                "envoy_server_live",
-                "1 when the server is live.",
-                Kind::Gauge,
-            )
-            .gauge(&[]);
-        live.set(1);
-        let access_log_dropped = registry
-            .family(
-                "gateway_access_log_dropped_total",
-                "Access log lines dropped because the log writer could not keep up.",
-                Kind::Counter,
-            )
-            .counter(&[]);
-        ServerStats {
-            registry,
-            config,
-            access_log_dropped,
-        }
-    }
-}
-
-impl Default for ServerStats {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 #[cfg(test)]
@@ -164,7 +101,8 @@ mod tests {
     #[test]
     fn requests_count_by_class_and_time() {
         let r = Registry::new();
-        let h = HcmStats::register(&r, "0.0.0.0:8080");
+        let istio = IstioFamilies::register(&r, "higress-system");
+        let h = HcmStats::register(&r, "0.0.0.0:8080", &istio);
         for status in [200, 204, 404, 503, 0, 101, 302] {
             h.rq_total.inc();
             h.request_done(status, Duration::from_millis(3));

@@ -1,0 +1,278 @@
+//! Istio's standard request metrics as the gateway (an outbound, `reporter="source"`
+//! proxy) reports them: `istio_requests_total`, `istio_request_duration_milliseconds`,
+//! `istio_request_bytes`, `istio_response_bytes`, with Istio's full label set in its
+//! emission order so Istio's own dashboards and recording rules read them.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use telemetry::stats::{Counter, Family, Histogram, Kind, Registry, ENVOY_DEFAULT_BUCKETS};
+
+use crate::proxy::flags::ResponseFlags;
+
+/// Name of the gateway workload, as Higress deploys it.
+const WORKLOAD: &str = "higress-gateway";
+/// Istio's value for what a proxy without peer metadata cannot know.
+const UNKNOWN: &str = "unknown";
+
+/// The four families, registered once per process.
+pub struct IstioFamilies {
+    requests: Arc<Family>,
+    duration: Arc<Family>,
+    request_bytes: Arc<Family>,
+    response_bytes: Arc<Family>,
+    namespace: String,
+}
+
+impl IstioFamilies {
+    /// `namespace` is the gateway's own (its `source_workload_namespace`).
+    pub fn register(r: &Registry, namespace: &str) -> Arc<Self> {
+        Arc::new(IstioFamilies {
+            requests: r.family(
+                "istio_requests_total",
+                "Requests, as Istio's stats filter counts them.",
+                Kind::Counter,
+            ),
+            duration: r.histogram_family(
+                "istio_request_duration_milliseconds",
+                "Request duration, first byte in to last byte out (ms).",
+                ENVOY_DEFAULT_BUCKETS,
+            ),
+            request_bytes: r.histogram_family(
+                "istio_request_bytes",
+                "Request size, headers and body (bytes).",
+                ENVOY_DEFAULT_BUCKETS,
+            ),
+            response_bytes: r.histogram_family(
+                "istio_response_bytes",
+                "Response size, headers and body (bytes).",
+                ENVOY_DEFAULT_BUCKETS,
+            ),
+            namespace: namespace.to_string(),
+        })
+    }
+}
+
+/// Where requests went, as the `destination_service*` labels name it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Destination {
+    /// The service host (`httpbin.dns`, `bff.app.svc.cluster.local`), or `unknown`.
+    pub service: String,
+    pub name: String,
+    pub namespace: String,
+    /// `http` or `grpc`.
+    pub protocol: &'static str,
+}
+
+impl Destination {
+    /// A Kubernetes FQDN names its service and namespace; any other host (an McpBridge
+    /// registry's) is its own name, in the gateway's namespace, as Istio reports a
+    /// ServiceEntry host.
+    pub fn of_host(host: &str, gateway_namespace: &str, protocol: &'static str) -> Self {
+        let (name, namespace) = match host.strip_suffix(".svc.cluster.local") {
+            Some(rest) => match rest.split_once('.') {
+                Some((n, ns)) => (n.to_string(), ns.to_string()),
+                None => (rest.to_string(), gateway_namespace.to_string()),
+            },
+            None => (host.to_string(), gateway_namespace.to_string()),
+        };
+        Destination {
+            service: host.to_string(),
+            name,
+            namespace,
+            protocol,
+        }
+    }
+
+    /// Requests that reached no service (no route, unknown host).
+    pub fn unknown() -> Self {
+        Destination {
+            service: UNKNOWN.into(),
+            name: UNKNOWN.into(),
+            namespace: UNKNOWN.into(),
+            protocol: "http",
+        }
+    }
+}
+
+/// The series of one (destination, response code, response flags).
+#[derive(Clone)]
+pub struct IstioSeries {
+    requests: Counter,
+    duration: Histogram,
+    request_bytes: Histogram,
+    response_bytes: Histogram,
+}
+
+impl IstioSeries {
+    fn record(&self, elapsed: Duration, request_bytes: u64, response_bytes: u64) {
+        self.requests.inc();
+        self.duration.record_ms(elapsed);
+        self.request_bytes.record(request_bytes as f64);
+        self.response_bytes.record(response_bytes as f64);
+    }
+}
+
+/// Highest status code with its own slot; others share the slot of code 0.
+const MAX_CODE: usize = 599;
+
+/// Istio metrics of one destination. Series are created on first use of a code (and
+/// flags) and found again by index, so a request formats no label after that.
+pub struct IstioStats {
+    families: Arc<IstioFamilies>,
+    dest: Destination,
+    /// By response code, for requests without response flags (the common case).
+    plain: Box<[OnceLock<IstioSeries>]>,
+    /// Requests with flags (failures): few, short lock, never across I/O.
+    flagged: Mutex<Vec<(u16, ResponseFlags, IstioSeries)>>,
+}
+
+impl IstioStats {
+    pub fn new(families: Arc<IstioFamilies>, dest: Destination) -> Self {
+        IstioStats {
+            families,
+            dest,
+            plain: (0..=MAX_CODE).map(|_| OnceLock::new()).collect(),
+            flagged: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn destination(&self) -> &Destination {
+        &self.dest
+    }
+
+    /// Count one finished request.
+    pub fn record(
+        &self,
+        code: u16,
+        flags: ResponseFlags,
+        elapsed: Duration,
+        request_bytes: u64,
+        response_bytes: u64,
+    ) {
+        let code = if code as usize > MAX_CODE { 0 } else { code };
+        if flags == ResponseFlags::default() {
+            self.plain[code as usize]
+                .get_or_init(|| self.make(code, flags))
+                .record(elapsed, request_bytes, response_bytes);
+            return;
+        }
+        let series = {
+            let mut v = self.flagged.lock().unwrap_or_else(|e| e.into_inner());
+            match v.iter().find(|(c, f, _)| *c == code && *f == flags) {
+                Some((_, _, s)) => s.clone(),
+                None => {
+                    let s = self.make(code, flags);
+                    v.push((code, flags, s.clone()));
+                    s
+                }
+            }
+        };
+        series.record(elapsed, request_bytes, response_bytes);
+    }
+
+    fn make(&self, code: u16, flags: ResponseFlags) -> IstioSeries {
+        let f = &self.families;
+        let d = &self.dest;
+        let code = code.to_string();
+        let flags = flags.render();
+        let labels: [(&str, &str); 25] = [
+            ("reporter", "source"),
+            ("source_workload", WORKLOAD),
+            ("source_canonical_service", WORKLOAD),
+            ("source_canonical_revision", "latest"),
+            ("source_workload_namespace", &f.namespace),
+            ("source_principal", UNKNOWN),
+            ("source_app", WORKLOAD),
+            ("source_version", UNKNOWN),
+            ("source_cluster", UNKNOWN),
+            ("destination_workload", UNKNOWN),
+            ("destination_workload_namespace", UNKNOWN),
+            ("destination_principal", UNKNOWN),
+            ("destination_app", UNKNOWN),
+            ("destination_version", UNKNOWN),
+            ("destination_service", &d.service),
+            ("destination_canonical_service", UNKNOWN),
+            ("destination_canonical_revision", "latest"),
+            ("destination_service_name", &d.name),
+            ("destination_service_namespace", &d.namespace),
+            ("destination_cluster", UNKNOWN),
+            ("request_protocol", d.protocol),
+            ("response_code", &code),
+            ("grpc_response_status", ""),
+            ("response_flags", &flags),
+            ("connection_security_policy", UNKNOWN),
+        ];
+        IstioSeries {
+            requests: f.requests.counter(&labels),
+            duration: f.duration.histogram(&labels),
+            request_bytes: f.request_bytes.histogram(&labels),
+            response_bytes: f.response_bytes.histogram(&labels),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_from_hosts() {
+        let d = Destination::of_host("bff.app-system.svc.cluster.local", "higress-system", "http");
+        assert_eq!(
+            (d.name.as_str(), d.namespace.as_str()),
+            ("bff", "app-system")
+        );
+        let d = Destination::of_host("httpbin.dns", "higress-system", "grpc");
+        assert_eq!(
+            (d.service.as_str(), d.name.as_str(), d.namespace.as_str()),
+            ("httpbin.dns", "httpbin.dns", "higress-system")
+        );
+    }
+
+    #[test]
+    fn one_series_per_code_and_flags_with_istio_labels() {
+        let r = Registry::new();
+        let fams = IstioFamilies::register(&r, "higress-system");
+        let s = IstioStats::new(
+            fams,
+            Destination::of_host("httpbin.dns", "higress-system", "http"),
+        );
+        let ms = Duration::from_millis(2);
+        s.record(200, ResponseFlags::default(), ms, 100, 300);
+        s.record(200, ResponseFlags::default(), ms, 100, 300);
+        let mut uf = ResponseFlags::default();
+        uf.set(ResponseFlags::CONNECT_FAILURE);
+        s.record(503, uf, ms, 100, 91);
+        s.record(503, uf, ms, 100, 91);
+        let m = r.render();
+        let ok = m
+            .lines()
+            .find(|l| l.starts_with("istio_requests_total{") && l.contains("response_code=\"200\""))
+            .unwrap_or_else(|| panic!("no 200 series in\n{m}"));
+        assert!(ok.starts_with(
+            "istio_requests_total{reporter=\"source\",source_workload=\"higress-gateway\","
+        ));
+        assert!(ok.contains(",destination_service=\"httpbin.dns\","), "{ok}");
+        assert!(ok.contains(",request_protocol=\"http\",response_code=\"200\",grpc_response_status=\"\",response_flags=\"-\",connection_security_policy=\"unknown\"}"), "{ok}");
+        assert!(ok.ends_with("} 2"), "{ok}");
+        let uf_line = m
+            .lines()
+            .find(|l| l.starts_with("istio_requests_total{") && l.contains("response_flags=\"UF\""))
+            .unwrap_or_else(|| panic!("no UF series in\n{m}"));
+        assert!(uf_line.contains("response_code=\"503\""));
+        assert!(uf_line.ends_with("} 2"), "{uf_line}");
+        assert_eq!(
+            m.lines()
+                .filter(|l| l.starts_with("istio_requests_total{"))
+                .count(),
+            2
+        );
+        assert!(m
+            .lines()
+            .any(|l| l.starts_with("istio_response_bytes_bucket{")
+                && l.contains("response_code=\"200\"")
+                && l.contains("le=\"500\"}")
+                && l.ends_with(" 2")));
+    }
+}

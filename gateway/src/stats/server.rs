@@ -1,0 +1,279 @@
+//! Process-wide families: Envoy's `server.*` gauges, the tracer stats and the
+//! `gateway_*` families that exist from start-up (zero until used).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use telemetry::stats::{Counter, Family, Gauge, Kind, Registry};
+
+use super::config::ConfigStats;
+use super::hcm::HcmStats;
+
+/// The tracing providers of `higress-config`, as the `provider` label names them.
+pub const PROVIDERS: [&str; 3] = ["skywalking", "zipkin", "opentelemetry"];
+/// Why a span was dropped: its exporter's queue was full, or the export failed.
+pub const DROP_REASONS: [&str; 2] = ["queue_full", "export_failed"];
+
+/// Tracer stats: Envoy's names where Envoy has them, and ours per provider.
+pub struct TracerStats {
+    pub zipkin_spans_sent: Counter,
+    pub zipkin_reports_sent: Counter,
+    pub zipkin_reports_dropped: Counter,
+    pub zipkin_reports_failed: Counter,
+    pub skywalking_segments_sent: Counter,
+    pub skywalking_segments_dropped: Counter,
+    pub opentelemetry_spans_sent: Counter,
+    /// `gateway_tracing_queue_size{provider}`, in [`PROVIDERS`] order.
+    pub queue_size: [Gauge; 3],
+    /// `gateway_tracing_spans_dropped_total{provider,reason}`, by provider then reason.
+    pub spans_dropped: [[Counter; 2]; 3],
+}
+
+impl TracerStats {
+    fn register(r: &Registry) -> Self {
+        let counter = |name: &str, help: &str| r.family(name, help, Kind::Counter).counter(&[]);
+        let queue = r.family(
+            "gateway_tracing_queue_size",
+            "Spans waiting in the exporter's queue.",
+            Kind::Gauge,
+        );
+        let dropped = r.family(
+            "gateway_tracing_spans_dropped_total",
+            "Spans dropped before export: queue full, or export failed.",
+            Kind::Counter,
+        );
+        TracerStats {
+            zipkin_spans_sent: counter(
+                "envoy_tracing_zipkin_spans_sent",
+                "Spans sent to the Zipkin collector.",
+            ),
+            zipkin_reports_sent: counter(
+                "envoy_tracing_zipkin_reports_sent",
+                "Zipkin reports (batches) sent.",
+            ),
+            zipkin_reports_dropped: counter(
+                "envoy_tracing_zipkin_reports_dropped",
+                "Zipkin reports the collector refused.",
+            ),
+            zipkin_reports_failed: counter(
+                "envoy_tracing_zipkin_reports_failed",
+                "Zipkin reports that could not be sent.",
+            ),
+            skywalking_segments_sent: counter(
+                "envoy_tracing_skywalking_segments_sent",
+                "Segments sent to the SkyWalking collector.",
+            ),
+            skywalking_segments_dropped: counter(
+                "envoy_tracing_skywalking_segments_dropped",
+                "SkyWalking segments dropped.",
+            ),
+            opentelemetry_spans_sent: counter(
+                "envoy_tracing_opentelemetry_spans_sent",
+                "Spans sent to the OTLP collector.",
+            ),
+            queue_size: PROVIDERS.map(|p| queue.gauge(&[("provider", p)])),
+            spans_dropped: PROVIDERS.map(|p| {
+                DROP_REASONS.map(|reason| dropped.counter(&[("provider", p), ("reason", reason)]))
+            }),
+        }
+    }
+}
+
+/// `gateway_wasm_*`: series per plugin, created as plugins load.
+pub struct WasmStats {
+    pub calls: Arc<Family>,
+    pub failures: Arc<Family>,
+}
+
+/// Stats of the process, registered at start-up.
+pub struct ServerStats {
+    pub registry: Arc<Registry>,
+    pub config: ConfigStats,
+    /// Access log lines dropped because the writer could not keep up.
+    pub access_log_dropped: Counter,
+    pub tracing: TracerStats,
+    pub wasm: WasmStats,
+    total_connections: Gauge,
+    _fixed: Vec<Gauge>,
+}
+
+impl ServerStats {
+    /// `concurrency` is the number of worker threads.
+    pub fn new(concurrency: usize) -> Self {
+        let registry = Arc::new(Registry::new());
+        let r = &registry;
+        let gauge = |name: &str, help: &str| r.family(name, help, Kind::Gauge).gauge(&[]);
+        // Set once; held here so the registry never retires them as unused.
+        let fixed = vec![
+            (gauge("envoy_server_live", "1 when the server is live."), 1),
+            (
+                gauge(
+                    "envoy_server_hot_restart_epoch",
+                    "Hot restart epoch (always 0: changes apply live, without restarts).",
+                ),
+                0,
+            ),
+            (
+                gauge("envoy_server_concurrency", "Worker threads."),
+                concurrency as i64,
+            ),
+            (gauge("envoy_server_state", "0: live."), 0),
+        ];
+        let fixed: Vec<Gauge> = fixed
+            .into_iter()
+            .map(|(g, v)| {
+                g.set(v);
+                g
+            })
+            .collect();
+        let uptime = gauge("envoy_server_uptime", "Seconds since the server started.");
+        let allocated = gauge(
+            "envoy_server_memory_allocated",
+            "Bytes the allocator holds for the process (mimalloc's committed memory).",
+        );
+        let heap = gauge(
+            "envoy_server_memory_heap_size",
+            "Bytes the allocator has reserved (mimalloc's peak committed memory).",
+        );
+        let physical = gauge(
+            "envoy_server_memory_physical_size",
+            "Resident memory of the process (bytes).",
+        );
+        let total_connections = gauge(
+            "envoy_server_total_connections",
+            "Downstream connections open, all listeners.",
+        );
+        let started = Instant::now();
+        r.on_scrape(move || {
+            uptime.set(started.elapsed().as_secs() as i64);
+            let m = memory();
+            allocated.set(m.commit as i64);
+            heap.set(m.peak_commit as i64);
+            physical.set(m.rss as i64);
+        });
+        let config = ConfigStats::register(r);
+        let access_log_dropped = r
+            .family(
+                "gateway_access_log_dropped_total",
+                "Access log lines dropped because the log writer could not keep up.",
+                Kind::Counter,
+            )
+            .counter(&[]);
+        let tracing = TracerStats::register(r);
+        let wasm = WasmStats {
+            calls: r.family(
+                "gateway_wasm_calls_total",
+                "Wasm plugin callbacks run, per plugin.",
+                Kind::Counter,
+            ),
+            failures: r.family(
+                "gateway_wasm_failures_total",
+                "Wasm plugin failures (trap, deadline, memory limit), per plugin and reason.",
+                Kind::Counter,
+            ),
+        };
+        ServerStats {
+            registry,
+            config,
+            access_log_dropped,
+            tracing,
+            wasm,
+            total_connections,
+            _fixed: fixed,
+        }
+    }
+
+    /// Keep `envoy_server_total_connections` as the sum of these listeners' open
+    /// connections, read at each scrape.
+    pub fn count_connections_of(&self, listeners: Vec<HcmStats>) {
+        let total = self.total_connections.clone();
+        self.registry.on_scrape(move || {
+            total.set(listeners.iter().map(|l| l.cx_active.get()).sum());
+        });
+    }
+}
+
+struct Memory {
+    commit: usize,
+    peak_commit: usize,
+    rss: usize,
+}
+
+fn memory() -> Memory {
+    let (mut elapsed, mut user, mut system, mut rss, mut peak_rss) = (0, 0, 0, 0, 0);
+    let (mut commit, mut peak_commit, mut faults) = (0, 0, 0);
+    // SAFETY: every pointer is to a live local `usize`, as the function expects.
+    unsafe {
+        libmimalloc_sys::mi_process_info(
+            &mut elapsed,
+            &mut user,
+            &mut system,
+            &mut rss,
+            &mut peak_rss,
+            &mut commit,
+            &mut peak_commit,
+            &mut faults,
+        );
+    }
+    Memory {
+        commit,
+        peak_commit,
+        rss: resident_bytes().unwrap_or(rss),
+    }
+}
+
+/// Resident set size from `/proc/self/statm` (mimalloc only estimates it on Linux).
+fn resident_bytes() -> Option<usize> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * usize::try_from(page).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_and_gateway_families_exist_from_start() {
+        let s = ServerStats::new(4);
+        let m = s.registry.render();
+        for line in [
+            "envoy_server_live 1",
+            "envoy_server_concurrency 4",
+            "envoy_server_hot_restart_epoch 0",
+            "envoy_tracing_zipkin_spans_sent 0",
+            "envoy_tracing_skywalking_segments_dropped 0",
+            "gateway_tracing_queue_size{provider=\"opentelemetry\"} 0",
+            "gateway_tracing_spans_dropped_total{provider=\"zipkin\",reason=\"queue_full\"} 0",
+            "gateway_config_reloads_total{result=\"rejected\"} 0",
+            "# TYPE gateway_wasm_calls_total counter",
+        ] {
+            assert!(m.lines().any(|l| l == line), "missing {line:?} in\n{m}");
+        }
+        let value = |name: &str| -> i64 {
+            m.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in\n{m}"))
+        };
+        assert!(value("envoy_server_memory_physical_size") > 0);
+        assert!(value("envoy_server_uptime") >= 0);
+    }
+
+    #[test]
+    fn server_gauges_outlive_the_retention_period() {
+        let s = ServerStats::new(1);
+        s.registry
+            .family("unheld", "dropped at once", Kind::Gauge)
+            .gauge(&[])
+            .set(7);
+        s.registry.set_retention(std::time::Duration::ZERO);
+        s.registry.prune();
+        s.registry.prune();
+        let m = s.registry.render();
+        assert!(m.lines().any(|l| l == "envoy_server_live 1"), "{m}");
+        assert!(m.lines().any(|l| l == "envoy_server_concurrency 1"), "{m}");
+        assert!(!m.contains("unheld 7"), "an unheld series is retired: {m}");
+    }
+}
