@@ -320,3 +320,30 @@ fn cluster_stats_across_reloads() {
         (total("outbound_80__a.static") == Some(1.0)).then_some(())
     });
 }
+
+/// Envoy's request time runs from the request's first byte: a client that sends its
+/// head slowly is timed from its first byte, not from when the head was complete.
+#[test]
+fn request_time_starts_at_the_first_byte() {
+    let be = Backend::start("be");
+    let cfg = ConfigDir::routing_all_to(&be);
+    let gw = Gateway::start(cfg.path());
+    let prefix = format!("outbound_127.0.0.1_{}", gw.http.port());
+    let sum = format!("envoy_http_downstream_rq_time_sum{{http_conn_manager_prefix=\"{prefix}\"}}");
+    let count =
+        format!("envoy_http_downstream_rq_time_count{{http_conn_manager_prefix=\"{prefix}\"}}");
+    let mut c = Conn::open(gw.http).unwrap();
+    // The head in two parts, 400 ms apart (the slow client is the stimulus here).
+    c.send_raw(b"GET / HTTP/1.1\r\nHost: any.test\r\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    c.send_raw(b"\r\n").unwrap();
+    assert_eq!(c.read_response(false).unwrap().status, 200);
+    wait_for("the request recorded", || {
+        (gw.metric(&count) == Some(1.0)).then_some(())
+    });
+    let ms = gw.metric(&sum).unwrap();
+    assert!(
+        ms >= 400.0,
+        "request time {ms} ms, expected it to include the slow head"
+    );
+}

@@ -34,6 +34,9 @@ const RECHECK: Duration = Duration::from_secs(5);
 pub struct ConnActivity {
     active: AtomicU32,
     events: AtomicU64,
+    /// When the first byte of the next request arrived, as nanoseconds after
+    /// [`clock_base`] plus one; 0: not seen yet.
+    first_byte: AtomicU64,
     /// Set by the watchdog: the next read reports end-of-stream.
     closing: AtomicBool,
     /// The connection's pending read, woken when `closing` is set.
@@ -57,6 +60,15 @@ impl ConnActivity {
         Some(&tracked.activity)
     }
 
+    /// When the current request's first byte arrived, if it arrived between requests
+    /// (Envoy's request time starts there; Pingora starts a request once its head is read).
+    pub fn take_first_byte(&self) -> Option<std::time::Instant> {
+        match self.first_byte.swap(0, Ordering::Relaxed) {
+            0 => None,
+            n => Some(clock_base() + Duration::from_nanos(n - 1)),
+        }
+    }
+
     /// Mark a request in progress until the returned guard is dropped.
     pub fn begin(self: &Arc<Self>) -> ActiveRequest {
         self.active.fetch_add(1, Ordering::Relaxed);
@@ -73,6 +85,12 @@ impl Drop for ActiveRequest {
         self.0.bump();
         self.0.active.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// The instant first-byte times are kept relative to.
+fn clock_base() -> std::time::Instant {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *BASE.get_or_init(std::time::Instant::now)
 }
 
 /// Watch a connection until it closes, ending it after the configured idle time.
@@ -176,6 +194,13 @@ impl AsyncRead for TrackedStream {
             ready => {
                 let n = buf.filled().len() - before;
                 if n > 0 {
+                    let a = &self.activity;
+                    if a.active.load(Ordering::Relaxed) == 0
+                        && a.first_byte.load(Ordering::Relaxed) == 0
+                    {
+                        let since = clock_base().elapsed().as_nanos() as u64;
+                        a.first_byte.store(since + 1, Ordering::Relaxed);
+                    }
                     self.activity.bump();
                     if let Some(b) = &self.bytes {
                         b.rx.add(n as u64);

@@ -212,6 +212,10 @@ impl ProxyHttp for Gateway {
         }
         // HTTP/1: the connection's idle watchdog (`idle.rs`) waits for this request.
         if let Some(conn) = idle::ConnActivity::of(session) {
+            // Envoy's request time starts at the request's first byte.
+            if let Some(first_byte) = conn.take_first_byte() {
+                ctx.start = first_byte;
+            }
             ctx.connection = Some(conn.begin());
         }
         Ok(())

@@ -381,13 +381,26 @@ pub fn promtool_check_metrics(exposition: &str) -> (Option<i32>, String) {
     (out.status.code(), text)
 }
 
-/// The dashboard JSON's path: `HIGRESS_DASHBOARD_JSON`, else the shared reference copy.
+/// The full dashboard JSON, where it is available: `HIGRESS_DASHBOARD_JSON`, else the
+/// team's shared reference copy. Only used to check the fixture has not drifted.
 pub fn dashboard_path() -> std::path::PathBuf {
     std::env::var_os("HIGRESS_DASHBOARD_JSON")
         .map(Into::into)
         .unwrap_or_else(|| {
             Path::new("/work/shared/reference/higress-console-dashboard-main.json").into()
         })
+}
+
+/// The dashboard's PromQL expressions, as kept in `tests/fixtures`.
+pub fn dashboard_fixture() -> Vec<String> {
+    let text = include_str!("../fixtures/higress-dashboard-exprs.json");
+    let v: serde_json::Value = serde_json::from_str(text).expect("fixture is JSON");
+    v["exprs"]
+        .as_array()
+        .expect("fixture has exprs")
+        .iter()
+        .map(|e| e.as_str().expect("expr is a string").to_string())
+        .collect()
 }
 
 /// Every `targets[].expr` of a Grafana dashboard, in panel order, through rows and
