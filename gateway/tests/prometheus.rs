@@ -143,6 +143,16 @@ fn downstream_counts_through_prometheus() {
 #[test]
 fn cluster_and_istio_counts_through_prometheus() {
     let (_s, prom) = scraped_mix();
+    // OpenMetrics was negotiated: only there is a `_total` counter declared under its
+    // family name (`gateway_config_reloads`), and Envoy's suffix-less counters `unknown`.
+    poll("OpenMetrics metadata", PROM_WAIT, || {
+        let family = prom.metadata_type("gateway_config_reloads")?;
+        let envoy = prom.metadata_type("envoy_cluster_upstream_rq")?;
+        match (family.as_deref(), envoy.as_deref()) {
+            (Some("counter"), Some("unknown")) => Ok(()),
+            other => Err(format!("metadata types {other:?}")),
+        }
+    });
     let mut c = Checks::new(&prom, PROM_WAIT);
     let (a, b) = (f(A_OK), f(B_OK));
     c.by_label(

@@ -128,6 +128,12 @@ impl Prometheus {
         Ok((s("health"), s("lastError")))
     }
 
+    /// The type Prometheus recorded for metric family `name` (`/api/v1/metadata`).
+    pub fn metadata_type(&self, name: &str) -> Result<Option<String>, String> {
+        let data = self.api(&format!("/api/v1/metadata?metric={}", urlencode(name)))?;
+        Ok(data[name][0]["type"].as_str().map(String::from))
+    }
+
     /// The target is up and its last scrape had no error.
     pub fn assert_target_healthy(&self) {
         let (health, err) = self.target_health().unwrap();
