@@ -3,3 +3,4 @@
 //! resolves handles once per snapshot and the hot path only touches atomics.
 
 pub mod stats;
+pub mod trace;
