@@ -3,7 +3,8 @@
 # a reverse proxy, and the backend hit directly; then config-change-to-live latency.
 # The gateway runs twice: `gateway` records stats and is scraped every second (as
 # Prometheus would), `gw-norec` has per-request recording switched off
-# (`--stats-recording off`), so the table shows what recording costs.
+# (`--stats-recording off`), so the table shows what recording costs; `gw-trace` traces
+# every request (Zipkin, sampling 100) to a live collector (bench_helper.py's).
 # Everything runs on 127.0.0.1, each proxy with one worker, one shared nginx backend.
 #
 # Environment:
@@ -44,7 +45,7 @@ fi
 CONNECTIONS=${CONNECTIONS:-32}
 WRK_THREADS=${WRK_THREADS:-1}
 HOST=bench.local
-TARGETS=(direct floor nginx gateway gw-norec)
+TARGETS=(direct floor nginx gateway gw-norec gw-trace)
 PIN=${BENCH_PIN:-}
 if [[ -z $PIN ]]; then
   if (($(nproc) >= 2)) && command -v taskset >/dev/null 2>&1; then PIN=1; else PIN=0; fi
@@ -156,7 +157,7 @@ wait_http() { # label log url timeout pid [host]
 }
 
 read -r P_BACKEND P_NGINX P_FLOOR P_GW P_STATS P_ADMIN P_GW2 P_STATS2 P_ADMIN2 \
-  < <(python3 "$HELPER" ports 9)
+  P_GW3 P_STATS3 P_ADMIN3 P_ZIPKIN < <(python3 "$HELPER" ports 13)
 
 # ------------------------------------------------------------------ nginx configs
 nginx_conf() { # name body [master_process on|off]
@@ -206,6 +207,7 @@ nginx_conf proxy "    upstream backend {
     }"
 
 python3 "$HELPER" gateway-config "$TMP/gwconf" "$P_BACKEND"
+python3 "$HELPER" gateway-config "$TMP/gwconf-trace" "$P_BACKEND" "$P_ZIPKIN"
 
 # ------------------------------------------------------------------ start everything
 echo "== starting backend and proxies (temp dir $TMP) =="
@@ -241,11 +243,23 @@ PIDS+=("$PID_GW")
 PID_GW2=$!
 PIDS+=("$PID_GW2")
 
+"${ON_CPU0[@]}" python3 "$HELPER" zipkin-collector "$P_ZIPKIN" "$TMP/zipkin-spans.txt" \
+  >"$TMP/zipkin.log" 2>&1 &
+PID_ZIPKIN=$!
+PIDS+=("$PID_ZIPKIN")
+"${ON_CPU1[@]}" "$GATEWAY_BIN" run --config-dir "$TMP/gwconf-trace" \
+  --http-addr "127.0.0.1:$P_GW3" --https-addr off \
+  --stats-addr "127.0.0.1:$P_STATS3" --admin-addr "127.0.0.1:$P_ADMIN3" \
+  --threads 1 --access-log off >"$TMP/gw-trace.log" 2>&1 &
+PID_GW3=$!
+PIDS+=("$PID_GW3")
+
 wait_http "nginx proxy" "$TMP/proxy/error.log" "http://127.0.0.1:$P_NGINX/" 10 "$PID_NGINX" "$HOST"
 wait_http "pingora-floor" "$TMP/floor.log" "http://127.0.0.1:$P_FLOOR/" 10 "$PID_FLOOR" "$HOST"
 wait_http "gateway (/healthz/ready)" "$TMP/gateway.log" "http://127.0.0.1:$P_STATS/healthz/ready" 30 "$PID_GW"
 wait_http "gateway" "$TMP/gateway.log" "http://127.0.0.1:$P_GW/" 10 "$PID_GW" "$HOST"
 wait_http "gw-norec" "$TMP/gw-norec.log" "http://127.0.0.1:$P_GW2/" 30 "$PID_GW2" "$HOST"
+wait_http "gw-trace" "$TMP/gw-trace.log" "http://127.0.0.1:$P_GW3/" 30 "$PID_GW3" "$HOST"
 
 # The recording gateway is scraped every second, as by Prometheus, for the whole run.
 scrape_loop() {
@@ -271,6 +285,7 @@ url_of() {
     nginx) echo "http://127.0.0.1:$P_NGINX/" ;;
     gateway) echo "http://127.0.0.1:$P_GW/" ;;
     gw-norec) echo "http://127.0.0.1:$P_GW2/" ;;
+    gw-trace) echo "http://127.0.0.1:$P_GW3/" ;;
   esac
 }
 
@@ -281,6 +296,7 @@ pid_of() {
     nginx) echo "$PID_NGINX" ;;
     gateway) echo "$PID_GW" ;;
     gw-norec) echo "$PID_GW2" ;;
+    gw-trace) echo "$PID_GW3" ;;
   esac
 }
 
@@ -344,7 +360,9 @@ python3 "$HELPER" cpu "$(getconf CLK_TCK)" "$RES/cpu.txt"
 
 echo
 echo "== RSS after load =="
-python3 "$HELPER" rss "gateway=$PID_GW" "gw-norec=$PID_GW2" "floor=$PID_FLOOR" "nginx-proxy=$PID_NGINX"
+python3 "$HELPER" rss "gateway=$PID_GW" "gw-norec=$PID_GW2" "gw-trace=$PID_GW3" "floor=$PID_FLOOR" "nginx-proxy=$PID_NGINX"
+echo "gw-trace: $(cat "$TMP/zipkin-spans.txt" 2>/dev/null || echo 0) spans reached the Zipkin collector;" \
+  "$(curl -s "http://127.0.0.1:$P_STATS3/stats/prometheus" | awk '/^envoy_tracing_zipkin_spans_sent / {s=$2} /^gateway_tracing_spans_dropped_total\{provider="zipkin"/ {d+=$2} END {printf "exporter: %d sent, %d dropped", s, d}')"
 read -r SCRAPES SCRAPE_FAILS <"$TMP/scrapes.txt" || true
 echo "gateway /stats/prometheus scraped every 1 s during the run: ${SCRAPES:-0} scrapes, ${SCRAPE_FAILS:-?} failed"
 if [[ ${SCRAPE_FAILS:-1} != 0 ]]; then
@@ -415,6 +433,10 @@ if [[ $INSTRUCTIONS == 1 ]]; then
     --http-addr "127.0.0.1:$C_HTTP" --https-addr off \
     --stats-addr "127.0.0.1:$C_STATS" --admin-addr "127.0.0.1:$C_ADMIN" \
     --threads 1 --access-log off
+  cg_run gw-trace "$GATEWAY_BIN" run --config-dir "$TMP/gwconf-trace" \
+    --http-addr "127.0.0.1:$C_HTTP" --https-addr off \
+    --stats-addr "127.0.0.1:$C_STATS" --admin-addr "127.0.0.1:$C_ADMIN" \
+    --threads 1 --access-log off
   cg_run gw-norec "$GATEWAY_BIN" run --config-dir "$TMP/gwconf" \
     --http-addr "127.0.0.1:$C_HTTP" --https-addr off \
     --stats-addr "127.0.0.1:$C_STATS" --admin-addr "127.0.0.1:$C_ADMIN" \
@@ -427,6 +449,7 @@ if ((status != 0)); then
   echo "bench.sh: FAILED (see above)" >&2
   show_log gateway "$TMP/gateway.log"
   show_log gw-norec "$TMP/gw-norec.log"
+  show_log gw-trace "$TMP/gw-trace.log"
   show_log pingora-floor "$TMP/floor.log"
   show_log "nginx proxy" "$TMP/proxy/error.log"
 fi

@@ -58,8 +58,8 @@ def cmd_ports(n):
 
 # --------------------------------------------------------------------------- config
 
-def mcpbridge_yaml(backend_port):
-    return (
+def mcpbridge_yaml(backend_port, collector_port=None):
+    y = (
         "apiVersion: networking.higress.io/v1\n"
         "kind: McpBridge\n"
         "metadata:\n"
@@ -70,6 +70,33 @@ def mcpbridge_yaml(backend_port):
         "    name: backend\n"
         f'    domain: "127.0.0.1:{backend_port}"\n'
         "    port: 80\n"
+    )
+    if collector_port:
+        y += (
+            "  - type: static\n"
+            "    name: collector\n"
+            f'    domain: "127.0.0.1:{collector_port}"\n'
+            "    port: 9411\n"
+        )
+    return y
+
+
+def tracing_config_yaml():
+    """higress-config: Zipkin tracing of every request to the `collector` registry."""
+    return (
+        "apiVersion: v1\n"
+        "kind: ConfigMap\n"
+        "metadata:\n"
+        "  name: higress-config\n"
+        "data:\n"
+        "  higress: |\n"
+        "    tracing:\n"
+        "      enable: true\n"
+        "      sampling: 100\n"
+        "      timeout: 500\n"
+        "      zipkin:\n"
+        "        service: collector.static\n"
+        '        port: "9411"\n'
     )
 
 
@@ -111,11 +138,53 @@ def write_atomic(path, body):
     return t0
 
 
-def cmd_gateway_config(d, backend_port):
+def cmd_gateway_config(d, backend_port, collector_port=None):
+    """With a collector port: tracing at 100% to a Zipkin collector there."""
     for k in ("configmaps", "ingresses", "mcpbridges"):
         os.makedirs(os.path.join(d, k), exist_ok=True)
-    write_atomic(os.path.join(d, "mcpbridges/default.yaml"), mcpbridge_yaml(backend_port))
+    write_atomic(os.path.join(d, "mcpbridges/default.yaml"),
+                 mcpbridge_yaml(backend_port, collector_port))
     write_atomic(os.path.join(d, INGRESS), ingress_yaml(TIMEOUTS[0]))
+    if collector_port:
+        write_atomic(os.path.join(d, "configmaps/higress-config.yaml"), tracing_config_yaml())
+
+
+# ------------------------------------------------------------------ zipkin collector
+
+def cmd_zipkin_collector(port, count_file):
+    """A Zipkin v2 JSON collector on 127.0.0.1:PORT: takes POST /api/v2/spans (202) and
+    keeps the number of spans received in COUNT_FILE."""
+    import http.server
+    import json
+    import threading
+
+    lock = threading.Lock()
+    total = [0]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            try:
+                n = len(json.loads(body)) if self.path == "/api/v2/spans" else 0
+            except ValueError:
+                n = 0
+            with lock:
+                total[0] += n
+                with open(count_file, "w") as f:
+                    f.write(f"{total[0]}\n")
+            self.send_response(202 if self.path == "/api/v2/spans" else 404)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", int(port)), Handler)
+    with open(count_file, "w") as f:
+        f.write("0\n")
+    srv.serve_forever()
 
 
 # ------------------------------------------------------------------------ wait-http
@@ -283,11 +352,13 @@ def cmd_report(results_dir, targets):
     print()
     print(f"gateway/nginx = {fmt_ratio(med('gateway'), med('nginx'))}  "
           f"gateway/floor = {fmt_ratio(med('gateway'), med('floor'))}  "
-          f"gateway/gw-norec = {fmt_ratio(med('gateway'), med('gw-norec'))} (stats recorded and scraped vs not recorded)")
+          f"gateway/gw-norec = {fmt_ratio(med('gateway'), med('gw-norec'))} (stats recorded and scraped vs not recorded)  "
+          f"gw-trace/gateway = {fmt_ratio(med('gw-trace'), med('gateway'))} (tracing 100% to a live Zipkin collector vs off)")
     # Ratios within each round (runs seconds apart) are less exposed to drift across the
     # whole run than the ratio of medians above.
     paired = []
-    for a, b in (("gateway", "nginx"), ("gateway", "floor"), ("gateway", "gw-norec")):
+    for a, b in (("gateway", "nginx"), ("gateway", "floor"), ("gateway", "gw-norec"),
+                 ("gw-trace", "gateway"), ("gw-trace", "nginx")):
         rs = [v[a] / v[b] for v in by_round.values() if v.get(a) and v.get(b)]
         if rs:
             paired.append(f"{a}/{b} {statistics.median(rs):.2f} ({min(rs):.2f}..{max(rs):.2f})")
@@ -433,7 +504,7 @@ def cmd_cpu(hz, path):
             per.setdefault(parts[0], []).append(int(parts[1]) * 1e6 / hz / int(parts[2]))
     print(f"CPU per request in the proxy process (median over rounds; clock ticks of 1/{hz:.0f} s):")
     med = {}
-    for t in ("direct", "floor", "nginx", "gateway", "gw-norec"):
+    for t in ("direct", "floor", "nginx", "gateway", "gw-norec", "gw-trace"):
         if t in per:
             med[t] = statistics.median(per[t])
             label = "backend" if t == "direct" else t
@@ -511,6 +582,8 @@ def cmd_instructions_summary(path):
             counts[label] = float(value)
     for label, v in counts.items():
         ratios = [f"{v / counts[o]:.2f}x {o}" for o in ("floor", "nginx") if o in counts and o != label]
+        if label == "gw-trace" and counts.get("gateway"):
+            ratios.append(f"{v / counts['gateway']:.3f}x gateway (tracing 100%)")
         if label == "gateway" and counts.get("gw-norec"):
             extra = v - counts["gw-norec"]
             ratios.append(f"{v / counts['gw-norec']:.3f}x gw-norec "
@@ -526,6 +599,8 @@ def main():
         cmd_ports(*argv)
     elif cmd == "gateway-config":
         cmd_gateway_config(*argv)
+    elif cmd == "zipkin-collector":
+        cmd_zipkin_collector(*argv)
     elif cmd == "wait-http":
         cmd_wait_http(argv)
     elif cmd == "report":

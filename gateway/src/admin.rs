@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use http::Response;
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
+use telemetry::export::RecentTraces;
 use telemetry::stats::{negotiate, Registry, RenderOptions};
 
 use crate::config_loop::StatusCell;
@@ -118,6 +119,8 @@ impl ServeHttp for StatsApp {
 pub struct AdminApp {
     pub status: StatusCell,
     pub snapshot: SnapshotCell,
+    /// Recent sampled requests, for `/debug/traces`.
+    pub recent: Arc<RecentTraces>,
 }
 
 #[async_trait]
@@ -138,10 +141,11 @@ impl ServeHttp for AdminApp {
                 "resources": status.resources,
             })),
             "/ready" => ready(&self.snapshot),
+            "/debug/traces" => json(&self.recent.to_json()),
             _ => reply(
                 404,
                 "text/plain",
-                b"not found; try /debug/configz, /config_dump, /ready\n".to_vec(),
+                b"not found; try /debug/configz, /config_dump, /debug/traces, /ready\n".to_vec(),
             ),
         }
     }

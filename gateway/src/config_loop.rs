@@ -21,8 +21,10 @@ use crate::resources::configmap::HIGRESS_CONFIG_NAME;
 use crate::resources::{Ingress, Kind, McpBridge, Resource, ResourceKey};
 use crate::snapshot::{Snapshot, SnapshotCell};
 use crate::sources::Change;
-use crate::stats::{ClusterStatsCache, ConfigStats, StatNamePattern};
+use crate::stats::{ClusterStatsCache, ConfigStats, StatNamePattern, TracerStats};
+use crate::tracer::{Tracer, TracerKey};
 use crate::translate::{clusters, route_table, route_table::TranslateWarning, RouteTable};
+use telemetry::export::RecentTraces;
 
 /// What `/debug/configz` and `/config_dump` show, republished on every event.
 pub type StatusCell = Arc<ArcSwap<ConfigStatus>>;
@@ -39,6 +41,20 @@ struct Rejection {
     origin: String,
     error: String,
     at: SystemTime,
+}
+
+/// Where the exporter dials the collector: the endpoint of the McpBridge cluster
+/// `outbound|<port>||<service>` when there is one (as Higress points Envoy at that
+/// cluster), else `service:port` resolved by name.
+fn collector_endpoint(
+    c: &crate::controllers::Collector,
+    clusters: &BTreeMap<String, Arc<crate::translate::Cluster>>,
+) -> String {
+    let name = crate::translate::clusters::cluster_name(c.port, "", &c.service);
+    match clusters.get(&name).and_then(|cl| cl.endpoints.first()) {
+        Some(ep) => ep.to_string(),
+        None => format!("{}:{}", c.service, c.port),
+    }
 }
 
 fn bridges_in(objects: &BTreeMap<ResourceKey, (String, Resource)>) -> Vec<&McpBridge> {
@@ -58,6 +74,18 @@ pub struct LoopOptions {
     pub ingress_class: String,
     /// File mode: an Ingress without class is ours too.
     pub accept_unclassed: bool,
+    /// The gateway's namespace (its reported tracing service is `higress-gateway.<ns>`).
+    pub namespace: String,
+    /// `gateway demo`: trace every request to `/debug/traces` while `higress-config`
+    /// enables no tracer.
+    pub demo_tracing: bool,
+}
+
+/// What tracing needs from the process: its stats and the `/debug/traces` ring.
+#[derive(Clone)]
+pub struct TracingDeps {
+    pub stats: TracerStats,
+    pub recent: Arc<RecentTraces>,
 }
 
 pub struct ConfigLoop {
@@ -76,6 +104,9 @@ pub struct ConfigLoop {
     cluster_stats: ClusterStatsCache,
     /// `mesh.outboundClusterStatName` of `higress-config`.
     stat_pattern: StatNamePattern,
+    tracing: TracingDeps,
+    /// The tracer of the current snapshot.
+    tracer: Option<Arc<Tracer>>,
     dns_names: watch::Sender<Vec<String>>,
 }
 
@@ -86,6 +117,7 @@ impl ConfigLoop {
         status: StatusCell,
         stats: ConfigStats,
         cluster_stats: ClusterStatsCache,
+        tracing: TracingDeps,
     ) -> (Self, watch::Receiver<Vec<String>>) {
         let (dns_names, rx) = watch::channel(Vec::new());
         let me = ConfigLoop {
@@ -102,6 +134,8 @@ impl ConfigLoop {
             stats,
             cluster_stats,
             stat_pattern: StatNamePattern::default(),
+            tracing,
+            tracer: None,
             dns_names,
         };
         (me, rx)
@@ -282,11 +316,14 @@ impl ConfigLoop {
             tracing::warn!("{s} is not supported yet; no cluster built");
         }
         self.version += 1;
+        let filters = self.cmgr.settings();
+        self.update_tracer(&filters, &clusters);
         let snap = Snapshot {
             version: self.version,
             routes,
             clusters,
-            filters: self.cmgr.settings(),
+            filters,
+            tracer: self.tracer.clone(),
         };
         self.not_enforced = self.cmgr.not_enforced();
         self.not_enforced.extend(skipped);
@@ -306,6 +343,41 @@ impl ConfigLoop {
         self.stats.version.set(self.version as i64);
         self.refresh_status();
         tracing::info!(version = self.version, "config snapshot published");
+    }
+
+    /// Start a tracer when the tracing settings or the collector's address changed, and
+    /// retire the one it replaces.
+    fn update_tracer(
+        &mut self,
+        filters: &crate::controllers::FilterSettings,
+        clusters: &BTreeMap<String, Arc<crate::translate::Cluster>>,
+    ) {
+        let key = match &filters.tracing {
+            Some(s) => Some(TracerKey {
+                settings: Some(s.clone()),
+                endpoint: collector_endpoint(&s.collector, clusters),
+            }),
+            None if self.opts.demo_tracing => Some(TracerKey {
+                settings: None,
+                endpoint: String::new(),
+            }),
+            None => None,
+        };
+        if key.as_ref() == self.tracer.as_ref().map(|t| &t.key) {
+            return;
+        }
+        let new = key.map(|k| {
+            Tracer::start(
+                k,
+                &self.opts.namespace,
+                &self.tracing.stats,
+                self.tracing.recent.clone(),
+            )
+        });
+        if let Some(old) = std::mem::replace(&mut self.tracer, new) {
+            tracing::info!(old = ?old.key, "tracer replaced; draining its exporter");
+            Tracer::retire(old);
+        }
     }
 
     /// Republish `/debug/configz` (also after a rejection, which builds no snapshot).

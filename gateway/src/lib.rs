@@ -12,5 +12,6 @@ pub mod server;
 pub mod snapshot;
 pub mod sources;
 pub mod stats;
+pub mod tracer;
 pub mod translate;
 pub mod validate;

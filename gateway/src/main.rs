@@ -145,6 +145,7 @@ fn options(common: &Common, config_dir: PathBuf) -> Options {
         ingress_class: common.ingress_class.clone(),
         stats_retention: common.stats_retention,
         stats_recording: common.stats_recording == Switch::On,
+        demo_tracing: false,
     }
 }
 
@@ -226,9 +227,13 @@ fn demo(common: &Common) -> anyhow::Result<()> {
         "\ngateway demo: echo upstream on {echo_addr}, config in {dir}/ (edit it: changes apply live)\n\
          try:\n  curl -s 'http://localhost:{port}/get?foo=bar' -H 'Host: {host}'\n  \
          curl -s http://localhost:{stats_port}/stats/prometheus\n  \
-         curl -s http://{admin}/debug/configz\n",
+         curl -s http://{admin}/debug/configz\n  \
+         curl -s http://{admin}/debug/traces      (every request is traced; set tracing in\n  \
+         \x20                                      configmaps/higress-config.yaml to export)\n",
         dir = dir.display(),
         host = gateway::demo::DEMO_HOST,
     );
-    server::run(options(common, dir))
+    let mut opts = options(common, dir);
+    opts.demo_tracing = true;
+    server::run(opts)
 }

@@ -23,6 +23,10 @@ use crate::proxy::Gateway;
 use crate::snapshot::{self, SnapshotCell};
 use crate::sources::file::{self, Scan};
 use crate::stats::{ClusterStatsCache, HcmStats, ServerStats};
+use telemetry::export::RecentTraces;
+
+/// Sampled requests kept for `/debug/traces`.
+const RECENT_TRACES: usize = 300;
 
 /// Longest SIGTERM drain: in-flight requests (and open WebSockets) get this long.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -45,6 +49,8 @@ pub struct Options {
     pub stats_retention: Duration,
     /// Whether requests record stats (off only for the benchmark's comparison).
     pub stats_recording: bool,
+    /// `gateway demo`: trace to `/debug/traces` while `higress-config` enables none.
+    pub demo_tracing: bool,
 }
 
 /// Start the control plane; returns once the first snapshot is published.
@@ -54,11 +60,14 @@ fn start_control_plane(
     status: StatusCell,
     stats: &ServerStats,
     cluster_stats: ClusterStatsCache,
+    tracing_deps: config_loop::TracingDeps,
 ) -> anyhow::Result<()> {
     let dir = opts.config_dir.clone();
     let loop_opts = LoopOptions {
         ingress_class: opts.ingress_class.clone(),
         accept_unclassed: true,
+        namespace: crate::resources::SYSTEM_NAMESPACE.to_string(),
+        demo_tracing: opts.demo_tracing,
     };
     let config_stats = stats.config.clone();
     let resolver_addr = opts.dns_resolver;
@@ -92,8 +101,14 @@ fn start_control_plane(
                         return;
                     }
                 };
-                let (mut cl, names_rx) =
-                    ConfigLoop::new(loop_opts, snapshot, status, config_stats, cluster_stats);
+                let (mut cl, names_rx) = ConfigLoop::new(
+                    loop_opts,
+                    snapshot,
+                    status,
+                    config_stats,
+                    cluster_stats,
+                    tracing_deps,
+                );
                 cl.apply_changes(scan.all());
                 for name in cl.dns_names() {
                     let result =
@@ -129,6 +144,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let cluster_stats =
         ClusterStatsCache::new(stats.registry.clone(), crate::resources::SYSTEM_NAMESPACE);
     let istio = cluster_stats.istio_families().clone();
+    let recent = Arc::new(RecentTraces::new(RECENT_TRACES));
     let snapshot = snapshot::new_cell();
     let status: StatusCell = Arc::new(ArcSwap::from_pointee(ConfigStatus::default()));
     start_control_plane(
@@ -137,6 +153,10 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         status.clone(),
         &stats,
         cluster_stats,
+        config_loop::TracingDeps {
+            stats: stats.tracing.clone(),
+            recent: recent.clone(),
+        },
     )
     .with_context(|| format!("loading config from {}", opts.config_dir.display()))?;
 
@@ -184,7 +204,14 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     stats_svc.add_tcp(&opts.stats_addr);
     stats_svc.threads = Some(1);
 
-    let mut admin = Service::new("admin".to_string(), AdminApp { status, snapshot });
+    let mut admin = Service::new(
+        "admin".to_string(),
+        AdminApp {
+            status,
+            snapshot,
+            recent,
+        },
+    );
     admin.add_tcp(&opts.admin_addr);
     admin.threads = Some(1);
 

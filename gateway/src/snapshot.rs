@@ -10,6 +10,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::controllers::FilterSettings;
+use crate::tracer::Tracer;
 use crate::translate::{Cluster, RouteTable};
 
 #[derive(Debug, Default)]
@@ -19,6 +20,8 @@ pub struct Snapshot {
     pub routes: RouteTable,
     pub clusters: BTreeMap<String, Arc<Cluster>>,
     pub filters: FilterSettings,
+    /// The tracer of `filters.tracing` (or the demo's); `None` while tracing is off.
+    pub tracer: Option<Arc<Tracer>>,
 }
 
 impl Snapshot {

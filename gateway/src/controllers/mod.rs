@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 pub use global_option::{GlobalOptionController, GlobalOptionSettings};
 pub use gzip::GzipController;
-pub use tracing::TracingController;
+pub use tracing::{Collector, ProviderKind, TracingController, TracingSettings};
 
 use crate::resources::{FieldError, HigressConfig};
 
@@ -66,6 +66,8 @@ pub trait ItemController: Send {
 #[derive(Clone, Debug, Default)]
 pub struct FilterSettings {
     pub global: Arc<GlobalOptionSettings>,
+    /// `None` while tracing is off.
+    pub tracing: Option<Arc<TracingSettings>>,
 }
 
 /// Holds the current `higress-config` and the item controllers.
@@ -172,6 +174,10 @@ mod tests {
                 "tracing:\n  enable: true\n  zipkin: {service: a, port: 1}\n  skywalking: {service: b, port: 2}\n",
                 "tracing",
             ),
+            (
+                "tracing:\n  zipkin: {service: z.dns, port: http}\n",
+                "tracing.zipkin.port",
+            ),
             ("gzip:\n  enable: false\n  windowBits: 8\n", "gzip.windowBits"),
             ("gzip:\n  memoryLevel: 10\n", "gzip.memoryLevel"),
             ("gzip:\n  compressionLevel: FAST\n", "gzip.compressionLevel"),
@@ -186,6 +192,40 @@ mod tests {
         )
         .unwrap();
         assert!(mgr.validate(&ok).is_ok());
+    }
+
+    #[test]
+    fn tracing_settings_follow_enable_and_provider() {
+        let mut mgr = ConfigmapMgr::new();
+        assert!(mgr.settings().tracing.is_none(), "off by default");
+        let on = HigressConfig::parse(
+            b"tracing:\n  enable: true\n  sampling: 25\n  timeout: 800\n  skywalking: {service: oap.static, port: 11800, access_token: tok}\n",
+        )
+        .unwrap();
+        assert_eq!(mgr.update(on).unwrap(), vec!["tracing"]);
+        let t = mgr.settings().tracing.unwrap();
+        assert_eq!(t.sampling, 25.0);
+        assert_eq!(t.timeout, std::time::Duration::from_millis(800));
+        assert_eq!(t.collector.kind, ProviderKind::SkyWalking);
+        assert_eq!(
+            (t.collector.service.as_str(), t.collector.port),
+            ("oap.static", 11800)
+        );
+        assert_eq!(t.collector.access_token.as_deref(), Some("tok"));
+        let otlp = HigressConfig::parse(
+            b"tracing:\n  enable: true\n  opentelemetry: {service: otel.dns, port: 4318, protocol: http}\n",
+        )
+        .unwrap();
+        mgr.update(otlp).unwrap();
+        let t = mgr.settings().tracing.unwrap();
+        assert_eq!(t.collector.kind, ProviderKind::OpenTelemetry);
+        assert!(t.collector.otlp_http);
+        let off = HigressConfig::parse(
+            b"tracing:\n  enable: false\n  zipkin: {service: z.dns, port: 9411}\n",
+        )
+        .unwrap();
+        mgr.update(off).unwrap();
+        assert!(mgr.settings().tracing.is_none());
     }
 
     #[test]

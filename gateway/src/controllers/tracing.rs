@@ -1,6 +1,10 @@
 //! `tracing` item (Higress `pkg/ingress/kube/configmap/tracing.go`): validated and
-//! diffed here so the whole-config rule holds; spans and exporters come with the
-//! tracing work, so its settings are listed as not enforced until then.
+//! diffed here so the whole-config rule holds, and turned into [`TracingSettings`]: the
+//! config loop starts (or swaps) the exporter they name, the data plane samples and
+//! propagates by them.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -11,6 +15,46 @@ use crate::resources::{FieldError, HigressConfig};
 #[derive(Default)]
 pub struct TracingController {
     current: Tracing,
+}
+
+/// Which tracer, and so which propagation format and collector protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderKind {
+    SkyWalking,
+    Zipkin,
+    OpenTelemetry,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::SkyWalking => "skywalking",
+            ProviderKind::Zipkin => "zipkin",
+            ProviderKind::OpenTelemetry => "opentelemetry",
+        }
+    }
+}
+
+/// The collector: `service`/`port` as `higress-config` names them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Collector {
+    pub kind: ProviderKind,
+    /// An McpBridge host (`oap.static`), a service FQDN, or a plain host name / IP.
+    pub service: String,
+    pub port: u16,
+    pub access_token: Option<String>,
+    /// OpenTelemetry: OTLP/HTTP protobuf instead of gRPC (`protocol: http`).
+    pub otlp_http: bool,
+}
+
+/// Effective tracing settings; `None` in [`FilterSettings`] when tracing is off.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TracingSettings {
+    /// Percent of new traces sampled (an incoming decision is honoured).
+    pub sampling: f64,
+    /// Bound on each export call.
+    pub timeout: Duration,
+    pub collector: Collector,
 }
 
 fn provider(service: &str, port: &str, at: &str) -> Result<(), FieldError> {
@@ -26,7 +70,47 @@ fn provider(service: &str, port: &str, at: &str) -> Result<(), FieldError> {
             "must not be empty",
         ));
     }
-    Ok(())
+    // Higress pastes the port into a cluster name; a port that is not one could never
+    // name a cluster or an address.
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(FieldError::new(
+            format!("tracing.{at}.port"),
+            format!("must be a port number (1..65535), got {port:?}"),
+        )),
+    }
+}
+
+impl TracingController {
+    /// The collector of the enabled config (validation left exactly one provider).
+    fn collector(t: &Tracing) -> Option<Collector> {
+        let port = |p: &str| p.parse::<u16>().unwrap_or(0);
+        if let Some(p) = &t.skywalking {
+            return Some(Collector {
+                kind: ProviderKind::SkyWalking,
+                service: p.service.clone(),
+                port: port(&p.port),
+                access_token: (!p.access_token.is_empty()).then(|| p.access_token.clone()),
+                otlp_http: false,
+            });
+        }
+        if let Some(p) = &t.zipkin {
+            return Some(Collector {
+                kind: ProviderKind::Zipkin,
+                service: p.service.clone(),
+                port: port(&p.port),
+                access_token: None,
+                otlp_http: false,
+            });
+        }
+        t.opentelemetry.as_ref().map(|p| Collector {
+            kind: ProviderKind::OpenTelemetry,
+            service: p.service.clone(),
+            port: port(&p.port),
+            access_token: None,
+            otlp_http: p.protocol == "http",
+        })
+    }
 }
 
 impl ItemController for TracingController {
@@ -91,7 +175,20 @@ impl ItemController for TracingController {
         apply_section(&mut self.current, &new.tracing, result);
     }
 
-    fn settings(&self, _out: &mut FilterSettings) {}
+    fn settings(&self, out: &mut FilterSettings) {
+        let t = &self.current;
+        out.tracing = if t.enable {
+            Self::collector(t).map(|collector| {
+                Arc::new(TracingSettings {
+                    sampling: t.sampling,
+                    timeout: Duration::from_millis(t.timeout.max(1) as u64),
+                    collector,
+                })
+            })
+        } else {
+            None
+        };
+    }
 
     fn describe(&self) -> serde_json::Value {
         let t = &self.current;
@@ -100,10 +197,11 @@ impl ItemController for TracingController {
             "sampling": t.sampling,
             "timeout": t.timeout,
             "provider": if t.skywalking.is_some() { "skywalking" } else if t.zipkin.is_some() { "zipkin" } else if t.opentelemetry.is_some() { "opentelemetry" } else { "" },
+            "collector": Self::collector(t).map(|c| format!("{}:{}", c.service, c.port)),
         })
     }
 
     fn not_enforced(&self) -> Vec<String> {
-        vec!["tracing: all fields (validated and accepted; tracing is not built yet)".into()]
+        Vec::new()
     }
 }

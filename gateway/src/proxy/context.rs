@@ -38,6 +38,8 @@ pub struct RequestCtx {
     pub local_status: Option<u16>,
     /// Holds the HTTP/1 connection busy for its idle timeout while the request lasts.
     pub connection: Option<super::idle::ActiveRequest>,
+    /// The spans of a sampled request.
+    pub trace: Option<Box<super::spans::RequestSpans>>,
     in_flight: Arc<AtomicUsize>,
 }
 
@@ -106,6 +108,7 @@ impl RequestCtx {
             flags: ResponseFlags::default(),
             local_status: None,
             connection: None,
+            trace: None,
         }
     }
 }

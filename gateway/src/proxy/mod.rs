@@ -11,7 +11,9 @@ pub mod flags;
 pub mod headers;
 pub mod idle;
 pub mod local_reply;
+pub mod propagation;
 pub mod request_id;
+pub mod spans;
 pub mod upstream_conn;
 
 use std::cell::Cell;
@@ -28,6 +30,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use crate::resources::mcpbridge::RegistryProtocol;
 use crate::snapshot::SnapshotCell;
 use crate::stats::{self, HcmStats};
+use crate::translate::route_table;
 use access_log::AccessLog;
 use context::{RequestCtx, MAX_ATTEMPTS};
 use flags::ResponseFlags;
@@ -137,8 +140,13 @@ impl Gateway {
             return;
         }
         ctx.upstream_complete = true;
+        if let Some(t) = ctx.trace.as_mut() {
+            t.attempt_done();
+        }
         if let (true, Some(c)) = (stats::recording(), &ctx.cluster) {
-            c.stats.response_complete(ctx.start.elapsed());
+            let trace_id = ctx.trace.as_ref().map(|t| t.trace_id());
+            c.stats
+                .response_complete(ctx.start.elapsed(), trace_id.as_deref());
         }
     }
 
@@ -151,7 +159,8 @@ impl Gateway {
             c.stats.cx_tx_bytes.add(session.body_bytes_read() as u64);
         }
         let elapsed = ctx.start.elapsed();
-        self.hcm.request_done(status, elapsed);
+        let trace_id = ctx.trace.as_ref().map(|t| t.trace_id());
+        self.hcm.request_done(status, elapsed, trace_id.as_deref());
         let istio = match ctx.destination_cluster() {
             Some(c) => &c.stats.istio,
             None => &*self.hcm.no_destination,
@@ -165,7 +174,57 @@ impl Gateway {
         istio.record(status, ctx.flags, elapsed, request_bytes, response_bytes);
     }
 
-    fn write_access_log(&self, session: &Session, ctx: &RequestCtx, status: u16) {
+    /// End a sampled request's spans and hand them to its tracer.
+    fn finish_trace(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        spans: Box<spans::RequestSpans>,
+        status: u16,
+    ) {
+        let req = session.req_header();
+        let host = request_host(req);
+        let path = req.uri.path();
+        let url = format!(
+            "http://{host}{}",
+            req.uri.path_and_query().map_or(path, |p| p.as_str())
+        );
+        let route_path = ctx.route.as_ref().and_then(|r| match &r.path {
+            route_table::PathMatch::Exact(p) => Some(p.as_str()),
+            route_table::PathMatch::Prefix(p) if p.is_empty() => Some("/"),
+            route_table::PathMatch::Prefix(p) => Some(p.as_str()),
+            route_table::PathMatch::Regex(r) => Some(r.as_str()),
+        });
+        let request_id = req
+            .headers
+            .get(headers::X_REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| ctx.request_id.as_ref().and_then(|v| v.to_str().ok()));
+        spans.finish(&spans::Finish {
+            method: req.method.as_str(),
+            path,
+            url,
+            protocol: if session.is_http2() {
+                "HTTP/2"
+            } else {
+                "HTTP/1.1"
+            },
+            status,
+            flags: ctx.flags,
+            cluster: ctx.cluster_name(),
+            route: route_path,
+            request_id,
+            peer: session.client_addr().and_then(|a| a.as_inet()).copied(),
+        });
+    }
+
+    fn write_access_log(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        status: u16,
+        trace_id: Option<&str>,
+    ) {
         let req = session.req_header();
         let hv = |name| req.headers.get(name).and_then(|v| v.to_str().ok());
         let host = request_host(req);
@@ -183,7 +242,7 @@ impl Gateway {
             "response_flags": ctx.flags.render(),
             "route_name": ctx.route.as_ref().map(|r| r.name.as_str()),
             "start_time": access_log::rfc3339(std::time::SystemTime::now() - ctx.start.elapsed()),
-            "trace_id": serde_json::Value::Null,
+            "trace_id": trace_id,
             "upstream_cluster": ctx.cluster_name(),
             "upstream_host": ctx.upstream_host.map(|h| h.to_string()),
             "upstream_service_time": ctx.upstream_service_time_ms,
@@ -226,6 +285,10 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<bool> {
+        if let Some(tracer) = &ctx.snapshot.tracer {
+            ctx.trace =
+                spans::RequestSpans::start(tracer, &session.req_header().headers, ctx.start);
+        }
         match self.route(session, ctx) {
             Ok(()) => {
                 let fwd = headers::Forwarded {
@@ -273,6 +336,9 @@ impl ProxyHttp for Gateway {
         }
         ctx.upstream_host = Some(addr);
         ctx.upstream_start = Some(Instant::now());
+        if let Some(t) = ctx.trace.as_mut() {
+            t.begin_attempt(addr);
+        }
         let global = &ctx.snapshot.filters.global;
         let tls = matches!(
             cluster.protocol,
@@ -321,6 +387,9 @@ impl ProxyHttp for Gateway {
             c.stats
                 .cx_tx_bytes
                 .add(headers::request_wire_size(upstream_request) as u64);
+        }
+        if let Some(t) = &ctx.trace {
+            t.inject(upstream_request);
         }
         // The edge headers are on the downstream request already (`request_filter`).
         headers::retry_attempt(upstream_request, ctx.attempts, &ctx.snapshot.filters.global);
@@ -498,8 +567,13 @@ impl ProxyHttp for Gateway {
         if stats::recording() {
             self.record_request(session, ctx, status);
         }
+        let trace_id = ctx.trace.take().map(|t| {
+            let id = t.trace_id();
+            self.finish_trace(session, ctx, t, status);
+            id
+        });
         if self.access_log.enabled() {
-            self.write_access_log(session, ctx, status);
+            self.write_access_log(session, ctx, status, trace_id.as_deref());
         }
     }
 

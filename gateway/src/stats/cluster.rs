@@ -165,8 +165,8 @@ impl ClusterStats {
     }
 
     /// The upstream response completed `elapsed` after the request started.
-    pub fn response_complete(&self, elapsed: Duration) {
-        self.rq_time.record_ms(elapsed);
+    pub fn response_complete(&self, elapsed: Duration, trace_id: Option<&str>) {
+        super::hcm::record_time(&self.rq_time, elapsed, trace_id);
     }
 }
 

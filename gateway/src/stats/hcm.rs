@@ -72,12 +72,21 @@ impl HcmStats {
         }
     }
 
-    /// A request has ended with `status` (0: no response was sent) after `elapsed`.
-    pub fn request_done(&self, status: u16, elapsed: Duration) {
+    /// A request has ended with `status` (0: no response was sent) after `elapsed`;
+    /// a sampled request's trace id becomes the latency bucket's exemplar.
+    pub fn request_done(&self, status: u16, elapsed: Duration, trace_id: Option<&str>) {
         if let Some(i) = class_index(status) {
             self.rq_class[i].inc();
         }
-        self.rq_time.record_ms(elapsed);
+        record_time(&self.rq_time, elapsed, trace_id);
+    }
+}
+
+/// A time in ms, with the trace id as exemplar when there is one.
+pub(super) fn record_time(h: &Histogram, elapsed: Duration, trace_id: Option<&str>) {
+    match trace_id {
+        Some(id) => h.record_with_exemplar(elapsed.as_secs_f64() * 1000.0, id),
+        None => h.record_ms(elapsed),
     }
 }
 
@@ -105,7 +114,7 @@ mod tests {
         let h = HcmStats::register(&r, "0.0.0.0:8080", &istio);
         for status in [200, 204, 404, 503, 0, 101, 302] {
             h.rq_total.inc();
-            h.request_done(status, Duration::from_millis(3));
+            h.request_done(status, Duration::from_millis(3), None);
         }
         let m = r.render();
         for line in [

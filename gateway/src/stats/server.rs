@@ -15,6 +15,7 @@ pub const PROVIDERS: [&str; 3] = ["skywalking", "zipkin", "opentelemetry"];
 pub const DROP_REASONS: [&str; 2] = ["queue_full", "export_failed"];
 
 /// Tracer stats: Envoy's names where Envoy has them, and ours per provider.
+#[derive(Clone)]
 pub struct TracerStats {
     pub zipkin_spans_sent: Counter,
     pub zipkin_reports_sent: Counter,
@@ -160,6 +161,17 @@ impl ServerStats {
             )
             .counter(&[]);
         let tracing = TracerStats::register(r);
+        // Envoy's `segments_dropped` is every SkyWalking drop, whatever the reason.
+        let (sw_dropped, sw_reasons) = (
+            tracing.skywalking_segments_dropped.clone(),
+            tracing.spans_dropped[0].clone(),
+        );
+        let counted = std::sync::atomic::AtomicU64::new(0);
+        r.on_scrape(move || {
+            let total: u64 = sw_reasons.iter().map(Counter::get).sum();
+            let before = counted.swap(total, std::sync::atomic::Ordering::Relaxed);
+            sw_dropped.add(total.saturating_sub(before));
+        });
         let wasm = WasmStats {
             calls: r.family(
                 "gateway_wasm_calls_total",

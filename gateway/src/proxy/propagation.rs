@@ -1,0 +1,124 @@
+//! Which trace headers a provider reads and writes (the contract's table): SkyWalking
+//! reads `sw8` (then `traceparent`, `b3` ids as a fallback) and writes `sw8`; Zipkin
+//! reads `b3` / `x-b3-*` (then `traceparent`) and writes `x-b3-*`; OpenTelemetry (and
+//! the demo's tracer) reads `traceparent` + `tracestate` (then `b3`) and writes
+//! `traceparent`, passing `tracestate` on. A malformed header is as good as none: the
+//! request starts a new trace.
+
+use std::net::SocketAddr;
+
+use http::HeaderMap;
+use pingora_http::RequestHeader;
+use telemetry::trace::{b3, sw8, w3c, SpanContext, SpanId, TraceId};
+
+use crate::controllers::ProviderKind;
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// What the request arrived with: a parent context, or (B3) a bare decision.
+#[derive(Debug, Default)]
+pub struct Incoming {
+    pub context: Option<SpanContext>,
+    /// A sampling decision sent without ids (`b3: 0|1|d`, a lone `x-b3-sampled`).
+    pub decision: Option<bool>,
+}
+
+impl Incoming {
+    fn context(c: SpanContext) -> Self {
+        Incoming {
+            context: Some(c),
+            decision: None,
+        }
+    }
+}
+
+fn from_w3c(h: &HeaderMap) -> Option<Incoming> {
+    let tp = header(h, "traceparent")?;
+    w3c::decode(tp, header(h, "tracestate"))
+        .ok()
+        .map(Incoming::context)
+}
+
+fn from_b3(h: &HeaderMap) -> Option<Incoming> {
+    match b3::decode(|name| header(h, name)) {
+        Ok(Some(b3::B3::Context(c))) => Some(Incoming::context(c)),
+        Ok(Some(b3::B3::SamplingOnly { sampled, debug })) => Some(Incoming {
+            context: None,
+            decision: Some(sampled || debug),
+        }),
+        _ => None,
+    }
+}
+
+/// The incoming context in the provider's format, or its fallbacks.
+pub fn extract(provider: Option<ProviderKind>, h: &HeaderMap) -> Incoming {
+    let found = match provider {
+        Some(ProviderKind::SkyWalking) => header(h, "sw8")
+            .and_then(|v| sw8::decode(v).ok())
+            .map(Incoming::context)
+            .or_else(|| from_w3c(h))
+            .or_else(|| from_b3(h)),
+        Some(ProviderKind::Zipkin) => from_b3(h).or_else(|| from_w3c(h)),
+        Some(ProviderKind::OpenTelemetry) | None => from_w3c(h).or_else(|| from_b3(h)),
+    };
+    found.unwrap_or_default()
+}
+
+/// The context an upstream attempt carries.
+pub struct Outgoing<'a> {
+    pub trace_id: &'a TraceId,
+    /// The attempt's (client / exit) span.
+    pub span_id: SpanId,
+    /// The server span.
+    pub parent_span_id: SpanId,
+    pub tracestate: Option<&'a str>,
+    /// SkyWalking: this request's segment and the exit span's index in it.
+    pub segment_id: &'a str,
+    pub sw_span_index: i32,
+    pub service: &'a str,
+    pub instance: &'a str,
+    /// The entry span's operation (the path).
+    pub endpoint: &'a str,
+    /// The upstream address the attempt goes to.
+    pub peer: SocketAddr,
+}
+
+/// Write the provider's headers on the upstream request, replacing incoming ones.
+pub fn inject(provider: Option<ProviderKind>, o: &Outgoing<'_>, req: &mut RequestHeader) {
+    let mut set = |name: &'static str, value: String| {
+        let _ = req.insert_header(name, value);
+    };
+    match provider {
+        Some(ProviderKind::SkyWalking) => set(
+            "sw8",
+            sw8::encode(
+                o.trace_id,
+                o.segment_id,
+                o.sw_span_index,
+                o.service,
+                o.instance,
+                o.endpoint,
+                &o.peer.to_string(),
+                true,
+            ),
+        ),
+        Some(ProviderKind::Zipkin) => {
+            let headers = b3::encode_multi(o.trace_id, o.span_id, Some(o.parent_span_id), true);
+            for (name, value) in headers.into_iter().flatten() {
+                set(name, value);
+            }
+            // The single header would contradict the ones just written.
+            let _ = req.remove_header("b3");
+        }
+        Some(ProviderKind::OpenTelemetry) | None => {
+            if let Some(tp) = w3c::encode(o.trace_id, o.span_id, true) {
+                set("traceparent", tp);
+            }
+            if let Some(ts) = o.tracestate {
+                set("tracestate", ts.to_string());
+            }
+        }
+    }
+}
