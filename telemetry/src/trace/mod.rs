@@ -2,10 +2,15 @@
 //! and the span model the exporters take. Codecs are pure functions; nothing here does
 //! I/O.
 
+pub mod b3;
 pub mod context;
 pub mod ids;
+pub mod sampler;
 pub mod span;
+pub mod sw8;
+pub mod w3c;
 
 pub use context::{SpanContext, SwParent};
 pub use ids::{SpanId, TraceId};
+pub use sampler::Sampler;
 pub use span::{AttrValue, RequestTrace, Span, SpanKind};
