@@ -2,7 +2,9 @@
 # Build prerequisites a fresh machine lacks: cmake (Pingora's zlib-ng) and protoc
 # (the skywalking crate). Installs them with apt when root; otherwise names them and stops.
 # Sourced by scripts/demo.sh and scripts/test.sh; extra Debian packages may be passed in
-# NEED_DEBS.
+# NEED_DEBS. With NEED_PEERS_VENV=1 it also builds the Python venv of the test peers
+# (target/peers-venv, from gateway/tests/peers/requirements.txt) and exports its python
+# as GATEWAY_TEST_PYTHON; `NEED_PEERS_VENV=1 bash scripts/prereqs.sh` does just that.
 set -euo pipefail
 
 need_debs() {
@@ -32,3 +34,22 @@ if [ -n "$missing" ]; then
   fi
 fi
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (rustup)" >&2; exit 1; }
+
+# The test peers' venv. Rebuilt only when requirements.txt or the base python changed
+# (a stamp written last records both), so an interrupted install is redone next time.
+if [ "${NEED_PEERS_VENV:-}" = 1 ]; then
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  venv="$root/target/peers-venv"
+  req="$root/gateway/tests/peers/requirements.txt"
+  command -v python3 >/dev/null 2>&1 || { echo "python3 not found (Debian: python3 python3-venv)" >&2; exit 1; }
+  want="$(sha256sum "$req" | cut -d' ' -f1) $(python3 -c 'import sys; print(sys.version.split()[0], sys.prefix)')"
+  if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$want" ] || ! "$venv/bin/python" -c '' 2>/dev/null; then
+    echo "building the test peers' Python venv in $venv" >&2
+    rm -rf "$venv"
+    mkdir -p "$root/target"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
+    echo "$want" >"$venv/.stamp"
+  fi
+  export GATEWAY_TEST_PYTHON="$venv/bin/python"
+fi

@@ -4,8 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Peers the tests start: nginx (benchmark), wrk (load), dnsmasq (a DNS server on loopback),
-# prometheus (a real Prometheus scraping the gateway, and promtool; tests/prometheus.rs).
-export NEED_DEBS="nginx-light wrk dnsmasq-base curl prometheus"
+# prometheus (a real Prometheus scraping the gateway, and promtool; tests/prometheus.rs),
+# python3 + python3-venv for the Python peers of the tracing tests (SkyWalking agent and
+# collector, OpenTelemetry SDK app, OTLP and Zipkin receivers: gateway/tests/peers), whose
+# venv (target/peers-venv, pinned packages, k6 among them) prereqs.sh builds once.
+export NEED_DEBS="nginx-light wrk dnsmasq-base curl prometheus python3 python3-venv"
+export NEED_PEERS_VENV=1
 . scripts/prereqs.sh
 
 cargo build --workspace --all-targets

@@ -189,11 +189,11 @@ impl Gateway {
             "http://{host}{}",
             req.uri.path_and_query().map_or(path, |p| p.as_str())
         );
-        let route_path = ctx.route.as_ref().and_then(|r| match &r.path {
-            route_table::PathMatch::Exact(p) => Some(p.as_str()),
-            route_table::PathMatch::Prefix(p) if p.is_empty() => Some("/"),
-            route_table::PathMatch::Prefix(p) => Some(p.as_str()),
-            route_table::PathMatch::Regex(r) => Some(r.as_str()),
+        let route_path = ctx.route.as_ref().map(|r| match &r.path {
+            route_table::PathMatch::Exact(p) => p.as_str(),
+            route_table::PathMatch::Prefix(p) if p.is_empty() => "/",
+            route_table::PathMatch::Prefix(p) => p.as_str(),
+            route_table::PathMatch::Regex(r) => r.as_str(),
         });
         let request_id = req
             .headers

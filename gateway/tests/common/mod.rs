@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod client;
 pub mod prometheus;
+pub mod tracing_peers;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};

@@ -1,0 +1,464 @@
+//! SkyWalking: one segment per request, reported over the native gRPC
+//! `/skywalking.v3.TraceSegmentReportService/collect`, shaped as Envoy's SkyWalking
+//! tracer shapes it (entry span 0, exit spans 1.. under it, layer Http, component
+//! 9000 = EnvoyProxy, the `sw8` parent as the entry span's cross-process ref).
+//!
+//! Each batch goes on its own client stream over the kept channel, so the
+//! collector's `Commands` answer confirms the whole batch arrived. (Envoy keeps one
+//! stream open forever and never learns whether a segment was taken.)
+
+use std::sync::Arc;
+
+use skywalking::proto::v3::trace_segment_report_service_client::TraceSegmentReportServiceClient;
+use skywalking::proto::v3::{
+    KeyStringValuePair, RefType, SegmentObject, SegmentReference, SpanLayer, SpanObject, SpanType,
+};
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use tonic::transport::Channel;
+
+use super::net::{self, Error};
+use super::worker::Sent;
+use super::{unix_nanos, ExporterConfig};
+use crate::trace::{AttrValue, RequestTrace, SpanKind};
+
+/// EnvoyProxy in SkyWalking's component-libraries.yml.
+const COMPONENT_ENVOY_PROXY: i32 = 9000;
+
+pub(crate) struct Client {
+    authority: Arc<str>,
+    service: String,
+    instance: String,
+    token: Option<AsciiMetadataValue>,
+    client: Option<TraceSegmentReportServiceClient<Channel>>,
+}
+
+impl Client {
+    pub(crate) fn new(cfg: &ExporterConfig) -> Self {
+        let token = cfg
+            .access_token
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .and_then(|t| {
+                MetadataValue::try_from(t)
+                    .map_err(|_| {
+                        tracing::warn!("SkyWalking access token is not valid metadata; not sent")
+                    })
+                    .ok()
+            });
+        Client {
+            authority: net::authority(&cfg.endpoint),
+            service: cfg.service_name.clone(),
+            instance: cfg.instance.clone(),
+            token,
+            client: None,
+        }
+    }
+
+    pub(crate) fn connected(&self) -> bool {
+        self.client.is_some()
+    }
+
+    pub(crate) async fn connect(&mut self) -> Result<(), Error> {
+        let ch = net::grpc_channel(&self.authority).await?;
+        self.client = Some(TraceSegmentReportServiceClient::new(ch));
+        Ok(())
+    }
+
+    pub(crate) fn disconnect(&mut self) {
+        self.client = None;
+    }
+
+    pub(crate) async fn export(&mut self, batch: &[Arc<RequestTrace>]) -> Result<Sent, Error> {
+        let client = self.client.as_mut().ok_or("not connected")?;
+        let segments: Vec<SegmentObject> = batch
+            .iter()
+            .map(|t| segment(t, &self.service, &self.instance))
+            .collect();
+        let mut req = tonic::Request::new(tokio_stream::iter(segments));
+        if let Some(tok) = &self.token {
+            req.metadata_mut().insert("authentication", tok.clone());
+        }
+        client.collect(req).await?;
+        Ok(Sent {
+            units: batch.len() as u64,
+            rejected_spans: 0,
+        })
+    }
+}
+
+/// The request's segment: the server span as the entry span (id 0), each client span
+/// as an exit span (ids 1.. in order) whose parent is the entry span.
+pub(crate) fn segment(t: &RequestTrace, service: &str, instance: &str) -> SegmentObject {
+    let trace_id = t.trace_id.to_string();
+    let has_entry = t.spans.iter().any(|s| s.kind == SpanKind::Server);
+    let mut next_exit = 1;
+    let mut spans = Vec::with_capacity(t.spans.len());
+    for s in &t.spans {
+        let (span_id, parent_span_id, span_type) = match s.kind {
+            SpanKind::Server => (0, -1, SpanType::Entry),
+            SpanKind::Client => {
+                let id = next_exit;
+                next_exit += 1;
+                (id, if has_entry { 0 } else { -1 }, SpanType::Exit)
+            }
+        };
+        let refs = match (&t.sw_parent, s.kind) {
+            (Some(p), SpanKind::Server) => vec![SegmentReference {
+                ref_type: RefType::CrossProcess as i32,
+                trace_id: trace_id.clone(),
+                parent_trace_segment_id: p.segment_id.clone(),
+                parent_span_id: p.span_id,
+                parent_service: p.service.clone(),
+                parent_service_instance: p.instance.clone(),
+                parent_endpoint: p.endpoint.clone(),
+                network_address_used_at_peer: p.address.clone(),
+            }],
+            _ => Vec::new(),
+        };
+        spans.push(SpanObject {
+            span_id,
+            parent_span_id,
+            start_time: (unix_nanos(s.start) / 1_000_000) as i64,
+            end_time: (unix_nanos(s.end) / 1_000_000) as i64,
+            refs,
+            operation_name: s.name.clone(),
+            peer: s.peer.clone().unwrap_or_default(),
+            span_type: span_type as i32,
+            span_layer: SpanLayer::Http as i32,
+            component_id: COMPONENT_ENVOY_PROXY,
+            is_error: s.error,
+            tags: s
+                .attributes
+                .iter()
+                .map(|(k, v)| KeyStringValuePair {
+                    key: k.to_string(),
+                    value: attr_string(v),
+                })
+                .collect(),
+            logs: Vec::new(),
+            skip_analysis: false,
+        });
+    }
+    SegmentObject {
+        trace_id,
+        trace_segment_id: t.segment_id.clone(),
+        spans,
+        service: service.to_string(),
+        service_instance: instance.to_string(),
+        is_size_limited: false,
+    }
+}
+
+/// SkyWalking tags are strings.
+pub(crate) fn attr_string(v: &AttrValue) -> String {
+    match v {
+        AttrValue::Str(s) => s.clone(),
+        AttrValue::Int(i) => i.to_string(),
+        AttrValue::Bool(b) => b.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use skywalking::proto::v3::Commands;
+    use tonic::codegen::{http, BoxFuture, Context, Poll, Service};
+    use tonic::server::NamedService;
+    use tonic::{Request, Response, Status, Streaming};
+
+    use super::super::test_support::*;
+    use super::super::{ExportStats, Exporter, Provider};
+    use super::*;
+    use crate::trace::TraceId;
+
+    /// What the test collector saw: each stream's segments and its `authentication`.
+    #[derive(Default)]
+    struct Seen {
+        streams: Mutex<Vec<(Option<String>, Vec<SegmentObject>)>>,
+    }
+
+    impl Seen {
+        fn segments(&self) -> Vec<SegmentObject> {
+            let s = self.streams.lock().unwrap();
+            s.iter().flat_map(|(_, v)| v.clone()).collect()
+        }
+    }
+
+    /// A `TraceSegmentReportService` on tonic's server, decoding the skywalking
+    /// crate's own message types (the crate ships only a client). `delay` makes it
+    /// slower than the exporter's timeout.
+    #[derive(Clone)]
+    struct Collector {
+        seen: Arc<Seen>,
+        delay: Option<Duration>,
+    }
+
+    impl NamedService for Collector {
+        const NAME: &'static str = "skywalking.v3.TraceSegmentReportService";
+    }
+
+    struct Collect(Collector);
+
+    impl tonic::server::ClientStreamingService<SegmentObject> for Collect {
+        type Response = Commands;
+        type Future = BoxFuture<Response<Commands>, Status>;
+
+        fn call(&mut self, req: Request<Streaming<SegmentObject>>) -> Self::Future {
+            let c = self.0.clone();
+            Box::pin(async move {
+                let auth = req
+                    .metadata()
+                    .get("authentication")
+                    .map(|v| v.to_str().unwrap().to_string());
+                let mut stream = req.into_inner();
+                let mut got = Vec::new();
+                while let Some(seg) = stream.message().await? {
+                    got.push(seg);
+                }
+                if let Some(d) = c.delay {
+                    tokio::time::sleep(d).await;
+                }
+                c.seen.streams.lock().unwrap().push((auth, got));
+                Ok(Response::new(Commands::default()))
+            })
+        }
+    }
+
+    impl<B> Service<http::Request<B>> for Collector
+    where
+        B: tonic::codegen::Body + Send + 'static,
+        B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+    {
+        type Response = http::Response<tonic::body::BoxBody>;
+        type Error = Infallible;
+        type Future = BoxFuture<Self::Response, Infallible>;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            let this = self.clone();
+            Box::pin(async move {
+                if req.uri().path() != "/skywalking.v3.TraceSegmentReportService/collect" {
+                    return Ok(Status::unimplemented(req.uri().path().to_string()).into_http());
+                }
+                let codec = tonic::codec::ProstCodec::default();
+                let mut grpc = tonic::server::Grpc::new(codec);
+                Ok(grpc.client_streaming(Collect(this), req).await)
+            })
+        }
+    }
+
+    fn serve(listener: tokio::net::TcpListener, delay: Option<Duration>) -> Arc<Seen> {
+        let seen = Arc::new(Seen::default());
+        let svc = Collector {
+            seen: seen.clone(),
+            delay,
+        };
+        let incoming = tonic::transport::server::TcpIncoming::from_listener(listener, true, None)
+            .expect("incoming");
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming(incoming),
+        );
+        seen
+    }
+
+    fn sw_cfg(endpoint: String) -> ExporterConfig {
+        ExporterConfig {
+            access_token: Some("secret-token".into()),
+            ..config(Provider::SkyWalking, endpoint)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn segments_arrive_shaped_as_envoy_reports_them() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = serve(listener, None);
+        let stats = ExportStats::default();
+        let exp = Exporter::start(
+            sw_cfg(addr.to_string()),
+            stats.clone(),
+            &tokio::runtime::Handle::current(),
+        );
+
+        let mut child = sample_trace(1, 2);
+        child.trace_id = TraceId::Text("a4ec.79.1621838110455".into());
+        child.sw_parent = Some(crate::trace::SwParent {
+            segment_id: "parent-seg".into(),
+            span_id: 3,
+            service: "onemore-a".into(),
+            instance: "inst-a".into(),
+            endpoint: "/onemore-a/get".into(),
+            address: "192.168.1.102:80".into(),
+        });
+        let root = sample_trace(2, 1);
+        assert!(exp.submit(Arc::new(child.clone())));
+        assert!(exp.submit(Arc::new(root.clone())));
+        wait_for("two segments", || seen.segments().len() == 2).await;
+        wait_for("counters", || stats.spans_sent.get() == 2).await;
+        assert_eq!(stats.reports_sent.get(), 1, "one batch, one stream");
+        assert_eq!(stats.queue_size.get(), 0);
+
+        let auth = seen.streams.lock().unwrap()[0].0.clone();
+        assert_eq!(auth.as_deref(), Some("secret-token"));
+        let segs = seen.segments();
+        let seg = segs
+            .iter()
+            .find(|s| s.trace_segment_id == child.segment_id)
+            .unwrap();
+        assert_eq!(seg.trace_id, "a4ec.79.1621838110455");
+        assert_eq!(seg.service, "higress-gateway.higress-system");
+        assert_eq!(seg.service_instance, "gw-0");
+        assert_eq!(seg.spans.len(), 3);
+        let entry = &seg.spans[0];
+        assert_eq!((entry.span_id, entry.parent_span_id), (0, -1));
+        assert_eq!(entry.span_type, SpanType::Entry as i32);
+        assert_eq!(entry.span_layer, SpanLayer::Http as i32);
+        assert_eq!(entry.component_id, 9000);
+        assert_eq!(entry.operation_name, child.spans[0].name);
+        assert_eq!(entry.start_time, 1_700_000_000_000);
+        assert_eq!(entry.end_time, 1_700_000_000_025);
+        assert!(entry.is_error);
+        assert_eq!(entry.peer, "10.0.0.1:5555");
+        let r = &entry.refs[0];
+        assert_eq!(r.ref_type, RefType::CrossProcess as i32);
+        assert_eq!(r.trace_id, "a4ec.79.1621838110455");
+        assert_eq!(r.parent_trace_segment_id, "parent-seg");
+        assert_eq!(r.parent_span_id, 3);
+        assert_eq!(r.parent_service, "onemore-a");
+        assert_eq!(r.parent_service_instance, "inst-a");
+        assert_eq!(r.parent_endpoint, "/onemore-a/get");
+        assert_eq!(r.network_address_used_at_peer, "192.168.1.102:80");
+        let tag =
+            |s: &SpanObject, k: &str| s.tags.iter().find(|t| t.key == k).map(|t| t.value.clone());
+        assert_eq!(tag(entry, "http.method").as_deref(), Some("GET"));
+        assert_eq!(tag(entry, "status_code").as_deref(), Some("503"));
+        assert_eq!(tag(entry, "sampled").as_deref(), Some("true"));
+        for (i, exit) in seg.spans[1..].iter().enumerate() {
+            assert_eq!(exit.span_id, i as i32 + 1);
+            assert_eq!(exit.parent_span_id, 0);
+            assert_eq!(exit.span_type, SpanType::Exit as i32);
+            assert_eq!(exit.component_id, 9000);
+            assert_eq!(exit.peer, format!("127.0.0.1:{}", 8000 + i));
+            assert!(exit.refs.is_empty());
+        }
+        let root_seg = segs
+            .iter()
+            .find(|s| s.trace_segment_id == root.segment_id)
+            .unwrap();
+        assert_eq!(root_seg.trace_id, root.trace_id.to_string());
+        assert!(
+            root_seg.spans[0].refs.is_empty(),
+            "a new trace has no parent ref"
+        );
+        exp.drain(Duration::from_secs(5)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn collector_down_at_start_queues_to_capacity_then_delivers() {
+        let (socket, addr) = reserved_port();
+        let stats = ExportStats::default();
+        let cfg = ExporterConfig {
+            queue_capacity: 3,
+            ..sw_cfg(addr.to_string())
+        };
+        let exp = Exporter::start(cfg, stats.clone(), &tokio::runtime::Handle::current());
+        let accepted: Vec<bool> = (0..5)
+            .map(|i| exp.submit(Arc::new(sample_trace(i, 1))))
+            .collect();
+        assert_eq!(accepted, [true, true, true, false, false]);
+        assert_eq!(
+            stats.dropped_queue_full.get(),
+            4,
+            "two requests of two spans"
+        );
+        assert_eq!(stats.queue_size.get(), 6);
+        // The scenario, not a wait: the collector stays down past the flush interval
+        // and a few refused connects.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(
+            stats.spans_sent.get() + stats.dropped_export_failed.get(),
+            0
+        );
+        let seen = serve(socket.listen(64).unwrap(), None);
+        wait_for("queued segments delivered", || seen.segments().len() == 3).await;
+        wait_for("counters", || stats.spans_sent.get() == 3).await;
+        assert_eq!(stats.dropped_export_failed.get(), 0);
+        assert_eq!(stats.queue_size.get(), 0);
+        exp.drain(Duration::from_secs(5)).await;
+        assert_eq!(seen.segments().len(), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slow_collector_batch_is_dropped_and_counted_caller_never_waits() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = serve(listener, Some(Duration::from_secs(30)));
+        let stats = ExportStats::default();
+        let cfg = ExporterConfig {
+            timeout: Duration::from_millis(300),
+            ..sw_cfg(addr.to_string())
+        };
+        let exp = Exporter::start(cfg, stats.clone(), &tokio::runtime::Handle::current());
+        let t0 = std::time::Instant::now();
+        for i in 0..100 {
+            assert!(exp.submit(Arc::new(sample_trace(i, 1))));
+        }
+        // Generous: submits are channel pushes; this only catches one that waits for
+        // the collector (300 ms per batch).
+        assert!(t0.elapsed() < Duration::from_millis(250), "submit waited");
+        wait_for("batch dropped", || stats.dropped_export_failed.get() == 200).await;
+        assert!(stats.reports_failed.get() >= 1);
+        assert_eq!(stats.spans_sent.get(), 0);
+        assert_eq!(stats.queue_size.get(), 0);
+        exp.drain(Duration::from_secs(1)).await;
+        assert!(seen.segments().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn drain_delivers_everything_queued_exactly_once() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = serve(listener, None);
+        let stats = ExportStats::default();
+        let exp = Exporter::start(
+            sw_cfg(addr.to_string()),
+            stats.clone(),
+            &tokio::runtime::Handle::current(),
+        );
+        let n = 300;
+        for i in 0..n {
+            assert!(exp.submit(Arc::new(sample_trace(i, 1))));
+        }
+        exp.drain(Duration::from_secs(10)).await;
+        let segs = seen.segments();
+        let mut ids: Vec<_> = segs.iter().map(|s| s.trace_segment_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(segs.len(), n as usize, "each once");
+        assert_eq!(ids.len(), n as usize);
+        assert_eq!(stats.spans_sent.get(), n);
+        assert!(
+            stats.reports_sent.get() >= 3,
+            "batches of at most {}",
+            super::super::worker::BATCH_MAX
+        );
+        assert_eq!(stats.dropped_export_failed.get(), 0);
+        assert_eq!(stats.queue_size.get(), 0);
+    }
+
+    #[test]
+    fn exit_spans_without_an_entry_span_are_roots() {
+        let mut t = sample_trace(1, 1);
+        t.spans.remove(0);
+        let seg = segment(&t, "s", "i");
+        assert_eq!((seg.spans[0].span_id, seg.spans[0].parent_span_id), (1, -1));
+    }
+}
