@@ -36,9 +36,25 @@ impl Incoming {
 
 fn from_w3c(h: &HeaderMap) -> Option<Incoming> {
     let tp = header(h, "traceparent")?;
-    w3c::decode(tp, header(h, "tracestate"))
-        .ok()
-        .map(Incoming::context)
+    // Several `tracestate` headers are one list, joined in order (W3C).
+    let mut states = h
+        .get_all("tracestate")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let first = states.next();
+    let joined;
+    let tracestate = match states.next() {
+        None => first,
+        Some(second) => {
+            joined = [first.unwrap_or(""), second]
+                .into_iter()
+                .chain(states)
+                .collect::<Vec<_>>()
+                .join(",");
+            Some(joined.as_str())
+        }
+    };
+    w3c::decode(tp, tracestate).ok().map(Incoming::context)
 }
 
 fn from_b3(h: &HeaderMap) -> Option<Incoming> {
@@ -120,5 +136,53 @@ pub fn inject(provider: Option<ProviderKind>, o: &Outgoing<'_>, req: &mut Reques
                 set("tracestate", ts.to_string());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracestate_headers_join_in_order() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                .parse()
+                .unwrap(),
+        );
+        h.append("tracestate", "a=1".parse().unwrap());
+        h.append("tracestate", "b=2,c=3".parse().unwrap());
+        let c = extract(Some(ProviderKind::OpenTelemetry), &h)
+            .context
+            .unwrap();
+        assert_eq!(c.tracestate.as_deref(), Some("a=1,b=2,c=3"));
+        assert_eq!(c.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    }
+
+    #[test]
+    fn providers_fall_back_to_other_formats() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "b3",
+            "463ac35c9f6413ad48485a3953bb6124-a2fb4a1d1a96d312-1"
+                .parse()
+                .unwrap(),
+        );
+        for p in [
+            Some(ProviderKind::SkyWalking),
+            Some(ProviderKind::Zipkin),
+            Some(ProviderKind::OpenTelemetry),
+        ] {
+            let c = extract(p, &h).context.unwrap();
+            assert_eq!(c.trace_id.to_string(), "463ac35c9f6413ad48485a3953bb6124");
+        }
+        h.insert("sw8", "garbage".parse().unwrap());
+        assert!(extract(Some(ProviderKind::SkyWalking), &h)
+            .context
+            .unwrap()
+            .sw
+            .is_none());
     }
 }
