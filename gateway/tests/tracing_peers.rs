@@ -134,26 +134,41 @@ fn sw_app_starts_a_trace_without_sw8() {
     );
 }
 
-/// What the agent does with `sw8` values the gateway must never forward: a wrong field
-/// count makes it drop tracing for the request (no segment); it still answers.
+/// What the agent (1.2.0) does with `sw8` values the gateway must never send: a wrong
+/// field count or an empty field (here the target address) makes it drop tracing for the
+/// request (no segment, it still answers); BASE64 without `=` padding makes its decoder
+/// raise, and http.server closes the connection without an answer.
 #[test]
-fn sw_app_ignores_a_malformed_sw8() {
+fn sw_app_rejects_sw8_the_gateway_must_not_send() {
     let collector = SwCollector::start();
     let app = SwApp::start(&collector);
-    let r = request(
-        app.addr,
-        "GET",
-        "backend",
-        "/x",
-        &[("sw8", "1-dA==-cw==-2-c3Zj-aQ==-L2U=")],
-    )
-    .unwrap();
-    assert_eq!(r.status, 200);
-    assert_eq!(r.json()["sw"], serde_json::Value::Null, "{}", r.text());
+    for bad in [
+        "1-dA==-cw==-2-c3Zj-aQ==-L2U=",
+        "1-dA==-cw==-2-c3Zj-aQ==-L2U=-",
+    ] {
+        let r = request(app.addr, "GET", "backend", "/x", &[("sw8", bad)]).unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.json()["sw"],
+            serde_json::Value::Null,
+            "{bad}: {}",
+            r.text()
+        );
+    }
+    let unpadded = "1-dA-cw-2-c3Zj-aQ-L2U-MTI3LjAuMC4xOjgw";
+    let r = request(app.addr, "GET", "backend", "/x", &[("sw8", unpadded)]);
+    assert!(r.is_err(), "an unpadded sw8 was answered: {r:?}");
+    assert!(
+        app.peer.log().contains("Incorrect padding"),
+        "{}",
+        app.peer.log()
+    );
 }
 
 /// The collector's fault switch: an UNAVAILABLE collector loses the agent's segment (it
-/// is recorded as rejected), and once cleared the next one arrives.
+/// is recorded as rejected), and once cleared later segments arrive. (The agent loses
+/// segments for about a second after a failed stream too: its abandoned stream's
+/// generator still takes them from the queue; hence the retries.)
 #[test]
 fn sw_collector_fault_rejects_then_recovers() {
     let collector = SwCollector::start();
@@ -169,13 +184,29 @@ fn sw_collector_fault_rejects_then_recovers() {
             .map(|_| ())
     });
     collector.set_fault(&Fault::default());
-    let seg_id = get(app.addr, "backend", "/second").unwrap().json()["sw"]["segment_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    collector.wait_segment("the segment after the fault", |s| {
-        s["traceSegmentId"] == seg_id.as_str()
-    });
+    let start = Instant::now();
+    loop {
+        get(app.addr, "backend", "/after").unwrap();
+        let arrived = || {
+            collector
+                .segments()
+                .iter()
+                .any(|s| s["spans"][0]["operationName"] == "/after")
+        };
+        let sent = Instant::now();
+        while !arrived() && sent.elapsed() < Duration::from_millis(1500) {
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        if arrived() {
+            break;
+        }
+        assert!(
+            start.elapsed() < PEER_WAIT,
+            "no segment after the fault was cleared: {:?}\n{}",
+            collector.peer.records(),
+            app.peer.log()
+        );
+    }
     assert!(
         !collector
             .segments()
