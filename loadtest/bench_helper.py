@@ -155,7 +155,6 @@ def cmd_zipkin_collector(port, count_file):
     """A Zipkin v2 JSON collector on 127.0.0.1:PORT: takes POST /api/v2/spans (202) and
     keeps the number of spans received in COUNT_FILE."""
     import http.server
-    import json
     import threading
 
     lock = threading.Lock()
@@ -166,10 +165,9 @@ def cmd_zipkin_collector(port, count_file):
 
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
-            try:
-                n = len(json.loads(body)) if self.path == "/api/v2/spans" else 0
-            except ValueError:
-                n = 0
+            # Counted, not parsed: the collector shares a core with wrk and the
+            # backend, and a full JSON decode of every span would slow them down.
+            n = body.count(b'"traceId"') if self.path == "/api/v2/spans" else 0
             with lock:
                 total[0] += n
                 with open(count_file, "w") as f:

@@ -548,3 +548,77 @@ fn debug_traces_access_log_and_exemplars() {
         "no exemplar for the trace in\n{om}"
     );
 }
+
+/// With `sampling: 0` the gateway still tells the app its decision for the traces it
+/// starts (W3C flags `02`: not sampled, random id; B3 `x-b3-sampled: 0`), so a
+/// parent-based app samples nothing either; a caller's sampled `traceparent` is
+/// honoured, and its random-trace-id flag goes on unchanged.
+#[test]
+fn sampling_decisions_reach_the_app() {
+    let otlp = OtlpReceiver::start();
+    let zipkin = ZipkinReceiver::start();
+    let app = OtelApp::start();
+    let cfg = ConfigDir::new();
+    cfg.static_registries(&[
+        ("app", app.addr.to_string(), 80),
+        ("otel", otlp.grpc.to_string(), 4317),
+        ("zipkin", zipkin.addr.to_string(), 9411),
+    ]);
+    cfg.host_route("o", "o.test", "app.static");
+    let off = |provider: &str| {
+        format!("tracing:\n  enable: true\n  sampling: 0\n  timeout: 500\n{provider}")
+    };
+    cfg.higress_config(&off(
+        "  opentelemetry:\n    service: otel.static\n    port: \"4317\"\n",
+    ));
+    let gw = Gateway::start(cfg.path());
+
+    let seen = get(gw.http, "o.test", "/unsampled").unwrap().json();
+    let tp = seen["headers"]["traceparent"].as_str().unwrap().to_string();
+    assert!(tp.ends_with("-02"), "not sampled, random id: {tp}");
+    assert_eq!(seen["extracted"]["tracecontext"]["sampled"], false);
+    let unsampled_trace = seen["trace_id"].as_str().unwrap().to_string();
+    assert_eq!(&tp[3..35], unsampled_trace, "the app kept our trace id");
+
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let r = request(
+        gw.http,
+        "GET",
+        "o.test",
+        "/sampled",
+        &[("traceparent", &format!("00-{trace}-b7ad6b7169203331-03"))],
+    )
+    .unwrap();
+    let seen = r.json();
+    let tp = seen["headers"]["traceparent"].as_str().unwrap();
+    assert!(
+        tp.starts_with(&format!("00-{trace}-")) && tp.ends_with("-03"),
+        "sampled, random flag passed on: {tp}"
+    );
+    app.wait_span("the app's span of the sampled request", |s| {
+        s["trace_id"] == trace
+    });
+    otlp.wait_span("the gateway's span of the sampled request", |s| {
+        s["traceId"] == trace
+    });
+    // Spans leave in order: the unsampled request's would have been sent first.
+    assert!(otlp
+        .spans()
+        .iter()
+        .all(|s| s["traceId"] != unsampled_trace.as_str()));
+    assert!(app
+        .spans()
+        .iter()
+        .all(|s| s["trace_id"] != unsampled_trace.as_str()));
+
+    // Zipkin: B3 multi headers with the decision.
+    let v = gw.version();
+    cfg.higress_config(&off(
+        "  zipkin:\n    service: zipkin.static\n    port: \"9411\"\n",
+    ));
+    gw.wait_version_after(v);
+    let seen = get(gw.http, "o.test", "/unsampled-b3").unwrap().json();
+    assert_eq!(seen["headers"]["x-b3-sampled"], "0", "{seen:#}");
+    assert_eq!(seen["extracted"]["b3"]["sampled"], false);
+    assert!(seen["headers"].get("traceparent").is_none());
+}

@@ -20,8 +20,9 @@ pub struct RequestCtx {
     /// the request headers); `None` when the client sent one.
     pub request_id: Option<Box<http::HeaderValue>>,
     pub route: Option<Arc<Route>>,
-    /// Index of the chosen destination in `route.destinations`.
-    pub destination: Option<usize>,
+    /// Index of the chosen destination in `route.destinations` (u32: the context
+    /// stays small).
+    pub destination: Option<u32>,
     pub cluster: Option<Arc<Cluster>>,
     pub attempts: u32,
     pub tried: Tried,
@@ -40,6 +41,8 @@ pub struct RequestCtx {
     pub connection: Option<super::idle::ActiveRequest>,
     /// The spans of a sampled request.
     pub trace: Option<Box<super::spans::RequestSpans>>,
+    /// An unsampled new trace's decision, passed upstream.
+    pub not_sampled: Option<Box<super::spans::NotSampled>>,
     in_flight: Arc<AtomicUsize>,
 }
 
@@ -47,14 +50,24 @@ impl RequestCtx {
     /// Name of the chosen cluster, known or not.
     pub fn cluster_name(&self) -> Option<&str> {
         let route = self.route.as_ref()?;
-        Some(route.destinations.get(self.destination?)?.name.as_str())
+        Some(
+            route
+                .destinations
+                .get(self.destination? as usize)?
+                .name
+                .as_str(),
+        )
     }
 
     /// The chosen destination's cluster when one is defined (it may have no endpoints).
     pub fn destination_cluster(&self) -> Option<&Arc<Cluster>> {
         self.cluster.as_ref().or_else(|| {
             let route = self.route.as_ref()?;
-            route.destinations.get(self.destination?)?.cluster.as_ref()
+            route
+                .destinations
+                .get(self.destination? as usize)?
+                .cluster
+                .as_ref()
         })
     }
 }
@@ -109,6 +122,7 @@ impl RequestCtx {
             local_status: None,
             connection: None,
             trace: None,
+            not_sampled: None,
         }
     }
 }

@@ -120,7 +120,7 @@ impl Gateway {
                 ResponseFlags::NO_HEALTHY_UPSTREAM,
             ));
         };
-        ctx.destination = Some(index);
+        ctx.destination = u32::try_from(index).ok();
         match &dest.cluster {
             Some(c) if !c.endpoints.is_empty() => {
                 ctx.cluster = Some(c.clone());
@@ -145,8 +145,7 @@ impl Gateway {
         }
         if let (true, Some(c)) = (stats::recording(), &ctx.cluster) {
             let trace_id = ctx.trace.as_ref().map(|t| t.trace_id());
-            c.stats
-                .response_complete(ctx.start.elapsed(), trace_id.as_deref());
+            c.stats.response_complete(ctx.start.elapsed(), trace_id);
         }
     }
 
@@ -160,7 +159,7 @@ impl Gateway {
         }
         let elapsed = ctx.start.elapsed();
         let trace_id = ctx.trace.as_ref().map(|t| t.trace_id());
-        self.hcm.request_done(status, elapsed, trace_id.as_deref());
+        self.hcm.request_done(status, elapsed, trace_id);
         let istio = match ctx.destination_cluster() {
             Some(c) => &c.stats.istio,
             None => &*self.hcm.no_destination,
@@ -174,21 +173,22 @@ impl Gateway {
         istio.record(status, ctx.flags, elapsed, request_bytes, response_bytes);
     }
 
-    /// End a sampled request's spans and hand them to its tracer.
+    /// End a sampled request's spans and hand them to its tracer; the trace id's text.
     fn finish_trace(
         &self,
         session: &Session,
         ctx: &RequestCtx,
         spans: Box<spans::RequestSpans>,
         status: u16,
-    ) {
+    ) -> String {
         let req = session.req_header();
         let host = request_host(req);
         let path = req.uri.path();
-        let url = format!(
-            "http://{host}{}",
-            req.uri.path_and_query().map_or(path, |p| p.as_str())
-        );
+        let pq = req.uri.path_and_query().map_or(path, |p| p.as_str());
+        let mut url = String::with_capacity(7 + host.len() + pq.len());
+        url.push_str("http://");
+        url.push_str(host);
+        url.push_str(pq);
         let route_path = ctx.route.as_ref().map(|r| match &r.path {
             route_table::PathMatch::Exact(p) => p.as_str(),
             route_table::PathMatch::Prefix(p) if p.is_empty() => "/",
@@ -215,7 +215,7 @@ impl Gateway {
             route: route_path,
             request_id,
             peer: session.client_addr().and_then(|a| a.as_inet()).copied(),
-        });
+        })
     }
 
     fn write_access_log(
@@ -286,8 +286,10 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<bool> {
         if let Some(tracer) = &ctx.snapshot.tracer {
-            ctx.trace =
-                spans::RequestSpans::start(tracer, &session.req_header().headers, ctx.start);
+            match spans::RequestSpans::start(tracer, &session.req_header().headers, ctx.start) {
+                spans::Started::Sampled(t) => ctx.trace = Some(t),
+                spans::Started::NotSampled(n) => ctx.not_sampled = n,
+            }
         }
         match self.route(session, ctx) {
             Ok(()) => {
@@ -390,6 +392,8 @@ impl ProxyHttp for Gateway {
         }
         if let Some(t) = &ctx.trace {
             t.inject(upstream_request);
+        } else if let Some(n) = &ctx.not_sampled {
+            n.inject(upstream_request);
         }
         // The edge headers are on the downstream request already (`request_filter`).
         headers::retry_attempt(upstream_request, ctx.attempts, &ctx.snapshot.filters.global);
@@ -567,11 +571,10 @@ impl ProxyHttp for Gateway {
         if stats::recording() {
             self.record_request(session, ctx, status);
         }
-        let trace_id = ctx.trace.take().map(|t| {
-            let id = t.trace_id();
-            self.finish_trace(session, ctx, t, status);
-            id
-        });
+        let trace_id = ctx
+            .trace
+            .take()
+            .map(|t| self.finish_trace(session, ctx, t, status));
         if self.access_log.enabled() {
             self.write_access_log(session, ctx, status, trace_id.as_deref());
         }

@@ -23,13 +23,16 @@ pub struct Incoming {
     pub context: Option<SpanContext>,
     /// A sampling decision sent without ids (`b3: 0|1|d`, a lone `x-b3-sampled`).
     pub decision: Option<bool>,
+    /// W3C trace-flags bit 1 of the incoming `traceparent`: its trace id is random.
+    /// Passed on unchanged with the trace id, as Trace Context Level 2 asks.
+    pub random_trace_id: bool,
 }
 
 impl Incoming {
     fn context(c: SpanContext) -> Self {
         Incoming {
             context: Some(c),
-            decision: None,
+            ..Incoming::default()
         }
     }
 }
@@ -54,15 +57,19 @@ fn from_w3c(h: &HeaderMap) -> Option<Incoming> {
             Some(joined.as_str())
         }
     };
-    w3c::decode(tp, tracestate).ok().map(Incoming::context)
+    let (c, flags) = w3c::decode_with_flags(tp, tracestate).ok()?;
+    Some(Incoming {
+        random_trace_id: flags & w3c::FLAG_RANDOM_TRACE_ID != 0,
+        ..Incoming::context(c)
+    })
 }
 
 fn from_b3(h: &HeaderMap) -> Option<Incoming> {
     match b3::decode(|name| header(h, name)) {
         Ok(Some(b3::B3::Context(c))) => Some(Incoming::context(c)),
         Ok(Some(b3::B3::SamplingOnly { sampled, debug })) => Some(Incoming {
-            context: None,
             decision: Some(sampled || debug),
+            ..Incoming::default()
         }),
         _ => None,
     }
@@ -99,6 +106,10 @@ pub struct Outgoing<'a> {
     pub endpoint: &'a str,
     /// The upstream address the attempt goes to.
     pub peer: SocketAddr,
+    /// The gateway recorded this request; `false`: only its decision is passed on.
+    pub sampled: bool,
+    /// W3C trace-flags bit 1 (the trace id is random).
+    pub random_trace_id: bool,
 }
 
 /// Write the provider's headers on the upstream request, replacing incoming ones.
@@ -116,12 +127,13 @@ pub fn inject(provider: Option<ProviderKind>, o: &Outgoing<'_>, req: &mut Reques
                 o.service,
                 o.instance,
                 o.endpoint,
-                &o.peer.to_string(),
-                true,
+                &telemetry::trace::socket_addr_text(&o.peer),
+                o.sampled,
             ),
         ),
         Some(ProviderKind::Zipkin) => {
-            let headers = b3::encode_multi(o.trace_id, o.span_id, Some(o.parent_span_id), true);
+            let headers =
+                b3::encode_multi(o.trace_id, o.span_id, Some(o.parent_span_id), o.sampled);
             for (name, value) in headers.into_iter().flatten() {
                 set(name, value);
             }
@@ -129,11 +141,46 @@ pub fn inject(provider: Option<ProviderKind>, o: &Outgoing<'_>, req: &mut Reques
             let _ = req.remove_header("b3");
         }
         Some(ProviderKind::OpenTelemetry) | None => {
-            if let Some(tp) = w3c::encode(o.trace_id, o.span_id, true) {
+            let mut flags = 0;
+            if o.sampled {
+                flags |= w3c::FLAG_SAMPLED;
+            }
+            if o.random_trace_id {
+                flags |= w3c::FLAG_RANDOM_TRACE_ID;
+            }
+            if let Some(tp) = w3c::encode_with_flags(o.trace_id, o.span_id, flags) {
                 set("traceparent", tp);
             }
             if let Some(ts) = o.tracestate {
                 set("tracestate", ts.to_string());
+            }
+        }
+    }
+}
+
+/// Pass an unsampled new trace's decision upstream (B3 / W3C; see
+/// `spans::Started::NotSampled`).
+pub fn inject_not_sampled(
+    provider: Option<ProviderKind>,
+    trace_id: &TraceId,
+    span_id: SpanId,
+    req: &mut RequestHeader,
+) {
+    match provider {
+        Some(ProviderKind::SkyWalking) => {}
+        Some(ProviderKind::Zipkin) => {
+            for (name, value) in b3::encode_multi(trace_id, span_id, None, false)
+                .into_iter()
+                .flatten()
+            {
+                let _ = req.insert_header(name, value);
+            }
+            let _ = req.remove_header("b3");
+        }
+        Some(ProviderKind::OpenTelemetry) | None => {
+            // Our ids are random: flag bit 1.
+            if let Some(tp) = w3c::encode_with_flags(trace_id, span_id, w3c::FLAG_RANDOM_TRACE_ID) {
+                let _ = req.insert_header("traceparent", tp);
             }
         }
     }

@@ -11,7 +11,9 @@ use std::time::{Instant, SystemTime};
 
 use http::HeaderMap;
 use pingora_http::RequestHeader;
-use telemetry::trace::{AttrValue, RequestTrace, Span, SpanId, SpanKind, SwParent, TraceId};
+use telemetry::trace::{
+    push_ipv4, socket_addr_text, AttrValue, RequestTrace, Span, SpanId, SpanKind, SwParent, TraceId,
+};
 
 use super::flags::ResponseFlags;
 use super::propagation;
@@ -30,6 +32,8 @@ struct Attempt {
 pub struct RequestSpans {
     tracer: Arc<Tracer>,
     trace_id: TraceId,
+    /// `trace_id` as text, formatted once for the stats exemplars and the access log.
+    trace_text: String,
     server_id: SpanId,
     /// The caller's span (W3C / B3), parent of the server span.
     parent_id: Option<SpanId>,
@@ -37,6 +41,8 @@ pub struct RequestSpans {
     tracestate: Option<String>,
     /// SkyWalking segment id (empty for other providers).
     segment_id: String,
+    /// W3C trace-flags bit 1: the trace id is random (ours always are).
+    random_trace_id: bool,
     start: SystemTime,
     attempts: Vec<Attempt>,
 }
@@ -64,18 +70,69 @@ const UPSTREAM_FAILURE: u16 = ResponseFlags::CONNECT_FAILURE
     | ResponseFlags::NO_HEALTHY_UPSTREAM
     | ResponseFlags::RETRY_EXHAUSTED;
 
+/// The sampling decision on a request.
+pub enum Started {
+    Sampled(Box<RequestSpans>),
+    /// Not recorded. A new trace still tells the upstream so (B3 `x-b3-sampled: 0`,
+    /// W3C flags `00`), so that apps with parent-based samplers follow the gateway's
+    /// `sampling` instead of starting traces of their own. A request that came with a
+    /// context keeps the caller's headers as they are.
+    NotSampled(Option<Box<NotSampled>>),
+}
+
+/// The context an unsampled new trace passes upstream.
+pub struct NotSampled {
+    provider: Option<ProviderKind>,
+    trace_id: TraceId,
+    span_id: SpanId,
+}
+
+impl NotSampled {
+    pub fn inject(&self, req: &mut RequestHeader) {
+        propagation::inject_not_sampled(self.provider, &self.trace_id, self.span_id, req);
+    }
+}
+
+/// SkyWalking agents cut operation names at 150 characters (the Java agent's
+/// `operation_name_threshold`, the OAP's endpoint name limit).
+const SW_OPERATION_MAX: usize = 150;
+
+/// The request path as a SkyWalking operation name.
+fn sw_operation(path: &str) -> &str {
+    if path.len() <= SW_OPERATION_MAX {
+        return path;
+    }
+    let mut end = SW_OPERATION_MAX;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    &path[..end]
+}
+
 impl RequestSpans {
-    /// Read the incoming context in the provider's format and decide; `None` when the
-    /// request is not sampled. `started` is when the request began.
-    pub fn start(tracer: &Arc<Tracer>, headers: &HeaderMap, started: Instant) -> Option<Box<Self>> {
+    /// Read the incoming context in the provider's format and decide. `started` is
+    /// when the request began.
+    pub fn start(tracer: &Arc<Tracer>, headers: &HeaderMap, started: Instant) -> Started {
         let incoming = propagation::extract(tracer.provider, headers);
         let sampled = match &incoming.context {
             Some(c) => tracer.sampler.decide(Some(c)),
             None => tracer.sampler.decide_new(incoming.decision),
         };
         if !sampled {
-            return None;
+            // SkyWalking has no "not sampled" carrier worth sending: an `sw8` names a
+            // parent segment, and this one is never reported.
+            let tell =
+                incoming.context.is_none() && tracer.provider != Some(ProviderKind::SkyWalking);
+            return Started::NotSampled(tell.then(|| {
+                Box::new(NotSampled {
+                    provider: tracer.provider,
+                    trace_id: TraceId::random(),
+                    span_id: SpanId::random(),
+                })
+            }));
         }
+        // A trace we start has a random id; a W3C parent says whether its id is.
+        let random_trace_id = incoming.context.is_none() || incoming.random_trace_id;
         let (trace_id, parent_id, sw_parent, tracestate) = match incoming.context {
             Some(p) => {
                 // An sw8 parent has no 64-bit span id of ours to point at.
@@ -89,22 +146,24 @@ impl RequestSpans {
         } else {
             String::new()
         };
-        Some(Box::new(RequestSpans {
+        Started::Sampled(Box::new(RequestSpans {
             tracer: tracer.clone(),
+            trace_text: trace_id.to_string(),
             trace_id,
             server_id: SpanId::random(),
             parent_id,
             sw_parent,
             tracestate,
             segment_id,
+            random_trace_id,
             start: SystemTime::now() - started.elapsed(),
             attempts: Vec::new(),
         }))
     }
 
     /// The trace id as the access log and exemplars show it.
-    pub fn trace_id(&self) -> String {
-        self.trace_id.to_string()
+    pub fn trace_id(&self) -> &str {
+        &self.trace_text
     }
 
     /// An upstream attempt begins; one before it that did not finish has failed.
@@ -137,7 +196,12 @@ impl RequestSpans {
         let Some(a) = self.attempts.last() else {
             return;
         };
-        let path = req.uri.path().to_string();
+        // Only `sw8` carries the endpoint (copied: `req` is written below).
+        let endpoint = if self.tracer.provider == Some(ProviderKind::SkyWalking) {
+            sw_operation(req.uri.path()).to_string()
+        } else {
+            String::new()
+        };
         let ctx = propagation::Outgoing {
             trace_id: &self.trace_id,
             span_id: a.id,
@@ -147,18 +211,21 @@ impl RequestSpans {
             sw_span_index: self.attempts.len() as i32,
             service: &self.tracer.service,
             instance: &self.tracer.instance,
-            endpoint: &path,
+            endpoint: &endpoint,
             peer: a.peer,
+            sampled: true,
+            random_trace_id: self.random_trace_id,
         };
         propagation::inject(self.tracer.provider, &ctx, req);
     }
 
-    /// End the spans and hand them to the tracer.
-    pub fn finish(mut self: Box<Self>, f: &Finish<'_>) {
+    /// End the spans and hand them to the tracer; returns the trace id's text.
+    pub fn finish(mut self: Box<Self>, f: &Finish<'_>) -> String {
         let end = SystemTime::now();
         let provider = self.tracer.provider;
         let failed_upstream = f.flags.has(UPSTREAM_FAILURE);
         let last = self.attempts.len().saturating_sub(1);
+        let common = Common::new(f);
         let mut spans = Vec::with_capacity(1 + self.attempts.len());
         spans.push(Span {
             span_id: self.server_id,
@@ -167,9 +234,9 @@ impl RequestSpans {
             name: server_name(provider, f),
             start: self.start,
             end,
-            attributes: attributes(provider, f, None),
+            attributes: attributes(provider, f, &common, None),
             error: f.status >= 500 || f.status == 0 || failed_upstream,
-            peer: f.peer.map(|p| p.to_string()),
+            peer: f.peer,
         });
         for (i, a) in std::mem::take(&mut self.attempts).into_iter().enumerate() {
             // Only the last attempt saw the response that went downstream.
@@ -186,9 +253,9 @@ impl RequestSpans {
                 name: client_name(provider, f),
                 start: a.start,
                 end: a.end.unwrap_or(end),
-                attributes: attributes(provider, f, Some((a.peer, status))),
+                attributes: attributes(provider, f, &common, Some((a.peer, status))),
                 error,
-                peer: Some(a.peer.to_string()),
+                peer: Some(a.peer),
             });
         }
         let trace = RequestTrace {
@@ -199,17 +266,18 @@ impl RequestSpans {
             tracestate: self.tracestate.take(),
         };
         self.tracer.submit(trace);
+        std::mem::take(&mut self.trace_text)
     }
 }
 
 fn server_name(provider: Option<ProviderKind>, f: &Finish<'_>) -> String {
     match provider {
         // SkyWalking's endpoint list: the path, without the query (low cardinality).
-        Some(ProviderKind::SkyWalking) => f.path.to_string(),
-        Some(ProviderKind::Zipkin) => format!("{} {}", f.method, f.path),
+        Some(ProviderKind::SkyWalking) => sw_operation(f.path).to_string(),
+        Some(ProviderKind::Zipkin) => [f.method, " ", f.path].concat(),
         // OpenTelemetry HTTP server spans: `{method} {http.route}`.
         Some(ProviderKind::OpenTelemetry) | None => match f.route {
-            Some(r) => format!("{} {r}", f.method),
+            Some(r) => [f.method, " ", r].concat(),
             None => f.method.to_string(),
         },
     }
@@ -217,13 +285,50 @@ fn server_name(provider: Option<ProviderKind>, f: &Finish<'_>) -> String {
 
 fn client_name(provider: Option<ProviderKind>, f: &Finish<'_>) -> String {
     match provider {
-        Some(ProviderKind::SkyWalking) => f.path.to_string(),
-        Some(ProviderKind::Zipkin) => format!("router {} egress", f.cluster.unwrap_or("-")),
+        Some(ProviderKind::SkyWalking) => sw_operation(f.path).to_string(),
+        Some(ProviderKind::Zipkin) => ["router ", f.cluster.unwrap_or("-"), " egress"].concat(),
         Some(ProviderKind::OpenTelemetry) | None => f.method.to_string(),
     }
 }
 
 type Attrs = Vec<(Cow<'static, str>, AttrValue)>;
+
+/// Values shared by a request's spans, made once per request.
+struct Common {
+    method: Cow<'static, str>,
+    cluster: Cow<'static, str>,
+    flags: String,
+}
+
+impl Common {
+    fn new(f: &Finish<'_>) -> Self {
+        Common {
+            method: known_method(f.method),
+            cluster: f
+                .cluster
+                .map_or(Cow::Borrowed("-"), |c| Cow::Owned(c.to_string())),
+            flags: f.flags.render(),
+        }
+    }
+}
+
+fn ip_text(a: SocketAddr) -> AttrValue {
+    let mut s = String::with_capacity(15);
+    match a.ip() {
+        std::net::IpAddr::V4(ip) => push_ipv4(&mut s, ip),
+        ip @ std::net::IpAddr::V6(_) => s = ip.to_string(),
+    }
+    AttrValue::Str(Cow::Owned(s))
+}
+
+/// The usual methods without an allocation.
+fn known_method(m: &str) -> Cow<'static, str> {
+    const KNOWN: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"];
+    match KNOWN.iter().find(|k| **k == m) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(m.to_string()),
+    }
+}
 
 /// Tags in the provider's vocabulary: Envoy's for SkyWalking (with its `url` and
 /// `status_code` renames) and Zipkin, the stable HTTP semantic conventions for OTLP.
@@ -231,39 +336,48 @@ type Attrs = Vec<(Cow<'static, str>, AttrValue)>;
 fn attributes(
     provider: Option<ProviderKind>,
     f: &Finish<'_>,
+    c: &Common,
     upstream: Option<(SocketAddr, Option<u16>)>,
 ) -> Attrs {
-    let s = |v: &str| AttrValue::Str(v.to_string());
+    let owned = |v: &str| AttrValue::Str(Cow::Owned(v.to_string()));
+    let fixed = |v: &'static str| AttrValue::Str(Cow::Borrowed(v));
     let status = match upstream {
         Some((_, st)) => st.unwrap_or(0),
         None => f.status,
     };
     let otel = matches!(provider, Some(ProviderKind::OpenTelemetry) | None);
     let mut a: Attrs = Vec::with_capacity(10);
+    a.push((
+        if otel {
+            "http.request.method"
+        } else {
+            "http.method"
+        }
+        .into(),
+        AttrValue::Str(c.method.clone()),
+    ));
     if otel {
-        a.push(("http.request.method".into(), s(f.method)));
-        a.push(("url.full".into(), s(&f.url)));
-        a.push(("url.path".into(), s(f.path)));
+        a.push(("url.full".into(), owned(&f.url)));
+        a.push(("url.path".into(), owned(f.path)));
         if status != 0 {
             a.push((
                 "http.response.status_code".into(),
                 AttrValue::Int(status.into()),
             ));
         }
-        a.push(("network.protocol.name".into(), s("http")));
+        a.push(("network.protocol.name".into(), fixed("http")));
         if let Some(r) = f.route.filter(|_| upstream.is_none()) {
-            a.push(("http.route".into(), s(r)));
+            a.push(("http.route".into(), owned(r)));
         }
         if let Some((peer, _)) = upstream {
-            a.push(("server.address".into(), s(&peer.ip().to_string())));
+            a.push(("server.address".into(), ip_text(peer)));
             a.push(("server.port".into(), AttrValue::Int(peer.port().into())));
         } else if let Some(p) = f.peer {
-            a.push(("client.address".into(), s(&p.ip().to_string())));
+            a.push(("client.address".into(), ip_text(p)));
         }
     } else {
         let sw = provider == Some(ProviderKind::SkyWalking);
-        a.push(("http.method".into(), s(f.method)));
-        a.push((if sw { "url" } else { "http.url" }.into(), s(&f.url)));
+        a.push((if sw { "url" } else { "http.url" }.into(), owned(&f.url)));
         a.push((
             if sw {
                 "status_code"
@@ -271,21 +385,37 @@ fn attributes(
                 "http.status_code"
             }
             .into(),
-            s(&status.to_string()),
+            AttrValue::Str(Cow::Owned(status.to_string())),
         ));
-        a.push(("http.protocol".into(), s(f.protocol)));
-        a.push(("component".into(), s("proxy")));
+        a.push(("http.protocol".into(), fixed(f.protocol)));
+        a.push(("component".into(), fixed("proxy")));
         if let Some((peer, _)) = upstream {
-            a.push(("upstream_address".into(), s(&peer.to_string())));
+            let addr = socket_addr_text(&peer);
             if !sw {
-                a.push(("peer.address".into(), s(&peer.to_string())));
+                a.push(("peer.address".into(), owned(&addr)));
             }
+            a.push(("upstream_address".into(), AttrValue::Str(Cow::Owned(addr))));
         }
     }
-    a.push(("upstream_cluster".into(), s(f.cluster.unwrap_or("-"))));
-    a.push(("response_flags".into(), s(&f.flags.render())));
+    a.push(("upstream_cluster".into(), AttrValue::Str(c.cluster.clone())));
+    a.push(("response_flags".into(), owned(&c.flags)));
     if let Some(id) = f.request_id {
-        a.push(("guid:x-request-id".into(), s(id)));
+        a.push(("guid:x-request-id".into(), owned(id)));
     }
     a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sw_operation_is_cut_at_150_bytes_on_a_char_boundary() {
+        assert_eq!(sw_operation("/a/b"), "/a/b");
+        let long = format!("/{}", "x".repeat(200));
+        assert_eq!(sw_operation(&long).len(), 150);
+        // "é" is two bytes: 149 ASCII bytes then "é" straddles the limit.
+        let straddle = format!("/{}é/rest", "y".repeat(148));
+        assert_eq!(sw_operation(&straddle), format!("/{}", "y".repeat(148)));
+    }
 }

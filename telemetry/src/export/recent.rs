@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::{json, Map, Value};
 
 use super::unix_nanos;
-use crate::trace::{AttrValue, RequestTrace, SpanKind};
+use crate::trace::{socket_addr_text, AttrValue, RequestTrace, SpanKind};
 
 /// A ring of the last `capacity` [`RequestTrace`]s. `push` is a short lock and a
 /// pointer move; rendering copies the pointers out first, so it never holds up a
@@ -76,7 +76,7 @@ impl RecentTraces {
                     .iter()
                     .map(|(k, v)| {
                         let v = match v {
-                            AttrValue::Str(s) => Value::String(s.clone()),
+                            AttrValue::Str(s) => Value::String(s.to_string()),
                             AttrValue::Int(i) => Value::from(*i),
                             AttrValue::Bool(b) => Value::Bool(*b),
                         };
@@ -96,7 +96,7 @@ impl RecentTraces {
                     "duration_us": end_us.saturating_sub(start_us),
                     "attributes": attributes,
                     "error": s.error,
-                    "peer": s.peer,
+                    "peer": s.peer.as_ref().map(socket_addr_text),
                 }));
             }
         }

@@ -19,7 +19,7 @@ use tonic::transport::Channel;
 use super::net::{self, Error};
 use super::worker::Sent;
 use super::{unix_nanos, ExporterConfig};
-use crate::trace::{AttrValue, RequestTrace, SpanKind};
+use crate::trace::{socket_addr_text, AttrValue, RequestTrace, SpanKind};
 
 /// EnvoyProxy in SkyWalking's component-libraries.yml.
 const COMPONENT_ENVOY_PROXY: i32 = 9000;
@@ -122,7 +122,7 @@ pub(crate) fn segment(t: &RequestTrace, service: &str, instance: &str) -> Segmen
             end_time: (unix_nanos(s.end) / 1_000_000) as i64,
             refs,
             operation_name: s.name.clone(),
-            peer: s.peer.clone().unwrap_or_default(),
+            peer: s.peer.as_ref().map(socket_addr_text).unwrap_or_default(),
             span_type: span_type as i32,
             span_layer: SpanLayer::Http as i32,
             component_id: COMPONENT_ENVOY_PROXY,
@@ -152,7 +152,7 @@ pub(crate) fn segment(t: &RequestTrace, service: &str, instance: &str) -> Segmen
 /// SkyWalking tags are strings.
 pub(crate) fn attr_string(v: &AttrValue) -> String {
     match v {
-        AttrValue::Str(s) => s.clone(),
+        AttrValue::Str(s) => s.to_string(),
         AttrValue::Int(i) => i.to_string(),
         AttrValue::Bool(b) => b.to_string(),
     }

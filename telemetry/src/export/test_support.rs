@@ -43,7 +43,7 @@ pub(crate) fn sample_trace(i: u64, clients: usize) -> RequestTrace {
             (Cow::Borrowed("request.index"), AttrValue::Int(i as i64)),
         ],
         error: true,
-        peer: Some("10.0.0.1:5555".into()),
+        peer: Some("10.0.0.1:5555".parse().unwrap()),
     }];
     for j in 0..clients {
         spans.push(Span {
@@ -55,10 +55,10 @@ pub(crate) fn sample_trace(i: u64, clients: usize) -> RequestTrace {
             end: t0() + Duration::from_millis(20),
             attributes: vec![(
                 Cow::Borrowed("upstream_address"),
-                AttrValue::Str(format!("127.0.0.1:{}", 8000 + j)),
+                AttrValue::Str(format!("127.0.0.1:{}", 8000 + j).into()),
             )],
             error: false,
-            peer: Some(format!("127.0.0.1:{}", 8000 + j)),
+            peer: Some(format!("127.0.0.1:{}", 8000 + j).parse().unwrap()),
         });
     }
     RequestTrace {

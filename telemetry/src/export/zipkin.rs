@@ -5,17 +5,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde_json::{json, Map, Value};
 
 use super::net::{self, Error, HttpClient};
-use super::skywalking::attr_string;
 use super::worker::Sent;
 use super::{trace_id_u128, unix_nanos, ExporterConfig};
-use crate::trace::{RequestTrace, SpanKind};
+use crate::trace::ids::hex_digits;
+use crate::trace::{push_ipv4, AttrValue, RequestTrace, Span, SpanKind};
 
 pub(crate) struct Client {
     http: HttpClient,
     service: String,
+    /// The last body's size: the next one starts with that much room.
+    last_len: usize,
 }
 
 impl Client {
@@ -23,6 +24,7 @@ impl Client {
         Client {
             http: HttpClient::new(net::authority(&cfg.endpoint)),
             service: cfg.service_name.clone(),
+            last_len: 4096,
         }
     }
 
@@ -39,11 +41,11 @@ impl Client {
     }
 
     pub(crate) async fn export(&mut self, batch: &[Arc<RequestTrace>]) -> Result<Sent, Error> {
-        let spans: Vec<Value> = batch.iter().flat_map(|t| spans(t, &self.service)).collect();
-        let n = spans.len() as u64;
-        let body = Bytes::from(serde_json::to_vec(&spans)?);
+        let mut body = String::with_capacity(self.last_len);
+        let n = write_spans(&mut body, batch, &self.service);
+        self.last_len = body.len();
         self.http
-            .post("/api/v2/spans", "application/json", body)
+            .post("/api/v2/spans", "application/json", Bytes::from(body))
             .await?;
         Ok(Sent {
             units: n,
@@ -52,48 +54,158 @@ impl Client {
     }
 }
 
-/// The request's spans in Zipkin v2 form.
-pub(crate) fn spans<'a>(t: &'a RequestTrace, service: &'a str) -> impl Iterator<Item = Value> + 'a {
-    let trace_id = format!("{:032x}", trace_id_u128(&t.trace_id));
-    t.spans.iter().map(move |s| {
-        let start_us = unix_nanos(s.start) / 1000;
-        // Zipkin wants a positive duration when one is given.
-        let duration_us = (unix_nanos(s.end) / 1000).saturating_sub(start_us).max(1);
-        let mut tags = Map::new();
-        for (k, v) in &s.attributes {
-            tags.insert(k.to_string(), Value::String(attr_string(v)));
+/// The batch as a Zipkin v2 JSON array; returns the number of spans. Written straight
+/// into the body with no intermediate tree: every sampled request passes through
+/// here, and a `serde_json::Value` per span cost more than proxying the request.
+pub(crate) fn write_spans(out: &mut String, batch: &[Arc<RequestTrace>], service: &str) -> u64 {
+    let mut n = 0;
+    out.push('[');
+    for t in batch {
+        let trace_id = trace_id_u128(&t.trace_id);
+        for s in &t.spans {
+            if n > 0 {
+                out.push(',');
+            }
+            write_span(out, trace_id, s, service);
+            n += 1;
         }
-        if s.error && !tags.contains_key("error") {
-            tags.insert("error".into(), Value::String("true".into()));
-        }
-        let mut span = json!({
-            "traceId": trace_id,
-            "id": s.span_id.to_string(),
-            "kind": match s.kind { SpanKind::Server => "SERVER", SpanKind::Client => "CLIENT" },
-            "name": s.name,
-            "timestamp": start_us,
-            "duration": duration_us,
-            "localEndpoint": { "serviceName": service },
-            "tags": tags,
-        });
-        if let Some(p) = s.parent_span_id {
-            span["parentId"] = Value::String(p.to_string());
-        }
-        if let Some(ep) = s.peer.as_deref().and_then(remote_endpoint) {
-            span["remoteEndpoint"] = ep;
-        }
-        span
-    })
+    }
+    out.push(']');
+    n
 }
 
-/// `ip:port` as a Zipkin endpoint; anything else (a host name) is left out, since
-/// Zipkin's endpoint takes only addresses besides a service name.
-fn remote_endpoint(peer: &str) -> Option<Value> {
-    let addr: SocketAddr = peer.parse().ok()?;
-    Some(match addr {
-        SocketAddr::V4(a) => json!({ "ipv4": a.ip().to_string(), "port": a.port() }),
-        SocketAddr::V6(a) => json!({ "ipv6": a.ip().to_string(), "port": a.port() }),
-    })
+fn write_span(out: &mut String, trace_id: u128, s: &Span, service: &str) {
+    let mut num = itoa::Buffer::new();
+    let start_us = unix_nanos(s.start) / 1000;
+    // Zipkin wants a positive duration when one is given.
+    let duration_us = (unix_nanos(s.end) / 1000).saturating_sub(start_us).max(1);
+    out.push_str("{\"traceId\":\"");
+    out.push_str(hex_digits(&mut [0; 32], trace_id));
+    out.push_str("\",\"id\":\"");
+    out.push_str(hex_digits(&mut [0; 16], s.span_id.0.into()));
+    if let Some(p) = s.parent_span_id {
+        out.push_str("\",\"parentId\":\"");
+        out.push_str(hex_digits(&mut [0; 16], p.0.into()));
+    }
+    out.push_str(match s.kind {
+        SpanKind::Server => "\",\"kind\":\"SERVER\",\"name\":",
+        SpanKind::Client => "\",\"kind\":\"CLIENT\",\"name\":",
+    });
+    json_str(out, &s.name);
+    out.push_str(",\"timestamp\":");
+    out.push_str(num.format(start_us));
+    out.push_str(",\"duration\":");
+    out.push_str(num.format(duration_us));
+    out.push_str(",\"localEndpoint\":{\"serviceName\":");
+    json_str(out, service);
+    out.push('}');
+    match s.peer {
+        Some(SocketAddr::V4(a)) => {
+            out.push_str(",\"remoteEndpoint\":{\"ipv4\":\"");
+            push_ipv4(out, *a.ip());
+            out.push_str("\",\"port\":");
+            out.push_str(num.format(a.port()));
+            out.push('}');
+        }
+        Some(SocketAddr::V6(a)) => {
+            out.push_str(",\"remoteEndpoint\":{\"ipv6\":\"");
+            out.push_str(&a.ip().to_string());
+            out.push_str("\",\"port\":");
+            out.push_str(num.format(a.port()));
+            out.push('}');
+        }
+        None => {}
+    }
+    // Tags are strings in Zipkin.
+    out.push_str(",\"tags\":{");
+    let mut has_error = false;
+    for (i, (k, v)) in s.attributes.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        has_error |= k == "error";
+        json_str(out, k);
+        out.push(':');
+        match v {
+            AttrValue::Str(v) => json_str(out, v),
+            AttrValue::Int(v) => {
+                out.push('"');
+                out.push_str(num.format(*v));
+                out.push('"');
+            }
+            AttrValue::Bool(v) => out.push_str(if *v { "\"true\"" } else { "\"false\"" }),
+        }
+    }
+    if s.error && !has_error {
+        if !s.attributes.is_empty() {
+            out.push(',');
+        }
+        out.push_str("\"error\":\"true\"");
+    }
+    out.push_str("}}");
+}
+
+/// Whether any of the 8 bytes in `w` must be escaped in a JSON string (a control
+/// byte, `"` or `\\`): word-at-a-time, since span names and tags are mostly long
+/// plain ASCII.
+fn word_needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Some byte below 0x20 (valid test for thresholds up to 0x80).
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let quote = zero_byte(w ^ (ONES * u64::from(b'"')));
+    let backslash = zero_byte(w ^ (ONES * u64::from(b'\\')));
+    control | quote | backslash != 0
+}
+
+fn byte_needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// The index of the first byte of `bytes` that must be escaped.
+fn first_escape(bytes: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i + 8 <= bytes.len() {
+        let mut w = [0; 8];
+        w.copy_from_slice(&bytes[i..i + 8]);
+        if word_needs_escape(u64::from_le_bytes(w)) {
+            break;
+        }
+        i += 8;
+    }
+    bytes[i..]
+        .iter()
+        .position(|&b| byte_needs_escape(b))
+        .map(|p| i + p)
+}
+
+/// A JSON string literal (RFC 8259 escapes).
+fn json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let bytes = s.as_bytes();
+    let mut plain = 0;
+    while let Some(off) = first_escape(&bytes[plain..]) {
+        let i = plain + off;
+        // Escaped bytes are ASCII, so `i` is a char boundary.
+        out.push_str(&s[plain..i]);
+        match bytes[i] {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            b => {
+                out.push_str("\\u00");
+                out.push_str(hex_digits(&mut [0; 2], b.into()));
+            }
+        }
+        plain = i + 1;
+    }
+    out.push_str(&s[plain..]);
+    out.push('"');
 }
 
 #[cfg(test)]
@@ -104,6 +216,7 @@ mod tests {
     use super::super::{ExportStats, Exporter, Provider};
     use super::*;
     use crate::trace::{SpanId, TraceId};
+    use serde_json::{json, Value};
 
     fn spans_posted(server: &HttpCollector) -> Vec<Value> {
         server
@@ -128,7 +241,7 @@ mod tests {
         let mut t = sample_trace(1, 2);
         t.trace_id = TraceId::from_hex("463ac35c9f6413ad48485a3953bb6124").unwrap();
         t.spans[0].parent_span_id = Some(SpanId(0x0020_0000_0000_0001));
-        t.spans[1].peer = Some("[::1]:9000".into());
+        t.spans[1].peer = Some("[::1]:9000".parse().unwrap());
         assert!(exp.submit(Arc::new(t.clone())));
         wait_for("spans sent", || stats.spans_sent.get() == 3).await;
         assert_eq!(stats.reports_sent.get(), 1);
@@ -260,8 +373,54 @@ mod tests {
     }
 
     #[test]
-    fn remote_endpoint_only_for_addresses() {
-        assert!(remote_endpoint("backend.default:80").is_none());
-        assert_eq!(remote_endpoint("1.2.3.4:80").unwrap()["ipv4"], "1.2.3.4");
+    fn escaping_agrees_with_serde_json_for_every_byte_at_every_offset() {
+        // Each ASCII byte (and a multi-byte char) at each position of a word and of
+        // the tail, so the word-at-a-time scan is checked against the plain rule.
+        let mut samples: Vec<String> = Vec::new();
+        for c in (0u8..0x80).map(char::from).chain(['é', '€']) {
+            for pad in 0..17 {
+                samples.push(format!("{}{c}{}", "a".repeat(pad), "b".repeat(3)));
+            }
+        }
+        for s in samples {
+            let mut out = String::new();
+            json_str(&mut out, &s);
+            assert_eq!(out, serde_json::to_string(&s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn body_is_valid_json_with_escapes() {
+        let mut t = sample_trace(1, 1);
+        t.spans[0].name = "GET /a\"b\\c\n\u{1}é".into();
+        t.spans[0].attributes = vec![
+            (
+                "http.url".into(),
+                AttrValue::Str("http://h/?q=\"x\"".into()),
+            ),
+            ("n".into(), AttrValue::Int(-3)),
+            ("b".into(), AttrValue::Bool(true)),
+        ];
+        t.spans[0].error = true;
+        t.spans[1].peer = None;
+        t.spans[1].attributes.clear();
+        t.spans[1].error = true;
+        let mut out = String::new();
+        assert_eq!(write_spans(&mut out, &[Arc::new(t.clone())], "svc\"x"), 2);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v[0]["name"], "GET /a\"b\\c\n\u{1}é");
+        assert_eq!(v[0]["localEndpoint"]["serviceName"], "svc\"x");
+        assert_eq!(
+            v[0]["tags"],
+            json!({"http.url": "http://h/?q=\"x\"", "n": "-3", "b": "true", "error": "true"})
+        );
+        assert!(
+            v[1].get("remoteEndpoint").is_none(),
+            "a host name is no endpoint"
+        );
+        assert_eq!(v[1]["tags"], json!({"error": "true"}));
+        let mut empty = String::new();
+        assert_eq!(write_spans(&mut empty, &[], "svc"), 0);
+        assert_eq!(empty, "[]");
     }
 }

@@ -11,8 +11,8 @@
 use thiserror::Error;
 
 use super::context::SpanContext;
-use super::ids::{SpanId, TraceId};
-use super::w3c::{parse_hex_u128, parse_hex_u64, push_hex, trim_ows};
+use super::ids::{push_hex, SpanId, TraceId};
+use super::w3c::{parse_hex_u128, parse_hex_u64, trim_ows};
 
 pub const B3: &str = "b3";
 pub const X_B3_TRACE_ID: &str = "x-b3-traceid";

@@ -52,7 +52,7 @@ impl fmt::Display for TraceId {
     /// 32 lowercase hex digits, or the SkyWalking text as received.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TraceId::Hex(v) => write!(f, "{v:032x}"),
+            TraceId::Hex(v) => f.write_str(hex_digits(&mut [0; 32], *v)),
             TraceId::Text(t) => f.write_str(t),
         }
     }
@@ -82,8 +82,25 @@ impl SpanId {
 impl fmt::Display for SpanId {
     /// 16 lowercase hex digits.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
+        f.write_str(hex_digits(&mut [0; 16], u128::from(self.0)))
     }
+}
+
+/// `v`'s low `buf.len()` hex digits, lower case, zero-padded. Ids are written for
+/// every sampled request; `{:032x}` through `fmt` costs several times more.
+pub fn hex_digits(buf: &mut [u8], v: u128) -> &str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let n = buf.len();
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = DIGITS[((v >> ((n - 1 - i) * 4)) & 0xf) as usize];
+    }
+    // Only ASCII hex digits were written.
+    std::str::from_utf8(buf).unwrap_or_default()
+}
+
+/// Append `v`'s low `width` hex digits (lower case, zero-padded).
+pub fn push_hex(out: &mut String, v: u128, width: u32) {
+    out.push_str(hex_digits(&mut [0; 32][..width as usize], v));
 }
 
 fn is_lower_hex(s: &str) -> bool {

@@ -13,4 +13,4 @@ pub mod w3c;
 pub use context::{SpanContext, SwParent};
 pub use ids::{SpanId, TraceId};
 pub use sampler::Sampler;
-pub use span::{AttrValue, RequestTrace, Span, SpanKind};
+pub use span::{push_ipv4, socket_addr_text, AttrValue, RequestTrace, Span, SpanKind};

@@ -15,8 +15,9 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use super::context::{SpanContext, SwParent};
+use super::ids::push_hex;
 use super::ids::{SpanId, TraceId};
-use super::w3c::{push_hex, trim_ows};
+use super::w3c::trim_ows;
 
 pub const HEADER: &str = "sw8";
 
@@ -116,7 +117,15 @@ pub fn encode(
             &hex
         }
     };
-    let strings = [trace, segment_id, service, instance, endpoint, address];
+    // An empty field is legal BASE64 but agents refuse it (the SkyWalking Python
+    // agent 1.2.0 stops tracing the request): send "-" instead.
+    let strings = [trace, segment_id, service, instance, endpoint, address].map(|s| {
+        if s.is_empty() {
+            "-"
+        } else {
+            s
+        }
+    });
     let len = 8 + 11 + strings.iter().map(|s| b64_len(s.len())).sum::<usize>();
     let mut out = String::with_capacity(len);
     out.push(if sampled { '1' } else { '0' });
@@ -350,6 +359,38 @@ mod tests {
             (p.segment_id.as_str(), p.span_id, p.address.as_str()),
             ("seg", 1, "10.0.0.1:80")
         );
+    }
+
+    #[test]
+    fn encoded_fields_are_padded_and_never_empty() {
+        // Field lengths 0..=4 cover every padding case; the Python agent drops the
+        // connection on unpadded BASE64 and stops tracing on an empty field.
+        for n in 0..=4 {
+            let v = "é".repeat(n).chars().take(n).collect::<String>();
+            let a = "a".repeat(n);
+            let sw = encode(
+                &TraceId::Text(a.as_str().into()),
+                &a,
+                3,
+                &v,
+                &a,
+                &a,
+                &a,
+                true,
+            );
+            let fields: Vec<&str> = sw.split('-').collect();
+            assert_eq!(fields.len(), 8, "{sw}");
+            for (i, f) in fields.iter().enumerate() {
+                assert!(!f.is_empty(), "field {i} empty in {sw}");
+                if i >= 1 && i != 3 {
+                    assert_eq!(f.len() % 4, 0, "field {i} unpadded in {sw}");
+                }
+            }
+            let back = decode(&sw).unwrap();
+            let want = if n == 0 { "-".to_string() } else { a.clone() };
+            assert_eq!(back.sw.as_ref().unwrap().segment_id, want);
+            assert_eq!(back.sw.unwrap().endpoint, want);
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use thiserror::Error;
 
 use super::context::SpanContext;
-use super::ids::{SpanId, TraceId};
+use super::ids::{push_hex, SpanId, TraceId};
 
 pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
@@ -217,14 +217,6 @@ pub(crate) fn parse_hex_u64(s: &[u8], upper: bool) -> Option<u64> {
         return None;
     }
     parse_hex_u128(s, upper).map(|v| v as u64)
-}
-
-/// Append the low `width` hex digits of `v`, lower case, zero-padded.
-pub(crate) fn push_hex(out: &mut String, v: u128, width: u32) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for i in (0..width).rev() {
-        out.push(DIGITS[((v >> (i * 4)) & 0xf) as usize] as char);
-    }
 }
 
 #[cfg(test)]
