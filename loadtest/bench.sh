@@ -229,17 +229,18 @@ PID_NGINX=$NGINX_PID
 PID_FLOOR=$!
 PIDS+=("$PID_FLOOR")
 
-"${ON_CPU1[@]}" "$GATEWAY_BIN" run --config-dir "$TMP/gwconf" \
-  --http-addr "127.0.0.1:$P_GW" --https-addr off \
-  --stats-addr "127.0.0.1:$P_STATS" --admin-addr "127.0.0.1:$P_ADMIN" \
-  --threads 1 --access-log off >"$TMP/gateway.log" 2>&1 &
+gateway_args() { # config-dir http-port stats-port admin-port [extra args...]
+  GW_ARGS=(run --config-dir "$1" --http-addr "127.0.0.1:$2" --https-addr off
+    --stats-addr "127.0.0.1:$3" --admin-addr "127.0.0.1:$4" --threads 1 --access-log off "${@:5}")
+}
+
+gateway_args "$TMP/gwconf" "$P_GW" "$P_STATS" "$P_ADMIN"
+"${ON_CPU1[@]}" "$GATEWAY_BIN" "${GW_ARGS[@]}" >"$TMP/gateway.log" 2>&1 &
 PID_GW=$!
 PIDS+=("$PID_GW")
 
-"${ON_CPU1[@]}" "$GATEWAY_BIN" run --config-dir "$TMP/gwconf" \
-  --http-addr "127.0.0.1:$P_GW2" --https-addr off \
-  --stats-addr "127.0.0.1:$P_STATS2" --admin-addr "127.0.0.1:$P_ADMIN2" \
-  --threads 1 --access-log off --stats-recording off >"$TMP/gw-norec.log" 2>&1 &
+gateway_args "$TMP/gwconf" "$P_GW2" "$P_STATS2" "$P_ADMIN2" --stats-recording off
+"${ON_CPU1[@]}" "$GATEWAY_BIN" "${GW_ARGS[@]}" >"$TMP/gw-norec.log" 2>&1 &
 PID_GW2=$!
 PIDS+=("$PID_GW2")
 
@@ -247,10 +248,8 @@ PIDS+=("$PID_GW2")
   >"$TMP/zipkin.log" 2>&1 &
 PID_ZIPKIN=$!
 PIDS+=("$PID_ZIPKIN")
-"${ON_CPU1[@]}" "$GATEWAY_BIN" run --config-dir "$TMP/gwconf-trace" \
-  --http-addr "127.0.0.1:$P_GW3" --https-addr off \
-  --stats-addr "127.0.0.1:$P_STATS3" --admin-addr "127.0.0.1:$P_ADMIN3" \
-  --threads 1 --access-log off >"$TMP/gw-trace.log" 2>&1 &
+gateway_args "$TMP/gwconf-trace" "$P_GW3" "$P_STATS3" "$P_ADMIN3"
+"${ON_CPU1[@]}" "$GATEWAY_BIN" "${GW_ARGS[@]}" >"$TMP/gw-trace.log" 2>&1 &
 PID_GW3=$!
 PIDS+=("$PID_GW3")
 
@@ -429,18 +428,12 @@ if [[ $INSTRUCTIONS == 1 ]]; then
   }
   cg_run floor "$FLOOR_BIN" "127.0.0.1:$C_HTTP" "127.0.0.1:$P_BACKEND" 1
   cg_run nginx "$NGINX" -p "$TMP/proxycg" -c "$TMP/proxycg/nginx.conf" -e "$TMP/proxycg/error.log"
-  cg_run gateway "$GATEWAY_BIN" run --config-dir "$TMP/gwconf" \
-    --http-addr "127.0.0.1:$C_HTTP" --https-addr off \
-    --stats-addr "127.0.0.1:$C_STATS" --admin-addr "127.0.0.1:$C_ADMIN" \
-    --threads 1 --access-log off
-  cg_run gw-trace "$GATEWAY_BIN" run --config-dir "$TMP/gwconf-trace" \
-    --http-addr "127.0.0.1:$C_HTTP" --https-addr off \
-    --stats-addr "127.0.0.1:$C_STATS" --admin-addr "127.0.0.1:$C_ADMIN" \
-    --threads 1 --access-log off
-  cg_run gw-norec "$GATEWAY_BIN" run --config-dir "$TMP/gwconf" \
-    --http-addr "127.0.0.1:$C_HTTP" --https-addr off \
-    --stats-addr "127.0.0.1:$C_STATS" --admin-addr "127.0.0.1:$C_ADMIN" \
-    --threads 1 --access-log off --stats-recording off
+  gateway_args "$TMP/gwconf" "$C_HTTP" "$C_STATS" "$C_ADMIN"
+  cg_run gateway "$GATEWAY_BIN" "${GW_ARGS[@]}"
+  gateway_args "$TMP/gwconf-trace" "$C_HTTP" "$C_STATS" "$C_ADMIN"
+  cg_run gw-trace "$GATEWAY_BIN" "${GW_ARGS[@]}"
+  gateway_args "$TMP/gwconf" "$C_HTTP" "$C_STATS" "$C_ADMIN" --stats-recording off
+  cg_run gw-norec "$GATEWAY_BIN" "${GW_ARGS[@]}"
   python3 "$HELPER" instructions-summary "$CG/counts.txt"
 fi
 
