@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::stats::{Counter, Gauge};
@@ -99,6 +99,8 @@ pub struct Exporter {
     /// Requests queued or in flight; the capacity check (the channel alone can't
     /// count the batch the task holds while the collector is down).
     queued: Arc<AtomicUsize>,
+    /// Wakes the task when a batch's worth is queued (see `worker::Worker::fill`).
+    batch_ready: Arc<Notify>,
     capacity: usize,
     stats: ExportStats,
     /// `Some(deadline)` asks the task to finish; dropping it (the exporter dropped
@@ -125,6 +127,7 @@ impl Exporter {
         let (tx, rx) = mpsc::channel(capacity);
         let (stop_tx, stop_rx) = watch::channel(None);
         let queued = Arc::new(AtomicUsize::new(0));
+        let batch_ready = Arc::new(Notify::new());
         let transport = worker::Transport::new(&cfg);
         let w = worker::Worker::new(
             cfg.clone(),
@@ -132,6 +135,7 @@ impl Exporter {
             rx,
             stop_rx,
             queued.clone(),
+            batch_ready.clone(),
             stats.clone(),
         );
         let task = rt.spawn(w.run());
@@ -139,6 +143,7 @@ impl Exporter {
             provider: cfg.provider,
             tx,
             queued,
+            batch_ready,
             capacity,
             stats,
             stop: stop_tx,
@@ -154,7 +159,8 @@ impl Exporter {
     /// thread may call it. `false`: dropped (queue full) and counted.
     pub fn submit(&self, t: Arc<RequestTrace>) -> bool {
         let spans = t.spans.len() as u64;
-        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+        let before = self.queued.fetch_add(1, Ordering::AcqRel);
+        if before >= self.capacity {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             self.stats.dropped_queue_full.add(spans);
             return false;
@@ -168,6 +174,9 @@ impl Exporter {
             self.stats.dropped_queue_full.add(spans);
             return false;
         }
+        if (before + 1) % worker::BATCH_MAX == 0 {
+            self.batch_ready.notify_one();
+        }
         true
     }
 
@@ -176,11 +185,16 @@ impl Exporter {
     pub async fn drain(self, within: Duration) {
         let deadline = tokio::time::Instant::now() + within;
         let Exporter {
-            tx, stop, mut task, ..
+            tx,
+            stop,
+            mut task,
+            batch_ready,
+            ..
         } = self;
         // Dropping the only sender is what stops accepting: the task sees the end of
         // the queue once it has taken everything in it.
         drop(tx);
+        batch_ready.notify_one();
         let _ = stop.send(Some(deadline));
         // The task itself gives up at the deadline; the grace covers its last counting.
         let grace = Duration::from_millis(500);

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::{sleep_until, Instant};
 
 use super::net::Error;
@@ -146,6 +146,7 @@ pub(crate) struct Worker {
     rx: mpsc::Receiver<Arc<RequestTrace>>,
     stop: Stop,
     queued: Arc<AtomicUsize>,
+    batch_ready: Arc<Notify>,
     stats: ExportStats,
     /// The collector last answered; failures are logged loudly only on the change.
     healthy: bool,
@@ -162,6 +163,7 @@ impl Worker {
         rx: mpsc::Receiver<Arc<RequestTrace>>,
         stop: watch::Receiver<Option<Instant>>,
         queued: Arc<AtomicUsize>,
+        batch_ready: Arc<Notify>,
         stats: ExportStats,
     ) -> Self {
         Worker {
@@ -170,6 +172,7 @@ impl Worker {
             rx,
             stop: Stop { rx: stop, at: None },
             queued,
+            batch_ready,
             stats,
             healthy: true,
         }
@@ -288,28 +291,39 @@ impl Worker {
 
     /// Top the batch up until it is full or the flush interval since its first
     /// request has passed. `false`: the stop deadline came.
+    ///
+    /// While waiting the task is not woken per request (that would be a thread
+    /// wake-up, often a context switch, for every sampled request): only by the
+    /// flush time, by `submit` once a batch's worth is queued, or by `drain`.
     async fn fill(&mut self, batch: &mut Vec<Arc<RequestTrace>>, started: Instant) -> bool {
         let flush_at = started + FLUSH_INTERVAL;
-        while batch.len() < BATCH_MAX {
-            match self.rx.try_recv() {
-                Ok(t) => {
-                    batch.push(t);
-                    continue;
+        loop {
+            while batch.len() < BATCH_MAX {
+                match self.rx.try_recv() {
+                    Ok(t) => batch.push(t),
+                    Err(mpsc::error::TryRecvError::Disconnected) => return true,
+                    Err(mpsc::error::TryRecvError::Empty) => break,
                 }
-                Err(mpsc::error::TryRecvError::Disconnected) => return true,
-                Err(mpsc::error::TryRecvError::Empty) => {}
             }
-            tokio::select! {
+            if batch.len() >= BATCH_MAX {
+                return true;
+            }
+            let flush = tokio::select! {
                 biased;
-                t = self.rx.recv() => match t {
-                    Some(t) => batch.push(t),
-                    None => return true,
-                },
-                () = sleep_until(flush_at) => return true,
+                () = self.batch_ready.notified() => false,
+                () = sleep_until(flush_at) => true,
                 () = self.stop.reached() => return false,
+            };
+            if flush {
+                while batch.len() < BATCH_MAX {
+                    match self.rx.try_recv() {
+                        Ok(t) => batch.push(t),
+                        Err(_) => break,
+                    }
+                }
+                return true;
             }
         }
-        true
     }
 
     /// The batch is done with (sent or dropped): it no longer counts as queued.
