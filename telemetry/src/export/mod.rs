@@ -174,7 +174,7 @@ impl Exporter {
             self.stats.dropped_queue_full.add(spans);
             return false;
         }
-        if (before + 1) % worker::BATCH_MAX == 0 {
+        if (before + 1).is_multiple_of(worker::BATCH_MAX) {
             self.batch_ready.notify_one();
         }
         true

@@ -19,6 +19,8 @@ pub enum SpanKind {
 #[derive(Clone, Debug, PartialEq)]
 pub enum AttrValue {
     /// Borrowed for the fixed values (`"proxy"`, `"HTTP/1.1"`): no allocation per span.
+    /// A borrowed value (like every borrowed key) must be plain text with nothing to
+    /// escape in JSON: exporters write it as it is.
     Str(Cow<'static, str>),
     Int(i64),
     Bool(bool),
@@ -36,7 +38,8 @@ pub struct Span {
     pub name: String,
     pub start: SystemTime,
     pub end: SystemTime,
-    /// Tags / attributes, in the provider's vocabulary (the gateway picks the keys).
+    /// Tags / attributes, in the provider's vocabulary (the gateway picks the keys;
+    /// a borrowed key is plain text, as for [`AttrValue::Str`]).
     pub attributes: Vec<(Cow<'static, str>, AttrValue)>,
     /// Error flag (5xx, upstream failure).
     pub error: bool,
