@@ -225,7 +225,7 @@ mod tests {
     use tonic::{Request, Response, Status as GrpcStatus};
 
     use super::super::test_support::*;
-    use super::super::{ExportStats, Exporter, Provider};
+    use super::super::Provider;
     use super::*;
     use crate::trace::{SpanId, TraceId};
 
@@ -372,12 +372,7 @@ mod tests {
     async fn grpc_export_carries_resource_kinds_parents_status_and_typed_attributes() {
         let c = Collector::default();
         let endpoint = serve_grpc(c.clone());
-        let stats = ExportStats::default();
-        let exp = Exporter::start(
-            config(Provider::OpenTelemetry, endpoint),
-            stats.clone(),
-            &tokio::runtime::Handle::current(),
-        );
+        let (exp, stats) = started(config(Provider::OpenTelemetry, endpoint));
         let (child, root) = traces();
         assert!(exp.submit(Arc::new(child.clone())));
         assert!(exp.submit(Arc::new(root.clone())));
@@ -396,12 +391,7 @@ mod tests {
             ..Default::default()
         };
         let endpoint = serve_grpc(c.clone());
-        let stats = ExportStats::default();
-        let exp = Exporter::start(
-            config(Provider::OpenTelemetry, endpoint),
-            stats.clone(),
-            &tokio::runtime::Handle::current(),
-        );
+        let (exp, stats) = started(config(Provider::OpenTelemetry, endpoint));
         assert!(exp.submit(Arc::new(sample_trace(1, 2))));
         exp.drain(Duration::from_secs(5)).await;
         assert_eq!(stats.spans_sent.get(), 2);
@@ -411,12 +401,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn http_export_posts_protobuf_to_v1_traces() {
         let server = HttpCollector::start(200, None).await;
-        let stats = ExportStats::default();
         let cfg = ExporterConfig {
             otlp_http: true,
             ..config(Provider::OpenTelemetry, server.addr.to_string())
         };
-        let exp = Exporter::start(cfg, stats.clone(), &tokio::runtime::Handle::current());
+        let (exp, stats) = started(cfg);
         let (child, root) = traces();
         assert!(exp.submit(Arc::new(child.clone())));
         assert!(exp.submit(Arc::new(root.clone())));
@@ -435,12 +424,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn http_error_status_drops_the_batch() {
         let server = HttpCollector::start(503, None).await;
-        let stats = ExportStats::default();
         let cfg = ExporterConfig {
             otlp_http: true,
             ..config(Provider::OpenTelemetry, server.addr.to_string())
         };
-        let exp = Exporter::start(cfg, stats.clone(), &tokio::runtime::Handle::current());
+        let (exp, stats) = started(cfg);
         assert!(exp.submit(Arc::new(sample_trace(1, 1))));
         wait_for("failure counted", || stats.dropped_export_failed.get() == 2).await;
         assert_eq!(stats.reports_failed.get(), 1);

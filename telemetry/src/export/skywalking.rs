@@ -170,7 +170,7 @@ mod tests {
     use tonic::{Request, Response, Status, Streaming};
 
     use super::super::test_support::*;
-    use super::super::{ExportStats, Exporter, Provider};
+    use super::super::Provider;
     use super::*;
     use crate::trace::TraceId;
 
@@ -281,12 +281,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = serve(listener, None);
-        let stats = ExportStats::default();
-        let exp = Exporter::start(
-            sw_cfg(addr.to_string()),
-            stats.clone(),
-            &tokio::runtime::Handle::current(),
-        );
+        let (exp, stats) = started(sw_cfg(addr.to_string()));
 
         let mut child = sample_trace(1, 2);
         child.trace_id = TraceId::Text("a4ec.79.1621838110455".into());
@@ -364,12 +359,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn collector_down_at_start_queues_to_capacity_then_delivers() {
         let (socket, addr) = reserved_port();
-        let stats = ExportStats::default();
         let cfg = ExporterConfig {
             queue_capacity: 3,
             ..sw_cfg(addr.to_string())
         };
-        let exp = Exporter::start(cfg, stats.clone(), &tokio::runtime::Handle::current());
+        let (exp, stats) = started(cfg);
         let accepted: Vec<bool> = (0..5)
             .map(|i| exp.submit(Arc::new(sample_trace(i, 1))))
             .collect();
@@ -401,12 +395,11 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = serve(listener, Some(Duration::from_secs(30)));
-        let stats = ExportStats::default();
         let cfg = ExporterConfig {
             timeout: Duration::from_millis(300),
             ..sw_cfg(addr.to_string())
         };
-        let exp = Exporter::start(cfg, stats.clone(), &tokio::runtime::Handle::current());
+        let (exp, stats) = started(cfg);
         let t0 = std::time::Instant::now();
         for i in 0..100 {
             assert!(exp.submit(Arc::new(sample_trace(i, 1))));
@@ -427,12 +420,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = serve(listener, None);
-        let stats = ExportStats::default();
-        let exp = Exporter::start(
-            sw_cfg(addr.to_string()),
-            stats.clone(),
-            &tokio::runtime::Handle::current(),
-        );
+        let (exp, stats) = started(sw_cfg(addr.to_string()));
         let n = 300;
         for i in 0..n {
             assert!(exp.submit(Arc::new(sample_trace(i, 1))));

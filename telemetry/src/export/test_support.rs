@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{ExporterConfig, Provider};
+use super::{ExportStats, Exporter, ExporterConfig, Provider};
 use crate::trace::{AttrValue, RequestTrace, Span, SpanId, SpanKind, TraceId};
 
 pub(crate) fn config(provider: Provider, endpoint: String) -> ExporterConfig {
@@ -21,6 +21,13 @@ pub(crate) fn config(provider: Provider, endpoint: String) -> ExporterConfig {
 }
 
 /// 2023-11-14T22:13:20Z: a whole second, so ms and µs are easy to check.
+/// An exporter on the test's runtime, with the stats it updates.
+pub(crate) fn started(cfg: ExporterConfig) -> (Exporter, ExportStats) {
+    let stats = ExportStats::default();
+    let exp = Exporter::start(cfg, stats.clone(), &tokio::runtime::Handle::current());
+    (exp, stats)
+}
+
 pub(crate) fn t0() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_700_000_000)
 }

@@ -232,7 +232,7 @@ mod tests {
     use std::time::Duration;
 
     use super::super::test_support::*;
-    use super::super::{ExportStats, Exporter, Provider};
+    use super::super::Provider;
     use super::*;
     use crate::trace::{SpanId, TraceId};
     use serde_json::{json, Value};
@@ -251,12 +251,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn spans_arrive_as_zipkin_v2_json() {
         let server = HttpCollector::start(202, None).await;
-        let stats = ExportStats::default();
-        let exp = Exporter::start(
-            config(Provider::Zipkin, server.addr.to_string()),
-            stats.clone(),
-            &tokio::runtime::Handle::current(),
-        );
+        let (exp, stats) = started(config(Provider::Zipkin, server.addr.to_string()));
         let mut t = sample_trace(1, 2);
         t.trace_id = TraceId::from_hex("463ac35c9f6413ad48485a3953bb6124").unwrap();
         t.spans[0].parent_span_id = Some(SpanId(0x0020_0000_0000_0001));
@@ -317,12 +312,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn batches_share_one_kept_alive_connection() {
         let server = HttpCollector::start(202, None).await;
-        let stats = ExportStats::default();
-        let exp = Exporter::start(
-            config(Provider::Zipkin, server.addr.to_string()),
-            stats.clone(),
-            &tokio::runtime::Handle::current(),
-        );
+        let (exp, stats) = started(config(Provider::Zipkin, server.addr.to_string()));
         for i in 0..3 {
             assert!(exp.submit(Arc::new(sample_trace(i, 0))));
             wait_for("batch sent", || stats.reports_sent.get() == i + 1).await;
@@ -338,12 +328,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn collector_down_then_up_beyond_capacity_is_dropped_and_counted() {
         let (socket, addr) = reserved_port();
-        let stats = ExportStats::default();
         let cfg = ExporterConfig {
             queue_capacity: 2,
             ..config(Provider::Zipkin, addr.to_string())
         };
-        let exp = Exporter::start(cfg, stats.clone(), &tokio::runtime::Handle::current());
+        let (exp, stats) = started(cfg);
         let accepted = (0..4)
             .filter(|&i| exp.submit(Arc::new(sample_trace(i, 1))))
             .count();
@@ -369,12 +358,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn slow_collector_times_out_batches_and_drain_stays_bounded() {
         let server = HttpCollector::start(202, Some(Duration::from_secs(30))).await;
-        let stats = ExportStats::default();
         let cfg = ExporterConfig {
             timeout: Duration::from_millis(300),
             ..config(Provider::Zipkin, server.addr.to_string())
         };
-        let exp = Exporter::start(cfg, stats.clone(), &tokio::runtime::Handle::current());
+        let (exp, stats) = started(cfg);
         assert!(exp.submit(Arc::new(sample_trace(1, 1))));
         wait_for("timed-out batch counted", || {
             stats.dropped_export_failed.get() == 2
