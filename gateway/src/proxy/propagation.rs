@@ -145,13 +145,9 @@ pub struct Outgoing<'a> {
 
 /// Write the provider's headers on the upstream request, replacing incoming ones.
 pub fn inject(provider: Option<ProviderKind>, o: &Outgoing<'_>, req: &mut RequestHeader) {
-    let mut set = |name: &'static str, value: String| {
-        let _ = req.insert_header(name, value);
-    };
     match provider {
-        Some(ProviderKind::SkyWalking) => set(
-            "sw8",
-            sw8::encode(
+        Some(ProviderKind::SkyWalking) => {
+            let sw = sw8::encode(
                 o.trace_id,
                 o.segment_id,
                 o.sw_span_index,
@@ -160,30 +156,22 @@ pub fn inject(provider: Option<ProviderKind>, o: &Outgoing<'_>, req: &mut Reques
                 o.endpoint,
                 &telemetry::trace::socket_addr_text(&o.peer),
                 o.sampled,
-            ),
-        ),
+            );
+            let _ = req.insert_header("sw8", sw);
+        }
         Some(ProviderKind::Zipkin) => {
-            let headers =
-                b3::encode_multi(o.trace_id, o.span_id, Some(o.parent_span_id), o.sampled);
-            for (name, value) in headers.into_iter().flatten() {
-                set(name, value);
-            }
-            // The single header would contradict the ones just written.
-            let _ = req.remove_header("b3");
+            set_b3(
+                req,
+                o.trace_id,
+                o.span_id,
+                Some(o.parent_span_id),
+                o.sampled,
+            );
         }
         Some(ProviderKind::OpenTelemetry) | None => {
-            let mut flags = 0;
-            if o.sampled {
-                flags |= w3c::FLAG_SAMPLED;
-            }
-            if o.random_trace_id {
-                flags |= w3c::FLAG_RANDOM_TRACE_ID;
-            }
-            if let Some(tp) = w3c::encode_with_flags(o.trace_id, o.span_id, flags) {
-                set("traceparent", tp);
-            }
+            set_traceparent(req, o.trace_id, o.span_id, o.sampled, o.random_trace_id);
             if let Some(ts) = o.tracestate {
-                set("tracestate", ts.to_string());
+                let _ = req.insert_header("tracestate", ts.to_string());
             }
         }
     }
@@ -199,21 +187,47 @@ pub fn inject_not_sampled(
 ) {
     match provider {
         Some(ProviderKind::SkyWalking) => {}
-        Some(ProviderKind::Zipkin) => {
-            for (name, value) in b3::encode_multi(trace_id, span_id, None, false)
-                .into_iter()
-                .flatten()
-            {
-                let _ = req.insert_header(name, value);
-            }
-            let _ = req.remove_header("b3");
-        }
+        Some(ProviderKind::Zipkin) => set_b3(req, trace_id, span_id, None, false),
+        // Our ids are random.
         Some(ProviderKind::OpenTelemetry) | None => {
-            // Our ids are random: flag bit 1.
-            if let Some(tp) = w3c::encode_with_flags(trace_id, span_id, w3c::FLAG_RANDOM_TRACE_ID) {
-                let _ = req.insert_header("traceparent", tp);
-            }
+            set_traceparent(req, trace_id, span_id, false, true);
         }
+    }
+}
+
+/// The `x-b3-*` headers, replacing any single `b3` (it would contradict them).
+fn set_b3(
+    req: &mut RequestHeader,
+    trace_id: &TraceId,
+    span_id: SpanId,
+    parent: Option<SpanId>,
+    sampled: bool,
+) {
+    for (name, value) in b3::encode_multi(trace_id, span_id, parent, sampled)
+        .into_iter()
+        .flatten()
+    {
+        let _ = req.insert_header(name, value);
+    }
+    let _ = req.remove_header("b3");
+}
+
+fn set_traceparent(
+    req: &mut RequestHeader,
+    trace_id: &TraceId,
+    span_id: SpanId,
+    sampled: bool,
+    random_trace_id: bool,
+) {
+    let mut flags = 0;
+    if sampled {
+        flags |= w3c::FLAG_SAMPLED;
+    }
+    if random_trace_id {
+        flags |= w3c::FLAG_RANDOM_TRACE_ID;
+    }
+    if let Some(tp) = w3c::encode_with_flags(trace_id, span_id, flags) {
+        let _ = req.insert_header("traceparent", tp);
     }
 }
 

@@ -142,7 +142,7 @@ impl RequestSpans {
             None => (TraceId::random(), None, None, None),
         };
         let segment_id = if tracer.provider == Some(ProviderKind::SkyWalking) {
-            format!("{}", TraceId::random())
+            TraceId::random().to_string()
         } else {
             String::new()
         };
