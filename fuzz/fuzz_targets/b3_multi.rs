@@ -39,7 +39,7 @@ fuzz_target!(|input: &str| {
     let again = |name: &str| {
         out.iter()
             .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     };
     let expected = SpanContext {
         sampled: Some(sampled),

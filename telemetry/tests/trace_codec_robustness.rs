@@ -351,7 +351,7 @@ fn b3_multi_round_trip(headers: &[(&str, Option<String>)]) -> bool {
     let again = |name: &str| {
         out.iter()
             .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     };
     let expected = SpanContext {
         sampled: Some(sampled),

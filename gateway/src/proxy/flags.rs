@@ -1,5 +1,7 @@
 //! Envoy response flags, rendered in Envoy's order (`UF,URX`), `-` when none.
 
+use std::borrow::Cow;
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ResponseFlags(u16);
 
@@ -32,9 +34,9 @@ impl ResponseFlags {
         self.0 & flag != 0
     }
 
-    pub fn render(self) -> String {
+    pub fn render(self) -> Cow<'static, str> {
         if self.0 == 0 {
-            return "-".into();
+            return Cow::Borrowed("-");
         }
         let mut s = String::new();
         for (bit, name) in Self::NAMES {
@@ -45,7 +47,7 @@ impl ResponseFlags {
                 s.push_str(name);
             }
         }
-        s
+        Cow::Owned(s)
     }
 }
 

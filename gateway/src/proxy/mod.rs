@@ -185,10 +185,7 @@ impl Gateway {
         let host = request_host(req);
         let path = req.uri.path();
         let pq = req.uri.path_and_query().map_or(path, |p| p.as_str());
-        let mut url = String::with_capacity(7 + host.len() + pq.len());
-        url.push_str("http://");
-        url.push_str(host);
-        url.push_str(pq);
+        let url: Arc<str> = ["http://", host, pq].concat().into();
         let route_path = ctx.route.as_ref().map(|r| match &r.path {
             route_table::PathMatch::Exact(p) => p.as_str(),
             route_table::PathMatch::Prefix(p) if p.is_empty() => "/",

@@ -5,9 +5,10 @@
 //! `traceparent`, passing `tracestate` on. A malformed header is as good as none: the
 //! request starts a new trace.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use pingora_http::RequestHeader;
 use telemetry::trace::{b3, sw8, w3c, SpanContext, SpanId, TraceId};
 
@@ -207,7 +208,11 @@ fn set_b3(
         .into_iter()
         .flatten()
     {
-        let _ = req.insert_header(name, value);
+        let _ = match value {
+            // `x-b3-sampled`: a literal, no copy.
+            Cow::Borrowed(v) => req.insert_header(name, HeaderValue::from_static(v)),
+            Cow::Owned(v) => req.insert_header(name, v),
+        };
     }
     let _ = req.remove_header("b3");
 }

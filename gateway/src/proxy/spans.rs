@@ -11,9 +11,7 @@ use std::time::{Instant, SystemTime};
 
 use http::HeaderMap;
 use pingora_http::RequestHeader;
-use telemetry::trace::{
-    push_ipv4, socket_addr_text, AttrValue, RequestTrace, Span, SpanId, SpanKind, SwParent, TraceId,
-};
+use telemetry::trace::{AttrValue, RequestTrace, Span, SpanId, SpanKind, SwParent, TraceId};
 
 use super::flags::ResponseFlags;
 use super::propagation;
@@ -52,7 +50,7 @@ pub struct Finish<'a> {
     pub method: &'a str,
     /// Path without the query string.
     pub path: &'a str,
-    pub url: String,
+    pub url: Arc<str>,
     pub protocol: &'static str,
     pub status: u16,
     pub flags: ResponseFlags,
@@ -142,13 +140,13 @@ impl RequestSpans {
             None => (TraceId::random(), None, None, None),
         };
         let segment_id = if tracer.provider == Some(ProviderKind::SkyWalking) {
-            TraceId::random().to_string()
+            TraceId::random().to_text()
         } else {
             String::new()
         };
         Started::Sampled(Box::new(RequestSpans {
             tracer: tracer.clone(),
-            trace_text: trace_id.to_string(),
+            trace_text: trace_id.to_text(),
             trace_id,
             server_id: SpanId::random(),
             parent_id,
@@ -295,39 +293,36 @@ type Attrs = Vec<(Cow<'static, str>, AttrValue)>;
 
 /// Values shared by a request's spans, made once per request.
 struct Common {
-    method: Cow<'static, str>,
-    cluster: Cow<'static, str>,
-    flags: String,
+    method: AttrValue,
+    cluster: AttrValue,
+    flags: AttrValue,
+    request_id: Option<AttrValue>,
 }
 
 impl Common {
     fn new(f: &Finish<'_>) -> Self {
         Common {
-            method: known_method(f.method),
-            cluster: f
-                .cluster
-                .map_or(Cow::Borrowed("-"), |c| Cow::Owned(c.to_string())),
-            flags: f.flags.render(),
+            method: match known_method(f.method) {
+                Some(m) => AttrValue::Str(Cow::Borrowed(m)),
+                None => AttrValue::Shared(f.method.into()),
+            },
+            cluster: match f.cluster {
+                Some(c) => AttrValue::Shared(c.into()),
+                None => AttrValue::Str(Cow::Borrowed("-")),
+            },
+            flags: match f.flags.render() {
+                Cow::Borrowed(b) => AttrValue::Str(Cow::Borrowed(b)),
+                Cow::Owned(o) => AttrValue::Shared(o.into()),
+            },
+            request_id: f.request_id.map(|id| AttrValue::Shared(id.into())),
         }
     }
 }
 
-fn ip_text(a: SocketAddr) -> AttrValue {
-    let mut s = String::with_capacity(15);
-    match a.ip() {
-        std::net::IpAddr::V4(ip) => push_ipv4(&mut s, ip),
-        ip @ std::net::IpAddr::V6(_) => s = ip.to_string(),
-    }
-    AttrValue::Str(Cow::Owned(s))
-}
-
-/// The usual methods without an allocation.
-fn known_method(m: &str) -> Cow<'static, str> {
+/// The usual methods, as literals (no allocation).
+fn known_method(m: &str) -> Option<&'static str> {
     const KNOWN: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"];
-    match KNOWN.iter().find(|k| **k == m) {
-        Some(k) => Cow::Borrowed(k),
-        None => Cow::Owned(m.to_string()),
-    }
+    KNOWN.iter().find(|k| **k == m).copied()
 }
 
 /// Tags in the provider's vocabulary: Envoy's for SkyWalking (with its `url` and
@@ -339,8 +334,8 @@ fn attributes(
     c: &Common,
     upstream: Option<(SocketAddr, Option<u16>)>,
 ) -> Attrs {
-    let owned = |v: &str| AttrValue::Str(Cow::Owned(v.to_string()));
     let fixed = |v: &'static str| AttrValue::Str(Cow::Borrowed(v));
+    let url = || AttrValue::Shared(f.url.clone());
     let status = match upstream {
         Some((_, st)) => st.unwrap_or(0),
         None => f.status,
@@ -354,11 +349,14 @@ fn attributes(
             "http.method"
         }
         .into(),
-        AttrValue::Str(c.method.clone()),
+        c.method.clone(),
     ));
     if otel {
-        a.push(("url.full".into(), owned(&f.url)));
-        a.push(("url.path".into(), owned(f.path)));
+        a.push(("url.full".into(), url()));
+        a.push((
+            "url.path".into(),
+            AttrValue::Str(Cow::Owned(f.path.to_string())),
+        ));
         if status != 0 {
             a.push((
                 "http.response.status_code".into(),
@@ -367,17 +365,21 @@ fn attributes(
         }
         a.push(("network.protocol.name".into(), fixed("http")));
         if let Some(r) = f.route.filter(|_| upstream.is_none()) {
-            a.push(("http.route".into(), owned(r)));
+            a.push((
+                "http.route".into(),
+                AttrValue::Str(Cow::Owned(r.to_string())),
+            ));
         }
         if let Some((peer, _)) = upstream {
-            a.push(("server.address".into(), ip_text(peer)));
+            a.push(("server.address".into(), AttrValue::Ip(peer.ip())));
             a.push(("server.port".into(), AttrValue::Int(peer.port().into())));
         } else if let Some(p) = f.peer {
-            a.push(("client.address".into(), ip_text(p)));
+            a.push(("client.address".into(), AttrValue::Ip(p.ip())));
         }
     } else {
         let sw = provider == Some(ProviderKind::SkyWalking);
-        a.push((if sw { "url" } else { "http.url" }.into(), owned(&f.url)));
+        a.push((if sw { "url" } else { "http.url" }.into(), url()));
+        // Text in both vocabularies; the exporters write the number as a string.
         a.push((
             if sw {
                 "status_code"
@@ -385,22 +387,21 @@ fn attributes(
                 "http.status_code"
             }
             .into(),
-            AttrValue::Str(Cow::Owned(status.to_string())),
+            AttrValue::Int(status.into()),
         ));
         a.push(("http.protocol".into(), fixed(f.protocol)));
         a.push(("component".into(), fixed("proxy")));
         if let Some((peer, _)) = upstream {
-            let addr = socket_addr_text(&peer);
             if !sw {
-                a.push(("peer.address".into(), owned(&addr)));
+                a.push(("peer.address".into(), AttrValue::Addr(peer)));
             }
-            a.push(("upstream_address".into(), AttrValue::Str(Cow::Owned(addr))));
+            a.push(("upstream_address".into(), AttrValue::Addr(peer)));
         }
     }
-    a.push(("upstream_cluster".into(), AttrValue::Str(c.cluster.clone())));
-    a.push(("response_flags".into(), owned(&c.flags)));
-    if let Some(id) = f.request_id {
-        a.push(("guid:x-request-id".into(), owned(id)));
+    a.push(("upstream_cluster".into(), c.cluster.clone()));
+    a.push(("response_flags".into(), c.flags.clone()));
+    if let Some(id) = &c.request_id {
+        a.push(("guid:x-request-id".into(), id.clone()));
     }
     a
 }

@@ -197,9 +197,9 @@ fn spans(t: &RequestTrace) -> impl Iterator<Item = Span> + '_ {
                     kv(
                         k,
                         match v {
-                            AttrValue::Str(s) => any_value::Value::StringValue(s.to_string()),
                             AttrValue::Int(i) => any_value::Value::IntValue(*i),
                             AttrValue::Bool(b) => any_value::Value::BoolValue(*b),
+                            text => any_value::Value::StringValue(text.text().into_owned()),
                         },
                     )
                 })

@@ -76,9 +76,9 @@ impl RecentTraces {
                     .iter()
                     .map(|(k, v)| {
                         let v = match v {
-                            AttrValue::Str(s) => Value::String(s.to_string()),
                             AttrValue::Int(i) => Value::from(*i),
                             AttrValue::Bool(b) => Value::Bool(*b),
+                            text => Value::String(text.text().into_owned()),
                         };
                         (k.to_string(), v)
                     })

@@ -151,11 +151,7 @@ pub(crate) fn segment(t: &RequestTrace, service: &str, instance: &str) -> Segmen
 
 /// SkyWalking tags are strings.
 pub(crate) fn attr_string(v: &AttrValue) -> String {
-    match v {
-        AttrValue::Str(s) => s.to_string(),
-        AttrValue::Int(i) => i.to_string(),
-        AttrValue::Bool(b) => b.to_string(),
-    }
+    v.text().into_owned()
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! connection.
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -15,7 +15,8 @@ use crate::trace::{push_ipv4, AttrValue, RequestTrace, Span, SpanKind};
 
 pub(crate) struct Client {
     http: HttpClient,
-    service: String,
+    /// The service name as a JSON string (quoted and escaped once).
+    service_json: String,
     /// The last body's size: the next one starts with that much room.
     last_len: usize,
 }
@@ -24,7 +25,11 @@ impl Client {
     pub(crate) fn new(cfg: &ExporterConfig) -> Self {
         Client {
             http: HttpClient::new(net::authority(&cfg.endpoint)),
-            service: cfg.service_name.clone(),
+            service_json: {
+                let mut s = String::new();
+                json_str(&mut s, &cfg.service_name);
+                s
+            },
             last_len: 4096,
         }
     }
@@ -43,7 +48,7 @@ impl Client {
 
     pub(crate) async fn export(&mut self, batch: &[Arc<RequestTrace>]) -> Result<Sent, Error> {
         let mut body = String::with_capacity(self.last_len);
-        let n = write_spans(&mut body, batch, &self.service);
+        let n = write_spans(&mut body, batch, &self.service_json);
         self.last_len = body.len();
         self.http
             .post("/api/v2/spans", "application/json", Bytes::from(body))
@@ -55,10 +60,15 @@ impl Client {
     }
 }
 
-/// The batch as a Zipkin v2 JSON array; returns the number of spans. Written straight
+/// The batch as a Zipkin v2 JSON array; returns the number of spans. `service_json`
+/// is the service name as a JSON string. Written straight
 /// into the body with no intermediate tree: every sampled request passes through
 /// here, and a `serde_json::Value` per span cost more than proxying the request.
-pub(crate) fn write_spans(out: &mut String, batch: &[Arc<RequestTrace>], service: &str) -> u64 {
+pub(crate) fn write_spans(
+    out: &mut String,
+    batch: &[Arc<RequestTrace>],
+    service_json: &str,
+) -> u64 {
     let mut n = 0;
     out.push('[');
     for t in batch {
@@ -67,7 +77,7 @@ pub(crate) fn write_spans(out: &mut String, batch: &[Arc<RequestTrace>], service
             if n > 0 {
                 out.push(',');
             }
-            write_span(out, trace_id, s, service);
+            write_span(out, trace_id, s, service_json);
             n += 1;
         }
     }
@@ -75,7 +85,7 @@ pub(crate) fn write_spans(out: &mut String, batch: &[Arc<RequestTrace>], service
     n
 }
 
-fn write_span(out: &mut String, trace_id: u128, s: &Span, service: &str) {
+fn write_span(out: &mut String, trace_id: u128, s: &Span, service_json: &str) {
     let mut num = itoa::Buffer::new();
     let start_us = unix_nanos(s.start) / 1000;
     // Zipkin wants a positive duration when one is given.
@@ -98,7 +108,7 @@ fn write_span(out: &mut String, trace_id: u128, s: &Span, service: &str) {
     out.push_str(",\"duration\":");
     out.push_str(num.format(duration_us));
     out.push_str(",\"localEndpoint\":{\"serviceName\":");
-    json_str(out, service);
+    out.push_str(service_json);
     out.push('}');
     match s.peer {
         Some(SocketAddr::V4(a)) => {
@@ -129,12 +139,27 @@ fn write_span(out: &mut String, trace_id: u128, s: &Span, service: &str) {
         out.push(':');
         match v {
             AttrValue::Str(v) => json_cow(out, v),
+            AttrValue::Shared(v) => json_str(out, v),
             AttrValue::Int(v) => {
                 out.push('"');
                 out.push_str(num.format(*v));
                 out.push('"');
             }
             AttrValue::Bool(v) => out.push_str(if *v { "\"true\"" } else { "\"false\"" }),
+            // Digits, dots, colons and brackets: nothing to escape.
+            AttrValue::Addr(SocketAddr::V4(a)) => {
+                out.push('"');
+                push_ipv4(out, *a.ip());
+                out.push(':');
+                out.push_str(num.format(a.port()));
+                out.push('"');
+            }
+            AttrValue::Ip(IpAddr::V4(ip)) => {
+                out.push('"');
+                push_ipv4(out, *ip);
+                out.push('"');
+            }
+            v @ (AttrValue::Addr(_) | AttrValue::Ip(_)) => json_str(out, &v.text()),
         }
     }
     if s.error && !has_error {
@@ -407,19 +432,28 @@ mod tests {
             ),
             ("n".into(), AttrValue::Int(-3)),
             ("b".into(), AttrValue::Bool(true)),
+            ("s".into(), AttrValue::Shared("a\"\\b".into())),
+            ("a4".into(), AttrValue::Addr("10.0.0.1:80".parse().unwrap())),
+            ("a6".into(), AttrValue::Addr("[::1]:9000".parse().unwrap())),
+            ("i4".into(), AttrValue::Ip("192.168.100.7".parse().unwrap())),
+            ("i6".into(), AttrValue::Ip("fe80::1".parse().unwrap())),
         ];
         t.spans[0].error = true;
         t.spans[1].peer = None;
         t.spans[1].attributes.clear();
         t.spans[1].error = true;
         let mut out = String::new();
-        assert_eq!(write_spans(&mut out, &[Arc::new(t.clone())], "svc\"x"), 2);
+        let mut service = String::new();
+        json_str(&mut service, "svc\"x");
+        assert_eq!(write_spans(&mut out, &[Arc::new(t.clone())], &service), 2);
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v[0]["name"], "GET /a\"b\\c\n\u{1}é");
         assert_eq!(v[0]["localEndpoint"]["serviceName"], "svc\"x");
         assert_eq!(
             v[0]["tags"],
-            json!({"http.url": "http://h/?q=\"x\"", "n": "-3", "b": "true", "error": "true"})
+            json!({"http.url": "http://h/?q=\"x\"", "n": "-3", "b": "true", "s": "a\"\\b",
+                   "a4": "10.0.0.1:80", "a6": "[::1]:9000", "i4": "192.168.100.7",
+                   "i6": "fe80::1", "error": "true"})
         );
         assert!(
             v[1].get("remoteEndpoint").is_none(),
@@ -427,7 +461,7 @@ mod tests {
         );
         assert_eq!(v[1]["tags"], json!({"error": "true"}));
         let mut empty = String::new();
-        assert_eq!(write_spans(&mut empty, &[], "svc"), 0);
+        assert_eq!(write_spans(&mut empty, &[], "\"svc\""), 0);
         assert_eq!(empty, "[]");
     }
 }

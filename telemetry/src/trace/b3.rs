@@ -8,6 +8,8 @@
 //! dropped: the gateway's server span takes the incoming span id as its parent and
 //! never shares it, so the grandparent is not needed.
 
+use std::borrow::Cow;
+
 use thiserror::Error;
 
 use super::context::SpanContext;
@@ -151,15 +153,15 @@ pub fn encode_multi(
     span_id: SpanId,
     parent: Option<SpanId>,
     sampled: bool,
-) -> Option<Vec<(&'static str, String)>> {
+) -> Option<Vec<(&'static str, Cow<'static, str>)>> {
     let trace = trace_id.as_u128()?;
     let mut headers = Vec::with_capacity(4);
-    headers.push((X_B3_TRACE_ID, trace_hex(trace)));
-    headers.push((X_B3_SPAN_ID, span_id.to_string()));
+    headers.push((X_B3_TRACE_ID, trace_hex(trace).into()));
+    headers.push((X_B3_SPAN_ID, span_hex(span_id).into()));
     if let Some(p) = parent {
-        headers.push((X_B3_PARENT_SPAN_ID, p.to_string()));
+        headers.push((X_B3_PARENT_SPAN_ID, span_hex(p).into()));
     }
-    headers.push((X_B3_SAMPLED, if sampled { "1" } else { "0" }.to_owned()));
+    headers.push((X_B3_SAMPLED, if sampled { "1" } else { "0" }.into()));
     Some(headers)
 }
 
@@ -194,6 +196,12 @@ pub fn encode_single(
         }
     }
     Some(s)
+}
+
+fn span_hex(id: SpanId) -> String {
+    let mut s = String::with_capacity(16);
+    push_hex(&mut s, u128::from(id.0), 16);
+    s
 }
 
 fn trace_hex(trace: u128) -> String {
@@ -502,13 +510,10 @@ mod tests {
         assert_eq!(
             h,
             vec![
-                (
-                    "x-b3-traceid",
-                    "80f198ee56343ba864fe8b2a57d3eff7".to_owned()
-                ),
-                ("x-b3-spanid", "e457b5a2e4d86bd1".to_owned()),
-                ("x-b3-parentspanid", "05e3ac9a4f6e3b90".to_owned()),
-                ("x-b3-sampled", "1".to_owned()),
+                ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7".into()),
+                ("x-b3-spanid", "e457b5a2e4d86bd1".into()),
+                ("x-b3-parentspanid", "05e3ac9a4f6e3b90".into()),
+                ("x-b3-sampled", "1".into()),
             ]
         );
         let short = TraceId::from_hex("64fe8b2a57d3eff7").unwrap();
@@ -516,7 +521,7 @@ mod tests {
         assert_eq!(h[0].1, "64fe8b2a57d3eff7");
         assert_eq!(h[1].1, "0000000000000001");
         assert_eq!(h.len(), 3);
-        assert_eq!(h[2], ("x-b3-sampled", "0".to_owned()));
+        assert_eq!(h[2], ("x-b3-sampled", "0".into()));
         assert_eq!(
             encode_single(
                 &t,

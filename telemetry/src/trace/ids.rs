@@ -48,6 +48,21 @@ impl TraceId {
     }
 }
 
+impl TraceId {
+    /// The text `Display` writes, without going through `fmt` (made once per sampled
+    /// request).
+    pub fn to_text(&self) -> String {
+        match self {
+            TraceId::Hex(v) => {
+                let mut s = String::with_capacity(32);
+                push_hex(&mut s, *v, 32);
+                s
+            }
+            TraceId::Text(t) => t.to_string(),
+        }
+    }
+}
+
 impl fmt::Display for TraceId {
     /// 32 lowercase hex digits, or the SkyWalking text as received.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -87,16 +102,37 @@ impl fmt::Display for SpanId {
 }
 
 /// `v`'s low `buf.len()` hex digits, lower case, zero-padded. Ids are written for
-/// every sampled request; `{:032x}` through `fmt` costs several times more.
+/// every sampled request; `{:032x}` through `fmt` costs several times more, and a
+/// digit at a time costs a 128-bit shift per digit: this writes two digits per byte,
+/// from the right.
 pub fn hex_digits(buf: &mut [u8], v: u128) -> &str {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let n = buf.len();
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b = DIGITS[((v >> ((n - 1 - i) * 4)) & 0xf) as usize];
+    let mut v = v;
+    let mut i = buf.len();
+    while i >= 2 {
+        let pair = &HEX_PAIRS[(v as u8 as usize) * 2..][..2];
+        buf[i - 2..i].copy_from_slice(pair);
+        v >>= 8;
+        i -= 2;
+    }
+    if i == 1 {
+        buf[0] = HEX_PAIRS[(v as usize & 0xf) * 2 + 1];
     }
     // Only ASCII hex digits were written.
     std::str::from_utf8(buf).unwrap_or_default()
 }
+
+/// "000102…feff": the two hex digits of every byte value.
+static HEX_PAIRS: [u8; 512] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [0u8; 512];
+    let mut b = 0;
+    while b < 256 {
+        t[b * 2] = DIGITS[b >> 4];
+        t[b * 2 + 1] = DIGITS[b & 0xf];
+        b += 1;
+    }
+    t
+};
 
 /// Append `v`'s low `width` hex digits (lower case, zero-padded).
 pub fn push_hex(out: &mut String, v: u128, width: u32) {
@@ -141,6 +177,28 @@ fn seed() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_digits_match_fmt_at_every_width() {
+        let values = [
+            0u128,
+            1,
+            0xabc,
+            u128::from(u64::MAX),
+            0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736,
+            u128::MAX,
+        ];
+        for v in values {
+            for width in 1..=32usize {
+                let expected = format!("{v:032x}");
+                assert_eq!(
+                    hex_digits(&mut vec![0; width], v),
+                    &expected[32 - width..],
+                    "{v:x} at width {width}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn hex_round_trips_and_rejects_zero_and_upper_case() {

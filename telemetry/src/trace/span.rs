@@ -2,7 +2,8 @@
 //! request, holding its server span and a client span per upstream attempt.
 
 use std::borrow::Cow;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::context::SwParent;
@@ -16,14 +17,42 @@ pub enum SpanKind {
     Client,
 }
 
+/// A tag value. The variants beyond text and numbers keep the request path free of
+/// formatting and copies: a sampled request's spans are built on the worker thread,
+/// while the exporters write the values out on their own.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AttrValue {
     /// Borrowed for the fixed values (`"proxy"`, `"HTTP/1.1"`): no allocation per span.
     /// A borrowed value (like every borrowed key) must be plain text with nothing to
     /// escape in JSON: exporters write it as it is.
     Str(Cow<'static, str>),
+    /// Text several spans of a request carry (the URL, the cluster): one copy.
+    Shared(Arc<str>),
     Int(i64),
     Bool(bool),
+    /// An endpoint, as text `ip:port` (`[v6]:port`).
+    Addr(SocketAddr),
+    /// An address, as text.
+    Ip(IpAddr),
+}
+
+impl AttrValue {
+    /// The value as text (what SkyWalking's and Zipkin's string tags carry).
+    pub fn text(&self) -> Cow<'_, str> {
+        match self {
+            AttrValue::Str(s) => Cow::Borrowed(s),
+            AttrValue::Shared(s) => Cow::Borrowed(s),
+            AttrValue::Int(i) => Cow::Owned(itoa::Buffer::new().format(*i).to_owned()),
+            AttrValue::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+            AttrValue::Addr(a) => Cow::Owned(socket_addr_text(a)),
+            AttrValue::Ip(IpAddr::V4(ip)) => {
+                let mut s = String::with_capacity(15);
+                push_ipv4(&mut s, *ip);
+                Cow::Owned(s)
+            }
+            AttrValue::Ip(ip) => Cow::Owned(ip.to_string()),
+        }
+    }
 }
 
 /// One finished span.
@@ -64,15 +93,28 @@ pub struct RequestTrace {
 
 /// An IPv4 address's dotted form, appended. `Ipv4Addr`'s `Display` goes through
 /// `fmt` padding support and costs several times more; addresses are written for
-/// every span.
+/// every span, so the digits go into a stack buffer and the string grows once.
 pub fn push_ipv4(out: &mut String, ip: Ipv4Addr) {
-    let mut buf = itoa::Buffer::new();
+    let mut buf = [0u8; 15];
+    let mut n = 0;
     for (i, o) in ip.octets().into_iter().enumerate() {
         if i > 0 {
-            out.push('.');
+            buf[n] = b'.';
+            n += 1;
         }
-        out.push_str(buf.format(o));
+        if o >= 100 {
+            buf[n] = b'0' + o / 100;
+            n += 1;
+        }
+        if o >= 10 {
+            buf[n] = b'0' + o / 10 % 10;
+            n += 1;
+        }
+        buf[n] = b'0' + o % 10;
+        n += 1;
     }
+    // Only ASCII digits and dots were written.
+    out.push_str(std::str::from_utf8(&buf[..n]).unwrap_or_default());
 }
 
 /// `ip:port` (`[v6]:port`), as `SocketAddr`'s `Display` writes it.
@@ -98,6 +140,8 @@ mod tests {
         for a in [
             "0.0.0.0:0",
             "127.0.0.1:8080",
+            "9.10.99.100:1",
+            "100.200.250.199:443",
             "255.255.255.255:65535",
             "10.0.20.3:80",
             "[::1]:9000",
