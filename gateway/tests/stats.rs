@@ -342,8 +342,11 @@ fn request_time_starts_at_the_first_byte() {
         (gw.metric(&count) == Some(1.0)).then_some(())
     });
     let ms = gw.metric(&sum).unwrap();
+    // The gateway sees the first part a little after it was sent (it may be busy with
+    // other tests), so the bound leaves room below 400 ms; timed from the complete head
+    // it would be a few ms.
     assert!(
-        ms >= 400.0,
+        ms >= 300.0,
         "request time {ms} ms, expected it to include the slow head"
     );
 }
