@@ -12,7 +12,7 @@ mod tracing;
 use std::sync::Arc;
 
 pub use global_option::{GlobalOptionController, GlobalOptionSettings};
-pub use gzip::GzipController;
+pub use gzip::{GzipController, GzipSettings};
 pub use tracing::{Collector, ProviderKind, TracingController, TracingSettings};
 
 use crate::resources::{FieldError, HigressConfig};
@@ -68,6 +68,8 @@ pub struct FilterSettings {
     pub global: Arc<GlobalOptionSettings>,
     /// `None` while tracing is off.
     pub tracing: Option<Arc<TracingSettings>>,
+    /// `None` while gzip is off.
+    pub gzip: Option<Arc<GzipSettings>>,
 }
 
 /// Holds the current `higress-config` and the item controllers.

@@ -43,6 +43,10 @@ pub struct RequestCtx {
     pub trace: Option<Box<super::spans::RequestSpans>>,
     /// An unsampled new trace's decision, passed upstream.
     pub not_sampled: Option<Box<super::spans::NotSampled>>,
+    /// What `Accept-Encoding` allows, read when gzip is on.
+    pub accept: Option<super::compressor::AcceptChoice>,
+    /// The response's compressor, when its body is being compressed.
+    pub gzip: Option<Box<super::compressor::ResponseGzip>>,
     in_flight: Arc<AtomicUsize>,
 }
 
@@ -123,6 +127,8 @@ impl RequestCtx {
             connection: None,
             trace: None,
             not_sampled: None,
+            accept: None,
+            gzip: None,
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod access_log;
 pub mod app;
+pub mod compressor;
 pub mod context;
 pub mod flags;
 pub mod headers;
@@ -15,6 +16,7 @@ pub mod propagation;
 pub mod request_id;
 pub mod spans;
 pub mod upstream_conn;
+pub mod zlib;
 
 use std::cell::Cell;
 use std::sync::atomic::AtomicUsize;
@@ -288,6 +290,9 @@ impl ProxyHttp for Gateway {
                 spans::Started::NotSampled(n) => ctx.not_sampled = n,
             }
         }
+        if ctx.snapshot.filters.gzip.is_some() {
+            ctx.accept = Some(compressor::choose(&session.req_header().headers));
+        }
         match self.route(session, ctx) {
             Ok(()) => {
                 let fwd = headers::Forwarded {
@@ -445,6 +450,55 @@ impl ProxyHttp for Gateway {
                     ErrorType::ReadTimedout,
                     "route timeout during the response body",
                 );
+            }
+        }
+        Ok(None)
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora_error::Result<()> {
+        let (Some(settings), Some(choice)) = (&ctx.snapshot.filters.gzip, ctx.accept) else {
+            return Ok(());
+        };
+        let status = response.status.as_u16();
+        if response.status.is_informational() && status != 101 {
+            return Ok(());
+        }
+        // Envoy decides on headers that end the stream: no body, nothing to compress.
+        let no_body = session.req_header().method == http::Method::HEAD
+            || status == 204
+            || status == 304
+            || response
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() == b"0");
+        ctx.gzip = compressor::on_response(
+            settings,
+            &self.hcm.gzip,
+            choice,
+            response,
+            no_body,
+            !session.is_http2(),
+        )
+        .map(Box::new);
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora_error::Result<Option<Duration>> {
+        if let Some(gz) = &mut ctx.gzip {
+            if let Err(e) = gz.body(body, end_of_stream) {
+                // The headers promised gzip: a broken stream must not look complete.
+                return Error::e_explain(ErrorType::InternalError, format!("gzip: {e}"));
             }
         }
         Ok(None)

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use telemetry::stats::{Counter, Gauge, Histogram, Kind, Registry, ENVOY_DEFAULT_BUCKETS};
 
+use super::compressor::CompressorStats;
 use super::istio::{Destination, IstioFamilies, IstioStats};
 use super::{class_index, CLASSES};
 
@@ -22,6 +23,8 @@ pub struct HcmStats {
     pub cx_tx_bytes: Counter,
     /// Istio metrics of requests that reached no service (no route, unknown host).
     pub no_destination: Arc<IstioStats>,
+    /// The gzip compressor's.
+    pub gzip: CompressorStats,
 }
 
 impl HcmStats {
@@ -68,6 +71,7 @@ impl HcmStats {
                 "envoy_http_downstream_cx_tx_bytes_total",
                 "Bytes sent on downstream connections.",
             ),
+            gzip: CompressorStats::register(r, &labels),
             no_destination: Arc::new(IstioStats::new(istio.clone(), Destination::unknown())),
         }
     }

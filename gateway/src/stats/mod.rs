@@ -8,6 +8,7 @@
 //! first use, and found again by index.
 
 mod cluster;
+mod compressor;
 mod config;
 mod hcm;
 mod istio;
@@ -17,6 +18,7 @@ mod stat_name;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use cluster::{ClusterStats, ClusterStatsCache};
+pub use compressor::CompressorStats;
 pub use config::ConfigStats;
 pub use hcm::{hcm_prefix, HcmStats};
 pub use istio::{Destination, IstioFamilies, IstioStats};
