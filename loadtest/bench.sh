@@ -45,7 +45,7 @@ fi
 CONNECTIONS=${CONNECTIONS:-32}
 WRK_THREADS=${WRK_THREADS:-1}
 HOST=bench.local
-TARGETS=(direct floor nginx gateway gw-norec gw-trace)
+TARGETS=(direct floor nginx gateway gw-norec gw-trace ngx-gzip gw-gzip)
 PIN=${BENCH_PIN:-}
 if [[ -z $PIN ]]; then
   if (($(nproc) >= 2)) && command -v taskset >/dev/null 2>&1; then PIN=1; else PIN=0; fi
@@ -184,8 +184,14 @@ $2
 EOF
 }
 
+# A 10 KB JSON document for the gzip rows.
+JSON10K=$(python3 -c 'import json; print(json.dumps([{"id": i, "name": "item-%d" % i, "tags": ["a", "b"], "price": i * 1.5} for i in range(160)])[:10240])')
 nginx_conf backend "    server {
         listen 127.0.0.1:$P_BACKEND;
+        location = /json10k {
+            default_type application/json;
+            return 200 '$JSON10K';
+        }
         location / {
             default_type text/plain;
             return 200 \"ok\\n\";
@@ -200,6 +206,19 @@ nginx_conf proxy "    upstream backend {
     server {
         listen 127.0.0.1:$P_NGINX;
         location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }
+        # The gzip row: level 9 and a 4 KB window, as Higress's defaults
+        # (BEST_COMPRESSION, windowBits 12).
+        location = /json10k {
+            gzip on;
+            gzip_types application/json;
+            gzip_comp_level 9;
+            gzip_window 4k;
+            gzip_min_length 1024;
+            gzip_proxied any;
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection \"\";
@@ -259,6 +278,15 @@ wait_http "gateway (/healthz/ready)" "$TMP/gateway.log" "http://127.0.0.1:$P_STA
 wait_http "gateway" "$TMP/gateway.log" "http://127.0.0.1:$P_GW/" 10 "$PID_GW" "$HOST"
 wait_http "gw-norec" "$TMP/gw-norec.log" "http://127.0.0.1:$P_GW2/" 30 "$PID_GW2" "$HOST"
 wait_http "gw-trace" "$TMP/gw-trace.log" "http://127.0.0.1:$P_GW3/" 30 "$PID_GW3" "$HOST"
+# The gzip rows compare compressed responses: both proxies must really compress.
+for t in ngx-gzip gw-gzip; do
+  enc=$(curl -s -o /dev/null -D - -H "Host: $HOST" -H "Accept-Encoding: gzip" "$(url_of $t)" |
+    tr -d '\r' | awk -F': ' 'tolower($1) == "content-encoding" {print $2}')
+  if [[ $enc != gzip ]]; then
+    echo "bench.sh: $t does not answer /json10k with gzip (content-encoding: '$enc')" >&2
+    exit 1
+  fi
+done
 
 # The recording gateway is scraped every second, as by Prometheus, for the whole run.
 scrape_loop() {
@@ -285,6 +313,8 @@ url_of() {
     gateway) echo "http://127.0.0.1:$P_GW/" ;;
     gw-norec) echo "http://127.0.0.1:$P_GW2/" ;;
     gw-trace) echo "http://127.0.0.1:$P_GW3/" ;;
+    ngx-gzip) echo "http://127.0.0.1:$P_NGINX/json10k" ;;
+    gw-gzip) echo "http://127.0.0.1:$P_GW/json10k" ;;
   esac
 }
 
@@ -296,6 +326,8 @@ pid_of() {
     gateway) echo "$PID_GW" ;;
     gw-norec) echo "$PID_GW2" ;;
     gw-trace) echo "$PID_GW3" ;;
+    ngx-gzip) echo "$PID_NGINX" ;;
+    gw-gzip) echo "$PID_GW" ;;
   esac
 }
 
@@ -310,10 +342,11 @@ cpu_ticks() { # pid: user+system clock ticks of it and its children (nginx worke
 }
 
 run_wrk() { # target seconds outfile
-  local pin=("${ON_CPU0[@]}")
+  local pin=("${ON_CPU0[@]}") extra=()
   [[ $1 == direct ]] && pin=("${ON_CPU1[@]}")
+  [[ $1 == *-gzip ]] && extra=(-H "Accept-Encoding: gzip")
   "${pin[@]}" timeout -k 5 $(($2 + 30)) \
-    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$2"s -H "Host: $HOST" --latency "$(url_of "$1")" \
+    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$2"s -H "Host: $HOST" "${extra[@]}" --latency "$(url_of "$1")" \
     >"$3" 2>&1 || echo "wrk exited with status $?" >>"$3"
 }
 

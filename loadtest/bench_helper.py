@@ -351,12 +351,13 @@ def cmd_report(results_dir, targets):
     print(f"gateway/nginx = {fmt_ratio(med('gateway'), med('nginx'))}  "
           f"gateway/floor = {fmt_ratio(med('gateway'), med('floor'))}  "
           f"gateway/gw-norec = {fmt_ratio(med('gateway'), med('gw-norec'))} (stats recorded and scraped vs not recorded)  "
-          f"gw-trace/gateway = {fmt_ratio(med('gw-trace'), med('gateway'))} (tracing 100% to a live Zipkin collector vs off)")
+          f"gw-trace/gateway = {fmt_ratio(med('gw-trace'), med('gateway'))} (tracing 100% to a live Zipkin collector vs off)  "
+          f"gw-gzip/ngx-gzip = {fmt_ratio(med('gw-gzip'), med('ngx-gzip'))} (10 KB JSON gzip'd at level 9, window 4 KB)")
     # Ratios within each round (runs seconds apart) are less exposed to drift across the
     # whole run than the ratio of medians above.
     paired = []
     for a, b in (("gateway", "nginx"), ("gateway", "floor"), ("gateway", "gw-norec"),
-                 ("gw-trace", "gateway"), ("gw-trace", "nginx")):
+                 ("gw-trace", "gateway"), ("gw-trace", "nginx"), ("gw-gzip", "ngx-gzip")):
         rs = [v[a] / v[b] for v in by_round.values() if v.get(a) and v.get(b)]
         if rs:
             paired.append(f"{a}/{b} {statistics.median(rs):.2f} ({min(rs):.2f}..{max(rs):.2f})")

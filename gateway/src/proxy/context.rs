@@ -28,7 +28,8 @@ pub struct RequestCtx {
     pub tried: Tried,
     pub upstream_host: Option<SocketAddr>,
     pub upstream_start: Option<Instant>,
-    pub upstream_service_time_ms: Option<u64>,
+    /// u32: ~49 days of milliseconds, and the context stays small.
+    pub upstream_service_time_ms: Option<u32>,
     pub upstream_headers_received: bool,
     /// The upstream response ended (its time is recorded).
     pub upstream_complete: bool,
@@ -43,8 +44,6 @@ pub struct RequestCtx {
     pub trace: Option<Box<super::spans::RequestSpans>>,
     /// An unsampled new trace's decision, passed upstream.
     pub not_sampled: Option<Box<super::spans::NotSampled>>,
-    /// What `Accept-Encoding` allows, read when gzip is on.
-    pub accept: Option<super::compressor::AcceptChoice>,
     /// The response's compressor, when its body is being compressed.
     pub gzip: Option<Box<super::compressor::ResponseGzip>>,
     in_flight: Arc<AtomicUsize>,
@@ -127,7 +126,6 @@ impl RequestCtx {
             connection: None,
             trace: None,
             not_sampled: None,
-            accept: None,
             gzip: None,
         }
     }

@@ -114,7 +114,7 @@ fn attempt_value(attempt: u32) -> HeaderValue {
 /// Headers on the response from the upstream.
 pub fn downstream_response(
     resp: &mut ResponseHeader,
-    upstream_service_time_ms: Option<u64>,
+    upstream_service_time_ms: Option<u32>,
     global: &GlobalOptionSettings,
 ) {
     if global.disable_x_envoy_headers {
@@ -122,7 +122,7 @@ pub fn downstream_response(
     }
     if let Some(ms) = upstream_service_time_ms {
         edit_response(resp, |h| {
-            h.insert(X_ENVOY_UPSTREAM_SERVICE_TIME, millis_value(ms));
+            h.insert(X_ENVOY_UPSTREAM_SERVICE_TIME, millis_value(ms.into()));
         });
     }
 }

@@ -290,9 +290,6 @@ impl ProxyHttp for Gateway {
                 spans::Started::NotSampled(n) => ctx.not_sampled = n,
             }
         }
-        if ctx.snapshot.filters.gzip.is_some() {
-            ctx.accept = Some(compressor::choose(&session.req_header().headers));
-        }
         match self.route(session, ctx) {
             Ok(()) => {
                 let fwd = headers::Forwarded {
@@ -418,7 +415,9 @@ impl ProxyHttp for Gateway {
                 .cx_rx_bytes
                 .add(headers::response_wire_size(upstream_response) as u64);
         }
-        ctx.upstream_service_time_ms = ctx.upstream_start.map(|t| t.elapsed().as_millis() as u64);
+        ctx.upstream_service_time_ms = ctx
+            .upstream_start
+            .map(|t| t.elapsed().as_millis().min(u128::from(u32::MAX)) as u32);
         headers::downstream_response(
             upstream_response,
             ctx.upstream_service_time_ms,
@@ -461,7 +460,7 @@ impl ProxyHttp for Gateway {
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<()> {
-        let (Some(settings), Some(choice)) = (&ctx.snapshot.filters.gzip, ctx.accept) else {
+        let Some(settings) = &ctx.snapshot.filters.gzip else {
             return Ok(());
         };
         let status = response.status.as_u16();
@@ -476,6 +475,9 @@ impl ProxyHttp for Gateway {
                 .headers
                 .get(http::header::CONTENT_LENGTH)
                 .is_some_and(|v| v.as_bytes() == b"0");
+        // The request's headers are still here: its Accept-Encoding is read only now,
+        // and only for responses that get this far.
+        let choice = compressor::choose(&session.req_header().headers);
         ctx.gzip = compressor::on_response(
             settings,
             &self.hcm.gzip,
