@@ -184,13 +184,20 @@ $2
 EOF
 }
 
-# A 10 KB JSON document for the gzip rows.
-JSON10K=$(python3 -c 'import json; print(json.dumps([{"id": i, "name": "item-%d" % i, "tags": ["a", "b"], "price": i * 1.5} for i in range(160)])[:10240])')
+# A 10 KB JSON document for the gzip rows, served without an ETag (Higress's
+# disableOnEtagHeader would rightly leave it uncompressed otherwise).
+mkdir -p "$TMP/www"
+# nginx's workers run as `nobody` when started by root: let them reach the file.
+chmod o+x "$TMP"
+python3 -c 'import json; print(json.dumps([{"id": i, "name": "item-%d" % i, "tags": ["a", "b"], "price": i * 1.5} for i in range(160)])[:10240], end="")' \
+  >"$TMP/www/json10k"
 nginx_conf backend "    server {
         listen 127.0.0.1:$P_BACKEND;
         location = /json10k {
+            root $TMP/www;
             default_type application/json;
-            return 200 '$JSON10K';
+            etag off;
+            add_header Last-Modified \"\";
         }
         location / {
             default_type text/plain;
@@ -279,11 +286,11 @@ wait_http "gateway" "$TMP/gateway.log" "http://127.0.0.1:$P_GW/" 10 "$PID_GW" "$
 wait_http "gw-norec" "$TMP/gw-norec.log" "http://127.0.0.1:$P_GW2/" 30 "$PID_GW2" "$HOST"
 wait_http "gw-trace" "$TMP/gw-trace.log" "http://127.0.0.1:$P_GW3/" 30 "$PID_GW3" "$HOST"
 # The gzip rows compare compressed responses: both proxies must really compress.
-for t in ngx-gzip gw-gzip; do
-  enc=$(curl -s -o /dev/null -D - -H "Host: $HOST" -H "Accept-Encoding: gzip" "$(url_of $t)" |
+for t in "ngx-gzip http://127.0.0.1:$P_NGINX/json10k" "gw-gzip http://127.0.0.1:$P_GW/json10k"; do
+  enc=$(curl -s -o /dev/null -D - -H "Host: $HOST" -H "Accept-Encoding: gzip" "${t#* }" |
     tr -d '\r' | awk -F': ' 'tolower($1) == "content-encoding" {print $2}')
   if [[ $enc != gzip ]]; then
-    echo "bench.sh: $t does not answer /json10k with gzip (content-encoding: '$enc')" >&2
+    echo "bench.sh: ${t%% *} does not answer /json10k with gzip (content-encoding: '$enc')" >&2
     exit 1
   fi
 done

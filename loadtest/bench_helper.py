@@ -503,7 +503,8 @@ def cmd_cpu(hz, path):
             per.setdefault(parts[0], []).append(int(parts[1]) * 1e6 / hz / int(parts[2]))
     print(f"CPU per request in the proxy process (median over rounds; clock ticks of 1/{hz:.0f} s):")
     med = {}
-    for t in ("direct", "floor", "nginx", "gateway", "gw-norec", "gw-trace"):
+    for t in ("direct", "floor", "nginx", "gateway", "gw-norec", "gw-trace", "ngx-gzip",
+              "gw-gzip"):
         if t in per:
             med[t] = statistics.median(per[t])
             label = "backend" if t == "direct" else t
@@ -513,6 +514,10 @@ def cmd_cpu(hz, path):
               f"{med['gateway'] / med['nginx']:.2f}x nginx   floor = {med['floor'] / med['nginx']:.2f}x nginx")
     if med.get("gw-norec") and "gateway" in med:
         print(f"stats recording: gateway CPU/request = {med['gateway'] / med['gw-norec']:.3f}x gw-norec")
+    if med.get("ngx-gzip") and "gw-gzip" in med:
+        print(f"gzip: gw-gzip CPU/request = {med['gw-gzip'] / med['ngx-gzip']:.2f}x ngx-gzip")
+    if med.get("gateway") and "gw-trace" in med:
+        print(f"tracing: gw-trace CPU/request = {med['gw-trace'] / med['gateway']:.2f}x gateway")
 
 
 # ---------------------------------------------------------------------- instructions
