@@ -142,13 +142,7 @@ fn serve(conn: TcpStream, go: &Mutex<Option<mpsc::Receiver<()>>>) {
 
 fn setup(higress: &str) -> (ScriptedBackend, mpsc::Sender<()>, ConfigDir, Gateway) {
     let (be, go) = ScriptedBackend::start();
-    let cfg = ConfigDir::new();
-    cfg.static_registries(&[("be", be.addr.to_string(), 80)]);
-    cfg.ingress(
-        "r",
-        &[("higress.io/destination", "be.static")],
-        &[(None, "Prefix", "/")],
-    );
+    let cfg = ConfigDir::routing_all_to_addr(be.addr);
     cfg.higress_config(higress);
     let gw = Gateway::start(cfg.path());
     (be, go, cfg, gw)

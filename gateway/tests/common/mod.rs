@@ -59,8 +59,13 @@ impl ConfigDir {
     /// A directory whose one Ingress `r` sends every host and path to `be`
     /// (registry `be.static`).
     pub fn routing_all_to(be: &Backend) -> Self {
+        Self::routing_all_to_addr(be.addr)
+    }
+
+    /// As [`ConfigDir::routing_all_to`], for a backend of the test's own at `addr`.
+    pub fn routing_all_to_addr(addr: SocketAddr) -> Self {
         let cfg = ConfigDir::new();
-        cfg.static_registries(&[("be", be.addr.to_string(), 80)]);
+        cfg.static_registries(&[("be", addr.to_string(), 80)]);
         cfg.ingress(
             "r",
             &[("higress.io/destination", "be.static")],
