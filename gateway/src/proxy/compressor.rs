@@ -213,13 +213,13 @@ pub struct ResponseGzip {
     out: Vec<u8>,
 }
 
-/// Decide on a response and rewrite its headers; `Some` when its body is to be
-/// compressed. `chunked`: the downstream is HTTP/1.1 (it needs chunked framing once the
+/// Decide on a response (and, if it could be compressed, on the `request`'s
+/// `Accept-Encoding`) and rewrite its headers; `Some` when its body is to be compressed. `chunked`: the downstream is HTTP/1.1 (it needs chunked framing once the
 /// length is gone).
 pub fn on_response(
     settings: &Arc<GzipSettings>,
     stats: &CompressorStats,
-    choice: AcceptChoice,
+    request: &HeaderMap,
     h: &mut ResponseHeader,
     no_body: bool,
     chunked: bool,
@@ -237,6 +237,7 @@ pub fn on_response(
         // The response could be compressed: caches must key on Accept-Encoding.
         Ok(()) => add_vary(h),
     }
+    let choice = choose(request);
     choice.count(stats);
     if !choice.allows_gzip() || transfer_encoded(h) {
         stats.not_compressed.inc();

@@ -475,13 +475,12 @@ impl ProxyHttp for Gateway {
                 .headers
                 .get(http::header::CONTENT_LENGTH)
                 .is_some_and(|v| v.as_bytes() == b"0");
-        // The request's headers are still here: its Accept-Encoding is read only now,
-        // and only for responses that get this far.
-        let choice = compressor::choose(&session.req_header().headers);
+        // The request's Accept-Encoding is read here, and only for responses that pass
+        // the response checks.
         ctx.gzip = compressor::on_response(
             settings,
             &self.hcm.gzip,
-            choice,
+            &session.req_header().headers,
             response,
             no_body,
             !session.is_http2(),
