@@ -304,6 +304,20 @@ fn every_do_not_compress_rule_holds() {
     assert_eq!(stat(&gw, "not_compressed_etag"), 1.0);
 }
 
+/// HTTP/1.0 has no chunked framing: its responses keep their length and bytes.
+#[test]
+fn http_1_0_clients_get_the_body_as_it_is() {
+    let (_be, _go, _cfg, gw) = setup("");
+    let mut c = Conn::open(gw.http).unwrap();
+    c.send_raw(
+        b"GET /r?content-type=application/json HTTP/1.0\r\nHost: any.test\r\nAccept-Encoding: gzip\r\n\r\n",
+    )
+    .unwrap();
+    let r = c.read_response(false).unwrap();
+    assert_plain(&r, &body(5000), "HTTP/1.0");
+    assert_eq!(r.header("content-length"), Some("5000"));
+}
+
 #[test]
 fn etags_with_disable_on_etag_header_off() {
     let (_be, _go, _cfg, gw) = setup("gzip:\n  disableOnEtagHeader: false\n");

@@ -463,6 +463,11 @@ impl ProxyHttp for Gateway {
         let Some(settings) = &ctx.snapshot.filters.gzip else {
             return Ok(());
         };
+        // HTTP/1.0 has no chunked framing for a body whose length changes (Envoy
+        // refuses HTTP/1.0 by default): such responses pass as they are.
+        if session.req_header().version == http::Version::HTTP_10 {
+            return Ok(());
+        }
         let status = response.status.as_u16();
         if response.status.is_informational() && status != 101 {
             return Ok(());
