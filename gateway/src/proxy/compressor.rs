@@ -14,6 +14,7 @@ use pingora_http::ResponseHeader;
 use super::zlib::{DeflateError, GzipEncoder};
 use crate::controllers::GzipSettings;
 use crate::stats::CompressorStats;
+use telemetry::stats::Counter;
 
 /// What the request's `Accept-Encoding` allows (Envoy's `chooseEncoding`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -209,8 +210,9 @@ fn transfer_encoded(h: &ResponseHeader) -> bool {
 /// One response being compressed.
 pub struct ResponseGzip {
     encoder: GzipEncoder,
-    stats: CompressorStats,
-    out: Vec<u8>,
+    /// The two byte counters (not the whole stats set: one handle clone each).
+    uncompressed_bytes: Counter,
+    compressed_bytes: Counter,
 }
 
 /// Decide on a response (and, if it could be compressed, on the `request`'s
@@ -266,8 +268,8 @@ pub fn on_response(
     stats.compressed.inc();
     Some(ResponseGzip {
         encoder,
-        stats: stats.clone(),
-        out: Vec::new(),
+        uncompressed_bytes: stats.total_uncompressed_bytes.clone(),
+        compressed_bytes: stats.total_compressed_bytes.clone(),
     })
 }
 
@@ -283,11 +285,12 @@ impl ResponseGzip {
         if input.is_empty() && !end_of_stream {
             return Ok(());
         }
-        self.out.clear();
-        self.encoder.write(input, end_of_stream, &mut self.out)?;
-        self.stats.total_uncompressed_bytes.add(input.len() as u64);
-        self.stats.total_compressed_bytes.add(self.out.len() as u64);
-        *body = Some(bytes::Bytes::copy_from_slice(&self.out));
+        // The output buffer becomes the body piece as it is (no copy).
+        let mut out = Vec::new();
+        self.encoder.write(input, end_of_stream, &mut out)?;
+        self.uncompressed_bytes.add(input.len() as u64);
+        self.compressed_bytes.add(out.len() as u64);
+        *body = Some(bytes::Bytes::from(out));
         Ok(())
     }
 }
