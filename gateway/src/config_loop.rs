@@ -18,11 +18,13 @@ use tokio::sync::{mpsc, watch};
 use crate::controllers::ConfigmapMgr;
 use crate::dns::DnsAnswer;
 use crate::resources::configmap::HIGRESS_CONFIG_NAME;
+use crate::resources::domain::DomainConfig;
 use crate::resources::{Ingress, Kind, McpBridge, Resource, ResourceKey};
 use crate::snapshot::{Snapshot, SnapshotCell};
 use crate::sources::Change;
 use crate::stats::{ClusterStatsCache, ConfigStats, StatNamePattern, TracerStats};
 use crate::tracer::{Tracer, TracerKey};
+use crate::translate::certificates::{self, Secrets};
 use crate::translate::{clusters, route_table, route_table::TranslateWarning, RouteTable};
 use telemetry::export::RecentTraces;
 
@@ -108,6 +110,8 @@ pub struct ConfigLoop {
     /// The tracer of the current snapshot.
     tracer: Option<Arc<Tracer>>,
     dns_names: watch::Sender<Vec<String>>,
+    /// The version of each snapshot published, for listeners that follow the config.
+    published: watch::Sender<u64>,
 }
 
 impl ConfigLoop {
@@ -137,8 +141,36 @@ impl ConfigLoop {
             tracing,
             tracer: None,
             dns_names,
+            published: watch::channel(0).0,
         };
         (me, rx)
+    }
+
+    /// Versions of the snapshots published from now on.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.published.subscribe()
+    }
+
+    /// Secrets by (namespace, name).
+    fn secrets(&self) -> Secrets {
+        self.objects
+            .iter()
+            .filter_map(|(k, (_, r))| match r {
+                Resource::Secret(s) => Some(((k.namespace.clone(), k.name.clone()), s.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The console's domain ConfigMaps, by name.
+    fn domains(&self) -> Vec<&DomainConfig> {
+        self.objects
+            .values()
+            .filter_map(|(_, r)| match r {
+                Resource::ConfigMap(cm) => cm.domain.as_ref(),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Apply a batch of changes. Returns whether the resource set changed.
@@ -303,12 +335,32 @@ impl ConfigLoop {
             .collect();
         self.cluster_stats.retain(&in_use);
         self.cluster_stats.registry().prune();
+        let secrets = self.secrets();
+        let mut tls_warnings = Vec::new();
+        let certs = certificates::build(
+            &self.ingresses(),
+            &self.domains(),
+            &secrets,
+            &self.opts.namespace,
+            &mut tls_warnings,
+        );
         let mut warns: Vec<TranslateWarning> = Vec::new();
-        let routes = RouteTable::build(&self.ingresses(), &clusters, &mut warns);
+        let routes = RouteTable::build(
+            &self.ingresses(),
+            &clusters,
+            &secrets,
+            &certs.force_https,
+            &mut warns,
+        );
         self.warnings = warns
             .iter()
             .map(|w| format!("ingress {}: {}", w.ingress, w.error))
+            .chain(tls_warnings)
             .collect();
+        self.stats.first_cert_expiry.store(
+            certs.earliest_expiry().unwrap_or(0),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         for w in &self.warnings {
             tracing::warn!("{w}; its routes are left out");
         }
@@ -324,6 +376,7 @@ impl ConfigLoop {
             clusters,
             filters,
             tracer: self.tracer.clone(),
+            certs,
         };
         self.not_enforced = self.cmgr.not_enforced();
         self.not_enforced.extend(skipped);
@@ -342,6 +395,7 @@ impl ConfigLoop {
         self.stats.applied.inc();
         self.stats.version.set(self.version as i64);
         self.refresh_status();
+        self.published.send_replace(self.version);
         tracing::info!(version = self.version, "config snapshot published");
     }
 
@@ -409,6 +463,7 @@ impl ConfigLoop {
         let configz = json!({
             "version": snap.version,
             "routes": snap.routes.describe(),
+            "tls": snap.certs.describe(),
             "clusters": clusters,
             "items": self.cmgr.describe(),
             "not_enforced": self.not_enforced,
@@ -429,7 +484,7 @@ impl ConfigLoop {
 }
 
 fn describe_resource(r: &Resource) -> serde_json::Value {
-    // No Secret is read yet, so there is nothing to redact.
+    // A Secret serializes redacted (key names and certificate facts only).
     serde_json::to_value(r).unwrap_or(serde_json::Value::Null)
 }
 

@@ -131,6 +131,8 @@ fn options(common: &Common, config_dir: PathBuf) -> Options {
     Options {
         config_dir,
         http_addr: common.http_addr.clone(),
+        https_addr: (!common.https_addr.eq_ignore_ascii_case("off"))
+            .then(|| common.https_addr.clone()),
         stats_addr: common.stats_addr.clone(),
         admin_addr: common.admin_addr.clone(),
         threads: common

@@ -1,5 +1,6 @@
 //! Putting the process together: the control plane (sources, config loop, DNS) on its
-//! own thread, and the Pingora server with the HTTP, stats and admin listeners.
+//! own thread, and the Pingora server with the HTTP, HTTPS (bound once TLS is
+//! configured), stats and admin listeners.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,10 +20,12 @@ use crate::config_loop::{self, ConfigLoop, ConfigStatus, LoopOptions, StatusCell
 use crate::dns;
 use crate::proxy::access_log::{AccessLog, Target};
 use crate::proxy::app::GatewayListener;
-use crate::proxy::Gateway;
+use crate::proxy::https::HttpsService;
+use crate::proxy::redirect::Ports;
+use crate::proxy::{Gateway, ListenerInfo};
 use crate::snapshot::{self, SnapshotCell};
 use crate::sources::file::{self, Scan};
-use crate::stats::{ClusterStatsCache, HcmStats, ServerStats};
+use crate::stats::{ClusterStatsCache, HcmStats, ListenerTlsStats, ServerStats};
 use telemetry::export::RecentTraces;
 
 /// Sampled requests kept for `/debug/traces`.
@@ -38,6 +41,8 @@ const INITIAL_DNS_WAIT: Duration = Duration::from_secs(5);
 pub struct Options {
     pub config_dir: PathBuf,
     pub http_addr: String,
+    /// `None`: no HTTPS listener (`--https-addr off`).
+    pub https_addr: Option<String>,
     pub stats_addr: String,
     pub admin_addr: String,
     pub threads: usize,
@@ -61,7 +66,7 @@ fn start_control_plane(
     stats: &ServerStats,
     cluster_stats: ClusterStatsCache,
     tracing_deps: config_loop::TracingDeps,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<tokio::sync::watch::Receiver<u64>> {
     let dir = opts.config_dir.clone();
     let loop_opts = LoopOptions {
         ingress_class: opts.ingress_class.clone(),
@@ -72,7 +77,8 @@ fn start_control_plane(
     let config_stats = stats.config.clone();
     let resolver_addr = opts.dns_resolver;
     let refresh = opts.dns_refresh;
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    let (ready_tx, ready_rx) =
+        std::sync::mpsc::channel::<anyhow::Result<tokio::sync::watch::Receiver<u64>>>();
     std::thread::Builder::new()
         .name("control-plane".into())
         .spawn(move || {
@@ -117,8 +123,9 @@ fn start_control_plane(
                             .unwrap_or_else(|_| Err("timed out".into()));
                     cl.apply_dns(dns::DnsAnswer { name, result });
                 }
+                let published = cl.subscribe();
                 cl.publish();
-                let _ = ready_tx.send(Ok(()));
+                let _ = ready_tx.send(Ok(published));
                 let (changes_tx, changes_rx) = mpsc::channel(64);
                 let (dns_tx, dns_rx) = mpsc::channel(64);
                 tokio::spawn(async move {
@@ -147,7 +154,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let recent = Arc::new(RecentTraces::new(RECENT_TRACES));
     let snapshot = snapshot::new_cell();
     let status: StatusCell = Arc::new(ArcSwap::from_pointee(ConfigStatus::default()));
-    start_control_plane(
+    let published = start_control_plane(
         &opts,
         snapshot.clone(),
         status.clone(),
@@ -185,14 +192,48 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let in_flight = Arc::new(AtomicUsize::new(0));
     drain_on_sigterm(&server, in_flight.clone(), access_log.clone());
     let hcm = HcmStats::register(&stats.registry, &opts.http_addr, &istio);
-    stats.count_connections_of(vec![hcm.clone()]);
-    let gateway = Gateway::new(snapshot.clone(), access_log, in_flight, hcm.clone());
+    let ports = Ports {
+        http: port_of(&opts.http_addr).unwrap_or(80),
+        https: opts.https_addr.as_deref().and_then(port_of),
+    };
+    let gateway = Gateway::new(
+        snapshot.clone(),
+        access_log.clone(),
+        in_flight.clone(),
+        hcm.clone(),
+        ListenerInfo { tls: false, ports },
+    );
     let proxy = pingora_proxy::http_proxy(&conf, gateway);
     let mut http = Service::new(
         "gateway http".to_string(),
-        GatewayListener::new(proxy, snapshot.clone(), hcm),
+        GatewayListener::new(proxy, snapshot.clone(), hcm.clone()),
     );
     http.add_tcp(&opts.http_addr);
+    let mut listeners = vec![hcm];
+
+    // Its stats are registered from start-up like the HTTP listener's; the socket is
+    // bound once a certificate is configured.
+    let https = opts.https_addr.as_ref().map(|addr| {
+        let hcm = HcmStats::register(&stats.registry, addr, &istio);
+        listeners.push(hcm.clone());
+        let gateway = Gateway::new(
+            snapshot.clone(),
+            access_log.clone(),
+            in_flight.clone(),
+            hcm.clone(),
+            ListenerInfo { tls: true, ports },
+        );
+        let proxy = pingora_proxy::http_proxy(&conf, gateway);
+        HttpsService::new(
+            addr.clone(),
+            GatewayListener::new(proxy, snapshot.clone(), hcm),
+            snapshot.clone(),
+            published,
+            ListenerTlsStats::register(&stats.registry, addr),
+            threads,
+        )
+    });
+    stats.count_connections_of(listeners);
 
     let mut stats_svc = Service::new(
         "stats".to_string(),
@@ -216,10 +257,18 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     admin.threads = Some(1);
 
     server.add_service(http);
+    if let Some(https) = https {
+        server.add_service(https);
+    }
     server.add_service(stats_svc);
     server.add_service(admin);
-    tracing::info!(http = %opts.http_addr, stats = %opts.stats_addr, admin = %opts.admin_addr, "gateway listening");
+    tracing::info!(http = %opts.http_addr, https = opts.https_addr.as_deref().unwrap_or("off"), stats = %opts.stats_addr, admin = %opts.admin_addr, "gateway listening (HTTPS once TLS is configured)");
     server.run_forever();
+}
+
+/// The port of a listen address (`0.0.0.0:8080`, `[::]:8443`).
+fn port_of(addr: &str) -> Option<u16> {
+    addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
 }
 
 /// On SIGTERM Pingora stops accepting and stops reusing idle connections; this waits

@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 
 use crate::controllers::FilterSettings;
 use crate::tracer::Tracer;
+use crate::translate::certificates::CertStore;
 use crate::translate::{Cluster, RouteTable};
 
 #[derive(Debug, Default)]
@@ -22,6 +23,8 @@ pub struct Snapshot {
     pub filters: FilterSettings,
     /// The tracer of `filters.tracing` (or the demo's); `None` while tracing is off.
     pub tracer: Option<Arc<Tracer>>,
+    /// Certificates the HTTPS listener serves, by SNI; empty: no HTTPS listener.
+    pub certs: CertStore,
 }
 
 impl Snapshot {

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use pingora_core::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream, ServerApp};
 use pingora_core::protocols::http::v2::server::{default_h2_options, H2Options};
 use pingora_core::protocols::http::ServerSession;
-use pingora_core::protocols::Stream;
+use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
 use pingora_proxy::HttpProxy;
 
@@ -156,6 +156,23 @@ impl Drop for ActiveConnection<'_> {
     }
 }
 
+/// Counts a downstream TLS connection open while it lives.
+struct ActiveTls<'a>(&'a HcmStats);
+
+impl<'a> ActiveTls<'a> {
+    fn open(stats: &'a HcmStats) -> Self {
+        stats.cx_ssl_total.inc();
+        stats.cx_ssl_active.add(1);
+        ActiveTls(stats)
+    }
+}
+
+impl Drop for ActiveTls<'_> {
+    fn drop(&mut self) {
+        self.0.cx_ssl_active.add(-1);
+    }
+}
+
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 #[async_trait]
@@ -174,6 +191,21 @@ impl ServerApp for GatewayListener {
                 stream.id(),
                 global.downstream_buffer_limit,
             );
+        }
+        // TLS (the HTTPS listener did the handshake): ALPN says which HTTP.
+        if stream.get_ssl_digest().is_some() {
+            let _tls = ActiveTls::open(&self.stats);
+            let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
+            let (stream, activity) = TrackedStream::new(stream, open.bytes());
+            if h2 {
+                self.stats.cx_http2_total.inc();
+                drop(activity);
+                return ServerApp::process_new(&self.h2, Box::new(stream), shutdown).await;
+            }
+            self.stats.cx_http1_total.inc();
+            idle::spawn_watchdog(&activity, self.h2.snapshot.clone());
+            drop(activity);
+            return ServerApp::process_new(&self.h1, Box::new(stream), shutdown).await;
         }
         // A connection that never sends a byte is idle too (0: no timeout).
         let mut head = [0u8; H2_PREFACE.len()];

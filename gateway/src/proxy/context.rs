@@ -24,7 +24,7 @@ pub struct RequestCtx {
     /// stays small).
     pub destination: Option<u32>,
     pub cluster: Option<Arc<Cluster>>,
-    pub attempts: u32,
+    /// Endpoints tried, one per attempt ([`RequestCtx::attempts`] counts them).
     pub tried: Tried,
     pub upstream_host: Option<SocketAddr>,
     pub upstream_start: Option<Instant>,
@@ -46,10 +46,18 @@ pub struct RequestCtx {
     pub not_sampled: Option<Box<super::spans::NotSampled>>,
     /// The response's compressor, when its body is being compressed.
     pub gzip: Option<Box<super::compressor::ResponseGzip>>,
+    /// Why the last upstream TLS handshake failed (Envoy's transport failure reason);
+    /// a thin box, as failures are rare and the context stays small.
+    pub transport_failure: Option<Box<String>>,
     in_flight: Arc<AtomicUsize>,
 }
 
 impl RequestCtx {
+    /// Upstream attempts so far (the first and its retries).
+    pub fn attempts(&self) -> u32 {
+        self.tried.len() as u32
+    }
+
     /// Name of the chosen cluster, known or not.
     pub fn cluster_name(&self) -> Option<&str> {
         let route = self.route.as_ref()?;
@@ -93,6 +101,14 @@ impl Tried {
     pub fn as_slice(&self) -> &[u32] {
         &self.indices[..self.len as usize]
     }
+
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 impl Drop for RequestCtx {
@@ -113,7 +129,6 @@ impl RequestCtx {
             route: None,
             destination: None,
             cluster: None,
-            attempts: 0,
             tried: Tried::default(),
             upstream_host: None,
             upstream_start: None,
@@ -127,6 +142,7 @@ impl RequestCtx {
             trace: None,
             not_sampled: None,
             gzip: None,
+            transport_failure: None,
         }
     }
 }

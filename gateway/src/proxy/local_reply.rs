@@ -19,6 +19,31 @@ pub async fn send(
     body: &'static str,
     keepalive: bool,
 ) -> pingora_error::Result<()> {
+    write(
+        session,
+        status,
+        Bytes::from_static(body.as_bytes()),
+        keepalive,
+    )
+    .await
+}
+
+/// [`send`] with a body made for this reply (a failure reason in it).
+pub async fn send_text(
+    session: &mut Session,
+    status: u16,
+    body: String,
+    keepalive: bool,
+) -> pingora_error::Result<()> {
+    write(session, status, Bytes::from(body), keepalive).await
+}
+
+async fn write(
+    session: &mut Session,
+    status: u16,
+    body: Bytes,
+    keepalive: bool,
+) -> pingora_error::Result<()> {
     let mut resp = ResponseHeader::build(status, Some(3))?;
     if !body.is_empty() {
         resp.insert_header(http::header::CONTENT_TYPE, "text/plain")?;
@@ -31,9 +56,7 @@ pub async fn send(
         .write_response_header(Box::new(resp), body.is_empty())
         .await?;
     if !body.is_empty() {
-        session
-            .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
-            .await?;
+        session.write_response_body(Some(body), true).await?;
     }
     Ok(())
 }

@@ -10,9 +10,11 @@ pub mod compressor;
 pub mod context;
 pub mod flags;
 pub mod headers;
+pub mod https;
 pub mod idle;
 pub mod local_reply;
 pub mod propagation;
+pub mod redirect;
 pub mod request_id;
 pub mod spans;
 pub mod upstream_conn;
@@ -33,6 +35,7 @@ use crate::resources::mcpbridge::RegistryProtocol;
 use crate::snapshot::SnapshotCell;
 use crate::stats::{self, HcmStats};
 use crate::translate::route_table;
+use crate::translate::upstream_tls::Sni;
 use access_log::AccessLog;
 use context::{RequestCtx, MAX_ATTEMPTS};
 use flags::ResponseFlags;
@@ -40,11 +43,21 @@ use flags::ResponseFlags;
 /// Envoy's default upstream connect timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The listener a [`Gateway`] serves.
+#[derive(Clone, Copy, Debug)]
+pub struct ListenerInfo {
+    /// The HTTPS listener: `x-forwarded-proto: https`, no HTTPS redirect.
+    pub tls: bool,
+    /// For the authority of an HTTPS redirect.
+    pub ports: redirect::Ports,
+}
+
 pub struct Gateway {
     snapshot: SnapshotCell,
     access_log: Arc<AccessLog>,
     in_flight: Arc<AtomicUsize>,
     hcm: HcmStats,
+    listener: ListenerInfo,
 }
 
 impl Gateway {
@@ -54,14 +67,24 @@ impl Gateway {
         access_log: Arc<AccessLog>,
         in_flight: Arc<AtomicUsize>,
         hcm: HcmStats,
+        listener: ListenerInfo,
     ) -> Self {
         Gateway {
             snapshot,
             access_log,
             in_flight,
             hcm,
+            listener,
         }
     }
+}
+
+/// How routing ends when the gateway answers itself.
+enum LocalReply {
+    /// Status, plain-text body, response flag.
+    Status(u16, &'static str, u16),
+    /// 308 to `https://` (the route's `ssl-redirect`).
+    HttpsRedirect,
 }
 
 /// Host as the client sent it: `Host` (HTTP/1) or `:authority` (HTTP/2).
@@ -95,20 +118,20 @@ fn roll() -> u32 {
 }
 
 impl Gateway {
-    /// Route the request; on a local reply return its status.
-    fn route(
-        &self,
-        session: &Session,
-        ctx: &mut RequestCtx,
-    ) -> Result<(), (u16, &'static str, u16)> {
+    /// Route the request; on a local reply say which.
+    fn route(&self, session: &Session, ctx: &mut RequestCtx) -> Result<(), LocalReply> {
         let req = session.req_header();
         let global = &ctx.snapshot.filters.global;
         if headers::request_headers_size(req) > global.max_request_headers_bytes {
-            return Err((431, local_reply::HEADERS_TOO_LARGE, 0));
+            return Err(LocalReply::Status(431, local_reply::HEADERS_TOO_LARGE, 0));
         }
         let Some(route) = ctx.snapshot.routes.find(request_host(req), req.uri.path()) else {
-            return Err((404, "", ResponseFlags::NO_ROUTE));
+            return Err(LocalReply::Status(404, "", ResponseFlags::NO_ROUTE));
         };
+        if route.ssl_redirect && !self.listener.tls {
+            ctx.route = Some(route.clone());
+            return Err(LocalReply::HttpsRedirect);
+        }
         let timeout = route.timeout.unwrap_or(global.route_timeout);
         if !timeout.is_zero() {
             ctx.deadline = Some(ctx.start + timeout);
@@ -116,7 +139,7 @@ impl Gateway {
         let dest = route.pick(roll());
         ctx.route = Some(route.clone());
         let Some((index, dest)) = dest else {
-            return Err((
+            return Err(LocalReply::Status(
                 503,
                 local_reply::NO_HEALTHY_UPSTREAM,
                 ResponseFlags::NO_HEALTHY_UPSTREAM,
@@ -128,7 +151,7 @@ impl Gateway {
                 ctx.cluster = Some(c.clone());
                 Ok(())
             }
-            _ => Err((
+            _ => Err(LocalReply::Status(
                 503,
                 local_reply::NO_HEALTHY_UPSTREAM,
                 ResponseFlags::NO_HEALTHY_UPSTREAM,
@@ -155,7 +178,7 @@ impl Gateway {
     fn record_request(&self, session: &Session, ctx: &mut RequestCtx, status: u16) {
         // A response without a body may end without a last body chunk.
         self.upstream_complete(ctx);
-        if let (Some(c), true) = (&ctx.cluster, ctx.attempts > 0) {
+        if let (Some(c), true) = (&ctx.cluster, ctx.attempts() > 0) {
             // The request body went upstream (once per attempt that got that far).
             c.stats.cx_tx_bytes.add(session.body_bytes_read() as u64);
         }
@@ -187,7 +210,12 @@ impl Gateway {
         let host = request_host(req);
         let path = req.uri.path();
         let pq = req.uri.path_and_query().map_or(path, |p| p.as_str());
-        let url: Arc<str> = ["http://", host, pq].concat().into();
+        let scheme = if self.listener.tls {
+            "https://"
+        } else {
+            "http://"
+        };
+        let url: Arc<str> = [scheme, host, pq].concat().into();
         let route_path = ctx.route.as_ref().map(|r| match &r.path {
             route_table::PathMatch::Exact(p) => p.as_str(),
             route_table::PathMatch::Prefix(p) if p.is_empty() => "/",
@@ -237,6 +265,7 @@ impl Gateway {
             "path": req.uri.path_and_query().map(|p| p.as_str()),
             "protocol": if session.is_http2() { "HTTP/2" } else { "HTTP/1.1" },
             "request_id": ctx.request_id.as_ref().and_then(|v| v.to_str().ok()).or_else(|| hv(headers::X_REQUEST_ID)),
+            "requested_server_name": https::server_name(session),
             "response_code": status,
             "response_flags": ctx.flags.render(),
             "route_name": ctx.route.as_ref().map(|r| r.name.as_str()),
@@ -245,6 +274,7 @@ impl Gateway {
             "upstream_cluster": ctx.cluster_name(),
             "upstream_host": ctx.upstream_host.map(|h| h.to_string()),
             "upstream_service_time": ctx.upstream_service_time_ms,
+            "upstream_transport_failure_reason": ctx.transport_failure.as_deref().map(String::as_str),
             "user_agent": hv(http::header::USER_AGENT),
             "x_forwarded_for": hv(headers::X_FORWARDED_FOR),
         });
@@ -297,21 +327,33 @@ impl ProxyHttp for Gateway {
                         .client_addr()
                         .and_then(|a| a.as_inet())
                         .map(|a| a.ip()),
-                    tls: false,
+                    tls: self.listener.tls,
                 };
                 let global = &ctx.snapshot.filters.global;
                 headers::forwarded_request(session.req_header_mut(), &fwd, global);
                 Ok(false)
             }
-            Err((status, body, flag)) => {
+            Err(reply) => {
                 // Local replies keep their id beside the request, for the access log.
                 ctx.request_id = headers::new_request_id(session.req_header()).map(Box::new);
-                if flag != 0 {
-                    ctx.flags.set(flag);
+                match reply {
+                    LocalReply::Status(status, body, flag) => {
+                        if flag != 0 {
+                            ctx.flags.set(flag);
+                        }
+                        ctx.local_status = Some(status);
+                        // 431 leaves the request body unread: do not reuse the connection.
+                        local_reply::send(session, status, body, status != 431).await?;
+                    }
+                    LocalReply::HttpsRedirect => {
+                        let req = session.req_header();
+                        let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+                        let location =
+                            redirect::https_location(request_host(req), path, self.listener.ports);
+                        ctx.local_status = Some(308);
+                        redirect::send(session, &location).await?;
+                    }
                 }
-                ctx.local_status = Some(status);
-                // 431 leaves the request body unread: do not reuse the connection.
-                local_reply::send(session, status, body, status != 431).await?;
                 Ok(true)
             }
         }
@@ -319,7 +361,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<Box<HttpPeer>> {
         let cluster = ctx
@@ -329,10 +371,9 @@ impl ProxyHttp for Gateway {
         let (index, addr) = cluster
             .pick(ctx.tried.as_slice())
             .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "cluster has no endpoints"))?;
-        ctx.attempts += 1;
         ctx.tried.push(index);
         let recording = stats::recording();
-        if recording && ctx.attempts > 1 {
+        if recording && ctx.attempts() > 1 {
             cluster.stats.rq_retry.inc();
         }
         ctx.upstream_host = Some(addr);
@@ -341,18 +382,34 @@ impl ProxyHttp for Gateway {
             t.begin_attempt(addr);
         }
         let global = &ctx.snapshot.filters.global;
-        let tls = matches!(
-            cluster.protocol,
-            RegistryProtocol::Https | RegistryProtocol::Grpcs
-        );
-        let sni = if tls {
-            cluster.host.clone()
-        } else {
-            String::new()
+        // The route's view of the destination: its protocol and TLS (annotations, else
+        // the registry's).
+        let dest = ctx
+            .route
+            .as_ref()
+            .zip(ctx.destination)
+            .and_then(|(r, i)| r.destinations.get(i as usize));
+        let protocol = dest.map_or(cluster.protocol, |d| d.protocol);
+        let tls = dest.and_then(|d| d.tls.as_ref());
+        let sni = match tls.map(|t| &t.sni) {
+            None | Some(Sni::None) => String::new(),
+            Some(Sni::Fixed(name)) => name.clone(),
+            Some(Sni::RequestHost) => {
+                let host = request_host(session.req_header());
+                route_table::strip_port(host).to_ascii_lowercase()
+            }
         };
-        let mut peer = HttpPeer::new(addr, tls, sni);
-        peer.group_key = cluster.pool_key;
+        let mut peer = HttpPeer::new(addr, tls.is_some(), sni);
+        peer.group_key = cluster.pool_key ^ tls.map_or(0, |t| t.pool_salt);
+        if let Some(t) = tls {
+            peer.client_cert_key = t.client_cert.clone();
+        }
         let o = &mut peer.options;
+        if let Some(t) = tls {
+            o.verify_cert = t.verify;
+            o.verify_hostname = t.verify;
+            o.ca = t.ca.clone();
+        }
         if recording {
             o.tracer = Some(upstream_conn::ConnectionTracer::tracer(&cluster.stats));
         }
@@ -368,12 +425,29 @@ impl ProxyHttp for Gateway {
             );
         }
         if matches!(
-            cluster.protocol,
+            protocol,
             RegistryProtocol::Http2 | RegistryProtocol::Grpc | RegistryProtocol::Grpcs
         ) {
             o.set_http_version(2, 2);
         }
         Ok(Box::new(peer))
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        digest: Option<&pingora_core::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> pingora_error::Result<()> {
+        if !reused && digest.is_some_and(|d| d.ssl_digest.is_some()) && stats::recording() {
+            if let Some(c) = &ctx.cluster {
+                c.stats.ssl_handshake.inc();
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_request_filter(
@@ -395,7 +469,11 @@ impl ProxyHttp for Gateway {
             n.inject(upstream_request);
         }
         // The edge headers are on the downstream request already (`request_filter`).
-        headers::retry_attempt(upstream_request, ctx.attempts, &ctx.snapshot.filters.global);
+        headers::retry_attempt(
+            upstream_request,
+            ctx.attempts(),
+            &ctx.snapshot.filters.global,
+        );
         Ok(())
     }
 
@@ -518,11 +596,26 @@ impl ProxyHttp for Gateway {
         mut e: Box<Error>,
     ) -> Box<Error> {
         // Connect failures are retried on another endpoint, up to Envoy's two retries.
-        e.set_retry(ctx.attempts < MAX_ATTEMPTS);
+        e.set_retry(ctx.attempts() < MAX_ATTEMPTS);
+        let tls_failure = matches!(
+            e.etype(),
+            ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::HandshakeError
+        );
+        if tls_failure {
+            // Envoy's `upstream_transport_failure_reason`, for the reply and the log.
+            let why = e.context.as_ref().map_or_else(
+                || e.etype().as_str().to_string(),
+                |c| c.as_str().to_string(),
+            );
+            ctx.transport_failure = Some(Box::new(format!("TLS error: {why}")));
+        }
         if let (true, Some(c)) = (stats::recording(), &ctx.cluster) {
             c.stats.cx_connect_fail.inc();
             if *e.etype() == ErrorType::ConnectTimedout {
                 c.stats.cx_connect_timeout.inc();
+            }
+            if tls_failure {
+                c.stats.ssl_connection_error.inc();
             }
         }
         ctx.flags.set(ResponseFlags::CONNECT_FAILURE);
@@ -542,7 +635,7 @@ impl ProxyHttp for Gateway {
         let retry = !ctx.upstream_headers_received
             && *e.etype() != ErrorType::ReadTimedout
             && e.esource() == &ErrorSource::Upstream
-            && ctx.attempts < MAX_ATTEMPTS
+            && ctx.attempts() < MAX_ATTEMPTS
             && !session.as_ref().retry_buffer_truncated();
         e.set_retry(retry);
         e
@@ -585,7 +678,7 @@ impl ProxyHttp for Gateway {
         if flag != 0 {
             ctx.flags.set(flag);
         }
-        if ctx.attempts >= MAX_ATTEMPTS && status == 503 {
+        if ctx.attempts() >= MAX_ATTEMPTS && status == 503 {
             ctx.flags.set(ResponseFlags::RETRY_EXHAUSTED);
         }
         if let (true, Some(c)) = (stats::recording(), &ctx.cluster) {
@@ -604,7 +697,14 @@ impl ProxyHttp for Gateway {
                 code = session.response_written().map_or(0, |r| r.status.as_u16());
             } else {
                 ctx.local_status = Some(status);
-                if let Err(err) = local_reply::send(session, status, body, false).await {
+                let sent = match (&ctx.transport_failure, status) {
+                    (Some(why), 503) => {
+                        let text = format!("{body}, transport failure reason: {why}");
+                        local_reply::send_text(session, status, text, false).await
+                    }
+                    _ => local_reply::send(session, status, body, false).await,
+                };
+                if let Err(err) = sent {
                     tracing::debug!(error = %err, "could not send the error reply");
                 }
             }

@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::domain::{DomainConfig, DOMAIN_PREFIX};
 use super::{from_yaml, FieldError, HigressConfig, ObjectMeta};
 
 /// Name of the global config ConfigMap and its data key.
@@ -30,12 +31,20 @@ pub struct ConfigMap {
     pub higress: Option<HigressConfig>,
     #[serde(skip)]
     pub mesh: Option<MeshConfig>,
+    /// A console domain ConfigMap (`domain-*`), read and validated.
+    #[serde(skip)]
+    pub domain: Option<DomainConfig>,
 }
 
 impl ConfigMap {
-    /// Parse a ConfigMap named `name`; only `higress-config` has its `higress` key read.
+    /// Parse a ConfigMap named `name`; only `higress-config` has its `higress` key read,
+    /// and only `domain-*` ConfigMaps are read as domains.
     pub fn parse(bytes: &[u8], name: &str) -> Result<ConfigMap, FieldError> {
         let mut cm: ConfigMap = from_yaml(bytes)?;
+        if name.starts_with(DOMAIN_PREFIX) {
+            cm.domain = Some(DomainConfig::from_data(&cm.data)?);
+            return Ok(cm);
+        }
         if name != HIGRESS_CONFIG_NAME {
             return Ok(cm);
         }

@@ -108,13 +108,29 @@ pub const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 
 /// Annotation keys (after the `higress.io/` or `nginx.ingress.kubernetes.io/` prefix)
 /// this gateway acts on.
-const SUPPORTED_ANNOTATIONS: [&str; 5] = [
+const SUPPORTED_ANNOTATIONS: [&str; 12] = [
     "destination",
     "timeout",
     "ignore-path-case",
     "use-regex",
     "ingress.class",
+    "ssl-redirect",
+    "force-ssl-redirect",
+    "backend-protocol",
+    "proxy-ssl-secret",
+    "proxy-ssl-verify",
+    "proxy-ssl-name",
+    "proxy-ssl-server-name",
 ];
+
+/// Go's `strconv.ParseBool`, which Higress reads boolean annotations with.
+fn parse_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
 
 impl Ingress {
     /// `higress.io/*` and `nginx.ingress.kubernetes.io/*` annotations present but not
@@ -147,6 +163,17 @@ impl Ingress {
             .or_else(|| self.metadata.annotation(CLASS_ANNOTATION))
     }
 
+    /// `ssl-redirect` or `force-ssl-redirect` (either prefix; Higress treats both alike):
+    /// plain-HTTP requests to this Ingress's routes get a 308 to `https://`.
+    pub fn ssl_redirect(&self) -> bool {
+        ["ssl-redirect", "force-ssl-redirect"].iter().any(|k| {
+            self.metadata
+                .nginx_or_higress(k)
+                .and_then(|v| parse_bool(v.trim()))
+                == Some(true)
+        })
+    }
+
     /// Whether paths are regular expressions (`use-regex`, either prefix).
     pub fn use_regex(&self) -> bool {
         self.metadata.nginx_or_higress("use-regex") == Some("true")
@@ -161,6 +188,26 @@ impl Ingress {
         }
         if let Some(t) = self.metadata.annotation(TIMEOUT_ANNOTATION) {
             parse_timeout(t)?;
+        }
+        for key in ["ssl-redirect", "force-ssl-redirect"] {
+            for prefix in ["nginx.ingress.kubernetes.io/", "higress.io/"] {
+                let k = format!("{prefix}{key}");
+                if let Some(v) = self.metadata.annotation(&k) {
+                    if parse_bool(v.trim()).is_none() {
+                        return Err(FieldError::new(
+                            format!("metadata.annotations[\"{k}\"]"),
+                            format!("expected true or false, got {v:?}"),
+                        ));
+                    }
+                }
+            }
+        }
+        crate::translate::upstream_tls::UpstreamAnnotations::parse(&self.metadata)?;
+        for (i, tls) in self.spec.tls.iter().enumerate() {
+            for (j, host) in tls.hosts.iter().enumerate() {
+                validate_host(host)
+                    .map_err(|m| FieldError::new(format!("spec.tls[{i}].hosts[{j}]"), m))?;
+            }
         }
         let regex = self.use_regex();
         for (i, rule) in self.spec.rules.iter().enumerate() {
@@ -214,7 +261,7 @@ fn validate_backend(b: &IngressBackend) -> Result<(), FieldError> {
 }
 
 /// A DNS-1123 host, optionally with a leading `*.` wildcard label (Kubernetes' rule).
-fn validate_host(host: &str) -> Result<(), String> {
+pub(crate) fn validate_host(host: &str) -> Result<(), String> {
     let rest = host.strip_prefix("*.").unwrap_or(host);
     if rest.is_empty() || rest.len() > 253 {
         return Err(format!("invalid host {host:?}"));
@@ -293,6 +340,38 @@ spec:
         let e = Ingress::parse(y.as_bytes()).unwrap_err();
         assert_eq!(e.path, "spec.rules[0].http.paths[0].path");
         assert!(e.message.contains("invalid regex"), "{e}");
+    }
+
+    #[test]
+    fn ssl_redirect_reads_both_keys_and_prefixes() {
+        let with = |k: &str, v: &str| {
+            OK.replace(
+                "higress.io/destination: httpbin.dns",
+                &format!("higress.io/destination: httpbin.dns\n    {k}: \"{v}\""),
+            )
+        };
+        let i = Ingress::parse(OK.as_bytes()).unwrap();
+        assert!(!i.ssl_redirect());
+        for k in [
+            "higress.io/ssl-redirect",
+            "nginx.ingress.kubernetes.io/ssl-redirect",
+            "higress.io/force-ssl-redirect",
+        ] {
+            let i = Ingress::parse(with(k, "true").as_bytes()).unwrap();
+            assert!(i.ssl_redirect(), "{k}");
+            let i = Ingress::parse(with(k, "False").as_bytes()).unwrap();
+            assert!(!i.ssl_redirect(), "{k}");
+        }
+        let e = Ingress::parse(with("higress.io/ssl-redirect", "yes").as_bytes()).unwrap_err();
+        assert_eq!(e.path, "metadata.annotations[\"higress.io/ssl-redirect\"]");
+        let y = OK.replace(
+            "  rules:",
+            "  tls:\n  - hosts: [\"bad_host\"]\n    secretName: s\n  rules:",
+        );
+        assert_eq!(
+            Ingress::parse(y.as_bytes()).unwrap_err().path,
+            "spec.tls[0].hosts[0]"
+        );
     }
 
     #[test]

@@ -1,13 +1,16 @@
 //! Typed, Kubernetes-shaped objects the gateway reads: ConfigMaps (with the
-//! `higress-config` global config), Ingresses and McpBridges. Parsing and validation
+//! `higress-config` global config and the console's `domain-*` ConfigMaps), Ingresses,
+//! McpBridges and Secrets (TLS certificates). Parsing and validation
 //! report the field path of the problem so users can find it in their YAML.
 
 pub mod configmap;
+pub mod domain;
 pub mod error;
 pub mod higress_config;
 pub mod ingress;
 pub mod mcpbridge;
 pub mod meta;
+pub mod secret;
 
 use std::fmt;
 
@@ -17,6 +20,7 @@ pub use higress_config::HigressConfig;
 pub use ingress::Ingress;
 pub use mcpbridge::McpBridge;
 pub use meta::ObjectMeta;
+pub use secret::Secret;
 
 /// Namespace every object lives in when read from a directory, as Higress standalone does.
 pub const SYSTEM_NAMESPACE: &str = "higress-system";
@@ -28,6 +32,7 @@ pub enum Kind {
     ConfigMap,
     Ingress,
     McpBridge,
+    Secret,
 }
 
 impl Kind {
@@ -37,10 +42,16 @@ impl Kind {
             Kind::ConfigMap => "configmaps",
             Kind::Ingress => "ingresses",
             Kind::McpBridge => "mcpbridges",
+            Kind::Secret => "secrets",
         }
     }
 
-    pub const ALL: [Kind; 3] = [Kind::ConfigMap, Kind::Ingress, Kind::McpBridge];
+    pub const ALL: [Kind; 4] = [
+        Kind::ConfigMap,
+        Kind::Ingress,
+        Kind::McpBridge,
+        Kind::Secret,
+    ];
 }
 
 impl fmt::Display for Kind {
@@ -49,6 +60,7 @@ impl fmt::Display for Kind {
             Kind::ConfigMap => "ConfigMap",
             Kind::Ingress => "Ingress",
             Kind::McpBridge => "McpBridge",
+            Kind::Secret => "Secret",
         })
     }
 }
@@ -75,6 +87,7 @@ pub enum Resource {
     ConfigMap(Box<ConfigMap>),
     Ingress(Ingress),
     McpBridge(McpBridge),
+    Secret(Secret),
 }
 
 impl Resource {
@@ -83,6 +96,7 @@ impl Resource {
             Resource::ConfigMap(o) => &o.metadata,
             Resource::Ingress(o) => &o.metadata,
             Resource::McpBridge(o) => &o.metadata,
+            Resource::Secret(o) => &o.metadata,
         }
     }
 
@@ -98,11 +112,13 @@ impl Resource {
             Kind::ConfigMap => Resource::ConfigMap(Box::new(ConfigMap::parse(bytes, name)?)),
             Kind::Ingress => Resource::Ingress(Ingress::parse(bytes)?),
             Kind::McpBridge => Resource::McpBridge(McpBridge::parse(bytes)?),
+            Kind::Secret => Resource::Secret(Secret::parse(bytes)?),
         };
         let meta = match &mut res {
             Resource::ConfigMap(o) => &mut o.metadata,
             Resource::Ingress(o) => &mut o.metadata,
             Resource::McpBridge(o) => &mut o.metadata,
+            Resource::Secret(o) => &mut o.metadata,
         };
         meta.name = name.to_string();
         meta.namespace = namespace.to_string();

@@ -33,6 +33,10 @@ pub struct ClusterStats {
     pub cx_connect_timeout: Counter,
     pub cx_rx_bytes: Counter,
     pub cx_tx_bytes: Counter,
+    /// TLS connections established (`ssl.handshake`).
+    pub ssl_handshake: Counter,
+    /// TLS handshakes that failed, certificate verification included (`ssl.connection_error`).
+    pub ssl_connection_error: Counter,
     pub membership_total: Gauge,
     pub membership_healthy: Gauge,
     pub istio: IstioStats,
@@ -59,6 +63,8 @@ struct ClusterFamilies {
     cx_connect_timeout: Arc<Family>,
     cx_rx_bytes: Arc<Family>,
     cx_tx_bytes: Arc<Family>,
+    ssl_handshake: Arc<Family>,
+    ssl_connection_error: Arc<Family>,
     membership_total: Arc<Family>,
     membership_healthy: Arc<Family>,
 }
@@ -107,6 +113,14 @@ impl ClusterFamilies {
                 "envoy_cluster_upstream_cx_tx_bytes_total",
                 "Bytes sent upstream: request heads and bodies (HTTP/1.1 sizes, no chunk framing).",
             ),
+            ssl_handshake: counter(
+                "envoy_cluster_ssl_handshake",
+                "Upstream TLS connections established.",
+            ),
+            ssl_connection_error: counter(
+                "envoy_cluster_ssl_connection_error",
+                "Upstream TLS handshakes that failed (certificate verification included).",
+            ),
             membership_total: gauge(
                 "envoy_cluster_membership_total",
                 "Endpoints in the cluster.",
@@ -139,6 +153,8 @@ impl ClusterStats {
             cx_connect_timeout: f.cx_connect_timeout.counter(&l),
             cx_rx_bytes: f.cx_rx_bytes.counter(&l),
             cx_tx_bytes: f.cx_tx_bytes.counter(&l),
+            ssl_handshake: f.ssl_handshake.counter(&l),
+            ssl_connection_error: f.ssl_connection_error.counter(&l),
             membership_total: f.membership_total.gauge(&l),
             membership_healthy: f.membership_healthy.gauge(&l),
             istio,

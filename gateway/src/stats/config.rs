@@ -1,11 +1,17 @@
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
 use telemetry::stats::{Counter, Gauge, Kind, Registry};
 
-/// `gateway_config_*`: what the config loop applied or rejected.
+/// `gateway_config_*`: what the config loop applied or rejected; and Envoy's
+/// `server.days_until_first_cert_expiring`, from the certificates it serves.
 #[derive(Clone)]
 pub struct ConfigStats {
     pub applied: Counter,
     pub rejected: Counter,
     pub version: Gauge,
+    /// The earliest `notAfter` (Unix seconds) of the served certificates; 0: none.
+    pub first_cert_expiry: Arc<AtomicI64>,
 }
 
 impl ConfigStats {
@@ -15,6 +21,19 @@ impl ConfigStats {
             "Config changes: applied (one per snapshot published) or rejected (one per rejected object change).",
             Kind::Counter,
         );
+        let days = r
+            .family(
+                "envoy_server_days_until_first_cert_expiring",
+                "Days until the first served certificate expires (0 when none is served, as Envoy).",
+                Kind::Gauge,
+            )
+            .gauge(&[]);
+        let first_cert_expiry = Arc::new(AtomicI64::new(0));
+        let expiry = first_cert_expiry.clone();
+        let held = days.clone();
+        r.on_scrape(move || {
+            held.set(days_until(expiry.load(Ordering::Relaxed), unix_now()));
+        });
         ConfigStats {
             applied: reloads.counter(&[("result", "applied")]),
             rejected: reloads.counter(&[("result", "rejected")]),
@@ -25,6 +44,44 @@ impl ConfigStats {
                     Kind::Gauge,
                 )
                 .gauge(&[]),
+            first_cert_expiry,
         }
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Whole days from `now` to `expiry` (both Unix seconds); 0 when none or past.
+fn days_until(expiry: i64, now: i64) -> i64 {
+    if expiry == 0 {
+        return 0;
+    }
+    ((expiry - now) / 86_400).max(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_count_down_and_stop_at_zero() {
+        assert_eq!(days_until(0, 1000), 0);
+        assert_eq!(days_until(1000 + 3 * 86_400 + 5, 1000), 3);
+        assert_eq!(days_until(1000 + 86_399, 1000), 0);
+        assert_eq!(days_until(500, 1000), 0);
+        let r = Registry::new();
+        let s = ConfigStats::register(&r);
+        s.first_cert_expiry
+            .store(unix_now() + 10 * 86_400 + 60, Ordering::Relaxed);
+        let m = r.render();
+        assert!(
+            m.lines()
+                .any(|l| l == "envoy_server_days_until_first_cert_expiring 10"),
+            "{m}"
+        );
     }
 }

@@ -18,6 +18,9 @@ pub struct HcmStats {
     pub cx_total: Counter,
     pub cx_http1_total: Counter,
     pub cx_http2_total: Counter,
+    /// TLS connections (`downstream_cx_ssl_total`, `downstream_cx_ssl_active`).
+    pub cx_ssl_total: Counter,
+    pub cx_ssl_active: Gauge,
     pub cx_active: Gauge,
     pub cx_rx_bytes: Counter,
     pub cx_tx_bytes: Counter,
@@ -56,6 +59,17 @@ impl HcmStats {
                 "envoy_http_downstream_cx_http2_total",
                 "Downstream HTTP/2 connections.",
             ),
+            cx_ssl_total: counter(
+                "envoy_http_downstream_cx_ssl_total",
+                "Downstream TLS connections.",
+            ),
+            cx_ssl_active: r
+                .family(
+                    "envoy_http_downstream_cx_ssl_active",
+                    "Downstream TLS connections open.",
+                    Kind::Gauge,
+                )
+                .gauge(&labels),
             cx_active: r
                 .family(
                     "envoy_http_downstream_cx_active",

@@ -12,6 +12,7 @@ mod compressor;
 mod config;
 mod hcm;
 mod istio;
+mod listener;
 mod server;
 mod stat_name;
 
@@ -22,6 +23,7 @@ pub use compressor::CompressorStats;
 pub use config::ConfigStats;
 pub use hcm::{hcm_prefix, HcmStats};
 pub use istio::{Destination, IstioFamilies, IstioStats};
+pub use listener::ListenerTlsStats;
 pub use server::{ServerStats, TracerStats, WasmStats};
 pub use stat_name::{ClusterIdentity, StatNamePattern};
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::resources::mcpbridge::{RegistryProtocol, DEFAULT_MCPBRIDGE};
 use crate::resources::McpBridge;
 use crate::stats::{ClusterIdentity, ClusterStats, ClusterStatsCache};
+use crate::translate::upstream_tls::{self, UpstreamTls};
 
 /// Envoy/Istio cluster name.
 pub fn cluster_name(port: u16, subset: &str, host: &str) -> String {
@@ -21,6 +22,10 @@ pub struct Cluster {
     pub port: u16,
     pub protocol: RegistryProtocol,
     pub endpoints: Vec<SocketAddr>,
+    /// The name a TLS registry sends as SNI (`sni`, or a `dns` registry's one domain).
+    pub sni: Option<String>,
+    /// The registry's own TLS (`protocol: https|grpcs`); Ingress annotations may override.
+    pub tls: Option<Arc<UpstreamTls>>,
     /// Round-robin cursor; a new snapshot starts a new rotation, which is harmless.
     next: AtomicUsize,
     pub stats: Arc<ClusterStats>,
@@ -74,8 +79,17 @@ impl Cluster {
             port,
             protocol,
             endpoints,
+            sni: None,
+            tls: None,
             next: AtomicUsize::new(0),
         }
+    }
+
+    /// A TLS registry's SNI; sets the cluster's own TLS from its protocol.
+    pub fn with_sni(mut self, sni: Option<String>) -> Self {
+        self.tls = upstream_tls::registry_tls(self.protocol, sni.clone());
+        self.sni = sni;
+        self
     }
 
     /// The next endpoint (index, address) in round-robin order, skipping the indices in
@@ -146,7 +160,14 @@ pub fn build(
                 continue;
             }
         };
-        let c = Cluster::new(&r.host(), port, r.protocol(), endpoints, stats);
+        // Higress: `sni`, or for a `dns` registry with a single domain, that domain.
+        let names = r.dns_names();
+        let sni = r
+            .sni
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or_else(|| (r.kind == "dns" && names.len() == 1).then(|| names[0].clone()));
+        let c = Cluster::new(&r.host(), port, r.protocol(), endpoints, stats).with_sni(sni);
         out.insert(c.name.clone(), Arc::new(c));
     }
     out

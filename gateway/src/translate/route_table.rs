@@ -5,13 +5,16 @@
 //! Within a host: Exact before Prefix/regex, then longer path first, then older Ingress
 //! first (file mode: file name order), then rule order.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::certificates::Secrets;
 use super::clusters::{cluster_name, Cluster};
 use super::destination::{self, Destination};
+use super::upstream_tls::{self, UpstreamAnnotations, UpstreamTls};
 use crate::resources::ingress::{self, IngressBackend, PathType};
+use crate::resources::mcpbridge::RegistryProtocol;
 use crate::resources::{FieldError, Ingress, SYSTEM_NAMESPACE};
 
 #[derive(Debug)]
@@ -63,6 +66,10 @@ pub struct WeightedCluster {
     /// `None` when no registry defines the host (503 until it appears).
     pub cluster: Option<Arc<Cluster>>,
     pub weight: u32,
+    /// The protocol spoken to it: `backend-protocol`, else the registry's.
+    pub protocol: RegistryProtocol,
+    /// TLS towards it (annotations, else the registry's); `None`: plain text.
+    pub tls: Option<Arc<UpstreamTls>>,
 }
 
 #[derive(Debug)]
@@ -76,6 +83,9 @@ pub struct Route {
     total_weight: u32,
     /// `higress.io/timeout`; `None` falls back to `downstream.routeTimeout`.
     pub timeout: Option<Duration>,
+    /// Plain-HTTP requests get a 308 to `https://` (`ssl-redirect`, `force-ssl-redirect`,
+    /// or a domain with `enableHttps: force`).
+    pub ssl_redirect: bool,
 }
 
 impl Route {
@@ -179,10 +189,13 @@ impl RouteTable {
                             "match": {kind: path},
                             "ignore_case": r.ignore_case,
                             "timeout_seconds": r.timeout.map(|t| t.as_secs_f64()),
+                            "ssl_redirect": r.ssl_redirect,
                             "destinations": r.destinations.iter().map(|d| serde_json::json!({
                                 "cluster": d.name,
                                 "weight": d.weight,
                                 "known": d.cluster.is_some(),
+                                "protocol": format!("{:?}", d.protocol).to_lowercase(),
+                                "tls": d.tls.as_ref().map(|t| &t.describe),
                             })).collect::<Vec<_>>(),
                         })
                     })
@@ -194,9 +207,13 @@ impl RouteTable {
     }
 
     /// Compile the routes of `ingresses` (already filtered to our class, in age order).
+    /// `secrets` serve `proxy-ssl-secret`; routes of the hosts in `force_https` redirect
+    /// plain HTTP.
     pub fn build(
         ingresses: &[&Ingress],
         clusters: &BTreeMap<String, Arc<Cluster>>,
+        secrets: &Secrets,
+        force_https: &HashSet<String>,
         warnings: &mut Vec<TranslateWarning>,
     ) -> RouteTable {
         let mut by_host: Vec<(Option<String>, Vec<Arc<Route>>)> = Vec::new();
@@ -208,7 +225,13 @@ impl RouteTable {
             None => by_host.push((host, vec![route])),
         };
         for ing in ingresses {
-            match routes_of(ing, clusters) {
+            let mut notes = Vec::new();
+            let built = routes_of(ing, clusters, secrets, force_https, &mut notes);
+            warnings.extend(notes.into_iter().map(|n| TranslateWarning {
+                ingress: route_name(ing),
+                error: FieldError::new("metadata.annotations", n),
+            }));
+            match built {
                 Ok(routes) => {
                     for (host, r) in routes {
                         push(host, r);
@@ -257,7 +280,8 @@ pub fn route_name(ing: &Ingress) -> String {
     }
 }
 
-fn strip_port(host: &str) -> &str {
+/// `host` without its `:port` (`[v6]:port` keeps the brackets).
+pub fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         // [v6]:port
         return host.find(']').map_or(host, |i| &host[..=i]);
@@ -273,9 +297,14 @@ type HostRoutes = Vec<(Option<String>, Arc<Route>)>;
 fn routes_of(
     ing: &Ingress,
     clusters: &BTreeMap<String, Arc<Cluster>>,
+    secrets: &Secrets,
+    force_https: &HashSet<String>,
+    notes: &mut Vec<String>,
 ) -> Result<HostRoutes, FieldError> {
     let meta = &ing.metadata;
     let name = route_name(ing);
+    let upstream = UpstreamAnnotations::parse(meta)?;
+    let ssl_redirect = ing.ssl_redirect();
     let ignore_case = meta.nginx_or_higress("ignore-path-case") == Some("true");
     let regex = ing.use_regex();
     let timeout = match meta.annotation(ingress::TIMEOUT_ANNOTATION) {
@@ -286,7 +315,7 @@ fn routes_of(
         Some(v) => Some(destination::parse(v)?),
         None => None,
     };
-    let dests = |backend: &IngressBackend| -> Vec<WeightedCluster> {
+    let mut dests = |backend: &IngressBackend| -> Vec<WeightedCluster> {
         let list: Vec<Destination> = match (&backend.service, &annotated) {
             (Some(svc), _) => vec![Destination {
                 weight: 100,
@@ -297,7 +326,9 @@ fn routes_of(
             (None, Some(list)) => list.clone(),
             (None, None) => Vec::new(),
         };
-        list.into_iter().map(|d| resolve(d, clusters)).collect()
+        list.into_iter()
+            .map(|d| resolve(d, clusters, &upstream, secrets, notes))
+            .collect()
     };
     let mut out = Vec::new();
     for rule in &ing.spec.rules {
@@ -331,6 +362,8 @@ fn routes_of(
                     destinations,
                     total_weight,
                     timeout,
+                    ssl_redirect: ssl_redirect
+                        || force_https.contains(host.as_deref().unwrap_or("*")),
                 }),
             ));
         }
@@ -348,6 +381,7 @@ fn routes_of(
                 destinations,
                 total_weight,
                 timeout,
+                ssl_redirect: ssl_redirect || force_https.contains("*"),
             }),
         ));
     }
@@ -355,8 +389,15 @@ fn routes_of(
 }
 
 /// A destination's cluster: `outbound|<port>|<subset>|<host>`, the port defaulting to the
-/// registry's. An unknown host stays unresolved (503 `no healthy upstream`).
-fn resolve(d: Destination, clusters: &BTreeMap<String, Arc<Cluster>>) -> WeightedCluster {
+/// registry's. An unknown host stays unresolved (503 `no healthy upstream`). The
+/// Ingress's upstream annotations decide its protocol and TLS.
+fn resolve(
+    d: Destination,
+    clusters: &BTreeMap<String, Arc<Cluster>>,
+    upstream: &UpstreamAnnotations,
+    secrets: &Secrets,
+    notes: &mut Vec<String>,
+) -> WeightedCluster {
     let port = d
         .port
         .or_else(|| clusters.values().find(|c| c.host == d.host).map(|c| c.port));
@@ -368,10 +409,17 @@ fn resolve(d: Destination, clusters: &BTreeMap<String, Arc<Cluster>>) -> Weighte
     if cluster.is_none() {
         tracing::warn!(cluster = %name, "destination names a host no registry defines yet; 503 until it appears");
     }
+    let registry = match &cluster {
+        Some(c) => (c.protocol, c.tls.as_ref(), c.sni.as_deref()),
+        None => (RegistryProtocol::Http, None, None),
+    };
+    let (protocol, tls) = upstream_tls::resolve(upstream, registry, secrets, notes);
     WeightedCluster {
         name,
         cluster,
         weight: d.weight,
+        protocol,
+        tls,
     }
 }
 
@@ -417,7 +465,7 @@ mod tests {
     fn table(ings: &[Ingress]) -> RouteTable {
         let refs: Vec<&Ingress> = ings.iter().collect();
         let mut w = vec![];
-        let t = RouteTable::build(&refs, &clusters(), &mut w);
+        let t = RouteTable::build(&refs, &clusters(), &Secrets::new(), &HashSet::new(), &mut w);
         assert!(w.is_empty(), "{w:?}");
         t
     }
