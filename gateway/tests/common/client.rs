@@ -29,23 +29,36 @@ impl Response {
     }
 }
 
+/// What a connection's bytes go through: the socket, or TLS over it.
+pub trait Wire: Read + Write + Send {}
+impl<T: Read + Write + Send> Wire for T {}
+
 /// A keep-alive connection.
 pub struct Conn {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Box<dyn Wire>>,
+    /// The socket under the wire (for timeouts).
+    tcp: TcpStream,
 }
 
 impl Conn {
     pub fn open(addr: SocketAddr) -> std::io::Result<Conn> {
-        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        s.set_read_timeout(Some(Duration::from_secs(15)))?;
-        s.set_nodelay(true)?;
+        let s = connect(addr)?;
         Ok(Conn {
-            reader: BufReader::new(s),
+            tcp: s.try_clone()?,
+            reader: BufReader::new(Box::new(s)),
         })
     }
 
+    /// A connection whose bytes go through `wire` (e.g. TLS) over the socket `tcp`.
+    pub fn over(tcp: TcpStream, wire: Box<dyn Wire>) -> Conn {
+        Conn {
+            tcp,
+            reader: BufReader::new(wire),
+        }
+    }
+
     pub fn stream(&self) -> &TcpStream {
-        self.reader.get_ref()
+        &self.tcp
     }
 
     /// Send a request with `Host: host` and extra header lines; read the response.
@@ -143,6 +156,14 @@ impl Conn {
             .unwrap();
         r
     }
+}
+
+/// A loopback TCP connection with the client's timeouts.
+pub fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(15)))?;
+    s.set_nodelay(true)?;
+    Ok(s)
 }
 
 pub fn request(

@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod nginx;
 pub mod client;
 pub mod prometheus;
+pub mod tls;
 pub mod tracing_peers;
 
 use std::io::Write;
@@ -50,7 +52,7 @@ pub struct ConfigDir {
 impl ConfigDir {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        for k in ["configmaps", "ingresses", "mcpbridges"] {
+        for k in ["configmaps", "ingresses", "mcpbridges", "secrets"] {
             std::fs::create_dir_all(dir.path().join(k)).unwrap();
         }
         ConfigDir { dir }
@@ -171,6 +173,8 @@ pub fn ingress_yaml(
 pub struct Gateway {
     child: Child,
     pub http: SocketAddr,
+    /// The HTTPS listener's address (bound once TLS is configured).
+    pub https: SocketAddr,
     pub stats: SocketAddr,
     pub admin: SocketAddr,
     pub access_log: PathBuf,
@@ -206,6 +210,19 @@ impl Gateway {
             Some(_) => vec![],
             None => vec!["--http-addr".to_string(), http.to_string()],
         };
+        // Never the default 0.0.0.0:8443: tests run in parallel.
+        let https_arg = extra
+            .windows(2)
+            .find(|w| w[0] == "--https-addr")
+            .map(|w| w[1]);
+        let https: SocketAddr = match https_arg.and_then(|a| a.parse::<SocketAddr>().ok()) {
+            Some(a) => SocketAddr::from(([127, 0, 0, 1], a.port())),
+            None => format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        };
+        let own_https = match https_arg {
+            Some(_) => vec![],
+            None => vec!["--https-addr".to_string(), https.to_string()],
+        };
         let stats: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let stderr = std::fs::File::create(logdir.path().join("gateway.log")).unwrap();
@@ -213,6 +230,7 @@ impl Gateway {
             .args(["run", "--config-dir"])
             .arg(config)
             .args(&own_http)
+            .args(&own_https)
             .args(["--stats-addr", &stats.to_string()])
             .args(["--admin-addr", &admin.to_string()])
             .args(["--threads", "2", "--access-log"])
@@ -226,6 +244,7 @@ impl Gateway {
         let mut gw = Gateway {
             child,
             http,
+            https,
             stats,
             admin,
             access_log,
@@ -303,6 +322,39 @@ impl Gateway {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The TCP ports this process listens on (its sockets in LISTEN state).
+    pub fn listening_ports(&self) -> Vec<u16> {
+        let pid = self.pid();
+        let inodes: std::collections::HashSet<String> =
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|d| {
+                    d.flatten()
+                        .filter_map(|e| std::fs::read_link(e.path()).ok())
+                        .filter_map(|l| {
+                            let l = l.to_string_lossy().into_owned();
+                            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+        let mut ports = Vec::new();
+        for table in ["tcp", "tcp6"] {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+            for line in text.lines().skip(1) {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                // local_address, state 0A = LISTEN, inode.
+                if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9]) {
+                    if let Some(port) = f[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok()) {
+                        ports.push(port);
+                    }
+                }
+            }
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        ports
     }
 
     pub fn wait_exit(&mut self) -> std::process::ExitStatus {
