@@ -4,7 +4,10 @@
 # The gateway runs twice: `gateway` records stats and is scraped every second (as
 # Prometheus would), `gw-norec` has per-request recording switched off
 # (`--stats-recording off`), so the table shows what recording costs; `gw-trace` traces
-# every request (Zipkin, sampling 100) to a live collector (bench_helper.py's).
+# every request (Zipkin, sampling 100) to a live collector (bench_helper.py's). The
+# `-gzip` rows fetch 10 KB of JSON gzip'd; the `-tls` rows fetch over HTTPS (keep-alive,
+# one ECDSA P-256 certificate shared by nginx and the gateway, which takes it from a
+# domain ConfigMap and a Secret as the Higress console writes them).
 # Everything runs on 127.0.0.1, each proxy with one worker, one shared nginx backend.
 #
 # Environment:
@@ -45,7 +48,7 @@ fi
 CONNECTIONS=${CONNECTIONS:-32}
 WRK_THREADS=${WRK_THREADS:-1}
 HOST=bench.local
-TARGETS=(direct floor nginx gateway gw-norec gw-trace ngx-gzip gw-gzip)
+TARGETS=(direct floor nginx gateway gw-norec gw-trace ngx-gzip gw-gzip ngx-tls gw-tls)
 PIN=${BENCH_PIN:-}
 if [[ -z $PIN ]]; then
   if (($(nproc) >= 2)) && command -v taskset >/dev/null 2>&1; then PIN=1; else PIN=0; fi
@@ -64,6 +67,7 @@ missing=()
 command -v wrk >/dev/null 2>&1 || missing+=("wrk (Debian package wrk)")
 command -v python3 >/dev/null 2>&1 || missing+=("python3 (Debian package python3)")
 command -v timeout >/dev/null 2>&1 || missing+=("timeout (Debian package coreutils)")
+command -v openssl >/dev/null 2>&1 || missing+=("openssl (Debian package openssl)")
 if ((${#missing[@]})); then
   echo "bench.sh: missing prerequisites:" >&2
   printf '  %s\n' "${missing[@]}" >&2
@@ -157,7 +161,16 @@ wait_http() { # label log url timeout pid [host]
 }
 
 read -r P_BACKEND P_NGINX P_FLOOR P_GW P_STATS P_ADMIN P_GW2 P_STATS2 P_ADMIN2 \
-  P_GW3 P_STATS3 P_ADMIN3 P_ZIPKIN < <(python3 "$HELPER" ports 13)
+  P_GW3 P_STATS3 P_ADMIN3 P_ZIPKIN P_NGX_TLS P_GW_TLS < <(python3 "$HELPER" ports 15)
+
+# The HTTPS rows' certificate (wrk sends no useful SNI for 127.0.0.1: the gateway serves
+# it as the catch-all certificate, nginx as its only one).
+mkdir -p "$TMP/tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+  -subj /CN=bench.local -addext subjectAltName=DNS:bench.local \
+  -keyout "$TMP/tls/key.pem" -out "$TMP/tls/cert.pem" 2>"$TMP/tls/openssl.log"
+chmod o+r "$TMP/tls/key.pem" "$TMP/tls/cert.pem"
+chmod o+x "$TMP/tls"
 
 # ------------------------------------------------------------------ nginx configs
 nginx_conf() { # name body [master_process on|off]
@@ -230,10 +243,21 @@ nginx_conf proxy "    upstream backend {
             proxy_http_version 1.1;
             proxy_set_header Connection \"\";
         }
+    }
+    server {
+        listen 127.0.0.1:$P_NGX_TLS ssl;
+        ssl_certificate $TMP/tls/cert.pem;
+        ssl_certificate_key $TMP/tls/key.pem;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }
     }"
 
 python3 "$HELPER" gateway-config "$TMP/gwconf" "$P_BACKEND"
 python3 "$HELPER" gateway-config "$TMP/gwconf-trace" "$P_BACKEND" "$P_ZIPKIN"
+python3 "$HELPER" gateway-tls "$TMP/gwconf" "$TMP/tls/cert.pem" "$TMP/tls/key.pem"
 
 # ------------------------------------------------------------------ start everything
 echo "== starting backend and proxies (temp dir $TMP) =="
@@ -255,12 +279,12 @@ PID_NGINX=$NGINX_PID
 PID_FLOOR=$!
 PIDS+=("$PID_FLOOR")
 
-gateway_args() { # config-dir http-port stats-port admin-port [extra args...]
-  GW_ARGS=(run --config-dir "$1" --http-addr "127.0.0.1:$2" --https-addr off
+gateway_args() { # config-dir http-port stats-port admin-port [extra args...]; GW_HTTPS=addr
+  GW_ARGS=(run --config-dir "$1" --http-addr "127.0.0.1:$2" --https-addr "${GW_HTTPS:-off}"
     --stats-addr "127.0.0.1:$3" --admin-addr "127.0.0.1:$4" --threads 1 --access-log off "${@:5}")
 }
 
-gateway_args "$TMP/gwconf" "$P_GW" "$P_STATS" "$P_ADMIN"
+GW_HTTPS=127.0.0.1:$P_GW_TLS gateway_args "$TMP/gwconf" "$P_GW" "$P_STATS" "$P_ADMIN"
 "${ON_CPU1[@]}" "$GATEWAY_BIN" "${GW_ARGS[@]}" >"$TMP/gateway.log" 2>&1 &
 PID_GW=$!
 PIDS+=("$PID_GW")
@@ -285,6 +309,8 @@ wait_http "gateway (/healthz/ready)" "$TMP/gateway.log" "http://127.0.0.1:$P_STA
 wait_http "gateway" "$TMP/gateway.log" "http://127.0.0.1:$P_GW/" 10 "$PID_GW" "$HOST"
 wait_http "gw-norec" "$TMP/gw-norec.log" "http://127.0.0.1:$P_GW2/" 30 "$PID_GW2" "$HOST"
 wait_http "gw-trace" "$TMP/gw-trace.log" "http://127.0.0.1:$P_GW3/" 30 "$PID_GW3" "$HOST"
+wait_http "nginx https" "$TMP/proxy/error.log" "https://127.0.0.1:$P_NGX_TLS/" 10 "$PID_NGINX" "$HOST"
+wait_http "gateway https" "$TMP/gateway.log" "https://127.0.0.1:$P_GW_TLS/" 10 "$PID_GW" "$HOST"
 # The gzip rows compare compressed responses: both proxies must really compress.
 for t in "ngx-gzip http://127.0.0.1:$P_NGINX/json10k" "gw-gzip http://127.0.0.1:$P_GW/json10k"; do
   enc=$(curl -s -o /dev/null -D - -H "Host: $HOST" -H "Accept-Encoding: gzip" "${t#* }" |
@@ -322,6 +348,8 @@ url_of() {
     gw-trace) echo "http://127.0.0.1:$P_GW3/" ;;
     ngx-gzip) echo "http://127.0.0.1:$P_NGINX/json10k" ;;
     gw-gzip) echo "http://127.0.0.1:$P_GW/json10k" ;;
+    ngx-tls) echo "https://127.0.0.1:$P_NGX_TLS/" ;;
+    gw-tls) echo "https://127.0.0.1:$P_GW_TLS/" ;;
   esac
 }
 
@@ -335,6 +363,8 @@ pid_of() {
     gw-trace) echo "$PID_GW3" ;;
     ngx-gzip) echo "$PID_NGINX" ;;
     gw-gzip) echo "$PID_GW" ;;
+    ngx-tls) echo "$PID_NGINX" ;;
+    gw-tls) echo "$PID_GW" ;;
   esac
 }
 

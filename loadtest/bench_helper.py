@@ -4,6 +4,7 @@
 Subcommands:
   ports N                          print N distinct free loopback TCP ports
   gateway-config DIR BACKEND_PORT  write the gateway's config directory
+  gateway-tls DIR CERT KEY         add HTTPS for every host (Secret + default domain)
   wait-http URL TIMEOUT [--host H] [--pid PID]
                                    poll URL until it answers 200 (exit 1 on timeout or
                                    if PID exits first)
@@ -26,6 +27,7 @@ import math
 import os
 import re
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -149,6 +151,25 @@ def cmd_gateway_config(d, backend_port, collector_port=None):
         write_atomic(os.path.join(d, "configmaps/higress-config.yaml"), tracing_config_yaml())
 
 
+def cmd_gateway_tls(d, cert_path, key_path):
+    """HTTPS for every host of config dir D: a kubernetes.io/tls Secret and the console's
+    default-domain ConfigMap (the catch-all certificate), as the Higress console writes them."""
+    import base64
+    for k in ("configmaps", "secrets"):
+        os.makedirs(os.path.join(d, k), exist_ok=True)
+    with open(cert_path, "rb") as f:
+        crt = base64.b64encode(f.read()).decode()
+    with open(key_path, "rb") as f:
+        key = base64.b64encode(f.read()).decode()
+    write_atomic(os.path.join(d, "secrets/bench-cert.yaml"),
+                 "apiVersion: v1\nkind: Secret\nmetadata:\n  name: bench-cert\n"
+                 f"type: kubernetes.io/tls\ndata:\n  tls.crt: {crt}\n  tls.key: {key}\n")
+    write_atomic(os.path.join(d, "configmaps/domain-higress-default-domain.yaml"),
+                 "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: domain-higress-default-domain\n"
+                 "  labels: {higress.io/config-map-type: domain}\n"
+                 "data:\n  domain: higress-default-domain\n  enableHttps: \"on\"\n  cert: bench-cert\n")
+
+
 # ------------------------------------------------------------------ zipkin collector
 
 def cmd_zipkin_collector(port, count_file):
@@ -217,8 +238,10 @@ def cmd_wait_http(argv):
         req = urllib.request.Request(url)
         if host:
             req.add_header("Host", host)
+        # The benchmark's HTTPS rows use a self-signed certificate for bench.local.
+        ctx = ssl._create_unverified_context() if url.startswith("https:") else None
         try:
-            with urllib.request.urlopen(req, timeout=1) as r:
+            with urllib.request.urlopen(req, timeout=1, context=ctx) as r:
                 r.read()
                 if r.status == 200:
                     return
@@ -352,12 +375,14 @@ def cmd_report(results_dir, targets):
           f"gateway/floor = {fmt_ratio(med('gateway'), med('floor'))}  "
           f"gateway/gw-norec = {fmt_ratio(med('gateway'), med('gw-norec'))} (stats recorded and scraped vs not recorded)  "
           f"gw-trace/gateway = {fmt_ratio(med('gw-trace'), med('gateway'))} (tracing 100% to a live Zipkin collector vs off)  "
-          f"gw-gzip/ngx-gzip = {fmt_ratio(med('gw-gzip'), med('ngx-gzip'))} (10 KB JSON gzip'd at level 9, window 4 KB)")
+          f"gw-gzip/ngx-gzip = {fmt_ratio(med('gw-gzip'), med('ngx-gzip'))} (10 KB JSON gzip'd at level 9, window 4 KB)  "
+          f"gw-tls/ngx-tls = {fmt_ratio(med('gw-tls'), med('ngx-tls'))} (HTTPS, keep-alive, ECDSA P-256)")
     # Ratios within each round (runs seconds apart) are less exposed to drift across the
     # whole run than the ratio of medians above.
     paired = []
     for a, b in (("gateway", "nginx"), ("gateway", "floor"), ("gateway", "gw-norec"),
-                 ("gw-trace", "gateway"), ("gw-trace", "nginx"), ("gw-gzip", "ngx-gzip")):
+                 ("gw-trace", "gateway"), ("gw-trace", "nginx"), ("gw-gzip", "ngx-gzip"),
+                 ("gw-tls", "ngx-tls"), ("gw-tls", "gateway")):
         rs = [v[a] / v[b] for v in by_round.values() if v.get(a) and v.get(b)]
         if rs:
             paired.append(f"{a}/{b} {statistics.median(rs):.2f} ({min(rs):.2f}..{max(rs):.2f})")
@@ -504,7 +529,7 @@ def cmd_cpu(hz, path):
     print(f"CPU per request in the proxy process (median over rounds; clock ticks of 1/{hz:.0f} s):")
     med = {}
     for t in ("direct", "floor", "nginx", "gateway", "gw-norec", "gw-trace", "ngx-gzip",
-              "gw-gzip"):
+              "gw-gzip", "ngx-tls", "gw-tls"):
         if t in per:
             med[t] = statistics.median(per[t])
             label = "backend" if t == "direct" else t
@@ -516,6 +541,8 @@ def cmd_cpu(hz, path):
         print(f"stats recording: gateway CPU/request = {med['gateway'] / med['gw-norec']:.3f}x gw-norec")
     if med.get("ngx-gzip") and "gw-gzip" in med:
         print(f"gzip: gw-gzip CPU/request = {med['gw-gzip'] / med['ngx-gzip']:.2f}x ngx-gzip")
+    if med.get("ngx-tls") and "gw-tls" in med:
+        print(f"https: gw-tls CPU/request = {med['gw-tls'] / med['ngx-tls']:.2f}x ngx-tls")
     if med.get("gateway") and "gw-trace" in med:
         print(f"tracing: gw-trace CPU/request = {med['gw-trace'] / med['gateway']:.2f}x gateway")
 
@@ -603,6 +630,8 @@ def main():
         cmd_ports(*argv)
     elif cmd == "gateway-config":
         cmd_gateway_config(*argv)
+    elif cmd == "gateway-tls":
+        cmd_gateway_tls(*argv)
     elif cmd == "zipkin-collector":
         cmd_zipkin_collector(*argv)
     elif cmd == "wait-http":

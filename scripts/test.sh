@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 # prometheus (a real Prometheus scraping the gateway, and promtool; tests/prometheus.rs),
 # python3 + python3-venv for the Python peers of the tracing tests (SkyWalking agent and
 # collector, OpenTelemetry SDK app, OTLP and Zipkin receivers: gateway/tests/peers), whose
-# venv (target/peers-venv, pinned packages, k6 among them) prereqs.sh builds once.
-export NEED_DEBS="nginx-light wrk dnsmasq-base curl prometheus python3 python3-venv"
+# venv (target/peers-venv, pinned packages, k6 among them) prereqs.sh builds once;
+# openssl (s_client checks which certificate the HTTPS listener serves; the benchmark
+# makes its certificate with it).
+export NEED_DEBS="nginx-light wrk dnsmasq-base curl openssl prometheus python3 python3-venv"
 export NEED_PEERS_VENV=1
 . scripts/prereqs.sh
 

@@ -1,5 +1,7 @@
 //! `gateway demo`: a built-in config for `foo.bar.com` and an in-process echo upstream
-//! that answers like httpbin's `/get` (args, headers, origin, url as JSON).
+//! that answers like httpbin's `/get` (args, headers, origin, url as JSON). HTTPS is on
+//! for the host, with a self-signed certificate made at start, configured as the Higress
+//! console does it (a domain ConfigMap and a `kubernetes.io/tls` Secret).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,8 +12,49 @@ use tokio::net::{TcpListener, TcpStream};
 
 pub const DEMO_HOST: &str = "foo.bar.com";
 
+/// The demo's certificate Secret and the domain ConfigMap that uses it.
+const DEMO_SECRET: &str = "foo-bar-com";
+
+/// A self-signed certificate for `host` (ECDSA P-256, 30 days): (cert PEM, key PEM).
+fn self_signed(host: &str) -> Result<(Vec<u8>, Vec<u8>), openssl::error::ErrorStack> {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::{BigNum, MsbOption};
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::x509::extension::SubjectAlternativeName;
+    use openssl::x509::{X509NameBuilder, X509};
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
+    let key = PKey::from_ec_key(EcKey::generate(&group)?)?;
+    let mut name = X509NameBuilder::new()?;
+    name.append_entry_by_nid(Nid::COMMONNAME, host)?;
+    let name = name.build();
+    let mut serial = BigNum::new()?;
+    serial.rand(64, MsbOption::MAYBE_ZERO, false)?;
+    let mut b = X509::builder()?;
+    b.set_version(2)?;
+    let serial = serial.to_asn1_integer()?;
+    let (not_before, not_after) = (Asn1Time::days_from_now(0)?, Asn1Time::days_from_now(30)?);
+    b.set_serial_number(&serial)?;
+    b.set_subject_name(&name)?;
+    b.set_issuer_name(&name)?;
+    b.set_pubkey(&key)?;
+    b.set_not_before(&not_before)?;
+    b.set_not_after(&not_after)?;
+    let san = SubjectAlternativeName::new()
+        .dns(host)
+        .build(&b.x509v3_context(None, None))?;
+    b.append_extension(san)?;
+    b.sign(&key, MessageDigest::sha256())?;
+    Ok((b.build().to_pem()?, key.private_key_to_pem_pkcs8()?))
+}
+
 /// Write the demo config into `dir` (the standalone layout), pointing at `echo`.
 pub fn write_config(dir: &Path, echo: SocketAddr) -> std::io::Result<()> {
+    use base64::Engine;
+    let (crt, key) = self_signed(DEMO_HOST).map_err(std::io::Error::other)?;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let files = [
         (
             "mcpbridges/default.yaml",
@@ -28,6 +71,20 @@ pub fn write_config(dir: &Path, echo: SocketAddr) -> std::io::Result<()> {
         (
             "configmaps/higress-config.yaml",
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: higress-config\n  namespace: higress-system\ndata:\n  higress: |-\n    downstream:\n      idleTimeout: 180\n    addXRealIpHeader: false\n".to_string(),
+        ),
+        (
+            "secrets/foo-bar-com.yaml",
+            format!(
+                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {DEMO_SECRET}\n  namespace: higress-system\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
+                b64(&crt),
+                b64(&key)
+            ),
+        ),
+        (
+            "configmaps/domain-foo.bar.com.yaml",
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: domain-{DEMO_HOST}\n  namespace: higress-system\n  labels:\n    higress.io/config-map-type: domain\ndata:\n  domain: {DEMO_HOST}\n  enableHttps: \"on\"\n  cert: {DEMO_SECRET}\n"
+            ),
         ),
     ];
     for (rel, body) in files {
@@ -141,17 +198,21 @@ fn echo_body(
     for (k, v) in headers {
         hdrs.insert(title_case(k), serde_json::Value::String(v.clone()));
     }
-    let host = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("host"))
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("");
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    let host = header("host").unwrap_or("");
+    // Behind the gateway the scheme is the client's, as httpbin reads it.
+    let scheme = header("x-forwarded-proto").unwrap_or("http");
     let mut v = serde_json::json!({
         "args": args,
         "headers": hdrs,
         "method": method,
         "origin": peer.ip().to_string(),
-        "url": format!("http://{host}{path}{}{query}", if query.is_empty() { "" } else { "?" }),
+        "url": format!("{scheme}://{host}{path}{}{query}", if query.is_empty() { "" } else { "?" }),
     });
     if !body.is_empty() {
         v["data"] = serde_json::Value::String(body.to_string());

@@ -223,11 +223,20 @@ fn demo(common: &Common) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("gateway-demo-{}", std::process::id()));
     gateway::demo::write_config(&dir, echo_addr)?;
     let port = common.http_addr.rsplit(':').next().unwrap_or("8080");
+    let https_port = common.https_addr.rsplit(':').next().unwrap_or("8443");
+    let https_line = if common.https_addr.eq_ignore_ascii_case("off") {
+        String::new()
+    } else {
+        format!(
+            "  curl -sk --resolve {host}:{https_port}:127.0.0.1 'https://{host}:{https_port}/get?foo=bar'   (self-signed)\n",
+            host = gateway::demo::DEMO_HOST
+        )
+    };
     let admin = &common.admin_addr;
     let stats_port = common.stats_addr.rsplit(':').next().unwrap_or("15020");
     eprintln!(
         "\ngateway demo: echo upstream on {echo_addr}, config in {dir}/ (edit it: changes apply live)\n\
-         try:\n  curl -s 'http://localhost:{port}/get?foo=bar' -H 'Host: {host}'\n  \
+         try:\n  curl -s 'http://localhost:{port}/get?foo=bar' -H 'Host: {host}'\n{https_line}  \
          curl -s http://localhost:{stats_port}/stats/prometheus\n  \
          curl -s http://{admin}/debug/configz\n  \
          curl -s http://{admin}/debug/traces      (every request is traced; set tracing in\n  \

@@ -168,6 +168,7 @@ fn sigterm_finishes_in_flight_requests_and_exits_0() {
 #[test]
 fn demo_serves_foo_bar_com_from_its_echo_upstream() {
     let http: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let https: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let stats = format!("127.0.0.1:{}", free_port());
     let admin = format!("127.0.0.1:{}", free_port());
     let log = tempfile::NamedTempFile::new().unwrap();
@@ -176,6 +177,8 @@ fn demo_serves_foo_bar_com_from_its_echo_upstream() {
             "demo",
             "--http-addr",
             &http.to_string(),
+            "--https-addr",
+            &https.to_string(),
             "--stats-addr",
             &stats,
             "--admin-addr",
@@ -196,9 +199,35 @@ fn demo_serves_foo_bar_com_from_its_echo_upstream() {
     assert_eq!(j["args"]["foo"], "bar");
     assert_eq!(j["url"], "http://foo.bar.com/get?foo=bar");
     assert!(j["headers"]["X-Request-Id"].as_str().is_some());
+    // HTTPS with the demo's self-signed certificate, as the printed curl line does it.
     let printed = std::fs::read_to_string(log.path()).unwrap();
+    let line = printed
+        .lines()
+        .find(|l| l.contains("curl -sk"))
+        .unwrap_or_else(|| panic!("demo prints the HTTPS curl line: {printed}"));
     assert!(
-        printed.contains("curl"),
+        line.contains(&format!("https://foo.bar.com:{}/get", https.port())),
+        "{line}"
+    );
+    let out = wait_for("the demo's HTTPS", || {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sk",
+                "--resolve",
+                &format!("foo.bar.com:{}:127.0.0.1", https.port()),
+            ])
+            .arg(format!("https://foo.bar.com:{}/get?foo=bar", https.port()))
+            .output()
+            .ok()?;
+        out.status.success().then_some(out)
+    });
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        j["url"],
+        format!("https://foo.bar.com:{}/get?foo=bar", https.port())
+    );
+    assert!(
+        printed.contains("curl -s http://") && printed.contains("/stats/prometheus"),
         "demo prints the curl lines: {printed}"
     );
     let _ = child.kill();

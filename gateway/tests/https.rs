@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::tls::{s_client, tls_conn, tls_conn_with_cert, Issued, TestCa};
 use common::*;
@@ -49,7 +48,13 @@ fn tls_ingress(
 }
 
 /// `curl` over HTTPS to `host` (resolved to the gateway): (status, HTTP version, body).
-fn curl_https(gw: &Gateway, ca: &TestCa, host: &str, path: &str, h2: bool) -> (u16, String, String) {
+fn curl_https(
+    gw: &Gateway,
+    ca: &TestCa,
+    host: &str,
+    path: &str,
+    h2: bool,
+) -> (u16, String, String) {
     let port = gw.https.port();
     let out = Command::new("curl")
         .args(["-s", if h2 { "--http2" } else { "--http1.1" }, "--cacert"])
@@ -92,7 +97,11 @@ fn assert_days_left(gw: &Gateway, issued: &Issued) {
 }
 
 fn subject_cn(line: &str) -> &str {
-    line.rsplit("CN").next().unwrap_or("").trim_start_matches([' ', '=']).trim()
+    line.rsplit("CN")
+        .next()
+        .unwrap_or("")
+        .trim_start_matches([' ', '='])
+        .trim()
 }
 
 #[test]
@@ -111,7 +120,11 @@ fn sni_picks_the_certificate_h2_is_negotiated_and_headers_say_https() {
             "sites",
             &[Some("a.test"), Some("*.w.test"), None],
             "be.static",
-            &[(&["a.test"], "a-cert"), (&["*.w.test"], "w-cert"), (&[], "d-cert")],
+            &[
+                (&["a.test"], "a-cert"),
+                (&["*.w.test"], "w-cert"),
+                (&[], "d-cert"),
+            ],
             &[],
         ),
     );
@@ -202,8 +215,14 @@ fn sni_picks_the_certificate_h2_is_negotiated_and_headers_say_https() {
     assert_eq!(certs[0]["certificate"]["dns_names"][0], "a.test");
     // /config_dump never shows key material.
     let dump = String::from_utf8(get(gw.admin, "admin", "/config_dump").unwrap().body).unwrap();
-    assert!(dump.contains("a-cert") && dump.contains("redacted"), "{dump}");
-    assert!(!dump.contains("PRIVATE KEY") && !dump.contains("LS0tLS1CRUdJTi"), "{dump}");
+    assert!(
+        dump.contains("a-cert") && dump.contains("redacted"),
+        "{dump}"
+    );
+    assert!(
+        !dump.contains("PRIVATE KEY") && !dump.contains("LS0tLS1CRUdJTi"),
+        "{dump}"
+    );
 }
 
 #[test]
@@ -219,17 +238,22 @@ fn the_listener_is_bound_only_while_certificates_exist() {
     let v = gw.version();
     cfg.write(
         "ingresses/a.yaml",
-        &tls_ingress("a", &[Some("a.test")], "be.static", &[(&["a.test"], "a-cert")], &[]),
+        &tls_ingress(
+            "a",
+            &[Some("a.test")],
+            "be.static",
+            &[(&["a.test"], "a-cert")],
+            &[],
+        ),
     );
     gw.wait_version_after(v);
     assert!(!https_bound(&gw));
     let z = gw.configz();
     assert!(
-        z["warnings"]
-            .as_array()
+        z["warnings"].as_array().unwrap().iter().any(|w| w
+            .as_str()
             .unwrap()
-            .iter()
-            .any(|w| w.as_str().unwrap().contains("secret higress-system/a-cert not found")),
+            .contains("secret higress-system/a-cert not found")),
         "{z:#}"
     );
     // The secret arrives: the listener is bound.
@@ -258,8 +282,13 @@ fn the_listener_is_bound_only_while_certificates_exist() {
     let v = gw.version();
     cfg.host_route("a", "a.test", "be.static");
     gw.wait_version_after(v);
-    wait_for("the HTTPS listener to close", || (!https_bound(&gw)).then_some(()));
-    assert_eq!(kept.request("GET", "a.test", "/after", &[]).unwrap().status, 200);
+    wait_for("the HTTPS listener to close", || {
+        (!https_bound(&gw)).then_some(())
+    });
+    assert_eq!(
+        kept.request("GET", "a.test", "/after", &[]).unwrap().status,
+        200
+    );
 }
 
 #[test]
@@ -270,11 +299,23 @@ fn https_off_never_binds() {
     cfg.tls_secret("a-cert", &ca.issue(&["a.test"]));
     cfg.write(
         "ingresses/a.yaml",
-        &tls_ingress("a", &[Some("a.test")], "be.static", &[(&["a.test"], "a-cert")], &[]),
+        &tls_ingress(
+            "a",
+            &[Some("a.test")],
+            "be.static",
+            &[(&["a.test"], "a-cert")],
+            &[],
+        ),
     );
     let gw = Gateway::start_with(cfg.path(), &["--https-addr", "off"]);
     // The certificate is known, yet only the HTTP, stats and admin listeners exist.
-    assert_eq!(gw.configz()["tls"]["certificates"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        gw.configz()["tls"]["certificates"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     let mut want = vec![gw.http.port(), gw.stats.port(), gw.admin.port()];
     want.sort_unstable();
     // A request has been served: the control plane has long published its snapshot.
@@ -332,12 +373,20 @@ fn ssl_redirect_annotations_and_forced_domains_send_308() {
         Some(format!("https://a.test:{}/", gw.https.port()).as_str())
     );
     let r = get(gw.http, "b.test", "/").unwrap();
-    assert_eq!((r.status, r.header("location")), (308, Some("https://b.test/")));
+    assert_eq!(
+        (r.status, r.header("location")),
+        (308, Some("https://b.test/"))
+    );
     assert_eq!(get(gw.http, "c.test", "/").unwrap().status, 200);
     let r = get(gw.http, "d.test", "/x").unwrap();
-    assert_eq!((r.status, r.header("location")), (308, Some("https://d.test/x")));
+    assert_eq!(
+        (r.status, r.header("location")),
+        (308, Some("https://d.test/x"))
+    );
     assert_eq!(be.requests(), 1, "redirects never reach the backend");
-    let e = gw.wait_access("the redirect in the access log", |e| e["path"] == "/p/q?x=1&y=2");
+    let e = gw.wait_access("the redirect in the access log", |e| {
+        e["path"] == "/p/q?x=1&y=2"
+    });
     assert_eq!(e["response_code"], 308);
     assert_eq!(e["route_name"], "r1");
 
@@ -359,8 +408,16 @@ fn ssl_redirect_annotations_and_forced_domains_send_308() {
         .args(["-s", "-L", "--cacert"])
         .arg(ca.pem_path())
         .args(["--resolve", &format!("a.test:{}:127.0.0.1", gw.http.port())])
-        .args(["--resolve", &format!("a.test:{}:127.0.0.1", gw.https.port())])
-        .args(["-o", "/dev/null", "-w", "%{http_code} %{url_effective} %{num_redirects}"])
+        .args([
+            "--resolve",
+            &format!("a.test:{}:127.0.0.1", gw.https.port()),
+        ])
+        .args([
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{url_effective} %{num_redirects}",
+        ])
         .arg(format!("http://a.test:{}/follow", gw.http.port()))
         .output()
         .unwrap();
@@ -389,7 +446,13 @@ fn bad_tls_objects_are_rejected_and_the_last_good_ones_stay() {
     cfg.tls_secret("a-cert", &good);
     cfg.write(
         "ingresses/a.yaml",
-        &tls_ingress("a", &[Some("a.test")], "be.static", &[(&["a.test"], "a-cert")], &[]),
+        &tls_ingress(
+            "a",
+            &[Some("a.test")],
+            "be.static",
+            &[(&["a.test"], "a-cert")],
+            &[],
+        ),
     );
     let gw = Gateway::start(cfg.path());
     wait_for("the HTTPS listener", || https_bound(&gw).then_some(()));
@@ -406,7 +469,10 @@ fn bad_tls_objects_are_rejected_and_the_last_good_ones_stay() {
     });
     assert_eq!(rejected["file"], "secrets/a-cert.yaml");
     let err = rejected["error"].as_str().unwrap();
-    assert!(err.contains("data[\"tls.key\"]") && err.contains("does not belong"), "{err}");
+    assert!(
+        err.contains("data[\"tls.key\"]") && err.contains("does not belong"),
+        "{err}"
+    );
     let (_, cert) = tls_conn_with_cert(gw.https, Some("a.test"), &ca.pem_path()).unwrap();
     assert_eq!(cert.to_der().unwrap(), good.cert.to_der().unwrap());
     // Not PEM at all, and a domain with a bad enableHttps: rejected too.
@@ -479,7 +545,13 @@ fn certificates_rotate_live_under_load_without_a_failed_request() {
     cfg.tls_secret("a-cert", &first);
     cfg.write(
         "ingresses/a.yaml",
-        &tls_ingress("a", &[Some("a.test")], "be.static", &[(&["a.test"], "a-cert")], &[]),
+        &tls_ingress(
+            "a",
+            &[Some("a.test")],
+            "be.static",
+            &[(&["a.test"], "a-cert")],
+            &[],
+        ),
     );
     let gw = Gateway::start(cfg.path());
     wait_for("the HTTPS listener", || https_bound(&gw).then_some(()));
@@ -491,7 +563,15 @@ fn certificates_rotate_live_under_load_without_a_failed_request() {
     let ok = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
     let load: Vec<_> = (0..3)
-        .map(|_| tls_load(gw.https, ca.pem_path(), stop.clone(), ok.clone(), failed.clone()))
+        .map(|_| {
+            tls_load(
+                gw.https,
+                ca.pem_path(),
+                stop.clone(),
+                ok.clone(),
+                failed.clone(),
+            )
+        })
         .collect();
     let mut issued: Vec<Issued> = Vec::new();
     for round in 0..5 {
@@ -506,7 +586,10 @@ fn certificates_rotate_live_under_load_without_a_failed_request() {
         wait_for("load to go on", || {
             (ok.load(Ordering::Relaxed) > before + 20).then_some(())
         });
-        assert_eq!(kept.request("GET", "a.test", "/kept", &[]).unwrap().status, 200);
+        assert_eq!(
+            kept.request("GET", "a.test", "/kept", &[]).unwrap().status,
+            200
+        );
         issued.push(next);
     }
     stop.store(true, Ordering::Relaxed);
@@ -514,8 +597,17 @@ fn certificates_rotate_live_under_load_without_a_failed_request() {
         t.join().unwrap();
     }
     let failed = failed.lock().unwrap();
-    assert!(failed.is_empty(), "{} failed: {:?}", failed.len(), &failed[..failed.len().min(5)]);
-    assert!(ok.load(Ordering::Relaxed) > 100, "load ran: {}", ok.load(Ordering::Relaxed));
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(
+        ok.load(Ordering::Relaxed) > 100,
+        "load ran: {}",
+        ok.load(Ordering::Relaxed)
+    );
     // The expiry gauge follows the certificate served now.
     assert_days_left(&gw, issued.last().unwrap());
     let serial = gw.configz()["tls"]["certificates"][0]["certificate"]["serial"].clone();

@@ -343,10 +343,12 @@ fn by_design(line: &str) -> bool {
     let envoy_gauge = line
         .strip_suffix(r#" non-counter metrics should not have "_total" suffix"#)
         .is_some_and(|name| ENVOY_TOTAL_GAUGES.contains(&name));
-    // Istio's latency histogram is in milliseconds.
-    let istio_unit = line
-        == r#"istio_request_duration_milliseconds use base unit "seconds" instead of "milliseconds""#;
-    envoy_counter || envoy_gauge || istio_unit
+    // Istio's latency histogram is in milliseconds; Envoy counts certificate life in days.
+    let by_design_unit = line
+        == r#"istio_request_duration_milliseconds use base unit "seconds" instead of "milliseconds""#
+        || line
+            == r#"envoy_server_days_until_first_cert_expiring use base unit "seconds" instead of "days""#;
+    envoy_counter || envoy_gauge || by_design_unit
 }
 
 /// `promtool check metrics` finds nothing in `/stats/prometheus` beyond those notes.

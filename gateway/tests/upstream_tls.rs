@@ -79,7 +79,13 @@ fn tls_to_backends_sends_the_right_sni_verifies_and_refuses_a_wrong_certificate(
     // 4. Verification on, but the name to check is not the certificate's.
     let mut misnamed = verify;
     misnamed[3] = ("higress.io/proxy-ssl-name", "other.test");
-    route(&cfg, "r-misnamed", "misnamed.test", "plain.static", &misnamed);
+    route(
+        &cfg,
+        "r-misnamed",
+        "misnamed.test",
+        "plain.static",
+        &misnamed,
+    );
     // 5. Verification off: the untrusted server is reached (Higress's default for
     //    annotated HTTPS).
     route(
@@ -198,7 +204,13 @@ fn a_client_certificate_from_proxy_ssl_secret_passes_mutual_tls() {
             ("higress.io/proxy-ssl-verify", "on"),
         ],
     );
-    route(&cfg, "anon", "anon.test", "be.static", &[("higress.io/proxy-ssl-verify", "off")]);
+    route(
+        &cfg,
+        "anon",
+        "anon.test",
+        "be.static",
+        &[("higress.io/proxy-ssl-verify", "off")],
+    );
     let gw = Gateway::start(cfg.path());
     let r = get(gw.http, "mtls.test", "/").unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
@@ -206,5 +218,9 @@ fn a_client_certificate_from_proxy_ssl_secret_passes_mutual_tls() {
     // Without a client certificate nginx answers 400 itself.
     let r = get(gw.http, "anon.test", "/").unwrap();
     assert_eq!(r.status, 400, "{}", r.text());
-    assert!(r.text().contains("No required SSL certificate was sent"), "{}", r.text());
+    assert!(
+        r.text().contains("No required SSL certificate was sent"),
+        "{}",
+        r.text()
+    );
 }

@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 pub mod backend;
-pub mod nginx;
 pub mod client;
+pub mod nginx;
 pub mod prometheus;
 pub mod tls;
 pub mod tracing_peers;
@@ -341,12 +341,17 @@ impl Gateway {
                 .unwrap_or_default();
         let mut ports = Vec::new();
         for table in ["tcp", "tcp6"] {
-            let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+            let text =
+                std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
             for line in text.lines().skip(1) {
                 let f: Vec<&str> = line.split_whitespace().collect();
                 // local_address, state 0A = LISTEN, inode.
                 if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9]) {
-                    if let Some(port) = f[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok()) {
+                    if let Some(port) = f[1]
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| u16::from_str_radix(p, 16).ok())
+                    {
                         ports.push(port);
                     }
                 }
