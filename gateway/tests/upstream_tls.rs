@@ -224,3 +224,36 @@ fn a_client_certificate_from_proxy_ssl_secret_passes_mutual_tls() {
         r.text()
     );
 }
+
+#[test]
+fn grpcs_registries_speak_http2_over_tls() {
+    // The inner gateway's HTTPS listener is the TLS + h2 backend; its access log says
+    // what arrived.
+    let be = Backend::start("be");
+    let ca = TestCa::new("h2 CA");
+    let inner_cfg = ConfigDir::routing_all_to(&be);
+    inner_cfg.tls_secret("inner-cert", &ca.issue(&["inner.test"]));
+    inner_cfg.write(
+        "configmaps/domain-inner.test.yaml",
+        "data:\n  domain: inner.test\n  enableHttps: \"on\"\n  cert: inner-cert\n",
+    );
+    let inner = Gateway::start(inner_cfg.path());
+    wait_for("the inner HTTPS listener", || {
+        std::net::TcpStream::connect(inner.https).ok()
+    });
+
+    let cfg = ConfigDir::new();
+    registries(&cfg, &[("inner", inner.https, "grpcs", Some("inner.test"))]);
+    route(&cfg, "via-h2", "h2.test", "inner.static", &[]);
+    let outer = Gateway::start_with_env(
+        cfg.path(),
+        &[],
+        &[("SSL_CERT_FILE", ca.pem_path().to_str().unwrap())],
+    );
+    let r = get(outer.http, "h2.test", "/over-h2").unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["headers"]["x-forwarded-proto"], "https");
+    let e = inner.wait_access("the request at the inner gateway", |e| e["path"] == "/over-h2");
+    assert_eq!(e["protocol"], "HTTP/2");
+    assert_eq!(e["requested_server_name"], "inner.test");
+}
