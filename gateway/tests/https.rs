@@ -261,22 +261,36 @@ fn the_listener_is_bound_only_while_certificates_exist() {
     wait_for("the HTTPS listener", || https_bound(&gw).then_some(()));
     let mut kept = tls_conn(gw.https, Some("a.test"), &ca.pem_path()).unwrap();
     assert_eq!(kept.request("GET", "a.test", "/", &[]).unwrap().status, 200);
-    // No certificate for this name and no catch-all: the handshake fails, counted.
-    assert!(tls_conn(gw.https, Some("b.test"), &ca.pem_path()).is_err());
+    // No certificate for this name and no catch-all: the handshake fails, counted as
+    // Envoy counts a server name without a filter chain. (The probes that waited for
+    // the listener closed without a handshake: connection errors already.)
     let listener = format!("127.0.0.1_{}", gw.https.port());
-    wait_for("no_filter_chain_match counted", || {
-        (gw.metric(&format!(
-            "envoy_listener_no_filter_chain_match{{envoy_listener_address=\"{listener}\"}}"
-        ))? >= 1.0)
-            .then_some(())
+    let no_match =
+        format!("envoy_listener_no_filter_chain_match{{envoy_listener_address=\"{listener}\"}}");
+    let conn_error =
+        format!("envoy_listener_ssl_connection_error{{envoy_listener_address=\"{listener}\"}}");
+    let errors_before = wait_for("the probes counted", || {
+        let n = gw.metric(&conn_error)?;
+        (n >= 1.0).then_some(n)
     });
-    assert!(
-        gw.metric(&format!(
-            "envoy_listener_ssl_connection_error{{envoy_listener_address=\"{listener}\"}}"
-        ))
-        .unwrap()
-            >= 1.0
-    );
+    assert!(tls_conn(gw.https, Some("b.test"), &ca.pem_path()).is_err());
+    wait_for("no_filter_chain_match counted", || {
+        (gw.metric(&no_match)? == 1.0).then_some(())
+    });
+    assert_eq!(gw.metric(&conn_error), Some(errors_before));
+    // Plain HTTP to the TLS port is a failed handshake.
+    let mut plain = Conn::open(gw.https).unwrap();
+    plain
+        .send_raw(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    // The server answers with a TLS alert at most, then closes (or resets).
+    let mut tcp = plain.stream();
+    let mut buf = [0u8; 512];
+    while matches!(std::io::Read::read(&mut tcp, &mut buf), Ok(n) if n > 0) {}
+    wait_for("ssl.connection_error counted", || {
+        (gw.metric(&conn_error)? == errors_before + 1.0).then_some(())
+    });
+    assert_eq!(gw.metric(&no_match), Some(1.0));
 
     // TLS removed: the listener closes, the open connection keeps working.
     let v = gw.version();

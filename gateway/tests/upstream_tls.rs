@@ -105,6 +105,18 @@ fn tls_to_backends_sends_the_right_sni_verifies_and_refuses_a_wrong_certificate(
     );
     // 7. A registry without `sni`: no SNI, no verification.
     route(&cfg, "r-nosni", "nosni.test", "nosni.static", &[]);
+    // 8. Verification with the request's host as the name, for any host: a request to an
+    //    IP address has no name to check, so it is refused rather than sent unverified.
+    cfg.ingress(
+        "r-any",
+        &[
+            ("higress.io/destination", "plain.static"),
+            ("higress.io/backend-protocol", "HTTPS"),
+            ("higress.io/proxy-ssl-secret", "upstream-ca"),
+            ("higress.io/proxy-ssl-verify", "on"),
+        ],
+        &[(None, "Prefix", "/")],
+    );
 
     let gw = Gateway::start_with_env(
         cfg.path(),
@@ -144,6 +156,19 @@ fn tls_to_backends_sends_the_right_sni_verifies_and_refuses_a_wrong_certificate(
             "{e}"
         );
     }
+    // Any other host is the name sent and checked: nginx's certificate names backend.test.
+    let r = get(gw.http, "backend.test.", "/any").unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = get(gw.http, "127.0.0.1", "/ip").unwrap();
+    assert_eq!(r.status, 503);
+    assert!(
+        r.text()
+            .contains("no server name to verify the certificate against"),
+        "{}",
+        r.text()
+    );
+    let e = gw.wait_access("the refused IP request", |e| e["path"] == "/ip");
+    assert!(e["response_flags"].as_str().unwrap().contains("UF"), "{e}");
     assert_eq!(
         gw.metric("envoy_cluster_ssl_connection_error{cluster_name=\"outbound|443||imp.static\"}"),
         // The first attempt and Envoy's two retries, for imp.test.
@@ -253,7 +278,9 @@ fn grpcs_registries_speak_http2_over_tls() {
     let r = get(outer.http, "h2.test", "/over-h2").unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["headers"]["x-forwarded-proto"], "https");
-    let e = inner.wait_access("the request at the inner gateway", |e| e["path"] == "/over-h2");
+    let e = inner.wait_access("the request at the inner gateway", |e| {
+        e["path"] == "/over-h2"
+    });
     assert_eq!(e["protocol"], "HTTP/2");
     assert_eq!(e["requested_server_name"], "inner.test");
 }

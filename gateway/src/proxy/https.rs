@@ -9,11 +9,12 @@
 //! with its own stats prefix.
 
 use std::any::Any;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use openssl::ssl::{select_next_proto, AlpnError, NameType, SslAcceptor, SslMethod, SslVersion};
+use openssl::ssl::{select_next_proto, AlpnError, NameType, SslAcceptor, SslMethod};
 use pingora_core::listeners::TlsAccept;
 use pingora_core::protocols::l4::listener::Listener;
 use pingora_core::protocols::tls::server::handshake_with_callback;
@@ -29,8 +30,9 @@ use crate::stats::ListenerTlsStats;
 
 /// How long a client has to complete its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How soon a failed bind is tried again.
+/// How soon a failed bind is tried again, at first and at most.
 const REBIND: Duration = Duration::from_secs(1);
+const REBIND_MAX: Duration = Duration::from_secs(30);
 /// ALPN: `h2` first, then `http/1.1` (wire format).
 const ALPN: &[u8] = b"\x02h2\x08http/1.1";
 
@@ -45,20 +47,21 @@ pub fn server_name(session: &pingora_proxy::Session) -> Option<&str> {
     digest.extension.get::<ServerName>().map(|s| &*s.0)
 }
 
-/// Picks the certificate of each handshake from the current snapshot.
-struct CertSelector {
-    snapshot: SnapshotCell,
-    stats: ListenerTlsStats,
+/// Picks the certificate of one connection's handshake from the current snapshot.
+struct CertSelector<'a> {
+    snapshot: &'a SnapshotCell,
+    /// No certificate serves the server name (the handshake then fails).
+    unmatched: AtomicBool,
 }
 
 #[async_trait]
-impl TlsAccept for CertSelector {
+impl TlsAccept for CertSelector<'_> {
     async fn certificate_callback(&self, ssl: &mut TlsRef) {
         let snap = self.snapshot.load();
         let sni = ssl.servername(NameType::HOST_NAME);
         let Some(cert) = snap.certs.find(sni) else {
             // No certificate: OpenSSL fails the handshake.
-            self.stats.no_filter_chain_match.inc();
+            self.unmatched.store(true, Ordering::Relaxed);
             tracing::debug!(sni = ?sni, "no certificate serves this server name");
             return;
         };
@@ -87,8 +90,8 @@ impl TlsAccept for CertSelector {
 /// The acceptor every handshake starts from: Mozilla's intermediate settings (TLS 1.2
 /// and 1.3), ALPN, no certificate until the SNI is known.
 fn acceptor() -> anyhow::Result<SslAcceptor> {
+    // Intermediate means TLS 1.2 and 1.3 already.
     let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())?;
-    b.set_min_proto_version(Some(SslVersion::TLS1_2))?;
     b.set_alpn_select_callback(|_, client| select_next_proto(ALPN, client).ok_or(AlpnError::NOACK));
     // OpenSSL reads whole socket buffers instead of a record header and then its body.
     b.set_read_ahead(true);
@@ -145,11 +148,11 @@ impl Service for HttpsService {
                 return;
             }
         };
-        let selector = Arc::new(CertSelector {
-            snapshot: self.snapshot.clone(),
-            stats: self.stats.clone(),
-        });
         let mut bound: Option<Bound> = None;
+        // Whether snapshots still arrive: once the config loop has ended the last
+        // snapshot stays, and so does the listener's state.
+        let mut following = true;
+        let mut rebind = REBIND;
         loop {
             let wanted = !self.snapshot.load().certs.is_empty();
             let mut retry = false;
@@ -157,12 +160,13 @@ impl Service for HttpsService {
                 (true, None) => match bind(&self.addr).await {
                     Ok(listener) => {
                         tracing::info!(addr = %self.addr, "HTTPS listener bound (TLS is configured)");
+                        rebind = REBIND;
                         let (stop, stopped) = watch::channel(false);
                         tokio::spawn(accept_loop(
                             listener,
                             self.app.clone(),
                             acceptor.clone(),
-                            selector.clone(),
+                            self.snapshot.clone(),
                             self.stats.clone(),
                             shutdown.clone(),
                             stopped,
@@ -170,7 +174,7 @@ impl Service for HttpsService {
                         bound = Some(Bound { stop });
                     }
                     Err(e) => {
-                        tracing::error!(addr = %self.addr, error = %e, "cannot bind the HTTPS listener; trying again");
+                        tracing::error!(addr = %self.addr, error = %e, retry_in = ?rebind, "cannot bind the HTTPS listener");
                         retry = true;
                     }
                 },
@@ -183,9 +187,14 @@ impl Service for HttpsService {
                 _ => {}
             }
             tokio::select! {
-                changed = self.published.changed() => if changed.is_err() { break },
-                _ = shutdown.changed() => if *shutdown.borrow() { break },
-                () = tokio::time::sleep(REBIND), if retry => {}
+                changed = self.published.changed(), if following => if changed.is_err() {
+                    tracing::warn!("the config loop has ended: the HTTPS listener keeps its state");
+                    following = false;
+                },
+                r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { break },
+                () = tokio::time::sleep(rebind), if retry => {
+                    rebind = (rebind * 2).min(REBIND_MAX);
+                }
             }
         }
         if let Some(b) = bound {
@@ -221,7 +230,7 @@ async fn accept_loop(
     listener: Listener,
     app: Arc<GatewayListener>,
     acceptor: Arc<SslAcceptor>,
-    selector: Arc<CertSelector>,
+    snapshot: SnapshotCell,
     stats: ListenerTlsStats,
     mut shutdown: ShutdownWatch,
     mut stop: watch::Receiver<bool>,
@@ -230,7 +239,7 @@ async fn accept_loop(
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = stop.changed() => return,
-            _ = shutdown.changed() => if *shutdown.borrow() { return } else { continue },
+            r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { return } else { continue },
         };
         let mut stream = match accepted {
             Ok(s) => s,
@@ -244,19 +253,28 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay();
-        let (app, acceptor, selector, stats, shutdown) = (
+        let (app, acceptor, snapshot, stats, shutdown) = (
             app.clone(),
             acceptor.clone(),
-            selector.clone(),
+            snapshot.clone(),
             stats.clone(),
             shutdown.clone(),
         );
         tokio::spawn(async move {
-            let handshake = handshake_with_callback(&acceptor, stream, selector.as_ref());
+            let selector = CertSelector {
+                snapshot: &snapshot,
+                unmatched: AtomicBool::new(false),
+            };
+            let handshake = handshake_with_callback(&acceptor, stream, &selector);
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
-                    stats.connection_error.inc();
+                    // Envoy counts a server name without a filter chain apart.
+                    if selector.unmatched.load(Ordering::Relaxed) {
+                        stats.no_filter_chain_match.inc();
+                    } else {
+                        stats.connection_error.inc();
+                    }
                     tracing::debug!(error = %e, "TLS handshake failed");
                     return;
                 }

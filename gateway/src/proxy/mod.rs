@@ -35,7 +35,7 @@ use crate::resources::mcpbridge::RegistryProtocol;
 use crate::snapshot::SnapshotCell;
 use crate::stats::{self, HcmStats};
 use crate::translate::route_table;
-use crate::translate::upstream_tls::Sni;
+use crate::translate::upstream_tls::{self, Sni};
 use access_log::AccessLog;
 use context::{RequestCtx, MAX_ATTEMPTS};
 use flags::ResponseFlags;
@@ -348,10 +348,18 @@ impl ProxyHttp for Gateway {
                     LocalReply::HttpsRedirect => {
                         let req = session.req_header();
                         let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
-                        let location =
-                            redirect::https_location(request_host(req), path, self.listener.ports);
-                        ctx.local_status = Some(308);
-                        redirect::send(session, &location).await?;
+                        match redirect::https_location(request_host(req), path, self.listener.ports)
+                        {
+                            Some(location) => {
+                                ctx.local_status = Some(308);
+                                redirect::send(session, &location).await?;
+                            }
+                            None => {
+                                // Envoy refuses such an authority outright.
+                                ctx.local_status = Some(400);
+                                local_reply::send(session, 400, "", false).await?;
+                            }
+                        }
                     }
                 }
                 Ok(true)
@@ -391,14 +399,27 @@ impl ProxyHttp for Gateway {
             .and_then(|(r, i)| r.destinations.get(i as usize));
         let protocol = dest.map_or(cluster.protocol, |d| d.protocol);
         let tls = dest.and_then(|d| d.tls.as_ref());
+        // A new attempt: an earlier one's TLS failure is not this one's.
+        ctx.transport_failure = None;
         let sni = match tls.map(|t| &t.sni) {
             None | Some(Sni::None) => String::new(),
             Some(Sni::Fixed(name)) => name.clone(),
             Some(Sni::RequestHost) => {
-                let host = request_host(session.req_header());
-                route_table::strip_port(host).to_ascii_lowercase()
+                upstream_tls::sni_from_host(request_host(session.req_header())).unwrap_or_default()
             }
         };
+        if sni.is_empty() && tls.is_some_and(|t| t.verify) {
+            // Pingora would connect unverified without a name: refuse instead.
+            let why = "TLS error: no server name to verify the certificate against (the request's host is empty or an IP address)";
+            ctx.transport_failure = Some(Box::new(why.to_string()));
+            ctx.flags.set(ResponseFlags::CONNECT_FAILURE);
+            if recording {
+                cluster.stats.ssl_connection_error.inc();
+            }
+            let mut e = Error::new_up(ErrorType::InvalidCert);
+            e.context = Some(why.into());
+            return Err(e);
+        }
         let mut peer = HttpPeer::new(addr, tls.is_some(), sni);
         peer.group_key = cluster.pool_key ^ tls.map_or(0, |t| t.pool_salt);
         if let Some(t) = tls {
@@ -591,21 +612,29 @@ impl ProxyHttp for Gateway {
     fn fail_to_connect(
         &self,
         _session: &mut Session,
-        _peer: &HttpPeer,
+        peer: &HttpPeer,
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
         // Connect failures are retried on another endpoint, up to Envoy's two retries.
         e.set_retry(ctx.attempts() < MAX_ATTEMPTS);
-        let tls_failure = matches!(
-            e.etype(),
-            ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::HandshakeError
-        );
+        // (Pingora's `HandshakeError` is the HTTP/2 handshake, not TLS.)
+        let tls_failure = peer.is_tls()
+            && matches!(
+                e.etype(),
+                ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert
+            );
         if tls_failure {
-            // Envoy's `upstream_transport_failure_reason`, for the reply and the log.
+            // Envoy's `upstream_transport_failure_reason`, for the reply and the log;
+            // without Pingora's `, SNI: <name>` tail (the reply goes to the client).
             let why = e.context.as_ref().map_or_else(
                 || e.etype().as_str().to_string(),
-                |c| c.as_str().to_string(),
+                |c| {
+                    let c = c.as_str();
+                    c.rsplit_once(", SNI: ")
+                        .map_or(c, |(head, _)| head)
+                        .to_string()
+                },
             );
             ctx.transport_failure = Some(Box::new(format!("TLS error: {why}")));
         }

@@ -13,12 +13,25 @@ use pingora_proxy::Session;
 #[derive(Clone, Copy, Debug)]
 pub struct Ports {
     pub http: u16,
-    /// `None` when the HTTPS listener is off: ports other than 80 are kept.
+    /// `None` when the HTTPS listener is off: the HTTP listener's port is dropped too.
     pub https: Option<u16>,
 }
 
-/// `https://<authority><path?query>` for a request with `host` (as sent, port included).
-pub fn https_location(host: &str, path_and_query: &str, ports: Ports) -> String {
+/// Whether `host` is a plain authority: a name or IP literal and an optional port. Other
+/// characters (`@`, `/`, `?`, `#`, spaces ...) would change what the `location` means.
+fn plain_authority(host: &str) -> bool {
+    !host.is_empty()
+        && host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']')
+        })
+}
+
+/// `https://<authority><path?query>` for a request with `host` (as sent, port included);
+/// `None` when the host is not a plain authority (the request gets 400).
+pub fn https_location(host: &str, path_and_query: &str, ports: Ports) -> Option<String> {
+    if !plain_authority(host) {
+        return None;
+    }
     let (name, port) = split_port(host);
     let port = match port {
         None | Some(80) | Some(443) => None,
@@ -30,10 +43,10 @@ pub fn https_location(host: &str, path_and_query: &str, ports: Ports) -> String 
     } else {
         path_and_query
     };
-    match port {
+    Some(match port {
         Some(p) => format!("https://{name}:{p}{path}"),
         None => format!("https://{name}{path}"),
-    }
+    })
 }
 
 /// `host` without a numeric `:port`, and the port (`[v6]:port` kept bracketed).
@@ -64,6 +77,10 @@ pub async fn send(session: &mut Session, location: &str) -> pingora_error::Resul
 mod tests {
     use super::*;
 
+    fn loc(host: &str, path: &str, ports: Ports) -> String {
+        https_location(host, path, ports).unwrap()
+    }
+
     #[test]
     fn locations_keep_host_path_and_query() {
         let p = Ports {
@@ -71,29 +88,29 @@ mod tests {
             https: Some(8443),
         };
         assert_eq!(
-            https_location("foo.bar.com", "/a/b?x=1&y", p),
+            loc("foo.bar.com", "/a/b?x=1&y", p),
             "https://foo.bar.com/a/b?x=1&y"
         );
+        assert_eq!(loc("foo.bar.com:80", "/", p), "https://foo.bar.com/");
         assert_eq!(
-            https_location("foo.bar.com:80", "/", p),
-            "https://foo.bar.com/"
-        );
-        assert_eq!(
-            https_location("localhost:8080", "/get", p),
+            loc("localhost:8080", "/get", p),
             "https://localhost:8443/get"
         );
-        assert_eq!(https_location("a.com:9000", "", p), "https://a.com:9000/");
-        assert_eq!(https_location("[::1]:8080", "/", p), "https://[::1]:8443/");
-        assert_eq!(https_location("[::1]", "/", p), "https://[::1]/");
+        assert_eq!(loc("a.com:9000", "", p), "https://a.com:9000/");
+        assert_eq!(loc("[::1]:8080", "/", p), "https://[::1]:8443/");
+        assert_eq!(loc("[::1]", "/", p), "https://[::1]/");
         let standard = Ports {
             http: 80,
             https: Some(443),
         };
-        assert_eq!(https_location("a.com:80", "/", standard), "https://a.com/");
+        assert_eq!(loc("a.com:80", "/", standard), "https://a.com/");
         let off = Ports {
             http: 8080,
             https: None,
         };
-        assert_eq!(https_location("a.com:8080", "/", off), "https://a.com/");
+        assert_eq!(loc("a.com:8080", "/", off), "https://a.com/");
+        for bad in ["a.com@evil.com", "a.com/x", "a b", "", "a.com?x", "a.com#f"] {
+            assert_eq!(https_location(bad, "/", p), None, "{bad:?}");
+        }
     }
 }

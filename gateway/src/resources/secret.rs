@@ -125,14 +125,16 @@ fn at(key: &str) -> String {
 
 impl Secret {
     pub fn parse(bytes: &[u8]) -> Result<Secret, FieldError> {
-        let doc: SecretDoc = from_yaml(bytes)?;
+        // The YAML parser quotes offending values in its messages: not for a Secret.
+        let doc: SecretDoc =
+            from_yaml(bytes).map_err(|e| FieldError::new(e.path, without_values(&e.message)))?;
         let mut data = BTreeMap::new();
         for (k, v) in &doc.data {
             // Multi-line base64 (as `base64` without `-w0` writes it) is accepted.
             let compact: String = v.split_whitespace().collect();
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(compact.as_bytes())
-                .map_err(|e| FieldError::new(at(k), format!("not base64: {e}")))?;
+                .map_err(|e| FieldError::new(at(k), base64_problem(&e)))?;
             data.insert(k.clone(), bytes);
         }
         for (k, v) in doc.string_data {
@@ -194,6 +196,36 @@ impl Secret {
     }
 }
 
+/// A parser message with every quoted part (a value from the file) left out.
+fn without_values(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut quoted = false;
+    for c in msg.chars() {
+        match (c, quoted) {
+            ('"', false) => {
+                quoted = true;
+                out.push_str("(value not shown)");
+            }
+            ('"', true) => quoted = false,
+            (c, false) => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// What is wrong with a base64 value, without the value's bytes.
+fn base64_problem(e: &base64::DecodeError) -> String {
+    use base64::DecodeError as E;
+    match e {
+        E::InvalidByte(at, _) | E::InvalidLastSymbol(at, _) => {
+            format!("not base64: invalid character at offset {at}")
+        }
+        E::InvalidLength(_) => "not base64: invalid length".into(),
+        E::InvalidPadding => "not base64: invalid padding".into(),
+    }
+}
+
 /// Every certificate of a PEM bundle; at least one.
 fn certs(pem: &[u8], key: &str) -> Result<Vec<X509>, FieldError> {
     let list = X509::stack_from_pem(pem)
@@ -212,7 +244,14 @@ fn key_pair(
     (key_key, key): (&str, &Vec<u8>),
 ) -> Result<KeyPair, FieldError> {
     let chain = certs(crt, crt_key)?;
-    let pkey = PKey::private_key_from_pem(key)
+    if key.windows(9).any(|w| w == b"ENCRYPTED") {
+        return Err(FieldError::new(
+            at(key_key),
+            "is an encrypted private key; keys must be unencrypted PEM (as Kubernetes TLS secrets hold them)",
+        ));
+    }
+    // An empty passphrase: OpenSSL must never ask for one on a terminal.
+    let pkey = PKey::private_key_from_pem_callback(key, |_| Ok(0))
         .map_err(|e| FieldError::new(at(key_key), format!("not a PEM private key: {e}")))?;
     let leaf = &chain[0];
     let matches = leaf
@@ -405,7 +444,7 @@ mod tests {
         assert_eq!(e.path, "data[\"tls.key\"]");
         let e = Secret::parse(b"type: kubernetes.io/tls\ndata:\n  tls.crt: \"@@\"\n").unwrap_err();
         assert_eq!(e.path, "data[\"tls.crt\"]");
-        assert!(e.message.contains("base64"), "{e}");
+        assert_eq!(e.message, "not base64: invalid character at offset 0");
         let e = Secret::parse(
             format!("type: kubernetes.io/tls\ndata:\n  tls.crt: {}\n", b64(&crt)).as_bytes(),
         )
@@ -414,6 +453,33 @@ mod tests {
         let e =
             Secret::parse(format!("data:\n  ca.crt: {}\n", b64("nope")).as_bytes()).unwrap_err();
         assert_eq!(e.path, "data[\"ca.crt\"]");
+    }
+
+    #[test]
+    fn errors_never_show_key_material() {
+        let (_, key) = test_certs::pem(&["a.example.com"]);
+        // A PEM block where a map belongs: the parser's message would quote it.
+        let y = format!(
+            "data: |\n{}",
+            key.lines().map(|l| format!("  {l}\n")).collect::<String>()
+        );
+        let e = Secret::parse(y.as_bytes()).unwrap_err();
+        assert_eq!(e.path, "data");
+        assert!(!e.to_string().contains("PRIVATE"), "{e}");
+        assert!(e.message.contains("(value not shown)"), "{e}");
+        // An encrypted key is refused at once (OpenSSL would ask for a passphrase).
+        let encrypted = test_certs::key()
+            .private_key_to_pem_pkcs8_passphrase(openssl::symm::Cipher::aes_128_cbc(), b"pw")
+            .unwrap();
+        let (crt, _) = test_certs::pem(&["a.example.com"]);
+        let y = format!(
+            "data:\n  tls.crt: {}\n  tls.key: {}\n",
+            b64(&crt),
+            b64(std::str::from_utf8(&encrypted).unwrap())
+        );
+        let e = Secret::parse(y.as_bytes()).unwrap_err();
+        assert_eq!(e.path, "data[\"tls.key\"]");
+        assert!(e.message.contains("encrypted"), "{e}");
     }
 
     #[test]

@@ -123,6 +123,17 @@ impl UpstreamAnnotations {
     }
 }
 
+/// The SNI a request's `Host` gives: the name without port or trailing dot, lowercase;
+/// `None` for an IP literal or no host (SNI carries DNS names only).
+pub fn sni_from_host(host: &str) -> Option<String> {
+    let name = crate::translate::route_table::strip_port(host).trim_end_matches('.');
+    let bare = name.trim_start_matches('[').trim_end_matches(']');
+    if bare.is_empty() || bare.parse::<std::net::IpAddr>().is_ok() {
+        return None;
+    }
+    Some(bare.to_ascii_lowercase())
+}
+
 /// The SNI an upstream TLS connection sends.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Sni {
@@ -179,6 +190,15 @@ fn build(
         },
         "verify": verify,
         "ca": if ca.is_some() { "secret ca.crt" } else { "system trust store" },
+        // The pool key follows the trust anchors: a rotated CA gets new connections.
+        "ca_sha256": ca.as_ref().map(|list| {
+            list.iter()
+                .map(|c| crate::resources::secret::cert_info(c).sha256)
+                .collect::<Vec<_>>()
+        }),
+        "client_certificate_sha256": client_cert
+            .as_ref()
+            .map(|k| crate::resources::secret::cert_info(k.leaf()).sha256),
         "client_certificate": client_cert.is_some(),
         "secret": secret,
     });
@@ -244,14 +264,15 @@ pub fn resolve(
     let verify = ann
         .verify
         .unwrap_or_else(|| reg_tls.is_some_and(|t| t.verify));
-    let sni = if ann.server_name == Some(true) {
-        ann.ssl_name.clone().map_or(Sni::RequestHost, Sni::Fixed)
-    } else if let Some(s) = reg_sni {
-        Sni::Fixed(s.to_string())
-    } else if verify {
-        ann.ssl_name.clone().map_or(Sni::RequestHost, Sni::Fixed)
-    } else {
-        Sni::None
+    // `proxy-ssl-name` is the name a verified certificate must carry (nginx's rule);
+    // Pingora checks only the name it sends, so verifying sends it.
+    let sni = match (&ann.ssl_name, ann.server_name == Some(true), reg_sni) {
+        (Some(name), true, _) => Sni::Fixed(name.clone()),
+        (None, true, _) => Sni::RequestHost,
+        (Some(name), false, _) if verify => Sni::Fixed(name.clone()),
+        (_, false, Some(s)) => Sni::Fixed(s.to_string()),
+        (_, false, None) if verify => Sni::RequestHost,
+        _ => Sni::None,
     };
     let up = build(
         sni,
@@ -315,6 +336,21 @@ mod tests {
     }
 
     #[test]
+    fn request_hosts_become_dns_names_only() {
+        assert_eq!(
+            sni_from_host("Api.Example.com:8443").as_deref(),
+            Some("api.example.com")
+        );
+        assert_eq!(
+            sni_from_host("api.example.com.").as_deref(),
+            Some("api.example.com")
+        );
+        assert_eq!(sni_from_host("127.0.0.1:80"), None);
+        assert_eq!(sni_from_host("[::1]:8080"), None);
+        assert_eq!(sni_from_host(""), None);
+    }
+
+    #[test]
     fn registry_tls_verifies_only_with_a_name() {
         let t = registry_tls(RegistryProtocol::Https, Some("api.example.com".into())).unwrap();
         assert!(t.verify);
@@ -360,6 +396,22 @@ mod tests {
             resolve(&a, plain, &secrets, &mut w).1.unwrap().sni,
             Sni::RequestHost
         );
+        // A name to verify wins over the registry's SNI.
+        let reg = registry_tls(RegistryProtocol::Https, Some("r.test".into())).unwrap();
+        let a = UpstreamAnnotations {
+            verify: Some(true),
+            ssl_name: Some("checked.test".into()),
+            ..Default::default()
+        };
+        let t = resolve(
+            &a,
+            (RegistryProtocol::Https, Some(&reg), Some("r.test")),
+            &secrets,
+            &mut w,
+        )
+        .1
+        .unwrap();
+        assert_eq!(t.sni, Sni::Fixed("checked.test".into()));
         // A verified registry turned off by the annotation keeps its SNI.
         let reg = registry_tls(RegistryProtocol::Https, Some("r.test".into())).unwrap();
         let a = UpstreamAnnotations {
