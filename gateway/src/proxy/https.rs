@@ -265,6 +265,7 @@ async fn accept_loop(
                 snapshot: &snapshot,
                 unmatched: AtomicBool::new(false),
             };
+            let stream = super::coalesce::CoalescedStream::new(stream);
             let handshake = handshake_with_callback(&acceptor, stream, &selector);
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
                 Ok(Ok(tls)) => tls,

@@ -6,6 +6,7 @@
 
 pub mod access_log;
 pub mod app;
+pub mod coalesce;
 pub mod compressor;
 pub mod context;
 pub mod flags;
