@@ -196,18 +196,19 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         http: port_of(&opts.http_addr).unwrap_or(80),
         https: opts.https_addr.as_deref().and_then(port_of),
     };
-    let gateway = Gateway::new(
-        snapshot.clone(),
-        access_log.clone(),
-        in_flight.clone(),
-        hcm.clone(),
-        ListenerInfo { tls: false, ports },
-    );
-    let proxy = pingora_proxy::http_proxy(&conf, gateway);
-    let mut http = Service::new(
-        "gateway http".to_string(),
-        GatewayListener::new(proxy, snapshot.clone(), hcm.clone()),
-    );
+    // The proxy of one listener, with its own stats prefix.
+    let listener_app = |hcm: &HcmStats, tls: bool| {
+        let gateway = Gateway::new(
+            snapshot.clone(),
+            access_log.clone(),
+            in_flight.clone(),
+            hcm.clone(),
+            ListenerInfo { tls, ports },
+        );
+        let proxy = pingora_proxy::http_proxy(&conf, gateway);
+        GatewayListener::new(proxy, snapshot.clone(), hcm.clone())
+    };
+    let mut http = Service::new("gateway http".to_string(), listener_app(&hcm, false));
     http.add_tcp(&opts.http_addr);
     let mut listeners = vec![hcm];
 
@@ -216,17 +217,9 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let https = opts.https_addr.as_ref().map(|addr| {
         let hcm = HcmStats::register(&stats.registry, addr, &istio);
         listeners.push(hcm.clone());
-        let gateway = Gateway::new(
-            snapshot.clone(),
-            access_log.clone(),
-            in_flight.clone(),
-            hcm.clone(),
-            ListenerInfo { tls: true, ports },
-        );
-        let proxy = pingora_proxy::http_proxy(&conf, gateway);
         HttpsService::new(
             addr.clone(),
-            GatewayListener::new(proxy, snapshot.clone(), hcm),
+            listener_app(&hcm, true),
             snapshot.clone(),
             published,
             ListenerTlsStats::register(&stats.registry, addr),

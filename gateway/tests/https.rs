@@ -47,6 +47,20 @@ fn tls_ingress(
     y
 }
 
+/// Ingress `a` serving `a.test` (to `be.static`) with the certificate of secret `a-cert`.
+fn a_test_over_tls(cfg: &ConfigDir) {
+    cfg.write(
+        "ingresses/a.yaml",
+        &tls_ingress(
+            "a",
+            &[Some("a.test")],
+            "be.static",
+            &[(&["a.test"], "a-cert")],
+            &[],
+        ),
+    );
+}
+
 /// `curl` over HTTPS to `host` (resolved to the gateway): (status, HTTP version, body).
 fn curl_https(
     gw: &Gateway,
@@ -56,20 +70,15 @@ fn curl_https(
     h2: bool,
 ) -> (u16, String, String) {
     let port = gw.https.port();
-    let out = Command::new("curl")
-        .args(["-s", if h2 { "--http2" } else { "--http1.1" }, "--cacert"])
-        .arg(ca.pem_path())
-        .args(["--resolve", &format!("{host}:{port}:127.0.0.1")])
-        .args(["-o", "-", "-w", "\n%{http_code} %{http_version}"])
-        .arg(format!("https://{host}:{port}{path}"))
-        .output()
-        .expect("curl (Debian curl) must be installed: scripts/test.sh installs it");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, tail) = text.rsplit_once('\n').unwrap_or(("", ""));
-    let mut parts = tail.split_whitespace();
-    let code = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
-    let version = parts.next().unwrap_or("").to_string();
-    (code, version, body.to_string())
+    let cacert = ca.pem_path();
+    curl(&[
+        if h2 { "--http2" } else { "--http1.1" },
+        "--cacert",
+        cacert.to_str().unwrap(),
+        "--resolve",
+        &format!("{host}:{port}:127.0.0.1"),
+        &format!("https://{host}:{port}{path}"),
+    ])
 }
 
 fn unix_now() -> i64 {
@@ -236,16 +245,7 @@ fn the_listener_is_bound_only_while_certificates_exist() {
 
     // An Ingress naming a secret that does not exist yet: still nothing, and a warning.
     let v = gw.version();
-    cfg.write(
-        "ingresses/a.yaml",
-        &tls_ingress(
-            "a",
-            &[Some("a.test")],
-            "be.static",
-            &[(&["a.test"], "a-cert")],
-            &[],
-        ),
-    );
+    a_test_over_tls(&cfg);
     gw.wait_version_after(v);
     assert!(!https_bound(&gw));
     let z = gw.configz();
@@ -311,16 +311,7 @@ fn https_off_never_binds() {
     let ca = TestCa::new("Test CA off");
     let cfg = ConfigDir::routing_all_to(&be);
     cfg.tls_secret("a-cert", &ca.issue(&["a.test"]));
-    cfg.write(
-        "ingresses/a.yaml",
-        &tls_ingress(
-            "a",
-            &[Some("a.test")],
-            "be.static",
-            &[(&["a.test"], "a-cert")],
-            &[],
-        ),
-    );
+    a_test_over_tls(&cfg);
     let gw = Gateway::start_with(cfg.path(), &["--https-addr", "off"]);
     // The certificate is known, yet only the HTTP, stats and admin listeners exist.
     assert_eq!(
@@ -458,16 +449,7 @@ fn bad_tls_objects_are_rejected_and_the_last_good_ones_stay() {
     let cfg = ConfigDir::routing_all_to(&be);
     let good = ca.issue(&["a.test"]);
     cfg.tls_secret("a-cert", &good);
-    cfg.write(
-        "ingresses/a.yaml",
-        &tls_ingress(
-            "a",
-            &[Some("a.test")],
-            "be.static",
-            &[(&["a.test"], "a-cert")],
-            &[],
-        ),
-    );
+    a_test_over_tls(&cfg);
     let gw = Gateway::start(cfg.path());
     wait_for("the HTTPS listener", || https_bound(&gw).then_some(()));
 
@@ -557,16 +539,7 @@ fn certificates_rotate_live_under_load_without_a_failed_request() {
     let cfg = ConfigDir::routing_all_to(&be);
     let first = ca.issue(&["a.test"]);
     cfg.tls_secret("a-cert", &first);
-    cfg.write(
-        "ingresses/a.yaml",
-        &tls_ingress(
-            "a",
-            &[Some("a.test")],
-            "be.static",
-            &[(&["a.test"], "a-cert")],
-            &[],
-        ),
-    );
+    a_test_over_tls(&cfg);
     let gw = Gateway::start(cfg.path());
     wait_for("the HTTPS listener", || https_bound(&gw).then_some(()));
     // A connection made before any rotation, kept open throughout.

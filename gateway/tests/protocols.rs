@@ -3,32 +3,19 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 
 fn curl_h2c(addr: std::net::SocketAddr, host: &str, path: &str) -> (u16, String) {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "--http2-prior-knowledge",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code} %{http_version}",
-            "-H",
-        ])
-        .arg(format!("Host: {host}"))
-        .arg(format!("http://{addr}{path}"))
-        .output()
-        .expect("curl (Debian curl) must be installed: scripts/test.sh installs it");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, tail) = text.rsplit_once('\n').unwrap_or(("", ""));
-    let mut parts = tail.split_whitespace();
-    let code = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
-    assert_eq!(parts.next(), Some("2"), "curl spoke HTTP/2: {tail}");
-    (code, body.to_string())
+    let (code, version, body) = curl(&[
+        "--http2-prior-knowledge",
+        "-H",
+        &format!("Host: {host}"),
+        &format!("http://{addr}{path}"),
+    ]);
+    assert_eq!(version, "2", "curl spoke HTTP/2");
+    (code, body)
 }
 
 #[test]

@@ -110,9 +110,10 @@ pub(super) fn record_time(h: &Histogram, elapsed: Duration, trace_id: Option<&st
 
 /// `outbound_<ip>_<port>` from a listen address such as `0.0.0.0:8080` or `[::]:8080`.
 pub fn hcm_prefix(listen_addr: &str) -> String {
-    let (host, port) = listen_addr.rsplit_once(':').unwrap_or((listen_addr, ""));
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    format!("outbound_{host}_{port}")
+    format!(
+        "outbound_{}",
+        super::listener::listener_address(listen_addr)
+    )
 }
 
 #[cfg(test)]

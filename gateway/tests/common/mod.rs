@@ -44,6 +44,21 @@ pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// Run Debian's curl with `args` (silent, body to stdout): (status, HTTP version, body).
+pub fn curl(args: &[&str]) -> (u16, String, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code} %{http_version}"])
+        .args(args)
+        .output()
+        .expect("curl (Debian curl) must be installed: scripts/test.sh installs it");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, tail) = text.rsplit_once('\n').unwrap_or(("", ""));
+    let mut parts = tail.split_whitespace();
+    let code = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+    let version = parts.next().unwrap_or("").to_string();
+    (code, version, body.to_string())
+}
+
 /// A config directory in the standalone layout.
 pub struct ConfigDir {
     pub dir: tempfile::TempDir,
