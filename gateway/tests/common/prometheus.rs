@@ -117,6 +117,22 @@ impl Prometheus {
         Ok(v["data"].clone())
     }
 
+    /// Exemplars of the series `promql` selects, over the last `window_s` seconds: each
+    /// `{seriesLabels, exemplars: [{labels, value, timestamp}]}`.
+    pub fn exemplars(&self, promql: &str, window_s: u64) -> Result<Vec<serde_json::Value>, String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| e.to_string())?
+            .as_secs();
+        let data = self.api(&format!(
+            "/api/v1/query_exemplars?query={}&start={}&end={}",
+            urlencode(promql),
+            now.saturating_sub(window_s),
+            now + 1
+        ))?;
+        Ok(data.as_array().cloned().unwrap_or_default())
+    }
+
     /// The scrape target (the one job has one): `(health, lastError)`.
     pub fn target_health(&self) -> Result<(String, String), String> {
         let data = self.api("/api/v1/targets?state=active")?;

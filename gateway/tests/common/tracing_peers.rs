@@ -25,15 +25,11 @@ pub const PEER_START: Duration = Duration::from_secs(30);
 /// Bound for something to reach a peer (an agent's or exporter's report).
 pub const PEER_WAIT: Duration = Duration::from_secs(20);
 
-fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
-}
-
 /// The venv's python: `$GATEWAY_TEST_PYTHON`, else `target/peers-venv/bin/python`.
 pub fn python() -> PathBuf {
     let p = std::env::var_os("GATEWAY_TEST_PYTHON")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/peers-venv/bin/python"));
+        .unwrap_or_else(|| super::repo_root().join("target/peers-venv/bin/python"));
     if !p.exists() {
         panic!(
             "the tracing peers' Python venv is missing ({}): run scripts/test.sh, or just \
