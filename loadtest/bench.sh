@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Throughput/latency of the gateway against a bare Pingora proxy (pingora-floor), nginx as
-# a reverse proxy, and the backend hit directly; then config-change-to-live latency.
+# Throughput/latency of the gateway against a bare Pingora proxy (pingora-floor), nginx and
+# haproxy as reverse proxies, and the backend hit directly; then config-change-to-live
+# latency.
+#
+#   loadtest/bench.sh [--plot [PNG]]   --plot: also a chart (gnuplot), default
+#                                      target/bench-report.png
 # The gateway runs twice: `gateway` records stats and is scraped every second (as
 # Prometheus would), `gw-norec` has per-request recording switched off
 # (`--stats-recording off`), so the table shows what recording costs; `gw-trace` traces
@@ -31,6 +35,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+PLOT=
+while (($#)); do
+  case $1 in
+    --plot)
+      PLOT=$ROOT/target/bench-report.png
+      if [[ ${2:-} == *.png ]]; then PLOT=$(realpath -m "$2"); shift; fi
+      ;;
+    -h | --help) sed -n '2,9p' "$0"; exit 0 ;;
+    *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
 HELPER="$ROOT/loadtest/bench_helper.py"
 
 SMOKE=${BENCH_SMOKE:-0}
@@ -48,7 +64,7 @@ fi
 CONNECTIONS=${CONNECTIONS:-32}
 WRK_THREADS=${WRK_THREADS:-1}
 HOST=bench.local
-TARGETS=(direct floor nginx gateway gw-norec gw-trace ngx-gzip gw-gzip ngx-tls gw-tls)
+TARGETS=(direct floor nginx haproxy gateway gw-norec gw-trace ngx-gzip hap-gzip gw-gzip ngx-tls gw-tls)
 PIN=${BENCH_PIN:-}
 if [[ -z $PIN ]]; then
   if (($(nproc) >= 2)) && command -v taskset >/dev/null 2>&1; then PIN=1; else PIN=0; fi
@@ -68,14 +84,20 @@ command -v wrk >/dev/null 2>&1 || missing+=("wrk (Debian package wrk)")
 command -v python3 >/dev/null 2>&1 || missing+=("python3 (Debian package python3)")
 command -v timeout >/dev/null 2>&1 || missing+=("timeout (Debian package coreutils)")
 command -v openssl >/dev/null 2>&1 || missing+=("openssl (Debian package openssl)")
+command -v haproxy >/dev/null 2>&1 || [[ -x /usr/sbin/haproxy ]] || missing+=("haproxy (Debian package haproxy)")
+if [[ -n $PLOT ]]; then
+  command -v gnuplot >/dev/null 2>&1 || missing+=("gnuplot, for --plot (Debian package gnuplot-nox)")
+fi
 if ((${#missing[@]})); then
   echo "bench.sh: missing prerequisites:" >&2
   printf '  %s\n' "${missing[@]}" >&2
-  echo "install them (e.g. apt-get install nginx-light wrk python3; scripts/test.sh does this)" >&2
+  echo "install them (e.g. apt-get install nginx-light haproxy wrk python3 openssl; scripts/test.sh does this)" >&2
   exit 2
 fi
 NGINX=/usr/sbin/nginx
 [[ -x $NGINX ]] || NGINX=$(command -v nginx)
+HAPROXY=/usr/sbin/haproxy
+[[ -x $HAPROXY ]] || HAPROXY=$(command -v haproxy)
 
 # ------------------------------------------------------------------ build
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -161,7 +183,7 @@ wait_http() { # label log url timeout pid [host]
 }
 
 read -r P_BACKEND P_NGINX P_FLOOR P_GW P_STATS P_ADMIN P_GW2 P_STATS2 P_ADMIN2 \
-  P_GW3 P_STATS3 P_ADMIN3 P_ZIPKIN P_NGX_TLS P_GW_TLS < <(python3 "$HELPER" ports 15)
+  P_GW3 P_STATS3 P_ADMIN3 P_ZIPKIN P_NGX_TLS P_GW_TLS P_HAP < <(python3 "$HELPER" ports 16)
 
 # The HTTPS rows' certificate (wrk sends no useful SNI for 127.0.0.1: the gateway serves
 # it as the catch-all certificate, nginx as its only one).
@@ -255,6 +277,30 @@ nginx_conf proxy "    upstream backend {
         }
     }"
 
+# haproxy as a reverse proxy: one thread, keep-alive both ways (`http-reuse always`), and
+# for the gzip row its compression (Debian's haproxy compresses with libslz, which has no
+# levels: about zlib's level 1, so hap-gzip is not a like-for-like level-9 comparison).
+mkdir -p "$TMP/haproxy"
+cat >"$TMP/haproxy/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 75s
+    timeout server 75s
+    option http-keep-alive
+    http-reuse always
+frontend fe
+    bind 127.0.0.1:$P_HAP
+    default_backend be
+backend be
+    compression algo gzip
+    compression type application/json
+    server s1 127.0.0.1:$P_BACKEND
+EOF
+
 python3 "$HELPER" gateway-config "$TMP/gwconf" "$P_BACKEND"
 python3 "$HELPER" gateway-config "$TMP/gwconf-trace" "$P_BACKEND" "$P_ZIPKIN"
 python3 "$HELPER" gateway-tls "$TMP/gwconf" "$TMP/tls/cert.pem" "$TMP/tls/key.pem"
@@ -278,6 +324,10 @@ PID_NGINX=$NGINX_PID
 "${ON_CPU1[@]}" "$FLOOR_BIN" "127.0.0.1:$P_FLOOR" "127.0.0.1:$P_BACKEND" 1 >"$TMP/floor.log" 2>&1 &
 PID_FLOOR=$!
 PIDS+=("$PID_FLOOR")
+
+"${ON_CPU1[@]}" "$HAPROXY" -db -f "$TMP/haproxy/haproxy.cfg" >"$TMP/haproxy/haproxy.log" 2>&1 &
+PID_HAP=$!
+PIDS+=("$PID_HAP")
 
 gateway_args() { # config-dir http-port stats-port admin-port [extra args...]; GW_HTTPS=addr
   GW_ARGS=(run --config-dir "$1" --http-addr "127.0.0.1:$2" --https-addr "${GW_HTTPS:-off}"
@@ -305,6 +355,7 @@ PIDS+=("$PID_GW3")
 
 wait_http "nginx proxy" "$TMP/proxy/error.log" "http://127.0.0.1:$P_NGINX/" 10 "$PID_NGINX" "$HOST"
 wait_http "pingora-floor" "$TMP/floor.log" "http://127.0.0.1:$P_FLOOR/" 10 "$PID_FLOOR" "$HOST"
+wait_http "haproxy" "$TMP/haproxy/haproxy.log" "http://127.0.0.1:$P_HAP/" 10 "$PID_HAP" "$HOST"
 wait_http "gateway (/healthz/ready)" "$TMP/gateway.log" "http://127.0.0.1:$P_STATS/healthz/ready" 30 "$PID_GW"
 wait_http "gateway" "$TMP/gateway.log" "http://127.0.0.1:$P_GW/" 10 "$PID_GW" "$HOST"
 wait_http "gw-norec" "$TMP/gw-norec.log" "http://127.0.0.1:$P_GW2/" 30 "$PID_GW2" "$HOST"
@@ -312,7 +363,8 @@ wait_http "gw-trace" "$TMP/gw-trace.log" "http://127.0.0.1:$P_GW3/" 30 "$PID_GW3
 wait_http "nginx https" "$TMP/proxy/error.log" "https://127.0.0.1:$P_NGX_TLS/" 10 "$PID_NGINX" "$HOST"
 wait_http "gateway https" "$TMP/gateway.log" "https://127.0.0.1:$P_GW_TLS/" 10 "$PID_GW" "$HOST"
 # The gzip rows compare compressed responses: both proxies must really compress.
-for t in "ngx-gzip http://127.0.0.1:$P_NGINX/json10k" "gw-gzip http://127.0.0.1:$P_GW/json10k"; do
+for t in "ngx-gzip http://127.0.0.1:$P_NGINX/json10k" "gw-gzip http://127.0.0.1:$P_GW/json10k" \
+  "hap-gzip http://127.0.0.1:$P_HAP/json10k"; do
   enc=$(curl -s -o /dev/null -D - -H "Host: $HOST" -H "Accept-Encoding: gzip" "${t#* }" |
     tr -d '\r' | awk -F': ' 'tolower($1) == "content-encoding" {print $2}')
   if [[ $enc != gzip ]]; then
@@ -343,11 +395,13 @@ url_of() {
     direct) echo "http://127.0.0.1:$P_BACKEND/" ;;
     floor) echo "http://127.0.0.1:$P_FLOOR/" ;;
     nginx) echo "http://127.0.0.1:$P_NGINX/" ;;
+    haproxy) echo "http://127.0.0.1:$P_HAP/" ;;
     gateway) echo "http://127.0.0.1:$P_GW/" ;;
     gw-norec) echo "http://127.0.0.1:$P_GW2/" ;;
     gw-trace) echo "http://127.0.0.1:$P_GW3/" ;;
     ngx-gzip) echo "http://127.0.0.1:$P_NGINX/json10k" ;;
     gw-gzip) echo "http://127.0.0.1:$P_GW/json10k" ;;
+    hap-gzip) echo "http://127.0.0.1:$P_HAP/json10k" ;;
     ngx-tls) echo "https://127.0.0.1:$P_NGX_TLS/" ;;
     gw-tls) echo "https://127.0.0.1:$P_GW_TLS/" ;;
   esac
@@ -358,11 +412,13 @@ pid_of() {
     direct) echo "$PID_BACKEND" ;;
     floor) echo "$PID_FLOOR" ;;
     nginx) echo "$PID_NGINX" ;;
+    haproxy) echo "$PID_HAP" ;;
     gateway) echo "$PID_GW" ;;
     gw-norec) echo "$PID_GW2" ;;
     gw-trace) echo "$PID_GW3" ;;
     ngx-gzip) echo "$PID_NGINX" ;;
     gw-gzip) echo "$PID_GW" ;;
+    hap-gzip) echo "$PID_HAP" ;;
     ngx-tls) echo "$PID_NGINX" ;;
     gw-tls) echo "$PID_GW" ;;
   esac
@@ -415,9 +471,17 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 
 status=0
+# Each target's serving process, measured once the load is over, for the table.
+rss_pairs=()
+for t in "${TARGETS[@]}"; do rss_pairs+=("$t=$(pid_of "$t")"); done
+python3 "$HELPER" rss-file "$RES/rss.txt" "${rss_pairs[@]}"
 echo
 echo "== results (median over rounds; ratios are of median req/s) =="
 python3 "$HELPER" report "$RES" "${TARGETS[@]}" || status=1
+if [[ -n $PLOT ]]; then
+  mkdir -p "$(dirname "$PLOT")"
+  python3 "$HELPER" plot "$RES" "$PLOT" "${TARGETS[@]}" || status=1
+fi
 # Time the hypervisor gave to others: on a shared VM this is a source of noise.
 printf '%s\n%s\n' "$CPU_BEFORE" "$(head -n 1 /proc/stat)" | awk '
   { t = 0; for (i = 2; i <= 9; i++) t += $i; tot[NR] = t; st[NR] = $9; id[NR] = $5 + $6 }
@@ -429,7 +493,7 @@ python3 "$HELPER" cpu "$(getconf CLK_TCK)" "$RES/cpu.txt"
 
 echo
 echo "== RSS after load =="
-python3 "$HELPER" rss "gateway=$PID_GW" "gw-norec=$PID_GW2" "gw-trace=$PID_GW3" "floor=$PID_FLOOR" "nginx-proxy=$PID_NGINX"
+python3 "$HELPER" rss "gateway=$PID_GW" "gw-norec=$PID_GW2" "gw-trace=$PID_GW3" "floor=$PID_FLOOR" "nginx-proxy=$PID_NGINX" "haproxy=$PID_HAP"
 echo "gw-trace: $(cat "$TMP/zipkin-spans.txt" 2>/dev/null || echo 0) spans reached the Zipkin collector;" \
   "$(curl -s "http://127.0.0.1:$P_STATS3/stats/prometheus" | awk '/^envoy_tracing_zipkin_spans_sent / {s=$2} /^gateway_tracing_spans_dropped_total\{provider="zipkin"/ {d+=$2} END {printf "exporter: %d sent, %d dropped", s, d}')"
 read -r SCRAPES SCRAPE_FAILS <"$TMP/scrapes.txt" || true
@@ -515,5 +579,6 @@ if ((status != 0)); then
   show_log gw-trace "$TMP/gw-trace.log"
   show_log pingora-floor "$TMP/floor.log"
   show_log "nginx proxy" "$TMP/proxy/error.log"
+  show_log haproxy "$TMP/haproxy/haproxy.log"
 fi
 exit "$status"

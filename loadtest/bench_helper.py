@@ -8,9 +8,12 @@ Subcommands:
   wait-http URL TIMEOUT [--host H] [--pid PID]
                                    poll URL until it answers 200 (exit 1 on timeout or
                                    if PID exits first)
-  report RESULTS_DIR TARGET...     parse wrk outputs RESULTS_DIR/<target>.<round>.txt,
-                                   print the table; exit 1 if any run failed
+  report RESULTS_DIR TARGET...     parse wrk outputs RESULTS_DIR/<target>.<round>.txt (and
+                                   cpu.txt, rss.txt), print the table; exit 1 if any run
+                                   failed
   rss LABEL=PID...                 print VmRSS of each process (plus its children)
+  rss-file FILE TARGET=PID...      write `target kib` lines for the report's RSS column
+  plot RESULTS_DIR PNG TARGET...   chart of the run (gnuplot)
   config-latency DIR ADMIN_ADDR N  N config changes, time from rename to a higher
                                    /debug/configz version; exit 1 if any timed out
   instructions LABEL PORT N PID OUT
@@ -317,7 +320,38 @@ def fmt_ratio(a, b):
     return f"{a / b:.2f}" if a and b else "-"
 
 
-def cmd_report(results_dir, targets):
+def cpu_per_request(path, hz):
+    """Per target, the median CPU µs per request over rounds (lines `target ticks requests`),
+    with min and max."""
+    per = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) != 3 or int(parts[2]) <= 0:
+                    continue
+                per.setdefault(parts[0], []).append(int(parts[1]) * 1e6 / hz / int(parts[2]))
+    except FileNotFoundError:
+        pass
+    return {t: (statistics.median(v), min(v), max(v)) for t, v in per.items()}
+
+
+def rss_of(path):
+    """Per target, the VmRSS (MiB) of the process that served it, after the load."""
+    out = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 2:
+                    out[parts[0]] = int(parts[1]) / 1024
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def read_rows(results_dir, targets):
+    """Parsed wrk runs: (rows by target, req/s by round and target, failures)."""
     failed = []
     rows = {}
     by_round = {}  # round -> target -> req/s
@@ -353,12 +387,21 @@ def cmd_report(results_dir, targets):
             "p99": statistics.median(p99) if p99 else float("nan"),
             "errors": sum(r["non2xx"] + r["sockerr"] for r in runs),
         }
+    return rows, by_round, failed
+
+
+def cmd_report(results_dir, targets):
+    hz = float(os.sysconf("SC_CLK_TCK"))
+    rows, by_round, failed = read_rows(results_dir, targets)
+    cpu = cpu_per_request(os.path.join(results_dir, "cpu.txt"), hz)
+    rss = rss_of(os.path.join(results_dir, "rss.txt"))
 
     def med(t):
         return rows[t]["rps"] if t in rows else None
 
     hdr = (f"{'target':<8} {'runs':>4} {'req/s (median)':>14} {'spread min..max':>19} "
-           f"{'p50 ms':>7} {'p99 ms':>7} {'/nginx':>6} {'/floor':>6} {'/direct':>7} {'errors':>6}")
+           f"{'p50 ms':>7} {'p99 ms':>7} {'CPU us/rq':>9} {'RSS MiB':>7} "
+           f"{'/nginx':>6} {'/floor':>6} {'/direct':>7} {'errors':>6}")
     print(hdr)
     print("-" * len(hdr))
     for t in targets:
@@ -367,12 +410,18 @@ def cmd_report(results_dir, targets):
             continue
         r = rows[t]
         spread = f"{r['min']:.0f}..{r['max']:.0f}"
+        c = f"{cpu[t][0]:.1f}" if t in cpu else "-"
+        m = f"{rss[t]:.1f}" if t in rss else "-"
         print(f"{t:<8} {r['n']:>4} {r['rps']:>14.0f} {spread:>19} {r['p50']:>7.3f} {r['p99']:>7.3f} "
+              f"{c:>9} {m:>7} "
               f"{fmt_ratio(r['rps'], med('nginx')):>6} {fmt_ratio(r['rps'], med('floor')):>6} "
               f"{fmt_ratio(r['rps'], med('direct')):>7} {r['errors']:>6}")
+    print("(CPU us/rq: CPU time of the serving process per request, median over rounds; "
+          "RSS: that process after the load; the backend's for `direct`)")
     print()
     print(f"gateway/nginx = {fmt_ratio(med('gateway'), med('nginx'))}  "
           f"gateway/floor = {fmt_ratio(med('gateway'), med('floor'))}  "
+          f"gateway/haproxy = {fmt_ratio(med('gateway'), med('haproxy'))}  "
           f"gateway/gw-norec = {fmt_ratio(med('gateway'), med('gw-norec'))} (stats recorded and scraped vs not recorded)  "
           f"gw-trace/gateway = {fmt_ratio(med('gw-trace'), med('gateway'))} (tracing 100% to a live Zipkin collector vs off)  "
           f"gw-gzip/ngx-gzip = {fmt_ratio(med('gw-gzip'), med('ngx-gzip'))} (10 KB JSON gzip'd at level 9, window 4 KB)  "
@@ -380,8 +429,10 @@ def cmd_report(results_dir, targets):
     # Ratios within each round (runs seconds apart) are less exposed to drift across the
     # whole run than the ratio of medians above.
     paired = []
-    for a, b in (("gateway", "nginx"), ("gateway", "floor"), ("gateway", "gw-norec"),
+    for a, b in (("gateway", "nginx"), ("gateway", "haproxy"), ("gateway", "floor"),
+                 ("gateway", "gw-norec"),
                  ("gw-trace", "gateway"), ("gw-trace", "nginx"), ("gw-gzip", "ngx-gzip"),
+                 ("gw-gzip", "hap-gzip"),
                  ("gw-tls", "ngx-tls"), ("gw-tls", "gateway")):
         rs = [v[a] / v[b] for v in by_round.values() if v.get(a) and v.get(b)]
         if rs:
@@ -438,6 +489,57 @@ def cmd_rss(pairs):
             parts = [f"master {own / 1024:.1f}"] + [f"child {k} {v / 1024:.1f}" for k, v in kids]
             detail = "  (" + ", ".join(parts) + " MiB)"
         print(f"  {label:<12} VmRSS {total / 1024:7.1f} MiB{detail}")
+
+
+def cmd_rss_file(path, pairs):
+    """Write `target kib` lines: each target's serving process (and its children)."""
+    with open(path, "w") as f:
+        for pair in pairs:
+            label, pid = pair.split("=", 1)
+            pid = int(pid)
+            own = vmrss_kib(pid)
+            if own is None:
+                continue
+            total = own + sum(v for v in (vmrss_kib(k) for k in children(pid)) if v)
+            f.write(f"{label} {total}\n")
+
+
+# ---------------------------------------------------------------------------- plot
+
+def cmd_plot(results_dir, out_png, targets):
+    """A PNG of the run with gnuplot: median req/s with min..max per target, and CPU time
+    per request."""
+    hz = float(os.sysconf("SC_CLK_TCK"))
+    rows, _, _ = read_rows(results_dir, targets)
+    cpu = cpu_per_request(os.path.join(results_dir, "cpu.txt"), hz)
+    data = os.path.join(results_dir, "plot.dat")
+    with open(data, "w") as f:
+        f.write("# target rps min max cpu_us\n")
+        for i, t in enumerate(t for t in targets if t in rows):
+            r = rows[t]
+            f.write(f"{i} {t} {r['rps']:.0f} {r['min']:.0f} {r['max']:.0f} "
+                    f"{cpu.get(t, (0, 0, 0))[0]:.2f}\n")
+    script = os.path.join(results_dir, "plot.gp")
+    with open(script, "w") as f:
+        f.write(f"""set terminal pngcairo size 1400,900 font 'sans,10'
+set output '{out_png}'
+set multiplot layout 2,1 title 'gateway benchmark: wrk, one worker per proxy, loopback'
+set style fill solid 0.6 border -1
+set boxwidth 0.6
+set grid ytics
+set xtics rotate by -30
+set ylabel 'requests/s (median, min..max)'
+set yrange [0:*]
+plot '{data}' using 1:3:xtic(2) with boxes notitle lc rgb '#4477aa', \
+     '' using 1:3:4:5 with yerrorbars notitle lc rgb 'black' pt 0
+set ylabel 'CPU µs per request (serving process)'
+plot '{data}' using 1:6:xtic(2) with boxes notitle lc rgb '#cc6677'
+unset multiplot
+""")
+    r = subprocess.run(["gnuplot", script], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"plot: gnuplot failed: {r.stderr}")
+    print(f"chart written to {out_png}")
 
 
 # ------------------------------------------------------------------- config-latency
@@ -528,15 +630,17 @@ def cmd_cpu(hz, path):
             per.setdefault(parts[0], []).append(int(parts[1]) * 1e6 / hz / int(parts[2]))
     print(f"CPU per request in the proxy process (median over rounds; clock ticks of 1/{hz:.0f} s):")
     med = {}
-    for t in ("direct", "floor", "nginx", "gateway", "gw-norec", "gw-trace", "ngx-gzip",
-              "gw-gzip", "ngx-tls", "gw-tls"):
+    for t in ("direct", "floor", "nginx", "haproxy", "gateway", "gw-norec", "gw-trace",
+              "ngx-gzip", "hap-gzip", "gw-gzip", "ngx-tls", "gw-tls"):
         if t in per:
             med[t] = statistics.median(per[t])
             label = "backend" if t == "direct" else t
             print(f"  {label:<9} {med[t]:7.1f} us/request  (min {min(per[t]):.1f}, max {max(per[t]):.1f})")
     if med.get("floor") and med.get("nginx") and "gateway" in med:
+        extra = f", {med['gateway'] / med['haproxy']:.2f}x haproxy" if med.get("haproxy") else ""
         print(f"gateway CPU/request = {med['gateway'] / med['floor']:.2f}x floor, "
-              f"{med['gateway'] / med['nginx']:.2f}x nginx   floor = {med['floor'] / med['nginx']:.2f}x nginx")
+              f"{med['gateway'] / med['nginx']:.2f}x nginx{extra}   "
+              f"floor = {med['floor'] / med['nginx']:.2f}x nginx")
     if med.get("gw-norec") and "gateway" in med:
         print(f"stats recording: gateway CPU/request = {med['gateway'] / med['gw-norec']:.3f}x gw-norec")
     if med.get("ngx-gzip") and "gw-gzip" in med:
@@ -640,6 +744,10 @@ def main():
         cmd_report(argv[0], argv[1:])
     elif cmd == "rss":
         cmd_rss(argv)
+    elif cmd == "rss-file":
+        cmd_rss_file(argv[0], argv[1:])
+    elif cmd == "plot":
+        cmd_plot(argv[0], argv[1], argv[2:])
     elif cmd == "config-latency":
         cmd_config_latency(*argv)
     elif cmd == "cpu":

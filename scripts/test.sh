@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 # collector, OpenTelemetry SDK app, OTLP and Zipkin receivers: gateway/tests/peers), whose
 # venv (target/peers-venv, pinned packages, k6 among them) prereqs.sh builds once;
 # openssl (s_client checks which certificate the HTTPS listener serves; the benchmark
-# makes its certificate with it).
-export NEED_DEBS="nginx-light wrk dnsmasq-base curl openssl prometheus python3 python3-venv"
+# makes its certificate with it); haproxy (a benchmark target) and gnuplot-nox (its
+# --plot chart).
+export NEED_DEBS="nginx-light haproxy wrk dnsmasq-base curl openssl prometheus python3 python3-venv gnuplot-nox"
 export NEED_PEERS_VENV=1
 . scripts/prereqs.sh
 
@@ -20,7 +21,9 @@ status=${PIPESTATUS[0]}
 
 echo "== benchmark smoke run =="
 # The dev build the tests just made: a smoke run checks the script, not the figures.
-if ! BENCH_SMOKE=1 BENCH_PROFILE=dev bash loadtest/bench.sh; then
+rm -f target/bench-smoke.png
+if ! BENCH_SMOKE=1 BENCH_PROFILE=dev bash loadtest/bench.sh --plot target/bench-smoke.png ||
+  [[ ! -s target/bench-smoke.png ]]; then
   echo "benchmark smoke run failed" >&2
   status=1
 fi
