@@ -3,8 +3,8 @@
 # (the skywalking crate). Installs them with apt when root; otherwise names them and stops.
 # Sourced by scripts/demo.sh and scripts/test.sh; extra Debian packages may be passed in
 # NEED_DEBS. With NEED_PEERS_VENV=1 it also builds the Python venv of the test peers
-# (target/peers-venv, from gateway/tests/peers/requirements.txt) and exports its python
-# as GATEWAY_TEST_PYTHON; `NEED_PEERS_VENV=1 bash scripts/prereqs.sh` does just that.
+# (target/peers-venv, from gateway/tests/peers/requirements.txt and wasm-plugins.txt)
+# and exports its python as GATEWAY_TEST_PYTHON; `NEED_PEERS_VENV=1 bash scripts/prereqs.sh` does just that.
 set -euo pipefail
 
 need_debs() {
@@ -41,14 +41,16 @@ if [ "${NEED_PEERS_VENV:-}" = 1 ]; then
   root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
   venv="$root/target/peers-venv"
   req="$root/gateway/tests/peers/requirements.txt"
+  wasm_req="$root/gateway/tests/peers/wasm-plugins.txt"
   command -v python3 >/dev/null 2>&1 || { echo "python3 not found (Debian: python3 python3-venv)" >&2; exit 1; }
-  want="$(sha256sum "$req" | cut -d' ' -f1) $(python3 -c 'import sys; print(sys.version.split()[0], sys.prefix)')"
+  want="$(cat "$req" "$wasm_req" | sha256sum | cut -d' ' -f1) $(python3 -c 'import sys; print(sys.version.split()[0], sys.prefix)')"
   if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$want" ] || ! "$venv/bin/python" -c '' 2>/dev/null; then
     echo "building the test peers' Python venv in $venv" >&2
     rm -rf "$venv"
     mkdir -p "$root/target"
     python3 -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$wasm_req"
     echo "$want" >"$venv/.stamp"
   fi
   export GATEWAY_TEST_PYTHON="$venv/bin/python"

@@ -26,6 +26,7 @@ use crate::stats::{ClusterStatsCache, ConfigStats, StatNamePattern, TracerStats}
 use crate::tracer::{Tracer, TracerKey};
 use crate::translate::certificates::{self, Secrets};
 use crate::translate::{clusters, route_table, route_table::TranslateWarning, RouteTable};
+use crate::wasm::plugin_set::{PluginSet, WasmDeps};
 use telemetry::export::RecentTraces;
 
 /// What `/debug/configz` and `/config_dump` show, republished on every event.
@@ -107,6 +108,8 @@ pub struct ConfigLoop {
     /// `mesh.outboundClusterStatName` of `higress-config`.
     stat_pattern: StatNamePattern,
     tracing: TracingDeps,
+    /// The WasmPlugins' loaded plugins.
+    plugins: PluginSet,
     /// The tracer of the current snapshot.
     tracer: Option<Arc<Tracer>>,
     dns_names: watch::Sender<Vec<String>>,
@@ -122,6 +125,7 @@ impl ConfigLoop {
         stats: ConfigStats,
         cluster_stats: ClusterStatsCache,
         tracing: TracingDeps,
+        wasm: WasmDeps,
     ) -> (Self, watch::Receiver<Vec<String>>) {
         let (dns_names, rx) = watch::channel(Vec::new());
         let me = ConfigLoop {
@@ -133,6 +137,7 @@ impl ConfigLoop {
             version: 0,
             warnings: Vec::new(),
             not_enforced: Vec::new(),
+            plugins: PluginSet::new(wasm, snapshot.clone()),
             snapshot,
             status,
             stats,
@@ -192,6 +197,9 @@ impl ConfigLoop {
                     return false;
                 }
                 tracing::info!(file = %origin, object = %key, "object deleted");
+                if key.kind == Kind::WasmPlugin {
+                    self.plugins.remove(&key);
+                }
                 self.objects.remove(&key).is_some()
             }
             Change::Upsert {
@@ -234,6 +242,12 @@ impl ConfigLoop {
                                 return false;
                             }
                         }
+                    }
+                }
+                if let Resource::WasmPlugin(wp) = &res {
+                    if let Err(e) = self.plugins.upsert(&key, wp) {
+                        self.reject(key, origin, e);
+                        return false;
                     }
                 }
                 if let Resource::Ingress(ing) = &res {
@@ -377,6 +391,7 @@ impl ConfigLoop {
             filters,
             tracer: self.tracer.clone(),
             certs,
+            plugins: self.plugins.chain(),
         };
         self.not_enforced = self.cmgr.not_enforced();
         self.not_enforced.extend(skipped);
@@ -465,6 +480,7 @@ impl ConfigLoop {
             "routes": snap.routes.describe(),
             "tls": snap.certs.describe(),
             "clusters": clusters,
+            "plugins": self.plugins.describe(),
             "items": self.cmgr.describe(),
             "not_enforced": self.not_enforced,
             "warnings": self.warnings,

@@ -15,3 +15,4 @@ pub mod stats;
 pub mod tracer;
 pub mod translate;
 pub mod validate;
+pub mod wasm;

@@ -100,6 +100,37 @@ struct Common {
         default_value = "on"
     )]
     stats_recording: Switch,
+    /// Longest a single Wasm plugin callback may run before it is stopped (the VM is
+    /// rebuilt and the plugin's fail strategy applies).
+    #[arg(long, env = "GATEWAY_WASM_CALLBACK_DEADLINE", default_value = "1s", value_parser = humantime::parse_duration)]
+    wasm_callback_deadline: Duration,
+    /// Most linear memory one Wasm VM may have: bytes, or with KiB / MiB / GiB.
+    #[arg(long, env = "GATEWAY_WASM_MEMORY_LIMIT", default_value = "1GiB", value_parser = parse_bytes)]
+    wasm_memory_limit: usize,
+    /// Keep compiled Wasm modules in this directory across restarts.
+    #[arg(long, env = "GATEWAY_WASM_CACHE_DIR")]
+    wasm_cache_dir: Option<PathBuf>,
+}
+
+/// `1048576`, `512KiB`, `64MiB`, `1GiB`.
+fn parse_bytes(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, ""), |i| s.split_at(i));
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number of bytes, e.g. 64MiB"))?;
+    let scale = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        u => return Err(format!("{s:?}: unknown unit {u:?} (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(scale)
+        .filter(|&b| b >= 1 << 16)
+        .ok_or_else(|| format!("{s:?}: must be at least 64KiB (one Wasm page)"))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -148,6 +179,11 @@ fn options(common: &Common, config_dir: PathBuf) -> Options {
         stats_retention: common.stats_retention,
         stats_recording: common.stats_recording == Switch::On,
         demo_tracing: false,
+        wasm_limits: gateway::wasm::Limits {
+            deadline: common.wasm_callback_deadline,
+            memory: common.wasm_memory_limit,
+        },
+        wasm_cache_dir: common.wasm_cache_dir.clone(),
     }
 }
 

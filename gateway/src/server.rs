@@ -26,6 +26,7 @@ use crate::proxy::{Gateway, ListenerInfo};
 use crate::snapshot::{self, SnapshotCell};
 use crate::sources::file::{self, Scan};
 use crate::stats::{ClusterStatsCache, HcmStats, ListenerTlsStats, ServerStats};
+use crate::wasm::plugin_set::WasmDeps;
 use telemetry::export::RecentTraces;
 
 /// Sampled requests kept for `/debug/traces`.
@@ -56,6 +57,10 @@ pub struct Options {
     pub stats_recording: bool,
     /// `gateway demo`: trace to `/debug/traces` while `higress-config` enables none.
     pub demo_tracing: bool,
+    /// Deadline per plugin callback and memory per VM.
+    pub wasm_limits: crate::wasm::Limits,
+    /// Compiled modules kept across restarts.
+    pub wasm_cache_dir: Option<PathBuf>,
 }
 
 /// Start the control plane; returns once the first snapshot is published.
@@ -75,6 +80,13 @@ fn start_control_plane(
         demo_tracing: opts.demo_tracing,
     };
     let config_stats = stats.config.clone();
+    let wasm = WasmDeps {
+        limits: opts.wasm_limits.clone(),
+        cache_dir: opts.wasm_cache_dir.clone(),
+        stats: stats.wasm.clone(),
+        registry: stats.registry.clone(),
+        config_dir: opts.config_dir.clone(),
+    };
     let resolver_addr = opts.dns_resolver;
     let refresh = opts.dns_refresh;
     let (ready_tx, ready_rx) =
@@ -114,6 +126,7 @@ fn start_control_plane(
                     config_stats,
                     cluster_stats,
                     tracing_deps,
+                    wasm,
                 );
                 cl.apply_changes(scan.all());
                 for name in cl.dns_names() {

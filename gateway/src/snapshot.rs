@@ -13,6 +13,7 @@ use crate::controllers::FilterSettings;
 use crate::tracer::Tracer;
 use crate::translate::certificates::CertStore;
 use crate::translate::{Cluster, RouteTable};
+use crate::wasm::LoadedPlugin;
 
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -25,6 +26,8 @@ pub struct Snapshot {
     pub tracer: Option<Arc<Tracer>>,
     /// Certificates the HTTPS listener serves, by SNI; empty: no HTTPS listener.
     pub certs: CertStore,
+    /// Wasm plugins in run order.
+    pub plugins: Vec<Arc<LoadedPlugin>>,
 }
 
 impl Snapshot {

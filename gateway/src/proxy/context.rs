@@ -26,7 +26,6 @@ pub struct RequestCtx {
     pub cluster: Option<Arc<Cluster>>,
     /// Endpoints tried, one per attempt ([`RequestCtx::attempts`] counts them).
     pub tried: Tried,
-    pub upstream_host: Option<SocketAddr>,
     pub upstream_start: Option<Instant>,
     /// u32: ~49 days of milliseconds, and the context stays small.
     pub upstream_service_time_ms: Option<u32>,
@@ -49,6 +48,8 @@ pub struct RequestCtx {
     /// Why the last upstream TLS handshake failed (Envoy's transport failure reason);
     /// a thin box, as failures are rare and the context stays small.
     pub transport_failure: Option<Box<String>>,
+    /// The request's Wasm plugin contexts, when the snapshot has plugins.
+    pub wasm: Option<Box<crate::wasm::filter::WasmRequest>>,
     in_flight: Arc<AtomicUsize>,
 }
 
@@ -56,6 +57,16 @@ impl RequestCtx {
     /// Upstream attempts so far (the first and its retries).
     pub fn attempts(&self) -> u32 {
         self.tried.len() as u32
+    }
+
+    /// The endpoint of the last upstream attempt.
+    pub fn upstream_host(&self) -> Option<SocketAddr> {
+        let index = *self.tried.as_slice().last()?;
+        self.cluster
+            .as_ref()?
+            .endpoints
+            .get(index as usize)
+            .copied()
     }
 
     /// Name of the chosen cluster, known or not.
@@ -130,7 +141,6 @@ impl RequestCtx {
             destination: None,
             cluster: None,
             tried: Tried::default(),
-            upstream_host: None,
             upstream_start: None,
             upstream_service_time_ms: None,
             upstream_headers_received: false,
@@ -143,6 +153,7 @@ impl RequestCtx {
             not_sampled: None,
             gzip: None,
             transport_failure: None,
+            wasm: None,
         }
     }
 }

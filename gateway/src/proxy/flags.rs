@@ -34,6 +34,25 @@ impl ResponseFlags {
         self.0 & flag != 0
     }
 
+    /// The flags as Envoy's `ResponseFlag` bits (the `response.flags` attribute).
+    pub fn envoy_bits(self) -> u64 {
+        const ENVOY: [(u16, u64); 8] = [
+            (ResponseFlags::NO_HEALTHY_UPSTREAM, 0x2),
+            (ResponseFlags::UPSTREAM_TIMEOUT, 0x4),
+            (ResponseFlags::LOCAL_RESET, 0x8),
+            (ResponseFlags::CONNECT_FAILURE, 0x20),
+            (ResponseFlags::CONNECTION_TERMINATION, 0x40),
+            (ResponseFlags::NO_ROUTE, 0x100),
+            (ResponseFlags::DOWNSTREAM_CLOSED, 0x4000),
+            (ResponseFlags::RETRY_EXHAUSTED, 0x8000),
+        ];
+        ENVOY
+            .iter()
+            .filter(|(ours, _)| self.has(*ours))
+            .map(|(_, bit)| bit)
+            .sum()
+    }
+
     pub fn render(self) -> Cow<'static, str> {
         if self.0 == 0 {
             return Cow::Borrowed("-");

@@ -32,6 +32,8 @@ const RECHECK: Duration = Duration::from_secs(5);
 /// finished requests) that it compares between wake-ups.
 #[derive(Debug, Default)]
 pub struct ConnActivity {
+    /// Unique per connection for the process's life (Envoy's `connection.id`).
+    pub id: u64,
     active: AtomicU32,
     events: AtomicU64,
     /// When the first byte of the next request arrived, as nanoseconds after
@@ -146,7 +148,11 @@ pub struct TrackedStream {
 
 impl TrackedStream {
     pub fn new(inner: Stream, bytes: Option<ByteCounters>) -> (Self, Arc<ConnActivity>) {
-        let activity = Arc::new(ConnActivity::default());
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let activity = Arc::new(ConnActivity {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            ..ConnActivity::default()
+        });
         (
             TrackedStream {
                 inner,

@@ -11,6 +11,7 @@ pub const CONNECT_FAILURE: &str =
 pub const CONNECTION_TERMINATION: &str =
     "upstream connect error or disconnect/reset before headers. reset reason: connection termination";
 pub const HEADERS_TOO_LARGE: &str = "Request Header Fields Too Large";
+pub const PAYLOAD_TOO_LARGE: &str = "Payload Too Large";
 
 /// Write a short plain-text reply; the connection stays usable when `keepalive`.
 pub async fn send(

@@ -37,6 +37,8 @@ use crate::snapshot::SnapshotCell;
 use crate::stats::{self, HcmStats};
 use crate::translate::route_table;
 use crate::translate::upstream_tls::{self, Sni};
+use crate::wasm::filter::{Verdict, WasmRequest};
+use crate::wasm::stream::StreamInfo;
 use access_log::AccessLog;
 use context::{RequestCtx, MAX_ATTEMPTS};
 use flags::ResponseFlags;
@@ -116,6 +118,33 @@ fn roll() -> u32 {
         s.set(x);
         (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32
     })
+}
+
+/// The error that ends a request a plugin ended after its headers went upstream; a
+/// local reply is kept for `fail_to_proxy` to send.
+fn wasm_error(v: Verdict, w: &mut WasmRequest) -> Box<Error> {
+    match v {
+        Verdict::Respond(lr) => {
+            let status = lr.status;
+            w.pending_reply = Some(lr);
+            Error::explain(
+                ErrorType::HTTPStatus(status),
+                "local reply of a Wasm plugin",
+            )
+        }
+        Verdict::Fail => Error::explain(ErrorType::HTTPStatus(503), "Wasm plugin failure"),
+        Verdict::TooLarge => Error::explain(
+            ErrorType::HTTPStatus(413),
+            "request body over the buffer limit",
+        ),
+        Verdict::Reset | Verdict::Continue => {
+            w.reset = true;
+            Error::explain(
+                ErrorType::ConnectionClosed,
+                "stream closed by a Wasm plugin",
+            )
+        }
+    }
 }
 
 impl Gateway {
@@ -246,6 +275,125 @@ impl Gateway {
         })
     }
 
+    /// Answer a request routing did not send upstream.
+    async fn local_reply(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        reply: LocalReply,
+    ) -> pingora_error::Result<bool> {
+        // Local replies keep their id beside the request, for the access log.
+        ctx.request_id = headers::new_request_id(session.req_header()).map(Box::new);
+        match reply {
+            LocalReply::Status(status, body, flag) => {
+                if flag != 0 {
+                    ctx.flags.set(flag);
+                }
+                ctx.local_status = Some(status);
+                // 431 leaves the request body unread: do not reuse the connection.
+                local_reply::send(session, status, body, status != 431).await?;
+            }
+            LocalReply::HttpsRedirect => {
+                let req = session.req_header();
+                let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+                match redirect::https_location(request_host(req), path, self.listener.ports) {
+                    Some(location) => {
+                        ctx.local_status = Some(308);
+                        redirect::send(session, &location).await?;
+                    }
+                    None => {
+                        // Envoy refuses such an authority outright.
+                        ctx.local_status = Some(400);
+                        local_reply::send(session, 400, "", false).await?;
+                    }
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// What plugins read of the request and its connection.
+    fn stream_info(&self, session: &Session, ctx: &RequestCtx) -> StreamInfo {
+        StreamInfo {
+            route_name: ctx.route.as_ref().map(|r| Arc::from(r.name.as_str())),
+            cluster_name: ctx.cluster_name().map(Arc::from),
+            peer: session.client_addr().and_then(|a| a.as_inet()).copied(),
+            local: session.server_addr().and_then(|a| a.as_inet()).copied(),
+            protocol: if session.is_http2() {
+                "HTTP/2"
+            } else if session.req_header().version == http::Version::HTTP_10 {
+                "HTTP/1.0"
+            } else {
+                "HTTP/1.1"
+            },
+            scheme: if self.listener.tls { "https" } else { "http" },
+            sni: https::server_name(session).map(Arc::from),
+            tls_version: session
+                .digest()
+                .and_then(|d| d.ssl_digest.as_ref())
+                .map(|d| Arc::from(d.version.as_ref())),
+            start: Some(std::time::SystemTime::now() - ctx.start.elapsed()),
+            connection_id: idle::ConnActivity::of(session).map(|c| c.id),
+            ..StreamInfo::default()
+        }
+    }
+
+    /// The request phase of the Wasm plugin chain; `true` when the request was answered.
+    async fn request_plugins(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora_error::Result<bool> {
+        let mut w = WasmRequest::new(&ctx.snapshot.plugins, self.stream_info(session, ctx));
+        let limit = ctx.snapshot.filters.global.downstream_buffer_limit;
+        let verdict = w.on_request(session, limit).await;
+        let reroute = w.needs_reroute();
+        let w = ctx.wasm.insert(w);
+        match verdict? {
+            Verdict::Continue => {}
+            Verdict::Respond(lr) => {
+                let status = w.respond(session, lr).await?;
+                ctx.local_status = Some(status);
+                return Ok(true);
+            }
+            Verdict::Fail => {
+                ctx.local_status = Some(503);
+                let drained = session.is_body_done();
+                local_reply::send(session, 503, "", drained).await?;
+                return Ok(true);
+            }
+            Verdict::TooLarge => {
+                ctx.local_status = Some(413);
+                local_reply::send(session, 413, local_reply::PAYLOAD_TOO_LARGE, false).await?;
+                return Ok(true);
+            }
+            Verdict::Reset => {
+                ctx.flags.set(ResponseFlags::LOCAL_RESET);
+                return Error::e_explain(
+                    ErrorType::ConnectionClosed,
+                    "stream closed by a Wasm plugin",
+                );
+            }
+        }
+        if reroute {
+            // Envoy clears the route cache when a filter edits request headers.
+            ctx.route = None;
+            ctx.cluster = None;
+            ctx.destination = None;
+            if let Err(reply) = self.route(session, ctx) {
+                return self.local_reply(session, ctx, reply).await;
+            }
+            let route_name = ctx.route.as_ref().map(|r| Arc::from(r.name.as_str()));
+            let cluster_name = ctx.cluster_name().map(Arc::from);
+            if let Some(w) = ctx.wasm.as_mut() {
+                let info = w.info_mut();
+                info.route_name = route_name;
+                info.cluster_name = cluster_name;
+            }
+        }
+        Ok(false)
+    }
+
     fn write_access_log(
         &self,
         session: &Session,
@@ -273,7 +421,7 @@ impl Gateway {
             "start_time": access_log::rfc3339(std::time::SystemTime::now() - ctx.start.elapsed()),
             "trace_id": trace_id,
             "upstream_cluster": ctx.cluster_name(),
-            "upstream_host": ctx.upstream_host.map(|h| h.to_string()),
+            "upstream_host": ctx.upstream_host().map(|h| h.to_string()),
             "upstream_service_time": ctx.upstream_service_time_ms,
             "upstream_transport_failure_reason": ctx.transport_failure.as_deref().map(String::as_str),
             "user_agent": hv(http::header::USER_AGENT),
@@ -321,51 +469,41 @@ impl ProxyHttp for Gateway {
                 spans::Started::NotSampled(n) => ctx.not_sampled = n,
             }
         }
-        match self.route(session, ctx) {
-            Ok(()) => {
-                let fwd = headers::Forwarded {
-                    peer: session
-                        .client_addr()
-                        .and_then(|a| a.as_inet())
-                        .map(|a| a.ip()),
-                    tls: self.listener.tls,
-                };
-                let global = &ctx.snapshot.filters.global;
-                headers::forwarded_request(session.req_header_mut(), &fwd, global);
-                Ok(false)
-            }
-            Err(reply) => {
-                // Local replies keep their id beside the request, for the access log.
-                ctx.request_id = headers::new_request_id(session.req_header()).map(Box::new);
-                match reply {
-                    LocalReply::Status(status, body, flag) => {
-                        if flag != 0 {
-                            ctx.flags.set(flag);
-                        }
-                        ctx.local_status = Some(status);
-                        // 431 leaves the request body unread: do not reuse the connection.
-                        local_reply::send(session, status, body, status != 431).await?;
-                    }
-                    LocalReply::HttpsRedirect => {
-                        let req = session.req_header();
-                        let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
-                        match redirect::https_location(request_host(req), path, self.listener.ports)
-                        {
-                            Some(location) => {
-                                ctx.local_status = Some(308);
-                                redirect::send(session, &location).await?;
-                            }
-                            None => {
-                                // Envoy refuses such an authority outright.
-                                ctx.local_status = Some(400);
-                                local_reply::send(session, 400, "", false).await?;
-                            }
-                        }
-                    }
-                }
-                Ok(true)
+        if let Err(reply) = self.route(session, ctx) {
+            return self.local_reply(session, ctx, reply).await;
+        }
+        let fwd = headers::Forwarded {
+            peer: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+            tls: self.listener.tls,
+        };
+        let global = &ctx.snapshot.filters.global;
+        headers::forwarded_request(session.req_header_mut(), &fwd, global);
+        if !ctx.snapshot.plugins.is_empty() {
+            return self.request_plugins(session, ctx).await;
+        }
+        Ok(false)
+    }
+
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora_error::Result<()> {
+        let attempt = ctx.attempts();
+        if let Some(w) = ctx.wasm.as_mut() {
+            if let Err(v) = w
+                .on_request_body(session, body, end_of_stream, attempt)
+                .await
+            {
+                return Err(wasm_error(v, w));
             }
         }
+        Ok(())
     }
 
     async fn upstream_peer(
@@ -385,7 +523,6 @@ impl ProxyHttp for Gateway {
         if recording && ctx.attempts() > 1 {
             cluster.stats.rq_retry.inc();
         }
-        ctx.upstream_host = Some(addr);
         ctx.upstream_start = Some(Instant::now());
         if let Some(t) = ctx.trace.as_mut() {
             t.begin_attempt(addr);
@@ -560,14 +697,6 @@ impl ProxyHttp for Gateway {
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<()> {
-        let Some(settings) = &ctx.snapshot.filters.gzip else {
-            return Ok(());
-        };
-        // HTTP/1.0 has no chunked framing for a body whose length changes (Envoy
-        // refuses HTTP/1.0 by default): such responses pass as they are.
-        if session.req_header().version == http::Version::HTTP_10 {
-            return Ok(());
-        }
         let status = response.status.as_u16();
         if response.status.is_informational() && status != 101 {
             return Ok(());
@@ -580,6 +709,20 @@ impl ProxyHttp for Gateway {
                 .headers
                 .get(http::header::CONTENT_LENGTH)
                 .is_some_and(|v| v.as_bytes() == b"0");
+        // Plugins see the response before compression.
+        if let Some(w) = ctx.wasm.as_mut() {
+            if let Err(v) = w.on_response_headers(session, response, no_body).await {
+                return Err(wasm_error(v, w));
+            }
+        }
+        let Some(settings) = &ctx.snapshot.filters.gzip else {
+            return Ok(());
+        };
+        // HTTP/1.0 has no chunked framing for a body whose length changes (Envoy
+        // refuses HTTP/1.0 by default): such responses pass as they are.
+        if session.req_header().version == http::Version::HTTP_10 {
+            return Ok(());
+        }
         // The request's Accept-Encoding is read here, and only for responses that pass
         // the response checks.
         ctx.gzip = compressor::on_response(
@@ -596,11 +739,16 @@ impl ProxyHttp for Gateway {
 
     fn response_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<bytes::Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<Option<Duration>> {
+        if let Some(w) = ctx.wasm.as_mut() {
+            if let Err(v) = w.on_response_body(session, body, end_of_stream) {
+                return Err(wasm_error(v, w));
+            }
+        }
         if let Some(gz) = &mut ctx.gzip {
             if let Err(e) = gz.body(body, end_of_stream) {
                 // The headers promised gzip: a broken stream must not look complete.
@@ -680,6 +828,34 @@ impl ProxyHttp for Gateway {
     where
         RequestCtx: Send + Sync,
     {
+        if let Some(w) = ctx.wasm.as_mut() {
+            if let Some(lr) = w.pending_reply.take() {
+                // A plugin answered from the request body: its reply, as it made it.
+                let mut code = session.response_written().map_or(0, |r| r.status.as_u16());
+                if code == 0 {
+                    match w.respond(session, lr).await {
+                        Ok(s) => {
+                            code = s;
+                            ctx.local_status = Some(s);
+                        }
+                        Err(err) => {
+                            tracing::debug!(error = %err, "could not send the plugin's reply")
+                        }
+                    }
+                }
+                return FailToProxy {
+                    error_code: code,
+                    can_reuse_downstream: false,
+                };
+            }
+            if w.reset {
+                ctx.flags.set(ResponseFlags::LOCAL_RESET);
+                return FailToProxy {
+                    error_code: 0,
+                    can_reuse_downstream: false,
+                };
+            }
+        }
         let (status, body, flag) = match (e.esource(), e.etype()) {
             (ErrorSource::Downstream, _) => (0, "", ResponseFlags::DOWNSTREAM_CLOSED),
             (_, ErrorType::ReadTimedout) => (
@@ -757,6 +933,16 @@ impl ProxyHttp for Gateway {
             .unwrap_or(0);
         if stats::recording() {
             self.record_request(session, ctx, status);
+        }
+        let upstream = ctx.upstream_host();
+        if let Some(w) = ctx.wasm.as_mut() {
+            let info = w.info_mut();
+            info.response_code = status;
+            info.response_flags = ctx.flags.envoy_bits();
+            info.upstream = upstream;
+            info.request_size = session.body_bytes_read() as u64;
+            info.response_size = session.body_bytes_sent() as u64;
+            w.on_log(session);
         }
         let trace_id = ctx
             .trace

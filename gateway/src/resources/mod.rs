@@ -11,6 +11,7 @@ pub mod ingress;
 pub mod mcpbridge;
 pub mod meta;
 pub mod secret;
+pub mod wasmplugin;
 
 use std::fmt;
 
@@ -21,6 +22,7 @@ pub use ingress::Ingress;
 pub use mcpbridge::McpBridge;
 pub use meta::ObjectMeta;
 pub use secret::Secret;
+pub use wasmplugin::WasmPlugin;
 
 /// Namespace every object lives in when read from a directory, as Higress standalone does.
 pub const SYSTEM_NAMESPACE: &str = "higress-system";
@@ -33,6 +35,7 @@ pub enum Kind {
     Ingress,
     McpBridge,
     Secret,
+    WasmPlugin,
 }
 
 impl Kind {
@@ -43,14 +46,16 @@ impl Kind {
             Kind::Ingress => "ingresses",
             Kind::McpBridge => "mcpbridges",
             Kind::Secret => "secrets",
+            Kind::WasmPlugin => "wasmplugins",
         }
     }
 
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 5] = [
         Kind::ConfigMap,
         Kind::Ingress,
         Kind::McpBridge,
         Kind::Secret,
+        Kind::WasmPlugin,
     ];
 }
 
@@ -61,6 +66,7 @@ impl fmt::Display for Kind {
             Kind::Ingress => "Ingress",
             Kind::McpBridge => "McpBridge",
             Kind::Secret => "Secret",
+            Kind::WasmPlugin => "WasmPlugin",
         })
     }
 }
@@ -88,6 +94,7 @@ pub enum Resource {
     Ingress(Ingress),
     McpBridge(McpBridge),
     Secret(Secret),
+    WasmPlugin(WasmPlugin),
 }
 
 impl Resource {
@@ -97,6 +104,7 @@ impl Resource {
             Resource::Ingress(o) => &o.metadata,
             Resource::McpBridge(o) => &o.metadata,
             Resource::Secret(o) => &o.metadata,
+            Resource::WasmPlugin(o) => &o.metadata,
         }
     }
 
@@ -113,12 +121,14 @@ impl Resource {
             Kind::Ingress => Resource::Ingress(Ingress::parse(bytes)?),
             Kind::McpBridge => Resource::McpBridge(McpBridge::parse(bytes)?),
             Kind::Secret => Resource::Secret(Secret::parse(bytes)?),
+            Kind::WasmPlugin => Resource::WasmPlugin(WasmPlugin::parse(bytes)?),
         };
         let meta = match &mut res {
             Resource::ConfigMap(o) => &mut o.metadata,
             Resource::Ingress(o) => &mut o.metadata,
             Resource::McpBridge(o) => &mut o.metadata,
             Resource::Secret(o) => &mut o.metadata,
+            Resource::WasmPlugin(o) => &mut o.metadata,
         };
         meta.name = name.to_string();
         meta.namespace = namespace.to_string();

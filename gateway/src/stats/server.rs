@@ -81,10 +81,19 @@ impl TracerStats {
 }
 
 /// `gateway_wasm_*`: series per plugin, created as plugins load.
+#[derive(Clone)]
 pub struct WasmStats {
     pub calls: Arc<Family>,
     pub failures: Arc<Family>,
+    pub rebuilds: Arc<Family>,
+    pub latency: Arc<Family>,
 }
+
+/// Buckets of `gateway_wasm_callback_duration_milliseconds`: callbacks take
+/// microseconds, so finer than Envoy's request buckets.
+pub const WASM_CALLBACK_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0,
+];
 
 /// Stats of the process, registered at start-up.
 pub struct ServerStats {
@@ -180,8 +189,18 @@ impl ServerStats {
             ),
             failures: r.family(
                 "gateway_wasm_failures_total",
-                "Wasm plugin failures (trap, deadline, memory limit), per plugin and reason.",
+                "Wasm plugin failures (trap, deadline, memory limit, exit), per plugin and reason.",
                 Kind::Counter,
+            ),
+            rebuilds: r.family(
+                "gateway_wasm_vm_rebuilds_total",
+                "Wasm VMs built again after a failure, per plugin.",
+                Kind::Counter,
+            ),
+            latency: r.histogram_family(
+                "gateway_wasm_callback_duration_milliseconds",
+                "Time of one Wasm plugin callback (ms), per plugin.",
+                WASM_CALLBACK_BUCKETS,
             ),
         };
         ServerStats {

@@ -1,10 +1,12 @@
 //! Resources → what the data plane runs: McpBridge registries become clusters, Ingresses
 //! become a route table, `spec.tls`, domains and Secrets become the certificate
-//! store. Pure functions of their inputs, run in the config loop.
+//! store, WasmPlugins an ordered plugin chain. Pure functions of their inputs, run in the
+//! config loop.
 
 pub mod certificates;
 pub mod clusters;
 pub mod destination;
+pub mod plugin_chain;
 pub mod route_table;
 pub mod upstream_tls;
 

@@ -1,0 +1,172 @@
+//! `proxy_http_call`: the requests plugins make to clusters (`outbound|<port>||<host>`),
+//! sent once the callback that made them has returned, over HTTP/1.1 to one endpoint of
+//! the cluster. The response (or a failure: no headers) goes back to the plugin's
+//! `proxy_on_http_call_response` on its root context, exactly once per token.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use tokio::sync::oneshot;
+
+use super::host::{CallResponse, PendingCall};
+use super::plugin::VmSlot;
+
+/// Envoy's default for a call without a timeout is none; ours is bounded.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest response body a plugin gets.
+const MAX_BODY: usize = 16 << 20;
+
+/// A call on its way: its token, the context that made it, and where its response comes.
+pub struct InFlight {
+    pub token: u32,
+    pub context: u32,
+    pub response: oneshot::Receiver<Option<CallResponse>>,
+    pub timeout: Duration,
+}
+
+/// Send `calls` to the endpoints `resolve` gives for their clusters.
+pub fn dispatch(
+    calls: Vec<PendingCall>,
+    resolve: &(dyn Fn(&str) -> Option<SocketAddr> + Send + Sync),
+) -> Vec<InFlight> {
+    calls
+        .into_iter()
+        .map(|call| {
+            let (tx, rx) = oneshot::channel();
+            let timeout = call.timeout.unwrap_or(DEFAULT_TIMEOUT);
+            let endpoint = resolve(&call.cluster);
+            let (token, context) = (call.token, call.context);
+            tokio::spawn(async move {
+                let r = match endpoint {
+                    Some(addr) => tokio::time::timeout(timeout, send(addr, call)).await,
+                    None => Ok(Err(format!("cluster {} has no endpoint", call.cluster))),
+                };
+                let r = match r {
+                    Ok(Ok(resp)) => Some(resp),
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "plugin HTTP call failed");
+                        None
+                    }
+                    // Envoy answers a timed-out call with its router's local reply.
+                    Err(_) => Some(CallResponse {
+                        headers: vec![
+                            (b":status".to_vec(), b"504".to_vec()),
+                            (b"content-type".to_vec(), b"text/plain".to_vec()),
+                        ],
+                        body: b"upstream request timeout".to_vec(),
+                        trailers: Vec::new(),
+                    }),
+                };
+                let _ = tx.send(r);
+            });
+            InFlight {
+                token,
+                context,
+                response: rx,
+                timeout,
+            }
+        })
+        .collect()
+}
+
+/// Calls made outside a stream (ticks, queues): their responses go to the root context
+/// when they come.
+pub fn dispatch_detached(slot: &Arc<VmSlot>, calls: Vec<PendingCall>) {
+    if calls.is_empty() {
+        return;
+    }
+    let Some(resolve) = slot.resolver() else {
+        return;
+    };
+    detach(slot, dispatch(calls, resolve.as_ref()));
+}
+
+/// Calls on their way whose stream no longer waits: each answer goes to the root
+/// context, without a stream, when it comes.
+pub fn detach(slot: &Arc<VmSlot>, calls: Vec<InFlight>) {
+    // Only the VM that made the calls may get their answers.
+    let generation = slot.generation();
+    for call in calls {
+        let slot = slot.clone();
+        tokio::spawn(async move {
+            let resp = call.response.await.unwrap_or(None);
+            let r = slot.run(Some(generation), |vm| {
+                vm.on_http_call_response(call.token, resp, call.context, None)?;
+                Ok(vm.take_effects())
+            });
+            if let super::plugin::Ran::Done(effects) = r {
+                dispatch_detached(&slot, effects.calls);
+            }
+        });
+    }
+}
+
+async fn send(addr: SocketAddr, call: PendingCall) -> Result<CallResponse, String> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut builder = http::Request::builder();
+    let mut path = "/".to_string();
+    let mut method = "GET".to_string();
+    for (k, v) in &call.headers {
+        let value = String::from_utf8_lossy(v);
+        match k.as_slice() {
+            b":path" => path = value.into_owned(),
+            b":method" => method = value.into_owned(),
+            b":authority" => builder = builder.header(http::header::HOST, value.as_ref()),
+            k if k.starts_with(b":") => {}
+            _ => builder = builder.header(k.as_slice(), v.as_slice()),
+        }
+    }
+    if !call.body.is_empty() {
+        builder = builder.header(http::header::CONTENT_LENGTH, call.body.len());
+    }
+    let req = builder
+        .method(method.as_str())
+        .uri(path)
+        .body(Full::new(Bytes::from(call.body)))
+        .map_err(|e| format!("request: {e}"))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("request: {e}"))?;
+    let (parts, body) = resp.into_parts();
+    let mut headers = vec![(
+        b":status".to_vec(),
+        parts.status.as_str().as_bytes().to_vec(),
+    )];
+    headers.extend(
+        parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str().as_bytes().to_vec(), v.as_bytes().to_vec())),
+    );
+    let collected = Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?;
+    let trailers = collected
+        .trailers()
+        .map(|t| {
+            t.iter()
+                .map(|(k, v)| (k.as_str().as_bytes().to_vec(), v.as_bytes().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(CallResponse {
+        headers,
+        body: collected.to_bytes().to_vec(),
+        trailers,
+    })
+}

@@ -1,0 +1,254 @@
+//! A loaded plugin: one `WasmPlugin` at one configuration, its compiled module, and its
+//! VMs, one per worker thread (created on the thread's first request). A request keeps
+//! the VM it started on even if the runtime moves it to another thread: the VM sits
+//! behind a mutex that only that VM's callbacks take, for the length of one
+//! synchronous call, so a moved request never runs on a VM another thread uses at the
+//! same moment.
+//!
+//! A VM whose call failed (trap, deadline, memory, exit) is dropped and built again for
+//! the next request; requests that had contexts in it skip the plugin from then on.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use telemetry::stats::{Counter, Histogram};
+use thread_local::ThreadLocal;
+
+use super::host::PluginShared;
+use super::shared::QueueOwner;
+use super::vm::{CompiledModule, Failure, PluginVm, Runtime};
+use crate::resources::wasmplugin::Phase;
+
+/// The `gateway_wasm_*` series of one plugin.
+#[derive(Clone)]
+pub struct PluginStats {
+    pub calls: Counter,
+    /// By [`Failure::reason`]: trap, deadline, memory, exit.
+    pub failures: [Counter; 4],
+    pub rebuilds: Counter,
+    /// Time per callback (ms).
+    pub latency: Histogram,
+}
+
+impl PluginStats {
+    pub fn failure(&self, f: &Failure) {
+        let i = match f {
+            Failure::Trap(_) => 0,
+            Failure::Deadline => 1,
+            Failure::Memory => 2,
+            Failure::Exit(_) => 3,
+        };
+        self.failures[i].inc();
+    }
+}
+
+pub struct LoadedPlugin {
+    pub shared: Arc<PluginShared>,
+    pub module: Arc<CompiledModule>,
+    pub runtime: Arc<Runtime>,
+    pub phase: Phase,
+    pub priority: i32,
+    pub fail_open: bool,
+    pub stats: PluginStats,
+    vms: ThreadLocal<Arc<VmSlot>>,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.shared.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A thread's VM of a plugin, and the generation it is at (a rebuild is a new one).
+pub struct VmSlot {
+    vm: Mutex<Option<PluginVm>>,
+    generation: AtomicU64,
+    plugin: Weak<LoadedPlugin>,
+    /// The tick period the running ticker serves (0: none).
+    ticking: AtomicU64,
+}
+
+impl LoadedPlugin {
+    pub fn new(
+        shared: Arc<PluginShared>,
+        module: Arc<CompiledModule>,
+        runtime: Arc<Runtime>,
+        phase: Phase,
+        priority: i32,
+        fail_open: bool,
+        stats: PluginStats,
+    ) -> Arc<LoadedPlugin> {
+        Arc::new(LoadedPlugin {
+            shared,
+            module,
+            runtime,
+            phase,
+            priority,
+            fail_open,
+            stats,
+            vms: ThreadLocal::new(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// This thread's VM slot.
+    pub fn slot(self: &Arc<Self>) -> Arc<VmSlot> {
+        self.vms
+            .get_or(|| {
+                Arc::new(VmSlot {
+                    vm: Mutex::new(None),
+                    generation: AtomicU64::new(0),
+                    plugin: Arc::downgrade(self),
+                    ticking: AtomicU64::new(0),
+                })
+            })
+            .clone()
+    }
+
+    /// Start a VM now (the config loop's check that the module and config work).
+    pub fn check(&self) -> Result<(), String> {
+        PluginVm::start(&self.runtime, &self.module, self.shared.clone()).map(drop)
+    }
+}
+
+/// What running a callback on a slot gave.
+pub enum Ran<R> {
+    Done(R),
+    /// The VM was rebuilt since this stream's context was made: the plugin is skipped.
+    Stale,
+    Failed(Failure),
+}
+
+impl VmSlot {
+    /// The plugin's cluster resolver, while the plugin lives.
+    pub fn resolver(&self) -> Option<super::host::Resolver> {
+        self.plugin.upgrade().map(|p| p.shared.resolve.clone())
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Run `f` on the VM, building it first if there is none. `generation`: the stream's
+    /// context belongs to that generation (`None`: any, the call makes its own context).
+    pub fn run<R>(
+        self: &Arc<Self>,
+        generation: Option<u64>,
+        f: impl FnOnce(&mut PluginVm) -> Result<R, Failure>,
+    ) -> Ran<R> {
+        let Some(plugin) = self.plugin.upgrade() else {
+            return Ran::Stale;
+        };
+        let mut guard = self.vm.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            if generation.is_some() {
+                return Ran::Stale;
+            }
+            match PluginVm::start(&plugin.runtime, &plugin.module, plugin.shared.clone()) {
+                Ok(mut vm) => {
+                    let owner: Arc<dyn QueueOwner> = self.clone();
+                    vm.set_queue_owner(Arc::downgrade(&owner));
+                    // A slot's first VM is a build; any later one replaces a failed VM.
+                    if self.generation() > 0 {
+                        plugin.stats.rebuilds.inc();
+                    }
+                    self.generation.fetch_add(1, Ordering::Relaxed);
+                    *guard = Some(vm);
+                }
+                Err(e) => {
+                    tracing::error!(plugin = %plugin.name(), error = %e, "Wasm VM could not start");
+                    plugin.stats.failures[0].inc();
+                    return Ran::Failed(Failure::Trap(e));
+                }
+            }
+        } else if generation.is_some_and(|g| g != self.generation()) {
+            return Ran::Stale;
+        }
+        let Some(vm) = guard.as_mut() else {
+            return Ran::Stale;
+        };
+        let started = Instant::now();
+        plugin.stats.calls.inc();
+        let r = f(vm);
+        plugin.stats.latency.record_ms(started.elapsed());
+        let tick = vm.tick_ms();
+        match r {
+            Ok(v) => {
+                drop(guard);
+                self.keep_ticking(tick);
+                Ran::Done(v)
+            }
+            Err(failure) => {
+                plugin.stats.failure(&failure);
+                tracing::warn!(plugin = %plugin.name(), error = %failure, "Wasm plugin failed; its VM is rebuilt for the next request");
+                *guard = None;
+                Ran::Failed(failure)
+            }
+        }
+    }
+
+    /// Make sure a ticker serves the period the VM asked for.
+    fn keep_ticking(self: &Arc<Self>, tick_ms: u32) {
+        let tick = u64::from(tick_ms);
+        if tick == 0 || self.ticking.swap(tick, Ordering::Relaxed) == tick {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            self.ticking.store(0, Ordering::Relaxed);
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        handle.spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(tick));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let Some(slot) = weak.upgrade() else { return };
+                if slot.ticking.load(Ordering::Relaxed) != tick {
+                    return;
+                }
+                let r = slot.run(None, |vm| {
+                    vm.on_tick()?;
+                    Ok(vm.take_effects())
+                });
+                if let Ran::Done(effects) = r {
+                    super::http_call::dispatch_detached(&slot, effects.calls);
+                }
+            }
+        });
+    }
+}
+
+impl QueueOwner for VmSlot {
+    fn queue_ready(&self, _root: u32, queue: u32) {
+        // Called from inside a guest call (the enqueue): the callback runs later.
+        let Some(plugin) = self.plugin.upgrade() else {
+            return;
+        };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let slot = plugin.slot_of(self);
+        handle.spawn(async move {
+            if let Some(slot) = slot {
+                let _ = slot.run(None, |vm| vm.on_queue_ready(queue));
+            }
+        });
+    }
+}
+
+impl LoadedPlugin {
+    /// The `Arc` of a slot of this plugin, found from a reference to it.
+    fn slot_of(&self, slot: &VmSlot) -> Option<Arc<VmSlot>> {
+        self.vms
+            .iter()
+            .find(|s| std::ptr::eq(s.as_ref(), slot))
+            .cloned()
+    }
+}

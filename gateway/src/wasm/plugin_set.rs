@@ -1,0 +1,228 @@
+//! The config loop's plugins: one [`LoadedPlugin`] per `WasmPlugin` object, built when
+//! the object changes (module fetched and compiled, a VM started to check that the
+//! plugin accepts its configuration) and kept while it does not. A plugin that cannot
+//! be loaded is an error for the object: the config loop rejects the change and the
+//! plugin's last good version keeps running.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
+
+use serde_json::json;
+use telemetry::stats::Registry;
+
+use super::host::{PluginShared, Resolver};
+use super::metrics::PluginMetrics;
+use super::module_store::ModuleStore;
+use super::plugin::{LoadedPlugin, PluginStats};
+use super::shared::SharedSpace;
+use super::vm::{Limits, Runtime};
+use crate::resources::wasmplugin::Phase;
+use crate::resources::{ResourceKey, WasmPlugin};
+use crate::snapshot::SnapshotCell;
+use crate::stats::WasmStats;
+use crate::translate::plugin_chain::{self, Ordered};
+
+/// What loading plugins needs from the process.
+#[derive(Clone)]
+pub struct WasmDeps {
+    pub limits: Limits,
+    /// Compiled modules kept across restarts; `None`: compile at every start.
+    pub cache_dir: Option<PathBuf>,
+    pub stats: WasmStats,
+    pub registry: Arc<Registry>,
+    /// Where relative `file://` paths start.
+    pub config_dir: PathBuf,
+}
+
+/// What decides whether a changed object needs a new plugin.
+#[derive(Clone, PartialEq)]
+struct Fingerprint {
+    url: String,
+    sha256: Option<String>,
+    config: String,
+    root_id: String,
+    phase: Phase,
+    priority: i32,
+    fail_open: bool,
+}
+
+struct Entry {
+    fingerprint: Fingerprint,
+    plugin: Arc<LoadedPlugin>,
+}
+
+pub struct PluginSet {
+    deps: WasmDeps,
+    runtime: OnceLock<Arc<Runtime>>,
+    modules: ModuleStore,
+    loaded: BTreeMap<ResourceKey, Entry>,
+    /// Plugin-defined metrics by plugin name, kept across reconfigurations.
+    metrics: HashMap<String, Arc<PluginMetrics>>,
+    resolve: Resolver,
+}
+
+impl Ordered for LoadedPlugin {
+    fn phase(&self) -> Phase {
+        self.phase
+    }
+    fn priority(&self) -> i32 {
+        self.priority
+    }
+    fn name(&self) -> &str {
+        LoadedPlugin::name(self)
+    }
+}
+
+impl PluginSet {
+    /// `snapshot`: plugins' HTTP calls go to the endpoints of its clusters.
+    pub fn new(deps: WasmDeps, snapshot: SnapshotCell) -> PluginSet {
+        let resolve: Resolver = Arc::new(move |cluster: &str| {
+            let snap = snapshot.load();
+            snap.clusters.get(cluster)?.pick(&[]).map(|(_, addr)| addr)
+        });
+        PluginSet {
+            deps,
+            runtime: OnceLock::new(),
+            modules: ModuleStore::default(),
+            loaded: BTreeMap::new(),
+            metrics: HashMap::new(),
+            resolve,
+        }
+    }
+
+    /// The runtime, made with the first plugin (no epoch thread without plugins).
+    fn runtime(&self) -> Result<Arc<Runtime>, String> {
+        if let Some(rt) = self.runtime.get() {
+            return Ok(rt.clone());
+        }
+        let rt = Runtime::new(self.deps.limits.clone(), self.deps.cache_dir.as_deref())
+            .map_err(|e| format!("the Wasm runtime could not start: {e:#}"))?;
+        Ok(self.runtime.get_or_init(|| rt).clone())
+    }
+
+    /// Load (or keep) the plugin of `wp`. The error names the field at fault.
+    pub fn upsert(&mut self, key: &ResourceKey, wp: &WasmPlugin) -> Result<(), String> {
+        let Some(config) = wp.plugin_config().map_err(|e| e.to_string())? else {
+            // `defaultConfigDisable` without a rule: the plugin runs nowhere.
+            if self.loaded.remove(key).is_some() {
+                tracing::info!(plugin = %wp.full_name(), "Wasm plugin disabled");
+            }
+            return Ok(());
+        };
+        let fingerprint = Fingerprint {
+            url: wp.spec.url.trim().to_string(),
+            sha256: wp.spec.sha256.clone(),
+            config: config.to_string(),
+            root_id: wp.root_id(),
+            phase: wp.phase(),
+            priority: wp.priority(),
+            fail_open: wp.fail_open(),
+        };
+        if self
+            .loaded
+            .get(key)
+            .is_some_and(|e| e.fingerprint == fingerprint)
+        {
+            return Ok(());
+        }
+        let runtime = self.runtime()?;
+        let source = wp.source().map_err(|e| e.to_string())?;
+        let module = self
+            .modules
+            .load(
+                &runtime,
+                &source,
+                wp.spec.sha256.as_deref(),
+                &self.deps.config_dir,
+            )
+            .map_err(|e| e.to_string())?;
+        let name = wp.full_name();
+        let metrics = self
+            .metrics
+            .entry(name.clone())
+            .or_insert_with(|| Arc::new(PluginMetrics::new(self.deps.registry.clone())))
+            .clone();
+        let shared = Arc::new(PluginShared {
+            name: name.clone(),
+            root_id: fingerprint.root_id.clone(),
+            // One VM id per plugin: its shared data and queues are its own.
+            vm_id: name.clone(),
+            config: fingerprint.config.clone().into_bytes(),
+            vm_config: Vec::new(),
+            shared: SharedSpace::of(&name),
+            metrics,
+            resolve: self.resolve.clone(),
+            max_requests_per_io_cycle: AtomicU64::new(0),
+        });
+        let s = &self.deps.stats;
+        let labels = [("plugin", name.as_str())];
+        let failure = |reason: &str| {
+            s.failures
+                .counter(&[("plugin", name.as_str()), ("reason", reason)])
+        };
+        let stats = PluginStats {
+            calls: s.calls.counter(&labels),
+            failures: [
+                failure("trap"),
+                failure("deadline"),
+                failure("memory"),
+                failure("exit"),
+            ],
+            rebuilds: s.rebuilds.counter(&labels),
+            latency: s.latency.histogram(&labels),
+        };
+        let plugin = LoadedPlugin::new(
+            shared,
+            module,
+            runtime,
+            fingerprint.phase,
+            fingerprint.priority,
+            fingerprint.fail_open,
+            stats,
+        );
+        plugin.check().map_err(|e| {
+            format!("spec.defaultConfig/spec.matchRules: the plugin did not start with its configuration: {e}")
+        })?;
+        tracing::info!(plugin = %name, sha256 = %plugin.module.sha256, abi = ?plugin.module.abi, "Wasm plugin loaded");
+        self.loaded.insert(
+            key.clone(),
+            Entry {
+                fingerprint,
+                plugin,
+            },
+        );
+        Ok(())
+    }
+
+    pub fn remove(&mut self, key: &ResourceKey) -> bool {
+        self.loaded.remove(key).is_some()
+    }
+
+    /// The plugins in run order.
+    pub fn chain(&self) -> Vec<Arc<LoadedPlugin>> {
+        plugin_chain::order(self.loaded.values().map(|e| e.plugin.clone()).collect())
+    }
+
+    /// For `/debug/configz`: the chain with each plugin's module and settings.
+    pub fn describe(&self) -> serde_json::Value {
+        let chain: Vec<serde_json::Value> = self
+            .chain()
+            .iter()
+            .map(|p| {
+                json!({
+                    "name": p.name(),
+                    "phase": p.phase,
+                    "priority": p.priority,
+                    "fail_strategy": if p.fail_open { "FAIL_OPEN" } else { "FAIL_CLOSE" },
+                    "sha256": p.module.sha256,
+                    "abi": format!("{:?}", p.module.abi),
+                    "config": serde_json::from_slice::<serde_json::Value>(&p.shared.config).unwrap_or_default(),
+                    "env_imports": p.module.env_imports.len(),
+                })
+            })
+            .collect();
+        json!(chain)
+    }
+}

@@ -1,0 +1,585 @@
+//! The Wasm runtime (one wasmtime engine, its epoch ticker and the linker) and one VM: an
+//! instance of a plugin's module with its root context, following Proxy-Wasm's
+//! lifecycle (`_initialize`, `proxy_on_context_create(root, 0)`, `proxy_on_vm_start`,
+//! `proxy_on_configure`), then stream contexts and their callbacks.
+//!
+//! Every guest call runs under an epoch deadline and the VM's memory limit; a trap, a
+//! deadline hit, the memory limit or the guest exiting (a Go panic ends in
+//! `proc_exit(2)`) is a [`Failure`], after which the VM is not used again.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use wasmtime::{
+    Config, Engine, Instance, InstancePre, Linker, Module, ResourceLimiter, Store, TypedFunc,
+};
+
+use super::abi::AbiVersion;
+use super::host::{self, CallResponse, HostState, PendingCall, PluginShared};
+use super::stream::{Actions, StreamView};
+
+/// How often the engine's epoch advances: the unit of callback deadlines.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The runtime's limits.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Longest a single guest call may run.
+    pub deadline: Duration,
+    /// Most linear memory one VM may have (bytes).
+    pub memory: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            deadline: Duration::from_secs(1),
+            memory: 1 << 30,
+        }
+    }
+}
+
+pub struct Runtime {
+    pub engine: Engine,
+    linker: Linker<HostState>,
+    pub limits: Limits,
+}
+
+/// A module compiled once, ready to instantiate on any thread.
+pub struct CompiledModule {
+    pub pre: InstancePre<HostState>,
+    pub abi: AbiVersion,
+    pub sha256: String,
+    /// `env` functions it imports, for `/debug/configz`.
+    pub env_imports: Vec<String>,
+}
+
+impl Runtime {
+    /// The runtime; `cache_dir` keeps compiled modules across restarts.
+    pub fn new(
+        limits: Limits,
+        cache_dir: Option<&std::path::Path>,
+    ) -> anyhow::Result<Arc<Runtime>> {
+        let mut cfg = Config::new();
+        cfg.epoch_interruption(true);
+        cfg.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        if let Some(dir) = cache_dir {
+            // A cache that cannot be had only costs compile time.
+            let cache = std::fs::create_dir_all(dir)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    let mut cc = wasmtime::CacheConfig::new();
+                    cc.with_directory(dir);
+                    wasmtime::Cache::new(cc).map_err(|e| format!("{e:#}"))
+                });
+            match cache {
+                Ok(c) => {
+                    cfg.cache(Some(c));
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "no Wasm module cache; modules compile at every start")
+                }
+            }
+        }
+        let engine = Engine::new(&cfg)?;
+        start_ticker(&engine);
+        let linker = host::linker(&engine)?;
+        Ok(Arc::new(Runtime {
+            engine,
+            linker,
+            limits,
+        }))
+    }
+
+    /// Compile `bytes` (binary or WAT) and check it is a Proxy-Wasm module the host can
+    /// link.
+    pub fn compile(&self, bytes: &[u8]) -> Result<Arc<CompiledModule>, String> {
+        let module =
+            Module::new(&self.engine, bytes).map_err(|e| format!("not a Wasm module: {e:#}"))?;
+        let abi =
+            AbiVersion::from_exports(module.exports().map(|e| e.name())).ok_or_else(|| {
+                "missing or unknown Proxy-Wasm ABI version (no proxy_abi_version_* export)"
+                    .to_string()
+            })?;
+        let env_imports = module
+            .imports()
+            .filter(|i| i.module() == "env")
+            .map(|i| i.name().to_string())
+            .collect();
+        let pre = self
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| format!("cannot link the module: {e:#}"))?;
+        Ok(Arc::new(CompiledModule {
+            pre,
+            abi,
+            sha256: sha256_hex(bytes),
+            env_imports,
+        }))
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    openssl::sha::sha256(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn start_ticker(engine: &Engine) {
+    // One ticker per process is enough; engines created later (tests) share it through
+    // their own weak handles.
+    static ENGINES: OnceLock<std::sync::Mutex<Vec<wasmtime::EngineWeak>>> = OnceLock::new();
+    static STARTED: AtomicBool = AtomicBool::new(false);
+    ENGINES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(engine.weak());
+    if STARTED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("wasm-epoch".into())
+        .spawn(|| loop {
+            std::thread::sleep(EPOCH_TICK);
+            let mut engines = ENGINES
+                .get()
+                .expect("set before the thread starts")
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            engines.retain(|w| match w.upgrade() {
+                Some(e) => {
+                    e.increment_epoch();
+                    true
+                }
+                None => false,
+            });
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "no epoch ticker: Wasm callback deadlines are off");
+    }
+}
+
+/// Why a guest call failed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Failure {
+    /// The call ran past the deadline.
+    Deadline,
+    /// The VM wanted more memory than its limit.
+    Memory,
+    /// The guest exited (`proc_exit`), e.g. a Go panic.
+    Exit(i32),
+    /// Any other trap (unreachable, out-of-bounds access, ...).
+    Trap(String),
+}
+
+impl Failure {
+    /// The `reason` label of `gateway_wasm_failures_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Failure::Deadline => "deadline",
+            Failure::Memory => "memory",
+            Failure::Exit(_) => "exit",
+            Failure::Trap(_) => "trap",
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Deadline => f.write_str("callback ran past its deadline"),
+            Failure::Memory => f.write_str("VM hit its memory limit"),
+            Failure::Exit(c) => write!(f, "guest exited with code {c}"),
+            Failure::Trap(m) => write!(f, "trap: {m}"),
+        }
+    }
+}
+
+/// The VM's memory limit; it records whether the limit was hit.
+pub struct MemoryLimit {
+    pub limit: usize,
+    pub hit: bool,
+}
+
+impl ResourceLimiter for MemoryLimit {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
+}
+
+macro_rules! export {
+    ($store:expr, $inst:expr, $name:literal) => {
+        $inst.get_typed_func(&mut *$store, $name).ok()
+    };
+}
+
+struct Exports {
+    on_context_create: Option<TypedFunc<(i32, i32), ()>>,
+    on_vm_start: Option<TypedFunc<(i32, i32), i32>>,
+    on_configure: Option<TypedFunc<(i32, i32), i32>>,
+    on_request_headers: Option<TypedFunc<(i32, i32, i32), i32>>,
+    on_request_body: Option<TypedFunc<(i32, i32, i32), i32>>,
+    on_response_headers: Option<TypedFunc<(i32, i32, i32), i32>>,
+    on_response_body: Option<TypedFunc<(i32, i32, i32), i32>>,
+    on_log: Option<TypedFunc<i32, ()>>,
+    on_done: Option<TypedFunc<i32, i32>>,
+    on_delete: Option<TypedFunc<i32, ()>>,
+    on_http_call_response: Option<TypedFunc<(i32, i32, i32, i32, i32), ()>>,
+    on_tick: Option<TypedFunc<i32, ()>>,
+    on_queue_ready: Option<TypedFunc<(i32, i32), ()>>,
+}
+
+/// What one guest call left for the host to carry out.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub actions: Actions,
+    pub calls: Vec<PendingCall>,
+}
+
+pub struct PluginVm {
+    store: Store<HostState>,
+    f: Exports,
+    abi: AbiVersion,
+    root: u32,
+    next_id: u32,
+    deadline_ticks: u64,
+}
+
+impl PluginVm {
+    /// Instantiate `module` and bring its root context up with the plugin's config.
+    /// Errors say which step failed (a config the plugin refuses among them).
+    pub fn start(
+        rt: &Runtime,
+        module: &CompiledModule,
+        plugin: Arc<PluginShared>,
+    ) -> Result<PluginVm, String> {
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new().build_p1();
+        let limiter = MemoryLimit {
+            limit: rt.limits.memory,
+            hit: false,
+        };
+        let mut store = Store::new(&rt.engine, HostState::new(wasi, limiter, plugin.clone()));
+        store.limiter(|h| &mut h.limiter);
+        let deadline_ticks =
+            (rt.limits.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(deadline_ticks.max(100));
+        store.epoch_deadline_trap();
+        let instance: Instance = module
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| format!("instantiating: {e:#}"))?;
+        let memory = instance.get_memory(&mut store, "memory");
+        let malloc = instance
+            .get_typed_func::<i32, i32>(&mut store, "proxy_on_memory_allocate")
+            .or_else(|_| instance.get_typed_func::<i32, i32>(&mut store, "malloc"))
+            .ok();
+        let missing = memory.is_none() || malloc.is_none();
+        {
+            let h = store.data_mut();
+            h.memory = memory;
+            h.malloc = malloc;
+        }
+        if missing {
+            return Err(
+                "the module exports no memory or no proxy_on_memory_allocate/malloc".into(),
+            );
+        }
+        // Reactor modules (Go, Rust) initialize; command modules (TinyGo) run `_start`.
+        if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
+            init.call(&mut store, ())
+                .map_err(|e| format!("_initialize: {}", classify(&e, &store)))?;
+        } else if let Ok(start) = instance.get_typed_func::<(), ()>(&mut store, "_start") {
+            if let Err(e) = start.call(&mut store, ()) {
+                if !matches!(e.downcast_ref::<wasmtime_wasi::I32Exit>(), Some(x) if x.0 == 0) {
+                    return Err(format!("_start: {}", classify(&e, &store)));
+                }
+            }
+        }
+        let f = Exports {
+            on_context_create: export!(&mut store, instance, "proxy_on_context_create"),
+            on_vm_start: export!(&mut store, instance, "proxy_on_vm_start"),
+            on_configure: export!(&mut store, instance, "proxy_on_configure"),
+            on_request_headers: export!(&mut store, instance, "proxy_on_request_headers"),
+            on_request_body: export!(&mut store, instance, "proxy_on_request_body"),
+            on_response_headers: export!(&mut store, instance, "proxy_on_response_headers"),
+            on_response_body: export!(&mut store, instance, "proxy_on_response_body"),
+            on_log: export!(&mut store, instance, "proxy_on_log"),
+            on_done: export!(&mut store, instance, "proxy_on_done"),
+            on_delete: export!(&mut store, instance, "proxy_on_delete"),
+            on_http_call_response: export!(&mut store, instance, "proxy_on_http_call_response"),
+            on_tick: export!(&mut store, instance, "proxy_on_tick"),
+            on_queue_ready: export!(&mut store, instance, "proxy_on_queue_ready"),
+        };
+        let mut vm = PluginVm {
+            store,
+            f,
+            abi: module.abi,
+            root: 1,
+            next_id: 2,
+            deadline_ticks,
+        };
+        vm.store.data_mut().root_id = 1;
+        vm.store.data_mut().contexts.insert(1);
+        if let Some(create) = vm.f.on_context_create.clone() {
+            vm.call(1, None, |s| create.call(s, (1, 0)))
+                .map_err(|e| format!("proxy_on_context_create(root): {e}"))?;
+        }
+        if let Some(start) = vm.f.on_vm_start.clone() {
+            let n = plugin.vm_config.len() as i32;
+            let ok = vm
+                .call(1, None, |s| start.call(s, (1, n)))
+                .map_err(|e| format!("proxy_on_vm_start: {e}"))?;
+            if ok == 0 {
+                return Err(
+                    "the plugin refused to start (proxy_on_vm_start returned false)".into(),
+                );
+            }
+        }
+        if let Some(configure) = vm.f.on_configure.clone() {
+            let n = plugin.config.len() as i32;
+            let ok = vm
+                .call(1, None, |s| configure.call(s, (1, n)))
+                .map_err(|e| format!("proxy_on_configure: {e}"))?;
+            if ok == 0 {
+                return Err("the plugin rejected its configuration (proxy_on_configure returned false; its log says why)".into());
+            }
+        }
+        Ok(vm)
+    }
+
+    pub fn abi(&self) -> AbiVersion {
+        self.abi
+    }
+
+    pub fn root_id(&self) -> u32 {
+        self.root
+    }
+
+    /// The tick period the plugin asked for (0: none).
+    pub fn tick_ms(&self) -> u32 {
+        self.store.data().tick_ms
+    }
+
+    pub fn set_queue_owner(&mut self, owner: std::sync::Weak<dyn super::shared::QueueOwner>) {
+        self.store.data_mut().queue_owner = Some(owner);
+    }
+
+    /// Run one guest call for context `ctx`, with `view` lent for its length.
+    fn call<R>(
+        &mut self,
+        ctx: u32,
+        view: Option<StreamView>,
+        f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, Failure> {
+        {
+            let h = self.store.data_mut();
+            h.effective = ctx;
+            h.stream = view;
+            h.stream_ctx = if view.is_some() { ctx } else { 0 };
+        }
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let r = f(&mut self.store);
+        self.store.data_mut().stream = None;
+        r.map_err(|e| classify(&e, &self.store))
+    }
+
+    /// What the last calls asked for (actions and HTTP calls), taken.
+    pub fn take_effects(&mut self) -> Effects {
+        let h = self.store.data_mut();
+        Effects {
+            actions: std::mem::take(&mut h.actions),
+            calls: std::mem::take(&mut h.pending_calls),
+        }
+    }
+
+    /// A new stream context.
+    pub fn create_context(&mut self) -> Result<u32, Failure> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.store.data_mut().contexts.insert(id);
+        let root = self.root as i32;
+        if let Some(create) = self.f.on_context_create.clone() {
+            self.call(id, None, |s| create.call(s, (id as i32, root)))?;
+        }
+        Ok(id)
+    }
+
+    pub fn on_request_headers(
+        &mut self,
+        ctx: u32,
+        n: usize,
+        eos: bool,
+        view: StreamView,
+    ) -> Result<i32, Failure> {
+        let Some(f) = self.f.on_request_headers.clone() else {
+            return Ok(0);
+        };
+        let abi = self.abi;
+        self.call(ctx, Some(view), |s| {
+            f.call(s, (ctx as i32, n as i32, eos as i32))
+        })
+        .map(|r| abi.headers_result(r))
+    }
+
+    pub fn on_request_body(
+        &mut self,
+        ctx: u32,
+        len: usize,
+        eos: bool,
+        view: StreamView,
+    ) -> Result<i32, Failure> {
+        let Some(f) = self.f.on_request_body.clone() else {
+            return Ok(0);
+        };
+        self.call(ctx, Some(view), |s| {
+            f.call(s, (ctx as i32, len as i32, eos as i32))
+        })
+    }
+
+    pub fn on_response_headers(
+        &mut self,
+        ctx: u32,
+        n: usize,
+        eos: bool,
+        view: StreamView,
+    ) -> Result<i32, Failure> {
+        let Some(f) = self.f.on_response_headers.clone() else {
+            return Ok(0);
+        };
+        let abi = self.abi;
+        self.call(ctx, Some(view), |s| {
+            f.call(s, (ctx as i32, n as i32, eos as i32))
+        })
+        .map(|r| abi.headers_result(r))
+    }
+
+    pub fn on_response_body(
+        &mut self,
+        ctx: u32,
+        len: usize,
+        eos: bool,
+        view: StreamView,
+    ) -> Result<i32, Failure> {
+        let Some(f) = self.f.on_response_body.clone() else {
+            return Ok(0);
+        };
+        self.call(ctx, Some(view), |s| {
+            f.call(s, (ctx as i32, len as i32, eos as i32))
+        })
+    }
+
+    /// An HTTP call's response, to the root context (`view` lent when the calling stream
+    /// still waits); `None` is a failed call.
+    pub fn on_http_call_response(
+        &mut self,
+        token: u32,
+        response: Option<CallResponse>,
+        ctx: u32,
+        view: Option<StreamView>,
+    ) -> Result<(), Failure> {
+        let Some(f) = self.f.on_http_call_response.clone() else {
+            return Ok(());
+        };
+        let (nh, nb, nt, status) = match &response {
+            Some(r) => {
+                let status = r
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k.as_slice() == b":status")
+                    .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
+                    .unwrap_or(0);
+                (r.headers.len(), r.body.len(), r.trailers.len(), status)
+            }
+            None => (0, 0, 0, 0),
+        };
+        {
+            let h = self.store.data_mut();
+            h.call_response = Some(response.unwrap_or_default());
+            h.last_status = (status, Vec::new());
+        }
+        let root = self.root as i32;
+        // The stream's view is lent under its own id; the call starts on the root.
+        let r = {
+            let h = self.store.data_mut();
+            h.effective = self.root;
+            h.stream = view;
+            h.stream_ctx = if view.is_some() { ctx } else { 0 };
+            self.store.set_epoch_deadline(self.deadline_ticks);
+            let r = f.call(
+                &mut self.store,
+                (root, token as i32, nh as i32, nb as i32, nt as i32),
+            );
+            self.store.data_mut().stream = None;
+            r.map_err(|e| classify(&e, &self.store))
+        };
+        self.store.data_mut().call_response = None;
+        r
+    }
+
+    pub fn on_tick(&mut self) -> Result<(), Failure> {
+        let Some(f) = self.f.on_tick.clone() else {
+            return Ok(());
+        };
+        let root = self.root;
+        self.call(root, None, |s| f.call(s, root as i32))
+    }
+
+    pub fn on_queue_ready(&mut self, queue: u32) -> Result<(), Failure> {
+        let Some(f) = self.f.on_queue_ready.clone() else {
+            return Ok(());
+        };
+        let root = self.root;
+        self.call(root, None, |s| f.call(s, (root as i32, queue as i32)))
+    }
+
+    /// The stream is over: `proxy_on_log`, `proxy_on_done`, `proxy_on_delete`.
+    pub fn finish(&mut self, ctx: u32, view: Option<StreamView>) -> Result<(), Failure> {
+        if let Some(f) = self.f.on_log.clone() {
+            self.call(ctx, view, |s| f.call(s, ctx as i32))?;
+        }
+        if let Some(f) = self.f.on_done.clone() {
+            self.call(ctx, None, |s| f.call(s, ctx as i32))?;
+        }
+        if let Some(f) = self.f.on_delete.clone() {
+            self.call(ctx, None, |s| f.call(s, ctx as i32))?;
+        }
+        let h = self.store.data_mut();
+        h.contexts.remove(&ctx);
+        h.props.remove(&ctx);
+        Ok(())
+    }
+}
+
+fn classify(e: &wasmtime::Error, store: &Store<HostState>) -> Failure {
+    if store.data().limiter.hit {
+        return Failure::Memory;
+    }
+    if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return Failure::Exit(exit.0);
+    }
+    if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
+        return Failure::Deadline;
+    }
+    Failure::Trap(format!("{e:#}"))
+}
