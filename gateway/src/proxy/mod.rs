@@ -152,9 +152,6 @@ impl Gateway {
     fn route(&self, session: &Session, ctx: &mut RequestCtx) -> Result<(), LocalReply> {
         let req = session.req_header();
         let global = &ctx.snapshot.filters.global;
-        if headers::request_headers_size(req) > global.max_request_headers_bytes {
-            return Err(LocalReply::Status(431, local_reply::HEADERS_TOO_LARGE, 0));
-        }
         let Some(route) = ctx.snapshot.routes.find(request_host(req), req.uri.path()) else {
             return Err(LocalReply::Status(404, "", ResponseFlags::NO_ROUTE));
         };
@@ -469,7 +466,14 @@ impl ProxyHttp for Gateway {
                 spans::Started::NotSampled(n) => ctx.not_sampled = n,
             }
         }
-        if let Err(reply) = self.route(session, ctx) {
+        // The downstream codec's limit: on what the client sent, not on plugin edits.
+        let limit = ctx.snapshot.filters.global.max_request_headers_bytes;
+        let routed = if headers::request_headers_size(session.req_header()) > limit {
+            Err(LocalReply::Status(431, local_reply::HEADERS_TOO_LARGE, 0))
+        } else {
+            self.route(session, ctx)
+        };
+        if let Err(reply) = routed {
             return self.local_reply(session, ctx, reply).await;
         }
         let fwd = headers::Forwarded {

@@ -98,6 +98,8 @@ pub struct HostState {
     pub unimplemented: HashSet<&'static str>,
     /// `proxy_done` was called after `proxy_on_done` returned false.
     pub done: bool,
+    /// The first warnings and errors the plugin logged (why it refused its config, often).
+    pub problems: Vec<String>,
 }
 
 impl HostState {
@@ -127,6 +129,7 @@ impl HostState {
             queue_owner: None,
             unimplemented: HashSet::new(),
             done: false,
+            problems: Vec::new(),
         }
     }
 
@@ -788,7 +791,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     l.func_wrap(
         E,
         "proxy_log",
-        |c: Caller<'_, HostState>, level: i32, ptr: i32, len: i32| -> Ret {
+        |mut c: Caller<'_, HostState>, level: i32, ptr: i32, len: i32| -> Ret {
             if !(0..=abi::LOG_CRITICAL).contains(&level) {
                 return ok(Status::BadArgument);
             }
@@ -796,7 +799,12 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 Ok(m) => m,
                 Err(s) => return ok(s),
             };
-            log(&c.data().plugin.name, level, &String::from_utf8_lossy(&msg));
+            let text = String::from_utf8_lossy(&msg).into_owned();
+            log(&c.data().plugin.name, level, &text);
+            let problems = &mut c.data_mut().problems;
+            if level >= 3 && problems.len() < 4 {
+                problems.push(text);
+            }
             ok(Status::Ok)
         },
     )?;

@@ -362,9 +362,20 @@ impl PluginVm {
                 .call(1, None, |s| configure.call(s, (1, n)))
                 .map_err(|e| format!("proxy_on_configure: {e}"))?;
             if ok == 0 {
-                return Err("the plugin rejected its configuration (proxy_on_configure returned false; its log says why)".into());
+                let problems = std::mem::take(&mut vm.store.data_mut().problems);
+                return Err(if problems.is_empty() {
+                    "the plugin rejected its configuration (proxy_on_configure returned false)"
+                        .into()
+                } else {
+                    format!(
+                        "the plugin rejected its configuration: {}",
+                        problems.join("; ")
+                    )
+                });
             }
         }
+        // Later warnings are the requests', not the configuration's.
+        vm.store.data_mut().problems.clear();
         Ok(vm)
     }
 
@@ -578,8 +589,13 @@ fn classify(e: &wasmtime::Error, store: &Store<HostState>) -> Failure {
     if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
         return Failure::Exit(exit.0);
     }
-    if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
-        return Failure::Deadline;
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => Failure::Deadline,
+        // The trap's one-line reason; the backtrace goes to the debug log.
+        Some(trap) => {
+            tracing::debug!(error = ?e, "Wasm trap");
+            Failure::Trap(trap.to_string())
+        }
+        None => Failure::Trap(e.root_cause().to_string()),
     }
-    Failure::Trap(format!("{e:#}"))
 }

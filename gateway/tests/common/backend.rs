@@ -2,7 +2,8 @@
 //! counts its connections (accepted and closed by the peer).
 //!
 //! Paths: `/delay/<ms>...` waits before answering; anything else answers at once with
-//! JSON `{"backend", "method", "path", "headers"}`.
+//! JSON `{"backend", "method", "path", "headers", "body"}` (bodies by content-length or
+//! chunked).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -116,14 +117,25 @@ fn serve(conn: TcpStream, name: &str, c: &Counters) {
                     .or_insert_with(|| v.trim().to_string());
             }
         }
-        let len: usize = headers
-            .get("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; len];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
+        let chunked = headers
+            .get("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+        let body = if chunked {
+            match read_chunked(&mut reader) {
+                Some(b) => b,
+                None => return,
+            }
+        } else {
+            let len: usize = headers
+                .get("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; len];
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+            body
+        };
         c.requests.fetch_add(1, Ordering::Relaxed);
         if path == "/big" {
             let total = 200 << 20;
@@ -156,6 +168,7 @@ fn serve(conn: TcpStream, name: &str, c: &Counters) {
             "method": method,
             "path": path,
             "headers": headers,
+            "body": String::from_utf8_lossy(&body),
         })
         .to_string();
         let resp = format!(
@@ -165,5 +178,27 @@ fn serve(conn: TcpStream, name: &str, c: &Counters) {
         if out.write_all(resp.as_bytes()).is_err() {
             return;
         }
+    }
+}
+
+/// A chunked request body; `None` when the stream breaks off.
+fn read_chunked(reader: &mut impl BufRead) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut size = String::new();
+        reader.read_line(&mut size).ok()?;
+        let n = usize::from_str_radix(size.trim().split(';').next()?, 16).ok()?;
+        if n == 0 {
+            // Trailers (none expected) end with an empty line.
+            loop {
+                let mut t = String::new();
+                if reader.read_line(&mut t).ok()? == 0 || t.trim().is_empty() {
+                    return Some(body);
+                }
+            }
+        }
+        let mut chunk = vec![0; n + 2];
+        reader.read_exact(&mut chunk).ok()?;
+        body.extend_from_slice(&chunk[..n]);
     }
 }

@@ -179,3 +179,27 @@ pub fn request(
 pub fn get(addr: SocketAddr, host: &str, path: &str) -> std::io::Result<Response> {
     request(addr, "GET", host, path, &[])
 }
+
+/// A request with a body (framed by `content-length`) on a new connection.
+pub fn request_with_body(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    let mut conn = Conn::open(addr)?;
+    conn.send_raw(&bytes)?;
+    conn.read_response(method == "HEAD")
+}

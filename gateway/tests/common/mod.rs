@@ -8,6 +8,7 @@ pub mod nginx;
 pub mod prometheus;
 pub mod tls;
 pub mod tracing_peers;
+pub mod wasm;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
