@@ -200,7 +200,8 @@ fn request_bodies_streamed_and_held() {
 fn trap_fails_closed_then_open_and_the_vm_is_rebuilt() {
     let (be, auth) = (Backend::start("be"), Backend::start("auth"));
     let cfg = config(&be, &auth);
-    let gw = start(&cfg, "failStrategy: FAIL_CLOSE", &[]);
+    // One worker thread: the request after the trap meets the rebuilt VM.
+    let gw = start(&cfg, "failStrategy: FAIL_CLOSE", &["--threads", "1"]);
     let labels = "plugin=\"higress-system.wat\",reason=\"trap\"";
     let r = mode(&gw, "T");
     assert_eq!(r.status, 503, "{}", r.text());
@@ -424,4 +425,56 @@ fn openssl_sha256(bytes: &[u8]) -> String {
         .next()
         .unwrap()
         .to_string()
+}
+
+#[test]
+fn shared_data_queues_ticks_and_done() {
+    let (be, auth) = (Backend::start("be"), Backend::start("auth"));
+    let cfg = config(&be, &auth);
+    let gw = start(&cfg, "", &[]);
+    // The 20 ms tick writes shared data; any VM of the plugin reads it.
+    let r = wait_for("a tick's shared data", || {
+        let r = mode(&gw, "S");
+        (upstream_header(&r, "x-ticked").as_deref() == Some("yes")).then_some(r)
+    });
+    assert_eq!(upstream_header(&r, "x-shared").as_deref(), Some("v1"));
+    assert_eq!(upstream_header(&r, "x-cas").as_deref(), Some("mismatch"));
+    // A queue registered while configuring, found by name, notifies its owner's root
+    // context, which dequeues the item into shared data.
+    assert_eq!(mode(&gw, "Q").status, 200);
+    wait_for("the queue item moved to shared data", || {
+        (upstream_header(&mode(&gw, "R"), "x-from-queue").as_deref() == Some("ping")).then_some(())
+    });
+    // `proxy_done` from `proxy_on_done`: the context is deleted (its on_delete writes
+    // shared data the next request reads).
+    assert_eq!(mode(&gw, "D").status, 200);
+    wait_for("on_delete after proxy_done", || {
+        (upstream_header(&mode(&gw, "S"), "x-deleted").as_deref() == Some("yes")).then_some(())
+    });
+    // Time, log level, a replaced header; the HTTP call's status via proxy_get_status.
+    let r = mode(&gw, "P");
+    assert_eq!(upstream_header(&r, "x-time").as_deref(), Some("set"));
+    assert_eq!(upstream_header(&r, "x-log-level").as_deref(), Some("set"));
+    assert_eq!(upstream_header(&r, "x-mode").as_deref(), Some("P2"));
+    let r = mode(&gw, "C");
+    assert_eq!(upstream_header(&r, "x-get-status").as_deref(), Some("200"));
+}
+
+#[test]
+fn close_stream_resets_without_a_response() {
+    let (be, auth) = (Backend::start("be"), Backend::start("auth"));
+    let cfg = config(&be, &auth);
+    let gw = start(&cfg, "", &[]);
+    let before = be.requests();
+    let r = request(gw.http, "GET", HOST, "/get", &[("x-mode", "X")]);
+    assert!(
+        r.is_err(),
+        "expected a reset, got {:?}",
+        r.map(|r| r.status)
+    );
+    assert_eq!(be.requests(), before);
+    let e = gw.wait_access("the reset in the access log", |e| {
+        e["response_flags"] == "LR"
+    });
+    assert_eq!(e["response_code"], 0);
 }

@@ -365,6 +365,7 @@ impl Gateway {
                 return Ok(true);
             }
             Verdict::Reset => {
+                w.reset = true;
                 ctx.flags.set(ResponseFlags::LOCAL_RESET);
                 return Error::e_explain(
                     ErrorType::ConnectionClosed,

@@ -96,8 +96,12 @@ pub struct HostState {
     pub queue_owner: Option<Weak<dyn QueueOwner>>,
     /// Host functions called that are not supported, each logged once.
     pub unimplemented: HashSet<&'static str>,
-    /// `proxy_done` was called after `proxy_on_done` returned false.
+    /// `proxy_done` was called during the current `proxy_on_done`.
     pub done: bool,
+    /// Contexts whose `proxy_on_done` returned false: deleted once they call `proxy_done`.
+    pub awaiting_done: HashSet<u32>,
+    /// Contexts that called `proxy_done` since, to delete after the current call.
+    pub done_later: Vec<u32>,
     /// The first warnings and errors the plugin logged (why it refused its config, often).
     pub problems: Vec<String>,
 }
@@ -129,6 +133,8 @@ impl HostState {
             queue_owner: None,
             unimplemented: HashSet::new(),
             done: false,
+            awaiting_done: HashSet::new(),
+            done_later: Vec::new(),
             problems: Vec::new(),
         }
     }
@@ -847,7 +853,13 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         },
     )?;
     l.func_wrap(E, "proxy_done", |mut c: Caller<'_, HostState>| -> Ret {
-        c.data_mut().done = true;
+        let st = c.data_mut();
+        let ctx = st.effective;
+        if st.awaiting_done.remove(&ctx) {
+            st.done_later.push(ctx);
+        } else {
+            st.done = true;
+        }
         ok(Status::Ok)
     })?;
 
@@ -1006,8 +1018,10 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             match st {
                 0 => c.data_mut().actions.continue_request = true,
                 1 => c.data_mut().actions.continue_response = true,
-                2 => {}
-                3 => return ok(Status::Unimplemented),
+                // Downstream and upstream (TCP) streams: plugins here filter HTTP.
+                2 | 3 => {
+                    return unimplemented(&mut c, "proxy_continue_stream(downstream/upstream)")
+                }
                 _ => return ok(Status::BadArgument),
             }
             ok(Status::Ok)

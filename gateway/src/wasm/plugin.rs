@@ -113,7 +113,9 @@ impl LoadedPlugin {
 
     /// Start a VM now (the config loop's check that the module and config work).
     pub fn check(&self) -> Result<(), String> {
-        PluginVm::start(&self.runtime, &self.module, self.shared.clone()).map(drop)
+        // Its queues notify no one: the data plane's VMs register them again.
+        let nobody: Weak<dyn QueueOwner> = Weak::<VmSlot>::new();
+        PluginVm::start(&self.runtime, &self.module, self.shared.clone(), nobody).map(drop)
     }
 }
 
@@ -150,10 +152,14 @@ impl VmSlot {
             if generation.is_some() {
                 return Ran::Stale;
             }
-            match PluginVm::start(&plugin.runtime, &plugin.module, plugin.shared.clone()) {
-                Ok(mut vm) => {
-                    let owner: Arc<dyn QueueOwner> = self.clone();
-                    vm.set_queue_owner(Arc::downgrade(&owner));
+            let owner: Arc<dyn QueueOwner> = self.clone();
+            match PluginVm::start(
+                &plugin.runtime,
+                &plugin.module,
+                plugin.shared.clone(),
+                Arc::downgrade(&owner),
+            ) {
+                Ok(vm) => {
                     // A slot's first VM is a build; any later one replaces a failed VM.
                     if self.generation() > 0 {
                         plugin.stats.rebuilds.inc();

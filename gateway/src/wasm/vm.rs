@@ -268,11 +268,13 @@ pub struct PluginVm {
 
 impl PluginVm {
     /// Instantiate `module` and bring its root context up with the plugin's config.
-    /// Errors say which step failed (a config the plugin refuses among them).
+    /// Errors say which step failed (a config the plugin refuses among them). `queues`:
+    /// who hears of items on the queues this VM registers.
     pub fn start(
         rt: &Runtime,
         module: &CompiledModule,
         plugin: Arc<PluginShared>,
+        queues: std::sync::Weak<dyn super::shared::QueueOwner>,
     ) -> Result<PluginVm, String> {
         let wasi = wasmtime_wasi::WasiCtxBuilder::new().build_p1();
         let limiter = MemoryLimit {
@@ -281,6 +283,8 @@ impl PluginVm {
         };
         let mut store = Store::new(&rt.engine, HostState::new(wasi, limiter, plugin.clone()));
         store.limiter(|h| &mut h.limiter);
+        // Plugins register their queues while they configure.
+        store.data_mut().queue_owner = Some(queues);
         let deadline_ticks =
             (rt.limits.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         store.set_epoch_deadline(deadline_ticks.max(100));
@@ -392,10 +396,6 @@ impl PluginVm {
         self.store.data().tick_ms
     }
 
-    pub fn set_queue_owner(&mut self, owner: std::sync::Weak<dyn super::shared::QueueOwner>) {
-        self.store.data_mut().queue_owner = Some(owner);
-    }
-
     /// Run one guest call for context `ctx`, with `view` lent for its length.
     fn call<R>(
         &mut self,
@@ -412,7 +412,12 @@ impl PluginVm {
         self.store.set_epoch_deadline(self.deadline_ticks);
         let r = f(&mut self.store);
         self.store.data_mut().stream = None;
-        r.map_err(|e| classify(&e, &self.store))
+        let r = r.map_err(|e| classify(&e, &self.store))?;
+        // Contexts that called `proxy_done` during this call are deleted now.
+        for done in std::mem::take(&mut self.store.data_mut().done_later) {
+            self.delete(done)?;
+        }
+        Ok(r)
     }
 
     /// What the last calls asked for (actions and HTTP calls), taken.
@@ -570,8 +575,18 @@ impl PluginVm {
             self.call(ctx, view, |s| f.call(s, ctx as i32))?;
         }
         if let Some(f) = self.f.on_done.clone() {
-            self.call(ctx, None, |s| f.call(s, ctx as i32))?;
+            self.store.data_mut().done = false;
+            let finished = self.call(ctx, None, |s| f.call(s, ctx as i32))?;
+            if finished == 0 && !self.store.data().done {
+                // The plugin finishes later and says so with `proxy_done`.
+                self.store.data_mut().awaiting_done.insert(ctx);
+                return Ok(());
+            }
         }
+        self.delete(ctx)
+    }
+
+    fn delete(&mut self, ctx: u32) -> Result<(), Failure> {
         if let Some(f) = self.f.on_delete.clone() {
             self.call(ctx, None, |s| f.call(s, ctx as i32))?;
         }

@@ -269,7 +269,12 @@ impl Gateway {
             .args(&own_https)
             .args(["--stats-addr", &stats.to_string()])
             .args(["--admin-addr", &admin.to_string()])
-            .args(["--threads", "2", "--access-log"])
+            .args(if extra.contains(&"--threads") {
+                &[][..]
+            } else {
+                &["--threads", "2"][..]
+            })
+            .arg("--access-log")
             .arg(&access_log)
             .args(extra)
             .envs(env.iter().copied())

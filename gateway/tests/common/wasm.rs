@@ -110,8 +110,16 @@ impl Gateway {
     /// Wait until plugin `name` (metadata name) is in the live chain.
     pub fn wait_plugin(&self, name: &str) {
         let full = format!("higress-system.{name}");
+        let object = format!("WasmPlugin higress-system/{name}");
         let start = Instant::now();
         while !self.chain().contains(&full) {
+            let z = self.configz();
+            if let Some(r) = z["rejected"]
+                .as_array()
+                .and_then(|a| a.iter().find(|r| r["object"] == object.as_str()))
+            {
+                panic!("plugin {full} was rejected: {}", r["error"]);
+            }
             assert!(
                 start.elapsed() < LOAD_WAIT,
                 "plugin {full} not loaded after {LOAD_WAIT:?}; configz: {}\nlog: {}",
