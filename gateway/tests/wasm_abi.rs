@@ -452,7 +452,15 @@ fn shared_data_queues_ticks_and_done() {
         (upstream_header(&mode(&gw, "S"), "x-deleted").as_deref() == Some("yes")).then_some(())
     });
     // Time, log level, a replaced header; the HTTP call's status via proxy_get_status.
-    let r = mode(&gw, "P");
+    let r = request(
+        gw.http,
+        "GET",
+        HOST,
+        "/get",
+        &[("x-mode", "P"), ("x-drop", "me")],
+    )
+    .unwrap();
+    assert_eq!(upstream_header(&r, "x-drop"), None);
     assert_eq!(upstream_header(&r, "x-time").as_deref(), Some("set"));
     assert_eq!(upstream_header(&r, "x-log-level").as_deref(), Some("set"));
     assert_eq!(upstream_header(&r, "x-mode").as_deref(), Some("P2"));

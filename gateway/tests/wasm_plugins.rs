@@ -557,3 +557,28 @@ fn plugin_config_changes_apply_to_the_next_request_on_an_open_connection() {
     assert!(r.json()["headers"].get("x-version").is_none());
     assert!(gw.chain().is_empty());
 }
+
+#[test]
+fn ai_data_masking_from_the_rust_sdk_masks_the_prompt() {
+    // ai-data-masking is built with the Rust SDK (every other plugin here with Go's).
+    let be = Backend::start("be");
+    let cfg = ConfigDir::routing_all_to(&be);
+    let spec = "defaultConfig:\n  replace_roles:\n  - regex: \"%{MOBILE}\"\n    type: replace\n    value: \"****\"\n";
+    let gw = Gateway::start_with_plugins(
+        &cfg,
+        &[],
+        &[("masking", &url("ai-data-masking", "2.0.3"), spec)],
+    );
+    let r = request_with_body(
+        gw.http,
+        "POST",
+        "ai.test",
+        "/v1/chat/completions",
+        &[("content-type", "application/json")],
+        br#"{"model":"gpt-4o","messages":[{"role":"user","content":"call me at 13800138000"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen: serde_json::Value = serde_json::from_str(r.json()["body"].as_str().unwrap()).unwrap();
+    assert_eq!(seen["messages"][0]["content"], "call me at ****");
+}

@@ -798,6 +798,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_log",
         |mut c: Caller<'_, HostState>, level: i32, ptr: i32, len: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_log");
             if !(0..=abi::LOG_CRITICAL).contains(&level) {
                 return ok(Status::BadArgument);
             }
@@ -818,6 +819,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_get_log_level",
         |mut c: Caller<'_, HostState>, ptr: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_get_log_level");
             code(write_u32(&mut c, ptr, host_log_level()))
         },
     )?;
@@ -825,6 +827,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_get_current_time_nanoseconds",
         |mut c: Caller<'_, HostState>, ptr: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_get_current_time_nanoseconds");
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64);
@@ -835,6 +838,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_set_tick_period_milliseconds",
         |mut c: Caller<'_, HostState>, ms: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_set_tick_period_milliseconds");
             c.data_mut().tick_ms = ms as u32;
             ok(Status::Ok)
         },
@@ -843,6 +847,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_set_effective_context",
         |mut c: Caller<'_, HostState>, id: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_set_effective_context");
             let id = id as u32;
             if id == c.data().root_id || c.data().contexts.contains(&id) {
                 c.data_mut().effective = id;
@@ -853,6 +858,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         },
     )?;
     l.func_wrap(E, "proxy_done", |mut c: Caller<'_, HostState>| -> Ret {
+        tracing::trace!(target: "wasm_host", "proxy_done");
         let st = c.data_mut();
         let ctx = st.effective;
         if st.awaiting_done.remove(&ctx) {
@@ -865,6 +871,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
 
     // ---- header maps
     l.func_wrap(E, "proxy_get_header_map_value", |mut c: Caller<'_, HostState>, mt: i32, kp: i32, kl: i32, vpp: i32, vsp: i32| -> Ret {
+        tracing::trace!(target: "wasm_host", "proxy_get_header_map_value");
         let key = match read(&c, kp, kl) {
             Ok(k) => lower(&k),
             Err(s) => return ok(s),
@@ -884,6 +891,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_get_header_map_pairs",
         |mut c: Caller<'_, HostState>, mt: i32, pp: i32, sp: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_get_header_map_pairs");
             let pairs = match map_pairs(c.data(), mt) {
                 Ok(p) => p,
                 // Envoy answers Ok with nothing when the map is not available.
@@ -902,6 +910,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_get_header_map_size",
         |mut c: Caller<'_, HostState>, mt: i32, sp: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_get_header_map_size");
             match map_pairs(c.data(), mt) {
                 Ok(p) => {
                     let size: usize = p.iter().map(|(k, v)| k.len() + v.len()).sum();
@@ -929,7 +938,8 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                     (Ok(k), Ok(v)) => (k, v),
                     (Err(s), _) | (_, Err(s)) => return ok(s),
                 };
-                let edit = if which == 0 {
+                tracing::trace!(target: "wasm_host", "{}", if which == 0 { "proxy_add_header_map_value" } else { "proxy_replace_header_map_value" });
+            let edit = if which == 0 {
                     Edit::Add(&val)
                 } else {
                     Edit::Replace(&val)
@@ -942,6 +952,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_remove_header_map_value",
         |mut c: Caller<'_, HostState>, mt: i32, kp: i32, kl: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_remove_header_map_value");
             let key = match read(&c, kp, kl) {
                 Ok(k) => k,
                 Err(s) => return ok(s),
@@ -953,6 +964,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_set_header_map_pairs",
         |mut c: Caller<'_, HostState>, mt: i32, p: i32, len: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_set_header_map_pairs");
             let raw = match read(&c, p, len) {
                 Ok(r) => r,
                 Err(s) => return ok(s),
@@ -969,6 +981,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_get_buffer_bytes",
         |mut c: Caller<'_, HostState>, bt: i32, start: i32, max: i32, pp: i32, sp: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_get_buffer_bytes");
             let data = match buffer_bytes(c.data(), bt) {
                 Ok(d) => d,
                 Err(s) => return ok(s),
@@ -986,6 +999,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_set_buffer_bytes",
         |mut c: Caller<'_, HostState>, bt: i32, start: i32, size: i32, dp: i32, dl: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_set_buffer_bytes");
             let data = match read(&c, dp, dl) {
                 Ok(d) => d,
                 Err(s) => return ok(s),
@@ -1003,6 +1017,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_get_buffer_status",
         |mut c: Caller<'_, HostState>, bt: i32, lp: i32, fp: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_get_buffer_status");
             match buffer_bytes(c.data(), bt) {
                 Ok(d) => code(write_u32(&mut c, lp, d.len() as u32).and(write_u32(&mut c, fp, 0))),
                 Err(s) => ok(s),
@@ -1015,6 +1030,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_continue_stream",
         |mut c: Caller<'_, HostState>, st: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_continue_stream");
             match st {
                 0 => c.data_mut().actions.continue_request = true,
                 1 => c.data_mut().actions.continue_response = true,
@@ -1031,6 +1047,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_continue_request",
         |mut c: Caller<'_, HostState>| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_continue_request");
             c.data_mut().actions.continue_request = true;
             ok(Status::Ok)
         },
@@ -1039,6 +1056,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_continue_response",
         |mut c: Caller<'_, HostState>| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_continue_response");
             c.data_mut().actions.continue_response = true;
             ok(Status::Ok)
         },
@@ -1047,6 +1065,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_close_stream",
         |mut c: Caller<'_, HostState>, st: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_close_stream");
             if !(0..=3).contains(&st) {
                 return ok(Status::BadArgument);
             }
@@ -1058,6 +1077,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_clear_route_cache",
         |mut c: Caller<'_, HostState>| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_clear_route_cache");
             c.data_mut().actions.request_headers_changed = true;
             ok(Status::Ok)
         },
@@ -1075,6 +1095,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
          hl: i32,
          _grpc: i32|
          -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_send_local_response");
             let (details, body, raw) = match (read(&c, dp, dl), read(&c, bp, bl), read(&c, hp, hl))
             {
                 (Ok(d), Ok(b), Ok(h)) => (d, b, h),
@@ -1103,6 +1124,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
 
     // ---- HTTP calls
     l.func_wrap(E, "proxy_http_call", |mut c: Caller<'_, HostState>, up: i32, ul: i32, hp: i32, hl: i32, bp: i32, bl: i32, _tp: i32, _tl: i32, timeout: i32, tokp: i32| -> Ret {
+        tracing::trace!(target: "wasm_host", "proxy_http_call");
         let (cluster, raw, body) = match (read_str(&c, up, ul), read(&c, hp, hl), read(&c, bp, bl)) {
             (Ok(u), Ok(h), Ok(b)) => (u, h, b),
             (Err(s), _, _) | (_, Err(s), _) | (_, _, Err(s)) => return ok(s),
@@ -1136,6 +1158,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_get_status",
         |mut c: Caller<'_, HostState>, cp: i32, mpp: i32, msp: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_get_status");
             let (status, msg) = c.data().last_status.clone();
             if let Err(s) = write_u32(&mut c, cp, status) {
                 return ok(s);
@@ -1146,6 +1169,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
 
     // ---- foreign functions
     l.func_wrap(E, "proxy_call_foreign_function", |mut c: Caller<'_, HostState>, np: i32, nl: i32, ap: i32, al: i32, rpp: i32, rsp: i32| -> Ret {
+        tracing::trace!(target: "wasm_host", "proxy_call_foreign_function");
         let (name, args) = match (read_str(&c, np, nl), read(&c, ap, al)) {
             (Ok(n), Ok(a)) => (n, a),
             (Err(s), _) | (_, Err(s)) => return ok(s),
@@ -1169,6 +1193,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
 
     // ---- properties
     l.func_wrap(E, "proxy_get_property", |mut c: Caller<'_, HostState>, pp: i32, pl: i32, rpp: i32, rsp: i32| -> Ret {
+        tracing::trace!(target: "wasm_host", "proxy_get_property");
         let raw = match read(&c, pp, pl) {
             Ok(r) => r,
             Err(s) => return ok(s),
@@ -1196,6 +1221,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_set_property",
         |mut c: Caller<'_, HostState>, pp: i32, pl: i32, vp: i32, vl: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_set_property");
             let (raw, value) = match (read(&c, pp, pl), read(&c, vp, vl)) {
                 (Ok(p), Ok(v)) => (p, v),
                 (Err(s), _) | (_, Err(s)) => return ok(s),
@@ -1219,6 +1245,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_get_shared_data",
         |mut c: Caller<'_, HostState>, kp: i32, kl: i32, vpp: i32, vsp: i32, casp: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_get_shared_data");
             let key = match read(&c, kp, kl) {
                 Ok(k) => k,
                 Err(s) => return ok(s),
@@ -1238,6 +1265,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_set_shared_data",
         |c: Caller<'_, HostState>, kp: i32, kl: i32, vp: i32, vl: i32, cas: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_set_shared_data");
             match (read(&c, kp, kl), read(&c, vp, vl)) {
                 (Ok(k), Ok(v)) => ok(c.data().plugin.shared.set(&k, &v, cas as u32)),
                 (Err(s), _) | (_, Err(s)) => ok(s),
@@ -1248,6 +1276,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_register_shared_queue",
         |mut c: Caller<'_, HostState>, np: i32, nl: i32, idp: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_register_shared_queue");
             let name = match read_str(&c, np, nl) {
                 Ok(n) => n,
                 Err(s) => return ok(s),
@@ -1264,6 +1293,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_resolve_shared_queue",
         |mut c: Caller<'_, HostState>, vp: i32, vl: i32, np: i32, nl: i32, idp: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_resolve_shared_queue");
             let (vm, name) = match (read_str(&c, vp, vl), read_str(&c, np, nl)) {
                 (Ok(v), Ok(n)) => (v, n),
                 (Err(s), _) | (_, Err(s)) => return ok(s),
@@ -1283,6 +1313,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_enqueue_shared_queue",
         |c: Caller<'_, HostState>, id: i32, vp: i32, vl: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_enqueue_shared_queue");
             match read(&c, vp, vl) {
                 Ok(v) => ok(c.data().plugin.shared.enqueue(id as u32, &v)),
                 Err(s) => ok(s),
@@ -1293,6 +1324,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_dequeue_shared_queue",
         |mut c: Caller<'_, HostState>, id: i32, pp: i32, sp: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_dequeue_shared_queue");
             let item = c.data().plugin.shared.dequeue(id as u32);
             match item {
                 Ok(v) => give(&mut c, &v, pp, sp),
@@ -1306,6 +1338,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_define_metric",
         |mut c: Caller<'_, HostState>, kind: i32, np: i32, nl: i32, idp: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_define_metric");
             let name = match read_str(&c, np, nl) {
                 Ok(n) => n,
                 Err(s) => return ok(s),
@@ -1321,6 +1354,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_increment_metric",
         |c: Caller<'_, HostState>, id: i32, delta: i64| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_increment_metric");
             ok(c.data().plugin.metrics.increment(id as u32, delta))
         },
     )?;
@@ -1328,6 +1362,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_record_metric",
         |c: Caller<'_, HostState>, id: i32, value: i64| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_record_metric");
             ok(c.data().plugin.metrics.record(id as u32, value))
         },
     )?;
@@ -1335,6 +1370,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_get_metric",
         |mut c: Caller<'_, HostState>, id: i32, rp: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_get_metric");
             match c.data().plugin.metrics.get(id as u32) {
                 Ok(v) => code(write_u64(&mut c, rp, v)),
                 Err(s) => ok(s),
@@ -1347,6 +1383,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_get_configuration",
         |mut c: Caller<'_, HostState>, pp: i32, sp: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_get_configuration");
             let cfg = c.data().plugin.config.clone();
             give(&mut c, &cfg, pp, sp)
         },
@@ -1390,6 +1427,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_grpc_send",
         |mut c: Caller<'_, HostState>, _: i32, _: i32, _: i32, _: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_grpc_send");
             unimplemented(&mut c, "proxy_grpc_send")
         },
     )?;
@@ -1397,6 +1435,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_grpc_cancel",
         |mut c: Caller<'_, HostState>, _: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_grpc_cancel");
             unimplemented(&mut c, "proxy_grpc_cancel")
         },
     )?;
@@ -1422,6 +1461,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_redis_call",
         |mut c: Caller<'_, HostState>, _: i32, _: i32, _: i32, _: i32, _: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_redis_call");
             unimplemented(&mut c, "proxy_redis_call")
         },
     )?;
@@ -1429,6 +1469,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_inject_encoded_data_to_filter_chain",
         |mut c: Caller<'_, HostState>, _: i32, _: i32, _: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_inject_encoded_data_to_filter_chain");
             unimplemented(&mut c, "proxy_inject_encoded_data_to_filter_chain")
         },
     )?;
@@ -1436,6 +1477,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_get_upstream_hosts",
         |mut c: Caller<'_, HostState>, _: i32, _: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_get_upstream_hosts");
             unimplemented(&mut c, "proxy_get_upstream_hosts")
         },
     )?;
@@ -1443,6 +1485,7 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         E,
         "proxy_set_upstream_override_host",
         |mut c: Caller<'_, HostState>, _: i32, _: i32| -> Ret {
+            tracing::trace!(target: "wasm_host", "proxy_set_upstream_override_host");
             unimplemented(&mut c, "proxy_set_upstream_override_host")
         },
     )?;
