@@ -159,6 +159,12 @@ def increase(metric, sel="", by=None):
     return f"sum by ({by}) ({inner})" if by else f"sum({inner})"
 
 
+def wasm_quantile(p):
+    return q(f"histogram_quantile({p}, sum by (plugin, le) "
+             f"(rate(gateway_wasm_callback_duration_milliseconds_bucket{{{GW}}}[$__rate_interval])))",
+             f"{{{{plugin}}}} p{int(p * 100)}")
+
+
 def overview():
     ds_rq = "envoy_http_downstream_rq"
     ok = 'response_code_class=~"[1-4]xx"'
@@ -231,6 +237,23 @@ def overview():
              thresholds=[{"color": "red", "value": None}, {"color": "orange", "value": 7},
                          {"color": "green", "value": 30}]),
         stat("Uptime", [q("min(envoy_server_uptime{%s})" % GW)], "s", w=4, h=8),
+        row("Wasm plugins"),
+        timeseries("Plugin callbacks", [q(rate("gateway_wasm_calls_total", by="plugin"),
+                                          "{{plugin}}")], "ops",
+                   "Proxy-Wasm callbacks run, per WasmPlugin (<namespace>.<name>).", w=8),
+        timeseries("Plugin failures", [q(rate("gateway_wasm_failures_total", by="plugin, reason"),
+                                         "{{plugin}} {{reason}}")], "ops",
+                   "Traps, deadline hits, memory-limit hits and guest exits. FAIL_CLOSE "
+                   "plugins answer those requests 503; FAIL_OPEN ones are skipped.", w=8),
+        timeseries("Deadline hits", [q(rate("gateway_wasm_failures_total", 'reason="deadline"',
+                                            by="plugin"), "{{plugin}}")], "ops",
+                   "Callbacks stopped at --wasm-callback-deadline.", w=8),
+        timeseries("VM rebuilds", [q(rate("gateway_wasm_vm_rebuilds_total", by="plugin"),
+                                     "{{plugin}}")], "ops",
+                   "VMs built again after a failure.", w=8),
+        timeseries("Plugin latency p99", [wasm_quantile(0.99)], "ms",
+                   "Time of one callback, per plugin.", w=8),
+        timeseries("Plugin latency p50", [wasm_quantile(0.5)], "ms", w=8),
     ]
     return dashboard("gateway-overview", "Gateway overview",
                      "Requests, latency, connections and config of the gateway, from its "

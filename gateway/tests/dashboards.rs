@@ -213,7 +213,14 @@ impl Site {
         cfg.higress_config(
             "tracing:\n  enable: true\n  sampling: 100\n  timeout: 500\n  zipkin:\n    service: zipkin.static\n    port: \"9411\"\n",
         );
-        let gw = Gateway::start(cfg.path());
+        // The ABI test module on every route, fail-open: requests asking it to trap or
+        // loop (`failures`) feed the Wasm panels and still get their answer.
+        cfg.wasm_plugin(
+            "wat",
+            &format!("file://{}", common::wasm::abi_module().display()),
+            "failStrategy: FAIL_OPEN",
+        );
+        let gw = Gateway::start_with(cfg.path(), &["--wasm-callback-deadline", "100ms"]);
         Site {
             _ok: ok,
             _slow: slow,
@@ -235,7 +242,8 @@ impl Site {
         });
     }
 
-    /// One of each failure: no route, connect failure (with retries), timeout, TLS error.
+    /// One of each failure: no route, connect failure (with retries), timeout, TLS error,
+    /// a plugin trap and a plugin deadline hit (fail-open: still answered).
     fn failures(&self) {
         for (host, path, want) in [
             ("nothing.test", "/", 404),
@@ -245,6 +253,10 @@ impl Site {
         ] {
             let r = get(self.gw.http, host, path).unwrap();
             assert_eq!(r.status, want, "{host}{path}: {}", r.text());
+        }
+        for mode in ["T", "F"] {
+            let r = request(self.gw.http, "GET", "ok.test", "/", &[("x-mode", mode)]).unwrap();
+            assert_eq!(r.status, 200, "x-mode {mode}: {}", r.text());
         }
     }
 }
@@ -288,6 +300,9 @@ const CAUSED: &[&str] = &[
     "gateway_config_reloads_total",
     "envoy_server_uptime",
     "envoy_server_memory",
+    "gateway_wasm_calls_total",
+    "gateway_wasm_failures_total",
+    "gateway_wasm_vm_rebuilds_total",
 ];
 
 #[test]
@@ -318,19 +333,21 @@ fn every_panel_query_returns_data_for_traffic_sent() {
         let (stop, addr) = (stop.clone(), site.gw.http);
         std::thread::spawn(move || {
             let start = Instant::now();
+            // (host, path, what the test plugin does: trap, loop, nothing).
             let hosts = [
-                ("ok.test", "/background"),
-                ("ok.test", "/background"),
-                ("nothing.test", "/"),
-                ("gone.test", "/"),
-                ("notls.test", "/"),
-                ("slow.test", "/delay/1000"),
+                ("ok.test", "/background", "E"),
+                ("ok.test", "/background", "T"),
+                ("nothing.test", "/", ""),
+                ("gone.test", "/", ""),
+                ("notls.test", "/", ""),
+                ("slow.test", "/delay/1000", ""),
+                ("ok.test", "/background", "F"),
             ];
-            for (host, path) in hosts.iter().cycle().take(1500) {
+            for (host, path, mode) in hosts.iter().cycle().take(1500) {
                 if stop.load(Ordering::Relaxed) || start.elapsed() > Duration::from_secs(150) {
                     break;
                 }
-                let _ = get(addr, host, path);
+                let _ = request(addr, "GET", host, path, &[("x-mode", mode)]);
                 std::thread::sleep(Duration::from_millis(50));
             }
         })
