@@ -11,7 +11,9 @@
 # every request (Zipkin, sampling 100) to a live collector (bench_helper.py's). The
 # `-gzip` rows fetch 10 KB of JSON gzip'd; the `-tls` rows fetch over HTTPS (keep-alive,
 # one ECDSA P-256 certificate shared by nginx and the gateway, which takes it from a
-# domain ConfigMap and a Secret as the Higress console writes them).
+# domain ConfigMap and a Secret as the Higress console writes them). `gw-wasm` runs
+# Higress's compiled `transformer` plugin (PyPI gpustack-higress-plugins, from the test
+# peers' venv) on the route, adding a request and a response header.
 # Everything runs on 127.0.0.1, each proxy with one worker, one shared nginx backend.
 #
 # Environment:
@@ -64,7 +66,7 @@ fi
 CONNECTIONS=${CONNECTIONS:-32}
 WRK_THREADS=${WRK_THREADS:-1}
 HOST=bench.local
-TARGETS=(direct floor nginx haproxy gateway gw-norec gw-trace ngx-gzip hap-gzip gw-gzip ngx-tls gw-tls)
+TARGETS=(direct floor nginx haproxy gateway gw-norec gw-trace gw-wasm ngx-gzip hap-gzip gw-gzip ngx-tls gw-tls)
 PIN=${BENCH_PIN:-}
 if [[ -z $PIN ]]; then
   if (($(nproc) >= 2)) && command -v taskset >/dev/null 2>&1; then PIN=1; else PIN=0; fi
@@ -87,6 +89,15 @@ command -v openssl >/dev/null 2>&1 || missing+=("openssl (Debian package openssl
 command -v haproxy >/dev/null 2>&1 || [[ -x /usr/sbin/haproxy ]] || missing+=("haproxy (Debian package haproxy)")
 if [[ -n $PLOT ]]; then
   command -v gnuplot >/dev/null 2>&1 || missing+=("gnuplot, for --plot (Debian package gnuplot-nox)")
+fi
+# The gw-wasm row's plugin: the compiled transformer of the PyPI package the tests use.
+PEERS_PYTHON=${GATEWAY_TEST_PYTHON:-$ROOT/target/peers-venv/bin/python}
+TRANSFORMER=
+if [[ -x $PEERS_PYTHON ]]; then
+  TRANSFORMER=$("$PEERS_PYTHON" -c "import importlib.util as u; s = u.find_spec('gpustack_higress_plugins'); print(s.submodule_search_locations[0] + '/plugins/transformer/2.0.0/plugin.wasm' if s else '')" 2>/dev/null || true)
+fi
+if [[ -z $TRANSFORMER || ! -f $TRANSFORMER ]]; then
+  missing+=("the transformer Wasm plugin, for gw-wasm (PyPI gpustack-higress-plugins in target/peers-venv: NEED_PEERS_VENV=1 bash scripts/prereqs.sh)")
 fi
 if ((${#missing[@]})); then
   echo "bench.sh: missing prerequisites:" >&2
@@ -183,7 +194,8 @@ wait_http() { # label log url timeout pid [host]
 }
 
 read -r P_BACKEND P_NGINX P_FLOOR P_GW P_STATS P_ADMIN P_GW2 P_STATS2 P_ADMIN2 \
-  P_GW3 P_STATS3 P_ADMIN3 P_ZIPKIN P_NGX_TLS P_GW_TLS P_HAP < <(python3 "$HELPER" ports 16)
+  P_GW3 P_STATS3 P_ADMIN3 P_ZIPKIN P_NGX_TLS P_GW_TLS P_HAP P_GW4 P_STATS4 P_ADMIN4 \
+  < <(python3 "$HELPER" ports 19)
 
 # The HTTPS rows' certificate (wrk sends no useful SNI for 127.0.0.1: the gateway serves
 # it as the catch-all certificate, nginx as its only one).
@@ -304,6 +316,8 @@ EOF
 python3 "$HELPER" gateway-config "$TMP/gwconf" "$P_BACKEND"
 python3 "$HELPER" gateway-config "$TMP/gwconf-trace" "$P_BACKEND" "$P_ZIPKIN"
 python3 "$HELPER" gateway-tls "$TMP/gwconf" "$TMP/tls/cert.pem" "$TMP/tls/key.pem"
+python3 "$HELPER" gateway-config "$TMP/gwconf-wasm" "$P_BACKEND"
+python3 "$HELPER" gateway-wasm "$TMP/gwconf-wasm" "$TRANSFORMER"
 
 # ------------------------------------------------------------------ start everything
 echo "== starting backend and proxies (temp dir $TMP) =="
@@ -353,6 +367,12 @@ gateway_args "$TMP/gwconf-trace" "$P_GW3" "$P_STATS3" "$P_ADMIN3"
 PID_GW3=$!
 PIDS+=("$PID_GW3")
 
+# Modules compile once at start-up (cold: a fresh cache in the temp dir).
+gateway_args "$TMP/gwconf-wasm" "$P_GW4" "$P_STATS4" "$P_ADMIN4" --wasm-cache-dir "$TMP/wasm-cache"
+"${ON_CPU1[@]}" "$GATEWAY_BIN" "${GW_ARGS[@]}" >"$TMP/gw-wasm.log" 2>&1 &
+PID_GW4=$!
+PIDS+=("$PID_GW4")
+
 wait_http "nginx proxy" "$TMP/proxy/error.log" "http://127.0.0.1:$P_NGINX/" 10 "$PID_NGINX" "$HOST"
 wait_http "pingora-floor" "$TMP/floor.log" "http://127.0.0.1:$P_FLOOR/" 10 "$PID_FLOOR" "$HOST"
 wait_http "haproxy" "$TMP/haproxy/haproxy.log" "http://127.0.0.1:$P_HAP/" 10 "$PID_HAP" "$HOST"
@@ -360,6 +380,14 @@ wait_http "gateway (/healthz/ready)" "$TMP/gateway.log" "http://127.0.0.1:$P_STA
 wait_http "gateway" "$TMP/gateway.log" "http://127.0.0.1:$P_GW/" 10 "$PID_GW" "$HOST"
 wait_http "gw-norec" "$TMP/gw-norec.log" "http://127.0.0.1:$P_GW2/" 30 "$PID_GW2" "$HOST"
 wait_http "gw-trace" "$TMP/gw-trace.log" "http://127.0.0.1:$P_GW3/" 30 "$PID_GW3" "$HOST"
+wait_http "gw-wasm" "$TMP/gw-wasm.log" "http://127.0.0.1:$P_GW4/" 180 "$PID_GW4" "$HOST"
+# The wasm row must really run the plugin: its response header is there.
+if ! curl -s -o /dev/null -D - -H "Host: $HOST" "http://127.0.0.1:$P_GW4/" | tr -d '\r' |
+  grep -qi '^x-bench-plugin: transformer$'; then
+  echo "bench.sh: gw-wasm does not run the transformer plugin (no x-bench-plugin response header)" >&2
+  show_log gw-wasm "$TMP/gw-wasm.log"
+  exit 1
+fi
 wait_http "nginx https" "$TMP/proxy/error.log" "https://127.0.0.1:$P_NGX_TLS/" 10 "$PID_NGINX" "$HOST"
 wait_http "gateway https" "$TMP/gateway.log" "https://127.0.0.1:$P_GW_TLS/" 10 "$PID_GW" "$HOST"
 # The gzip rows compare compressed responses: both proxies must really compress.
@@ -399,6 +427,7 @@ url_of() {
     gateway) echo "http://127.0.0.1:$P_GW/" ;;
     gw-norec) echo "http://127.0.0.1:$P_GW2/" ;;
     gw-trace) echo "http://127.0.0.1:$P_GW3/" ;;
+    gw-wasm) echo "http://127.0.0.1:$P_GW4/" ;;
     ngx-gzip) echo "http://127.0.0.1:$P_NGINX/json10k" ;;
     gw-gzip) echo "http://127.0.0.1:$P_GW/json10k" ;;
     hap-gzip) echo "http://127.0.0.1:$P_HAP/json10k" ;;
@@ -416,6 +445,7 @@ pid_of() {
     gateway) echo "$PID_GW" ;;
     gw-norec) echo "$PID_GW2" ;;
     gw-trace) echo "$PID_GW3" ;;
+    gw-wasm) echo "$PID_GW4" ;;
     ngx-gzip) echo "$PID_NGINX" ;;
     gw-gzip) echo "$PID_GW" ;;
     hap-gzip) echo "$PID_HAP" ;;
@@ -493,7 +523,7 @@ python3 "$HELPER" cpu "$(getconf CLK_TCK)" "$RES/cpu.txt"
 
 echo
 echo "== RSS after load =="
-python3 "$HELPER" rss "gateway=$PID_GW" "gw-norec=$PID_GW2" "gw-trace=$PID_GW3" "floor=$PID_FLOOR" "nginx-proxy=$PID_NGINX" "haproxy=$PID_HAP"
+python3 "$HELPER" rss "gateway=$PID_GW" "gw-norec=$PID_GW2" "gw-trace=$PID_GW3" "gw-wasm=$PID_GW4" "floor=$PID_FLOOR" "nginx-proxy=$PID_NGINX" "haproxy=$PID_HAP"
 echo "gw-trace: $(cat "$TMP/zipkin-spans.txt" 2>/dev/null || echo 0) spans reached the Zipkin collector;" \
   "$(curl -s "http://127.0.0.1:$P_STATS3/stats/prometheus" | awk '/^envoy_tracing_zipkin_spans_sent / {s=$2} /^gateway_tracing_spans_dropped_total\{provider="zipkin"/ {d+=$2} END {printf "exporter: %d sent, %d dropped", s, d}')"
 read -r SCRAPES SCRAPE_FAILS <"$TMP/scrapes.txt" || true
@@ -577,6 +607,7 @@ if ((status != 0)); then
   show_log gateway "$TMP/gateway.log"
   show_log gw-norec "$TMP/gw-norec.log"
   show_log gw-trace "$TMP/gw-trace.log"
+  show_log gw-wasm "$TMP/gw-wasm.log"
   show_log pingora-floor "$TMP/floor.log"
   show_log "nginx proxy" "$TMP/proxy/error.log"
   show_log haproxy "$TMP/haproxy/haproxy.log"

@@ -97,8 +97,6 @@ pub struct WasmRequest {
     /// it fits Pingora's replay buffer.
     sent: Option<BytesMut>,
     body_attempt: u32,
-    /// The response as sent, for the body and log callbacks (read only by then).
-    response: Option<ResponseHeader>,
     /// A plugin's local reply replaces the upstream response: its body.
     replacement_body: Option<Bytes>,
     /// A local reply from a streaming request body callback, sent by `fail_to_proxy`.
@@ -110,10 +108,20 @@ pub struct WasmRequest {
     no_response_body: bool,
 }
 
+/// The response being filtered, lent to the callbacks that may edit it (HTTP call
+/// answers during its header phase), across the awaits of that phase.
+#[derive(Clone, Copy)]
+struct Editable(*mut ResponseHeader);
+
+// SAFETY: it points into the `response_filter` call that awaits these callbacks; the
+// response outlives them and nothing else touches it meanwhile.
+unsafe impl Send for Editable {}
+
 fn view(info: &StreamInfo, req: &mut RequestHeader) -> StreamView {
     StreamView {
         request: req,
         response: None,
+        response_editable: false,
         request_body: None,
         response_body: None,
         info,
@@ -131,7 +139,6 @@ impl WasmRequest {
             keep_route: false,
             sent: Some(BytesMut::new()),
             body_attempt: 0,
-            response: None,
             replacement_body: None,
             pending_reply: None,
             reset: false,
@@ -232,6 +239,7 @@ impl WasmRequest {
         session: &mut Session,
         calls: Vec<PendingCall>,
         side: Side,
+        response: Option<Editable>,
     ) -> Waited {
         let resolve = self.ctxs[c].plugin.shared.resolve.clone();
         let mut inflight: Vec<InFlight> = http_call::dispatch(calls, resolve.as_ref());
@@ -246,9 +254,8 @@ impl WasmRequest {
             let ctx = &self.ctxs[c];
             let (id, slot, generation) = (ctx.id, ctx.slot.clone(), ctx.generation);
             let mut v = view(&self.info, session.req_header_mut());
-            if side == Side::Response {
-                v.response = self.response.as_mut().map(|r| r as *mut ResponseHeader);
-            }
+            v.response = response.map(|r| r.0 as *const ResponseHeader);
+            v.response_editable = response.is_some();
             let r = slot.run(Some(generation), |vm| {
                 vm.on_http_call_response(call.token, answer, id, Some(v))?;
                 Ok(vm.take_effects())
@@ -292,6 +299,7 @@ impl WasmRequest {
         side: Side,
         headers: bool,
         wants_body: bool,
+        response: Option<Editable>,
     ) -> (i32, Step) {
         let (status, e) = match r {
             Ran::Done(x) => x,
@@ -324,7 +332,7 @@ impl WasmRequest {
             return (0, Step::Next);
         }
         if !calls.is_empty() {
-            match self.wait(c, session, calls, side).await {
+            match self.wait(c, session, calls, side, response).await {
                 Waited::Continued => return (0, Step::Next),
                 Waited::End(v) => return (status, Step::End(v)),
                 Waited::Drained => {}
@@ -353,7 +361,9 @@ impl WasmRequest {
             let s = vm.on_request_headers(id, n, eos, v)?;
             Ok((s, vm.take_effects()))
         });
-        self.after(c, session, r, Side::Request, true, !eos).await.1
+        self.after(c, session, r, Side::Request, true, !eos, None)
+            .await
+            .1
     }
 
     /// The context of plugin `i` could not be made: its VM would not start.
@@ -384,7 +394,8 @@ impl WasmRequest {
             let s = vm.on_request_body(id, len, eos, v)?;
             Ok((s, vm.take_effects()))
         });
-        self.after(c, session, r, Side::Request, false, false).await
+        self.after(c, session, r, Side::Request, false, false, None)
+            .await
     }
 
     /// The request phase: header callbacks in chain order, the held body if one of them
@@ -550,18 +561,26 @@ impl WasmRequest {
             let ctx = &self.ctxs[c];
             let (id, slot, generation) = (ctx.id, ctx.slot.clone(), ctx.generation);
             let n = resp.headers.len() + 1;
+            let ptr: *mut ResponseHeader = resp;
             let mut v = view(&self.info, session.req_header_mut());
-            v.response = Some(resp as *mut ResponseHeader);
+            v.response = Some(ptr);
+            v.response_editable = true;
             let r = slot.run(Some(generation), |vm| {
                 let s = vm.on_response_headers(id, n, no_body, v)?;
                 Ok((s, vm.take_effects()))
             });
-            // Waits and reads during HTTP calls see this response.
-            self.response = Some(resp.clone());
-            let (status, step) = self.after(c, session, r, Side::Response, true, false).await;
-            if let Some(edited) = self.response.take() {
-                *resp = edited;
-            }
+            // Answers to HTTP calls made here may still edit this response.
+            let (status, step) = self
+                .after(
+                    c,
+                    session,
+                    r,
+                    Side::Response,
+                    true,
+                    false,
+                    Some(Editable(ptr)),
+                )
+                .await;
             match step {
                 Step::End(Verdict::Respond(lr)) => {
                     *resp = local_header(&lr);
@@ -576,7 +595,6 @@ impl WasmRequest {
                 resp.remove_header(&http::header::CONTENT_LENGTH);
             }
         }
-        self.response = Some(resp.clone());
         Ok(())
     }
 
@@ -605,8 +623,12 @@ impl WasmRequest {
             let mut buf = std::mem::take(&mut ctx.response_buffer);
             buf.extend_from_slice(&chunk);
             let len = buf.len();
+            // The headers are sent: plugins read them, as written, and cannot edit them.
+            let sent = session
+                .response_written()
+                .map(|r| r as *const ResponseHeader);
             let mut v = view(&self.info, session.req_header_mut());
-            v.response = self.response.as_mut().map(|r| r as *mut ResponseHeader);
+            v.response = sent;
             v.response_body = Some(&mut buf as *mut BytesMut);
             let r = slot.run(Some(generation), |vm| {
                 let s = vm.on_response_body(id, len, eos, v)?;
@@ -697,7 +719,6 @@ impl WasmRequest {
         header.insert_header(http::header::CONTENT_LENGTH, out.len())?;
         let status = header.status.as_u16();
         self.info.response_code = status;
-        self.response = Some(header.clone());
         session
             .write_response_header(Box::new(header), out.is_empty())
             .await?;
@@ -710,9 +731,6 @@ impl WasmRequest {
     /// The stream is over: `proxy_on_log`, `proxy_on_done` and `proxy_on_delete` for every
     /// context, in chain order.
     pub fn on_log(&mut self, session: &mut Session) {
-        if self.response.is_none() {
-            self.response = session.response_written().cloned();
-        }
         for c in 0..self.ctxs.len() {
             let ctx = &mut self.ctxs[c];
             if ctx.finished {
@@ -720,8 +738,11 @@ impl WasmRequest {
             }
             ctx.finished = true;
             let (id, slot, generation) = (ctx.id, ctx.slot.clone(), ctx.generation);
+            let sent = session
+                .response_written()
+                .map(|r| r as *const ResponseHeader);
             let mut v = view(&self.info, session.req_header_mut());
-            v.response = self.response.as_mut().map(|r| r as *mut ResponseHeader);
+            v.response = sent;
             let r = slot.run(Some(generation), |vm| {
                 vm.finish(id, Some(v))?;
                 Ok(vm.take_effects())

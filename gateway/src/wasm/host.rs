@@ -320,6 +320,43 @@ fn set_request_pseudo(v: &StreamView, name: &[u8], value: &[u8]) -> Result<(), S
     Ok(())
 }
 
+/// The first value of `key` (lowercase) in a map, without building the whole map.
+fn map_value(state: &HostState, map_type: i32, key: &[u8]) -> Result<Option<Vec<u8>>, Status> {
+    match map_type {
+        map::REQUEST_HEADERS => {
+            let v = state.view().ok_or(Status::BadArgument)?;
+            if key.starts_with(b":") {
+                return Ok(request_pseudo(&v, key));
+            }
+            if key == b"host" {
+                return Ok(None);
+            }
+            let Ok(name) = HeaderName::from_bytes(key) else {
+                return Ok(None);
+            };
+            // SAFETY: inside the lent call.
+            let req = unsafe { v.request() };
+            Ok(req.headers.get(name).map(|h| h.as_bytes().to_vec()))
+        }
+        map::RESPONSE_HEADERS => {
+            let v = state.view().ok_or(Status::BadArgument)?;
+            // SAFETY: as above.
+            let resp = unsafe { v.response() }.ok_or(Status::BadArgument)?;
+            if key == b":status" {
+                return Ok(Some(resp.status.as_str().as_bytes().to_vec()));
+            }
+            let Ok(name) = HeaderName::from_bytes(key) else {
+                return Ok(None);
+            };
+            Ok(resp.headers.get(name).map(|h| h.as_bytes().to_vec()))
+        }
+        _ => Ok(map_pairs(state, map_type)?
+            .into_iter()
+            .find(|(k, _)| k.as_slice() == key)
+            .map(|(_, v)| v)),
+    }
+}
+
 /// The entries of a map, pseudo-headers first, as `(name, value)`.
 fn map_pairs(state: &HostState, map_type: i32) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Status> {
     let header_pairs = |h: &http::HeaderMap| -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -414,7 +451,7 @@ fn edit_header(
                 .and_then(|s| s.parse().ok())
                 .ok_or(Status::BadArgument)?;
             // SAFETY: inside the lent call.
-            let resp = unsafe { v.response() }.ok_or(Status::BadArgument)?;
+            let resp = unsafe { v.response_mut() }.ok_or(Status::BadArgument)?;
             resp.set_status(code).map_err(|_| Status::BadArgument)?;
         }
         return Ok(());
@@ -446,7 +483,7 @@ fn edit_header(
                 }
             }
             _ => {
-                let resp = v.response().ok_or(Status::BadArgument)?;
+                let resp = v.response_mut().ok_or(Status::BadArgument)?;
                 match edit {
                     Edit::Add(val) => resp
                         .append_header(
@@ -485,7 +522,7 @@ fn set_pairs(
         match map_type {
             map::REQUEST_HEADERS => v.request().headers.keys().cloned().collect(),
             _ => v
-                .response()
+                .response_mut()
                 .ok_or(Status::BadArgument)?
                 .headers
                 .keys()
@@ -876,14 +913,13 @@ fn add_env(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             Ok(k) => lower(&k),
             Err(s) => return ok(s),
         };
-        let pairs = match map_pairs(c.data(), mt) {
-            Ok(p) => p,
+        let found = match map_value(c.data(), mt, &key) {
+            Ok(v) => v,
             Err(s) => return ok(s),
         };
-        let found = pairs.into_iter().find(|(k, _)| *k == key);
         tracing::trace!(map = mt, key = %String::from_utf8_lossy(&key), found = found.is_some(), "proxy_get_header_map_value");
         match found {
-            Some((_, v)) => give(&mut c, &v, vpp, vsp),
+            Some(v) => give(&mut c, &v, vpp, vsp),
             None => ok(Status::NotFound),
         }
     })?;

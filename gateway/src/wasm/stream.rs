@@ -44,7 +44,10 @@ pub struct StreamInfo {
 pub struct StreamView {
     pub request: *mut RequestHeader,
     /// Present from the response phase on.
-    pub response: Option<*mut ResponseHeader>,
+    pub response: Option<*const ResponseHeader>,
+    /// `response` is being filtered and may be edited (it came from a `&mut`); once
+    /// its headers are sent it is read-only.
+    pub response_editable: bool,
     /// The request body as the callback sees it (during a request body callback).
     pub request_body: Option<*mut BytesMut>,
     /// The response body piece (during a response body callback).
@@ -65,8 +68,18 @@ impl StreamView {
 
     /// # Safety
     /// As [`StreamView::request`].
-    pub unsafe fn response<'a>(self) -> Option<&'a mut ResponseHeader> {
-        self.response.map(|p| &mut *p)
+    pub unsafe fn response<'a>(self) -> Option<&'a ResponseHeader> {
+        self.response.map(|p| &*p)
+    }
+
+    /// The response to edit, while its headers are not sent.
+    ///
+    /// # Safety
+    /// As [`StreamView::request`].
+    pub unsafe fn response_mut<'a>(self) -> Option<&'a mut ResponseHeader> {
+        self.response
+            .filter(|_| self.response_editable)
+            .map(|p| &mut *(p as *mut ResponseHeader))
     }
 
     /// # Safety
