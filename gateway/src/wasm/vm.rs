@@ -22,6 +22,12 @@ use super::stream::{Actions, StreamView};
 /// How often the engine's epoch advances: the unit of callback deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// The least a VM's start-up (instantiation, `_initialize`, `proxy_on_vm_start`,
+/// `proxy_on_configure`) may take. Envoy puts no bound on it, and plugins compile their
+/// rules there (ai-data-masking's regexes take over a second on a busy 2-core machine);
+/// a loop still ends instead of holding the thread forever.
+const MIN_STARTUP_DEADLINE: Duration = Duration::from_secs(30);
+
 /// The runtime's limits.
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -285,9 +291,10 @@ impl PluginVm {
         store.limiter(|h| &mut h.limiter);
         // Plugins register their queues while they configure.
         store.data_mut().queue_owner = Some(queues);
-        let deadline_ticks =
-            (rt.limits.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(deadline_ticks.max(100));
+        let ticks = |d: Duration| (d.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        let deadline_ticks = ticks(rt.limits.deadline);
+        let startup_ticks = ticks(rt.limits.deadline.max(MIN_STARTUP_DEADLINE));
+        store.set_epoch_deadline(startup_ticks);
         store.epoch_deadline_trap();
         let instance: Instance = module
             .pre
@@ -341,7 +348,7 @@ impl PluginVm {
             abi: module.abi,
             root: 1,
             next_id: 2,
-            deadline_ticks,
+            deadline_ticks: startup_ticks,
         };
         vm.store.data_mut().root_id = 1;
         vm.store.data_mut().contexts.insert(1);
@@ -380,6 +387,7 @@ impl PluginVm {
         }
         // Later warnings are the requests', not the configuration's.
         vm.store.data_mut().problems.clear();
+        vm.deadline_ticks = deadline_ticks;
         Ok(vm)
     }
 
