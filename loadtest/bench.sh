@@ -13,7 +13,9 @@
 # one ECDSA P-256 certificate shared by nginx and the gateway, which takes it from a
 # domain ConfigMap and a Secret as the Higress console writes them). `gw-wasm` runs
 # Higress's compiled `transformer` plugin (PyPI gpustack-higress-plugins, from the test
-# peers' venv) on the route, adding a request and a response header.
+# peers' venv) on the route, adding a request and a response header; `gw-wasm0` runs
+# loadtest/wasm_noop.wat, which adds the same two headers and nothing else: what the
+# Wasm host itself costs per plugin.
 # Everything runs on 127.0.0.1, each proxy with one worker, one shared nginx backend.
 #
 # Environment:
@@ -66,7 +68,7 @@ fi
 CONNECTIONS=${CONNECTIONS:-32}
 WRK_THREADS=${WRK_THREADS:-1}
 HOST=bench.local
-TARGETS=(direct floor nginx haproxy gateway gw-norec gw-trace gw-wasm ngx-gzip hap-gzip gw-gzip ngx-tls gw-tls)
+TARGETS=(direct floor nginx haproxy gateway gw-norec gw-trace gw-wasm0 gw-wasm ngx-gzip hap-gzip gw-gzip ngx-tls gw-tls)
 PIN=${BENCH_PIN:-}
 if [[ -z $PIN ]]; then
   if (($(nproc) >= 2)) && command -v taskset >/dev/null 2>&1; then PIN=1; else PIN=0; fi
@@ -195,7 +197,7 @@ wait_http() { # label log url timeout pid [host]
 
 read -r P_BACKEND P_NGINX P_FLOOR P_GW P_STATS P_ADMIN P_GW2 P_STATS2 P_ADMIN2 \
   P_GW3 P_STATS3 P_ADMIN3 P_ZIPKIN P_NGX_TLS P_GW_TLS P_HAP P_GW4 P_STATS4 P_ADMIN4 \
-  < <(python3 "$HELPER" ports 19)
+  P_GW5 P_STATS5 P_ADMIN5 < <(python3 "$HELPER" ports 22)
 
 # The HTTPS rows' certificate (wrk sends no useful SNI for 127.0.0.1: the gateway serves
 # it as the catch-all certificate, nginx as its only one).
@@ -318,6 +320,8 @@ python3 "$HELPER" gateway-config "$TMP/gwconf-trace" "$P_BACKEND" "$P_ZIPKIN"
 python3 "$HELPER" gateway-tls "$TMP/gwconf" "$TMP/tls/cert.pem" "$TMP/tls/key.pem"
 python3 "$HELPER" gateway-config "$TMP/gwconf-wasm" "$P_BACKEND"
 python3 "$HELPER" gateway-wasm "$TMP/gwconf-wasm" "$TRANSFORMER"
+python3 "$HELPER" gateway-config "$TMP/gwconf-wasm0" "$P_BACKEND"
+python3 "$HELPER" gateway-wasm-noop "$TMP/gwconf-wasm0" "$ROOT/loadtest/wasm_noop.wat"
 
 # ------------------------------------------------------------------ start everything
 echo "== starting backend and proxies (temp dir $TMP) =="
@@ -372,6 +376,10 @@ gateway_args "$TMP/gwconf-wasm" "$P_GW4" "$P_STATS4" "$P_ADMIN4" --wasm-cache-di
 "${ON_CPU1[@]}" "$GATEWAY_BIN" "${GW_ARGS[@]}" >"$TMP/gw-wasm.log" 2>&1 &
 PID_GW4=$!
 PIDS+=("$PID_GW4")
+gateway_args "$TMP/gwconf-wasm0" "$P_GW5" "$P_STATS5" "$P_ADMIN5"
+"${ON_CPU1[@]}" "$GATEWAY_BIN" "${GW_ARGS[@]}" >"$TMP/gw-wasm0.log" 2>&1 &
+PID_GW5=$!
+PIDS+=("$PID_GW5")
 
 wait_http "nginx proxy" "$TMP/proxy/error.log" "http://127.0.0.1:$P_NGINX/" 10 "$PID_NGINX" "$HOST"
 wait_http "pingora-floor" "$TMP/floor.log" "http://127.0.0.1:$P_FLOOR/" 10 "$PID_FLOOR" "$HOST"
@@ -381,13 +389,18 @@ wait_http "gateway" "$TMP/gateway.log" "http://127.0.0.1:$P_GW/" 10 "$PID_GW" "$
 wait_http "gw-norec" "$TMP/gw-norec.log" "http://127.0.0.1:$P_GW2/" 30 "$PID_GW2" "$HOST"
 wait_http "gw-trace" "$TMP/gw-trace.log" "http://127.0.0.1:$P_GW3/" 30 "$PID_GW3" "$HOST"
 wait_http "gw-wasm" "$TMP/gw-wasm.log" "http://127.0.0.1:$P_GW4/" 180 "$PID_GW4" "$HOST"
-# The wasm row must really run the plugin: its response header is there.
-if ! curl -s -o /dev/null -D - -H "Host: $HOST" "http://127.0.0.1:$P_GW4/" | tr -d '\r' |
-  grep -qi '^x-bench-plugin: transformer$'; then
-  echo "bench.sh: gw-wasm does not run the transformer plugin (no x-bench-plugin response header)" >&2
-  show_log gw-wasm "$TMP/gw-wasm.log"
-  exit 1
-fi
+wait_http "gw-wasm0" "$TMP/gw-wasm0.log" "http://127.0.0.1:$P_GW5/" 60 "$PID_GW5" "$HOST"
+# The wasm rows must really run their plugin: its response header is there.
+check_plugin() { # label port value
+  if ! curl -s -o /dev/null -D - -H "Host: $HOST" "http://127.0.0.1:$2/" | tr -d '\r' |
+    grep -qi "^x-bench-plugin: $3\$"; then
+    echo "bench.sh: $1 does not run its plugin (no x-bench-plugin: $3 response header)" >&2
+    show_log "$1" "$TMP/$1.log"
+    exit 1
+  fi
+}
+check_plugin gw-wasm "$P_GW4" transformer
+check_plugin gw-wasm0 "$P_GW5" noop
 wait_http "nginx https" "$TMP/proxy/error.log" "https://127.0.0.1:$P_NGX_TLS/" 10 "$PID_NGINX" "$HOST"
 wait_http "gateway https" "$TMP/gateway.log" "https://127.0.0.1:$P_GW_TLS/" 10 "$PID_GW" "$HOST"
 # The gzip rows compare compressed responses: both proxies must really compress.
@@ -428,6 +441,7 @@ url_of() {
     gw-norec) echo "http://127.0.0.1:$P_GW2/" ;;
     gw-trace) echo "http://127.0.0.1:$P_GW3/" ;;
     gw-wasm) echo "http://127.0.0.1:$P_GW4/" ;;
+    gw-wasm0) echo "http://127.0.0.1:$P_GW5/" ;;
     ngx-gzip) echo "http://127.0.0.1:$P_NGINX/json10k" ;;
     gw-gzip) echo "http://127.0.0.1:$P_GW/json10k" ;;
     hap-gzip) echo "http://127.0.0.1:$P_HAP/json10k" ;;
@@ -446,6 +460,7 @@ pid_of() {
     gw-norec) echo "$PID_GW2" ;;
     gw-trace) echo "$PID_GW3" ;;
     gw-wasm) echo "$PID_GW4" ;;
+    gw-wasm0) echo "$PID_GW5" ;;
     ngx-gzip) echo "$PID_NGINX" ;;
     gw-gzip) echo "$PID_GW" ;;
     hap-gzip) echo "$PID_HAP" ;;
@@ -523,7 +538,7 @@ python3 "$HELPER" cpu "$(getconf CLK_TCK)" "$RES/cpu.txt"
 
 echo
 echo "== RSS after load =="
-python3 "$HELPER" rss "gateway=$PID_GW" "gw-norec=$PID_GW2" "gw-trace=$PID_GW3" "gw-wasm=$PID_GW4" "floor=$PID_FLOOR" "nginx-proxy=$PID_NGINX" "haproxy=$PID_HAP"
+python3 "$HELPER" rss "gateway=$PID_GW" "gw-norec=$PID_GW2" "gw-trace=$PID_GW3" "gw-wasm=$PID_GW4" "gw-wasm0=$PID_GW5" "floor=$PID_FLOOR" "nginx-proxy=$PID_NGINX" "haproxy=$PID_HAP"
 echo "gw-trace: $(cat "$TMP/zipkin-spans.txt" 2>/dev/null || echo 0) spans reached the Zipkin collector;" \
   "$(curl -s "http://127.0.0.1:$P_STATS3/stats/prometheus" | awk '/^envoy_tracing_zipkin_spans_sent / {s=$2} /^gateway_tracing_spans_dropped_total\{provider="zipkin"/ {d+=$2} END {printf "exporter: %d sent, %d dropped", s, d}')"
 read -r SCRAPES SCRAPE_FAILS <"$TMP/scrapes.txt" || true
@@ -608,6 +623,7 @@ if ((status != 0)); then
   show_log gw-norec "$TMP/gw-norec.log"
   show_log gw-trace "$TMP/gw-trace.log"
   show_log gw-wasm "$TMP/gw-wasm.log"
+  show_log gw-wasm0 "$TMP/gw-wasm0.log"
   show_log pingora-floor "$TMP/floor.log"
   show_log "nginx proxy" "$TMP/proxy/error.log"
   show_log haproxy "$TMP/haproxy/haproxy.log"

@@ -6,6 +6,7 @@ Subcommands:
   gateway-config DIR BACKEND_PORT  write the gateway's config directory
   gateway-tls DIR CERT KEY         add HTTPS for every host (Secret + default domain)
   gateway-wasm DIR MODULE          add the transformer plugin (file MODULE) on every route
+  gateway-wasm-noop DIR MODULE     add the no-op plugin (loadtest/wasm_noop.wat) on every route
   wait-http URL TIMEOUT [--host H] [--pid PID]
                                    poll URL until it answers 200 (exit 1 on timeout or
                                    if PID exits first)
@@ -179,6 +180,20 @@ spec:
       headers:
       - key: x-bench-plugin
         value: transformer
+""")
+
+
+def cmd_gateway_wasm_noop(d, module):
+    """loadtest/wasm_noop.wat on every route: what the host costs per plugin."""
+    os.makedirs(os.path.join(d, "wasmplugins"), exist_ok=True)
+    write_atomic(os.path.join(d, "wasmplugins/noop.yaml"), f"""apiVersion: extensions.higress.io/v1alpha1
+kind: WasmPlugin
+metadata:
+  name: noop
+  namespace: higress-system
+spec:
+  url: file://{os.path.abspath(module)}
+  defaultConfig: {{}}
 """)
 
 
@@ -453,6 +468,7 @@ def cmd_report(results_dir, targets):
           f"gateway/gw-norec = {fmt_ratio(med('gateway'), med('gw-norec'))} (stats recorded and scraped vs not recorded)  "
           f"gw-trace/gateway = {fmt_ratio(med('gw-trace'), med('gateway'))} (tracing 100% to a live Zipkin collector vs off)  "
           f"gw-wasm/gateway = {fmt_ratio(med('gw-wasm'), med('gateway'))} (the transformer Wasm plugin on the route vs none)  "
+          f"gw-wasm0/gateway = {fmt_ratio(med('gw-wasm0'), med('gateway'))} (a no-op Wasm plugin: the host's own cost)  "
           f"gw-wasm/nginx = {fmt_ratio(med('gw-wasm'), med('nginx'))}  "
           f"gw-gzip/ngx-gzip = {fmt_ratio(med('gw-gzip'), med('ngx-gzip'))} (10 KB JSON gzip'd at level 9, window 4 KB)  "
           f"gw-tls/ngx-tls = {fmt_ratio(med('gw-tls'), med('ngx-tls'))} (HTTPS, keep-alive, ECDSA P-256)")
@@ -460,13 +476,17 @@ def cmd_report(results_dir, targets):
         w, g = rows["gw-wasm"], rows["gateway"]
         print(f"p99 added by the Wasm plugin: {w['p99'] - g['p99']:+.3f} ms "
               f"(gw-wasm {w['p99']:.3f} ms, gateway {g['p99']:.3f} ms; p50 {w['p50'] - g['p50']:+.3f} ms)")
+    if "gw-wasm0" in rows and "gateway" in rows:
+        w, g = rows["gw-wasm0"], rows["gateway"]
+        print(f"p99 added by the no-op Wasm plugin: {w['p99'] - g['p99']:+.3f} ms "
+              f"(gw-wasm0 {w['p99']:.3f} ms; p50 {w['p50'] - g['p50']:+.3f} ms)")
     # Ratios within each round (runs seconds apart) are less exposed to drift across the
     # whole run than the ratio of medians above.
     paired = []
     for a, b in (("gateway", "nginx"), ("gateway", "haproxy"), ("gateway", "floor"),
                  ("gateway", "gw-norec"),
                  ("gw-trace", "gateway"), ("gw-trace", "nginx"), ("gw-wasm", "gateway"),
-                 ("gw-wasm", "nginx"), ("gw-gzip", "ngx-gzip"),
+                 ("gw-wasm0", "gateway"), ("gw-wasm", "nginx"), ("gw-gzip", "ngx-gzip"),
                  ("gw-gzip", "hap-gzip"),
                  ("gw-tls", "ngx-tls"), ("gw-tls", "gateway")):
         rs = [v[a] / v[b] for v in by_round.values() if v.get(a) and v.get(b)]
@@ -666,7 +686,7 @@ def cmd_cpu(hz, path):
     print(f"CPU per request in the proxy process (median over rounds; clock ticks of 1/{hz:.0f} s):")
     med = {}
     for t in ("direct", "floor", "nginx", "haproxy", "gateway", "gw-norec", "gw-trace",
-              "ngx-gzip", "hap-gzip", "gw-gzip", "ngx-tls", "gw-tls"):
+              "gw-wasm0", "gw-wasm", "ngx-gzip", "hap-gzip", "gw-gzip", "ngx-tls", "gw-tls"):
         if t in per:
             med[t] = statistics.median(per[t])
             label = "backend" if t == "direct" else t
@@ -684,6 +704,10 @@ def cmd_cpu(hz, path):
         print(f"https: gw-tls CPU/request = {med['gw-tls'] / med['ngx-tls']:.2f}x ngx-tls")
     if med.get("gateway") and "gw-trace" in med:
         print(f"tracing: gw-trace CPU/request = {med['gw-trace'] / med['gateway']:.2f}x gateway")
+    if med.get("gateway") and "gw-wasm" in med:
+        print(f"wasm: gw-wasm CPU/request = {med['gw-wasm'] / med['gateway']:.2f}x gateway")
+    if med.get("gateway") and "gw-wasm0" in med:
+        print(f"wasm: gw-wasm0 CPU/request = {med['gw-wasm0'] / med['gateway']:.2f}x gateway")
 
 
 # ---------------------------------------------------------------------- instructions
@@ -773,6 +797,8 @@ def main():
         cmd_gateway_tls(*argv)
     elif cmd == "gateway-wasm":
         cmd_gateway_wasm(*argv)
+    elif cmd == "gateway-wasm-noop":
+        cmd_gateway_wasm_noop(*argv)
     elif cmd == "zipkin-collector":
         cmd_zipkin_collector(*argv)
     elif cmd == "wait-http":

@@ -110,6 +110,9 @@ struct Common {
     /// Keep compiled Wasm modules in this directory across restarts.
     #[arg(long, env = "GATEWAY_WASM_CACHE_DIR")]
     wasm_cache_dir: Option<PathBuf>,
+    /// Write /tmp/perf-<pid>.map so `perf` names the plugins' compiled functions.
+    #[arg(long, env = "GATEWAY_WASM_PERF_MAP")]
+    wasm_perf_map: bool,
 }
 
 /// `1048576`, `512KiB`, `64MiB`, `1GiB`.
@@ -184,6 +187,7 @@ fn options(common: &Common, config_dir: PathBuf) -> Options {
             memory: common.wasm_memory_limit,
         },
         wasm_cache_dir: common.wasm_cache_dir.clone(),
+        wasm_perf_map: common.wasm_perf_map,
     }
 }
 

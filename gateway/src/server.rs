@@ -61,6 +61,8 @@ pub struct Options {
     pub wasm_limits: crate::wasm::Limits,
     /// Compiled modules kept across restarts.
     pub wasm_cache_dir: Option<PathBuf>,
+    /// Tell `perf` the names of compiled plugin functions.
+    pub wasm_perf_map: bool,
 }
 
 /// Start the control plane; returns once the first snapshot is published.
@@ -83,6 +85,7 @@ fn start_control_plane(
     let wasm = WasmDeps {
         limits: opts.wasm_limits.clone(),
         cache_dir: opts.wasm_cache_dir.clone(),
+        perf_map: opts.wasm_perf_map,
         stats: stats.wasm.clone(),
         registry: stats.registry.clone(),
         config_dir: opts.config_dir.clone(),

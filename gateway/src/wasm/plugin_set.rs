@@ -30,6 +30,8 @@ pub struct WasmDeps {
     pub limits: Limits,
     /// Compiled modules kept across restarts; `None`: compile at every start.
     pub cache_dir: Option<PathBuf>,
+    /// `--wasm-perf-map`.
+    pub perf_map: bool,
     pub stats: WasmStats,
     pub registry: Arc<Registry>,
     /// Where relative `file://` paths start.
@@ -97,7 +99,11 @@ impl PluginSet {
         if let Some(rt) = self.runtime.get() {
             return Ok(rt.clone());
         }
-        let rt = Runtime::new(self.deps.limits.clone(), self.deps.cache_dir.as_deref())
+        let rt = Runtime::new(
+            self.deps.limits.clone(),
+            self.deps.cache_dir.as_deref(),
+            self.deps.perf_map,
+        )
             .map_err(|e| format!("the Wasm runtime could not start: {e:#}"))?;
         Ok(self.runtime.get_or_init(|| rt).clone())
     }

@@ -62,14 +62,19 @@ pub struct CompiledModule {
 }
 
 impl Runtime {
-    /// The runtime; `cache_dir` keeps compiled modules across restarts.
+    /// The runtime; `cache_dir` keeps compiled modules across restarts; `perf_map` writes
+    /// `/tmp/perf-<pid>.map` for `perf`.
     pub fn new(
         limits: Limits,
         cache_dir: Option<&std::path::Path>,
+        perf_map: bool,
     ) -> anyhow::Result<Arc<Runtime>> {
         let mut cfg = Config::new();
         cfg.epoch_interruption(true);
         cfg.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        if perf_map {
+            cfg.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         if let Some(dir) = cache_dir {
             // A cache that cannot be had only costs compile time.
             let cache = std::fs::create_dir_all(dir)
