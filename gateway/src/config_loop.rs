@@ -25,7 +25,9 @@ use crate::sources::Change;
 use crate::stats::{ClusterStatsCache, ConfigStats, StatNamePattern, TracerStats};
 use crate::tracer::{Tracer, TracerKey};
 use crate::translate::certificates::{self, Secrets};
-use crate::translate::{clusters, route_table, route_table::TranslateWarning, RouteTable};
+use crate::translate::{
+    clusters, route_table, route_table::TranslateWarning, services, RouteTable,
+};
 use crate::wasm::plugin_set::{PluginSet, WasmDeps};
 use telemetry::export::RecentTraces;
 
@@ -337,12 +339,31 @@ impl ConfigLoop {
         });
         let mut skipped = Vec::new();
         self.cluster_stats.set_pattern(self.stat_pattern.clone());
-        let clusters = clusters::build(
+        let mut clusters = clusters::build(
             &bridges_in(&self.objects),
             &self.dns,
             &mut self.cluster_stats,
             &mut skipped,
         );
+        {
+            let (mut svcs, mut slices, mut eps) = (Vec::new(), Vec::new(), Vec::new());
+            for (_, r) in self.objects.values() {
+                match r {
+                    Resource::Service(s) => svcs.push(s),
+                    Resource::EndpointSlice(s) => slices.push(s),
+                    Resource::Endpoints(e) => eps.push(e),
+                    _ => {}
+                }
+            }
+            services::build(
+                &svcs,
+                &slices,
+                &eps,
+                &mut self.cluster_stats,
+                &mut clusters,
+                &mut skipped,
+            );
+        }
         let in_use: std::collections::HashSet<&str> = clusters
             .values()
             .map(|c| c.stats.stat_name.as_str())

@@ -53,6 +53,10 @@ struct RunArgs {
     /// Kubernetes mode: also take Ingresses without a class.
     #[arg(long, env = "GATEWAY_WATCH_INGRESS_WITHOUT_CLASS")]
     watch_ingress_without_class: bool,
+    /// Kubernetes mode: the address (IP or host name) written into the status of the
+    /// Ingresses served; unset: status is left alone. The manifests pass the pod's IP.
+    #[arg(long, env = "GATEWAY_STATUS_ADDRESS")]
+    status_address: Option<String>,
     #[command(flatten)]
     common: Common,
 }
@@ -164,6 +168,7 @@ fn init_logs(format: LogFormat) {
 fn options(common: &Common, config_dir: PathBuf) -> Options {
     Options {
         config_dir,
+        kube: None,
         http_addr: common.http_addr.clone(),
         https_addr: (!common.https_addr.eq_ignore_ascii_case("off"))
             .then(|| common.https_addr.clone()),
@@ -214,20 +219,27 @@ fn main() -> ExitCode {
         },
         Cmd::Run(args) => {
             init_logs(args.common.log_format);
-            if args.kube {
-                return fail(
-                    2,
-                    "--kube is not available in this build yet; use --config-dir",
-                );
-            }
-            let dir = args.config_dir.clone().unwrap_or_default();
-            if let Err(e) = std::fs::read_dir(&dir) {
-                return fail(
-                    2,
-                    format!("{}: not a readable directory: {e}", dir.display()),
-                );
-            }
-            match server::run(options(&args.common, dir)) {
+            let opts = if args.kube {
+                let mut o = options(&args.common, PathBuf::from("."));
+                o.kube = Some(gateway::sources::kube::KubeOptions {
+                    namespace: args.namespace.clone(),
+                    watch_namespaces: args.watch_namespace.clone(),
+                    ingress_class: args.common.ingress_class.clone(),
+                    watch_without_class: args.watch_ingress_without_class,
+                    status_address: args.status_address.clone().filter(|a| !a.is_empty()),
+                });
+                o
+            } else {
+                let dir = args.config_dir.clone().unwrap_or_default();
+                if let Err(e) = std::fs::read_dir(&dir) {
+                    return fail(
+                        2,
+                        format!("{}: not a readable directory: {e}", dir.display()),
+                    );
+                }
+                options(&args.common, dir)
+            };
+            match server::run(opts) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(2, format!("{e:#}")),
             }

@@ -25,6 +25,8 @@ use crate::proxy::redirect::Ports;
 use crate::proxy::{Gateway, ListenerInfo};
 use crate::snapshot::{self, SnapshotCell};
 use crate::sources::file::{self, Scan};
+use crate::sources::kube::{self as kube_source, KubeOptions};
+use crate::sources::Change;
 use crate::stats::{ClusterStatsCache, HcmStats, ListenerTlsStats, ServerStats};
 use crate::wasm::plugin_set::WasmDeps;
 use telemetry::export::RecentTraces;
@@ -40,7 +42,11 @@ const INITIAL_DNS_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// The config directory; in Kubernetes mode only where relative `file://` Wasm
+    /// module paths start.
     pub config_dir: PathBuf,
+    /// `Some`: read config from the Kubernetes API instead of the directory.
+    pub kube: Option<KubeOptions>,
     pub http_addr: String,
     /// `None`: no HTTPS listener (`--https-addr off`).
     pub https_addr: Option<String>,
@@ -65,6 +71,41 @@ pub struct Options {
     pub wasm_perf_map: bool,
 }
 
+/// Where the first config comes from.
+enum Initial {
+    Files(Scan),
+    /// How many watchers run, and where each reports its first complete list.
+    Kube(usize, mpsc::UnboundedReceiver<String>),
+}
+
+/// Take the watchers' changes until each has listed once, so the first snapshot (and
+/// readiness) has the whole cluster state, not part of it.
+async fn initial_sync(
+    cl: &mut ConfigLoop,
+    watchers: usize,
+    changes: &mut mpsc::Receiver<Vec<Change>>,
+    synced: &mut mpsc::UnboundedReceiver<String>,
+) {
+    let mut pending = watchers;
+    let mut waiting = tokio::time::interval(Duration::from_secs(10));
+    waiting.tick().await;
+    while pending > 0 {
+        tokio::select! {
+            Some(batch) = changes.recv() => {
+                cl.apply_changes(batch);
+            }
+            Some(_) = synced.recv() => pending -= 1,
+            _ = waiting.tick() => {
+                tracing::info!(pending, "waiting for the initial list of every watched kind; not ready yet");
+            }
+        }
+    }
+    // A watcher reports its list after sending it: what it sent is queued by now.
+    while let Ok(batch) = changes.try_recv() {
+        cl.apply_changes(batch);
+    }
+}
+
 /// Start the control plane; returns once the first snapshot is published.
 fn start_control_plane(
     opts: &Options,
@@ -75,10 +116,15 @@ fn start_control_plane(
     tracing_deps: config_loop::TracingDeps,
 ) -> anyhow::Result<tokio::sync::watch::Receiver<u64>> {
     let dir = opts.config_dir.clone();
+    let kube = opts.kube.clone();
     let loop_opts = LoopOptions {
         ingress_class: opts.ingress_class.clone(),
-        accept_unclassed: true,
-        namespace: crate::resources::SYSTEM_NAMESPACE.to_string(),
+        // A directory's Ingresses are all ours; in Kubernetes mode only with the flag.
+        accept_unclassed: kube.as_ref().is_none_or(|k| k.watch_without_class),
+        namespace: kube.as_ref().map_or_else(
+            || crate::resources::SYSTEM_NAMESPACE.to_string(),
+            |k| k.namespace.clone(),
+        ),
         demo_tracing: opts.demo_tracing,
     };
     let config_stats = stats.config.clone();
@@ -108,12 +154,28 @@ fn start_control_plane(
                 }
             };
             rt.block_on(async move {
-                let scan = match Scan::read(&dir) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.into()));
-                        return;
-                    }
+                let (changes_tx, mut changes_rx) = mpsc::channel::<Vec<Change>>(64);
+                let source = match &kube {
+                    None => match Scan::read(&dir) {
+                        Ok(s) => Initial::Files(s),
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.into()));
+                            return;
+                        }
+                    },
+                    Some(k) => match ::kube::Client::try_default().await {
+                        Ok(client) => {
+                            let (synced_tx, synced_rx) = mpsc::unbounded_channel();
+                            let n = kube_source::spawn(client, k, changes_tx.clone(), synced_tx);
+                            Initial::Kube(n, synced_rx)
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(anyhow::anyhow!(
+                                "no Kubernetes client (in-cluster config or KUBECONFIG): {e}"
+                            )));
+                            return;
+                        }
+                    },
                 };
                 let resolver = match dns::resolver(resolver_addr, Duration::from_secs(2)) {
                     Ok(r) => r,
@@ -131,7 +193,16 @@ fn start_control_plane(
                     tracing_deps,
                     wasm,
                 );
-                cl.apply_changes(scan.all());
+                let scan = match source {
+                    Initial::Files(scan) => {
+                        cl.apply_changes(scan.all());
+                        Some(scan)
+                    }
+                    Initial::Kube(n, mut synced) => {
+                        initial_sync(&mut cl, n, &mut changes_rx, &mut synced).await;
+                        None
+                    }
+                };
                 for name in cl.dns_names() {
                     let result =
                         tokio::time::timeout(INITIAL_DNS_WAIT, dns::resolve(&resolver, &name))
@@ -142,13 +213,14 @@ fn start_control_plane(
                 let published = cl.subscribe();
                 cl.publish();
                 let _ = ready_tx.send(Ok(published));
-                let (changes_tx, changes_rx) = mpsc::channel(64);
                 let (dns_tx, dns_rx) = mpsc::channel(64);
-                tokio::spawn(async move {
-                    if let Err(e) = file::watch(dir, scan, changes_tx).await {
-                        tracing::error!(error = %e, "config watcher stopped; live updates are off");
-                    }
-                });
+                if let Some(scan) = scan {
+                    tokio::spawn(async move {
+                        if let Err(e) = file::watch(dir, scan, changes_tx).await {
+                            tracing::error!(error = %e, "config watcher stopped; live updates are off");
+                        }
+                    });
+                }
                 tokio::spawn(dns::run(resolver, refresh, names_rx, dns_tx));
                 config_loop::run(cl, changes_rx, dns_rx).await;
             });
@@ -181,7 +253,13 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             recent: recent.clone(),
         },
     )
-    .with_context(|| format!("loading config from {}", opts.config_dir.display()))?;
+    .with_context(|| match &opts.kube {
+        Some(k) => format!(
+            "loading config from the Kubernetes API (namespace {})",
+            k.namespace
+        ),
+        None => format!("loading config from {}", opts.config_dir.display()),
+    })?;
 
     let access_log = Arc::new(
         AccessLog::open(&opts.access_log, stats.access_log_dropped.clone())

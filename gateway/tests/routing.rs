@@ -265,3 +265,41 @@ fn headers_added_on_the_way() {
     assert_eq!(e["upstream_cluster"], "outbound|80||a.static");
     assert_eq!(e["route_name"], "h");
 }
+
+#[test]
+fn backend_service_in_a_directory_uses_services_and_endpoints() {
+    let (cfg, a, b) = setup();
+    cfg.write(
+        "services/web.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  ports:\n  - {name: http, port: 80}\n",
+    );
+    let endpoints = |port: u16| {
+        format!(
+            "apiVersion: v1\nkind: Endpoints\nmetadata: {{name: web}}\nsubsets:\n- addresses: [{{ip: 127.0.0.1}}]\n  ports: [{{name: http, port: {port}}}]\n"
+        )
+    };
+    cfg.write("endpoints/web.yaml", &endpoints(a.addr.port()));
+    cfg.write(
+        "ingresses/web.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web}\nspec:\n  rules:\n  - host: web.example.com\n    http:\n      paths:\n      - path: /\n        pathType: Prefix\n        backend: {service: {name: web, port: {name: http}}}\n",
+    );
+    let gw = Gateway::start(cfg.path());
+    let r = get(gw.http, "web.example.com", "/").unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(backend_of(&r), "a");
+    // The endpoints move; the Service's cluster follows.
+    cfg.write("endpoints/web.yaml", &endpoints(b.addr.port()));
+    wait_for("traffic on the new endpoints", || {
+        let r = get(gw.http, "web.example.com", "/").ok()?;
+        (backend_of(&r) == "b").then_some(())
+    });
+    let z = gw.configz();
+    assert!(
+        z["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "outbound|80||web.higress-system.svc.cluster.local"),
+        "{z}"
+    );
+}

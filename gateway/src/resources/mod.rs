@@ -1,27 +1,32 @@
 //! Typed, Kubernetes-shaped objects the gateway reads: ConfigMaps (with the
 //! `higress-config` global config and the console's `domain-*` ConfigMaps), Ingresses,
-//! McpBridges and Secrets (TLS certificates). Parsing and validation
+//! McpBridges, Secrets (TLS certificates), WasmPlugins, Services and their endpoints
+//! (EndpointSlices, or `v1` Endpoints in a directory). Parsing and validation
 //! report the field path of the problem so users can find it in their YAML.
 
 pub mod configmap;
 pub mod domain;
+pub mod endpoints;
 pub mod error;
 pub mod higress_config;
 pub mod ingress;
 pub mod mcpbridge;
 pub mod meta;
 pub mod secret;
+pub mod service;
 pub mod wasmplugin;
 
 use std::fmt;
 
 pub use configmap::ConfigMap;
+pub use endpoints::{EndpointSlice, Endpoints};
 pub use error::FieldError;
 pub use higress_config::HigressConfig;
 pub use ingress::Ingress;
 pub use mcpbridge::McpBridge;
 pub use meta::ObjectMeta;
 pub use secret::Secret;
+pub use service::Service;
 pub use wasmplugin::WasmPlugin;
 
 /// Namespace every object lives in when read from a directory, as Higress standalone does.
@@ -36,6 +41,9 @@ pub enum Kind {
     McpBridge,
     Secret,
     WasmPlugin,
+    Service,
+    Endpoints,
+    EndpointSlice,
 }
 
 impl Kind {
@@ -47,15 +55,21 @@ impl Kind {
             Kind::McpBridge => "mcpbridges",
             Kind::Secret => "secrets",
             Kind::WasmPlugin => "wasmplugins",
+            Kind::Service => "services",
+            Kind::Endpoints => "endpoints",
+            Kind::EndpointSlice => "endpointslices",
         }
     }
 
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 8] = [
         Kind::ConfigMap,
         Kind::Ingress,
         Kind::McpBridge,
         Kind::Secret,
         Kind::WasmPlugin,
+        Kind::Service,
+        Kind::Endpoints,
+        Kind::EndpointSlice,
     ];
 }
 
@@ -67,6 +81,9 @@ impl fmt::Display for Kind {
             Kind::McpBridge => "McpBridge",
             Kind::Secret => "Secret",
             Kind::WasmPlugin => "WasmPlugin",
+            Kind::Service => "Service",
+            Kind::Endpoints => "Endpoints",
+            Kind::EndpointSlice => "EndpointSlice",
         })
     }
 }
@@ -95,6 +112,9 @@ pub enum Resource {
     McpBridge(McpBridge),
     Secret(Secret),
     WasmPlugin(WasmPlugin),
+    Service(Service),
+    Endpoints(Endpoints),
+    EndpointSlice(EndpointSlice),
 }
 
 impl Resource {
@@ -105,6 +125,9 @@ impl Resource {
             Resource::McpBridge(o) => &o.metadata,
             Resource::Secret(o) => &o.metadata,
             Resource::WasmPlugin(o) => &o.metadata,
+            Resource::Service(o) => &o.metadata,
+            Resource::Endpoints(o) => &o.metadata,
+            Resource::EndpointSlice(o) => &o.metadata,
         }
     }
 
@@ -122,6 +145,9 @@ impl Resource {
             Kind::McpBridge => Resource::McpBridge(McpBridge::parse(bytes)?),
             Kind::Secret => Resource::Secret(Secret::parse(bytes)?),
             Kind::WasmPlugin => Resource::WasmPlugin(WasmPlugin::parse(bytes)?),
+            Kind::Service => Resource::Service(Service::parse(bytes)?),
+            Kind::Endpoints => Resource::Endpoints(Endpoints::parse(bytes)?),
+            Kind::EndpointSlice => Resource::EndpointSlice(EndpointSlice::parse(bytes)?),
         };
         let meta = match &mut res {
             Resource::ConfigMap(o) => &mut o.metadata,
@@ -129,6 +155,9 @@ impl Resource {
             Resource::McpBridge(o) => &mut o.metadata,
             Resource::Secret(o) => &mut o.metadata,
             Resource::WasmPlugin(o) => &mut o.metadata,
+            Resource::Service(o) => &mut o.metadata,
+            Resource::Endpoints(o) => &mut o.metadata,
+            Resource::EndpointSlice(o) => &mut o.metadata,
         };
         meta.name = name.to_string();
         meta.namespace = namespace.to_string();

@@ -2,6 +2,7 @@
 //! sends them to the config loop; it never touches the data plane.
 
 pub mod file;
+pub mod kube;
 
 use crate::resources::{FieldError, Resource, ResourceKey};
 

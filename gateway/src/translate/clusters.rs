@@ -26,6 +26,8 @@ pub struct Cluster {
     pub sni: Option<String>,
     /// The registry's own TLS (`protocol: https|grpcs`); Ingress annotations may override.
     pub tls: Option<Arc<UpstreamTls>>,
+    /// A Service port's name, which an Ingress `backend.service.port.name` refers to.
+    pub service_port: Option<String>,
     /// Round-robin cursor; a new snapshot starts a new rotation, which is harmless.
     next: AtomicUsize,
     pub stats: Arc<ClusterStats>,
@@ -81,6 +83,7 @@ impl Cluster {
             endpoints,
             sni: None,
             tls: None,
+            service_port: None,
             next: AtomicUsize::new(0),
         }
     }

@@ -1,4 +1,4 @@
-//! Resources → what the data plane runs: McpBridge registries become clusters, Ingresses
+//! Resources → what the data plane runs: McpBridge registries and Services become clusters, Ingresses
 //! become a route table, `spec.tls`, domains and Secrets become the certificate
 //! store, WasmPlugins an ordered plugin chain. Pure functions of their inputs, run in the
 //! config loop.
@@ -8,6 +8,7 @@ pub mod clusters;
 pub mod destination;
 pub mod plugin_chain;
 pub mod route_table;
+pub mod services;
 pub mod upstream_tls;
 
 pub use clusters::{cluster_name, Cluster};

@@ -317,12 +317,23 @@ fn routes_of(
     };
     let mut dests = |backend: &IngressBackend| -> Vec<WeightedCluster> {
         let list: Vec<Destination> = match (&backend.service, &annotated) {
-            (Some(svc), _) => vec![Destination {
-                weight: 100,
-                host: format!("{}.{}.svc.cluster.local", svc.name, meta.namespace),
-                port: svc.port.number,
-                subset: String::new(),
-            }],
+            (Some(svc), _) => {
+                let host = crate::resources::service::service_host(&svc.name, &meta.namespace);
+                // A port by name is the Service port of that name.
+                let port = svc.port.number.or_else(|| {
+                    let by_name = svc.port.name.as_deref()?;
+                    clusters
+                        .values()
+                        .find(|c| c.host == host && c.service_port.as_deref() == Some(by_name))
+                        .map(|c| c.port)
+                });
+                vec![Destination {
+                    weight: 100,
+                    host,
+                    port,
+                    subset: String::new(),
+                }]
+            }
             (None, Some(list)) => list.clone(),
             (None, None) => Vec::new(),
         };

@@ -132,7 +132,10 @@ where
 
 /// Parse pairs; an empty input, a single NUL or `N = 0` is an empty map. `None` for
 /// malformed input (a size that does not add up, a missing NUL, trailing bytes).
-pub fn deserialize_pairs(data: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+/// Header (or trailer) pairs as the ABI serializes them.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+pub fn deserialize_pairs(data: &[u8]) -> Option<Pairs> {
     if data.is_empty() || data == [0] {
         return Some(Vec::new());
     }

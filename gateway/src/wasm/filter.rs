@@ -78,6 +78,15 @@ enum Waited {
     End(Verdict),
 }
 
+/// Which callback `after` follows: its side, headers or body, and whether the plugin
+/// may hold the headers for the body.
+#[derive(Clone, Copy)]
+struct Callback {
+    side: Side,
+    headers: bool,
+    wants_body: bool,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Side {
     Request,
@@ -296,11 +305,14 @@ impl WasmRequest {
         c: usize,
         session: &mut Session,
         r: Ran<(i32, Effects)>,
-        side: Side,
-        headers: bool,
-        wants_body: bool,
+        at: Callback,
         response: Option<Editable>,
     ) -> (i32, Step) {
+        let Callback {
+            side,
+            headers,
+            wants_body,
+        } = at;
         let (status, e) = match r {
             Ran::Done(x) => x,
             Ran::Stale => {
@@ -361,9 +373,12 @@ impl WasmRequest {
             let s = vm.on_request_headers(id, n, eos, v)?;
             Ok((s, vm.take_effects()))
         });
-        self.after(c, session, r, Side::Request, true, !eos, None)
-            .await
-            .1
+        let at = Callback {
+            side: Side::Request,
+            headers: true,
+            wants_body: !eos,
+        };
+        self.after(c, session, r, at, None).await.1
     }
 
     /// The context of plugin `i` could not be made: its VM would not start.
@@ -394,8 +409,12 @@ impl WasmRequest {
             let s = vm.on_request_body(id, len, eos, v)?;
             Ok((s, vm.take_effects()))
         });
-        self.after(c, session, r, Side::Request, false, false, None)
-            .await
+        let at = Callback {
+            side: Side::Request,
+            headers: false,
+            wants_body: false,
+        };
+        self.after(c, session, r, at, None).await
     }
 
     /// The request phase: header callbacks in chain order, the held body if one of them
@@ -575,9 +594,11 @@ impl WasmRequest {
                     c,
                     session,
                     r,
-                    Side::Response,
-                    true,
-                    false,
+                    Callback {
+                        side: Side::Response,
+                        headers: true,
+                        wants_body: false,
+                    },
                     Some(Editable(ptr)),
                 )
                 .await;

@@ -358,7 +358,7 @@ fn map_value(state: &HostState, map_type: i32, key: &[u8]) -> Result<Option<Vec<
 }
 
 /// The entries of a map, pseudo-headers first, as `(name, value)`.
-fn map_pairs(state: &HostState, map_type: i32) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Status> {
+fn map_pairs(state: &HostState, map_type: i32) -> Result<super::abi::Pairs, Status> {
     let header_pairs = |h: &http::HeaderMap| -> Vec<(Vec<u8>, Vec<u8>)> {
         h.iter()
             .map(|(k, v)| (k.as_str().as_bytes().to_vec(), v.as_bytes().to_vec()))

@@ -104,7 +104,7 @@ impl PluginSet {
             self.deps.cache_dir.as_deref(),
             self.deps.perf_map,
         )
-            .map_err(|e| format!("the Wasm runtime could not start: {e:#}"))?;
+        .map_err(|e| format!("the Wasm runtime could not start: {e:#}"))?;
         Ok(self.runtime.get_or_init(|| rt).clone())
     }
 

@@ -245,6 +245,9 @@ macro_rules! export {
     };
 }
 
+/// `proxy_on_http_call_response(root, token, headers, body, trailers)`.
+type CallResponseFn = TypedFunc<(i32, i32, i32, i32, i32), ()>;
+
 struct Exports {
     on_context_create: Option<TypedFunc<(i32, i32), ()>>,
     on_vm_start: Option<TypedFunc<(i32, i32), i32>>,
@@ -256,7 +259,7 @@ struct Exports {
     on_log: Option<TypedFunc<i32, ()>>,
     on_done: Option<TypedFunc<i32, i32>>,
     on_delete: Option<TypedFunc<i32, ()>>,
-    on_http_call_response: Option<TypedFunc<(i32, i32, i32, i32, i32), ()>>,
+    on_http_call_response: Option<CallResponseFn>,
     on_tick: Option<TypedFunc<i32, ()>>,
     on_queue_ready: Option<TypedFunc<(i32, i32), ()>>,
 }

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod kube;
 pub mod nginx;
 pub mod prometheus;
 pub mod tls;
@@ -227,6 +228,19 @@ impl Gateway {
     }
 
     pub fn start_with_env(config: &Path, extra: &[&str], env: &[(&str, &str)]) -> Gateway {
+        let mode = [
+            std::ffi::OsString::from("--config-dir"),
+            config.as_os_str().to_owned(),
+        ];
+        Self::start_mode(&mode, extra, env)
+    }
+
+    /// `gateway run <mode> ...`: `mode` is `--config-dir DIR` or `--kube`.
+    pub fn start_mode(
+        mode: &[std::ffi::OsString],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Gateway {
         let logdir = tempfile::tempdir().unwrap();
         let access_log = logdir.path().join("access.log");
         // An `--http-addr` in `extra` (e.g. 0.0.0.0:PORT) replaces the loopback default,
@@ -263,8 +277,8 @@ impl Gateway {
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let stderr = std::fs::File::create(logdir.path().join("gateway.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .args(["run", "--config-dir"])
-            .arg(config)
+            .arg("run")
+            .args(mode)
             .args(&own_http)
             .args(&own_https)
             .args(["--stats-addr", &stats.to_string()])

@@ -1,0 +1,265 @@
+//! `manifests/`: every overlay renders with the real `kubectl kustomize` (v1.33) and
+//! validates with `kubernetes-validate -k 1.33.0 --strict`; the gateway objects carry
+//! what the contract promises; the example custom resources validate against the CRDs'
+//! schemas (check-jsonschema) and, with the shipped higress-config, against the gateway
+//! itself (`gateway validate`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::kube::kubectl_bin;
+use common::repo_root;
+
+fn venv_tool(name: &str) -> PathBuf {
+    let p = common::tracing_peers::python().with_file_name(name);
+    assert!(p.exists(), "{} not found: run scripts/test.sh", p.display());
+    p
+}
+
+/// `kubectl kustomize <overlay>` as parsed YAML documents.
+fn render(overlay: &str) -> (String, Vec<serde_yaml::Value>) {
+    let out = Command::new(kubectl_bin())
+        .arg("kustomize")
+        .arg(repo_root().join(overlay))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {overlay}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let docs = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    (text, docs)
+}
+
+fn find<'a>(docs: &'a [serde_yaml::Value], kind: &str, name: &str) -> &'a serde_yaml::Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+fn validate_k8s(label: &str, text: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("all.yaml");
+    std::fs::write(&f, text).unwrap();
+    let out = Command::new(venv_tool("kubernetes-validate"))
+        .args(["-k", "1.33.0", "--strict"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let report =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{label}: {report}");
+    assert!(
+        !report.contains("ERROR") && !report.contains("WARN"),
+        "{label}: {report}"
+    );
+}
+
+#[test]
+fn every_overlay_renders_and_validates_for_kubernetes_1_33() {
+    for overlay in ["manifests", "manifests/observability", "manifests/demo"] {
+        let (text, docs) = render(overlay);
+        validate_k8s(overlay, &text);
+        assert!(docs.len() >= 10, "{overlay}: {} objects", docs.len());
+    }
+    let (_, docs) = render("manifests/demo");
+    for (ns, host) in [
+        ("app-system", "httpbin.example.com"),
+        ("higress-system", "skywalking.higress.io"),
+    ] {
+        assert!(
+            docs.iter().any(|d| d["kind"] == "Ingress"
+                && d["metadata"]["namespace"] == ns
+                && d["spec"]["ingressClassName"] == "higress"
+                && d["spec"]["rules"][0]["host"] == host),
+            "no Ingress for {host}"
+        );
+    }
+    for app in ["bff", "middle", "backend"] {
+        find(&docs, "Deployment", app);
+        find(&docs, "Service", app);
+    }
+    for name in ["skywalking-oap", "skywalking-ui", "prometheus", "grafana"] {
+        find(&docs, "Deployment", name);
+    }
+}
+
+#[test]
+fn the_gateway_objects_carry_what_the_contract_promises() {
+    let (_, docs) = render("manifests");
+    find(&docs, "IngressClass", "higress");
+    find(&docs, "Namespace", "higress-system");
+    for crd in [
+        "mcpbridges.networking.higress.io",
+        "wasmplugins.extensions.higress.io",
+    ] {
+        find(&docs, "CustomResourceDefinition", crd);
+    }
+    find(&docs, "PodDisruptionBudget", "higress-gateway");
+    find(&docs, "HorizontalPodAutoscaler", "higress-gateway");
+
+    let d = find(&docs, "Deployment", "higress-gateway");
+    let pod = &d["spec"]["template"];
+    assert_eq!(pod["metadata"]["labels"]["app"], "higress-gateway");
+    assert_eq!(
+        pod["metadata"]["labels"]["higress"],
+        "higress-system-higress-gateway"
+    );
+    let ann = &pod["metadata"]["annotations"];
+    assert_eq!(ann["prometheus.io/scrape"], "true");
+    assert_eq!(ann["prometheus.io/port"], "15020");
+    assert_eq!(ann["prometheus.io/path"], "/stats/prometheus");
+    assert_eq!(pod["spec"]["securityContext"]["runAsNonRoot"], true);
+    let c = &pod["spec"]["containers"][0];
+    assert_eq!(c["args"][0], "run");
+    assert_eq!(c["args"][1], "--kube");
+    let ports: Vec<i64> = c["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| p["containerPort"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ports, vec![8080, 8443, 15020]);
+    for probe in ["readinessProbe", "livenessProbe", "startupProbe"] {
+        assert_eq!(c[probe]["httpGet"]["path"], "/healthz/ready", "{probe}");
+        assert_eq!(c[probe]["httpGet"]["port"], 15020, "{probe}");
+    }
+    assert!(c["resources"]["requests"]["cpu"].is_string());
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+
+    let s = find(&docs, "Service", "higress-gateway");
+    let sp: Vec<(i64, i64)> = s["spec"]["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["port"].as_i64().unwrap(),
+                p["targetPort"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(sp, vec![(80, 8080), (443, 8443)]);
+
+    // RBAC: read-only but for Ingress status.
+    let cr = find(&docs, "ClusterRole", "higress-gateway");
+    for rule in cr["rules"].as_sequence().unwrap() {
+        let verbs: Vec<&str> = rule["verbs"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let writes = verbs.iter().any(|v| !["get", "list", "watch"].contains(v));
+        let status_only = rule["resources"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .all(|r| r == "ingresses/status");
+        assert!(!writes || status_only, "{rule:?}");
+    }
+}
+
+/// Write `yaml` as `<kind folder>/<name>.yaml` of a standalone directory.
+fn put(dir: &Path, folder: &str, name: &str, yaml: &str) {
+    std::fs::create_dir_all(dir.join(folder)).unwrap();
+    std::fs::write(dir.join(folder).join(format!("{name}.yaml")), yaml).unwrap();
+}
+
+#[test]
+fn examples_and_the_default_config_validate_against_the_crds_and_the_gateway() {
+    let (_, base) = render("manifests");
+    let dir = tempfile::tempdir().unwrap();
+    // The CRDs' openAPIV3Schema as JSON Schema files.
+    for (crd, example) in [
+        ("mcpbridges.networking.higress.io", "mcpbridge.yaml"),
+        ("wasmplugins.extensions.higress.io", "wasmplugin.yaml"),
+    ] {
+        let c = find(&base, "CustomResourceDefinition", crd);
+        let schema = &c["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let schema_file = dir.path().join(format!("{crd}.json"));
+        std::fs::write(&schema_file, serde_json::to_string(schema).unwrap()).unwrap();
+        let ex = repo_root().join("manifests/examples").join(example);
+        let out = Command::new(venv_tool("check-jsonschema"))
+            .arg("--schemafile")
+            .arg(&schema_file)
+            .arg(&ex)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{example} against {crd}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // And a wrong one is refused, so the check is real.
+        let bad = dir.path().join(format!("bad-{example}"));
+        let text = std::fs::read_to_string(&ex).unwrap();
+        let broken = text
+            .replace("phase: AUTHN", "phase: SOMETIMES")
+            .replace("type: dns", "type: carrier-pigeon");
+        assert_ne!(broken, text);
+        std::fs::write(&bad, broken).unwrap();
+        let out = Command::new(venv_tool("check-jsonschema"))
+            .arg("--schemafile")
+            .arg(&schema_file)
+            .arg(&bad)
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "a bad {example} passed its CRD schema"
+        );
+    }
+    // The shipped higress-config and the examples, as the gateway reads them.
+    let conf = dir.path().join("conf");
+    let cm = find(&base, "ConfigMap", "higress-config");
+    put(
+        &conf,
+        "configmaps",
+        "higress-config",
+        &serde_yaml::to_string(cm).unwrap(),
+    );
+    for (folder, name, file) in [
+        ("mcpbridges", "default", "mcpbridge.yaml"),
+        ("wasmplugins", "transformer", "wasmplugin.yaml"),
+        ("ingresses", "httpbin-dns", "ingress.yaml"),
+    ] {
+        let text =
+            std::fs::read_to_string(repo_root().join("manifests/examples").join(file)).unwrap();
+        put(&conf, folder, name, &text);
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .arg("validate")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gateway validate: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The higress-config object itself is a valid v1 ConfigMap.
+    validate_k8s("higress-config", &serde_yaml::to_string(cm).unwrap());
+    assert!(serde_yaml::to_string(cm)
+        .unwrap()
+        .contains("outboundClusterStatName: outbound_%SERVICE_PORT%_%SUBSET_NAME%_%SERVICE_FQDN%"));
+}
+
+#[test]
+fn the_observability_overlay_ships_the_dashboards_of_grafana() {
+    for f in ["gateway-overview.json", "upstreams.json", "tracing.json"] {
+        let a = std::fs::read(repo_root().join("grafana/dashboards").join(f)).unwrap();
+        let b = std::fs::read(repo_root().join("manifests/observability/grafana").join(f)).unwrap();
+        assert!(
+            a == b,
+            "manifests/observability/grafana/{f} differs from grafana/dashboards/{f}: copy it over"
+        );
+    }
+}
