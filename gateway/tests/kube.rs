@@ -148,7 +148,13 @@ fn objects_of_every_kind_reach_routing_and_ingress_status() {
         })
     };
     std::thread::sleep(Duration::from_millis(500));
-    api.create(&ingress("apps", "watched", Some("higress"), "watched.example.com", "web"));
+    api.create(&ingress(
+        "apps",
+        "watched",
+        Some("higress"),
+        "watched.example.com",
+        "web",
+    ));
     wait_answer(&gw, "watched.example.com", Ok("two"));
     let deadline = Instant::now() + Duration::from_secs(10);
     while !watched.is_finished() && Instant::now() < deadline {
@@ -158,7 +164,9 @@ fn objects_of_every_kind_reach_routing_and_ingress_status() {
     let _ = watch.wait();
     let lines = watched.join().unwrap();
     assert!(
-        lines.iter().any(|l| l == "ingress.networking.k8s.io/watched"),
+        lines
+            .iter()
+            .any(|l| l == "ingress.networking.k8s.io/watched"),
         "kubectl get --watch printed {lines:?}"
     );
 

@@ -263,3 +263,76 @@ fn the_observability_overlay_ships_the_dashboards_of_grafana() {
         );
     }
 }
+
+#[test]
+fn the_helm_chart_lints_and_renders_the_objects_of_the_base() {
+    let helm = venv_tool("helm");
+    let chart = repo_root().join("manifests/chart");
+    let lint = Command::new(&helm)
+        .arg("lint")
+        .arg(&chart)
+        .output()
+        .unwrap();
+    assert!(
+        lint.status.success(),
+        "helm lint: {}",
+        String::from_utf8_lossy(&lint.stdout)
+    );
+    let out = Command::new(&helm)
+        .args(["template", "gw"])
+        .arg(&chart)
+        .args(["--namespace", "higress-system", "--include-crds"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    validate_k8s("helm template", &text);
+    let key = |d: &serde_yaml::Value| {
+        format!(
+            "{}/{}",
+            d["kind"].as_str().unwrap_or(""),
+            d["metadata"]["name"].as_str().unwrap_or("")
+        )
+    };
+    let mut from_helm: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .filter(|d: &serde_yaml::Value| !d.is_null())
+        .collect();
+    // Helm makes the namespace itself (`--create-namespace`).
+    let (_, mut from_kustomize) = render("manifests");
+    from_kustomize.retain(|d| d["kind"] != "Namespace");
+    from_helm.sort_by_key(key);
+    from_kustomize.sort_by_key(key);
+    let names = |v: &[serde_yaml::Value]| v.iter().map(key).collect::<Vec<_>>();
+    assert_eq!(names(&from_helm), names(&from_kustomize));
+    for (h, k) in from_helm.iter().zip(&from_kustomize) {
+        assert_eq!(
+            h,
+            k,
+            "{} differs between the chart and manifests/base",
+            key(h)
+        );
+    }
+    // Values do change what they should.
+    let out = Command::new(&helm)
+        .args(["template", "gw"])
+        .arg(&chart)
+        .args([
+            "--namespace",
+            "edge",
+            "--set",
+            "watchNamespaces={apps,web}",
+            "--set",
+            "hpa.enabled=false",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("- --watch-namespace=apps\n"), "{text}");
+    assert!(text.contains("higress: edge-higress-gateway"), "{text}");
+    assert!(!text.contains("HorizontalPodAutoscaler"));
+}

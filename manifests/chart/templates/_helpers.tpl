@@ -1,0 +1,4 @@
+{{- define "gateway.labels" -}}
+app: higress-gateway
+higress: {{ .Release.Namespace }}-higress-gateway
+{{- end -}}
