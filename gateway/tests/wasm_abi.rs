@@ -486,3 +486,34 @@ fn close_stream_resets_without_a_response() {
     });
     assert_eq!(e["response_code"], 0);
 }
+
+#[test]
+fn vm_config_env_reaches_the_vm_environment() {
+    let (be, auth) = (Backend::start("be"), Backend::start("auth"));
+    let cfg = config(&be, &auth);
+    let spec = "vmConfig:\n  env:\n  - {name: INLINED, value: \"one=1\"}\n  - {name: GATEWAY_TEST_FROM_HOST, valueFrom: HOST}\n  - {name: GATEWAY_TEST_NOT_SET, valueFrom: HOST}\n";
+    let cache = common::wasm::cache_dir();
+    let gw = Gateway::start_with_env(
+        cfg.path(),
+        &["--wasm-cache-dir", cache.to_str().unwrap()],
+        &[("GATEWAY_TEST_FROM_HOST", "host value")],
+    );
+    cfg.wasm_plugin("wat", &file_url(), spec);
+    gw.wait_plugin("wat");
+    let r = mode(&gw, "V");
+    assert_eq!(r.status, 200, "{}", r.text());
+    // INLINE as given, HOST from the gateway's environment, a HOST variable the gateway
+    // does not have left out; nothing else (the VM does not see the gateway's own env).
+    assert_eq!(
+        upstream_header(&r, "x-env").as_deref(),
+        Some("INLINED=one=1, GATEWAY_TEST_FROM_HOST=host value")
+    );
+    // A bad name is refused with its field.
+    cfg.wasm_plugin(
+        "bad-env",
+        &file_url(),
+        "vmConfig:\n  env:\n  - {name: \"A=B\"}\n",
+    );
+    let err = gw.wait_rejection("bad-env");
+    assert!(err.contains("spec.vmConfig.env[0].name"), "{err}");
+}

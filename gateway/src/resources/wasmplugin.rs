@@ -32,7 +32,7 @@ pub struct WasmPluginSpec {
     pub phase: Option<Phase>,
     pub priority: Option<i32>,
     pub fail_strategy: Option<FailStrategy>,
-    pub vm_config: Option<Value>,
+    pub vm_config: Option<VmConfig>,
     pub default_config: Option<Value>,
     pub default_config_disable: Option<bool>,
     pub match_rules: Vec<MatchRule>,
@@ -47,6 +47,31 @@ pub struct MatchRule {
     pub config: Option<Value>,
     pub config_disable: Option<bool>,
     pub route_type: Option<String>,
+}
+
+/// Istio's `vmConfig`: the environment of the plugin's VM (WASI `environ`).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct VmConfig {
+    pub env: Vec<EnvVar>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EnvVar {
+    pub name: String,
+    pub value_from: Option<EnvValueSource>,
+    pub value: Option<String>,
+}
+
+/// `INLINE` (the default): `value` as given; `HOST`: the gateway process's own variable
+/// of that name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub enum EnvValueSource {
+    #[serde(rename = "INLINE")]
+    Inline,
+    #[serde(rename = "HOST")]
+    Host,
 }
 
 /// Where in the chain a plugin runs: AUTHN, then AUTHZ, then STATS, then unspecified
@@ -96,7 +121,33 @@ impl WasmPlugin {
             }
         }
         p.plugin_config()?;
+        for (i, e) in p.vm_env_spec().iter().enumerate() {
+            if e.name.is_empty() || e.name.contains('=') || e.name.contains('\0') {
+                return Err(FieldError::new(
+                    format!("spec.vmConfig.env[{i}].name"),
+                    format!("{:?} is not a variable name", e.name),
+                ));
+            }
+        }
         Ok(p)
+    }
+
+    fn vm_env_spec(&self) -> &[EnvVar] {
+        self.spec.vm_config.as_ref().map_or(&[], |v| &v.env)
+    }
+
+    /// The VM's environment, `HOST` values read from this process (a variable it does
+    /// not have is left out, as Envoy does).
+    pub fn vm_env(&self) -> Vec<(String, String)> {
+        self.vm_env_spec()
+            .iter()
+            .filter_map(|e| match e.value_from.unwrap_or(EnvValueSource::Inline) {
+                EnvValueSource::Inline => {
+                    Some((e.name.clone(), e.value.clone().unwrap_or_default()))
+                }
+                EnvValueSource::Host => std::env::var(&e.name).ok().map(|v| (e.name.clone(), v)),
+            })
+            .collect()
     }
 
     /// The module's source, from `spec.url`.

@@ -37,6 +37,8 @@ pub struct PluginShared {
     pub config: Vec<u8>,
     /// The VM configuration, buffer 6.
     pub vm_config: Vec<u8>,
+    /// The VM's WASI environment (`vmConfig.env`).
+    pub env: Vec<(String, String)>,
     pub shared: Arc<SharedSpace>,
     pub metrics: Arc<PluginMetrics>,
     /// An endpoint of cluster `outbound|…` now (for `proxy_http_call`).

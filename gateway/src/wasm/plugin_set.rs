@@ -48,6 +48,7 @@ struct Fingerprint {
     phase: Phase,
     priority: i32,
     fail_open: bool,
+    env: Vec<(String, String)>,
 }
 
 struct Entry {
@@ -125,6 +126,7 @@ impl PluginSet {
             phase: wp.phase(),
             priority: wp.priority(),
             fail_open: wp.fail_open(),
+            env: wp.vm_env(),
         };
         if self
             .loaded
@@ -157,6 +159,7 @@ impl PluginSet {
             vm_id: name.clone(),
             config: fingerprint.config.clone().into_bytes(),
             vm_config: Vec::new(),
+            env: fingerprint.env.clone(),
             shared: SharedSpace::of(&name),
             metrics,
             resolve: self.resolve.clone(),

@@ -290,7 +290,9 @@ impl PluginVm {
         plugin: Arc<PluginShared>,
         queues: std::sync::Weak<dyn super::shared::QueueOwner>,
     ) -> Result<PluginVm, String> {
-        let wasi = wasmtime_wasi::WasiCtxBuilder::new().build_p1();
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+            .envs(&plugin.env)
+            .build_p1();
         let limiter = MemoryLimit {
             limit: rt.limits.memory,
             hit: false,
