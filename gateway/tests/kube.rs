@@ -235,11 +235,29 @@ fn kubectl_edit_of_higress_config_turns_tracing_on_and_a_bad_edit_is_refused() {
     assert_eq!(tracing()["enable"], false, "{}", tracing());
 
     // kubectl edit with an editor that flips the switch, as a user would by hand.
+    kubectl_edit_higress_config(&api, "s/enable: false/enable: true/");
+    wait_for("tracing on", || (tracing()["enable"] == true).then_some(()));
+
+    // A bad edit: sampling out of range. Rejected with the field named; tracing stays on.
+    kubectl_edit_higress_config(&api, "s/sampling: 100/sampling: 200/");
+    let rejected = wait_for("the bad edit rejected", || {
+        gw.configz()["rejected"]
+            .as_array()?
+            .iter()
+            .find(|r| r.to_string().contains("higress-config"))
+            .cloned()
+    });
+    assert!(rejected.to_string().contains("sampling"), "{rejected}");
+    assert_eq!(tracing()["enable"], true);
+}
+
+/// `kubectl edit configmap higress-config` with an editor that applies `sed_script`.
+fn kubectl_edit_higress_config(api: &ApiServer, sed_script: &str) {
     let dir = tempfile::tempdir().unwrap();
     let editor = dir.path().join("editor.sh");
     std::fs::write(
         &editor,
-        "#!/bin/sh\nsed -i 's/enable: false/enable: true/' \"$1\"\n",
+        format!("#!/bin/sh\nsed -i '{sed_script}' \"$1\"\n"),
     )
     .unwrap();
     std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -259,39 +277,6 @@ fn kubectl_edit_of_higress_config_turns_tracing_on_and_a_bad_edit_is_refused() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_for("tracing on", || (tracing()["enable"] == true).then_some(()));
-
-    // A bad edit: sampling out of range. Rejected with the field named; tracing stays on.
-    std::fs::write(
-        &editor,
-        "#!/bin/sh\nsed -i 's/sampling: 100/sampling: 200/' \"$1\"\n",
-    )
-    .unwrap();
-    let out = api.kubectl(
-        &[
-            "edit",
-            "configmap",
-            "higress-config",
-            "-n",
-            "higress-system",
-        ],
-        None,
-        &[("KUBE_EDITOR", editor.to_str().unwrap())],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rejected = wait_for("the bad edit rejected", || {
-        gw.configz()["rejected"]
-            .as_array()?
-            .iter()
-            .find(|r| r.to_string().contains("higress-config"))
-            .cloned()
-    });
-    assert!(rejected.to_string().contains("sampling"), "{rejected}");
-    assert_eq!(tracing()["enable"], true);
 }
 
 #[test]

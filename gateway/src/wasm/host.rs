@@ -359,6 +359,54 @@ fn map_value(state: &HostState, map_type: i32, key: &[u8]) -> Result<Option<Vec<
     }
 }
 
+/// Pingora's request and response headers, edited alike.
+trait HeaderEdits {
+    fn add(&mut self, name: HeaderName, value: HeaderValue) -> bool;
+    fn put(&mut self, name: HeaderName, value: HeaderValue) -> bool;
+    fn drop_header(&mut self, name: &HeaderName);
+}
+
+impl HeaderEdits for pingora_http::RequestHeader {
+    fn add(&mut self, name: HeaderName, value: HeaderValue) -> bool {
+        self.append_header(name, value).is_ok()
+    }
+    fn put(&mut self, name: HeaderName, value: HeaderValue) -> bool {
+        self.insert_header(name, value).is_ok()
+    }
+    fn drop_header(&mut self, name: &HeaderName) {
+        self.remove_header(name);
+    }
+}
+
+impl HeaderEdits for pingora_http::ResponseHeader {
+    fn add(&mut self, name: HeaderName, value: HeaderValue) -> bool {
+        self.append_header(name, value).is_ok()
+    }
+    fn put(&mut self, name: HeaderName, value: HeaderValue) -> bool {
+        self.insert_header(name, value).is_ok()
+    }
+    fn drop_header(&mut self, name: &HeaderName) {
+        self.remove_header(name);
+    }
+}
+
+fn apply_edit(h: &mut impl HeaderEdits, name: HeaderName, edit: Edit) -> Result<(), Status> {
+    let value = |v: &[u8]| HeaderValue::from_bytes(v).map_err(|_| Status::BadArgument);
+    let ok = match edit {
+        Edit::Add(v) => h.add(name, value(v)?),
+        Edit::Replace(v) => h.put(name, value(v)?),
+        Edit::Remove => {
+            h.drop_header(&name);
+            true
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Status::BadArgument)
+    }
+}
+
 /// The entries of a map, pseudo-headers first, as `(name, value)`.
 fn map_pairs(state: &HostState, map_type: i32) -> Result<super::abi::Pairs, Status> {
     let header_pairs = |h: &http::HeaderMap| -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -462,50 +510,8 @@ fn edit_header(
     // SAFETY: inside the lent call.
     unsafe {
         match map_type {
-            map::REQUEST_HEADERS => {
-                let req = v.request();
-                match edit {
-                    Edit::Add(val) => req
-                        .append_header(
-                            name,
-                            HeaderValue::from_bytes(val).map_err(|_| Status::BadArgument)?,
-                        )
-                        .map(|_| ())
-                        .map_err(|_| Status::BadArgument),
-                    Edit::Replace(val) => req
-                        .insert_header(
-                            name,
-                            HeaderValue::from_bytes(val).map_err(|_| Status::BadArgument)?,
-                        )
-                        .map_err(|_| Status::BadArgument),
-                    Edit::Remove => {
-                        req.remove_header(&name);
-                        Ok(())
-                    }
-                }
-            }
-            _ => {
-                let resp = v.response_mut().ok_or(Status::BadArgument)?;
-                match edit {
-                    Edit::Add(val) => resp
-                        .append_header(
-                            name,
-                            HeaderValue::from_bytes(val).map_err(|_| Status::BadArgument)?,
-                        )
-                        .map(|_| ())
-                        .map_err(|_| Status::BadArgument),
-                    Edit::Replace(val) => resp
-                        .insert_header(
-                            name,
-                            HeaderValue::from_bytes(val).map_err(|_| Status::BadArgument)?,
-                        )
-                        .map_err(|_| Status::BadArgument),
-                    Edit::Remove => {
-                        resp.remove_header(&name);
-                        Ok(())
-                    }
-                }
-            }
+            map::REQUEST_HEADERS => apply_edit(v.request(), name, edit),
+            _ => apply_edit(v.response_mut().ok_or(Status::BadArgument)?, name, edit),
         }
     }
 }

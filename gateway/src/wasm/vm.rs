@@ -245,6 +245,9 @@ macro_rules! export {
     };
 }
 
+/// `proxy_on_{request,response}_{headers,body}(context, size, end_of_stream)`.
+type StreamFn = TypedFunc<(i32, i32, i32), i32>;
+
 /// `proxy_on_http_call_response(root, token, headers, body, trailers)`.
 type CallResponseFn = TypedFunc<(i32, i32, i32, i32, i32), ()>;
 
@@ -252,10 +255,10 @@ struct Exports {
     on_context_create: Option<TypedFunc<(i32, i32), ()>>,
     on_vm_start: Option<TypedFunc<(i32, i32), i32>>,
     on_configure: Option<TypedFunc<(i32, i32), i32>>,
-    on_request_headers: Option<TypedFunc<(i32, i32, i32), i32>>,
-    on_request_body: Option<TypedFunc<(i32, i32, i32), i32>>,
-    on_response_headers: Option<TypedFunc<(i32, i32, i32), i32>>,
-    on_response_body: Option<TypedFunc<(i32, i32, i32), i32>>,
+    on_request_headers: Option<StreamFn>,
+    on_request_body: Option<StreamFn>,
+    on_response_headers: Option<StreamFn>,
+    on_response_body: Option<StreamFn>,
     on_log: Option<TypedFunc<i32, ()>>,
     on_done: Option<TypedFunc<i32, i32>>,
     on_delete: Option<TypedFunc<i32, ()>>,
@@ -459,6 +462,27 @@ impl PluginVm {
         Ok(id)
     }
 
+    /// A stream callback `(context, size, end_of_stream) -> action`; headers callbacks'
+    /// results are read through the ABI version.
+    fn stream_call(
+        &mut self,
+        f: Option<StreamFn>,
+        ctx: u32,
+        size: usize,
+        eos: bool,
+        view: StreamView,
+        headers: bool,
+    ) -> Result<i32, Failure> {
+        let Some(f) = f else {
+            return Ok(0);
+        };
+        let abi = self.abi;
+        self.call(ctx, Some(view), |s| {
+            f.call(s, (ctx as i32, size as i32, eos as i32))
+        })
+        .map(|r| if headers { abi.headers_result(r) } else { r })
+    }
+
     pub fn on_request_headers(
         &mut self,
         ctx: u32,
@@ -466,14 +490,8 @@ impl PluginVm {
         eos: bool,
         view: StreamView,
     ) -> Result<i32, Failure> {
-        let Some(f) = self.f.on_request_headers.clone() else {
-            return Ok(0);
-        };
-        let abi = self.abi;
-        self.call(ctx, Some(view), |s| {
-            f.call(s, (ctx as i32, n as i32, eos as i32))
-        })
-        .map(|r| abi.headers_result(r))
+        let f = self.f.on_request_headers.clone();
+        self.stream_call(f, ctx, n, eos, view, true)
     }
 
     pub fn on_request_body(
@@ -483,12 +501,8 @@ impl PluginVm {
         eos: bool,
         view: StreamView,
     ) -> Result<i32, Failure> {
-        let Some(f) = self.f.on_request_body.clone() else {
-            return Ok(0);
-        };
-        self.call(ctx, Some(view), |s| {
-            f.call(s, (ctx as i32, len as i32, eos as i32))
-        })
+        let f = self.f.on_request_body.clone();
+        self.stream_call(f, ctx, len, eos, view, false)
     }
 
     pub fn on_response_headers(
@@ -498,14 +512,8 @@ impl PluginVm {
         eos: bool,
         view: StreamView,
     ) -> Result<i32, Failure> {
-        let Some(f) = self.f.on_response_headers.clone() else {
-            return Ok(0);
-        };
-        let abi = self.abi;
-        self.call(ctx, Some(view), |s| {
-            f.call(s, (ctx as i32, n as i32, eos as i32))
-        })
-        .map(|r| abi.headers_result(r))
+        let f = self.f.on_response_headers.clone();
+        self.stream_call(f, ctx, n, eos, view, true)
     }
 
     pub fn on_response_body(
@@ -515,12 +523,8 @@ impl PluginVm {
         eos: bool,
         view: StreamView,
     ) -> Result<i32, Failure> {
-        let Some(f) = self.f.on_response_body.clone() else {
-            return Ok(0);
-        };
-        self.call(ctx, Some(view), |s| {
-            f.call(s, (ctx as i32, len as i32, eos as i32))
-        })
+        let f = self.f.on_response_body.clone();
+        self.stream_call(f, ctx, len, eos, view, false)
     }
 
     /// An HTTP call's response, to the root context (`view` lent when the calling stream
