@@ -415,3 +415,19 @@ fn readiness_waits_for_the_first_complete_list_and_namespaces_and_classes_select
     assert_eq!(answer(&gw, "elsewhere.example.com"), Err(404));
     assert!(gw.log().contains("initial list synced"), "{}", gw.log());
 }
+
+#[test]
+fn without_a_cluster_to_talk_to_the_gateway_says_so_and_exits_2() {
+    let home = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["run", "--kube", "--http-addr", "127.0.0.1:0"])
+        .args(["--stats-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in-cluster config or KUBECONFIG"), "{err}");
+}
