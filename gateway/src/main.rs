@@ -29,6 +29,8 @@ enum Cmd {
     Run(RunArgs),
     /// Serve the built-in config for foo.bar.com with an in-process echo upstream.
     Demo(Common),
+    /// Print the McpBridge and WasmPlugin CRDs (what manifests/base/crds.yaml holds).
+    Crds,
     /// Check a config directory; prints `<file>: <field path>: <message>` per problem.
     Validate {
         /// The config directory (configmaps/, ingresses/, mcpbridges/ ...).
@@ -204,6 +206,10 @@ fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Crds => {
+            print!("{}", gateway::resources::crds::yaml());
+            ExitCode::SUCCESS
+        }
         Cmd::Validate { dir } => match gateway::validate::check_dir(&dir) {
             Err(e) => fail(2, e),
             Ok(problems) if problems.is_empty() => {

@@ -336,3 +336,22 @@ fn the_helm_chart_lints_and_renders_the_objects_of_the_base() {
     assert!(text.contains("higress: edge-higress-gateway"), "{text}");
     assert!(!text.contains("HorizontalPodAutoscaler"));
 }
+
+#[test]
+fn the_shipped_crds_are_what_the_typed_resources_generate() {
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .arg("crds")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let generated = String::from_utf8(out.stdout).unwrap();
+    assert!(generated.contains("name: mcpbridges.networking.higress.io"));
+    assert!(generated.contains("name: wasmplugins.extensions.higress.io"));
+    for shipped in ["manifests/base/crds.yaml", "manifests/chart/crds/crds.yaml"] {
+        let text = std::fs::read_to_string(repo_root().join(shipped)).unwrap();
+        assert!(
+            text == generated,
+            "{shipped} is not what `gateway crds` prints: run `gateway crds > {shipped}`"
+        );
+    }
+}

@@ -5,6 +5,7 @@
 //! report the field path of the problem so users can find it in their YAML.
 
 pub mod configmap;
+pub mod crds;
 pub mod domain;
 pub mod endpoints;
 pub mod error;
