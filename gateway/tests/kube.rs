@@ -431,3 +431,51 @@ fn without_a_cluster_to_talk_to_the_gateway_says_so_and_exits_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("in-cluster config or KUBECONFIG"), "{err}");
 }
+
+#[test]
+fn a_tls_secret_and_ingress_tls_from_the_api_serve_https_and_go_away_with_the_secret() {
+    let api = ApiServer::start();
+    let be = Backend::start("web");
+    let ca = common::tls::TestCa::new("kube test CA");
+    let issued = ca.issue(&["secure.example.com"]);
+    api.create(HIGRESS_CONFIG);
+    api.create(&service("apps", "web"));
+    api.create(&slice("apps", "web-a", "web", be.addr.port()));
+    let mut secret = common::tls::tls_secret_yaml("secure", &issued, None);
+    secret = secret.replace("  name: secure\n", "  name: secure\n  namespace: apps\n");
+    api.create(&secret);
+    let tls_ingress = ingress(
+        "apps",
+        "secure",
+        Some("higress"),
+        "secure.example.com",
+        "web",
+    )
+    .replace(
+        "spec:\n",
+        "spec:\n  tls:\n  - hosts: [secure.example.com]\n    secretName: secure\n",
+    );
+    api.create(&tls_ingress);
+    let gw = api.gateway(&[]);
+    let certs = || {
+        gw.configz()["tls"]["certificates"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    assert_eq!(certs(), 1, "{}", gw.configz()["tls"]);
+    let https = wait_for("the HTTPS listener", || {
+        let mut c =
+            common::tls::tls_conn(gw.https, Some("secure.example.com"), &ca.pem_path()).ok()?;
+        c.request("GET", "secure.example.com", "/", &[]).ok()
+    });
+    assert_eq!(https.status, 200);
+    assert_eq!(https.json()["backend"], "web");
+    // The Secret goes: no certificate is left, and the listener closes.
+    api.kubectl_ok(&["delete", "secret", "secure", "-n", "apps"], None);
+    wait_for("the certificate gone", || (certs() == 0).then_some(()));
+    wait_for("the HTTPS listener closed", || {
+        std::net::TcpStream::connect(gw.https)
+            .is_err()
+            .then_some(())
+    });
+}
