@@ -412,7 +412,7 @@ impl ConfigLoop {
             filters,
             tracer: self.tracer.clone(),
             certs,
-            plugins: self.plugins.chain(),
+            plugins: self.plugins.chain().into(),
         };
         self.not_enforced = self.cmgr.not_enforced();
         self.not_enforced.extend(skipped);

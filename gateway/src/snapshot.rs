@@ -26,8 +26,8 @@ pub struct Snapshot {
     pub tracer: Option<Arc<Tracer>>,
     /// Certificates the HTTPS listener serves, by SNI; empty: no HTTPS listener.
     pub certs: CertStore,
-    /// Wasm plugins in run order.
-    pub plugins: Vec<Arc<LoadedPlugin>>,
+    /// Wasm plugins in run order (shared by each request's filter without a copy).
+    pub plugins: Arc<[Arc<LoadedPlugin>]>,
 }
 
 impl Snapshot {

@@ -71,14 +71,13 @@ impl RequestCtx {
 
     /// Name of the chosen cluster, known or not.
     pub fn cluster_name(&self) -> Option<&str> {
+        self.cluster_name_shared().map(|n| &**n)
+    }
+
+    /// The same name, shared (a refcount, not a copy).
+    pub fn cluster_name_shared(&self) -> Option<&Arc<str>> {
         let route = self.route.as_ref()?;
-        Some(
-            route
-                .destinations
-                .get(self.destination? as usize)?
-                .name
-                .as_str(),
-        )
+        Some(&route.destinations.get(self.destination? as usize)?.name)
     }
 
     /// The chosen destination's cluster when one is defined (it may have no endpoints).

@@ -312,8 +312,8 @@ impl Gateway {
     /// What plugins read of the request and its connection.
     fn stream_info(&self, session: &Session, ctx: &RequestCtx) -> StreamInfo {
         StreamInfo {
-            route_name: ctx.route.as_ref().map(|r| Arc::from(r.name.as_str())),
-            cluster_name: ctx.cluster_name().map(Arc::from),
+            route_name: ctx.route.as_ref().map(|r| r.name.clone()),
+            cluster_name: ctx.cluster_name_shared().cloned(),
             peer: session.client_addr().and_then(|a| a.as_inet()).copied(),
             local: session.server_addr().and_then(|a| a.as_inet()).copied(),
             protocol: if session.is_http2() {
@@ -381,8 +381,8 @@ impl Gateway {
             if let Err(reply) = self.route(session, ctx) {
                 return self.local_reply(session, ctx, reply).await;
             }
-            let route_name = ctx.route.as_ref().map(|r| Arc::from(r.name.as_str()));
-            let cluster_name = ctx.cluster_name().map(Arc::from);
+            let route_name = ctx.route.as_ref().map(|r| r.name.clone());
+            let cluster_name = ctx.cluster_name_shared().cloned();
             if let Some(w) = ctx.wasm.as_mut() {
                 let info = w.info_mut();
                 info.route_name = route_name;
@@ -415,7 +415,7 @@ impl Gateway {
             "requested_server_name": https::server_name(session),
             "response_code": status,
             "response_flags": ctx.flags.render(),
-            "route_name": ctx.route.as_ref().map(|r| r.name.as_str()),
+            "route_name": ctx.route.as_ref().map(|r| &*r.name),
             "start_time": access_log::rfc3339(std::time::SystemTime::now() - ctx.start.elapsed()),
             "trace_id": trace_id,
             "upstream_cluster": ctx.cluster_name(),

@@ -14,6 +14,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::wasmplugin::{FailStrategy, Phase, VmConfig};
+
 /// Free-form JSON kept as given (protobuf `Struct`).
 fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
@@ -135,7 +137,7 @@ pub struct WasmPluginSpec {
     #[schemars(schema_with = "any_object")]
     pub plugin_config: Option<Value>,
     #[serde(default)]
-    pub phase: PluginPhase,
+    pub phase: Phase,
     pub priority: Option<i32>,
     #[serde(default)]
     pub fail_strategy: FailStrategy,
@@ -155,54 +157,6 @@ pub enum PullPolicy {
     Unspecified,
     IfNotPresent,
     Always,
-}
-
-// Not `Option`: a nullable enum would list `null` among its values.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema)]
-pub enum PluginPhase {
-    #[default]
-    #[serde(rename = "UNSPECIFIED_PHASE")]
-    Unspecified,
-    #[serde(rename = "AUTHN")]
-    Authn,
-    #[serde(rename = "AUTHZ")]
-    Authz,
-    #[serde(rename = "STATS")]
-    Stats,
-}
-
-// Not `Option`: a nullable enum would list `null` among its values.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema)]
-pub enum FailStrategy {
-    #[default]
-    #[serde(rename = "FAIL_CLOSE")]
-    FailClose,
-    #[serde(rename = "FAIL_OPEN")]
-    FailOpen,
-}
-
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
-pub struct VmConfig {
-    pub env: Option<Vec<EnvVar>>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct EnvVar {
-    pub name: String,
-    #[serde(default)]
-    pub value_from: EnvValueSource,
-    pub value: Option<String>,
-}
-
-// Not `Option`: a nullable enum would list `null` among its values.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema)]
-pub enum EnvValueSource {
-    #[default]
-    #[serde(rename = "INLINE")]
-    Inline,
-    #[serde(rename = "HOST")]
-    Host,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]

@@ -49,25 +49,31 @@ pub struct MatchRule {
     pub route_type: Option<String>,
 }
 
+// These types also give the CRD its schema (`crds.rs`).
 /// Istio's `vmConfig`: the environment of the plugin's VM (WASI `environ`).
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct VmConfig {
     pub env: Vec<EnvVar>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", default)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct EnvVar {
     pub name: String,
-    pub value_from: Option<EnvValueSource>,
+    #[serde(default)]
+    pub value_from: EnvValueSource,
+    #[serde(default)]
     pub value: Option<String>,
 }
 
 /// `INLINE` (the default): `value` as given; `HOST`: the gateway process's own variable
 /// of that name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 pub enum EnvValueSource {
+    #[default]
     #[serde(rename = "INLINE")]
     Inline,
     #[serde(rename = "HOST")]
@@ -76,7 +82,19 @@ pub enum EnvValueSource {
 
 /// Where in the chain a plugin runs: AUTHN, then AUTHZ, then STATS, then unspecified
 /// (just before the router).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Deserialize,
+    Serialize,
+    schemars::JsonSchema,
+)]
 pub enum Phase {
     #[serde(rename = "AUTHN")]
     Authn,
@@ -89,7 +107,9 @@ pub enum Phase {
     Unspecified,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 pub enum FailStrategy {
     /// A failing plugin fails the request (503), as Envoy's fail-closed.
     #[default]
@@ -141,7 +161,7 @@ impl WasmPlugin {
     pub fn vm_env(&self) -> Vec<(String, String)> {
         self.vm_env_spec()
             .iter()
-            .filter_map(|e| match e.value_from.unwrap_or(EnvValueSource::Inline) {
+            .filter_map(|e| match e.value_from {
                 EnvValueSource::Inline => {
                     Some((e.name.clone(), e.value.clone().unwrap_or_default()))
                 }

@@ -62,7 +62,8 @@ impl PathMatch {
 /// A destination of a route, resolved against the clusters of the snapshot.
 #[derive(Debug)]
 pub struct WeightedCluster {
-    pub name: String,
+    /// Shared, so Wasm plugins read it without a copy per request.
+    pub name: Arc<str>,
     /// `None` when no registry defines the host (503 until it appears).
     pub cluster: Option<Arc<Cluster>>,
     pub weight: u32,
@@ -74,8 +75,9 @@ pub struct WeightedCluster {
 
 #[derive(Debug)]
 pub struct Route {
-    /// What `route_name`, `_match_route_` and the access log see.
-    pub name: String,
+    /// What `route_name`, `_match_route_` and the access log see (shared, so Wasm plugins
+    /// read it without a copy per request).
+    pub name: Arc<str>,
     pub path: PathMatch,
     path_len: usize,
     pub ignore_case: bool,
@@ -185,13 +187,13 @@ impl RouteTable {
                             PathMatch::Regex(re) => ("regex", re.as_str().to_string()),
                         };
                         serde_json::json!({
-                            "name": r.name,
+                            "name": &*r.name,
                             "match": {kind: path},
                             "ignore_case": r.ignore_case,
                             "timeout_seconds": r.timeout.map(|t| t.as_secs_f64()),
                             "ssl_redirect": r.ssl_redirect,
                             "destinations": r.destinations.iter().map(|d| serde_json::json!({
-                                "cluster": d.name,
+                                "cluster": &*d.name,
                                 "weight": d.weight,
                                 "known": d.cluster.is_some(),
                                 "protocol": format!("{:?}", d.protocol).to_lowercase(),
@@ -302,7 +304,7 @@ fn routes_of(
     notes: &mut Vec<String>,
 ) -> Result<HostRoutes, FieldError> {
     let meta = &ing.metadata;
-    let name = route_name(ing);
+    let name: Arc<str> = route_name(ing).into();
     let upstream = UpstreamAnnotations::parse(meta)?;
     let ssl_redirect = ing.ssl_redirect();
     let ignore_case = meta.nginx_or_higress("ignore-path-case") == Some("true");
@@ -385,7 +387,7 @@ fn routes_of(
         out.push((
             None,
             Arc::new(Route {
-                name: format!("{name}-default"),
+                name: format!("{name}-default").into(),
                 path: PathMatch::Prefix(String::new()),
                 path_len: 0,
                 ignore_case: false,
@@ -426,7 +428,7 @@ fn resolve(
     };
     let (protocol, tls) = upstream_tls::resolve(upstream, registry, secrets, notes);
     WeightedCluster {
-        name,
+        name: name.into(),
         cluster,
         weight: d.weight,
         protocol,
@@ -549,7 +551,7 @@ mod tests {
             ingress("first", "", &rule(Some("a.com"), &[("Prefix", "/x")])),
             ingress("second", "", &rule(Some("a.com"), &[("Prefix", "/x")])),
         ]);
-        assert_eq!(t.find("a.com", "/x").unwrap().name, "first");
+        assert_eq!(&*t.find("a.com", "/x").unwrap().name, "first");
     }
 
     #[test]
@@ -586,7 +588,7 @@ mod tests {
         );
         let t = table(&[ing]);
         let r = t.find("a.com", "/").unwrap();
-        assert_eq!(r.destinations[1].name, "outbound|81||b.static");
+        assert_eq!(&*r.destinations[1].name, "outbound|81||b.static");
         assert!(r.destinations[1].cluster.is_none());
         let mut counts = [0u32; 2];
         for i in 0..1000u64 {
@@ -606,7 +608,7 @@ mod tests {
             resource: Some(Default::default()),
         });
         let t = table(&[ing]);
-        assert_eq!(t.find("any.host", "/whatever").unwrap().name, "d-default");
+        assert_eq!(&*t.find("any.host", "/whatever").unwrap().name, "d-default");
     }
 
     #[test]

@@ -78,6 +78,22 @@ enum Waited {
     End(Verdict),
 }
 
+/// What a body callback's status does to the piece it saw: `Some(piece)` passes it on to
+/// the next plugin, `None` stops it here (a buffered piece is kept in `kept`, to be seen
+/// again with what follows).
+fn data_outcome(status: i32, eos: bool, piece: BytesMut, kept: &mut BytesMut) -> Option<BytesMut> {
+    match status {
+        data_status::STOP_ITERATION_AND_BUFFER | data_status::STOP_ITERATION_AND_WATERMARK
+            if !eos =>
+        {
+            *kept = piece;
+            None
+        }
+        data_status::STOP_ITERATION_NO_BUFFER => None,
+        _ => Some(piece),
+    }
+}
+
 /// Which callback `after` follows: its side, headers or body, and whether the plugin
 /// may hold the headers for the body.
 #[derive(Clone, Copy)]
@@ -94,7 +110,7 @@ enum Side {
 }
 
 pub struct WasmRequest {
-    chain: Vec<Arc<LoadedPlugin>>,
+    chain: Arc<[Arc<LoadedPlugin>]>,
     info: StreamInfo,
     ctxs: Vec<PluginCtx>,
     /// The body the plugins left when it was held (sent upstream, and to retries).
@@ -138,9 +154,9 @@ fn view(info: &StreamInfo, req: &mut RequestHeader) -> StreamView {
 }
 
 impl WasmRequest {
-    pub fn new(chain: &[Arc<LoadedPlugin>], info: StreamInfo) -> Box<WasmRequest> {
+    pub fn new(chain: &Arc<[Arc<LoadedPlugin>]>, info: StreamInfo) -> Box<WasmRequest> {
         Box::new(WasmRequest {
-            chain: chain.to_vec(),
+            chain: chain.clone(),
             info,
             ctxs: Vec::with_capacity(chain.len()),
             held_body: None,
@@ -536,20 +552,12 @@ impl WasmRequest {
             if let Step::End(v) = step {
                 return Err(v);
             }
-            match status {
-                data_status::STOP_ITERATION_AND_BUFFER
-                | data_status::STOP_ITERATION_AND_WATERMARK
-                    if !eos =>
-                {
-                    self.ctxs[c].request_buffer = buf;
+            match data_outcome(status, eos, buf, &mut self.ctxs[c].request_buffer) {
+                Some(next) => chunk = next,
+                None => {
                     chunk = BytesMut::new();
                     break;
                 }
-                data_status::STOP_ITERATION_NO_BUFFER => {
-                    chunk = BytesMut::new();
-                    break;
-                }
-                _ => chunk = buf,
             }
         }
         if let Some(sent) = &mut self.sent {
@@ -683,20 +691,12 @@ impl WasmRequest {
                 &slot,
                 http_call::dispatch(calls, self.ctxs[c].plugin.shared.resolve.as_ref()),
             );
-            match status {
-                data_status::STOP_ITERATION_AND_BUFFER
-                | data_status::STOP_ITERATION_AND_WATERMARK
-                    if !eos =>
-                {
-                    self.ctxs[c].response_buffer = buf;
+            match data_outcome(status, eos, buf, &mut self.ctxs[c].response_buffer) {
+                Some(next) => chunk = next,
+                None => {
                     chunk = BytesMut::new();
                     break;
                 }
-                data_status::STOP_ITERATION_NO_BUFFER => {
-                    chunk = BytesMut::new();
-                    break;
-                }
-                _ => chunk = buf,
             }
         }
         *body = (had_data || !chunk.is_empty()).then(|| chunk.freeze());
