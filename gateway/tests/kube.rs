@@ -23,6 +23,12 @@ fn slice(ns: &str, name: &str, service: &str, port: u16) -> String {
     )
 }
 
+/// Service `web` in `ns` with one ready endpoint, 127.0.0.1:`port`, behind its port `http`.
+fn web_service(api: &ApiServer, ns: &str, port: u16) {
+    api.create(&service(ns, "web"));
+    api.create(&slice(ns, "web-a", "web", port));
+}
+
 fn ingress(ns: &str, name: &str, class: Option<&str>, host: &str, service: &str) -> String {
     let class = class
         .map(|c| format!("  ingressClassName: {c}\n"))
@@ -56,8 +62,7 @@ fn objects_of_every_kind_reach_routing_and_ingress_status() {
     let one = Backend::start("one");
     let two = Backend::start("two");
     api.create(HIGRESS_CONFIG);
-    api.create(&service("apps", "web"));
-    api.create(&slice("apps", "web-a", "web", one.addr.port()));
+    web_service(&api, "apps", one.addr.port());
     api.create(&ingress(
         "apps",
         "web",
@@ -284,8 +289,7 @@ fn a_410_and_an_api_outage_relist_without_a_gap_in_service() {
     let api = ApiServer::start();
     let be = Backend::start("web");
     api.create(HIGRESS_CONFIG);
-    api.create(&service("apps", "web"));
-    api.create(&slice("apps", "web-a", "web", be.addr.port()));
+    web_service(&api, "apps", be.addr.port());
     api.create(&ingress(
         "apps",
         "web",
@@ -382,8 +386,7 @@ fn readiness_waits_for_the_first_complete_list_and_namespaces_and_classes_select
     let be = Backend::start("web");
     api.create(HIGRESS_CONFIG);
     for ns in ["apps", "elsewhere"] {
-        api.create(&service(ns, "web"));
-        api.create(&slice(ns, "web-a", "web", be.addr.port()));
+        web_service(&api, ns, be.addr.port());
     }
     api.create(&ingress(
         "apps",
@@ -439,8 +442,7 @@ fn a_tls_secret_and_ingress_tls_from_the_api_serve_https_and_go_away_with_the_se
     let ca = common::tls::TestCa::new("kube test CA");
     let issued = ca.issue(&["secure.example.com"]);
     api.create(HIGRESS_CONFIG);
-    api.create(&service("apps", "web"));
-    api.create(&slice("apps", "web-a", "web", be.addr.port()));
+    web_service(&api, "apps", be.addr.port());
     let mut secret = common::tls::tls_secret_yaml("secure", &issued, None);
     secret = secret.replace("  name: secure\n", "  name: secure\n  namespace: apps\n");
     api.create(&secret);
