@@ -308,8 +308,11 @@ impl Gateway {
         let start = Instant::now();
         loop {
             let ready = get(gw.stats, "x", "/healthz/ready").is_ok_and(|r| r.status == 200);
-            // Listeners come up independently: wait for the proxy's too.
-            if ready && std::net::TcpStream::connect(gw.http).is_ok() {
+            // Listeners come up independently: wait for the proxy's and the admin's too.
+            if ready
+                && std::net::TcpStream::connect(gw.http).is_ok()
+                && std::net::TcpStream::connect(gw.admin).is_ok()
+            {
                 break;
             }
             if let Ok(Some(status)) = gw.child.try_wait() {
