@@ -3,6 +3,15 @@
 # then a seconds-long smoke run of the benchmark. Installs what the tests need.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The layout rules (docs/architecture.md) first: needs nothing built, and a violation
+# fails the suite (reported again in the summary) while the tests still run.
+echo "== structure =="
+structure_ok=1
+bash scripts/check-structure.sh --self-test >/dev/null || structure_ok=0
+structure_out=$(bash scripts/check-structure.sh 2>&1) || structure_ok=0
+echo "$structure_out"
+
 # Peers the tests start: nginx (benchmark), wrk (load), dnsmasq (a DNS server on loopback),
 # prometheus (a real Prometheus scraping the gateway, and promtool; tests/prometheus.rs),
 # python3 + python3-venv for the Python peers of the tracing tests (SkyWalking agent and
@@ -31,4 +40,9 @@ fi
 
 echo "== summary =="
 grep -E '^test result:' target/test-output.txt | awk '{p+=$4; f+=$6} END {print p " passed, " f " failed"}'
+if [ "$structure_ok" = 0 ]; then
+  echo "structure check failed:" >&2
+  echo "$structure_out" >&2
+  status=1
+fi
 exit "$status"

@@ -52,7 +52,7 @@ struct Rejection {
 /// `outbound|<port>||<service>` when there is one (as Higress points Envoy at that
 /// cluster), else `service:port` resolved by name.
 fn collector_endpoint(
-    c: &crate::controllers::Collector,
+    c: &crate::model::filter_settings::Collector,
     clusters: &BTreeMap<String, Arc<crate::translate::Cluster>>,
 ) -> String {
     let name = crate::translate::clusters::cluster_name(c.port, "", &c.service);
@@ -439,7 +439,7 @@ impl ConfigLoop {
     /// retire the one it replaces.
     fn update_tracer(
         &mut self,
-        filters: &crate::controllers::FilterSettings,
+        filters: &crate::model::filter_settings::FilterSettings,
         clusters: &BTreeMap<String, Arc<crate::translate::Cluster>>,
     ) {
         let key = match &filters.tracing {

@@ -1,11 +1,12 @@
 //! The gateway: Higress-shaped config in, an observable Pingora proxy out.
-//! See `DESIGN.md` in the docs for the data flow.
+//! `docs/architecture.md` shows the data flow and which module imports which.
 
 pub mod admin;
 pub mod config_loop;
 pub mod controllers;
 pub mod demo;
 pub mod dns;
+pub mod model;
 pub mod proxy;
 pub mod resources;
 pub mod server;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::controllers::FilterSettings;
+use crate::model::filter_settings::FilterSettings;
 use crate::tracer::Tracer;
 use crate::translate::certificates::CertStore;
 use crate::translate::{Cluster, RouteTable};

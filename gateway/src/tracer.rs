@@ -9,12 +9,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use telemetry::export::{ExportStats, Exporter, ExporterConfig, Provider, RecentTraces};
+use telemetry::export::{
+    ExportStats, Exporter, ExporterConfig, Provider, RecentTraces, DEFAULT_QUEUE_CAPACITY,
+};
 use telemetry::stats::Counter;
 use telemetry::trace::sampler::Sampler;
 use telemetry::trace::RequestTrace;
 
-use crate::controllers::{ProviderKind, TracingSettings};
+use crate::model::filter_settings::TracingSettings;
 use crate::stats::TracerStats;
 
 /// Longest a retired exporter gets to send what it has queued.
@@ -34,7 +36,7 @@ pub struct TracerKey {
 pub struct Tracer {
     pub key: TracerKey,
     /// Decides propagation and naming; `None` for the demo's tracer (W3C propagation).
-    pub provider: Option<ProviderKind>,
+    pub provider: Option<Provider>,
     pub sampler: Sampler,
     /// `higress-gateway.<namespace>`: the service the gateway reports as.
     pub service: Arc<str>,
@@ -62,24 +64,19 @@ impl Tracer {
         let service: Arc<str> = format!("higress-gateway.{namespace}").into();
         let instance: Arc<str> = host_name().into();
         let exporter = key.settings.as_ref().map(|s| {
-            let (p, i) = match s.collector.kind {
-                ProviderKind::SkyWalking => (Provider::SkyWalking, 0),
-                ProviderKind::Zipkin => (Provider::Zipkin, 1),
-                ProviderKind::OpenTelemetry => (Provider::OpenTelemetry, 2),
-            };
             let cfg = ExporterConfig {
-                provider: p,
+                provider: s.collector.kind,
                 endpoint: key.endpoint.clone(),
                 timeout: s.timeout,
                 service_name: service.to_string(),
                 instance: instance.to_string(),
                 access_token: s.collector.access_token.clone(),
                 otlp_http: s.collector.otlp_http,
-                queue_capacity: 4096,
+                queue_capacity: DEFAULT_QUEUE_CAPACITY,
             };
             Exporter::start(
                 cfg,
-                export_stats(stats, i),
+                export_stats(stats, s.collector.kind),
                 &tokio::runtime::Handle::current(),
             )
         });
@@ -129,21 +126,22 @@ impl Tracer {
     }
 }
 
-/// The exporter's counters for provider `i` (in `PROVIDERS` order): Envoy's tracer
-/// stats where Envoy has a name, ours for the rest.
-fn export_stats(s: &TracerStats, i: usize) -> ExportStats {
-    let [sent, reports_sent, reports_failed] = match i {
-        0 => [
+/// The exporter's counters for provider `p`: Envoy's tracer stats where Envoy has a
+/// name, ours for the rest (kept per provider at `p.index()`).
+fn export_stats(s: &TracerStats, p: Provider) -> ExportStats {
+    let i = p.index();
+    let [sent, reports_sent, reports_failed] = match p {
+        Provider::SkyWalking => [
             s.skywalking_segments_sent.clone(),
             Counter::default(),
             Counter::default(),
         ],
-        1 => [
+        Provider::Zipkin => [
             s.zipkin_spans_sent.clone(),
             s.zipkin_reports_sent.clone(),
             s.zipkin_reports_failed.clone(),
         ],
-        _ => [
+        Provider::OpenTelemetry => [
             s.opentelemetry_spans_sent.clone(),
             Counter::default(),
             Counter::default(),

@@ -6,52 +6,43 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{FilterSettings, ItemController, ItemResult};
-use crate::resources::higress_config::{Downstream, Http2, Upstream};
+use super::{ItemController, ItemResult};
+use crate::model::filter_settings::{FilterSettings, GlobalOptionSettings, Http2Settings};
+use crate::resources::higress_config::{Downstream, Upstream};
 use crate::resources::{FieldError, HigressConfig};
 
 /// Largest request-header limit the HTTP/1 parser under us accepts (Pingora caps a
 /// request head at 1 MiB); larger configured limits are clamped and reported.
 pub const PARSER_HEADER_LIMIT_KB: u32 = 1023;
 
-/// The typed settings the data plane reads on every request or connection.
-#[derive(Clone, Debug, PartialEq)]
-pub struct GlobalOptionSettings {
-    /// `None`: no idle timeout (0 in the config).
-    pub downstream_idle_timeout: Duration,
-    pub max_request_headers_bytes: usize,
-    pub downstream_buffer_limit: usize,
-    /// `None` when `downstream.http2` is null: the HTTP/2 library's own defaults apply.
-    pub http2: Option<Http2>,
-    /// Zero: no route timeout.
-    pub route_timeout: Duration,
-    pub upstream_idle_timeout: Duration,
-    pub upstream_buffer_limit: usize,
-    pub add_x_real_ip: bool,
-    pub disable_x_envoy_headers: bool,
-}
-
+/// The settings of an empty `global-option`: the sections' own defaults.
 impl Default for GlobalOptionSettings {
     fn default() -> Self {
-        Self::from_sections(&Downstream::default(), &Upstream::default(), false, false)
+        settings_from_sections(&Downstream::default(), &Upstream::default(), false, false)
     }
 }
 
-impl GlobalOptionSettings {
-    fn from_sections(d: &Downstream, u: &Upstream, real_ip: bool, no_envoy: bool) -> Self {
-        GlobalOptionSettings {
-            downstream_idle_timeout: Duration::from_secs(d.idle_timeout.into()),
-            max_request_headers_bytes: d.max_request_headers_kb.min(PARSER_HEADER_LIMIT_KB)
-                as usize
-                * 1024,
-            downstream_buffer_limit: d.connection_buffer_limits as usize,
-            http2: d.http2.clone(),
-            route_timeout: Duration::from_secs(d.route_timeout.into()),
-            upstream_idle_timeout: Duration::from_secs(u.idle_timeout.into()),
-            upstream_buffer_limit: u.connection_buffer_limits as usize,
-            add_x_real_ip: real_ip,
-            disable_x_envoy_headers: no_envoy,
-        }
+fn settings_from_sections(
+    d: &Downstream,
+    u: &Upstream,
+    real_ip: bool,
+    no_envoy: bool,
+) -> GlobalOptionSettings {
+    GlobalOptionSettings {
+        downstream_idle_timeout: Duration::from_secs(d.idle_timeout.into()),
+        max_request_headers_bytes: d.max_request_headers_kb.min(PARSER_HEADER_LIMIT_KB) as usize
+            * 1024,
+        downstream_buffer_limit: d.connection_buffer_limits as usize,
+        http2: d.http2.as_ref().map(|h| Http2Settings {
+            max_concurrent_streams: h.max_concurrent_streams,
+            initial_stream_window_size: h.initial_stream_window_size,
+            initial_connection_window_size: h.initial_connection_window_size,
+        }),
+        route_timeout: Duration::from_secs(d.route_timeout.into()),
+        upstream_idle_timeout: Duration::from_secs(u.idle_timeout.into()),
+        upstream_buffer_limit: u.connection_buffer_limits as usize,
+        add_x_real_ip: real_ip,
+        disable_x_envoy_headers: no_envoy,
     }
 }
 
@@ -150,7 +141,7 @@ impl ItemController for GlobalOptionController {
                 self.downstream.max_request_headers_kb
             );
         }
-        self.settings = Arc::new(GlobalOptionSettings::from_sections(
+        self.settings = Arc::new(settings_from_sections(
             &self.downstream,
             &self.upstream,
             self.add_x_real_ip,

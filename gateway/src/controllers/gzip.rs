@@ -6,52 +6,41 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{apply_section, diff_section, FilterSettings, ItemController, ItemResult};
-use crate::proxy::zlib::DeflateParams;
+use super::{apply_section, diff_section, ItemController, ItemResult};
+use crate::model::filter_settings::{DeflateParams, FilterSettings, GzipSettings};
 use crate::resources::higress_config::Gzip;
 use crate::resources::{FieldError, HigressConfig};
 
-/// What the compressor needs, resolved from the section.
-#[derive(Clone, Debug, PartialEq)]
-pub struct GzipSettings {
-    pub min_content_length: u64,
-    /// Lower case media types (no parameters).
-    pub content_types: Vec<String>,
-    pub disable_on_etag_header: bool,
-    pub deflate: DeflateParams,
-}
-
-impl GzipSettings {
-    fn from_section(g: &Gzip) -> Self {
-        let level = match g.compression_level.as_str() {
-            "BEST_COMPRESSION" => 9,
-            "BEST_SPEED" => 1,
-            // COMPRESSION_LEVEL_1..9 (validated).
-            l => l
-                .strip_prefix("COMPRESSION_LEVEL_")
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(6),
-        };
-        GzipSettings {
-            min_content_length: g.min_content_length.max(0) as u64,
-            content_types: g
-                .content_type
+/// The compressor's settings, resolved from the (validated) section.
+fn gzip_settings(g: &Gzip) -> GzipSettings {
+    let level = match g.compression_level.as_str() {
+        "BEST_COMPRESSION" => 9,
+        "BEST_SPEED" => 1,
+        // COMPRESSION_LEVEL_1..9 (validated).
+        l => l
+            .strip_prefix("COMPRESSION_LEVEL_")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(6),
+    };
+    GzipSettings {
+        min_content_length: g.min_content_length.max(0) as u64,
+        content_types: g
+            .content_type
+            .iter()
+            .map(|t| t.trim().to_ascii_lowercase())
+            .collect(),
+        disable_on_etag_header: g.disable_on_etag_header,
+        deflate: DeflateParams {
+            level,
+            window_bits: g.window_bits,
+            mem_level: g.memory_level,
+            // zlib's numbering is the order of the names.
+            strategy: STRATEGIES
                 .iter()
-                .map(|t| t.trim().to_ascii_lowercase())
-                .collect(),
-            disable_on_etag_header: g.disable_on_etag_header,
-            deflate: DeflateParams {
-                level,
-                window_bits: g.window_bits,
-                mem_level: g.memory_level,
-                // zlib's numbering is the order of the names.
-                strategy: STRATEGIES
-                    .iter()
-                    .position(|s| *s == g.compression_strategy)
-                    .unwrap_or(0) as i32,
-                chunk_size: g.chunk_size.max(1) as usize,
-            },
-        }
+                .position(|s| *s == g.compression_strategy)
+                .unwrap_or(0) as i32,
+            chunk_size: g.chunk_size.max(1) as usize,
+        },
     }
 }
 
@@ -152,7 +141,7 @@ impl ItemController for GzipController {
         out.gzip = self
             .current
             .enable
-            .then(|| Arc::new(GzipSettings::from_section(&self.current)));
+            .then(|| Arc::new(gzip_settings(&self.current)));
     }
 
     fn describe(&self) -> serde_json::Value {

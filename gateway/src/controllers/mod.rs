@@ -4,17 +4,19 @@
 //!
 //! The whole-config rule: if any item rejects a new `higress-config`, none of it applies
 //! and every item keeps what it had.
+//!
+//! The settings they produce are runtime types of `model::filter_settings`, which the
+//! data plane reads without importing this module.
 
 mod global_option;
 mod gzip;
 mod tracing;
 
-use std::sync::Arc;
+pub use global_option::GlobalOptionController;
+pub use gzip::GzipController;
+pub use tracing::TracingController;
 
-pub use global_option::{GlobalOptionController, GlobalOptionSettings};
-pub use gzip::{GzipController, GzipSettings};
-pub use tracing::{Collector, ProviderKind, TracingController, TracingSettings};
-
+use crate::model::filter_settings::FilterSettings;
 use crate::resources::{FieldError, HigressConfig};
 
 /// What an item decided about its section on a change (Higress's `Result` enum).
@@ -60,16 +62,6 @@ pub trait ItemController: Send {
     fn describe(&self) -> serde_json::Value;
     /// Fields accepted for Higress compatibility that this gateway does not enforce.
     fn not_enforced(&self) -> Vec<String>;
-}
-
-/// Typed settings every item controller contributes to a snapshot.
-#[derive(Clone, Debug, Default)]
-pub struct FilterSettings {
-    pub global: Arc<GlobalOptionSettings>,
-    /// `None` while tracing is off.
-    pub tracing: Option<Arc<TracingSettings>>,
-    /// `None` while gzip is off.
-    pub gzip: Option<Arc<GzipSettings>>,
 }
 
 /// Holds the current `higress-config` and the item controllers.
@@ -148,6 +140,7 @@ impl ConfigmapMgr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use telemetry::export::Provider;
 
     #[test]
     fn invalid_config_changes_nothing() {
@@ -208,7 +201,7 @@ mod tests {
         let t = mgr.settings().tracing.unwrap();
         assert_eq!(t.sampling, 25.0);
         assert_eq!(t.timeout, std::time::Duration::from_millis(800));
-        assert_eq!(t.collector.kind, ProviderKind::SkyWalking);
+        assert_eq!(t.collector.kind, Provider::SkyWalking);
         assert_eq!(
             (t.collector.service.as_str(), t.collector.port),
             ("oap.static", 11800)
@@ -220,7 +213,7 @@ mod tests {
         .unwrap();
         mgr.update(otlp).unwrap();
         let t = mgr.settings().tracing.unwrap();
-        assert_eq!(t.collector.kind, ProviderKind::OpenTelemetry);
+        assert_eq!(t.collector.kind, Provider::OpenTelemetry);
         assert!(t.collector.otlp_http);
         let off = HigressConfig::parse(
             b"tracing:\n  enable: false\n  zipkin: {service: z.dns, port: 9411}\n",

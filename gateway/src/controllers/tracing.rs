@@ -7,54 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use telemetry::export::Provider;
 
-use super::{apply_section, diff_section, FilterSettings, ItemController, ItemResult};
+use super::{apply_section, diff_section, ItemController, ItemResult};
+use crate::model::filter_settings::{Collector, FilterSettings, TracingSettings};
 use crate::resources::higress_config::Tracing;
 use crate::resources::{FieldError, HigressConfig};
 
 #[derive(Default)]
 pub struct TracingController {
     current: Tracing,
-}
-
-/// Which tracer, and so which propagation format and collector protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProviderKind {
-    SkyWalking,
-    Zipkin,
-    OpenTelemetry,
-}
-
-impl ProviderKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::SkyWalking => "skywalking",
-            ProviderKind::Zipkin => "zipkin",
-            ProviderKind::OpenTelemetry => "opentelemetry",
-        }
-    }
-}
-
-/// The collector: `service`/`port` as `higress-config` names them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Collector {
-    pub kind: ProviderKind,
-    /// An McpBridge host (`oap.static`), a service FQDN, or a plain host name / IP.
-    pub service: String,
-    pub port: u16,
-    pub access_token: Option<String>,
-    /// OpenTelemetry: OTLP/HTTP protobuf instead of gRPC (`protocol: http`).
-    pub otlp_http: bool,
-}
-
-/// Effective tracing settings; `None` in [`FilterSettings`] when tracing is off.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TracingSettings {
-    /// Percent of new traces sampled (an incoming decision is honoured).
-    pub sampling: f64,
-    /// Bound on each export call.
-    pub timeout: Duration,
-    pub collector: Collector,
 }
 
 fn provider(service: &str, port: &str, at: &str) -> Result<(), FieldError> {
@@ -87,7 +49,7 @@ impl TracingController {
         let port = |p: &str| p.parse::<u16>().unwrap_or(0);
         if let Some(p) = &t.skywalking {
             return Some(Collector {
-                kind: ProviderKind::SkyWalking,
+                kind: Provider::SkyWalking,
                 service: p.service.clone(),
                 port: port(&p.port),
                 access_token: (!p.access_token.is_empty()).then(|| p.access_token.clone()),
@@ -96,7 +58,7 @@ impl TracingController {
         }
         if let Some(p) = &t.zipkin {
             return Some(Collector {
-                kind: ProviderKind::Zipkin,
+                kind: Provider::Zipkin,
                 service: p.service.clone(),
                 port: port(&p.port),
                 access_token: None,
@@ -104,7 +66,7 @@ impl TracingController {
             });
         }
         t.opentelemetry.as_ref().map(|p| Collector {
-            kind: ProviderKind::OpenTelemetry,
+            kind: Provider::OpenTelemetry,
             service: p.service.clone(),
             port: port(&p.port),
             access_token: None,

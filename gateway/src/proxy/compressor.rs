@@ -12,7 +12,7 @@ use http::{HeaderMap, HeaderValue};
 use pingora_http::ResponseHeader;
 
 use super::zlib::{DeflateError, GzipEncoder};
-use crate::controllers::GzipSettings;
+use crate::model::filter_settings::GzipSettings;
 use crate::stats::CompressorStats;
 use telemetry::stats::Counter;
 
@@ -335,7 +335,7 @@ mod tests {
             min_content_length: 100,
             content_types: vec!["application/json".into(), "text/html".into()],
             disable_on_etag_header: false,
-            deflate: crate::proxy::zlib::DeflateParams {
+            deflate: crate::model::filter_settings::DeflateParams {
                 level: 6,
                 window_bits: 12,
                 mem_level: 5,

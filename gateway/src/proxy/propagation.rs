@@ -10,9 +10,8 @@ use std::net::SocketAddr;
 
 use http::{HeaderMap, HeaderValue};
 use pingora_http::RequestHeader;
+use telemetry::export::Provider;
 use telemetry::trace::{b3, sw8, w3c, SpanContext, SpanId, TraceId};
-
-use crate::controllers::ProviderKind;
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
@@ -103,20 +102,20 @@ impl Present {
 }
 
 /// The incoming context in the provider's format, or its fallbacks.
-pub fn extract(provider: Option<ProviderKind>, h: &HeaderMap) -> Incoming {
+pub fn extract(provider: Option<Provider>, h: &HeaderMap) -> Incoming {
     let p = Present::scan(h);
     let w3c = || p.w3c.then(|| from_w3c(h)).flatten();
     let b3 = || p.b3.then(|| from_b3(h)).flatten();
     let found = match provider {
-        Some(ProviderKind::SkyWalking) => p
+        Some(Provider::SkyWalking) => p
             .sw8
             .then(|| header(h, "sw8").and_then(|v| sw8::decode(v).ok()))
             .flatten()
             .map(Incoming::context)
             .or_else(w3c)
             .or_else(b3),
-        Some(ProviderKind::Zipkin) => b3().or_else(w3c),
-        Some(ProviderKind::OpenTelemetry) | None => w3c().or_else(b3),
+        Some(Provider::Zipkin) => b3().or_else(w3c),
+        Some(Provider::OpenTelemetry) | None => w3c().or_else(b3),
     };
     found.unwrap_or_default()
 }
@@ -145,9 +144,9 @@ pub struct Outgoing<'a> {
 }
 
 /// Write the provider's headers on the upstream request, replacing incoming ones.
-pub fn inject(provider: Option<ProviderKind>, o: &Outgoing<'_>, req: &mut RequestHeader) {
+pub fn inject(provider: Option<Provider>, o: &Outgoing<'_>, req: &mut RequestHeader) {
     match provider {
-        Some(ProviderKind::SkyWalking) => {
+        Some(Provider::SkyWalking) => {
             let sw = sw8::encode(
                 o.trace_id,
                 o.segment_id,
@@ -160,7 +159,7 @@ pub fn inject(provider: Option<ProviderKind>, o: &Outgoing<'_>, req: &mut Reques
             );
             let _ = req.insert_header("sw8", sw);
         }
-        Some(ProviderKind::Zipkin) => {
+        Some(Provider::Zipkin) => {
             set_b3(
                 req,
                 o.trace_id,
@@ -169,7 +168,7 @@ pub fn inject(provider: Option<ProviderKind>, o: &Outgoing<'_>, req: &mut Reques
                 o.sampled,
             );
         }
-        Some(ProviderKind::OpenTelemetry) | None => {
+        Some(Provider::OpenTelemetry) | None => {
             set_traceparent(req, o.trace_id, o.span_id, o.sampled, o.random_trace_id);
             if let Some(ts) = o.tracestate {
                 let _ = req.insert_header("tracestate", ts.to_string());
@@ -181,16 +180,16 @@ pub fn inject(provider: Option<ProviderKind>, o: &Outgoing<'_>, req: &mut Reques
 /// Pass an unsampled new trace's decision upstream (B3 / W3C; see
 /// `spans::Started::NotSampled`).
 pub fn inject_not_sampled(
-    provider: Option<ProviderKind>,
+    provider: Option<Provider>,
     trace_id: &TraceId,
     span_id: SpanId,
     req: &mut RequestHeader,
 ) {
     match provider {
-        Some(ProviderKind::SkyWalking) => {}
-        Some(ProviderKind::Zipkin) => set_b3(req, trace_id, span_id, None, false),
+        Some(Provider::SkyWalking) => {}
+        Some(Provider::Zipkin) => set_b3(req, trace_id, span_id, None, false),
         // Our ids are random.
-        Some(ProviderKind::OpenTelemetry) | None => {
+        Some(Provider::OpenTelemetry) | None => {
             set_traceparent(req, trace_id, span_id, false, true);
         }
     }
@@ -251,9 +250,7 @@ mod tests {
         );
         h.append("tracestate", "a=1".parse().unwrap());
         h.append("tracestate", "b=2,c=3".parse().unwrap());
-        let c = extract(Some(ProviderKind::OpenTelemetry), &h)
-            .context
-            .unwrap();
+        let c = extract(Some(Provider::OpenTelemetry), &h).context.unwrap();
         assert_eq!(c.tracestate.as_deref(), Some("a=1,b=2,c=3"));
         assert_eq!(c.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
     }
@@ -268,15 +265,15 @@ mod tests {
                 .unwrap(),
         );
         for p in [
-            Some(ProviderKind::SkyWalking),
-            Some(ProviderKind::Zipkin),
-            Some(ProviderKind::OpenTelemetry),
+            Some(Provider::SkyWalking),
+            Some(Provider::Zipkin),
+            Some(Provider::OpenTelemetry),
         ] {
             let c = extract(p, &h).context.unwrap();
             assert_eq!(c.trace_id.to_string(), "463ac35c9f6413ad48485a3953bb6124");
         }
         h.insert("sw8", "garbage".parse().unwrap());
-        assert!(extract(Some(ProviderKind::SkyWalking), &h)
+        assert!(extract(Some(Provider::SkyWalking), &h)
             .context
             .unwrap()
             .sw

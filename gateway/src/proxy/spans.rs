@@ -11,11 +11,11 @@ use std::time::{Instant, SystemTime};
 
 use http::HeaderMap;
 use pingora_http::RequestHeader;
+use telemetry::export::Provider;
 use telemetry::trace::{AttrValue, RequestTrace, Span, SpanId, SpanKind, SwParent, TraceId};
 
 use super::flags::ResponseFlags;
 use super::propagation;
-use crate::controllers::ProviderKind;
 use crate::tracer::Tracer;
 
 struct Attempt {
@@ -80,7 +80,7 @@ pub enum Started {
 
 /// The context an unsampled new trace passes upstream.
 pub struct NotSampled {
-    provider: Option<ProviderKind>,
+    provider: Option<Provider>,
     trace_id: TraceId,
     span_id: SpanId,
 }
@@ -119,8 +119,7 @@ impl RequestSpans {
         if !sampled {
             // SkyWalking has no "not sampled" carrier worth sending: an `sw8` names a
             // parent segment, and this one is never reported.
-            let tell =
-                incoming.context.is_none() && tracer.provider != Some(ProviderKind::SkyWalking);
+            let tell = incoming.context.is_none() && tracer.provider != Some(Provider::SkyWalking);
             return Started::NotSampled(tell.then(|| {
                 Box::new(NotSampled {
                     provider: tracer.provider,
@@ -139,7 +138,7 @@ impl RequestSpans {
             }
             None => (TraceId::random(), None, None, None),
         };
-        let segment_id = if tracer.provider == Some(ProviderKind::SkyWalking) {
+        let segment_id = if tracer.provider == Some(Provider::SkyWalking) {
             TraceId::random().to_text()
         } else {
             String::new()
@@ -195,7 +194,7 @@ impl RequestSpans {
             return;
         };
         // Only `sw8` carries the endpoint (copied: `req` is written below).
-        let endpoint = if self.tracer.provider == Some(ProviderKind::SkyWalking) {
+        let endpoint = if self.tracer.provider == Some(Provider::SkyWalking) {
             sw_operation(req.uri.path()).to_string()
         } else {
             String::new()
@@ -268,24 +267,24 @@ impl RequestSpans {
     }
 }
 
-fn server_name(provider: Option<ProviderKind>, f: &Finish<'_>) -> String {
+fn server_name(provider: Option<Provider>, f: &Finish<'_>) -> String {
     match provider {
         // SkyWalking's endpoint list: the path, without the query (low cardinality).
-        Some(ProviderKind::SkyWalking) => sw_operation(f.path).to_string(),
-        Some(ProviderKind::Zipkin) => [f.method, " ", f.path].concat(),
+        Some(Provider::SkyWalking) => sw_operation(f.path).to_string(),
+        Some(Provider::Zipkin) => [f.method, " ", f.path].concat(),
         // OpenTelemetry HTTP server spans: `{method} {http.route}`.
-        Some(ProviderKind::OpenTelemetry) | None => match f.route {
+        Some(Provider::OpenTelemetry) | None => match f.route {
             Some(r) => [f.method, " ", r].concat(),
             None => f.method.to_string(),
         },
     }
 }
 
-fn client_name(provider: Option<ProviderKind>, f: &Finish<'_>) -> String {
+fn client_name(provider: Option<Provider>, f: &Finish<'_>) -> String {
     match provider {
-        Some(ProviderKind::SkyWalking) => sw_operation(f.path).to_string(),
-        Some(ProviderKind::Zipkin) => ["router ", f.cluster.unwrap_or("-"), " egress"].concat(),
-        Some(ProviderKind::OpenTelemetry) | None => f.method.to_string(),
+        Some(Provider::SkyWalking) => sw_operation(f.path).to_string(),
+        Some(Provider::Zipkin) => ["router ", f.cluster.unwrap_or("-"), " egress"].concat(),
+        Some(Provider::OpenTelemetry) | None => f.method.to_string(),
     }
 }
 
@@ -329,7 +328,7 @@ fn known_method(m: &str) -> Option<&'static str> {
 /// `status_code` renames) and Zipkin, the stable HTTP semantic conventions for OTLP.
 /// `upstream` is a client span's peer and the status it saw.
 fn attributes(
-    provider: Option<ProviderKind>,
+    provider: Option<Provider>,
     f: &Finish<'_>,
     c: &Common,
     upstream: Option<(SocketAddr, Option<u16>)>,
@@ -340,7 +339,7 @@ fn attributes(
         Some((_, st)) => st.unwrap_or(0),
         None => f.status,
     };
-    let otel = matches!(provider, Some(ProviderKind::OpenTelemetry) | None);
+    let otel = matches!(provider, Some(Provider::OpenTelemetry) | None);
     let mut a: Attrs = Vec::with_capacity(10);
     a.push((
         if otel {
@@ -377,7 +376,7 @@ fn attributes(
             a.push(("client.address".into(), AttrValue::Ip(p.ip())));
         }
     } else {
-        let sw = provider == Some(ProviderKind::SkyWalking);
+        let sw = provider == Some(Provider::SkyWalking);
         a.push((if sw { "url" } else { "http.url" }.into(), url()));
         // Text in both vocabularies; the exporters write the number as a string.
         a.push((

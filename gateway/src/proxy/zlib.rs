@@ -8,21 +8,7 @@ use std::os::raw::{c_int, c_uint, c_void};
 use libz_ng_sys as z;
 use thiserror::Error;
 
-/// Settings as zlib takes them (already validated by the gzip item controller).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DeflateParams {
-    /// 0..=9 (Envoy's `DEFAULT_COMPRESSION` is 6).
-    pub level: i32,
-    /// 9..=15; the gzip wrapper is added here (Envoy ORs 16, as zlib wants).
-    pub window_bits: i32,
-    /// 1..=9.
-    pub mem_level: i32,
-    /// zlib's `Z_DEFAULT_STRATEGY` (0), `Z_FILTERED` (1), `Z_HUFFMAN_ONLY` (2), `Z_RLE` (3),
-    /// `Z_FIXED` (4).
-    pub strategy: i32,
-    /// Output grows by this much at a time (Envoy's `chunk_size`).
-    pub chunk_size: usize,
-}
+use crate::model::filter_settings::DeflateParams;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DeflateError {

@@ -4,13 +4,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use telemetry::export::Provider;
 use telemetry::stats::{Counter, Family, Gauge, Kind, Registry};
 
 use super::config::ConfigStats;
 use super::hcm::HcmStats;
 
-/// The tracing providers of `higress-config`, as the `provider` label names them.
-pub const PROVIDERS: [&str; 3] = ["skywalking", "zipkin", "opentelemetry"];
 /// Why a span was dropped: its exporter's queue was full, or the export failed.
 pub const DROP_REASONS: [&str; 2] = ["queue_full", "export_failed"];
 
@@ -24,9 +23,10 @@ pub struct TracerStats {
     pub skywalking_segments_sent: Counter,
     pub skywalking_segments_dropped: Counter,
     pub opentelemetry_spans_sent: Counter,
-    /// `gateway_tracing_queue_size{provider}`, in [`PROVIDERS`] order.
+    /// `gateway_tracing_queue_size{provider}`, at [`Provider::index`].
     pub queue_size: [Gauge; 3],
-    /// `gateway_tracing_spans_dropped_total{provider,reason}`, by provider then reason.
+    /// `gateway_tracing_spans_dropped_total{provider,reason}`, by provider (at
+    /// [`Provider::index`]) then reason.
     pub spans_dropped: [[Counter; 2]; 3],
 }
 
@@ -72,9 +72,10 @@ impl TracerStats {
                 "envoy_tracing_opentelemetry_spans_sent",
                 "Spans sent to the OTLP collector.",
             ),
-            queue_size: PROVIDERS.map(|p| queue.gauge(&[("provider", p)])),
-            spans_dropped: PROVIDERS.map(|p| {
-                DROP_REASONS.map(|reason| dropped.counter(&[("provider", p), ("reason", reason)]))
+            queue_size: Provider::ALL.map(|p| queue.gauge(&[("provider", p.as_str())])),
+            spans_dropped: Provider::ALL.map(|p| {
+                DROP_REASONS
+                    .map(|reason| dropped.counter(&[("provider", p.as_str()), ("reason", reason)]))
             }),
         }
     }

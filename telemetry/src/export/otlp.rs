@@ -3,8 +3,8 @@
 //!
 //! Built from opentelemetry-proto's generated types rather than the SDK's `SpanData`
 //! and opentelemetry-otlp: our spans are already finished with their ids, times and
-//! kinds, and going through the SDK would add its batch processor (a second queue we
-//! can't count drops of the way the contract asks), its runtime and an HTTP client
+//! kinds, and going through the SDK would add its batch processor (a second queue
+//! whose drops our `dropped_*` stats could not count), its runtime and an HTTP client
 //! stack, only to produce the same messages.
 
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use prost::Message;
 use tonic::transport::Channel;
 
 use super::net::{self, Error, HttpClient};
-use super::worker::Sent;
+use super::sent::Sent;
 use super::{trace_id_u128, unix_nanos, ExporterConfig};
 use crate::trace::{AttrValue, RequestTrace, SpanKind};
 

@@ -17,7 +17,7 @@ use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::Channel;
 
 use super::net::{self, Error};
-use super::worker::Sent;
+use super::sent::Sent;
 use super::{unix_nanos, ExporterConfig};
 use crate::trace::{socket_addr_text, AttrValue, RequestTrace, SpanKind};
 

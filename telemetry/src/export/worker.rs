@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::{sleep_until, Instant};
 
 use super::net::Error;
+use super::sent::Sent;
 use super::{otlp, skywalking, zipkin, ExportStats, ExporterConfig, Provider};
 use crate::trace::ids::random_u64;
 use crate::trace::RequestTrace;
@@ -22,13 +23,6 @@ const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// What an exporter dropped without `drain` still gets to send its queue.
 const DROPPED_GRACE: Duration = Duration::from_secs(5);
-
-/// The outcome of one export call, in `spans_sent` units and spans.
-pub(crate) struct Sent {
-    pub(crate) units: u64,
-    /// Spans the collector said it rejected (OTLP partial success).
-    pub(crate) rejected_spans: u64,
-}
 
 pub(crate) enum Transport {
     SkyWalking(skywalking::Client),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::net::{self, Error, HttpClient};
-use super::worker::Sent;
+use super::sent::Sent;
 use super::{trace_id_u128, unix_nanos, ExporterConfig};
 use crate::trace::ids::hex_digits;
 use crate::trace::{push_ipv4, AttrValue, RequestTrace, Span, SpanKind};

@@ -1,10 +1,10 @@
 //! The sampling decision: parent-based, with a percentage for new traces.
 //!
-//! Order (CONTRACT "Tracing"): a debug request is always traced; a valid `sw8` is
-//! always traced, whatever its sample flag (cpp2sky forces `sampled = true` for any
-//! `sw8` it accepts, and the SkyWalking Java agent force-samples a valid carrier;
-//! flag `0` only says the caller "may ignore" the context); otherwise the caller's
-//! explicit decision is honoured; with none, `sampling` percent decides.
+//! Order: a debug request is always traced; a valid `sw8` is always traced, whatever
+//! its sample flag (cpp2sky forces `sampled = true` for any `sw8` it accepts, and the
+//! SkyWalking Java agent force-samples a valid carrier; flag `0` only says the caller
+//! "may ignore" the context); otherwise the caller's explicit decision is honoured;
+//! with none, `sampling` percent decides. `docs/tracing.md` has the user's view of it.
 
 use super::context::SpanContext;
 use super::ids::random_u64;

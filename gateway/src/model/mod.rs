@@ -1,0 +1,1 @@
+pub mod filter_settings;
