@@ -6,6 +6,7 @@ pub mod config_loop;
 pub mod controllers;
 pub mod demo;
 pub mod dns;
+pub mod model;
 pub mod proxy;
 pub mod resources;
 pub mod server;
