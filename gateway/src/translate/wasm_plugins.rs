@@ -1,4 +1,5 @@
-//! The config loop's plugins: one [`LoadedPlugin`] per `WasmPlugin` object, built when
+//! `WasmPlugin` objects → the plugins the data plane runs, kept by the config loop: one
+//! [`LoadedPlugin`] per object (config types become the `wasm` module's here), built when
 //! the object changes (module fetched and compiled, a VM started to check that the
 //! plugin accepts its configuration) and kept while it does not. A plugin that cannot
 //! be loaded is an error for the object: the config loop rejects the change and the

@@ -13,11 +13,11 @@
 //! - `abi.rs`: the ABI's numbers and encodings.
 //!
 //! `WasmPlugin` objects become [`LoadedPlugin`]s in `translate/wasm_plugins.rs`; the
-//! chain's order is `model::plugin_chain`'s. This module imports `model`, `snapshot`,
-//! `stats` and `telemetry`, never the config types (`resources`, `translate`,
-//! `controllers`). Inside it, imports run one way: `filter` -> `plugin` -> `vm` ->
-//! `host` -> `stream`, `shared`, `metrics`, `properties` -> `abi`, with `http_call`
-//! between `plugin` and `host`.
+//! chain's order is `model::plugin_chain`'s. Of the rest of the gateway this module
+//! imports `model` only (and the `telemetry` crate), never the config types
+//! (`resources`, `translate`, `controllers`). Inside it imports run one way: `filter` ->
+//! `plugin` -> `http_call`, `vm` -> `host` -> `stream`, `shared`, `metrics`,
+//! `properties` -> `abi`; `module_store` -> `vm`.
 
 pub mod abi;
 pub mod filter;

@@ -49,8 +49,10 @@ macro_rules! host_fns {
     )*) => {
         $(
             $(#[$meta])*
+            // The ABI fixes the parameters.
+            #[allow(clippy::too_many_arguments)]
             fn $name(
-                $caller: wasmtime::Caller<'_, $crate::wasm::host::HostState>
+                $caller: wasmtime::Caller<'_, $crate::wasm::host::state::HostState>
                 $(, $arg: $ty)*
             ) -> $ret {
                 const NAME: &str = stringify!($name);
@@ -61,7 +63,7 @@ macro_rules! host_fns {
 
         /// Link this file's functions.
         pub(super) fn add(
-            l: &mut wasmtime::Linker<$crate::wasm::host::HostState>,
+            l: &mut wasmtime::Linker<$crate::wasm::host::state::HostState>,
         ) -> wasmtime::Result<()> {
             $(l.func_wrap($module, stringify!($name), $name)?;)*
             Ok(())
