@@ -25,10 +25,10 @@ use crate::sources::Change;
 use crate::stats::{ClusterStatsCache, ConfigStats, StatNamePattern, TracerStats};
 use crate::tracer::{Tracer, TracerKey};
 use crate::translate::certificates::{self, Secrets};
+use crate::translate::wasm_plugins::{PluginSet, WasmDeps};
 use crate::translate::{
     clusters, route_table, route_table::TranslateWarning, services, RouteTable,
 };
-use crate::wasm::plugin_set::{PluginSet, WasmDeps};
 use telemetry::export::RecentTraces;
 
 /// What `/debug/configz` and `/config_dump` show, republished on every event.

@@ -28,7 +28,7 @@ use crate::sources::file::{self, Scan};
 use crate::sources::kube::{self as kube_source, KubeOptions};
 use crate::sources::Change;
 use crate::stats::{ClusterStatsCache, HcmStats, ListenerTlsStats, ServerStats};
-use crate::wasm::plugin_set::WasmDeps;
+use crate::translate::wasm_plugins::WasmDeps;
 use telemetry::export::RecentTraces;
 
 /// Sampled requests kept for `/debug/traces`.

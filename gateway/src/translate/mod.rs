@@ -10,6 +10,7 @@ pub mod plugin_chain;
 pub mod route_table;
 pub mod services;
 pub mod upstream_tls;
+pub mod wasm_plugins;
 
 pub use clusters::{cluster_name, Cluster};
 pub use destination::Destination;

@@ -308,7 +308,7 @@ impl WasmRequest {
             }
             if resumed {
                 // Answers still to come go to the root context without the stream.
-                http_call::detach(&slot, inflight);
+                slot.detach(inflight);
                 return Waited::Continued;
             }
         }
@@ -353,10 +353,10 @@ impl WasmRequest {
             status == data_status::CONTINUE
         };
         if go_on || resumed {
-            http_call::detach(
-                &self.ctxs[c].slot,
-                http_call::dispatch(calls, self.ctxs[c].plugin.shared.resolve.as_ref()),
-            );
+            self.ctxs[c].slot.detach(http_call::dispatch(
+                calls,
+                self.ctxs[c].plugin.shared.resolve.as_ref(),
+            ));
             return (0, Step::Next);
         }
         if !calls.is_empty() {
@@ -687,10 +687,10 @@ impl WasmRequest {
                 }
                 Err(v) => return Err(v),
             };
-            http_call::detach(
-                &slot,
-                http_call::dispatch(calls, self.ctxs[c].plugin.shared.resolve.as_ref()),
-            );
+            slot.detach(http_call::dispatch(
+                calls,
+                self.ctxs[c].plugin.shared.resolve.as_ref(),
+            ));
             match data_outcome(status, eos, buf, &mut self.ctxs[c].response_buffer) {
                 Some(next) => chunk = next,
                 None => {
@@ -769,10 +769,10 @@ impl WasmRequest {
                 Ok(vm.take_effects())
             });
             if let Ran::Done(e) = r {
-                http_call::detach(
-                    &slot,
-                    http_call::dispatch(e.calls, self.ctxs[c].plugin.shared.resolve.as_ref()),
-                );
+                slot.detach(http_call::dispatch(
+                    e.calls,
+                    self.ctxs[c].plugin.shared.resolve.as_ref(),
+                ));
             }
         }
     }

@@ -1,10 +1,10 @@
 //! `proxy_http_call`: the requests plugins make to clusters (`outbound|<port>||<host>`),
 //! sent once the callback that made them has returned, over HTTP/1.1 to one endpoint of
 //! the cluster. The response (or a failure: no headers) goes back to the plugin's
-//! `proxy_on_http_call_response` on its root context, exactly once per token.
+//! `proxy_on_http_call_response` on its root context, exactly once per token: by the
+//! request that waits for it (`filter.rs`), or else by the VM's slot (`plugin.rs`).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,7 +13,6 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
 
 use super::host::{CallResponse, PendingCall};
-use super::plugin::VmSlot;
 
 /// Envoy's default for a call without a timeout is none; ours is bounded.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -71,38 +70,6 @@ pub fn dispatch(
             }
         })
         .collect()
-}
-
-/// Calls made outside a stream (ticks, queues): their responses go to the root context
-/// when they come.
-pub fn dispatch_detached(slot: &Arc<VmSlot>, calls: Vec<PendingCall>) {
-    if calls.is_empty() {
-        return;
-    }
-    let Some(resolve) = slot.resolver() else {
-        return;
-    };
-    detach(slot, dispatch(calls, resolve.as_ref()));
-}
-
-/// Calls on their way whose stream no longer waits: each answer goes to the root
-/// context, without a stream, when it comes.
-pub fn detach(slot: &Arc<VmSlot>, calls: Vec<InFlight>) {
-    // Only the VM that made the calls may get their answers.
-    let generation = slot.generation();
-    for call in calls {
-        let slot = slot.clone();
-        tokio::spawn(async move {
-            let resp = call.response.await.unwrap_or(None);
-            let r = slot.run(Some(generation), |vm| {
-                vm.on_http_call_response(call.token, resp, call.context, None)?;
-                Ok(vm.take_effects())
-            });
-            if let super::plugin::Ran::Done(effects) = r {
-                dispatch_detached(&slot, effects.calls);
-            }
-        });
-    }
 }
 
 async fn send(addr: SocketAddr, call: PendingCall) -> Result<CallResponse, String> {

@@ -1,13 +1,23 @@
 //! The proxy-wasm host: real Higress plugins (Go, Rust, C++ SDKs) on wasmtime.
 //!
 //! - `vm.rs`: the runtime (engine, epoch deadlines, memory limits) and one VM's lifecycle;
-//! - `host.rs`: the `env` host functions and WASI;
-//! - `plugin.rs`: a loaded plugin and its per-thread VMs;
+//! - `host/`: the `env` host functions and WASI, one file per area of the ABI (see
+//!   `host/mod.rs`), and the store data they work on (`host/state.rs`);
+//! - `plugin.rs`: a loaded plugin, its per-thread VMs, and the HTTP calls no stream
+//!   waits for;
+//! - `module_store.rs`: fetching and compiling modules, once per content hash;
 //! - `filter.rs`: how the data plane runs a request through the plugin chain;
 //! - `stream.rs`, `properties.rs`: what callbacks see of the request;
 //! - `http_call.rs`, `shared.rs`, `metrics.rs`: calls to clusters, shared data and
 //!   queues, plugin-defined metrics;
 //! - `abi.rs`: the ABI's numbers and encodings.
+//!
+//! `WasmPlugin` objects become [`LoadedPlugin`]s in `translate/wasm_plugins.rs`; the
+//! chain's order is `model::plugin_chain`'s. Of the rest of the gateway this module
+//! imports `model` only (and the `telemetry` crate), never the config types
+//! (`resources`, `translate`, `controllers`). Inside it imports run one way: `filter` ->
+//! `plugin` -> `http_call`, `vm` -> `host` -> `stream`, `shared`, `metrics`,
+//! `properties` -> `abi`; `module_store` -> `vm`.
 
 pub mod abi;
 pub mod filter;
@@ -16,7 +26,6 @@ pub mod http_call;
 pub mod metrics;
 pub mod module_store;
 pub mod plugin;
-pub mod plugin_set;
 pub mod properties;
 pub mod shared;
 pub mod stream;

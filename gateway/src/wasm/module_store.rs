@@ -13,7 +13,6 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
 
 use super::vm::{sha256_hex, CompiledModule, Runtime};
-use crate::resources::wasmplugin::ModuleSource;
 
 /// Longest a module download may take, redirects included.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -22,6 +21,15 @@ const MAX_MODULE: usize = 256 << 20;
 const MAX_REDIRECTS: usize = 5;
 /// Debian's bundle of the system's trusted CAs.
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Where a module comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModuleSource {
+    /// An absolute path, or one relative to the config directory.
+    File(String),
+    /// An `http://` or `https://` URL.
+    Http(String),
+}
 
 /// Compiled modules by content hash, while some plugin uses them.
 #[derive(Default)]

@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 use telemetry::stats::{Counter, Histogram};
 use thread_local::ThreadLocal;
 
-use super::host::PluginShared;
+use super::host::{PendingCall, PluginShared, Resolver};
+use super::http_call::{self, InFlight};
 use super::shared::QueueOwner;
 use super::vm::{CompiledModule, Failure, PluginVm, Runtime};
-use crate::resources::wasmplugin::Phase;
+use crate::model::plugin_chain::{Ordered, Phase};
 
 /// The `gateway_wasm_*` series of one plugin.
 #[derive(Clone)]
@@ -129,7 +130,7 @@ pub enum Ran<R> {
 
 impl VmSlot {
     /// The plugin's cluster resolver, while the plugin lives.
-    pub fn resolver(&self) -> Option<super::host::Resolver> {
+    pub fn resolver(&self) -> Option<Resolver> {
         self.plugin.upgrade().map(|p| p.shared.resolve.clone())
     }
 
@@ -199,6 +200,38 @@ impl VmSlot {
         }
     }
 
+    /// Calls made outside a stream (ticks, queues): their responses go to the root
+    /// context when they come.
+    pub fn dispatch_detached(self: &Arc<Self>, calls: Vec<PendingCall>) {
+        if calls.is_empty() {
+            return;
+        }
+        let Some(resolve) = self.resolver() else {
+            return;
+        };
+        self.detach(http_call::dispatch(calls, resolve.as_ref()));
+    }
+
+    /// Calls on their way whose stream no longer waits: each answer goes to the root
+    /// context, without a stream, when it comes.
+    pub fn detach(self: &Arc<Self>, calls: Vec<InFlight>) {
+        // Only the VM that made the calls may get their answers.
+        let generation = self.generation();
+        for call in calls {
+            let slot = self.clone();
+            tokio::spawn(async move {
+                let resp = call.response.await.unwrap_or(None);
+                let r = slot.run(Some(generation), |vm| {
+                    vm.on_http_call_response(call.token, resp, call.context, None)?;
+                    Ok(vm.take_effects())
+                });
+                if let Ran::Done(effects) = r {
+                    slot.dispatch_detached(effects.calls);
+                }
+            });
+        }
+    }
+
     /// Make sure a ticker serves the period the VM asked for.
     fn keep_ticking(self: &Arc<Self>, tick_ms: u32) {
         let tick = u64::from(tick_ms);
@@ -224,7 +257,7 @@ impl VmSlot {
                     Ok(vm.take_effects())
                 });
                 if let Ran::Done(effects) = r {
-                    super::http_call::dispatch_detached(&slot, effects.calls);
+                    slot.dispatch_detached(effects.calls);
                 }
             }
         });
@@ -246,6 +279,19 @@ impl QueueOwner for VmSlot {
                 let _ = slot.run(None, |vm| vm.on_queue_ready(queue));
             }
         });
+    }
+}
+
+/// Plugins run in the chain's phase / priority order.
+impl Ordered for LoadedPlugin {
+    fn phase(&self) -> Phase {
+        self.phase
+    }
+    fn priority(&self) -> i32 {
+        self.priority
+    }
+    fn name(&self) -> &str {
+        LoadedPlugin::name(self)
     }
 }
 

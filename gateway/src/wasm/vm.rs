@@ -11,12 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use wasmtime::{
-    Config, Engine, Instance, InstancePre, Linker, Module, ResourceLimiter, Store, TypedFunc,
-};
+use wasmtime::{Config, Engine, Instance, InstancePre, Linker, Module, Store, TypedFunc};
 
 use super::abi::AbiVersion;
-use super::host::{self, CallResponse, HostState, PendingCall, PluginShared};
+use super::host::{self, CallResponse, HostState, MemoryLimit, PendingCall, PluginShared};
+use super::shared::QueueOwner;
 use super::stream::{Actions, StreamView};
 
 /// How often the engine's epoch advances: the unit of callback deadlines.
@@ -209,36 +208,6 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// The VM's memory limit; it records whether the limit was hit.
-pub struct MemoryLimit {
-    pub limit: usize,
-    pub hit: bool,
-}
-
-impl ResourceLimiter for MemoryLimit {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            self.hit = true;
-            return Ok(false);
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        _desired: usize,
-        _max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(true)
-    }
-}
-
 macro_rules! export {
     ($store:expr, $inst:expr, $name:literal) => {
         $inst.get_typed_func(&mut *$store, $name).ok()
@@ -291,7 +260,7 @@ impl PluginVm {
         rt: &Runtime,
         module: &CompiledModule,
         plugin: Arc<PluginShared>,
-        queues: std::sync::Weak<dyn super::shared::QueueOwner>,
+        queues: std::sync::Weak<dyn QueueOwner>,
     ) -> Result<PluginVm, String> {
         let wasi = wasmtime_wasi::WasiCtxBuilder::new()
             .envs(&plugin.env)

@@ -1,4 +1,5 @@
-//! The config loop's plugins: one [`LoadedPlugin`] per `WasmPlugin` object, built when
+//! `WasmPlugin` objects → the plugins the data plane runs, kept by the config loop: one
+//! [`LoadedPlugin`] per object (config types become the `wasm` module's here), built when
 //! the object changes (module fetched and compiled, a VM started to check that the
 //! plugin accepts its configuration) and kept while it does not. A plugin that cannot
 //! be loaded is an error for the object: the config loop rejects the change and the
@@ -12,17 +13,17 @@ use std::sync::{Arc, OnceLock};
 use serde_json::json;
 use telemetry::stats::Registry;
 
-use super::host::{PluginShared, Resolver};
-use super::metrics::PluginMetrics;
-use super::module_store::ModuleStore;
-use super::plugin::{LoadedPlugin, PluginStats};
-use super::shared::SharedSpace;
-use super::vm::{Limits, Runtime};
-use crate::resources::wasmplugin::Phase;
+use crate::model::plugin_chain::{self, Phase};
+use crate::resources::wasmplugin;
 use crate::resources::{ResourceKey, WasmPlugin};
 use crate::snapshot::SnapshotCell;
 use crate::stats::WasmStats;
-use crate::translate::plugin_chain::{self, Ordered};
+use crate::wasm::host::{PluginShared, Resolver};
+use crate::wasm::metrics::PluginMetrics;
+use crate::wasm::module_store::{ModuleSource, ModuleStore};
+use crate::wasm::plugin::{LoadedPlugin, PluginStats};
+use crate::wasm::shared::SharedSpace;
+use crate::wasm::vm::{Limits, Runtime};
 
 /// What loading plugins needs from the process.
 #[derive(Clone)]
@@ -66,15 +67,12 @@ pub struct PluginSet {
     resolve: Resolver,
 }
 
-impl Ordered for LoadedPlugin {
-    fn phase(&self) -> Phase {
-        self.phase
-    }
-    fn priority(&self) -> i32 {
-        self.priority
-    }
-    fn name(&self) -> &str {
-        LoadedPlugin::name(self)
+impl From<wasmplugin::ModuleSource> for ModuleSource {
+    fn from(s: wasmplugin::ModuleSource) -> ModuleSource {
+        match s {
+            wasmplugin::ModuleSource::File(path) => ModuleSource::File(path),
+            wasmplugin::ModuleSource::Http(url) => ModuleSource::Http(url),
+        }
     }
 }
 
@@ -123,7 +121,7 @@ impl PluginSet {
             sha256: wp.spec.sha256.clone(),
             config: config.to_string(),
             root_id: wp.root_id(),
-            phase: wp.phase(),
+            phase: wp.phase().into(),
             priority: wp.priority(),
             fail_open: wp.fail_open(),
             env: wp.vm_env(),
@@ -136,7 +134,7 @@ impl PluginSet {
             return Ok(());
         }
         let runtime = self.runtime()?;
-        let source = wp.source().map_err(|e| e.to_string())?;
+        let source = ModuleSource::from(wp.source().map_err(|e| e.to_string())?);
         let module = self
             .modules
             .load(
@@ -222,7 +220,7 @@ impl PluginSet {
             .map(|p| {
                 json!({
                     "name": p.name(),
-                    "phase": p.phase,
+                    "phase": p.phase.as_str(),
                     "priority": p.priority,
                     "fail_strategy": if p.fail_open { "FAIL_OPEN" } else { "FAIL_CLOSE" },
                     "sha256": p.module.sha256,

@@ -1,0 +1,162 @@
+//! What a VM's host functions work on: the store data of one VM ([`HostState`]), what
+//! every VM of a plugin shares ([`PluginShared`]), and the HTTP calls a plugin makes.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use wasmtime::{Memory, ResourceLimiter, TypedFunc};
+use wasmtime_wasi::p1::WasiP1Ctx;
+
+use crate::wasm::metrics::PluginMetrics;
+use crate::wasm::shared::{QueueOwner, SharedSpace};
+use crate::wasm::stream::{Actions, StreamView};
+
+/// What every VM of one plugin (one config version) shares.
+pub struct PluginShared {
+    /// `<namespace>.<name>`: the `plugin_name` property and the log's plugin field.
+    pub name: String,
+    pub root_id: String,
+    pub vm_id: String,
+    /// The plugin configuration (JSON), buffer 7.
+    pub config: Vec<u8>,
+    /// The VM configuration, buffer 6.
+    pub vm_config: Vec<u8>,
+    /// The VM's WASI environment (`vmConfig.env`).
+    pub env: Vec<(String, String)>,
+    pub shared: Arc<SharedSpace>,
+    pub metrics: Arc<PluginMetrics>,
+    /// An endpoint of cluster `outbound|…` now (for `proxy_http_call`).
+    pub resolve: Resolver,
+    /// The value of `set_global_max_requests_per_io_cycle`, recorded (Pingora has no
+    /// per-IO-cycle request limit to set).
+    pub max_requests_per_io_cycle: AtomicU64,
+}
+
+/// Finds an endpoint of a cluster by name in the current config.
+pub type Resolver = Arc<dyn Fn(&str) -> Option<SocketAddr> + Send + Sync>;
+
+/// An HTTP call a plugin made, to be sent once its callback has returned.
+#[derive(Debug)]
+pub struct PendingCall {
+    pub token: u32,
+    /// The context that made it (effective context at the time).
+    pub context: u32,
+    pub cluster: String,
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    pub body: Vec<u8>,
+    pub timeout: Option<Duration>,
+}
+
+/// The response of an HTTP call, readable while its callback runs.
+#[derive(Debug, Default, Clone)]
+pub struct CallResponse {
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    pub body: Vec<u8>,
+    pub trailers: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// The VM's memory limit; it records whether the limit was hit.
+pub struct MemoryLimit {
+    pub limit: usize,
+    pub hit: bool,
+}
+
+impl ResourceLimiter for MemoryLimit {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
+}
+
+/// The store data of one VM.
+pub struct HostState {
+    pub wasi: WasiP1Ctx,
+    pub limiter: MemoryLimit,
+    pub plugin: Arc<PluginShared>,
+    pub memory: Option<Memory>,
+    pub malloc: Option<TypedFunc<i32, i32>>,
+    pub root_id: u32,
+    /// The context host calls act on (reset at every guest call).
+    pub effective: u32,
+    /// The stream lent for this call, and its context.
+    pub stream: Option<StreamView>,
+    pub stream_ctx: u32,
+    /// Live context ids (root included).
+    pub contexts: HashSet<u32>,
+    /// Values set with `proxy_set_property`, per context, by raw path.
+    pub props: HashMap<u32, HashMap<Vec<u8>, Vec<u8>>>,
+    pub actions: Actions,
+    pub pending_calls: Vec<PendingCall>,
+    pub next_token: u32,
+    pub call_response: Option<CallResponse>,
+    /// `proxy_get_status` of the last HTTP call: code and message.
+    pub last_status: (u32, Vec<u8>),
+    pub tick_ms: u32,
+    pub queue_owner: Option<Weak<dyn QueueOwner>>,
+    /// Host functions called that are not supported, each logged once.
+    pub unimplemented: HashSet<&'static str>,
+    /// `proxy_done` was called during the current `proxy_on_done`.
+    pub done: bool,
+    /// Contexts whose `proxy_on_done` returned false: deleted once they call `proxy_done`.
+    pub awaiting_done: HashSet<u32>,
+    /// Contexts that called `proxy_done` since, to delete after the current call.
+    pub done_later: Vec<u32>,
+    /// The first warnings and errors the plugin logged (why it refused its config, often).
+    pub problems: Vec<String>,
+}
+
+impl HostState {
+    pub fn new(wasi: WasiP1Ctx, limiter: MemoryLimit, plugin: Arc<PluginShared>) -> Self {
+        HostState {
+            wasi,
+            limiter,
+            plugin,
+            memory: None,
+            malloc: None,
+            root_id: 0,
+            effective: 0,
+            stream: None,
+            stream_ctx: 0,
+            contexts: HashSet::new(),
+            props: HashMap::new(),
+            actions: Actions::default(),
+            pending_calls: Vec::new(),
+            next_token: 0,
+            call_response: None,
+            last_status: (0, Vec::new()),
+            tick_ms: 0,
+            queue_owner: None,
+            unimplemented: HashSet::new(),
+            done: false,
+            awaiting_done: HashSet::new(),
+            done_later: Vec::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    /// The stream the effective context names, if it is lent to this call.
+    pub(super) fn view(&self) -> Option<StreamView> {
+        self.stream
+            .filter(|_| self.effective == self.stream_ctx && self.stream_ctx != 0)
+    }
+}
