@@ -1,48 +1,235 @@
 //! McpBridge (`networking.higress.io/v1`): service registries. Only `static` and `dns`
 //! registries are turned into clusters here; the other types are accepted for
 //! compatibility and reported as not enforced.
+//!
+//! These types are also the CRD's schema (`crds.rs`): their doc comments are its
+//! descriptions. Fields of Higress's schema that this gateway does not read are typed
+//! [`NotRead`] (any value parses, none is kept) and given their schema type with
+//! `#[schemars(with = ..)]`.
+#![deny(missing_docs)]
 
 use std::net::SocketAddr;
 
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
+use super::schema::{any_object, no_default, AnyStatus};
 use super::{from_yaml, FieldError, ObjectMeta};
 
 /// Only the McpBridge with this name is used, as in Higress.
 pub const DEFAULT_MCPBRIDGE: &str = "default";
 
+/// A field of Higress's schema that this gateway accepts and does not read: any value
+/// parses (as before the field was listed), and `Some` only records that it was given.
+pub type NotRead = Option<IgnoredAny>;
+
+/// An McpBridge object as read from a file or the API.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct McpBridge {
+    /// Name and namespace; only `default` is used.
     pub metadata: ObjectMeta,
+    /// The registries.
     pub spec: McpBridgeSpec,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+/// An McpBridge's `spec`: its service registries.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[kube(
+    group = "networking.higress.io",
+    version = "v1",
+    kind = "McpBridge",
+    root = "McpBridgeResource",
+    doc = "Service registries (only the one named `default`, in the gateway's namespace, is used).",
+    plural = "mcpbridges",
+    namespaced,
+    status = "AnyStatus"
+)]
 #[serde(default)]
 pub struct McpBridgeSpec {
+    /// Service registries; each `static` or `dns` one becomes the cluster
+    /// `outbound|<port>||<name>.<type>`. Default: none.
+    #[schemars(transform = no_default)]
     pub registries: Vec<Registry>,
+    /// Outbound proxies that registries can reach their services through (`proxyName`).
+    /// Accepted, not enforced.
+    #[serde(skip_serializing)]
+    #[schemars(with = "Vec<ProxyConfig>")]
+    pub proxies: NotRead,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-#[serde(default)]
+/// One service registry.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+#[schemars(extend("required" = ["domain", "port", "type"]))]
 pub struct Registry {
+    /// Registry type: `static` and `dns` become clusters; `nacos`, `nacos2`, `nacos3`,
+    /// `zookeeper`, `consul` and `eureka` are accepted and not enforced. Required.
     #[serde(rename = "type")]
+    #[schemars(extend("enum" = KNOWN_TYPES), transform = no_default)]
     pub kind: String,
+    /// Registry name: its services' host is `<name>.<type>` (`httpbin.dns`). Required
+    /// here, though Higress's schema leaves it optional.
+    #[schemars(with = "Option<String>", transform = no_default)]
     pub name: String,
+    /// `static`: comma-separated `ip:port` / `[ipv6]:port` endpoints; `dns`:
+    /// comma-separated host names of two labels at least, resolved every `--dns-refresh`;
+    /// other types: the registry's own address. Required.
+    #[schemars(transform = no_default)]
     pub domain: String,
+    /// Port, 1 to 65535: `dns` endpoints are dialled at it and it names the cluster
+    /// (`outbound|<port>||<host>`); for other types, the registry's port. Required.
+    #[schemars(range(max = 65535), transform = no_default)]
     pub port: u32,
+    /// Upstream protocol, case-insensitive: `http` (default), `https` (TLS), `http2`
+    /// (h2c), `grpc` / `triple` / `tri` (h2c), `grpcs` (HTTP/2 over TLS); `tcp` and `dubbo`
+    /// are accepted and served as `http`.
     pub protocol: Option<String>,
+    /// TLS server name for `https` / `grpcs`. Default: for a `dns` registry with a single
+    /// domain, that domain; else none.
     pub sni: Option<String>,
+    /// Nacos address server (`nacos2`, `nacos3`). Not enforced.
+    #[serde(skip_serializing)]
+    #[schemars(with = "Option<String>")]
+    pub nacos_address_server: NotRead,
+    /// Nacos access key (`nacos2`, `nacos3`). Not enforced.
+    #[serde(skip_serializing)]
+    #[schemars(with = "Option<String>")]
+    pub nacos_access_key: NotRead,
+    /// Nacos secret key (`nacos2`, `nacos3`). Not enforced.
+    #[serde(skip_serializing)]
+    #[schemars(with = "Option<String>")]
+    pub nacos_secret_key: NotRead,
+    /// Nacos namespace id (Higress's default: `public`). Not enforced.
+    #[serde(skip_serializing)]
+    #[schemars(with = "Option<String>")]
+    pub nacos_namespace_id: NotRead,
+    /// Nacos namespace as it appears in host names (Higress's default: the id). Not
+    /// enforced.
+    #[serde(skip_serializing)]
+    #[schemars(with = "Option<String>")]
+    pub nacos_namespace: NotRead,
+    /// Nacos groups whose services are discovered (none: nothing is). Not enforced.
+    #[serde(skip_serializing)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub nacos_groups: NotRead,
+    /// Nacos refresh interval in nanoseconds (Higress raises anything below 10 s, unset
+    /// included, to 10 s). Not enforced.
+    #[serde(skip_serializing)]
+    #[schemars(with = "Option<i64>")]
+    pub nacos_refresh_interval: NotRead,
+    /// Consul namespace (Higress does not read it either). Not enforced.
+    #[serde(skip_serializing)]
+    #[schemars(with = "Option<String>")]
+    pub consul_namespace: NotRead,
+    /// Consul datacenter, part of the host `<service>.<datacenter>.consul`. Not enforced.
+    #[serde(skip_serializing)]
+    #[schemars(with = "Option<String>")]
+    pub consul_datacenter: NotRead,
+    /// Tag a Consul service must carry to be discovered. Not enforced.
+    #[serde(skip_serializing)]
+    #[schemars(with = "Option<String>")]
+    pub consul_service_tag: NotRead,
+    /// Consul refresh interval in nanoseconds (Higress raises anything below 10 s to
+    /// 10 s). Not enforced.
+    #[serde(skip_serializing)]
+    #[schemars(with = "Option<i64>")]
+    pub consul_refresh_interval: NotRead,
+    /// ZooKeeper roots scanned besides `/dubbo` and `/services`. Not enforced.
+    #[serde(skip_serializing)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub zk_services_path: NotRead,
+    /// Secret in the gateway's namespace with the registry's credentials
+    /// (`nacosUsername` / `nacosPassword`, or `consulToken`). Not enforced.
+    #[serde(skip_serializing)]
+    #[schemars(with = "Option<String>")]
+    pub auth_secret_name: NotRead,
+    /// Domains the registry's MCP servers are exposed on (none: all). Not enforced.
+    #[serde(skip_serializing)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub mcp_server_export_domains: NotRead,
+    /// URL, or URL prefix, the registry's MCP servers are exposed at. Not enforced.
+    #[serde(skip_serializing)]
+    #[schemars(with = "Option<String>")]
+    pub mcp_server_base_url: NotRead,
+    /// Expose the registry's MCP servers (`nacos3`). Default false. Not enforced.
+    #[serde(rename = "enableMCPServer", skip_serializing)]
+    #[schemars(with = "Option<bool>")]
+    pub enable_mcp_server: NotRead,
+    /// Expose only the MCP servers `allowMcpServers` names. Not enforced.
+    #[serde(skip_serializing)]
+    #[schemars(with = "Option<bool>")]
+    pub enable_scope_mcp_servers: NotRead,
+    /// The MCP servers exposed when `enableScopeMcpServers` is set. Not enforced.
+    #[serde(skip_serializing)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub allow_mcp_servers: NotRead,
+    /// Free-form metadata for the registry's services. Not enforced.
+    #[serde(skip_serializing)]
+    #[schemars(schema_with = "any_object")]
+    pub metadata: NotRead,
+    /// Name of the `spec.proxies` entry the registry's services are reached through. Not
+    /// enforced.
+    #[serde(skip_serializing)]
+    #[schemars(with = "Option<String>")]
+    pub proxy_name: NotRead,
+    /// Port given to discovered services instead of their instances' own. Not enforced.
+    #[serde(skip_serializing)]
+    #[schemars(with = "Option<RegistryVport>")]
+    pub vport: NotRead,
+}
+
+/// Port overrides for a registry's discovered services (not read by this gateway).
+#[derive(JsonSchema)]
+pub struct RegistryVport {
+    /// Port of every service without an entry in `services`.
+    pub default: Option<u32>,
+    /// Ports of single services.
+    pub services: Option<Vec<VportService>>,
+}
+
+/// The port of one discovered service (not read by this gateway).
+#[derive(JsonSchema)]
+pub struct VportService {
+    /// The service's host.
+    pub name: Option<String>,
+    /// Its port.
+    pub value: Option<u32>,
+}
+
+/// An outbound proxy (not read by this gateway).
+#[derive(JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyConfig {
+    /// Proxy type (Higress's console offers `HTTP`).
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Name registries refer to in `proxyName`.
+    pub name: Option<String>,
+    /// The proxy's IP address or host name.
+    pub server_address: Option<String>,
+    /// The proxy's port.
+    pub server_port: Option<u32>,
+    /// Higress's listener port for this proxy.
+    pub listener_port: Option<u32>,
+    /// Milliseconds to connect to the proxy (Higress's console default: 1200).
+    pub connect_timeout: Option<u32>,
 }
 
 /// Upstream protocol of a registry's service port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RegistryProtocol {
+    /// HTTP/1.1 in clear text (`http`, and anything else accepted).
     Http,
+    /// HTTP/1.1 over TLS (`https`).
     Https,
+    /// HTTP/2 in clear text, h2c (`http2`).
     Http2,
+    /// gRPC: HTTP/2 in clear text (`grpc`, `triple`, `tri`).
     Grpc,
+    /// gRPC over TLS (`grpcs`).
     Grpcs,
 }
 
@@ -58,6 +245,7 @@ const KNOWN_TYPES: [&str; 8] = [
 ];
 
 impl McpBridge {
+    /// Parse and validate an McpBridge; the error names the registry field at fault.
     pub fn parse(bytes: &[u8]) -> Result<McpBridge, FieldError> {
         let b: McpBridge = from_yaml(bytes)?;
         for (i, r) in b.spec.registries.iter().enumerate() {
@@ -74,6 +262,7 @@ impl Registry {
         format!("{}.{}", self.name, self.kind)
     }
 
+    /// `protocol` read as the gateway applies it (case-insensitive, `http` by default).
     pub fn protocol(&self) -> RegistryProtocol {
         match self
             .protocol
@@ -204,6 +393,18 @@ mod tests {
         assert_eq!(r.static_endpoints().len(), 2);
         let b = bridge("{type: dns, name: httpbin, domain: httpbin.org, port: 80}").unwrap();
         assert_eq!(b.spec.registries[0].dns_names(), vec!["httpbin.org"]);
+    }
+
+    #[test]
+    fn fields_not_read_take_any_value_and_are_not_shown() {
+        let b = bridge("{type: nacos2, name: n, domain: nacos.example.com, port: 8848, nacosSecretKey: s3cret, nacosRefreshInterval: soon, vport: {default: [1]}, metadata: 7}").unwrap();
+        let r = &b.spec.registries[0];
+        assert!(r.nacos_secret_key.is_some() && r.vport.is_some());
+        let shown = serde_json::to_string(&b).unwrap();
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("nacosSecretKey"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod higress_config;
 pub mod ingress;
 pub mod mcpbridge;
 pub mod meta;
+pub mod schema;
 pub mod secret;
 pub mod service;
 pub mod wasmplugin;

@@ -4,78 +4,156 @@
 //! (`pkg/ingress/config/ingress_config.go` `convertIstioWasmPlugin`): `defaultConfig`
 //! plus a `_rules_` array of `matchRules`, each with `_match_route_` (the `ingress`
 //! entries), `_match_domain_` and `_match_service_`.
+//!
+//! These types are also the CRD's schema (`crds.rs`): their doc comments are its
+//! descriptions. Where the parser is more lenient than the schema (a string the schema
+//! limits to an enum), `#[schemars(with = ..)]` gives the schema type.
+#![deny(missing_docs)]
 
+use kube::CustomResource;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::schema::{any_object, default_of, no_default, AnyStatus};
 use super::{from_yaml, FieldError, ObjectMeta};
 
+/// A WasmPlugin object as read from a file or the API.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct WasmPlugin {
+    /// Name and namespace: `<namespace>.<name>` is the plugin's name.
     pub metadata: ObjectMeta,
+    /// The module, its place in the chain and its configuration.
     pub spec: WasmPluginSpec,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+/// A WasmPlugin's `spec`: the module, its place in the chain, its configuration.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[kube(
+    group = "extensions.higress.io",
+    version = "v1alpha1",
+    kind = "WasmPlugin",
+    root = "WasmPluginResource",
+    doc = "A proxy-wasm plugin: its module, its place in the filter chain and its configuration.",
+    plural = "wasmplugins",
+    namespaced,
+    status = "AnyStatus",
+    category = "higress-io",
+    category = "extensions-higress-io"
+)]
 #[serde(rename_all = "camelCase", default)]
 pub struct WasmPluginSpec {
+    /// Where the module is: `file://` (absolute, or relative to the config directory) or
+    /// `http(s)://`. `oci://` and bare image names (Higress's default scheme) are refused
+    /// until OCI pulls are supported. Required.
+    #[schemars(with = "Option<String>", transform = no_default)]
     pub url: String,
+    /// SHA-256 of the module, 64 hex digits, checked for every source. Default: not
+    /// checked.
     pub sha256: Option<String>,
+    /// When to pull an OCI image: `UNSPECIFIED_POLICY`, `IfNotPresent` or `Always`. Not
+    /// enforced (OCI pulls are not supported).
+    #[schemars(with = "PullPolicy", transform = default_of::<PullPolicy>)]
     pub image_pull_policy: Option<String>,
+    /// Secret with the OCI registry's pull credentials. Not enforced.
     pub image_pull_secret: Option<String>,
+    /// PEM public key that signed OCI images are verified with. Not enforced.
     pub verification_key: Option<String>,
-    /// Istio's raw config: when set, `defaultConfig` and `matchRules` are ignored.
+    /// Istio's raw plugin configuration: when set, the plugin reads it as given and
+    /// `defaultConfig` and `matchRules` are ignored. Default: none.
+    #[schemars(schema_with = "any_object")]
     pub plugin_config: Option<Value>,
-    /// The plugin's root id.
+    /// The plugin's root id (Envoy's `root_id`), which a module holding several plugins
+    /// picks one by. Default: empty.
     pub plugin_name: Option<String>,
+    /// Where in the filter chain the plugin runs: `AUTHN`, then `AUTHZ`, then `STATS`,
+    /// then `UNSPECIFIED_PHASE` (the default), just before the router.
+    #[schemars(with = "Phase", transform = default_of::<Phase>)]
     pub phase: Option<Phase>,
+    /// Order within a phase: higher runs first (response callbacks in reverse), ties by
+    /// name. Default: 0.
     pub priority: Option<i32>,
+    /// What a plugin's failure (a trap, the callback deadline, the memory limit) does to
+    /// the request: `FAIL_CLOSE` (the default) answers 503, `FAIL_OPEN` skips the plugin
+    /// for the rest of that request.
+    #[schemars(with = "FailStrategy", transform = default_of::<FailStrategy>)]
     pub fail_strategy: Option<FailStrategy>,
+    /// The plugin VM's environment (Istio's `vmConfig`). Default: empty.
     pub vm_config: Option<VmConfig>,
+    /// Configuration for requests no rule matches (an object): the top level of the JSON
+    /// the plugin reads. Default: `{}`.
+    #[schemars(schema_with = "any_object")]
     pub default_config: Option<Value>,
+    /// `true`: no default configuration, so the plugin acts only where a rule matches
+    /// (and, without rules, nowhere). Default: false.
     pub default_config_disable: Option<bool>,
+    /// Configurations for some routes, domains or services, in order (the plugin's SDK
+    /// takes the first that matches); they become `_rules_`. Default: none.
+    #[schemars(with = "Option<Vec<MatchRule>>", transform = no_default)]
     pub match_rules: Vec<MatchRule>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+/// A configuration that applies where any of its conditions matches. At least one of
+/// `ingress`, `domain` and `service` is required.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct MatchRule {
+    /// Routes, by name: the Ingress's name in the gateway's namespace, else
+    /// `<namespace>/<name>` (`_match_route_`).
+    #[schemars(with = "Option<Vec<String>>", transform = no_default)]
     pub ingress: Vec<String>,
+    /// Request hosts, port stripped: exact, `*.suffix` or `prefix*` (`_match_domain_`).
+    #[schemars(with = "Option<Vec<String>>", transform = no_default)]
     pub domain: Vec<String>,
+    /// Upstream services, `host` or `host:port` (`backend.static`,
+    /// `web.default.svc.cluster.local:80`) (`_match_service_`).
+    #[schemars(with = "Option<Vec<String>>", transform = no_default)]
     pub service: Vec<String>,
+    /// The plugin's configuration where the rule matches (an object). Default: `{}`.
+    #[schemars(schema_with = "any_object")]
     pub config: Option<Value>,
+    /// `true`: the rule is left out. Default: false.
     pub config_disable: Option<bool>,
+    /// `HTTP` (default) or `GRPC`. Not enforced.
+    #[schemars(with = "RouteType", transform = default_of::<RouteType>)]
     pub route_type: Option<String>,
 }
 
-// These types also give the CRD its schema (`crds.rs`).
 /// Istio's `vmConfig`: the environment of the plugin's VM (WASI `environ`).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct VmConfig {
+    /// Variables set in the VM, and nothing else of the gateway's environment. Default:
+    /// none.
     pub env: Vec<EnvVar>,
 }
 
+/// One variable of the VM's environment.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EnvVar {
+    /// The variable's name: not empty, without `=` or NUL. Required.
     pub name: String,
+    /// `INLINE` (the default): `value` as given; `HOST`: the gateway process's own
+    /// variable of that name, left out when it has none.
     #[serde(default)]
     pub value_from: EnvValueSource,
+    /// The value, for `INLINE` (ignored for `HOST`). Default: empty.
     #[serde(default)]
     pub value: Option<String>,
 }
 
-/// `INLINE` (the default): `value` as given; `HOST`: the gateway process's own variable
-/// of that name.
+/// Where a VM variable's value comes from.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
 )]
 pub enum EnvValueSource {
+    /// `value` as given (the default).
     #[default]
     #[serde(rename = "INLINE")]
     Inline,
+    /// The gateway process's own variable of that name; left out when it has none.
     #[serde(rename = "HOST")]
     Host,
 }
@@ -96,17 +174,23 @@ pub enum EnvValueSource {
     schemars::JsonSchema,
 )]
 pub enum Phase {
+    /// First: where authentication plugins go.
     #[serde(rename = "AUTHN")]
     Authn,
+    /// After AUTHN: where authorization plugins go.
     #[serde(rename = "AUTHZ")]
     Authz,
+    /// After AUTHZ: where stats plugins go.
     #[serde(rename = "STATS")]
     Stats,
+    /// Last, just before the router (the default).
     #[default]
     #[serde(rename = "UNSPECIFIED_PHASE")]
     Unspecified,
 }
 
+/// What a plugin's failure (a trap, the callback deadline, the memory limit) does to the
+/// request; either way the VM is rebuilt for the next request.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
 )]
@@ -120,15 +204,42 @@ pub enum FailStrategy {
     FailOpen,
 }
 
+/// Schema of `imagePullPolicy`, which the parser keeps as a plain string.
+#[derive(Default, Serialize, JsonSchema)]
+pub enum PullPolicy {
+    /// `IfNotPresent`, or `Always` for an image tagged `latest` (the default).
+    #[default]
+    #[serde(rename = "UNSPECIFIED_POLICY")]
+    Unspecified,
+    /// Pull only an image not pulled before.
+    IfNotPresent,
+    /// Pull on every change of the plugin.
+    Always,
+}
+
+/// Schema of a rule's `routeType`, which the parser keeps as a plain string.
+#[derive(Default, Serialize, JsonSchema)]
+pub enum RouteType {
+    /// HTTP routes (the default).
+    #[default]
+    #[serde(rename = "HTTP")]
+    Http,
+    /// gRPC routes.
+    #[serde(rename = "GRPC")]
+    Grpc,
+}
+
 /// Where a module comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ModuleSource {
     /// An absolute path, or one relative to the config directory.
     File(String),
+    /// An `http://` or `https://` URL to download.
     Http(String),
 }
 
 impl WasmPlugin {
+    /// Parse and validate a WasmPlugin; the error names the field at fault.
     pub fn parse(bytes: &[u8]) -> Result<WasmPlugin, FieldError> {
         let p: WasmPlugin = from_yaml(bytes)?;
         p.source()?;
@@ -196,14 +307,17 @@ impl WasmPlugin {
         )))
     }
 
+    /// `spec.phase`, `UNSPECIFIED_PHASE` when unset.
     pub fn phase(&self) -> Phase {
         self.spec.phase.unwrap_or_default()
     }
 
+    /// `spec.priority`, 0 when unset.
     pub fn priority(&self) -> i32 {
         self.spec.priority.unwrap_or(0)
     }
 
+    /// Whether `spec.failStrategy` is `FAIL_OPEN`.
     pub fn fail_open(&self) -> bool {
         self.spec.fail_strategy == Some(FailStrategy::FailOpen)
     }
