@@ -2,6 +2,7 @@
 //! See `DESIGN.md` in the docs for the data flow.
 
 pub mod admin;
+pub mod clock;
 pub mod config_loop;
 pub mod controllers;
 pub mod demo;
