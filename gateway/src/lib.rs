@@ -2,6 +2,7 @@
 //! `docs/architecture.md` shows the data flow and which module imports which.
 
 pub mod admin;
+pub mod clock;
 pub mod config_loop;
 pub mod controllers;
 pub mod demo;

@@ -416,7 +416,7 @@ impl Gateway {
             "response_code": status,
             "response_flags": ctx.flags.render(),
             "route_name": ctx.route.as_ref().map(|r| &*r.name),
-            "start_time": access_log::rfc3339(std::time::SystemTime::now() - ctx.start.elapsed()),
+            "start_time": crate::clock::rfc3339(std::time::SystemTime::now() - ctx.start.elapsed()),
             "trace_id": trace_id,
             "upstream_cluster": ctx.cluster_name(),
             "upstream_host": ctx.upstream_host().map(|h| h.to_string()),

@@ -1,0 +1,301 @@
+//! The config loop: one task that owns every resource, applies changes from the
+//! sources and DNS, runs the item controllers and translators, and publishes a new
+//! [`Snapshot`](crate::snapshot::Snapshot) when something changed.
+//!
+//! An object that fails to parse or validate is rejected as a whole: its last good
+//! version stays in force, the error is logged with file and field path, counted, and
+//! shown at `/debug/configz`.
+//!
+//! This file holds the state and how changes apply to it; `publish.rs` the build steps
+//! from resources to a snapshot; `status.rs` what `/debug/configz` shows.
+
+mod publish;
+mod status;
+#[cfg(test)]
+mod tests;
+
+pub use status::{ConfigStatus, StatusCell};
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::controllers::ConfigmapMgr;
+use crate::dns::DnsAnswer;
+use crate::resources::configmap::HIGRESS_CONFIG_NAME;
+use crate::resources::{Kind, McpBridge, Resource, ResourceKey};
+use crate::snapshot::SnapshotCell;
+use crate::sources::Change;
+use crate::stats::{ClusterStatsCache, ConfigStats, StatNamePattern, TracerStats};
+use crate::tracer::Tracer;
+use crate::translate::clusters;
+use crate::translate::wasm_plugins::{PluginSet, WasmDeps};
+use telemetry::export::RecentTraces;
+
+/// Every object in force, with the file (or API path) it came from.
+type Objects = BTreeMap<ResourceKey, (String, Resource)>;
+
+struct Rejection {
+    origin: String,
+    error: String,
+    at: SystemTime,
+}
+
+fn bridges_in(objects: &Objects) -> Vec<&McpBridge> {
+    objects
+        .values()
+        .filter_map(|(_, r)| match r {
+            Resource::McpBridge(b) => Some(b),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Options that shape how resources become a snapshot.
+#[derive(Clone, Debug)]
+pub struct LoopOptions {
+    /// The Ingress class that is ours (`higress`).
+    pub ingress_class: String,
+    /// File mode: an Ingress without class is ours too.
+    pub accept_unclassed: bool,
+    /// The gateway's namespace (its reported tracing service is `higress-gateway.<ns>`).
+    pub namespace: String,
+    /// `gateway demo`: trace every request to `/debug/traces` while `higress-config`
+    /// enables no tracer.
+    pub demo_tracing: bool,
+}
+
+/// What tracing needs from the process: its stats and the `/debug/traces` ring.
+#[derive(Clone)]
+pub struct TracingDeps {
+    pub stats: TracerStats,
+    pub recent: Arc<RecentTraces>,
+}
+
+pub struct ConfigLoop {
+    opts: LoopOptions,
+    objects: Objects,
+    rejected: BTreeMap<ResourceKey, Rejection>,
+    cmgr: ConfigmapMgr,
+    dns: HashMap<String, Vec<IpAddr>>,
+    version: u64,
+    warnings: Vec<String>,
+    not_enforced: Vec<String>,
+    snapshot: SnapshotCell,
+    status: StatusCell,
+    stats: ConfigStats,
+    /// Cluster stats by stat name, kept across snapshots.
+    cluster_stats: ClusterStatsCache,
+    /// `mesh.outboundClusterStatName` of `higress-config`.
+    stat_pattern: StatNamePattern,
+    tracing: TracingDeps,
+    /// The WasmPlugins' loaded plugins.
+    plugins: PluginSet,
+    /// The tracer of the current snapshot.
+    tracer: Option<Arc<Tracer>>,
+    dns_names: watch::Sender<Vec<String>>,
+    /// The version of each snapshot published, for listeners that follow the config.
+    published: watch::Sender<u64>,
+}
+
+impl ConfigLoop {
+    pub fn new(
+        opts: LoopOptions,
+        snapshot: SnapshotCell,
+        status: StatusCell,
+        stats: ConfigStats,
+        cluster_stats: ClusterStatsCache,
+        tracing: TracingDeps,
+        wasm: WasmDeps,
+    ) -> (Self, watch::Receiver<Vec<String>>) {
+        let (dns_names, rx) = watch::channel(Vec::new());
+        let me = ConfigLoop {
+            opts,
+            objects: BTreeMap::new(),
+            rejected: BTreeMap::new(),
+            cmgr: ConfigmapMgr::new(),
+            dns: HashMap::new(),
+            version: 0,
+            warnings: Vec::new(),
+            not_enforced: Vec::new(),
+            plugins: PluginSet::new(wasm, snapshot.clone()),
+            snapshot,
+            status,
+            stats,
+            cluster_stats,
+            stat_pattern: StatNamePattern::default(),
+            tracing,
+            tracer: None,
+            dns_names,
+            published: watch::channel(0).0,
+        };
+        (me, rx)
+    }
+
+    /// Versions of the snapshots published from now on.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.published.subscribe()
+    }
+
+    /// One batch from a source, as the loop takes it: apply every change in order, then
+    /// publish if the resources changed, else republish only the status (rejections and
+    /// no-op changes still show at `/debug/configz`).
+    pub fn take_batch(&mut self, changes: Vec<Change>) {
+        if self.apply_changes(changes) {
+            self.publish();
+        } else {
+            self.refresh_status();
+        }
+    }
+
+    /// One DNS answer, as the loop takes it: publish if endpoints changed.
+    pub fn take_dns(&mut self, answer: DnsAnswer) {
+        if self.apply_dns(answer) {
+            self.publish();
+        }
+    }
+
+    /// Apply a batch of changes. Returns whether the resource set changed.
+    pub fn apply_changes(&mut self, changes: Vec<Change>) -> bool {
+        let mut changed = false;
+        for c in changes {
+            changed |= self.apply_change(c);
+        }
+        changed
+    }
+
+    fn apply_change(&mut self, change: Change) -> bool {
+        match change {
+            Change::Delete { key, origin } => {
+                self.rejected.remove(&key);
+                if key.kind == Kind::ConfigMap && key.name == HIGRESS_CONFIG_NAME {
+                    // Higress registers no delete handler: the last config stays.
+                    tracing::info!(file = %origin, "higress-config deleted; keeping the last config in force");
+                    return false;
+                }
+                tracing::info!(file = %origin, object = %key, "object deleted");
+                if key.kind == Kind::WasmPlugin {
+                    self.plugins.remove(&key);
+                }
+                self.objects.remove(&key).is_some()
+            }
+            Change::Upsert {
+                key,
+                origin,
+                result,
+            } => {
+                let res = match result {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.reject(key, origin, e.to_string());
+                        return false;
+                    }
+                };
+                let mut mesh_changed = false;
+                if let Resource::ConfigMap(cm) = &res {
+                    if key.name == HIGRESS_CONFIG_NAME {
+                        let pattern = StatNamePattern::new(
+                            cm.mesh
+                                .as_ref()
+                                .and_then(|m| m.outbound_cluster_stat_name.as_deref())
+                                .unwrap_or(""),
+                        );
+                        if pattern != self.stat_pattern {
+                            tracing::info!(file = %origin, pattern = ?pattern, "mesh.outboundClusterStatName changed");
+                            self.stat_pattern = pattern;
+                            mesh_changed = true;
+                        }
+                        let Some(cfg) = &cm.higress else {
+                            // No `higress` key: Higress keeps the old config silently.
+                            return mesh_changed;
+                        };
+                        match self.cmgr.update(cfg.clone()) {
+                            Ok(items) if !items.is_empty() => {
+                                tracing::info!(file = %origin, items = ?items, "higress-config applied");
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                self.reject(key, origin, e.under("data.higress").to_string());
+                                return false;
+                            }
+                        }
+                    }
+                }
+                if let Resource::WasmPlugin(wp) = &res {
+                    if let Err(e) = self.plugins.upsert(&key, wp) {
+                        self.reject(key, origin, e);
+                        return false;
+                    }
+                }
+                if let Resource::Ingress(ing) = &res {
+                    for a in ing.unsupported_annotations() {
+                        tracing::warn!(file = %origin, annotation = a, "annotation not supported yet; ignored");
+                    }
+                }
+                self.rejected.remove(&key);
+                let prev = self.objects.insert(key, (origin, res.clone()));
+                mesh_changed || prev.map(|(_, r)| r) != Some(res)
+            }
+        }
+    }
+
+    fn reject(&mut self, key: ResourceKey, origin: String, error: String) {
+        tracing::error!(file = %origin, object = %key, "rejected: {error}; the last good version stays in force");
+        self.stats.rejected.inc();
+        self.rejected.insert(
+            key,
+            Rejection {
+                origin,
+                error,
+                at: SystemTime::now(),
+            },
+        );
+    }
+
+    /// Take a DNS answer. Returns whether endpoints changed.
+    pub fn apply_dns(&mut self, a: DnsAnswer) -> bool {
+        match a.result {
+            Ok(ips) => {
+                if self.dns.get(&a.name) == Some(&ips) {
+                    return false;
+                }
+                tracing::info!(name = %a.name, ?ips, "dns answer changed");
+                self.dns.insert(a.name, ips);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(name = %a.name, error = %e, "dns resolution failed; keeping the last good endpoints");
+                false
+            }
+        }
+    }
+
+    /// DNS names the current registries need.
+    pub fn dns_names(&self) -> Vec<String> {
+        clusters::dns_names(&bridges_in(&self.objects))
+    }
+}
+
+/// Run the loop: take batches from the sources and answers from DNS until both end.
+pub async fn run(
+    mut me: ConfigLoop,
+    mut changes: mpsc::Receiver<Vec<Change>>,
+    mut dns: mpsc::Receiver<DnsAnswer>,
+) {
+    loop {
+        tokio::select! {
+            batch = changes.recv() => match batch {
+                Some(b) => me.take_batch(b),
+                None => return,
+            },
+            answer = dns.recv() => {
+                if let Some(a) = answer {
+                    me.take_dns(a);
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! From resources to a snapshot, in named steps: each step reads the objects gathered
+//! once for this publish and what the steps before it built.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{ConfigLoop, LoopOptions, Objects};
+use crate::controllers::ConfigmapMgr;
+use crate::model::filter_settings::{Collector, FilterSettings};
+use crate::resources::domain::DomainConfig;
+use crate::resources::{EndpointSlice, Endpoints, Ingress, McpBridge, Resource, Service};
+use crate::snapshot::Snapshot;
+use crate::stats::{ClusterStatsCache, StatNamePattern};
+use crate::tracer::{Tracer, TracerKey};
+use crate::translate::certificates::{self, Secrets};
+use crate::translate::route_table::{self, TranslateWarning};
+use crate::translate::{clusters, services, Cluster, RouteTable};
+
+type Clusters = BTreeMap<String, Arc<Cluster>>;
+
+/// The objects one snapshot is built from, gathered in one pass over the resources.
+#[derive(Default)]
+struct Inputs<'a> {
+    /// Ours by class, oldest first (without timestamps, file mode, by name).
+    ingresses: Vec<&'a Ingress>,
+    bridges: Vec<&'a McpBridge>,
+    /// By (namespace, name).
+    secrets: Secrets,
+    /// The console's domain ConfigMaps, by name.
+    domains: Vec<&'a DomainConfig>,
+    services: Vec<&'a Service>,
+    slices: Vec<&'a EndpointSlice>,
+    endpoints: Vec<&'a Endpoints>,
+}
+
+impl<'a> Inputs<'a> {
+    fn gather(objects: &'a Objects, opts: &LoopOptions) -> Self {
+        let mut me = Inputs::default();
+        for (key, (_, r)) in objects {
+            match r {
+                Resource::Ingress(i) if is_ours(i, opts) => me.ingresses.push(i),
+                Resource::Ingress(_) => {}
+                Resource::McpBridge(b) => me.bridges.push(b),
+                Resource::Secret(s) => {
+                    me.secrets
+                        .insert((key.namespace.clone(), key.name.clone()), s.clone());
+                }
+                Resource::ConfigMap(cm) => me.domains.extend(cm.domain.as_ref()),
+                Resource::Service(s) => me.services.push(s),
+                Resource::EndpointSlice(s) => me.slices.push(s),
+                Resource::Endpoints(e) => me.endpoints.push(e),
+                Resource::WasmPlugin(_) => {}
+            }
+        }
+        // Stable: equal timestamps keep the map's (name) order.
+        me.ingresses.sort_by(|a, b| {
+            let ta = a.metadata.creation_timestamp.as_deref().unwrap_or("");
+            let tb = b.metadata.creation_timestamp.as_deref().unwrap_or("");
+            ta.cmp(tb)
+        });
+        me
+    }
+}
+
+fn is_ours(ing: &Ingress, opts: &LoopOptions) -> bool {
+    match ing.class() {
+        Some(c) => c == opts.ingress_class,
+        None => opts.accept_unclassed,
+    }
+}
+
+impl ConfigLoop {
+    /// Build and publish a new snapshot from the current resources.
+    pub fn publish(&mut self) {
+        self.resolve_registries();
+        let inputs = Inputs::gather(&self.objects, &self.opts);
+        let (clusters, skipped) = build_clusters(
+            &inputs,
+            &self.dns,
+            &self.stat_pattern,
+            &mut self.cluster_stats,
+        );
+        prune_cluster_stats(&mut self.cluster_stats, &clusters);
+        let mut tls_warnings = Vec::new();
+        let certs = certificates::build(
+            &inputs.ingresses,
+            &inputs.domains,
+            &inputs.secrets,
+            &self.opts.namespace,
+            &mut tls_warnings,
+        );
+        let (routes, route_warnings) = build_routes(&inputs, &clusters, &certs.force_https);
+        self.warnings = collect_warnings(&route_warnings, tls_warnings);
+        log_left_out(&self.warnings, &skipped);
+        self.not_enforced = collect_not_enforced(&self.cmgr, skipped, &inputs.ingresses);
+        let filters = self.cmgr.settings();
+        self.update_tracer(&filters, &clusters);
+        self.version += 1;
+        let snap = Snapshot {
+            version: self.version,
+            routes,
+            clusters,
+            filters,
+            tracer: self.tracer.clone(),
+            certs,
+            plugins: self.plugins.chain().into(),
+        };
+        self.publish_snapshot(snap);
+    }
+
+    /// Tell the DNS task which names the registries need (it answers through the loop).
+    fn resolve_registries(&self) {
+        let names = self.dns_names();
+        self.dns_names.send_if_modified(|cur| {
+            if *cur != names {
+                *cur = names;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Start a tracer when the tracing settings or the collector's address changed, and
+    /// retire the one it replaces.
+    fn update_tracer(&mut self, filters: &FilterSettings, clusters: &Clusters) {
+        let key = match &filters.tracing {
+            Some(s) => Some(TracerKey {
+                settings: Some(s.clone()),
+                endpoint: collector_endpoint(&s.collector, clusters),
+            }),
+            None if self.opts.demo_tracing => Some(TracerKey {
+                settings: None,
+                endpoint: String::new(),
+            }),
+            None => None,
+        };
+        if key.as_ref() == self.tracer.as_ref().map(|t| &t.key) {
+            return;
+        }
+        let new = key.map(|k| {
+            Tracer::start(
+                k,
+                &self.opts.namespace,
+                &self.tracing.stats,
+                self.tracing.recent.clone(),
+            )
+        });
+        if let Some(old) = std::mem::replace(&mut self.tracer, new) {
+            tracing::info!(old = ?old.key, "tracer replaced; draining its exporter");
+            Tracer::retire(old);
+        }
+    }
+
+    /// Swap the snapshot in, update the config stats and the status, and tell the
+    /// listeners that follow the config.
+    fn publish_snapshot(&mut self, snap: Snapshot) {
+        self.stats
+            .first_cert_expiry
+            .store(snap.certs.earliest_expiry().unwrap_or(0), Ordering::Relaxed);
+        self.snapshot.store(Arc::new(snap));
+        self.stats.applied.inc();
+        self.stats.version.set(self.version as i64);
+        self.refresh_status();
+        self.published.send_replace(self.version);
+        tracing::info!(version = self.version, "config snapshot published");
+    }
+}
+
+/// Clusters of the `default` McpBridge's registries, then of the Services, with their
+/// stats named by the mesh's pattern; also what was skipped as not supported.
+fn build_clusters(
+    inputs: &Inputs,
+    dns: &HashMap<String, Vec<IpAddr>>,
+    pattern: &StatNamePattern,
+    stats: &mut ClusterStatsCache,
+) -> (Clusters, Vec<String>) {
+    let mut skipped = Vec::new();
+    stats.set_pattern(pattern.clone());
+    let mut clusters = clusters::build(&inputs.bridges, dns, stats, &mut skipped);
+    services::build(
+        &inputs.services,
+        &inputs.slices,
+        &inputs.endpoints,
+        stats,
+        &mut clusters,
+        &mut skipped,
+    );
+    (clusters, skipped)
+}
+
+/// Forget the stats of clusters that are gone, so their series leave the registry.
+fn prune_cluster_stats(stats: &mut ClusterStatsCache, clusters: &Clusters) {
+    let in_use: HashSet<&str> = clusters
+        .values()
+        .map(|c| c.stats.stat_name.as_str())
+        .collect();
+    stats.retain(&in_use);
+    stats.registry().prune();
+}
+
+/// The route table of our Ingresses; hosts in `force_https` redirect plain HTTP.
+fn build_routes(
+    inputs: &Inputs,
+    clusters: &Clusters,
+    force_https: &HashSet<String>,
+) -> (RouteTable, Vec<TranslateWarning>) {
+    let mut warnings = Vec::new();
+    let routes = RouteTable::build(
+        &inputs.ingresses,
+        clusters,
+        &inputs.secrets,
+        force_https,
+        &mut warnings,
+    );
+    (routes, warnings)
+}
+
+/// What `/debug/configz` lists as warnings: the Ingresses' problems, then the TLS ones.
+fn collect_warnings(routes: &[TranslateWarning], tls: Vec<String>) -> Vec<String> {
+    routes
+        .iter()
+        .map(|w| format!("ingress {}: {}", w.ingress, w.error))
+        .chain(tls)
+        .collect()
+}
+
+fn log_left_out(warnings: &[String], skipped: &[String]) {
+    for w in warnings {
+        tracing::warn!("{w}; its routes are left out");
+    }
+    for s in skipped {
+        tracing::warn!("{s} is not supported yet; no cluster built");
+    }
+}
+
+/// What is accepted but not enforced: fields of `higress-config`, registries and
+/// Services without a cluster, and Ingress annotations not supported yet.
+fn collect_not_enforced(
+    cmgr: &ConfigmapMgr,
+    skipped: Vec<String>,
+    ingresses: &[&Ingress],
+) -> Vec<String> {
+    let mut out = cmgr.not_enforced();
+    out.extend(skipped);
+    out.extend(ingresses.iter().flat_map(|ing| {
+        let name = route_table::route_name(ing);
+        ing.unsupported_annotations()
+            .into_iter()
+            .map(move |a| format!("ingress {name}: annotation {a}"))
+    }));
+    out
+}
+
+/// Where the exporter dials the collector: the endpoint of the McpBridge cluster
+/// `outbound|<port>||<service>` when there is one (as Higress points Envoy at that
+/// cluster), else `service:port` resolved by name.
+fn collector_endpoint(c: &Collector, clusters: &Clusters) -> String {
+    let name = clusters::cluster_name(c.port, "", &c.service);
+    match clusters.get(&name).and_then(|cl| cl.endpoints.first()) {
+        Some(ep) => ep.to_string(),
+        None => format!("{}:{}", c.service, c.port),
+    }
+}
