@@ -1,8 +1,6 @@
 //! The stats and admin listeners.
 
-mod common;
-
-use common::*;
+use test_support::*;
 
 #[test]
 fn stats_configz_and_config_dump() {

@@ -1,11 +1,9 @@
 //! The command line: `validate`, exit codes, `--help`, env twins, `demo`, SIGTERM drain.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use test_support::*;
 
 fn gateway() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gateway"))

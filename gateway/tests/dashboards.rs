@@ -1,9 +1,8 @@
 //! The shipped Grafana dashboards (`grafana/`) and k6 scripts (`loadtest/*.js`):
 //! the dashboards' JSON holds together, and every panel query returns data from a real
 //! Prometheus scraping a gateway that k6 (`smoke.js`) and the test load, tracing on;
-//! the k6 scripts pass `k6 inspect` and their thresholds against `gateway demo`.
-
-mod common;
+//! the k6 scripts pass `k6 inspect` and their thresholds against `gateway demo`, and the
+//! commands `loadtest/README.md` prints run as printed.
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
@@ -12,10 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::prometheus::*;
-use common::tracing_peers::ZipkinReceiver;
-use common::*;
 use serde_json::Value;
+use test_support::prometheus::*;
+use test_support::tracing_peers::ZipkinReceiver;
+use test_support::*;
 
 fn dashboards() -> Vec<(String, Value)> {
     let dir = repo_root().join("grafana/dashboards");
@@ -217,7 +216,7 @@ impl Site {
         // loop (`failures`) feed the Wasm panels and still get their answer.
         cfg.wasm_plugin(
             "wat",
-            &format!("file://{}", common::wasm::abi_module().display()),
+            &format!("file://{}", test_support::wasm::abi_module().display()),
             "failStrategy: FAIL_OPEN",
         );
         let gw = Gateway::start_with(cfg.path(), &["--wasm-callback-deadline", "100ms"]);
@@ -417,13 +416,24 @@ fn every_panel_query_returns_data_for_traffic_sent() {
     prom.assert_target_healthy();
 }
 
-/// `gateway demo` on loopback ports of its own: (child, http address, config dir).
-fn start_demo() -> (
-    std::process::Child,
-    std::net::SocketAddr,
-    std::net::SocketAddr,
-    PathBuf,
-) {
+/// `gateway demo`, running; stopped when dropped (also when a test fails).
+struct Demo {
+    child: std::process::Child,
+    http: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+    /// The config directory the demo printed.
+    dir: PathBuf,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `gateway demo` on loopback ports of its own.
+fn start_demo() -> Demo {
     let http: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let log = tempfile::NamedTempFile::new().unwrap();
@@ -448,7 +458,12 @@ fn start_demo() -> (
         .and_then(|rest| rest.split_whitespace().next())
         .map(|d| PathBuf::from(d.trim_end_matches('/')))
         .unwrap_or_else(|| panic!("no config dir in the demo's output: {printed}"));
-    (child, http, admin, dir)
+    Demo {
+        child,
+        http,
+        admin,
+        dir,
+    }
 }
 
 #[test]
@@ -469,7 +484,8 @@ fn k6_scripts_inspect_and_pass_against_the_demo() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let (mut demo, http, admin, dir) = start_demo();
+    let demo = start_demo();
+    let (http, admin, dir) = (demo.http, demo.admin, &demo.dir);
     let base = format!("http://{http}");
     let (ok, out) = k6_run(
         "smoke.js",
@@ -493,7 +509,7 @@ fn k6_scripts_inspect_and_pass_against_the_demo() {
         .arg("40")
         .arg("bash")
         .arg(repo_root().join("loadtest/reload.sh"))
-        .arg(&dir)
+        .arg(dir)
         .arg(admin.to_string())
         .env("BASE_URL", &base)
         .env("DURATION", "6s")
@@ -521,6 +537,85 @@ fn k6_scripts_inspect_and_pass_against_the_demo() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no snapshot count in:\n{text}"));
     assert!(published >= 5, "{text}");
-    let _ = demo.kill();
-    let _ = demo.wait();
+}
+
+/// The shell block of `loadtest/README.md` that shows how to run the k6 scripts: its
+/// command lines, as printed.
+fn readme_commands() -> Vec<String> {
+    let readme = std::fs::read_to_string(repo_root().join("loadtest/README.md")).unwrap();
+    let mut blocks = Vec::new();
+    let mut current: Option<Vec<String>> = None;
+    for line in readme.lines() {
+        match (&mut current, line.trim()) {
+            (None, "```sh") => current = Some(Vec::new()),
+            (Some(_), "```") => blocks.push(current.take().unwrap()),
+            (Some(block), l) if !l.is_empty() && !l.starts_with('#') => block.push(l.to_string()),
+            _ => {}
+        }
+    }
+    blocks
+        .into_iter()
+        .find(|b| b.iter().any(|l| l.contains("k6 run")))
+        .expect("a ```sh block with `k6 run` lines in loadtest/README.md")
+}
+
+/// A new user's path through `loadtest/README.md`: each line of its k6 block, run by bash
+/// from the repository root exactly as printed, against `gateway demo` (which the test
+/// starts itself rather than through `scripts/demo.sh`, a release build). Only
+/// `BASE_URL` (the demo's port) and a short `DURATION` come from the environment.
+#[test]
+fn loadtest_readme_commands_run_as_printed() {
+    let lines = readme_commands();
+    let (demo_line, commands): (Vec<String>, Vec<String>) = lines
+        .into_iter()
+        .partition(|l| l.starts_with("scripts/demo.sh"));
+    assert_eq!(demo_line.len(), 1, "the block starts the demo once");
+    let k6_lines = commands.iter().filter(|l| l.contains("k6 run")).count();
+    assert!(k6_lines >= 3, "{commands:?}");
+    // No `k6 run` printed elsewhere in the README escapes the test.
+    let readme = std::fs::read_to_string(repo_root().join("loadtest/README.md")).unwrap();
+    assert_eq!(
+        readme.lines().filter(|l| l.contains("k6 run")).count(),
+        k6_lines,
+        "loadtest/README.md prints `k6 run` outside the block the test runs"
+    );
+    let demo = start_demo();
+    let (http, dir) = (demo.http, &demo.dir);
+    // The placeholder the README prints for the directory the demo names after its pid.
+    let placeholder = "/tmp/gateway-demo-<pid>";
+    assert_eq!(
+        dir.file_name().unwrap().to_string_lossy(),
+        format!("gateway-demo-{}", demo.child.id()),
+        "the demo's config dir is the README's {placeholder}"
+    );
+    let path = format!(
+        "{}:{}",
+        k6().parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for printed in &commands {
+        let line = printed.replace(placeholder, &dir.to_string_lossy());
+        assert!(
+            !line.contains('<'),
+            "a placeholder the test does not know: {printed}"
+        );
+        let out = Command::new("timeout")
+            .args(["90", "bash", "-c", &line])
+            .current_dir(repo_root())
+            .env("PATH", &path)
+            .env("BASE_URL", format!("http://{http}"))
+            .env("DURATION", "3s")
+            // k6 would otherwise phone home for usage reports.
+            .env("K6_NO_USAGE_REPORT", "true")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "`{printed}` failed:\n{text}");
+        // k6's summary: the script ran and sent requests.
+        assert!(text.contains("http_reqs"), "`{printed}`:\n{text}");
+    }
 }

@@ -1,12 +1,10 @@
 //! `global-option` fields of `higress-config`, each edited live and observed on the wire.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::*;
+use test_support::*;
 
 fn setup() -> (ConfigDir, Backend, Gateway) {
     let be = Backend::start("be");

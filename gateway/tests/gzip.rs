@@ -2,16 +2,14 @@
 //! headers each test picks, the gateway, and clients (a raw HTTP/1.1 one and curl) that
 //! decompress and compare bodies byte for byte.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::client::{Conn, Response};
-use common::{wait_for, ConfigDir, Gateway};
+use test_support::client::{Conn, Response};
+use test_support::{wait_for, ConfigDir, Gateway};
 
 /// A JSON-ish body of `n` bytes (compressible, not trivially).
 fn body(n: usize) -> Vec<u8> {

@@ -3,15 +3,13 @@
 //! picking the certificate (checked with `openssl s_client` and a Rust TLS client); h2
 //! over ALPN (curl); HTTP->HTTPS redirects; live certificate rotation under load.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::tls::{s_client, tls_conn, tls_conn_with_cert, Issued, TestCa};
-use common::*;
+use test_support::tls::{s_client, tls_conn, tls_conn_with_cert, Issued, TestCa};
+use test_support::*;
 
 /// Whether the HTTPS listener takes connections.
 fn https_bound(gw: &Gateway) -> bool {

@@ -2,14 +2,12 @@
 //! (`tests/peers/kube_apiserver.py`: the real list/watch protocol with resourceVersions,
 //! chunked watch streams, bookmarks and 410 Gone), driven by the real kubectl v1.33.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::kube::ApiServer;
-use common::{get, wait_for, Backend};
+use test_support::kube::ApiServer;
+use test_support::{get, wait_for, Backend};
 
 fn service(ns: &str, name: &str) -> String {
     format!(
@@ -41,7 +39,7 @@ fn ingress(ns: &str, name: &str, class: Option<&str>, host: &str, service: &str)
 const HIGRESS_CONFIG: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: higress-config, namespace: higress-system}\ndata:\n  higress: |\n    tracing:\n      enable: false\n      sampling: 100\n      timeout: 500\n      zipkin:\n        service: zipkin.static\n        port: \"9411\"\n";
 
 /// Which backend answered `host`'s `/`, or the status when it was not a 200.
-fn answer(gw: &common::Gateway, host: &str) -> Result<String, u16> {
+fn answer(gw: &test_support::Gateway, host: &str) -> Result<String, u16> {
     match get(gw.http, host, "/") {
         Ok(r) if r.status == 200 => Ok(r.json()["backend"].as_str().unwrap_or("").to_string()),
         Ok(r) => Err(r.status),
@@ -49,7 +47,7 @@ fn answer(gw: &common::Gateway, host: &str) -> Result<String, u16> {
     }
 }
 
-fn wait_answer(gw: &common::Gateway, host: &str, want: Result<&str, u16>) {
+fn wait_answer(gw: &test_support::Gateway, host: &str, want: Result<&str, u16>) {
     let want = want.map(str::to_string);
     wait_for(&format!("{host} answering {want:?}"), || {
         (answer(gw, host) == want).then_some(())
@@ -130,7 +128,7 @@ fn objects_of_every_kind_reach_routing_and_ingress_status() {
     wait_answer(&gw, "web.example.com", Ok("two"));
 
     // `kubectl get --watch` sees what the gateway sees, through the same watch protocol.
-    let mut watch = std::process::Command::new(common::kube::kubectl_bin())
+    let mut watch = std::process::Command::new(test_support::kube::kubectl_bin())
         .args(["get", "ingress", "-n", "apps", "--watch", "-o", "name"])
         .env("KUBECONFIG", api.kubeconfig())
         .stdout(std::process::Stdio::piped())
@@ -184,7 +182,7 @@ fn objects_of_every_kind_reach_routing_and_ingress_status() {
     wait_answer(&gw, "bridged.example.com", Ok("one"));
 
     // A WasmPlugin (the ABI test module adds x-wat-response to every response).
-    let wat = common::repo_root().join("gateway/tests/fixtures/abi_edge.wat");
+    let wat = test_support::repo_root().join("gateway/tests/fixtures/abi_edge.wat");
     api.create(&format!(
         "apiVersion: extensions.higress.io/v1alpha1\nkind: WasmPlugin\nmetadata: {{name: wat, namespace: higress-system}}\nspec:\n  url: file://{}\n  defaultConfig: {{}}\n",
         wat.display()
@@ -439,11 +437,11 @@ fn without_a_cluster_to_talk_to_the_gateway_says_so_and_exits_2() {
 fn a_tls_secret_and_ingress_tls_from_the_api_serve_https_and_go_away_with_the_secret() {
     let api = ApiServer::start();
     let be = Backend::start("web");
-    let ca = common::tls::TestCa::new("kube test CA");
+    let ca = test_support::tls::TestCa::new("kube test CA");
     let issued = ca.issue(&["secure.example.com"]);
     api.create(HIGRESS_CONFIG);
     web_service(&api, "apps", be.addr.port());
-    let mut secret = common::tls::tls_secret_yaml("secure", &issued, None);
+    let mut secret = test_support::tls::tls_secret_yaml("secure", &issued, None);
     secret = secret.replace("  name: secure\n", "  name: secure\n  namespace: apps\n");
     api.create(&secret);
     let tls_ingress = ingress(
@@ -467,7 +465,8 @@ fn a_tls_secret_and_ingress_tls_from_the_api_serve_https_and_go_away_with_the_se
     assert_eq!(certs(), 1, "{}", gw.configz()["tls"]);
     let https = wait_for("the HTTPS listener", || {
         let mut c =
-            common::tls::tls_conn(gw.https, Some("secure.example.com"), &ca.pem_path()).ok()?;
+            test_support::tls::tls_conn(gw.https, Some("secure.example.com"), &ca.pem_path())
+                .ok()?;
         c.request("GET", "secure.example.com", "/", &[]).ok()
     });
     assert_eq!(https.status, 200);

@@ -3,14 +3,12 @@
 //! connection, WebSockets keep echoing, valid changes become visible and invalid ones are
 //! rejected and counted.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
 use futures_util::{SinkExt, StreamExt};
+use test_support::*;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 

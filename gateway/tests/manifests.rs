@@ -4,16 +4,14 @@
 //! schemas (check-jsonschema) and, with the shipped higress-config, against the gateway
 //! itself (`gateway validate`).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::kube::kubectl_bin;
-use common::repo_root;
+use test_support::kube::kubectl_bin;
+use test_support::repo_root;
 
 fn venv_tool(name: &str) -> PathBuf {
-    let p = common::tracing_peers::python().with_file_name(name);
+    let p = test_support::tracing_peers::python().with_file_name(name);
     assert!(p.exists(), "{} not found: run scripts/test.sh", p.display());
     p
 }

@@ -4,14 +4,12 @@
 //! Needs `prometheus` and `promtool` (Debian package `prometheus`, installed by
 //! scripts/test.sh); without them these tests fail, they do not skip.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::prometheus::*;
-use common::*;
+use test_support::prometheus::*;
+use test_support::*;
 
 const A: &str = "outbound|80||a.static";
 const B: &str = "outbound|80||b.static";

@@ -1,11 +1,9 @@
 //! Protocols and connection handling: h2c downstream, HTTP/2 upstreams for `http2`
 //! registries, Ingress classes, the downstream buffer limit, `higress-config` deletion.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use test_support::*;
 
 fn curl_h2c(addr: std::net::SocketAddr, host: &str, path: &str) -> (u16, String) {
     let (code, version, body) = curl(&[

@@ -3,12 +3,10 @@
 //! followed after `--dns-refresh`, the last good endpoints kept when DNS fails; and the
 //! same with the registry switched to `static`.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::*;
+use test_support::*;
 
 fn quickstart_copy() -> ConfigDir {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart");

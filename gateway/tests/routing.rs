@@ -1,8 +1,6 @@
 //! The routing table, local replies and the header policy, through the real binary.
 
-mod common;
-
-use common::*;
+use test_support::*;
 
 fn setup() -> (ConfigDir, Backend, Backend) {
     let cfg = ConfigDir::new();

@@ -1,8 +1,6 @@
 //! Envoy-compatible stats observed through `/stats/prometheus` after real traffic.
 
-mod common;
-
-use common::*;
+use test_support::*;
 
 /// A 2xx, 4xx and 5xx mix over keep-alive and fresh connections; the downstream (HTTP
 /// connection manager) families count each request once, by class, with a time sample.

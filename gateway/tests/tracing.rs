@@ -3,15 +3,13 @@
 //! and OTLP / Zipkin receivers. `higress-config` turns tracing on, switches it, and a
 //! collector that fails never fails a request.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::tracing_peers::*;
-use common::*;
 use serde_json::Value;
+use test_support::tracing_peers::*;
+use test_support::*;
 
 const GATEWAY_SERVICE: &str = "higress-gateway.higress-system";
 

@@ -5,12 +5,10 @@
 //! Needs the Python venv scripts/test.sh builds (target/peers-venv); without it these
 //! tests fail with how to build it.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::tracing_peers::*;
-use common::*;
+use test_support::tracing_peers::*;
+use test_support::*;
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00f067aa0ba902b7";

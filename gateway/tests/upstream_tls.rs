@@ -3,11 +3,9 @@
 //! registries and the `backend-protocol` / `proxy-ssl-*` annotations, verifies what it
 //! is told to, and answers 503 with flag `UF` when verification fails.
 
-mod common;
-
-use common::nginx::Nginx;
-use common::tls::{tls_secret_yaml, TestCa};
-use common::*;
+use test_support::nginx::Nginx;
+use test_support::tls::{tls_secret_yaml, TestCa};
+use test_support::*;
 
 /// An Ingress `name` for `host` to `to` with annotations.
 fn route(cfg: &ConfigDir, name: &str, host: &str, to: &str, annotations: &[(&str, &str)]) {

@@ -5,14 +5,12 @@
 //! traps with FAIL_CLOSE and FAIL_OPEN, the callback deadline and the memory limit, a
 //! configuration the plugin refuses, and modules from file:// and http:// with sha256.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 
-use common::client::request_with_body;
-use common::wasm::{abi_module, wasm_plugin_yaml, LOAD_WAIT};
-use common::{request, wait_for, Backend, ConfigDir, Conn, Gateway};
+use test_support::client::request_with_body;
+use test_support::wasm::{abi_module, wasm_plugin_yaml, LOAD_WAIT};
+use test_support::{request, wait_for, Backend, ConfigDir, Conn, Gateway};
 
 const HOST: &str = "wat.test";
 
@@ -40,12 +38,12 @@ fn start(cfg: &ConfigDir, spec: &str, extra: &[&str]) -> Gateway {
     Gateway::start_with_plugins(cfg, extra, &[("wat", &file_url(), spec)])
 }
 
-fn mode(gw: &Gateway, m: &str) -> common::Response {
+fn mode(gw: &Gateway, m: &str) -> test_support::Response {
     request(gw.http, "GET", HOST, "/get", &[("x-mode", m)]).unwrap()
 }
 
 /// What the backend saw of the request, from its JSON echo.
-fn upstream_header(r: &common::Response, name: &str) -> Option<String> {
+fn upstream_header(r: &test_support::Response, name: &str) -> Option<String> {
     r.json()["headers"][name].as_str().map(str::to_string)
 }
 
@@ -492,7 +490,7 @@ fn vm_config_env_reaches_the_vm_environment() {
     let (be, auth) = (Backend::start("be"), Backend::start("auth"));
     let cfg = config(&be, &auth);
     let spec = "vmConfig:\n  env:\n  - {name: INLINED, value: \"one=1\"}\n  - {name: GATEWAY_TEST_FROM_HOST, valueFrom: HOST}\n  - {name: GATEWAY_TEST_NOT_SET, valueFrom: HOST}\n";
-    let cache = common::wasm::cache_dir();
+    let cache = test_support::wasm::cache_dir();
     let gw = Gateway::start_with_env(
         cfg.path(),
         &["--wasm-cache-dir", cache.to_str().unwrap()],

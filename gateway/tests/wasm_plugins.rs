@@ -6,16 +6,14 @@
 //! and priority order; a refused configuration; a live config change on an open
 //! connection.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::client::request_with_body;
-use common::wasm::{plugin, wasm_plugin_yaml};
-use common::{request, wait_for, Backend, ConfigDir, Conn, Gateway};
+use test_support::client::request_with_body;
+use test_support::wasm::{plugin, wasm_plugin_yaml};
+use test_support::{request, wait_for, Backend, ConfigDir, Conn, Gateway};
 
 fn url(name: &str, version: &str) -> String {
     format!("file://{}", plugin(name, version).display())

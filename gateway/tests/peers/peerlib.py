@@ -1,7 +1,7 @@
 """Shared plumbing for the test peers: bounded lifetime, the READY line, the JSON-lines
 record file, and a small HTTP control endpoint for fault injection.
 
-Contract with the Rust harness (gateway/tests/common/tracing_peers.rs):
+Contract with the Rust harness (gateway/tests/support/src/tracing_peers.rs):
 - stdout carries exactly one line, `READY {"name": port, ...}`, once every listener is up;
 - every recorded item is one JSON object per line in the `--record` file, written whole
   under a lock, so a reader sees complete lines (a torn last line is skipped);

@@ -6,14 +6,14 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::{ConfigDir, Gateway};
+use crate::{ConfigDir, Gateway};
 
 /// Long enough for a cold compile of several Go plugins on two busy cores.
 pub const LOAD_WAIT: Duration = Duration::from_secs(240);
 
 /// `plugins/` of the installed package (found without importing it).
 pub fn plugins_dir() -> PathBuf {
-    let python = super::tracing_peers::python();
+    let python = crate::tracing_peers::python();
     let out = Command::new(&python)
         .args([
             "-c",
@@ -41,12 +41,12 @@ pub fn plugin(name: &str, version: &str) -> PathBuf {
 
 /// The hand-written ABI edge-case module.
 pub fn abi_module() -> PathBuf {
-    super::repo_root().join("gateway/tests/fixtures/abi_edge.wat")
+    crate::repo_root().join("gateway/tests/fixtures/abi_edge.wat")
 }
 
 /// Compiled modules shared by every test run (a module compiles once per machine).
 pub fn cache_dir() -> PathBuf {
-    super::repo_root().join("target/wasm-test-cache")
+    crate::repo_root().join("target/wasm-test-cache")
 }
 
 /// A `WasmPlugin` in `higress-system`: `spec` is the YAML under `spec:` after `url`,

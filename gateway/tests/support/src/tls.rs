@@ -17,8 +17,8 @@ use openssl::x509::extension::{
 };
 use openssl::x509::{X509NameBuilder, X509};
 
-use super::client::{connect, Conn};
-use super::ConfigDir;
+use crate::client::{connect, Conn};
+use crate::ConfigDir;
 
 fn ec_key() -> PKey<Private> {
     let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use super::{free_port, wait_for};
+use crate::{free_port, wait_for};
 
 pub struct Nginx {
     pub addr: SocketAddr,

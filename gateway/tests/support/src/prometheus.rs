@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{free_port, get};
+use crate::{free_port, get};
 
 /// The `higress` label the Higress dashboard filters on (`$gateway`), set on the
 /// scrape job as Higress's all-in-one Prometheus sets it.
@@ -415,7 +415,7 @@ pub fn dashboard_path() -> std::path::PathBuf {
 
 /// The dashboard's PromQL expressions, as kept in `tests/fixtures`.
 pub fn dashboard_fixture() -> Vec<String> {
-    let text = include_str!("../fixtures/higress-dashboard-exprs.json");
+    let text = include_str!("../../fixtures/higress-dashboard-exprs.json");
     let v: serde_json::Value = serde_json::from_str(text).expect("fixture is JSON");
     v["exprs"]
         .as_array()

@@ -1,6 +1,8 @@
-//! Test support: the real `gateway` binary on free loopback ports, real backends, and a
-//! small raw HTTP/1.1 client (so tests see exactly what is on the wire).
-#![allow(dead_code)]
+//! Test support for the gateway's integration tests (`gateway/tests/*.rs`): the real
+//! `gateway` binary on free loopback ports, real backends and peers, and a small raw
+//! HTTP/1.1 client (so tests see exactly what is on the wire).
+//!
+//! A crate of its own, so it is compiled once rather than into every test binary.
 
 pub mod backend;
 pub mod client;
@@ -18,7 +20,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use backend::Backend;
-#[allow(unused_imports)]
 pub use client::{get, request, Conn, Response};
 
 /// Generous bound for anything a test waits for.
@@ -73,12 +74,31 @@ pub fn k6() -> PathBuf {
     k6
 }
 
-/// The repository's root (the workspace above the gateway crate).
+/// The repository's root (this crate is `gateway/tests/support`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+        .ancestors()
+        .nth(3)
         .unwrap()
         .to_path_buf()
+}
+
+/// The `gateway` binary cargo built for the running test. `CARGO_BIN_EXE_gateway` exists
+/// only when compiling the gateway package's own tests, not this crate, so take the binary
+/// from where cargo puts it: beside the `deps/` directory that holds the test binary.
+pub fn gateway_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let bin = dir.join(format!("gateway{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} not found: run the tests through cargo test -p gateway, which builds it",
+        bin.display()
+    );
+    bin
 }
 
 /// A config directory in the standalone layout.
@@ -86,7 +106,14 @@ pub struct ConfigDir {
     pub dir: tempfile::TempDir,
 }
 
+impl Default for ConfigDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl ConfigDir {
+    /// An empty directory with the standalone layout's subdirectories.
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         for k in ["configmaps", "ingresses", "mcpbridges", "secrets"] {
@@ -276,7 +303,7 @@ impl Gateway {
         let stats: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let stderr = std::fs::File::create(logdir.path().join("gateway.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        let child = Command::new(gateway_bin())
             .arg("run")
             .args(mode)
             .args(&own_http)

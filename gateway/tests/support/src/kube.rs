@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{repo_root, tracing_peers, Gateway, WAIT};
+use crate::{repo_root, tracing_peers, Gateway, WAIT};
 
 pub struct ApiServer {
     child: Child,
@@ -107,14 +107,14 @@ impl ApiServer {
 
     /// A test control of the stand-in (`expire`, `outage?ms=N`).
     pub fn control(&self, what: &str) {
-        let r = super::request(self.addr, "POST", "x", &format!("/_stand-in/{what}"), &[])
+        let r = crate::request(self.addr, "POST", "x", &format!("/_stand-in/{what}"), &[])
             .expect("the stand-in answers");
         assert_eq!(r.status, 200, "control {what}");
     }
 
     /// Every request line the stand-in has seen.
     pub fn requests(&self) -> Vec<String> {
-        let r = super::get(self.addr, "x", "/_stand-in/requests").unwrap();
+        let r = crate::get(self.addr, "x", "/_stand-in/requests").unwrap();
         r.text().lines().map(str::to_string).collect()
     }
 

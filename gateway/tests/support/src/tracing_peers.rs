@@ -10,14 +10,14 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{Conn, Response};
+use crate::{Conn, Response};
 
 /// Bound for a peer to start: a Python interpreter importing grpc and the SDKs takes about
 /// a second, much longer on a loaded machine.
@@ -29,7 +29,7 @@ pub const PEER_WAIT: Duration = Duration::from_secs(20);
 pub fn python() -> PathBuf {
     let p = std::env::var_os("GATEWAY_TEST_PYTHON")
         .map(PathBuf::from)
-        .unwrap_or_else(|| super::repo_root().join("target/peers-venv/bin/python"));
+        .unwrap_or_else(|| crate::repo_root().join("target/peers-venv/bin/python"));
     if !p.exists() {
         panic!(
             "the tracing peers' Python venv is missing ({}): run scripts/test.sh, or just \
@@ -42,7 +42,7 @@ pub fn python() -> PathBuf {
 }
 
 pub fn peers_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers")
+    crate::repo_root().join("gateway/tests/peers")
 }
 
 /// What a receiver does to calls: answer HTTP `status` (0 = normally), abort gRPC calls
