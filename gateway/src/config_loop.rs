@@ -26,7 +26,7 @@ use crate::stats::{ClusterStatsCache, ConfigStats, StatNamePattern, TracerStats}
 use crate::tracer::{Tracer, TracerKey};
 use crate::translate::certificates::{self, Secrets};
 use crate::translate::{
-    clusters, route_table, route_table::TranslateWarning, services, RouteTable,
+    clusters, route_table, route_table::TranslateWarning, services,
 };
 use crate::wasm::plugin_set::{PluginSet, WasmDeps};
 use telemetry::export::RecentTraces;
@@ -53,9 +53,9 @@ struct Rejection {
 /// cluster), else `service:port` resolved by name.
 fn collector_endpoint(
     c: &crate::controllers::Collector,
-    clusters: &BTreeMap<String, Arc<crate::translate::Cluster>>,
+    clusters: &BTreeMap<String, Arc<crate::model::Cluster>>,
 ) -> String {
-    let name = crate::translate::clusters::cluster_name(c.port, "", &c.service);
+    let name = crate::model::cluster_name(c.port, "", &c.service);
     match clusters.get(&name).and_then(|cl| cl.endpoints.first()) {
         Some(ep) => ep.to_string(),
         None => format!("{}:{}", c.service, c.port),
@@ -380,7 +380,7 @@ impl ConfigLoop {
             &mut tls_warnings,
         );
         let mut warns: Vec<TranslateWarning> = Vec::new();
-        let routes = RouteTable::build(
+        let routes = route_table::build(
             &self.ingresses(),
             &clusters,
             &secrets,
@@ -440,7 +440,7 @@ impl ConfigLoop {
     fn update_tracer(
         &mut self,
         filters: &crate::controllers::FilterSettings,
-        clusters: &BTreeMap<String, Arc<crate::translate::Cluster>>,
+        clusters: &BTreeMap<String, Arc<crate::model::Cluster>>,
     ) {
         let key = match &filters.tracing {
             Some(s) => Some(TracerKey {

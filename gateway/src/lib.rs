@@ -2,10 +2,13 @@
 //! See `DESIGN.md` in the docs for the data flow.
 
 pub mod admin;
+pub mod annotations;
 pub mod config_loop;
 pub mod controllers;
 pub mod demo;
 pub mod dns;
+pub mod error;
+pub mod model;
 pub mod proxy;
 pub mod resources;
 pub mod server;
