@@ -2,11 +2,14 @@
 //! `docs/architecture.md` shows the data flow and which module imports which.
 
 pub mod admin;
+pub mod annotations;
 pub mod clock;
 pub mod config_loop;
 pub mod controllers;
 pub mod demo;
 pub mod dns;
+pub mod error;
+pub mod filters;
 pub mod model;
 pub mod proxy;
 pub mod resources;

@@ -11,8 +11,7 @@ use arc_swap::ArcSwap;
 
 use crate::model::filter_settings::FilterSettings;
 use crate::tracer::Tracer;
-use crate::translate::certificates::CertStore;
-use crate::translate::{Cluster, RouteTable};
+use crate::model::{CertStore, Cluster, RouteTable};
 use crate::wasm::LoadedPlugin;
 
 #[derive(Debug, Default)]

@@ -3,5 +3,16 @@
 //! order of the plugin chain. Only `translate/` and `controllers/` build these;
 //! `proxy/`, `filters/` and `wasm/` read them.
 
+pub mod certs;
+pub mod cluster;
 pub mod filter_settings;
 pub mod plugin_chain;
+pub mod protocol;
+pub mod route;
+pub mod upstream_tls;
+
+pub use certs::{CertStore, ServerCert};
+pub use cluster::{cluster_name, Cluster};
+pub use protocol::Protocol;
+pub use route::{strip_port, PathMatch, Route, RouteTable, WeightedCluster};
+pub use upstream_tls::{sni_from_host, Sni, UpstreamTls};

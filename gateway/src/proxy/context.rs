@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::flags::ResponseFlags;
 use crate::snapshot::Snapshot;
-use crate::translate::{Cluster, Route};
+use crate::model::{Cluster, Route};
 
 /// Attempts per request: the first plus Envoy's default two retries.
 pub const MAX_ATTEMPTS: u32 = 3;

@@ -32,11 +32,9 @@ use pingora_error::{Error, ErrorSource, ErrorType};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
-use crate::resources::mcpbridge::RegistryProtocol;
 use crate::snapshot::SnapshotCell;
 use crate::stats::{self, HcmStats};
-use crate::translate::route_table;
-use crate::translate::upstream_tls::{self, Sni};
+use crate::model::{self, PathMatch, Protocol, Sni};
 use crate::wasm::filter::{Verdict, WasmRequest};
 use crate::wasm::stream::StreamInfo;
 use access_log::AccessLog;
@@ -244,10 +242,10 @@ impl Gateway {
         };
         let url: Arc<str> = [scheme, host, pq].concat().into();
         let route_path = ctx.route.as_ref().map(|r| match &r.path {
-            route_table::PathMatch::Exact(p) => p.as_str(),
-            route_table::PathMatch::Prefix(p) if p.is_empty() => "/",
-            route_table::PathMatch::Prefix(p) => p.as_str(),
-            route_table::PathMatch::Regex(r) => r.as_str(),
+            PathMatch::Exact(p) => p.as_str(),
+            PathMatch::Prefix(p) if p.is_empty() => "/",
+            PathMatch::Prefix(p) => p.as_str(),
+            PathMatch::Regex(r) => r.as_str(),
         });
         let request_id = req
             .headers
@@ -548,7 +546,7 @@ impl ProxyHttp for Gateway {
             None | Some(Sni::None) => String::new(),
             Some(Sni::Fixed(name)) => name.clone(),
             Some(Sni::RequestHost) => {
-                upstream_tls::sni_from_host(request_host(session.req_header())).unwrap_or_default()
+                model::sni_from_host(request_host(session.req_header())).unwrap_or_default()
             }
         };
         if sni.is_empty() && tls.is_some_and(|t| t.verify) {
@@ -590,7 +588,7 @@ impl ProxyHttp for Gateway {
         }
         if matches!(
             protocol,
-            RegistryProtocol::Http2 | RegistryProtocol::Grpc | RegistryProtocol::Grpcs
+            Protocol::Http2 | Protocol::Grpc | Protocol::Grpcs
         ) {
             o.set_http_version(2, 2);
         }

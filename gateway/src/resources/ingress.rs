@@ -3,12 +3,17 @@
 use serde::{Deserialize, Serialize};
 
 use super::{from_yaml, FieldError, ObjectMeta};
+use crate::annotations::IngressAnnotations;
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Ingress {
     pub metadata: ObjectMeta,
     pub spec: IngressSpec,
+    /// `metadata.annotations` as the gateway acts on them, parsed once by
+    /// [`Ingress::parse`].
+    #[serde(skip)]
+    pub annotations: IngressAnnotations,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
@@ -85,72 +90,20 @@ pub struct IngressTls {
     pub secret_name: Option<String>,
 }
 
-/// Route timeout in seconds (Higress-only key).
-pub const TIMEOUT_ANNOTATION: &str = "higress.io/timeout";
-
-/// `higress.io/timeout`: non-negative seconds.
-pub fn parse_timeout(t: &str) -> Result<std::time::Duration, FieldError> {
-    let err = || {
-        FieldError::new(
-            format!("metadata.annotations[\"{TIMEOUT_ANNOTATION}\"]"),
-            format!("expected non-negative seconds, got {t:?}"),
-        )
-    };
-    let secs: f64 = t.trim().trim_end_matches('s').parse().map_err(|_| err())?;
-    if !(secs >= 0.0 && secs.is_finite()) {
-        return Err(err());
-    }
-    Ok(std::time::Duration::from_secs_f64(secs))
-}
-
 /// Annotation that selects the class when `spec.ingressClassName` is absent.
 pub const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
-
-/// Annotation keys (after the `higress.io/` or `nginx.ingress.kubernetes.io/` prefix)
-/// this gateway acts on.
-const SUPPORTED_ANNOTATIONS: [&str; 12] = [
-    "destination",
-    "timeout",
-    "ignore-path-case",
-    "use-regex",
-    "ingress.class",
-    "ssl-redirect",
-    "force-ssl-redirect",
-    "backend-protocol",
-    "proxy-ssl-secret",
-    "proxy-ssl-verify",
-    "proxy-ssl-name",
-    "proxy-ssl-server-name",
-];
-
-/// Go's `strconv.ParseBool`, which Higress reads boolean annotations with.
-fn parse_bool(v: &str) -> Option<bool> {
-    match v {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
-}
 
 impl Ingress {
     /// `higress.io/*` and `nginx.ingress.kubernetes.io/*` annotations present but not
     /// acted on (accepted for compatibility; reported, never silently ignored).
     pub fn unsupported_annotations(&self) -> Vec<&str> {
-        self.metadata
-            .annotations
-            .keys()
-            .filter(|k| {
-                let rest = k
-                    .strip_prefix("higress.io/")
-                    .or_else(|| k.strip_prefix("nginx.ingress.kubernetes.io/"));
-                rest.is_some_and(|r| !SUPPORTED_ANNOTATIONS.contains(&r))
-            })
-            .map(String::as_str)
-            .collect()
+        crate::annotations::not_enforced(&self.metadata.annotations)
     }
 
+    /// Parse and check an Ingress, its annotations included.
     pub fn parse(bytes: &[u8]) -> Result<Ingress, FieldError> {
-        let ing: Ingress = from_yaml(bytes)?;
+        let mut ing: Ingress = from_yaml(bytes)?;
+        ing.annotations = IngressAnnotations::parse(&ing.metadata.annotations)?;
         ing.validate()?;
         Ok(ing)
     }
@@ -163,53 +116,14 @@ impl Ingress {
             .or_else(|| self.metadata.annotation(CLASS_ANNOTATION))
     }
 
-    /// `ssl-redirect` or `force-ssl-redirect` (either prefix; Higress treats both alike):
-    /// plain-HTTP requests to this Ingress's routes get a 308 to `https://`.
-    pub fn ssl_redirect(&self) -> bool {
-        ["ssl-redirect", "force-ssl-redirect"].iter().any(|k| {
-            self.metadata
-                .nginx_or_higress(k)
-                .and_then(|v| parse_bool(v.trim()))
-                == Some(true)
-        })
-    }
-
-    /// Whether paths are regular expressions (`use-regex`, either prefix).
-    pub fn use_regex(&self) -> bool {
-        self.metadata.nginx_or_higress("use-regex") == Some("true")
-    }
-
     fn validate(&self) -> Result<(), FieldError> {
-        if let Some(v) = self
-            .metadata
-            .annotation(crate::translate::destination::ANNOTATION)
-        {
-            crate::translate::destination::parse(v)?;
-        }
-        if let Some(t) = self.metadata.annotation(TIMEOUT_ANNOTATION) {
-            parse_timeout(t)?;
-        }
-        for key in ["ssl-redirect", "force-ssl-redirect"] {
-            for prefix in ["nginx.ingress.kubernetes.io/", "higress.io/"] {
-                let k = format!("{prefix}{key}");
-                if let Some(v) = self.metadata.annotation(&k) {
-                    if parse_bool(v.trim()).is_none() {
-                        return Err(FieldError::new(
-                            format!("metadata.annotations[\"{k}\"]"),
-                            format!("expected true or false, got {v:?}"),
-                        ));
-                    }
-                }
-            }
-        }
-        crate::translate::upstream_tls::UpstreamAnnotations::parse(&self.metadata)?;
         for (i, tls) in self.spec.tls.iter().enumerate() {
             for (j, host) in tls.hosts.iter().enumerate() {
                 validate_host(host)
                     .map_err(|m| FieldError::new(format!("spec.tls[{i}].hosts[{j}]"), m))?;
             }
         }
-        let regex = self.use_regex();
+        let regex = self.annotations.path.use_regex;
         for (i, rule) in self.spec.rules.iter().enumerate() {
             if let Some(host) = &rule.host {
                 validate_host(host)
@@ -351,16 +265,16 @@ spec:
             )
         };
         let i = Ingress::parse(OK.as_bytes()).unwrap();
-        assert!(!i.ssl_redirect());
+        assert!(!i.annotations.ssl_redirect);
         for k in [
             "higress.io/ssl-redirect",
             "nginx.ingress.kubernetes.io/ssl-redirect",
             "higress.io/force-ssl-redirect",
         ] {
             let i = Ingress::parse(with(k, "true").as_bytes()).unwrap();
-            assert!(i.ssl_redirect(), "{k}");
+            assert!(i.annotations.ssl_redirect, "{k}");
             let i = Ingress::parse(with(k, "False").as_bytes()).unwrap();
-            assert!(!i.ssl_redirect(), "{k}");
+            assert!(!i.annotations.ssl_redirect, "{k}");
         }
         let e = Ingress::parse(with("higress.io/ssl-redirect", "yes").as_bytes()).unwrap_err();
         assert_eq!(e.path, "metadata.annotations[\"higress.io/ssl-redirect\"]");

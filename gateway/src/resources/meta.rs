@@ -18,11 +18,4 @@ impl ObjectMeta {
     pub fn annotation(&self, key: &str) -> Option<&str> {
         self.annotations.get(key).map(String::as_str)
     }
-
-    /// An annotation read the way Higress reads "both prefix" keys: the nginx prefix
-    /// first, then `higress.io/`.
-    pub fn nginx_or_higress(&self, key: &str) -> Option<&str> {
-        self.annotation(&format!("nginx.ingress.kubernetes.io/{key}"))
-            .or_else(|| self.annotation(&format!("higress.io/{key}")))
-    }
 }

@@ -8,7 +8,6 @@ pub mod configmap;
 pub mod crds;
 pub mod domain;
 pub mod endpoints;
-pub mod error;
 pub mod higress_config;
 pub mod ingress;
 pub mod mcpbridge;
@@ -22,7 +21,7 @@ use std::fmt;
 
 pub use configmap::ConfigMap;
 pub use endpoints::{EndpointSlice, Endpoints};
-pub use error::FieldError;
+pub use crate::error::FieldError;
 pub use higress_config::HigressConfig;
 pub use ingress::Ingress;
 pub use mcpbridge::McpBridge;

@@ -3,114 +3,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::resources::mcpbridge::{RegistryProtocol, DEFAULT_MCPBRIDGE};
+use crate::model::{Cluster, Protocol};
+use crate::resources::mcpbridge::DEFAULT_MCPBRIDGE;
 use crate::resources::McpBridge;
-use crate::stats::{ClusterIdentity, ClusterStats, ClusterStatsCache};
-use crate::translate::upstream_tls::{self, UpstreamTls};
-
-/// Envoy/Istio cluster name.
-pub fn cluster_name(port: u16, subset: &str, host: &str) -> String {
-    format!("outbound|{port}|{subset}|{host}")
-}
-
-pub struct Cluster {
-    pub name: String,
-    pub host: String,
-    pub port: u16,
-    pub protocol: RegistryProtocol,
-    pub endpoints: Vec<SocketAddr>,
-    /// The name a TLS registry sends as SNI (`sni`, or a `dns` registry's one domain).
-    pub sni: Option<String>,
-    /// The registry's own TLS (`protocol: https|grpcs`); Ingress annotations may override.
-    pub tls: Option<Arc<UpstreamTls>>,
-    /// A Service port's name, which an Ingress `backend.service.port.name` refers to.
-    pub service_port: Option<String>,
-    /// Round-robin cursor; a new snapshot starts a new rotation, which is harmless.
-    next: AtomicUsize,
-    pub stats: Arc<ClusterStats>,
-    /// Keeps this cluster's pooled connections apart from another cluster's to the same
-    /// address (Envoy pools per cluster), so bytes count for the right one.
-    pub pool_key: u64,
-}
-
-impl std::fmt::Debug for Cluster {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster")
-            .field("name", &self.name)
-            .field("protocol", &self.protocol)
-            .field("endpoints", &self.endpoints)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Cluster {
-    pub fn new(
-        host: &str,
-        port: u16,
-        protocol: RegistryProtocol,
-        endpoints: Vec<SocketAddr>,
-        stats_cache: &mut ClusterStatsCache,
-    ) -> Self {
-        let name = cluster_name(port, "", host);
-        let port_name = format!("{protocol:?}").to_lowercase();
-        let stats = stats_cache.get(
-            &ClusterIdentity {
-                name: &name,
-                host,
-                port,
-                target_port: endpoints.first().map_or(port, |e| e.port()),
-                port_name: &port_name,
-                subset: "",
-            },
-            matches!(protocol, RegistryProtocol::Grpc | RegistryProtocol::Grpcs),
-        );
-        stats.membership_total.set(endpoints.len() as i64);
-        stats.membership_healthy.set(endpoints.len() as i64);
-        let pool_key = std::hash::BuildHasher::hash_one(
-            &foldhash::fast::FixedState::with_seed(0),
-            &stats.stat_name,
-        );
-        Cluster {
-            stats,
-            pool_key,
-            name,
-            host: host.to_string(),
-            port,
-            protocol,
-            endpoints,
-            sni: None,
-            tls: None,
-            service_port: None,
-            next: AtomicUsize::new(0),
-        }
-    }
-
-    /// A TLS registry's SNI; sets the cluster's own TLS from its protocol.
-    pub fn with_sni(mut self, sni: Option<String>) -> Self {
-        self.tls = upstream_tls::registry_tls(self.protocol, sni.clone());
-        self.sni = sni;
-        self
-    }
-
-    /// The next endpoint (index, address) in round-robin order, skipping the indices in
-    /// `tried` while any untried one is left (retries go to another endpoint where there
-    /// is one).
-    pub fn pick(&self, tried: &[u32]) -> Option<(u32, SocketAddr)> {
-        let n = self.endpoints.len();
-        if n == 0 {
-            return None;
-        }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let i = (0..n)
-            .map(|i| (start + i) % n)
-            .find(|&i| !tried.contains(&(i as u32)))
-            .unwrap_or(start % n);
-        Some((i as u32, self.endpoints[i]))
-    }
-}
+use crate::stats::ClusterStatsCache;
+use crate::translate::upstream_tls;
 
 /// Every `dns` host name the registries need resolved.
 pub fn dns_names(bridges: &[&McpBridge]) -> Vec<String> {
@@ -170,7 +69,9 @@ pub fn build(
             .clone()
             .filter(|s| !s.is_empty())
             .or_else(|| (r.kind == "dns" && names.len() == 1).then(|| names[0].clone()));
-        let c = Cluster::new(&r.host(), port, r.protocol(), endpoints, stats).with_sni(sni);
+        let protocol = Protocol::from(r.protocol());
+        let tls = upstream_tls::registry_tls(protocol, sni.clone());
+        let c = Cluster::new(&r.host(), port, protocol, endpoints, stats).with_tls(sni, tls);
         out.insert(c.name.clone(), Arc::new(c));
     }
     out
@@ -179,40 +80,6 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn round_robin_skips_tried_endpoints() {
-        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
-        let c = Cluster::new(
-            "x.static",
-            80,
-            RegistryProtocol::Http,
-            vec![a, b],
-            &mut ClusterStatsCache::detached(),
-        );
-        assert_eq!(c.name, "outbound|80||x.static");
-        let first = c.pick(&[]).unwrap();
-        let second = c.pick(&[]).unwrap();
-        assert_ne!(first, second);
-        for _ in 0..4 {
-            assert_eq!(c.pick(&[0]), Some((1, b)));
-        }
-        assert_eq!(c.pick(&[1]), Some((0, a)));
-        // All tried: still answer (the retry goes to some endpoint).
-        assert!(c.pick(&[0, 1]).is_some());
-        assert_eq!(
-            Cluster::new(
-                "e.dns",
-                80,
-                RegistryProtocol::Http,
-                vec![],
-                &mut ClusterStatsCache::detached()
-            )
-            .pick(&[]),
-            None
-        );
-    }
 
     #[test]
     fn builds_static_and_dns_clusters_from_default_bridge_only() {

@@ -1,17 +1,27 @@
-//! Resources → what the data plane runs: McpBridge registries and Services become clusters, Ingresses
-//! become a route table, `spec.tls`, domains and Secrets become the certificate
-//! store, WasmPlugins an ordered plugin chain. Pure functions of their inputs, run in the
-//! config loop.
+//! Resources → the runtime types of `model/`: McpBridge registries and Services become
+//! clusters, Ingresses (with their parsed annotations) a route table, `spec.tls`, domains
+//! and Secrets the certificate store, WasmPlugins an ordered plugin chain. Pure functions
+//! of their inputs, run in the config loop; the only place config becomes runtime types.
 
 pub mod certificates;
 pub mod clusters;
-pub mod destination;
 pub mod plugin_chain;
 pub mod route_table;
 pub mod services;
 pub mod upstream_tls;
 pub mod wasm_plugins;
 
-pub use clusters::{cluster_name, Cluster};
-pub use destination::Destination;
-pub use route_table::{PathMatch, Route, RouteTable, WeightedCluster};
+use crate::model::Protocol;
+use crate::resources::mcpbridge::RegistryProtocol;
+
+impl From<RegistryProtocol> for Protocol {
+    fn from(p: RegistryProtocol) -> Protocol {
+        match p {
+            RegistryProtocol::Http => Protocol::Http,
+            RegistryProtocol::Https => Protocol::Https,
+            RegistryProtocol::Http2 => Protocol::Http2,
+            RegistryProtocol::Grpc => Protocol::Grpc,
+            RegistryProtocol::Grpcs => Protocol::Grpcs,
+        }
+    }
+}

@@ -1,129 +1,19 @@
-//! The route table: Ingress rules compiled into virtual hosts and ordered routes, with
-//! a lookup that does not allocate.
+//! Ingress rules compiled into the route table of `model/route.rs`: virtual hosts and
+//! their routes in match order.
 //!
 //! Host: exact beats `*.suffix` (longest suffix first); rules without host match last.
 //! Within a host: Exact before Prefix/regex, then longer path first, then older Ingress
 //! first (file mode: file name order), then rule order.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::certificates::Secrets;
-use super::clusters::{cluster_name, Cluster};
-use super::destination::{self, Destination};
-use super::upstream_tls::{self, UpstreamAnnotations, UpstreamTls};
-use crate::resources::ingress::{self, IngressBackend, PathType};
-use crate::resources::mcpbridge::RegistryProtocol;
+use super::upstream_tls;
+use crate::annotations::{Destination, UpstreamAnnotations};
+use crate::model::{cluster_name, Cluster, PathMatch, Protocol, Route, RouteTable, WeightedCluster};
+use crate::resources::ingress::{IngressBackend, PathType};
 use crate::resources::{FieldError, Ingress, SYSTEM_NAMESPACE};
-
-#[derive(Debug)]
-pub enum PathMatch {
-    Exact(String),
-    /// Element-wise prefix, stored without a trailing `/` (empty for `/`).
-    Prefix(String),
-    /// Anchored at the start of the path, as Higress turns `use-regex` paths into
-    /// `<regex>.*` full matches.
-    Regex(regex::Regex),
-}
-
-impl PathMatch {
-    fn matches(&self, path: &str, ignore_case: bool) -> bool {
-        let eq = |a: &str, b: &str| {
-            if ignore_case {
-                a.eq_ignore_ascii_case(b)
-            } else {
-                a == b
-            }
-        };
-        match self {
-            PathMatch::Exact(p) => eq(path, p),
-            PathMatch::Prefix(p) => {
-                if p.is_empty() {
-                    return true;
-                }
-                path.len() >= p.len()
-                    && path.is_char_boundary(p.len())
-                    && eq(&path[..p.len()], p)
-                    && (path.len() == p.len() || path.as_bytes()[p.len()] == b'/')
-            }
-            PathMatch::Regex(r) => r.find(path).is_some_and(|m| m.start() == 0),
-        }
-    }
-
-    fn rank(&self) -> u8 {
-        match self {
-            PathMatch::Exact(_) => 0,
-            _ => 1,
-        }
-    }
-}
-
-/// A destination of a route, resolved against the clusters of the snapshot.
-#[derive(Debug)]
-pub struct WeightedCluster {
-    /// Shared, so Wasm plugins read it without a copy per request.
-    pub name: Arc<str>,
-    /// `None` when no registry defines the host (503 until it appears).
-    pub cluster: Option<Arc<Cluster>>,
-    pub weight: u32,
-    /// The protocol spoken to it: `backend-protocol`, else the registry's.
-    pub protocol: RegistryProtocol,
-    /// TLS towards it (annotations, else the registry's); `None`: plain text.
-    pub tls: Option<Arc<UpstreamTls>>,
-}
-
-#[derive(Debug)]
-pub struct Route {
-    /// What `route_name`, `_match_route_` and the access log see (shared, so Wasm plugins
-    /// read it without a copy per request).
-    pub name: Arc<str>,
-    pub path: PathMatch,
-    path_len: usize,
-    pub ignore_case: bool,
-    pub destinations: Vec<WeightedCluster>,
-    total_weight: u32,
-    /// `higress.io/timeout`; `None` falls back to `downstream.routeTimeout`.
-    pub timeout: Option<Duration>,
-    /// Plain-HTTP requests get a 308 to `https://` (`ssl-redirect`, `force-ssl-redirect`,
-    /// or a domain with `enableHttps: force`).
-    pub ssl_redirect: bool,
-}
-
-impl Route {
-    /// Pick a destination by weight; `roll` is uniform in `0..u32::MAX`.
-    pub fn pick(&self, roll: u32) -> Option<(usize, &WeightedCluster)> {
-        if self.destinations.len() == 1 || self.total_weight == 0 {
-            return self.destinations.first().map(|d| (0, d));
-        }
-        let mut x = ((roll as u64 * self.total_weight as u64) >> 32) as u32;
-        for (i, d) in self.destinations.iter().enumerate() {
-            if x < d.weight {
-                return Some((i, d));
-            }
-            x -= d.weight;
-        }
-        self.destinations
-            .len()
-            .checked_sub(1)
-            .map(|i| (i, &self.destinations[i]))
-    }
-}
-
-#[derive(Debug, Default)]
-struct VirtualHost {
-    routes: Vec<Arc<Route>>,
-}
-
-#[derive(Debug, Default)]
-pub struct RouteTable {
-    /// Hosts are client input: a seeded hash, but not SipHash's cost on every request.
-    exact: HashMap<String, usize, foldhash::fast::RandomState>,
-    /// (suffix including the leading dot, vhost), longest suffix first.
-    wildcard: Vec<(String, usize)>,
-    any: Option<usize>,
-    vhosts: Vec<VirtualHost>,
-}
 
 /// A problem found while translating one Ingress; the rest still translates.
 #[derive(Debug, Clone)]
@@ -132,143 +22,55 @@ pub struct TranslateWarning {
     pub error: FieldError,
 }
 
-impl RouteTable {
-    /// Find the route for `host` (may carry `:port`) and `path` (query already removed).
-    pub fn find(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
-        let vh = self.vhost_for(strip_port(host))?;
-        self.vhosts[vh]
-            .routes
-            .iter()
-            .find(|r| r.path.matches(path, r.ignore_case))
-    }
-
-    fn vhost_for(&self, host: &str) -> Option<usize> {
-        let mut buf = [0u8; 256];
-        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) && host.len() <= buf.len() {
-            let b = &mut buf[..host.len()];
-            b.copy_from_slice(host.as_bytes());
-            b.make_ascii_lowercase();
-            // Lowercasing ASCII keeps UTF-8 valid.
-            std::str::from_utf8(b).unwrap_or(host)
-        } else {
-            host
-        };
-        if let Some(&i) = self.exact.get(host) {
-            return Some(i);
-        }
-        self.wildcard
-            .iter()
-            .find(|(suffix, _)| host.len() > suffix.len() && host.ends_with(suffix.as_str()))
-            .map(|&(_, i)| i)
-            .or(self.any)
-    }
-
-    /// Routes in match order, for `/debug/configz`.
-    pub fn describe(&self) -> serde_json::Value {
-        let mut hosts: Vec<(String, usize)> =
-            self.exact.iter().map(|(h, &i)| (h.clone(), i)).collect();
-        hosts.sort();
-        hosts.extend(self.wildcard.iter().map(|(s, i)| (format!("*{s}"), *i)));
-        if let Some(i) = self.any {
-            hosts.push(("*".into(), i));
-        }
-        let vhosts: Vec<serde_json::Value> = hosts
-            .into_iter()
-            .map(|(host, i)| {
-                let routes: Vec<serde_json::Value> = self.vhosts[i]
-                    .routes
-                    .iter()
-                    .map(|r| {
-                        let (kind, path) = match &r.path {
-                            PathMatch::Exact(p) => ("exact", p.clone()),
-                            PathMatch::Prefix(p) => {
-                                ("prefix", if p.is_empty() { "/".into() } else { p.clone() })
-                            }
-                            PathMatch::Regex(re) => ("regex", re.as_str().to_string()),
-                        };
-                        serde_json::json!({
-                            "name": &*r.name,
-                            "match": {kind: path},
-                            "ignore_case": r.ignore_case,
-                            "timeout_seconds": r.timeout.map(|t| t.as_secs_f64()),
-                            "ssl_redirect": r.ssl_redirect,
-                            "destinations": r.destinations.iter().map(|d| serde_json::json!({
-                                "cluster": &*d.name,
-                                "weight": d.weight,
-                                "known": d.cluster.is_some(),
-                                "protocol": format!("{:?}", d.protocol).to_lowercase(),
-                                "tls": d.tls.as_ref().map(|t| &t.describe),
-                            })).collect::<Vec<_>>(),
-                        })
-                    })
-                    .collect();
-                serde_json::json!({"host": host, "routes": routes})
-            })
-            .collect();
-        serde_json::Value::Array(vhosts)
-    }
-
-    /// Compile the routes of `ingresses` (already filtered to our class, in age order).
-    /// `secrets` serve `proxy-ssl-secret`; routes of the hosts in `force_https` redirect
-    /// plain HTTP.
-    pub fn build(
-        ingresses: &[&Ingress],
-        clusters: &BTreeMap<String, Arc<Cluster>>,
-        secrets: &Secrets,
-        force_https: &HashSet<String>,
-        warnings: &mut Vec<TranslateWarning>,
-    ) -> RouteTable {
-        let mut by_host: Vec<(Option<String>, Vec<Arc<Route>>)> = Vec::new();
-        let mut push = |host: Option<String>, route: Arc<Route>| match by_host
-            .iter_mut()
-            .find(|(h, _)| *h == host)
-        {
-            Some((_, v)) => v.push(route),
-            None => by_host.push((host, vec![route])),
-        };
-        for ing in ingresses {
-            let mut notes = Vec::new();
-            let built = routes_of(ing, clusters, secrets, force_https, &mut notes);
-            warnings.extend(notes.into_iter().map(|n| TranslateWarning {
-                ingress: route_name(ing),
-                error: FieldError::new("metadata.annotations", n),
-            }));
-            match built {
-                Ok(routes) => {
-                    for (host, r) in routes {
-                        push(host, r);
-                    }
+/// Compile the routes of `ingresses` (already filtered to our class, in age order).
+/// `secrets` serve `proxy-ssl-secret`; routes of the hosts in `force_https` redirect
+/// plain HTTP.
+pub fn build(
+    ingresses: &[&Ingress],
+    clusters: &BTreeMap<String, Arc<Cluster>>,
+    secrets: &Secrets,
+    force_https: &HashSet<String>,
+    warnings: &mut Vec<TranslateWarning>,
+) -> RouteTable {
+    // Each route with the length of its path as written (longer sorts first).
+    let mut by_host: Vec<(Option<String>, Vec<(usize, Arc<Route>)>)> = Vec::new();
+    let mut push = |host: Option<String>, route: (usize, Arc<Route>)| match by_host
+        .iter_mut()
+        .find(|(h, _)| *h == host)
+    {
+        Some((_, v)) => v.push(route),
+        None => by_host.push((host, vec![route])),
+    };
+    for ing in ingresses {
+        let mut notes = Vec::new();
+        let built = routes_of(ing, clusters, secrets, force_https, &mut notes);
+        warnings.extend(notes.into_iter().map(|n| TranslateWarning {
+            ingress: route_name(ing),
+            error: FieldError::new("metadata.annotations", n),
+        }));
+        match built {
+            Ok(routes) => {
+                for (host, r) in routes {
+                    push(host, r);
                 }
-                Err(error) => warnings.push(TranslateWarning {
-                    ingress: route_name(ing),
-                    error,
-                }),
             }
+            Err(error) => warnings.push(TranslateWarning {
+                ingress: route_name(ing),
+                error,
+            }),
         }
-        let mut table = RouteTable::default();
-        for (host, mut routes) in by_host {
-            // Stable: ties keep Ingress age order, then rule order.
-            routes.sort_by(|a, b| {
-                a.path
-                    .rank()
-                    .cmp(&b.path.rank())
-                    .then(b.path_len.cmp(&a.path_len))
-            });
-            let idx = table.vhosts.len();
-            table.vhosts.push(VirtualHost { routes });
-            match host {
-                None => table.any = Some(idx),
-                Some(h) => match h.strip_prefix('*') {
-                    Some(suffix) => table.wildcard.push((suffix.to_string(), idx)),
-                    None => {
-                        table.exact.insert(h, idx);
-                    }
-                },
-            }
-        }
-        table.wildcard.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
-        table
     }
+    let hosts = by_host
+        .into_iter()
+        .map(|(host, mut routes)| {
+            // Stable: ties keep Ingress age order, then rule order.
+            routes.sort_by(|(a_len, a), (b_len, b)| {
+                a.path.rank().cmp(&b.path.rank()).then(b_len.cmp(a_len))
+            });
+            (host, routes.into_iter().map(|(_, r)| r).collect())
+        })
+        .collect();
+    RouteTable::new(hosts)
 }
 
 /// `<name>` in the gateway namespace, else `<namespace>/<name>` (Higress's
@@ -282,19 +84,7 @@ pub fn route_name(ing: &Ingress) -> String {
     }
 }
 
-/// `host` without its `:port` (`[v6]:port` keeps the brackets).
-pub fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        // [v6]:port
-        return host.find(']').map_or(host, |i| &host[..=i]);
-    }
-    match host.rfind(':') {
-        Some(i) if host[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &host[..i],
-        _ => host,
-    }
-}
-
-type HostRoutes = Vec<(Option<String>, Arc<Route>)>;
+type HostRoutes = Vec<(Option<String>, (usize, Arc<Route>))>;
 
 fn routes_of(
     ing: &Ingress,
@@ -304,19 +94,14 @@ fn routes_of(
     notes: &mut Vec<String>,
 ) -> Result<HostRoutes, FieldError> {
     let meta = &ing.metadata;
+    let ann = &ing.annotations;
     let name: Arc<str> = route_name(ing).into();
-    let upstream = UpstreamAnnotations::parse(meta)?;
-    let ssl_redirect = ing.ssl_redirect();
-    let ignore_case = meta.nginx_or_higress("ignore-path-case") == Some("true");
-    let regex = ing.use_regex();
-    let timeout = match meta.annotation(ingress::TIMEOUT_ANNOTATION) {
-        None => None,
-        Some(t) => Some(ingress::parse_timeout(t)?),
-    };
-    let annotated = match meta.annotation(destination::ANNOTATION) {
-        Some(v) => Some(destination::parse(v)?),
-        None => None,
-    };
+    let upstream = &ann.upstream;
+    let ssl_redirect = ann.ssl_redirect;
+    let ignore_case = ann.path.ignore_case;
+    let regex = ann.path.use_regex;
+    let timeout = ann.timeout;
+    let annotated = &ann.destination;
     let mut dests = |backend: &IngressBackend| -> Vec<WeightedCluster> {
         let list: Vec<Destination> = match (&backend.service, &annotated) {
             (Some(svc), _) => {
@@ -340,7 +125,7 @@ fn routes_of(
             (None, None) => Vec::new(),
         };
         list.into_iter()
-            .map(|d| resolve(d, clusters, &upstream, secrets, notes))
+            .map(|d| resolve(d, clusters, upstream, &meta.namespace, secrets, notes))
             .collect()
     };
     let mut out = Vec::new();
@@ -363,40 +148,28 @@ fn routes_of(
                 }
                 _ => PathMatch::Prefix(raw.trim_end_matches('/').to_string()),
             };
-            let destinations = dests(&p.backend);
-            let total_weight = destinations.iter().map(|d| d.weight).sum();
-            out.push((
-                host.clone(),
-                Arc::new(Route {
-                    name: name.clone(),
-                    path,
-                    path_len: raw.len(),
-                    ignore_case,
-                    destinations,
-                    total_weight,
-                    timeout,
-                    ssl_redirect: ssl_redirect
-                        || force_https.contains(host.as_deref().unwrap_or("*")),
-                }),
-            ));
+            let redirect = ssl_redirect || force_https.contains(host.as_deref().unwrap_or("*"));
+            let route = Route::new(
+                name.clone(),
+                path,
+                ignore_case,
+                dests(&p.backend),
+                timeout,
+                redirect,
+            );
+            out.push((host.clone(), (raw.len(), Arc::new(route))));
         }
     }
     if let Some(b) = &ing.spec.default_backend {
-        let destinations = dests(b);
-        let total_weight = destinations.iter().map(|d| d.weight).sum();
-        out.push((
-            None,
-            Arc::new(Route {
-                name: format!("{name}-default").into(),
-                path: PathMatch::Prefix(String::new()),
-                path_len: 0,
-                ignore_case: false,
-                destinations,
-                total_weight,
-                timeout,
-                ssl_redirect: ssl_redirect || force_https.contains("*"),
-            }),
-        ));
+        let route = Route::new(
+            format!("{name}-default").into(),
+            PathMatch::Prefix(String::new()),
+            false,
+            dests(b),
+            timeout,
+            ssl_redirect || force_https.contains("*"),
+        );
+        out.push((None, (0, Arc::new(route))));
     }
     Ok(out)
 }
@@ -408,6 +181,7 @@ fn resolve(
     d: Destination,
     clusters: &BTreeMap<String, Arc<Cluster>>,
     upstream: &UpstreamAnnotations,
+    namespace: &str,
     secrets: &Secrets,
     notes: &mut Vec<String>,
 ) -> WeightedCluster {
@@ -424,9 +198,9 @@ fn resolve(
     }
     let registry = match &cluster {
         Some(c) => (c.protocol, c.tls.as_ref(), c.sni.as_deref()),
-        None => (RegistryProtocol::Http, None, None),
+        None => (Protocol::Http, None, None),
     };
-    let (protocol, tls) = upstream_tls::resolve(upstream, registry, secrets, notes);
+    let (protocol, tls) = upstream_tls::resolve(upstream, namespace, registry, secrets, notes);
     WeightedCluster {
         name: name.into(),
         cluster,
@@ -439,7 +213,6 @@ fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::mcpbridge::RegistryProtocol;
 
     fn ingress(name: &str, annotations: &str, rules: &str) -> Ingress {
         let y = format!(
@@ -468,7 +241,7 @@ mod tests {
         let c = Cluster::new(
             "a.static",
             80,
-            RegistryProtocol::Http,
+            Protocol::Http,
             vec!["127.0.0.1:1".parse().unwrap()],
             &mut crate::stats::ClusterStatsCache::detached(),
         );
@@ -478,7 +251,7 @@ mod tests {
     fn table(ings: &[Ingress]) -> RouteTable {
         let refs: Vec<&Ingress> = ings.iter().collect();
         let mut w = vec![];
-        let t = RouteTable::build(&refs, &clusters(), &Secrets::new(), &HashSet::new(), &mut w);
+        let t = build(&refs, &clusters(), &Secrets::new(), &HashSet::new(), &mut w);
         assert!(w.is_empty(), "{w:?}");
         t
     }
@@ -580,12 +353,13 @@ mod tests {
 
     #[test]
     fn weighted_pick_follows_weights() {
-        let ing = ingress("w", "", &rule(Some("a.com"), &[("Prefix", "/")]));
-        let mut ing = ing;
+        let mut ing = ingress("w", "", &rule(Some("a.com"), &[("Prefix", "/")]));
         ing.metadata.annotations.insert(
             "higress.io/destination".into(),
             "20% a.static\n80% b.static:81".into(),
         );
+        // Annotations are parsed with the Ingress.
+        ing.annotations = crate::annotations::IngressAnnotations::parse(&ing.metadata.annotations).unwrap();
         let t = table(&[ing]);
         let r = t.find("a.com", "/").unwrap();
         assert_eq!(&*r.destinations[1].name, "outbound|81||b.static");
@@ -609,12 +383,5 @@ mod tests {
         });
         let t = table(&[ing]);
         assert_eq!(&*t.find("any.host", "/whatever").unwrap().name, "d-default");
-    }
-
-    #[test]
-    fn strip_port_handles_v6() {
-        assert_eq!(strip_port("[::1]:80"), "[::1]");
-        assert_eq!(strip_port("a.com:80"), "a.com");
-        assert_eq!(strip_port("a.com"), "a.com");
     }
 }

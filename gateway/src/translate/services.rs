@@ -7,25 +7,24 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::resources::endpoints::PortEndpoints;
-use crate::resources::mcpbridge::RegistryProtocol;
 use crate::resources::service::ServicePort;
 use crate::resources::{EndpointSlice, Endpoints, Service};
 use crate::stats::ClusterStatsCache;
-use crate::translate::clusters::Cluster;
+use crate::model::{Cluster, Protocol};
 
 /// What the Service's port asks for upstream, as Istio selects a protocol: `appProtocol`,
 /// else the port name's prefix (`grpc`, `http2`, `https`).
-fn protocol(p: &ServicePort) -> RegistryProtocol {
+fn protocol(p: &ServicePort) -> Protocol {
     let by = |s: &str| {
         let s = s.to_ascii_lowercase();
         if s.starts_with("grpcs") {
-            Some(RegistryProtocol::Grpcs)
+            Some(Protocol::Grpcs)
         } else if s.starts_with("grpc") {
-            Some(RegistryProtocol::Grpc)
+            Some(Protocol::Grpc)
         } else if s.starts_with("http2") || s == "kubernetes.io/h2c" {
-            Some(RegistryProtocol::Http2)
+            Some(Protocol::Http2)
         } else if s.starts_with("https") {
-            Some(RegistryProtocol::Https)
+            Some(Protocol::Https)
         } else {
             None
         }
@@ -34,7 +33,7 @@ fn protocol(p: &ServicePort) -> RegistryProtocol {
         .as_deref()
         .and_then(by)
         .or_else(|| p.name.as_deref().and_then(by))
-        .unwrap_or(RegistryProtocol::Http)
+        .unwrap_or(Protocol::Http)
 }
 
 /// Add the Services' clusters to `out`. `skipped` names what is not supported.
@@ -136,7 +135,7 @@ mod tests {
         assert_eq!(http.service_port.as_deref(), Some("http"));
         let grpc = &out["outbound|9090||web.apps.svc.cluster.local"];
         assert_eq!(grpc.endpoints, vec!["10.0.0.1:9000".parse().unwrap()]);
-        assert_eq!(grpc.protocol, RegistryProtocol::Grpc);
+        assert_eq!(grpc.protocol, Protocol::Grpc);
         assert_eq!(
             out["outbound|8000||old.apps.svc.cluster.local"].endpoints,
             vec!["10.0.0.9:8001".parse().unwrap()]

@@ -1,3 +1,6 @@
+//! The error every config check returns: a field path and a message. A leaf module, so
+//! `resources/` and `annotations/` both use it without importing each other.
+
 use std::fmt;
 
 /// A problem with one field of an object: where (a dotted path such as

@@ -1,15 +1,31 @@
 //! The `higress.io/destination` annotation: one destination per line,
 //! `[<weight>%] <host>[:<port>] [<subset>]`.
 
-use crate::resources::FieldError;
+use super::{Annotations, Prefixes};
+use crate::error::FieldError;
 
+/// The full key, as users write it.
 pub const ANNOTATION: &str = "higress.io/destination";
+pub(super) const PREFIXES: Prefixes = Prefixes::HigressOnly;
+pub(super) const NAMES: &[&str] = &["destination"];
 
+/// The route's destinations, when the annotation is there.
+pub fn from_annotations(map: &Annotations) -> Result<Option<Vec<Destination>>, FieldError> {
+    super::get(map, "destination", PREFIXES)
+        .map(|found| parse(found.value))
+        .transpose()
+}
+
+/// One line of the annotation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Destination {
+    /// Percent of the route's traffic, 0..=100 (default 100).
     pub weight: u32,
+    /// The registry host (`<name>.dns`, `<name>.static`, a Service host ...), lowercase.
     pub host: String,
+    /// `None`: the registry's port.
     pub port: Option<u16>,
+    /// The cluster subset; empty for none.
     pub subset: String,
 }
 

@@ -1,0 +1,265 @@
+//! The route table the data plane looks requests up in: virtual hosts by host (exact,
+//! then `*.suffix` longest first, then the catch-all) holding routes in match order, and
+//! how a route picks its weighted destination. Lookups do not allocate.
+//!
+//! The order of routes within a host is decided by `translate/route_table.rs`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::cluster::Cluster;
+use super::protocol::Protocol;
+use super::upstream_tls::UpstreamTls;
+
+#[derive(Debug)]
+pub enum PathMatch {
+    Exact(String),
+    /// Element-wise prefix, stored without a trailing `/` (empty for `/`).
+    Prefix(String),
+    /// Anchored at the start of the path, as Higress turns `use-regex` paths into
+    /// `<regex>.*` full matches.
+    Regex(regex::Regex),
+}
+
+impl PathMatch {
+    /// Whether `path` (query removed) matches.
+    pub fn matches(&self, path: &str, ignore_case: bool) -> bool {
+        let eq = |a: &str, b: &str| {
+            if ignore_case {
+                a.eq_ignore_ascii_case(b)
+            } else {
+                a == b
+            }
+        };
+        match self {
+            PathMatch::Exact(p) => eq(path, p),
+            PathMatch::Prefix(p) => {
+                if p.is_empty() {
+                    return true;
+                }
+                path.len() >= p.len()
+                    && path.is_char_boundary(p.len())
+                    && eq(&path[..p.len()], p)
+                    && (path.len() == p.len() || path.as_bytes()[p.len()] == b'/')
+            }
+            PathMatch::Regex(r) => r.find(path).is_some_and(|m| m.start() == 0),
+        }
+    }
+
+    /// Exact paths rank before the others (0 before 1).
+    pub fn rank(&self) -> u8 {
+        match self {
+            PathMatch::Exact(_) => 0,
+            _ => 1,
+        }
+    }
+}
+
+/// A destination of a route, resolved against the clusters of the snapshot.
+#[derive(Debug)]
+pub struct WeightedCluster {
+    /// Shared, so Wasm plugins read it without a copy per request.
+    pub name: Arc<str>,
+    /// `None` when no registry defines the host (503 until it appears).
+    pub cluster: Option<Arc<Cluster>>,
+    pub weight: u32,
+    /// The protocol spoken to it: `backend-protocol`, else the registry's.
+    pub protocol: Protocol,
+    /// TLS towards it (annotations, else the registry's); `None`: plain text.
+    pub tls: Option<Arc<UpstreamTls>>,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    /// What `route_name`, `_match_route_` and the access log see (shared, so Wasm plugins
+    /// read it without a copy per request).
+    pub name: Arc<str>,
+    pub path: PathMatch,
+    pub ignore_case: bool,
+    pub destinations: Vec<WeightedCluster>,
+    total_weight: u32,
+    /// `higress.io/timeout`; `None` falls back to `downstream.routeTimeout`.
+    pub timeout: Option<Duration>,
+    /// Plain-HTTP requests get a 308 to `https://` (`ssl-redirect`, `force-ssl-redirect`,
+    /// or a domain with `enableHttps: force`).
+    pub ssl_redirect: bool,
+}
+
+impl Route {
+    /// A route over `destinations`; their weights add up to its total.
+    pub fn new(
+        name: Arc<str>,
+        path: PathMatch,
+        ignore_case: bool,
+        destinations: Vec<WeightedCluster>,
+        timeout: Option<Duration>,
+        ssl_redirect: bool,
+    ) -> Route {
+        let total_weight = destinations.iter().map(|d| d.weight).sum();
+        Route {
+            name,
+            path,
+            ignore_case,
+            destinations,
+            total_weight,
+            timeout,
+            ssl_redirect,
+        }
+    }
+
+    /// Pick a destination by weight; `roll` is uniform in `0..u32::MAX`.
+    pub fn pick(&self, roll: u32) -> Option<(usize, &WeightedCluster)> {
+        if self.destinations.len() == 1 || self.total_weight == 0 {
+            return self.destinations.first().map(|d| (0, d));
+        }
+        let mut x = ((roll as u64 * self.total_weight as u64) >> 32) as u32;
+        for (i, d) in self.destinations.iter().enumerate() {
+            if x < d.weight {
+                return Some((i, d));
+            }
+            x -= d.weight;
+        }
+        self.destinations
+            .len()
+            .checked_sub(1)
+            .map(|i| (i, &self.destinations[i]))
+    }
+}
+
+#[derive(Debug, Default)]
+struct VirtualHost {
+    routes: Vec<Arc<Route>>,
+}
+
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    /// Hosts are client input: a seeded hash, but not SipHash's cost on every request.
+    exact: HashMap<String, usize, foldhash::fast::RandomState>,
+    /// (suffix including the leading dot, vhost), longest suffix first.
+    wildcard: Vec<(String, usize)>,
+    any: Option<usize>,
+    vhosts: Vec<VirtualHost>,
+}
+
+impl RouteTable {
+    /// A table of `hosts`, each `None` (the catch-all), `*.suffix` or an exact host, with
+    /// its routes already in match order.
+    pub fn new(hosts: Vec<(Option<String>, Vec<Arc<Route>>)>) -> RouteTable {
+        let mut table = RouteTable::default();
+        for (host, routes) in hosts {
+            let idx = table.vhosts.len();
+            table.vhosts.push(VirtualHost { routes });
+            match host {
+                None => table.any = Some(idx),
+                Some(h) => match h.strip_prefix('*') {
+                    Some(suffix) => table.wildcard.push((suffix.to_string(), idx)),
+                    None => {
+                        table.exact.insert(h, idx);
+                    }
+                },
+            }
+        }
+        table.wildcard.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
+        table
+    }
+
+    /// Find the route for `host` (may carry `:port`) and `path` (query already removed).
+    pub fn find(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
+        let vh = self.vhost_for(strip_port(host))?;
+        self.vhosts[vh]
+            .routes
+            .iter()
+            .find(|r| r.path.matches(path, r.ignore_case))
+    }
+
+    fn vhost_for(&self, host: &str) -> Option<usize> {
+        let mut buf = [0u8; 256];
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) && host.len() <= buf.len() {
+            let b = &mut buf[..host.len()];
+            b.copy_from_slice(host.as_bytes());
+            b.make_ascii_lowercase();
+            // Lowercasing ASCII keeps UTF-8 valid.
+            std::str::from_utf8(b).unwrap_or(host)
+        } else {
+            host
+        };
+        if let Some(&i) = self.exact.get(host) {
+            return Some(i);
+        }
+        self.wildcard
+            .iter()
+            .find(|(suffix, _)| host.len() > suffix.len() && host.ends_with(suffix.as_str()))
+            .map(|&(_, i)| i)
+            .or(self.any)
+    }
+
+    /// Routes in match order, for `/debug/configz`.
+    pub fn describe(&self) -> serde_json::Value {
+        let mut hosts: Vec<(String, usize)> =
+            self.exact.iter().map(|(h, &i)| (h.clone(), i)).collect();
+        hosts.sort();
+        hosts.extend(self.wildcard.iter().map(|(s, i)| (format!("*{s}"), *i)));
+        if let Some(i) = self.any {
+            hosts.push(("*".into(), i));
+        }
+        let vhosts: Vec<serde_json::Value> = hosts
+            .into_iter()
+            .map(|(host, i)| {
+                let routes: Vec<serde_json::Value> = self.vhosts[i]
+                    .routes
+                    .iter()
+                    .map(|r| {
+                        let (kind, path) = match &r.path {
+                            PathMatch::Exact(p) => ("exact", p.clone()),
+                            PathMatch::Prefix(p) => {
+                                ("prefix", if p.is_empty() { "/".into() } else { p.clone() })
+                            }
+                            PathMatch::Regex(re) => ("regex", re.as_str().to_string()),
+                        };
+                        serde_json::json!({
+                            "name": &*r.name,
+                            "match": {kind: path},
+                            "ignore_case": r.ignore_case,
+                            "timeout_seconds": r.timeout.map(|t| t.as_secs_f64()),
+                            "ssl_redirect": r.ssl_redirect,
+                            "destinations": r.destinations.iter().map(|d| serde_json::json!({
+                                "cluster": &*d.name,
+                                "weight": d.weight,
+                                "known": d.cluster.is_some(),
+                                "protocol": format!("{:?}", d.protocol).to_lowercase(),
+                                "tls": d.tls.as_ref().map(|t| &t.describe),
+                            })).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                serde_json::json!({"host": host, "routes": routes})
+            })
+            .collect();
+        serde_json::Value::Array(vhosts)
+    }
+}
+
+/// `host` without its `:port` (`[v6]:port` keeps the brackets).
+pub fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        // [v6]:port
+        return host.find(']').map_or(host, |i| &host[..=i]);
+    }
+    match host.rfind(':') {
+        Some(i) if host[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &host[..i],
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strip_port_handles_v6() {
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("a.com:80"), "a.com");
+        assert_eq!(strip_port("a.com"), "a.com");
+    }
+}
