@@ -10,8 +10,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::model::filter_settings::FilterSettings;
-use crate::tracer::Tracer;
 use crate::model::{CertStore, Cluster, RouteTable};
+use crate::tracer::Tracer;
 use crate::wasm::LoadedPlugin;
 
 #[derive(Debug, Default)]

@@ -109,12 +109,11 @@ impl UpstreamAnnotations {
     /// `proxy-ssl-secret` as (namespace, name), a bare name being in the Ingress's
     /// namespace `own`.
     pub fn secret_in(&self, own: &str) -> Option<(String, String)> {
-        self.secret.as_ref().map(|(ns, name)| {
-            (ns.clone().unwrap_or_else(|| own.to_string()), name.clone())
-        })
+        self.secret
+            .as_ref()
+            .map(|(ns, name)| (ns.clone().unwrap_or_else(|| own.to_string()), name.clone()))
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -146,8 +145,7 @@ mod tests {
         assert_eq!(a.verify, Some(true));
         assert_eq!(a.ssl_name.as_deref(), Some("backend.test"));
         assert_eq!(a.server_name, Some(false));
-        let e = parse(&meta(&[("higress.io/proxy-ssl-verify", "yes")]))
-            .unwrap_err();
+        let e = parse(&meta(&[("higress.io/proxy-ssl-verify", "yes")])).unwrap_err();
         assert_eq!(
             e.path,
             "metadata.annotations[\"higress.io/proxy-ssl-verify\"]"
@@ -158,11 +156,9 @@ mod tests {
         )]))
         .unwrap_err();
         assert!(e.path.contains("backend-protocol"), "{e}");
-        let e = parse(&meta(&[("higress.io/proxy-ssl-secret", "a/b/c")]))
-            .unwrap_err();
+        let e = parse(&meta(&[("higress.io/proxy-ssl-secret", "a/b/c")])).unwrap_err();
         assert!(e.path.contains("proxy-ssl-secret"), "{e}");
-        let a =
-            parse(&meta(&[("higress.io/proxy-ssl-secret", "o/s")])).unwrap();
+        let a = parse(&meta(&[("higress.io/proxy-ssl-secret", "o/s")])).unwrap();
         assert_eq!(a.secret_in("ns"), Some(("o".into(), "s".into())));
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::{ConfigLoop, LoopOptions, Objects};
 use crate::controllers::ConfigmapMgr;
 use crate::model::filter_settings::{Collector, FilterSettings};
+use crate::model::{Cluster, RouteTable};
 use crate::resources::domain::DomainConfig;
 use crate::resources::{EndpointSlice, Endpoints, Ingress, McpBridge, Resource, Service};
 use crate::snapshot::Snapshot;
@@ -16,7 +17,7 @@ use crate::stats::{ClusterStatsCache, StatNamePattern};
 use crate::tracer::{Tracer, TracerKey};
 use crate::translate::certificates::{self, Secrets};
 use crate::translate::route_table::{self, TranslateWarning};
-use crate::translate::{clusters, services, Cluster, RouteTable};
+use crate::translate::{clusters, services};
 
 type Clusters = BTreeMap<String, Arc<Cluster>>;
 
@@ -208,7 +209,7 @@ fn build_routes(
     force_https: &HashSet<String>,
 ) -> (RouteTable, Vec<TranslateWarning>) {
     let mut warnings = Vec::new();
-    let routes = RouteTable::build(
+    let routes = route_table::build(
         &inputs.ingresses,
         clusters,
         &inputs.secrets,
@@ -258,7 +259,7 @@ fn collect_not_enforced(
 /// `outbound|<port>||<service>` when there is one (as Higress points Envoy at that
 /// cluster), else `service:port` resolved by name.
 fn collector_endpoint(c: &Collector, clusters: &Clusters) -> String {
-    let name = clusters::cluster_name(c.port, "", &c.service);
+    let name = crate::model::cluster_name(c.port, "", &c.service);
     match clusters.get(&name).and_then(|cl| cl.endpoints.first()) {
         Some(ep) => ep.to_string(),
         None => format!("{}:{}", c.service, c.port),

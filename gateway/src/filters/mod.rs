@@ -52,7 +52,11 @@ pub enum FilterStatus {
 /// they may edit; a filter that has nothing to do in a phase keeps the default.
 pub trait HttpFilter: Send + Sync + fmt::Debug {
     /// The request headers, after routing and before any upstream is chosen.
-    fn on_request_headers(&self, _req: &mut RequestHeader, _input: &MatchInput<'_>) -> FilterStatus {
+    fn on_request_headers(
+        &self,
+        _req: &mut RequestHeader,
+        _input: &MatchInput<'_>,
+    ) -> FilterStatus {
         FilterStatus::Continue
     }
 

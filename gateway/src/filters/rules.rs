@@ -143,7 +143,9 @@ impl Matcher {
                 hosts.iter().any(|h| h.matches(host))
             }
             Matcher::Service(services) => service(services),
-            Matcher::RoutePrefix(prefixes) => prefixes.iter().any(|p| route.starts_with(p.as_str())),
+            Matcher::RoutePrefix(prefixes) => {
+                prefixes.iter().any(|p| route.starts_with(p.as_str()))
+            }
         }
     }
 }
@@ -157,19 +159,31 @@ pub struct RuleSet<C> {
 }
 
 /// The non-empty strings of a match list.
-fn strings(rule: &Map<String, Value>, key: &str, at: &str) -> Result<Option<Vec<String>>, FieldError> {
+fn strings(
+    rule: &Map<String, Value>,
+    key: &str,
+    at: &str,
+) -> Result<Option<Vec<String>>, FieldError> {
     let Some(v) = rule.get(key) else {
         return Ok(None);
     };
     let Value::Array(items) = v else {
-        return Err(FieldError::new(format!("{at}.{key}"), "expected a list of strings"));
+        return Err(FieldError::new(
+            format!("{at}.{key}"),
+            "expected a list of strings",
+        ));
     };
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         match item {
             Value::String(s) if s.is_empty() => {}
             Value::String(s) => out.push(s.clone()),
-            _ => return Err(FieldError::new(format!("{at}.{key}[{i}]"), "expected a string")),
+            _ => {
+                return Err(FieldError::new(
+                    format!("{at}.{key}[{i}]"),
+                    "expected a string",
+                ))
+            }
         }
     }
     Ok(Some(out))
@@ -203,7 +217,8 @@ fn rule_config(rule: &Map<String, Value>) -> Value {
     Value::Object(
         rule.iter()
             .filter(|(k, _)| {
-                ![MATCH_ROUTE, MATCH_DOMAIN, MATCH_SERVICE, MATCH_ROUTE_PREFIX].contains(&k.as_str())
+                ![MATCH_ROUTE, MATCH_DOMAIN, MATCH_SERVICE, MATCH_ROUTE_PREFIX]
+                    .contains(&k.as_str())
             })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
@@ -272,7 +287,11 @@ mod tests {
     /// Each configuration becomes its `v` (or `global+<v>` when it inherits).
     fn set(config: Value) -> Result<RuleSet<String>, FieldError> {
         RuleSet::parse(&config, |c, global| {
-            let v = c.get("v").and_then(Value::as_str).unwrap_or("-").to_string();
+            let v = c
+                .get("v")
+                .and_then(Value::as_str)
+                .unwrap_or("-")
+                .to_string();
             Ok(match global {
                 Some(g) => format!("{g}+{v}"),
                 None => v,
@@ -305,12 +324,27 @@ mod tests {
         .unwrap();
         assert_eq!(pick(&s, "default/foo", "a.example.com", C), Some("g+r"));
         assert_eq!(pick(&s, "x", "a.b.example.com:8080", C), Some("g+d"));
-        assert_eq!(pick(&s, "x", "example.com", C), Some("g+s"), "*.x does not match x");
-        assert_eq!(pick(&s, "x", "exact.test", "outbound|81||other"), Some("g+d"));
+        assert_eq!(
+            pick(&s, "x", "example.com", C),
+            Some("g+s"),
+            "*.x does not match x"
+        );
+        assert_eq!(
+            pick(&s, "x", "exact.test", "outbound|81||other"),
+            Some("g+d")
+        );
         assert_eq!(pick(&s, "x", "pre.fix", "outbound|81||other"), Some("g+d"));
-        assert_eq!(pick(&s, "x", "Exact.test", "outbound|81||svc.dns"), Some("g"), "case-sensitive; port 81 is not 80");
+        assert_eq!(
+            pick(&s, "x", "Exact.test", "outbound|81||svc.dns"),
+            Some("g"),
+            "case-sensitive; port 81 is not 80"
+        );
         assert_eq!(pick(&s, "team-a", "n", "bad|cluster"), Some("g+p"));
-        assert_eq!(pick(&s, "", "n", C), Some("g+s"), "the empty route name is dropped");
+        assert_eq!(
+            pick(&s, "", "n", C),
+            Some("g+s"),
+            "the empty route name is dropped"
+        );
     }
 
     #[test]
@@ -319,7 +353,11 @@ mod tests {
         assert_eq!(pick(&s, "a", "h", C), Some("r"));
         assert_eq!(pick(&s, "b", "h", C), None);
         let s = set(json!({})).unwrap();
-        assert_eq!(pick(&s, "any", "h", C), Some("-"), "{{}} applies everywhere");
+        assert_eq!(
+            pick(&s, "any", "h", C),
+            Some("-"),
+            "{{}} applies everywhere"
+        );
     }
 
     #[test]
@@ -343,12 +381,13 @@ mod tests {
         assert_eq!(e.path, "_rules_");
         let e = set(json!({"_rules_": {}})).unwrap_err();
         assert_eq!(e.path, "_rules_");
-        let e = RuleSet::parse(&json!({"_rules_": [{"_match_route_": ["a"], "n": 1}]}), |c, _| {
-            match c.get("n") {
+        let e = RuleSet::parse(
+            &json!({"_rules_": [{"_match_route_": ["a"], "n": 1}]}),
+            |c, _| match c.get("n") {
                 Some(_) => Err(FieldError::new("n", "too small")),
                 None => Ok(()),
-            }
-        })
+            },
+        )
         .unwrap_err();
         assert_eq!(e.path, "_rules_[0].n");
     }

@@ -100,7 +100,12 @@ impl CertStore {
 
     /// Give `host` (`a.com`, `*.a.com` or `*`) a certificate unless it has one; `origin`
     /// says where it came from. Another certificate already there is the error.
-    pub fn insert(&mut self, host: &str, cert: Arc<ServerCert>, origin: String) -> Result<(), String> {
+    pub fn insert(
+        &mut self,
+        host: &str,
+        cert: Arc<ServerCert>,
+        origin: String,
+    ) -> Result<(), String> {
         if let Some(prev) = self.origins.get(host) {
             let held = self.find_exact(host).map(|c| c.secret.clone());
             if held.as_deref() == Some(cert.secret.as_str()) {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::flags::ResponseFlags;
-use crate::snapshot::Snapshot;
 use crate::model::{Cluster, Route};
+use crate::snapshot::Snapshot;
 
 /// Attempts per request: the first plus Envoy's default two retries.
 pub const MAX_ATTEMPTS: u32 = 3;

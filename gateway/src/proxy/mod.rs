@@ -32,9 +32,9 @@ use pingora_error::{Error, ErrorSource, ErrorType};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
+use crate::model::{self, PathMatch, Protocol, Sni};
 use crate::snapshot::SnapshotCell;
 use crate::stats::{self, HcmStats};
-use crate::model::{self, PathMatch, Protocol, Sni};
 use crate::wasm::filter::{Verdict, WasmRequest};
 use crate::wasm::stream::StreamInfo;
 use access_log::AccessLog;
@@ -586,10 +586,7 @@ impl ProxyHttp for Gateway {
                     .max(Duration::from_millis(1)),
             );
         }
-        if matches!(
-            protocol,
-            Protocol::Http2 | Protocol::Grpc | Protocol::Grpcs
-        ) {
+        if matches!(protocol, Protocol::Http2 | Protocol::Grpc | Protocol::Grpcs) {
             o.set_http_version(2, 2);
         }
         Ok(Box::new(peer))

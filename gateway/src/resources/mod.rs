@@ -19,9 +19,9 @@ pub mod wasmplugin;
 
 use std::fmt;
 
+pub use crate::error::FieldError;
 pub use configmap::ConfigMap;
 pub use endpoints::{EndpointSlice, Endpoints};
-pub use crate::error::FieldError;
 pub use higress_config::HigressConfig;
 pub use ingress::Ingress;
 pub use mcpbridge::McpBridge;

@@ -12,10 +12,8 @@
 //! SNI lookup: the exact host, then the longest `*.suffix` that ends it (any depth, as
 //! the route table matches), then the `*` certificate; no match fails the handshake.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-
-use serde_json::json;
 
 use crate::model::{CertStore, ServerCert};
 use crate::resources::domain::{DomainConfig, EnableHttps};
@@ -46,7 +44,6 @@ fn add(
         }
     }
 }
-
 
 /// Whether a certificate's DNS names cover `host` (one label for a `*.` name, as TLS
 /// clients check).

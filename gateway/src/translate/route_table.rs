@@ -11,7 +11,9 @@ use std::sync::Arc;
 use super::certificates::Secrets;
 use super::upstream_tls;
 use crate::annotations::{Destination, UpstreamAnnotations};
-use crate::model::{cluster_name, Cluster, PathMatch, Protocol, Route, RouteTable, WeightedCluster};
+use crate::model::{
+    cluster_name, Cluster, PathMatch, Protocol, Route, RouteTable, WeightedCluster,
+};
 use crate::resources::ingress::{IngressBackend, PathType};
 use crate::resources::{FieldError, Ingress, SYSTEM_NAMESPACE};
 
@@ -33,7 +35,7 @@ pub fn build(
     warnings: &mut Vec<TranslateWarning>,
 ) -> RouteTable {
     // Each route with the length of its path as written (longer sorts first).
-    let mut by_host: Vec<(Option<String>, Vec<(usize, Arc<Route>)>)> = Vec::new();
+    let mut by_host: Vec<(Option<String>, Vec<SizedRoute>)> = Vec::new();
     let mut push = |host: Option<String>, route: (usize, Arc<Route>)| match by_host
         .iter_mut()
         .find(|(h, _)| *h == host)
@@ -84,7 +86,9 @@ pub fn route_name(ing: &Ingress) -> String {
     }
 }
 
-type HostRoutes = Vec<(Option<String>, (usize, Arc<Route>))>;
+/// A route with the length of its path as written (longer sorts first).
+type SizedRoute = (usize, Arc<Route>);
+type HostRoutes = Vec<(Option<String>, SizedRoute)>;
 
 fn routes_of(
     ing: &Ingress,
@@ -359,7 +363,8 @@ mod tests {
             "20% a.static\n80% b.static:81".into(),
         );
         // Annotations are parsed with the Ingress.
-        ing.annotations = crate::annotations::IngressAnnotations::parse(&ing.metadata.annotations).unwrap();
+        ing.annotations =
+            crate::annotations::IngressAnnotations::parse(&ing.metadata.annotations).unwrap();
         let t = table(&[ing]);
         let r = t.find("a.com", "/").unwrap();
         assert_eq!(&*r.destinations[1].name, "outbound|81||b.static");

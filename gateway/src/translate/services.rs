@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::model::{Cluster, Protocol};
 use crate::resources::endpoints::PortEndpoints;
 use crate::resources::service::ServicePort;
 use crate::resources::{EndpointSlice, Endpoints, Service};
 use crate::stats::ClusterStatsCache;
-use crate::model::{Cluster, Protocol};
 
 /// What the Service's port asks for upstream, as Istio selects a protocol: `appProtocol`,
 /// else the port name's prefix (`grpc`, `http2`, `https`).

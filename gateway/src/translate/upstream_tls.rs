@@ -159,17 +159,6 @@ pub fn resolve(
 mod tests {
     use super::*;
 
-    fn meta(pairs: &[(&str, &str)]) -> ObjectMeta {
-        ObjectMeta {
-            namespace: "ns".into(),
-            annotations: pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..Default::default()
-        }
-    }
-
     #[test]
     fn registry_tls_verifies_only_with_a_name() {
         let t = registry_tls(Protocol::Https, Some("api.example.com".into())).unwrap();
