@@ -181,3 +181,193 @@ pub const FACTORIES: &[&dyn FilterFactory] = &[];
 pub fn factory(name: &str) -> Option<&'static dyn FilterFactory> {
     FACTORIES.iter().copied().find(|f| f.name() == name)
 }
+
+impl crate::model::plugin_chain::Ordered for NativeFilter {
+    fn phase(&self) -> crate::model::plugin_chain::Phase {
+        self.phase
+    }
+    fn priority(&self) -> i32 {
+        self.priority
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::model::plugin_chain::{order, Phase};
+
+    /// A test filter: answers requests carrying `x-deny` with its configured status,
+    /// stamps `x-stamp: <tag>` on the rest and on their responses.
+    #[derive(Debug)]
+    struct Stamp {
+        tag: String,
+        deny_status: u16,
+    }
+
+    impl HttpFilter for Stamp {
+        fn on_request_headers(&self, req: &mut RequestHeader, _: &MatchInput<'_>) -> FilterStatus {
+            if req.headers.contains_key("x-deny") {
+                return FilterStatus::Reply(LocalReply {
+                    status: self.deny_status,
+                    headers: vec![("x-denied-by".into(), self.tag.clone())],
+                    body: b"denied".to_vec(),
+                });
+            }
+            let _ = req.insert_header("x-stamp", self.tag.as_str());
+            FilterStatus::Continue
+        }
+
+        fn on_response_headers(&self, resp: &mut ResponseHeader) -> FilterStatus {
+            let _ = resp.insert_header("x-stamp", self.tag.as_str());
+            FilterStatus::Continue
+        }
+    }
+
+    struct StampFactory;
+
+    impl FilterFactory for StampFactory {
+        fn name(&self) -> &'static str {
+            "stamp"
+        }
+        fn default_order(&self) -> (Phase, i32) {
+            (Phase::Authn, 100)
+        }
+        fn build(
+            &self,
+            config: &Value,
+            _global: Option<&Arc<dyn HttpFilter>>,
+        ) -> Result<Arc<dyn HttpFilter>, FieldError> {
+            let tag = match config.get("tag") {
+                None => "global".to_string(),
+                Some(Value::String(s)) => s.clone(),
+                Some(_) => return Err(FieldError::new("tag", "expected a string")),
+            };
+            let deny_status = match config.get("deny_status") {
+                None => 403,
+                Some(v) => v
+                    .as_u64()
+                    .and_then(|n| u16::try_from(n).ok())
+                    .filter(|n| (200..600).contains(n))
+                    .ok_or_else(|| FieldError::new("deny_status", "expected an HTTP status"))?,
+            };
+            Ok(Arc::new(Stamp { tag, deny_status }))
+        }
+    }
+
+    fn stats(registry: &Registry, name: &str) -> FilterStats {
+        FilterFamilies::register(registry).stats(name)
+    }
+
+    #[test]
+    fn a_native_filter_runs_the_configuration_its_rules_select() {
+        let registry = Registry::new();
+        let f = NativeFilter::build(
+            &StampFactory,
+            "higress-system.stamp".into(),
+            None,
+            &json!({"_rules_": [
+                {"tag": "route", "deny_status": 401, "_match_route_": ["api"]},
+                {"tag": "domain", "_match_domain_": ["*.example.com"]},
+            ]}),
+            stats(&registry, "higress-system.stamp"),
+        )
+        .unwrap();
+        assert_eq!(
+            (f.phase, f.priority),
+            (Phase::Authn, 100),
+            "the factory's order"
+        );
+        let run = |route: &str, host: &str, deny: bool| {
+            let input = MatchInput {
+                route: Some(route),
+                authority: host,
+                cluster: None,
+            };
+            let filter = f.select(&input)?;
+            let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+            if deny {
+                req.insert_header("x-deny", "1").unwrap();
+            }
+            Some(match filter.on_request_headers(&mut req, &input) {
+                FilterStatus::Continue => {
+                    let mut resp = ResponseHeader::build(200, None).unwrap();
+                    assert_eq!(
+                        filter.on_response_headers(&mut resp),
+                        FilterStatus::Continue
+                    );
+                    let stamp = |h: &http::HeaderMap| h["x-stamp"].to_str().unwrap().to_string();
+                    assert_eq!(stamp(&req.headers), stamp(&resp.headers));
+                    stamp(&req.headers)
+                }
+                FilterStatus::Reply(r) => {
+                    f.stats.local_replies.inc();
+                    format!("{} {}", r.status, r.headers[0].1)
+                }
+            })
+        };
+        assert_eq!(run("api", "a.example.com", false).as_deref(), Some("route"));
+        assert_eq!(
+            run("web", "a.example.com", false).as_deref(),
+            Some("domain")
+        );
+        assert_eq!(run("api", "x", true).as_deref(), Some("401 route"));
+        assert_eq!(
+            run("web", "a.example.com", true).as_deref(),
+            Some("403 domain")
+        );
+        assert_eq!(
+            run("web", "example.com", false),
+            None,
+            "no rule, no global: skipped"
+        );
+        assert_eq!(f.stats.runs.get(), 4);
+        assert_eq!(f.stats.local_replies.get(), 2);
+        let text = registry.render();
+        assert!(
+            text.contains("gateway_filter_runs_total{plugin=\"higress-system.stamp\"} 4"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_bad_configuration_names_its_field_and_the_chain_orders_natives_by_phase() {
+        let registry = Registry::new();
+        let bad = NativeFilter::build(
+            &StampFactory,
+            "ns.bad".into(),
+            None,
+            &json!({"_rules_": [{"deny_status": 99, "_match_route_": ["a"]}]}),
+            stats(&registry, "ns.bad"),
+        )
+        .unwrap_err();
+        assert_eq!(bad.path, "_rules_[0].deny_status");
+        let build = |name: &str, order| {
+            Arc::new(
+                NativeFilter::build(
+                    &StampFactory,
+                    name.into(),
+                    order,
+                    &json!({}),
+                    stats(&registry, name),
+                )
+                .unwrap(),
+            )
+        };
+        let chain = order(vec![
+            build("ns.stats", Some((Phase::Stats, 0))),
+            build("ns.authn-low", Some((Phase::Authn, 1))),
+            build("ns.default", None),
+            build("ns.authz", Some((Phase::Authz, 900))),
+        ]);
+        let names: Vec<&str> = chain.iter().map(|f| &*f.name).collect();
+        assert_eq!(
+            names,
+            ["ns.default", "ns.authn-low", "ns.authz", "ns.stats"]
+        );
+    }
+}
