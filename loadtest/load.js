@@ -1,8 +1,9 @@
 // Load test: a ramping arrival rate (requests per second, whatever the latency) over a set
 // of routes, each tagged, with thresholds per route.
 //
-//   k6 run loadtest/load.js
-//   RATE=500 DURATION=2m ROUTES=/get,/anything/a,/status/200 k6 run loadtest/load.js
+//   (from the repository root)
+//   k6 run ./loadtest/load.js
+//   RATE=500 DURATION=2m ROUTES=/get,/anything/a,/status/200 k6 run ./loadtest/load.js
 //
 // BASE_URL (default http://localhost:8080), HOST_HEADER (default foo.bar.com), ROUTES
 // (comma-separated paths; default /get,/anything/load,/headers), RATE (peak requests per

@@ -3,7 +3,8 @@
 // changes apply without dropping a connection or a request.
 //
 //   python3 loadtest/reload_companion.py CONFIG_DIR --for 40 &   # or: loadtest/reload.sh
-//   k6 run loadtest/reload.js
+//   (from the repository root)
+//   k6 run ./loadtest/reload.js
 //
 // BASE_URL (default http://localhost:8080), HOST_HEADER (default foo.bar.com), RATE
 // (requests per second, default 100), DURATION (default 30s), URL_PATH (default /get).

@@ -1,8 +1,9 @@
 // Smoke test: a few virtual users for a short while; every response must come from the
 // gateway (200 with `x-envoy-upstream-service-time`) and p99 must stay low.
 //
-//   k6 run loadtest/smoke.js
-//   BASE_URL=http://127.0.0.1:8080 HOST_HEADER=foo.bar.com DURATION=10s k6 run loadtest/smoke.js
+//   (from the repository root)
+//   k6 run ./loadtest/smoke.js
+//   BASE_URL=http://127.0.0.1:8080 HOST_HEADER=foo.bar.com DURATION=10s k6 run ./loadtest/smoke.js
 //
 // BASE_URL (default http://localhost:8080), HOST_HEADER (default foo.bar.com, the demo's
 // domain), PATHS (comma-separated, default /get), DURATION (default 10s), VUS (default 2).

@@ -2,9 +2,10 @@
 // (`gateway demo`, or any httpbin-like upstream that returns the headers it got as JSON)
 // shows what the gateway propagated, and each check compares trace ids.
 //
-//   k6 run loadtest/tracing.js                         # gateway demo (W3C propagation)
-//   PROVIDER=zipkin k6 run loadtest/tracing.js         # higress-config tracing.zipkin
-//   PROVIDER=skywalking k6 run loadtest/tracing.js     # higress-config tracing.skywalking
+//   (from the repository root)
+//   k6 run ./loadtest/tracing.js                         # gateway demo (W3C propagation)
+//   PROVIDER=zipkin k6 run ./loadtest/tracing.js         # higress-config tracing.zipkin
+//   PROVIDER=skywalking k6 run ./loadtest/tracing.js     # higress-config tracing.skywalking
 //
 // BASE_URL (default http://localhost:8080), HOST_HEADER (default foo.bar.com), URL_PATH
 // (default /get), PROVIDER (opentelemetry, the default and what the demo propagates;
