@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::filters::ChainEntry;
 use crate::model::filter_settings::FilterSettings;
 use crate::model::{CertStore, Cluster, RouteTable};
 use crate::tracer::Tracer;
@@ -25,8 +26,9 @@ pub struct Snapshot {
     pub tracer: Option<Arc<Tracer>>,
     /// Certificates the HTTPS listener serves, by SNI; empty: no HTTPS listener.
     pub certs: CertStore,
-    /// Wasm plugins in run order (shared by each request's filter without a copy).
-    pub plugins: Arc<[Arc<LoadedPlugin>]>,
+    /// The filter chain, native filters and Wasm plugins, in run order (shared by each
+    /// request's runner without a copy).
+    pub plugins: Arc<[ChainEntry<LoadedPlugin>]>,
 }
 
 impl Snapshot {

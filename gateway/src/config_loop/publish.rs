@@ -106,7 +106,12 @@ impl ConfigLoop {
             filters,
             tracer: self.tracer.clone(),
             certs,
-            plugins: self.plugins.chain().into(),
+            plugins: self
+                .plugins
+                .chain()
+                .into_iter()
+                .map(crate::filters::ChainEntry::Plugin)
+                .collect(),
         };
         self.publish_snapshot(snap);
     }

@@ -173,6 +173,44 @@ impl NativeFilter {
     }
 }
 
+/// One entry of the filter chain: a native filter, or a plugin of another kind (the Wasm
+/// host's loaded plugins); one ordering by phase and priority covers both.
+#[derive(Debug)]
+pub enum ChainEntry<P> {
+    Native(Arc<NativeFilter>),
+    Plugin(Arc<P>),
+}
+
+impl<P> Clone for ChainEntry<P> {
+    fn clone(&self) -> Self {
+        match self {
+            ChainEntry::Native(f) => ChainEntry::Native(f.clone()),
+            ChainEntry::Plugin(p) => ChainEntry::Plugin(p.clone()),
+        }
+    }
+}
+
+impl<P: crate::model::plugin_chain::Ordered> crate::model::plugin_chain::Ordered for ChainEntry<P> {
+    fn phase(&self) -> crate::model::plugin_chain::Phase {
+        match self {
+            ChainEntry::Native(f) => f.phase,
+            ChainEntry::Plugin(p) => p.phase(),
+        }
+    }
+    fn priority(&self) -> i32 {
+        match self {
+            ChainEntry::Native(f) => f.priority,
+            ChainEntry::Plugin(p) => p.priority(),
+        }
+    }
+    fn name(&self) -> &str {
+        match self {
+            ChainEntry::Native(f) => &f.name,
+            ChainEntry::Plugin(p) => p.name(),
+        }
+    }
+}
+
 /// The native filters this gateway has, by plugin name. Empty until the first native
 /// plugin lands; the WasmPlugin translation asks it before loading a module.
 pub const FACTORIES: &[&dyn FilterFactory] = &[];

@@ -29,6 +29,7 @@ use super::http_call::{self, InFlight};
 use super::plugin::{LoadedPlugin, Ran, VmSlot};
 use super::stream::{LocalResponse, StreamInfo, StreamView};
 use super::vm::{Effects, Failure};
+use crate::filters::{ChainEntry, FilterStatus, HttpFilter, LocalReply, MatchInput};
 
 /// The most a held request body may be: Pingora replays a body to the upstream (and to
 /// retries) from a 64 KiB buffer.
@@ -48,8 +49,13 @@ pub enum Verdict {
     Reset,
 }
 
+/// The chain a request runs: native filters and Wasm plugins in one order.
+pub type Chain = Arc<[ChainEntry<LoadedPlugin>]>;
+
 /// One plugin's context for this request.
 struct PluginCtx {
+    /// Its position in the chain.
+    index: usize,
     plugin: Arc<LoadedPlugin>,
     slot: Arc<VmSlot>,
     id: u32,
@@ -110,9 +116,12 @@ enum Side {
 }
 
 pub struct WasmRequest {
-    chain: Arc<[Arc<LoadedPlugin>]>,
+    chain: Chain,
     info: StreamInfo,
     ctxs: Vec<PluginCtx>,
+    /// The native filters that ran on the request headers: (chain position, the
+    /// configuration its rules selected), for the response side.
+    natives: Vec<(usize, Arc<dyn HttpFilter>)>,
     /// The body the plugins left when it was held (sent upstream, and to retries).
     held_body: Option<Bytes>,
     /// A request header was edited by a plugin, and none asked to keep the route.
@@ -154,11 +163,12 @@ fn view(info: &StreamInfo, req: &mut RequestHeader) -> StreamView {
 }
 
 impl WasmRequest {
-    pub fn new(chain: &Arc<[Arc<LoadedPlugin>]>, info: StreamInfo) -> Box<WasmRequest> {
+    pub fn new(chain: &Chain, info: StreamInfo) -> Box<WasmRequest> {
         Box::new(WasmRequest {
             chain: chain.clone(),
             info,
             ctxs: Vec::with_capacity(chain.len()),
+            natives: Vec::new(),
             held_body: None,
             reroute: false,
             keep_route: false,
@@ -178,19 +188,19 @@ impl WasmRequest {
 
     /// The context of plugin `i` of the chain, made on first use.
     fn context(&mut self, i: usize) -> Option<usize> {
-        if let Some(pos) = self
-            .ctxs
-            .iter()
-            .position(|c| Arc::ptr_eq(&c.plugin, &self.chain[i]))
-        {
+        if let Some(pos) = self.ctx_of(i) {
             return Some(pos);
         }
-        let plugin = self.chain[i].clone();
+        let ChainEntry::Plugin(plugin) = &self.chain[i] else {
+            return None;
+        };
+        let plugin = plugin.clone();
         let slot = plugin.slot();
         let s = slot.clone();
         match slot.run(None, move |vm| Ok((vm.create_context()?, s.generation()))) {
             Ran::Done((id, generation)) => {
                 self.ctxs.push(PluginCtx {
+                    index: i,
                     plugin,
                     slot,
                     id,
@@ -206,6 +216,7 @@ impl WasmRequest {
             Ran::Failed(_) => {
                 // Recorded as skipped so the fail strategy is applied once.
                 self.ctxs.push(PluginCtx {
+                    index: i,
                     plugin,
                     slot,
                     id: 0,
@@ -374,6 +385,10 @@ impl WasmRequest {
     }
 
     async fn request_headers(&mut self, i: usize, session: &mut Session, eos: bool) -> Step {
+        if let ChainEntry::Native(f) = &self.chain[i] {
+            let f = f.clone();
+            return self.native_request_headers(i, &f, session.req_header_mut());
+        }
         let Some(c) = self.context(i) else {
             return self.created_failed(i);
         };
@@ -399,7 +414,7 @@ impl WasmRequest {
 
     /// The context of plugin `i` could not be made: its VM would not start.
     fn created_failed(&mut self, i: usize) -> Step {
-        if self.chain[i].fail_open {
+        if matches!(&self.chain[i], ChainEntry::Plugin(p) if p.fail_open) {
             Step::Next
         } else {
             Step::End(Verdict::Fail)
@@ -506,9 +521,45 @@ impl WasmRequest {
 
     /// The index in `ctxs` of chain plugin `i`, if it has a context.
     fn ctx_of(&self, i: usize) -> Option<usize> {
-        self.ctxs
-            .iter()
-            .position(|c| Arc::ptr_eq(&c.plugin, &self.chain[i]))
+        self.ctxs.iter().position(|c| c.index == i)
+    }
+
+    /// Native filter `i` on the request headers: the configuration its rules select for
+    /// this request, if any, runs; a reply ends the chain as a plugin's local reply does.
+    fn native_request_headers(
+        &mut self,
+        i: usize,
+        f: &crate::filters::NativeFilter,
+        req: &mut RequestHeader,
+    ) -> Step {
+        let authority = req
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| {
+                req.headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+            })
+            .unwrap_or("")
+            .to_string();
+        let input = MatchInput {
+            route: self.info.route_name.as_deref(),
+            authority: &authority,
+            cluster: self.info.cluster_name.as_deref(),
+        };
+        let Some(filter) = f.select(&input) else {
+            return Step::Next;
+        };
+        let status = filter.on_request_headers(req, &input);
+        self.natives.push((i, filter.clone()));
+        match status {
+            FilterStatus::Continue => Step::Next,
+            FilterStatus::Reply(reply) => {
+                f.stats.local_replies.inc();
+                Step::End(Verdict::Respond(native_reply(&f.name, reply)))
+            }
+        }
     }
 
     /// A request body chunk on its way upstream (Pingora's `request_body_filter`);
@@ -581,7 +632,30 @@ impl WasmRequest {
         no_body: bool,
     ) -> Result<(), Verdict> {
         self.no_response_body = no_body;
-        for c in (0..self.ctxs.len()).rev() {
+        // Wasm contexts and native filters that saw the request, last first (by chain
+        // position, without allocating).
+        for index in (0..self.chain.len()).rev() {
+            let wasm = self.ctx_of(index);
+            let Some(c) = wasm else {
+                let Some(filter) = self
+                    .natives
+                    .iter()
+                    .find(|(i, _)| *i == index)
+                    .map(|(_, f)| f.clone())
+                else {
+                    continue;
+                };
+                if let FilterStatus::Reply(reply) = filter.on_response_headers(resp) {
+                    if let ChainEntry::Native(f) = &self.chain[index] {
+                        f.stats.local_replies.inc();
+                        let lr = native_reply(&f.name, reply);
+                        *resp = local_header(&lr);
+                        self.replacement_body = Some(Bytes::from(lr.body));
+                        self.info.response_code = lr.status;
+                    }
+                }
+                continue;
+            };
             if self.ctxs[c].skip {
                 continue;
             }
@@ -806,6 +880,20 @@ async fn read_body(session: &mut Session, limit: usize) -> pingora_error::Result
     Ok(Some(buf))
 }
 
+/// A native filter's reply as a plugin's local reply.
+fn native_reply(name: &str, reply: LocalReply) -> LocalResponse {
+    LocalResponse {
+        status: reply.status,
+        details: format!("native_filter:{name}"),
+        body: reply.body,
+        headers: reply
+            .headers
+            .into_iter()
+            .map(|(k, v)| (k.into_bytes(), v.into_bytes()))
+            .collect(),
+    }
+}
+
 /// The response header of a plugin's local reply, as Envoy makes it: the plugin's
 /// headers added to `:status`, `content-type: text/plain` when a body has none.
 pub fn local_header(lr: &LocalResponse) -> ResponseHeader {
@@ -830,3 +918,6 @@ pub fn local_header(lr: &LocalResponse) -> ResponseHeader {
     let _ = h.insert_header(http::header::CONTENT_LENGTH, lr.body.len());
     h
 }
+
+#[cfg(test)]
+mod tests;
