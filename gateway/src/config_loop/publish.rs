@@ -252,7 +252,7 @@ fn collect_not_enforced(
     let mut out = cmgr.not_enforced();
     out.extend(skipped);
     out.extend(ingresses.iter().flat_map(|ing| {
-        let name = route_table::route_name(ing);
+        let name = crate::translate::route_name(ing);
         ing.unsupported_annotations()
             .into_iter()
             .map(move |a| format!("ingress {name}: annotation {a}"))

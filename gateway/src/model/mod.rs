@@ -6,6 +6,7 @@
 pub mod certs;
 pub mod cluster;
 pub mod filter_settings;
+pub mod host;
 pub mod plugin_chain;
 pub mod protocol;
 pub mod route;
@@ -13,6 +14,7 @@ pub mod upstream_tls;
 
 pub use certs::{CertStore, ServerCert};
 pub use cluster::{cluster_name, Cluster};
+pub use host::strip_port;
 pub use protocol::Protocol;
-pub use route::{strip_port, PathMatch, Route, RouteTable, WeightedCluster};
+pub use route::{PathMatch, Route, RouteTable, WeightedCluster};
 pub use upstream_tls::{sni_from_host, Sni, UpstreamTls};

@@ -11,7 +11,7 @@ use pingora_core::utils::tls::CertKey;
 /// The SNI a request's `Host` gives: the name without port or trailing dot, lowercase;
 /// `None` for an IP literal or no host (SNI carries DNS names only).
 pub fn sni_from_host(host: &str) -> Option<String> {
-    let name = super::route::strip_port(host).trim_end_matches('.');
+    let name = super::host::strip_port(host).trim_end_matches('.');
     let bare = name.trim_start_matches('[').trim_end_matches(']');
     if bare.is_empty() || bare.parse::<std::net::IpAddr>().is_ok() {
         return None;

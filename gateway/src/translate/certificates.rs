@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::model::{CertStore, ServerCert};
 use crate::resources::domain::{DomainConfig, EnableHttps};
 use crate::resources::{Ingress, Secret};
-use crate::translate::route_table::route_name;
+use crate::translate::route_name;
 
 /// [`CertStore::insert`], reporting what stands in the way.
 fn add(

@@ -13,6 +13,18 @@ pub mod wasm_plugins;
 
 use crate::model::Protocol;
 use crate::resources::mcpbridge::RegistryProtocol;
+use crate::resources::{Ingress, SYSTEM_NAMESPACE};
+
+/// `<name>` in the gateway namespace, else `<namespace>/<name>` (Higress's
+/// GenerateUniqueRouteName).
+pub fn route_name(ing: &Ingress) -> String {
+    let m = &ing.metadata;
+    if m.namespace == SYSTEM_NAMESPACE || m.namespace.is_empty() {
+        m.name.clone()
+    } else {
+        format!("{}/{}", m.namespace, m.name)
+    }
+}
 
 impl From<RegistryProtocol> for Protocol {
     fn from(p: RegistryProtocol) -> Protocol {

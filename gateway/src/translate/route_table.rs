@@ -9,13 +9,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use super::certificates::Secrets;
-use super::upstream_tls;
+use super::{route_name, upstream_tls};
 use crate::annotations::{Destination, UpstreamAnnotations};
 use crate::model::{
     cluster_name, Cluster, PathMatch, Protocol, Route, RouteTable, WeightedCluster,
 };
 use crate::resources::ingress::{IngressBackend, PathType};
-use crate::resources::{FieldError, Ingress, SYSTEM_NAMESPACE};
+use crate::resources::{FieldError, Ingress};
 
 /// A problem found while translating one Ingress; the rest still translates.
 #[derive(Debug, Clone)]
@@ -73,17 +73,6 @@ pub fn build(
         })
         .collect();
     RouteTable::new(hosts)
-}
-
-/// `<name>` in the gateway namespace, else `<namespace>/<name>` (Higress's
-/// GenerateUniqueRouteName).
-pub fn route_name(ing: &Ingress) -> String {
-    let m = &ing.metadata;
-    if m.namespace == SYSTEM_NAMESPACE || m.namespace.is_empty() {
-        m.name.clone()
-    } else {
-        format!("{}/{}", m.namespace, m.name)
-    }
 }
 
 /// A route with the length of its path as written (longer sorts first).
@@ -217,6 +206,7 @@ fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::SYSTEM_NAMESPACE;
 
     fn ingress(name: &str, annotations: &str, rules: &str) -> Ingress {
         let y = format!(
