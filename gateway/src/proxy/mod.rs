@@ -808,7 +808,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         _client_reused: bool,
     ) -> Box<Error> {
-        // A reset before response headers is retried (the contract's policy); a timeout
+        // A reset before response headers is retried (docs/configuration.md's retry policy); a timeout
         // or anything after headers is not.
         let retry = !ctx.upstream_headers_received
             && *e.etype() != ErrorType::ReadTimedout

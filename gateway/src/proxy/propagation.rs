@@ -1,4 +1,4 @@
-//! Which trace headers a provider reads and writes (the contract's table): SkyWalking
+//! Which trace headers a provider reads and writes (the table in docs/tracing.md): SkyWalking
 //! reads `sw8` (then `traceparent`, `b3` ids as a fallback) and writes `sw8`; Zipkin
 //! reads `b3` / `x-b3-*` (then `traceparent`) and writes `x-b3-*`; OpenTelemetry (and
 //! the demo's tracer) reads `traceparent` + `tracestate` (then `b3`) and writes
