@@ -532,20 +532,20 @@ impl WasmRequest {
         f: &crate::filters::NativeFilter,
         req: &mut RequestHeader,
     ) -> Step {
-        let authority = req
-            .uri
-            .authority()
+        // Refcounted clones, not copies: the filter may then edit the request.
+        let from_uri = req.uri.authority().cloned();
+        let from_host = match from_uri {
+            None => req.headers.get(http::header::HOST).cloned(),
+            Some(_) => None,
+        };
+        let authority = from_uri
+            .as_ref()
             .map(|a| a.as_str())
-            .or_else(|| {
-                req.headers
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-            })
-            .unwrap_or("")
-            .to_string();
+            .or_else(|| from_host.as_ref().and_then(|h| h.to_str().ok()))
+            .unwrap_or("");
         let input = MatchInput {
             route: self.info.route_name.as_deref(),
-            authority: &authority,
+            authority,
             cluster: self.info.cluster_name.as_deref(),
         };
         let Some(filter) = f.select(&input) else {
