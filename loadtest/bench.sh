@@ -15,7 +15,9 @@
 # Higress's compiled `transformer` plugin (PyPI gpustack-higress-plugins, from the test
 # peers' venv) on the route, adding a request and a response header; `gw-wasm0` runs
 # loadtest/wasm_noop.wat, which adds the same two headers and nothing else: what the
-# Wasm host itself costs per plugin.
+# Wasm host itself costs per plugin. Under callgrind only, `gw-policy` is the gateway
+# with a route carrying a regex path, request and response header control and CORS (the
+# requests carry an `Origin` it allows): what route policy from annotations costs.
 # Everything runs on 127.0.0.1, each proxy with one worker, one shared nginx backend.
 #
 # Environment:
@@ -32,6 +34,10 @@
 #   BENCH_INSTRUCTIONS  1 (default outside smoke runs when valgrind is installed):
 #                     also count instructions per request of floor, nginx and gateway
 #                     under callgrind, which unlike req/s repeats exactly run to run
+#   BENCH_SCALE=1     also the scale rows (loadtest/scale.sh, a few minutes): 10,000
+#                     one-path Ingresses: req/s of their host against a one-path host, one
+#                     changed Ingress to live (p50/p99), RSS per route, and instructions per
+#                     route lookup with 10 and 10,000 paths (loadtest/route_lookup.sh)
 #   ROUNDS (5), DURATION (10, seconds per wrk run), CONNECTIONS (32), WRK_THREADS (1),
 #   WARMUP (2, seconds per target before round 1), CONFIG_CHANGES (40),
 #   CG_REQUESTS (2000, requests counted under callgrind)
@@ -613,7 +619,19 @@ if [[ $INSTRUCTIONS == 1 ]]; then
   cg_run gw-trace "$GATEWAY_BIN" "${GW_ARGS[@]}"
   gateway_args "$TMP/gwconf" "$C_HTTP" "$C_STATS" "$C_ADMIN" --stats-recording off
   cg_run gw-norec "$GATEWAY_BIN" "${GW_ARGS[@]}"
+  python3 "$HELPER" gateway-config "$TMP/gwconf-policy" "$P_BACKEND"
+  python3 "$HELPER" gateway-policy "$TMP/gwconf-policy"
+  gateway_args "$TMP/gwconf-policy" "$C_HTTP" "$C_STATS" "$C_ADMIN"
+  cg_run gw-policy "$GATEWAY_BIN" "${GW_ARGS[@]}"
   python3 "$HELPER" instructions-summary "$CG/counts.txt"
+fi
+
+# ------------------------------------------------------------------ scale
+if [[ ${BENCH_SCALE:-0} == 1 ]]; then
+  echo
+  if ! GATEWAY_BIN=$GATEWAY_BIN BENCH_PROFILE=$PROFILE bash "$ROOT/loadtest/scale.sh"; then
+    status=1
+  fi
 fi
 
 if ((status != 0)); then

@@ -6,6 +6,7 @@ Subcommands:
   gateway-config DIR BACKEND_PORT  write the gateway's config directory
   gateway-tls DIR CERT KEY         add HTTPS for every host (Secret + default domain)
   gateway-wasm DIR MODULE          add the transformer plugin (file MODULE) on every route
+  gateway-policy DIR               put the gw-policy annotations on the bench route
   gateway-wasm-noop DIR MODULE     add the no-op plugin (loadtest/wasm_noop.wat) on every route
   wait-http URL TIMEOUT [--host H] [--pid PID]
                                    poll URL until it answers 200 (exit 1 on timeout or
@@ -41,6 +42,7 @@ import urllib.error
 import urllib.request
 
 HOST = "bench.local"
+ORIGIN = "http://app.bench.local"
 INGRESS = "ingresses/bench.yaml"
 # Two values of a harmless annotation; config changes alternate between them.
 TIMEOUTS = ("30", "31")
@@ -145,6 +147,23 @@ def write_atomic(path, body):
     return t0
 
 
+def wait_version_above(read_version, v, deadline):
+    """Poll `read_version()` every ~2 ms until it exceeds `v` or `deadline`
+    (time.perf_counter) passes. Returns (new version or None, time it was seen); a read
+    that fails counts as no change yet."""
+    while True:
+        try:
+            cur = read_version()
+        except OSError:
+            cur = v
+        now = time.perf_counter()
+        if cur > v:
+            return cur, now
+        if now > deadline:
+            return None, now
+        time.sleep(0.002)
+
+
 def cmd_gateway_config(d, backend_port, collector_port=None):
     """With a collector port: tracing at 100% to a Zipkin collector there."""
     for k in ("configmaps", "ingresses", "mcpbridges"):
@@ -154,6 +173,22 @@ def cmd_gateway_config(d, backend_port, collector_port=None):
     write_atomic(os.path.join(d, INGRESS), ingress_yaml(TIMEOUTS[0]))
     if collector_port:
         write_atomic(os.path.join(d, "configmaps/higress-config.yaml"), tracing_config_yaml())
+
+
+def cmd_gateway_policy(d):
+    """The bench route with the policy annotations of `gw-policy`: a regex path, request
+    and response header control, and CORS for the origin the requests carry."""
+    body = ingress_yaml(TIMEOUTS[0]).replace(
+        "  annotations:\n",
+        "  annotations:\n"
+        '    higress.io/use-regex: "true"\n'
+        '    higress.io/request-header-control-add: "x-bench-req policy"\n'
+        '    higress.io/response-header-control-add: "x-bench-policy on"\n'
+        '    nginx.ingress.kubernetes.io/enable-cors: "true"\n'
+        f'    nginx.ingress.kubernetes.io/cors-allow-origin: "{ORIGIN}"\n',
+    ).replace('      - path: "/"\n        pathType: Prefix\n',
+              '      - path: "/[a-z0-9/]*"\n        pathType: ImplementationSpecific\n')
+    write_atomic(os.path.join(d, INGRESS), body)
 
 
 def cmd_gateway_wasm(d, module):
@@ -644,20 +679,7 @@ def cmd_config_latency(d, admin_addr, n):
         # The file starts with TIMEOUTS[0]; change i writes the other value, and so on.
         body = ingress_yaml(TIMEOUTS[(i + 1) % 2])
         t0 = write_atomic(path, body)
-        deadline = t0 + 5.0
-        new = None
-        while True:
-            try:
-                cur = admin.version()
-            except OSError:
-                cur = v
-            now = time.perf_counter()
-            if cur > v:
-                new = cur
-                break
-            if now > deadline:
-                break
-            time.sleep(0.002)
+        new, now = wait_version_above(admin.version, v, t0 + 5.0)
         if new is None:
             failures += 1
             print(f"  change {i + 1}: no new version within 5 s (still {v})", file=sys.stderr)
@@ -716,7 +738,9 @@ def keepalive_requests(port, n, deadline):
     """n GET requests over one HTTP/1.1 connection; each must answer 2xx."""
     s = socket.create_connection(("127.0.0.1", port), timeout=max(1.0, deadline - time.time()))
     f = s.makefile("rb")
-    req = f"GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
+    # Every row gets the same request; its `Origin` makes the CORS of `gw-policy` act
+    # (the other proxies only parse it).
+    req = f"GET / HTTP/1.1\r\nHost: {HOST}\r\nOrigin: {ORIGIN}\r\n\r\n".encode()
     try:
         for _ in range(n):
             if time.time() > deadline:
@@ -776,6 +800,8 @@ def cmd_instructions_summary(path):
             counts[label] = float(value)
     for label, v in counts.items():
         ratios = [f"{v / counts[o]:.2f}x {o}" for o in ("floor", "nginx") if o in counts and o != label]
+        if label == "gw-policy" and counts.get("gateway"):
+            ratios.append(f"{v / counts['gateway']:.3f}x gateway (regex path, header control, CORS)")
         if label == "gw-trace" and counts.get("gateway"):
             ratios.append(f"{v / counts['gateway']:.3f}x gateway (tracing 100%)")
         if label == "gateway" and counts.get("gw-norec"):
@@ -795,6 +821,8 @@ def main():
         cmd_gateway_config(*argv)
     elif cmd == "gateway-tls":
         cmd_gateway_tls(*argv)
+    elif cmd == "gateway-policy":
+        cmd_gateway_policy(*argv)
     elif cmd == "gateway-wasm":
         cmd_gateway_wasm(*argv)
     elif cmd == "gateway-wasm-noop":

@@ -135,10 +135,10 @@ impl ServeHttp for AdminApp {
             )
         };
         match session.req_header().uri.path() {
-            "/debug/configz" => json(&status.configz),
+            "/debug/configz" => json(&status.configz()),
             "/config_dump" => json(&serde_json::json!({
-                "configz": status.configz,
-                "resources": status.resources,
+                "configz": status.configz(),
+                "resources": status.resources(),
             })),
             "/ready" => ready(&self.snapshot),
             "/debug/traces" => json(&self.recent.to_json()),

@@ -9,6 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use gateway::proxy::access_log::Target;
 use gateway::server::{self, Options};
 
+// `system-alloc` (profiling only) leaves the system allocator, which heaptrack sees.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

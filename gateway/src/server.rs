@@ -194,7 +194,7 @@ fn start_control_plane(
                     wasm,
                 );
                 let scan = match source {
-                    Initial::Files(scan) => {
+                    Initial::Files(mut scan) => {
                         cl.apply_changes(scan.all());
                         Some(scan)
                     }
@@ -212,6 +212,7 @@ fn start_control_plane(
                 }
                 let published = cl.subscribe();
                 cl.publish();
+                config_loop::release_memory();
                 let _ = ready_tx.send(Ok(published));
                 let (dns_tx, dns_rx) = mpsc::channel(64);
                 if let Some(scan) = scan {
@@ -239,6 +240,10 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let cluster_stats =
         ClusterStatsCache::new(stats.registry.clone(), crate::resources::SYSTEM_NAMESPACE);
     let istio = cluster_stats.istio_families().clone();
+    // Higress's gateway always has the local rate limit filter in its chain, so its
+    // counters exist (at 0) from start-up; held here for the process's life.
+    let _local_rate_limit =
+        crate::filters::local_rate_limit::LocalRateLimitStats::register(&stats.registry);
     let recent = Arc::new(RecentTraces::new(RECENT_TRACES));
     let snapshot = snapshot::new_cell();
     let status: StatusCell = Arc::new(ArcSwap::from_pointee(ConfigStatus::default()));

@@ -52,16 +52,16 @@ fn validate_reports_file_and_field_path() {
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "{text}");
-    assert!(text.contains("configmaps/higress-config.yaml: data.higress.downstream.maxRequestHeadersKb: must be at most 8192, got 9000"), "{text}");
+    assert!(text.contains("configmaps/higress-config.yaml: ConfigMap higress-system/higress-config: data.higress.downstream.maxRequestHeadersKb: must be at most 8192, got 9000"), "{text}");
     assert!(
         text.contains(
-            "ingresses/bad.yaml: spec.rules[0].http.paths[0].pathType: unknown variant `Prefixx`"
+            "ingresses/bad.yaml: Ingress higress-system/bad: spec.rules[0].http.paths[0].pathType: unknown variant `Prefixx`"
         ),
         "{text}"
     );
-    assert!(text.contains("ingresses/nested/dest.yaml: metadata.annotations[\"higress.io/destination\"]: line 1: invalid weight"), "{text}");
+    assert!(text.contains("ingresses/nested/dest.yaml: Ingress higress-system/dest: metadata.annotations[\"higress.io/destination\"]: line 1: invalid weight"), "{text}");
     assert!(
-        text.contains("mcpbridges/default.yaml: spec.registries[0].domain: "),
+        text.contains("mcpbridges/default.yaml: McpBridge higress-system/default: spec.registries[0].domain: "),
         "{text}"
     );
 }

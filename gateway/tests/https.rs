@@ -489,9 +489,9 @@ fn bad_tls_objects_are_rejected_and_the_last_good_ones_stay() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     for line in [
-        "secrets/a-cert.yaml: data[\"tls.key\"]: does not belong to the certificate in tls.crt",
-        "secrets/b-cert.yaml: data[\"tls.crt\"]: holds no PEM certificate",
-        "configmaps/domain-a.test.yaml: data.enableHttps: expected on, off or force, got \"yes-please\"",
+        "secrets/a-cert.yaml: Secret higress-system/a-cert: data[\"tls.key\"]: does not belong to the certificate in tls.crt",
+        "secrets/b-cert.yaml: Secret higress-system/b-cert: data[\"tls.crt\"]: holds no PEM certificate",
+        "configmaps/domain-a.test.yaml: ConfigMap higress-system/domain-a.test: data.enableHttps: expected on, off or force, got \"yes-please\"",
     ] {
         assert!(text.lines().any(|l| l.starts_with(line)), "no {line:?} in\n{text}");
     }

@@ -177,13 +177,19 @@ fn tls_to_backends_sends_the_right_sni_verifies_and_refuses_a_wrong_certificate(
             .unwrap()
             >= 1.0
     );
-    // Keep-alive TLS upstream connections are reused.
+    // Keep-alive TLS upstream connections are reused: six requests, one connection.
+    // (The gateway returns a connection to its pool just after the client has the
+    // response, so on a loaded machine the next request may rarely find it still out
+    // and open a second; never one per request.)
     for _ in 0..5 {
         assert_eq!(sni_of("reg.test"), "backend.test");
     }
-    assert_eq!(
-        gw.metric("envoy_cluster_upstream_cx_total{cluster_name=\"outbound|443||reg.static\"}"),
-        Some(1.0)
+    let opened = gw
+        .metric("envoy_cluster_upstream_cx_total{cluster_name=\"outbound|443||reg.static\"}")
+        .unwrap();
+    assert!(
+        (1.0..=2.0).contains(&opened),
+        "{opened} connections for 6 requests"
     );
     // /debug/configz shows each destination's TLS.
     let z = gw.configz();

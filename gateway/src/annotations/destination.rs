@@ -12,7 +12,13 @@ pub(super) const NAMES: &[&str] = &["destination"];
 /// The route's destinations, when the annotation is there.
 pub fn from_annotations(map: &Annotations) -> Result<Option<Vec<Destination>>, FieldError> {
     super::get(map, "destination", PREFIXES)
-        .map(|found| parse(found.value))
+        .map(|found| {
+            // Kept with the Ingress: without the spare capacity of its growth.
+            parse(found.value).map(|mut list| {
+                list.shrink_to_fit();
+                list
+            })
+        })
         .transpose()
 }
 

@@ -14,19 +14,38 @@
 //! [`crate::model::Protocol`], so `resources/` can parse annotations with the Ingress
 //! without an import loop.
 
+pub mod access;
+pub mod canary;
+pub mod cors;
 pub mod destination;
+pub mod fallback;
+pub mod header_control;
+pub mod load_balance;
+mod map;
+pub mod matching;
+pub mod mirror;
 pub mod path;
 pub mod redirect;
+pub mod retry;
+pub mod rewrite;
 pub mod timeout;
 pub mod upstream_tls;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::error::FieldError;
 
+pub use crate::model::matcher::regex_error;
+pub use access::AccessAnnotations;
+pub use canary::Canary;
+pub use cors::CorsAnnotations;
 pub use destination::Destination;
+pub use fallback::DefaultBackend;
+pub use header_control::HeaderControlAnnotations;
+pub use mirror::{MirrorAnnotations, MirrorTarget};
 pub use path::PathOptions;
+pub use redirect::RedirectAnnotations;
+pub use rewrite::RewriteAnnotations;
 pub use upstream_tls::UpstreamAnnotations;
 
 /// The nginx-ingress prefix, read first where Higress reads both.
@@ -34,8 +53,7 @@ pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
 /// Higress's own prefix.
 pub const HIGRESS_PREFIX: &str = "higress.io/";
 
-/// An object's `metadata.annotations`.
-pub type Annotations = BTreeMap<String, String>;
+pub use map::Annotations;
 
 /// Under which prefixes Higress reads an annotation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,6 +136,49 @@ pub fn bool_value(
     Ok(value)
 }
 
+/// A group whose empty value is a constant, for [`Rare`].
+pub trait Empty: PartialEq + 'static {
+    /// What an Ingress without the group's annotations has.
+    const EMPTY: &'static Self;
+}
+
+/// An annotation group most Ingresses leave empty, read as the group's value: boxed when
+/// set, no allocation when empty (with 10,000 Ingresses each allocation per Ingress
+/// shows in the resident memory).
+#[derive(Clone)]
+pub struct Rare<T: Empty>(Option<Box<T>>);
+
+impl<T: Empty> Rare<T> {
+    pub fn new(value: T) -> Rare<T> {
+        Rare((value != *T::EMPTY).then(|| Box::new(value)))
+    }
+}
+
+impl<T: Empty> Default for Rare<T> {
+    fn default() -> Self {
+        Rare(None)
+    }
+}
+
+impl<T: Empty> std::ops::Deref for Rare<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.0.as_deref().unwrap_or(T::EMPTY)
+    }
+}
+
+impl<T: Empty> PartialEq for Rare<T> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl<T: Empty + std::fmt::Debug> std::fmt::Debug for Rare<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
 /// The annotations of one Ingress this gateway acts on, checked.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct IngressAnnotations {
@@ -131,7 +192,34 @@ pub struct IngressAnnotations {
     /// `use-regex`, `ignore-path-case`.
     pub path: PathOptions,
     /// `backend-protocol` and `proxy-ssl-*`.
-    pub upstream: UpstreamAnnotations,
+    pub upstream: Rare<UpstreamAnnotations>,
+    /// `match-method`, `*-match-header-*`, `*-match-pseudo-header-*`, `*-match-query-*`
+    /// (`higress.io/` only); `None`: the path alone decides. Boxed, as most Ingresses
+    /// have none.
+    pub matching: Option<Box<crate::model::matcher::RequestMatch>>,
+    /// `canary: "true"` and its rules; `None`: a main Ingress.
+    pub canary: Option<Box<Canary>>,
+    /// `app-root`, `temporal-redirect`, `permanent-redirect(-code)` ([`Rare`], as the
+    /// three below: rarely set).
+    pub redirect: Rare<RedirectAnnotations>,
+    /// `rewrite-target`, `higress.io/rewrite-path`, `upstream-vhost`.
+    pub rewrite: Rare<RewriteAnnotations>,
+    /// `request-header-control-*`, `response-header-control-*`.
+    pub header_control: Rare<HeaderControlAnnotations>,
+    /// Source ranges, local rate limit, basic auth.
+    pub access: Rare<AccessAnnotations>,
+    /// `enable-cors` and `cors-*`: `None` unless `enable-cors` is true (boxed: most
+    /// Ingresses have none, and a parsed Ingress stays small).
+    pub cors: Option<Box<CorsAnnotations>>,
+    /// `mirror-*`: `None` without a mirror target (boxed, as `cors`).
+    pub mirror: Option<Box<MirrorAnnotations>>,
+    /// `load-balance`, `upstream-hash-by`, cookie `affinity` and `session-cookie-*`: the
+    /// balancing of the backends' services; `None`: none of them.
+    pub load_balance: Option<Box<crate::model::LbPolicy>>,
+    /// `proxy-next-upstream*`; `None`: the gateway's default retries.
+    pub retry: Option<Box<crate::model::retry::RetryPolicy>>,
+    /// `default-backend` with `custom-http-errors`.
+    pub default_backend: Option<Box<DefaultBackend>>,
 }
 
 impl IngressAnnotations {
@@ -143,19 +231,54 @@ impl IngressAnnotations {
             timeout: timeout::from_annotations(map)?,
             ssl_redirect: redirect::from_annotations(map)?,
             path: path::from_annotations(map)?,
-            upstream: upstream_tls::from_annotations(map)?,
+            upstream: Rare::new(upstream_tls::from_annotations(map)?),
+            matching: Some(matching::from_annotations(map)?)
+                .filter(|m| !m.is_empty())
+                .map(Box::new),
+            canary: canary::from_annotations(map)?.map(Box::new),
+            redirect: Rare::new(redirect::redirects(map)?),
+            rewrite: Rare::new(rewrite::from_annotations(map)?),
+            header_control: Rare::new(header_control::from_annotations(map)?),
+            access: Rare::new(access::from_annotations(map)?),
+            cors: cors::from_annotations(map)?.map(Box::new),
+            mirror: mirror::from_annotations(map)?.map(Box::new),
+            load_balance: load_balance::from_annotations(map)?.map(Box::new),
+            retry: retry::from_annotations(map)?.map(Box::new),
+            default_backend: fallback::from_annotations(map)?.map(Box::new),
         })
     }
 }
 
 /// Every group's (prefixes, names) this gateway reads.
-const GROUPS: [(Prefixes, &[&str]); 5] = [
+const GROUPS: &[(Prefixes, &[&str])] = &[
     (destination::PREFIXES, destination::NAMES),
     (timeout::PREFIXES, timeout::NAMES),
     (redirect::PREFIXES, redirect::NAMES),
     (path::PREFIXES, path::NAMES),
     (upstream_tls::PREFIXES, upstream_tls::NAMES),
+    (Prefixes::HigressOnly, path::HIGRESS_ONLY_NAMES),
+    (matching::PREFIXES, matching::NAMES),
+    (canary::PREFIXES, canary::NAMES),
+    (rewrite::PREFIXES, rewrite::NAMES),
+    (rewrite::HIGRESS_PREFIXES, rewrite::HIGRESS_NAMES),
+    (header_control::PREFIXES, header_control::NAMES),
+    (access::PREFIXES, access::NAMES),
+    (access::HIGRESS_PREFIXES, access::HIGRESS_NAMES),
+    (cors::PREFIXES, cors::NAMES),
+    (mirror::PREFIXES, mirror::NAMES),
+    (load_balance::PREFIXES, load_balance::NAMES),
+    (retry::PREFIXES, retry::NAMES),
+    (fallback::PREFIXES, fallback::NAMES),
 ];
+
+/// Whether `name` is one of `names`, where a name ending in `*` stands for any non-empty
+/// suffix (`exact-match-header-*`).
+fn named(names: &[&str], name: &str) -> bool {
+    names.iter().any(|n| match n.strip_suffix('*') {
+        Some(stem) => name.len() > stem.len() && name.starts_with(stem),
+        None => *n == name,
+    })
+}
 
 /// Annotations under either prefix that no group reads: accepted, reported under
 /// `not_enforced`. `ingress.class` under a prefix is not reported (the class is read from
@@ -172,18 +295,33 @@ pub fn not_enforced(map: &Annotations) -> Vec<&str> {
             };
             name != "ingress.class"
                 && !GROUPS.iter().any(|(prefixes, names)| {
-                    prefixes.list().contains(&prefix) && names.contains(&name)
+                    prefixes.list().contains(&prefix) && named(names, name)
                 })
         })
         .map(String::as_str)
         .collect()
 }
 
+/// Annotations under either prefix that a group reads and this gateway acts on (the
+/// complement of [`not_enforced`]), for `/debug/configz`.
+pub fn enforced(map: &Annotations) -> Vec<&str> {
+    let not = not_enforced(map);
+    map.keys()
+        .map(String::as_str)
+        .filter(|key| {
+            (key.starts_with(NGINX_PREFIX) || key.starts_with(HIGRESS_PREFIX))
+                && !key.ends_with("/ingress.class")
+                && !not.contains(key)
+        })
+        .collect()
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn map(pairs: &[(&str, &str)]) -> Annotations {
+    /// Annotations from pairs (the tests of every group use it).
+    pub(crate) fn map(pairs: &[(&str, &str)]) -> Annotations {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -215,14 +353,27 @@ mod tests {
             ("nginx.ingress.kubernetes.io/destination", "a.dns"),
             ("nginx.ingress.kubernetes.io/ssl-redirect", "true"),
             ("nginx.ingress.kubernetes.io/rewrite-target", "/"),
+            ("nginx.ingress.kubernetes.io/rewrite-path", "/"),
             ("higress.io/ingress.class", "higress"),
+            ("higress.io/exact-match-header-x-user", "a"),
+            ("nginx.ingress.kubernetes.io/exact-match-header-x-user", "a"),
             ("example.com/other", "x"),
         ]);
         assert_eq!(
             not_enforced(&m),
             vec![
                 "nginx.ingress.kubernetes.io/destination",
-                "nginx.ingress.kubernetes.io/rewrite-target"
+                "nginx.ingress.kubernetes.io/exact-match-header-x-user",
+                "nginx.ingress.kubernetes.io/rewrite-path"
+            ]
+        );
+        assert_eq!(
+            enforced(&m),
+            vec![
+                "higress.io/destination",
+                "higress.io/exact-match-header-x-user",
+                "nginx.ingress.kubernetes.io/rewrite-target",
+                "nginx.ingress.kubernetes.io/ssl-redirect"
             ]
         );
     }

@@ -37,6 +37,16 @@ pub struct UpstreamAnnotations {
     pub server_name: Option<bool>,
 }
 
+impl super::Empty for UpstreamAnnotations {
+    const EMPTY: &'static Self = &UpstreamAnnotations {
+        backend_protocol: None,
+        secret: None,
+        verify: None,
+        ssl_name: None,
+        server_name: None,
+    };
+}
+
 /// The spelling Higress reads, its value trimmed.
 fn annotation<'a>(map: &'a Annotations, name: &'a str) -> Option<(&'a str, &'a str)> {
     super::get(map, name, PREFIXES).map(|f| (f.key, f.value.trim()))

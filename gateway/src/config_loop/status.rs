@@ -1,28 +1,55 @@
-//! What `/debug/configz` and `/config_dump` show, rebuilt after every batch.
+//! What `/debug/configz` and `/config_dump` show, refreshed after every batch. The
+//! large parts (every route, every object) are rendered only when asked: with 10,000
+//! Ingresses they are megabytes of JSON that no one reads on most reloads.
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use serde_json::json;
 
-use super::ConfigLoop;
+use super::{ConfigLoop, Objects};
 use crate::resources::Resource;
+use crate::snapshot::Snapshot;
 
 /// What `/debug/configz` and `/config_dump` show, republished on every event.
 pub type StatusCell = Arc<ArcSwap<ConfigStatus>>;
 
 #[derive(Default)]
 pub struct ConfigStatus {
-    /// Everything but the raw objects (`/debug/configz`).
-    pub configz: serde_json::Value,
+    /// `/debug/configz` but its routes.
+    summary: serde_json::Value,
+    /// The snapshot whose routes `/debug/configz` shows.
+    snapshot: Option<Arc<Snapshot>>,
+    /// The objects as last applied.
+    objects: Arc<Objects>,
+}
+
+impl ConfigStatus {
+    /// `/debug/configz`: everything but the raw objects.
+    pub fn configz(&self) -> serde_json::Value {
+        let mut z = self.summary.clone();
+        if let Some(map) = z.as_object_mut() {
+            if let Some(snap) = &self.snapshot {
+                map.insert("routes".into(), snap.routes.describe());
+            }
+            map.insert("ingresses".into(), ingresses(&self.objects));
+        }
+        z
+    }
+
     /// Raw objects as last applied, secrets redacted (for `/config_dump`).
-    pub resources: serde_json::Value,
+    pub fn resources(&self) -> serde_json::Value {
+        self.objects
+            .iter()
+            .map(|(k, (file, r))| json!({"object": k.to_string(), "file": file, "resource": describe_resource(r)}))
+            .collect()
+    }
 }
 
 impl ConfigLoop {
     /// Republish `/debug/configz` (also after a rejection, which builds no snapshot).
     pub fn refresh_status(&self) {
-        let snap = self.snapshot.load();
+        let snap = self.snapshot.load_full();
         let clusters: Vec<serde_json::Value> = snap
             .clusters
             .values()
@@ -48,7 +75,6 @@ impl ConfigLoop {
             .collect();
         let configz = json!({
             "version": snap.version,
-            "routes": snap.routes.describe(),
             "tls": snap.certs.describe(),
             "clusters": clusters,
             "plugins": self.plugins.describe(),
@@ -58,16 +84,31 @@ impl ConfigLoop {
             "rejected": rejected,
             "dns": self.dns.iter().map(|(k, v)| (k.clone(), json!(v.iter().map(|i| i.to_string()).collect::<Vec<_>>()))).collect::<serde_json::Map<_, _>>(),
         });
-        let resources: Vec<serde_json::Value> = self
-            .objects
-            .iter()
-            .map(|(k, (origin, r))| json!({"object": k.to_string(), "file": origin, "resource": describe_resource(r)}))
-            .collect();
         self.status.store(Arc::new(ConfigStatus {
-            configz,
-            resources: json!(resources),
+            summary: configz,
+            snapshot: Some(snap.clone()),
+            // A copy of its own (made once the snapshot serves): were the map shared,
+            // the loop's next change would copy it before building the next snapshot.
+            objects: Arc::new((*self.objects).clone()),
         }));
     }
+}
+
+/// Per Ingress, which of its annotations act and which are accepted but ignored.
+fn ingresses(objects: &Objects) -> serde_json::Value {
+    objects
+        .iter()
+        .filter_map(|(k, (_, r))| match &**r {
+            Resource::Ingress(ing) => Some(json!({
+                "object": k.to_string(),
+                "annotations": {
+                    "enforced": crate::annotations::enforced(&ing.metadata.annotations),
+                    "not_enforced": ing.unsupported_annotations(),
+                },
+            })),
+            _ => None,
+        })
+        .collect()
 }
 
 fn describe_resource(r: &Resource) -> serde_json::Value {

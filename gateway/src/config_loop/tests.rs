@@ -70,13 +70,14 @@ impl Fixture {
     }
 
     fn configz(&self) -> serde_json::Value {
-        self.status.load().configz.clone()
+        self.status.load().configz()
     }
 
     /// The route serving `host` `/` and the cluster of its first destination.
     fn route(&self, host: &str) -> Option<(String, String)> {
         let snap = self.snap();
-        let r = snap.routes.find(host, "/")?;
+        let req = pingora_http::RequestHeader::build("GET", b"/", None).unwrap();
+        let r = snap.routes.find(host, "/", &req)?;
         Some((r.name.to_string(), r.destinations[0].name.to_string()))
     }
 
@@ -333,7 +334,12 @@ fn deletes_remove_routes_clusters_and_certificates() {
     f.batch(vec![delete(Kind::McpBridge, "default")]);
     let snap = f.snap();
     assert!(snap.clusters.is_empty());
-    assert!(snap.routes.find("two.test", "/").unwrap().destinations[0]
+    let req = pingora_http::RequestHeader::build("GET", b"/", None).unwrap();
+    assert!(snap
+        .routes
+        .find("two.test", "/", &req)
+        .unwrap()
+        .destinations[0]
         .cluster
         .is_none());
     assert_eq!(f.configz()["clusters"], serde_json::json!([]));

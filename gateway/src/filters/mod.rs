@@ -17,55 +17,21 @@
 //! This module imports `model/`, the error type and `telemetry`, never the config
 //! resources, translation or controllers.
 
+pub mod basic_auth;
+pub mod cors;
+pub mod ip_access;
+pub mod local_rate_limit;
 pub mod rules;
 
 use std::fmt;
 use std::sync::Arc;
 
-use pingora_http::{RequestHeader, ResponseHeader};
 use serde_json::Value;
 use telemetry::stats::{Counter, Family, Kind, Registry};
 
 use crate::error::FieldError;
-pub use rules::{MatchInput, RuleSet};
-
-/// A reply a filter gives instead of the upstream's response.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LocalReply {
-    pub status: u16,
-    /// Headers added to the reply (`content-type` and `content-length` are set from the
-    /// body when absent).
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-/// What a callback decided.
-#[derive(Debug, PartialEq, Eq)]
-pub enum FilterStatus {
-    /// Go on with the next filter.
-    Continue,
-    /// Answer the request now; the filters after this one do not run.
-    Reply(LocalReply),
-}
-
-/// The per-request side of a native filter. Callbacks are synchronous and see what
-/// they may edit; a filter that has nothing to do in a phase keeps the default.
-pub trait HttpFilter: Send + Sync + fmt::Debug {
-    /// The request headers, after routing and before any upstream is chosen.
-    fn on_request_headers(
-        &self,
-        _req: &mut RequestHeader,
-        _input: &MatchInput<'_>,
-    ) -> FilterStatus {
-        FilterStatus::Continue
-    }
-
-    /// The response headers, from the upstream or a local reply, before they are sent;
-    /// filters see them in reverse chain order.
-    fn on_response_headers(&self, _resp: &mut ResponseHeader) -> FilterStatus {
-        FilterStatus::Continue
-    }
-}
+pub use crate::model::http_filter::{FilterStatus, HttpFilter, LocalReply, MatchInput};
+pub use rules::RuleSet;
 
 /// A kind of native filter: Higress's plugin name and how its configuration is built.
 pub trait FilterFactory: Send + Sync {
@@ -234,6 +200,7 @@ impl crate::model::plugin_chain::Ordered for NativeFilter {
 
 #[cfg(test)]
 mod tests {
+    use pingora_http::{RequestHeader, ResponseHeader};
     use serde_json::json;
 
     use super::*;
@@ -254,13 +221,18 @@ mod tests {
                     status: self.deny_status,
                     headers: vec![("x-denied-by".into(), self.tag.clone())],
                     body: b"denied".to_vec(),
+                    ..Default::default()
                 });
             }
             let _ = req.insert_header("x-stamp", self.tag.as_str());
             FilterStatus::Continue
         }
 
-        fn on_response_headers(&self, resp: &mut ResponseHeader) -> FilterStatus {
+        fn on_response_headers(
+            &self,
+            _req: &RequestHeader,
+            resp: &mut ResponseHeader,
+        ) -> FilterStatus {
             let _ = resp.insert_header("x-stamp", self.tag.as_str());
             FilterStatus::Continue
         }
@@ -325,6 +297,7 @@ mod tests {
                 route: Some(route),
                 authority: host,
                 cluster: None,
+                peer: None,
             };
             let filter = f.select(&input)?;
             let mut req = RequestHeader::build("GET", b"/", None).unwrap();
@@ -335,7 +308,7 @@ mod tests {
                 FilterStatus::Continue => {
                     let mut resp = ResponseHeader::build(200, None).unwrap();
                     assert_eq!(
-                        filter.on_response_headers(&mut resp),
+                        filter.on_response_headers(&req, &mut resp),
                         FilterStatus::Continue
                     );
                     let stamp = |h: &http::HeaderMap| h["x-stamp"].to_str().unwrap().to_string();

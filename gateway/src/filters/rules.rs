@@ -28,6 +28,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::FieldError;
+use crate::model::http_filter::MatchInput;
 use crate::model::strip_port;
 
 /// The key of the rules array.
@@ -36,17 +37,6 @@ const MATCH_ROUTE: &str = "_match_route_";
 const MATCH_DOMAIN: &str = "_match_domain_";
 const MATCH_SERVICE: &str = "_match_service_";
 const MATCH_ROUTE_PREFIX: &str = "_match_route_prefix_";
-
-/// What a request is matched on.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct MatchInput<'a> {
-    /// `route_name`: the route the request took.
-    pub route: Option<&'a str>,
-    /// `:authority` / `Host`, port included as sent.
-    pub authority: &'a str,
-    /// `cluster_name`: `outbound|<port>|<subset>|<fqdn>`.
-    pub cluster: Option<&'a str>,
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum HostPattern {
@@ -304,6 +294,7 @@ mod tests {
             route: Some(route),
             authority: host,
             cluster: Some(cluster),
+            peer: None,
         })
         .map(String::as_str)
     }

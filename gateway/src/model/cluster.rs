@@ -2,9 +2,9 @@
 //! stats, and how a request picks an endpoint.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use super::load_balancer::{LbPolicy, LoadBalancer};
 use super::protocol::Protocol;
 use super::upstream_tls::UpstreamTls;
 use crate::stats::{ClusterIdentity, ClusterStats, ClusterStatsCache};
@@ -26,8 +26,12 @@ pub struct Cluster {
     pub tls: Option<Arc<UpstreamTls>>,
     /// A Service port's name, which an Ingress `backend.service.port.name` refers to.
     pub service_port: Option<String>,
-    /// Round-robin cursor; a new snapshot starts a new rotation, which is harmless.
-    next: AtomicUsize,
+    /// How an endpoint is picked (`load-balance`, `upstream-hash-by`, cookie
+    /// `affinity` of the oldest Ingress naming this service; round robin by default).
+    pub lb: LoadBalancer,
+    /// The position of that port in the Service's `spec.ports` (`default-backend` goes
+    /// to the first, as nginx-ingress and Higress do).
+    pub service_port_index: Option<u16>,
     pub stats: Arc<ClusterStats>,
     /// Keeps this cluster's pooled connections apart from another cluster's to the same
     /// address (Envoy pools per cluster), so bytes count for the right one.
@@ -82,7 +86,8 @@ impl Cluster {
             sni: None,
             tls: None,
             service_port: None,
-            next: AtomicUsize::new(0),
+            lb: LoadBalancer::default(),
+            service_port_index: None,
         }
     }
 
@@ -93,20 +98,29 @@ impl Cluster {
         self
     }
 
-    /// The next endpoint (index, address) in round-robin order, skipping the indices in
-    /// `tried` while any untried one is left (retries go to another endpoint where there
-    /// is one).
+    /// Balance over the endpoints with `policy` (its ring, if any, is built now).
+    pub fn set_lb(&mut self, policy: LbPolicy) {
+        self.lb = LoadBalancer::new(policy, &self.endpoints);
+    }
+
+    /// An endpoint (index, address) for a request without a hash key, skipping the
+    /// indices in `tried` while any untried one is left.
     pub fn pick(&self, tried: &[u32]) -> Option<(u32, SocketAddr)> {
-        let n = self.endpoints.len();
-        if n == 0 {
-            return None;
-        }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let i = (0..n)
-            .map(|i| (start + i) % n)
-            .find(|&i| !tried.contains(&(i as u32)))
-            .unwrap_or(start % n);
-        Some((i as u32, self.endpoints[i]))
+        self.pick_with(None, 0, tried)
+    }
+
+    /// The endpoint (index, address) the cluster's policy picks: `hash` is the request's
+    /// hash for a hashing policy, `random` a uniform random number; the indices in
+    /// `tried` are skipped while any untried one is left (retries go to another
+    /// endpoint where there is one).
+    pub fn pick_with(
+        &self,
+        hash: Option<u64>,
+        random: u64,
+        tried: &[u32],
+    ) -> Option<(u32, SocketAddr)> {
+        let i = self.lb.pick(self.endpoints.len(), hash, random, tried)?;
+        Some((i, *self.endpoints.get(i as usize)?))
     }
 }
 

@@ -8,9 +8,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pingora_http::RequestHeader;
+
 use super::cluster::Cluster;
 use super::host::strip_port;
+use super::matcher::RequestMatch;
 use super::protocol::Protocol;
+use super::route_index::PathIndex;
+use super::route_policy::RoutePolicy;
 use super::upstream_tls::UpstreamTls;
 
 #[derive(Debug)]
@@ -20,7 +25,34 @@ pub enum PathMatch {
     Prefix(String),
     /// Anchored at the start of the path, as Higress turns `use-regex` paths into
     /// `<regex>.*` full matches.
-    Regex(regex::Regex),
+    Regex(PathRegex),
+}
+
+/// A path regex as written, matched from the start of the path.
+#[derive(Clone, Debug)]
+pub struct PathRegex(regex::Regex);
+
+impl PathRegex {
+    const OPEN: &'static str = "^(?:";
+
+    /// Compiled anchored (`^(?:<pattern>)`): a match is decided from the path's start
+    /// and stops at the first match, instead of searching the whole path and then back
+    /// for where the match began.
+    pub fn new(pattern: &str) -> Result<PathRegex, regex::Error> {
+        regex::Regex::new(&format!("{}{pattern})", Self::OPEN)).map(PathRegex)
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        let s = self.0.as_str();
+        &s[Self::OPEN.len()..s.len() - 1]
+    }
+
+    /// Whether a prefix of `path` (or all of it) matches.
+    #[inline]
+    pub fn is_match(&self, path: &str) -> bool {
+        self.0.is_match(path)
+    }
 }
 
 impl PathMatch {
@@ -44,7 +76,7 @@ impl PathMatch {
                     && eq(&path[..p.len()], p)
                     && (path.len() == p.len() || path.as_bytes()[p.len()] == b'/')
             }
-            PathMatch::Regex(r) => r.find(path).is_some_and(|m| m.start() == 0),
+            PathMatch::Regex(r) => r.is_match(path),
         }
     }
 
@@ -58,7 +90,7 @@ impl PathMatch {
 }
 
 /// A destination of a route, resolved against the clusters of the snapshot.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct WeightedCluster {
     /// Shared, so Wasm plugins read it without a copy per request.
     pub name: Arc<str>,
@@ -85,6 +117,11 @@ pub struct Route {
     /// Plain-HTTP requests get a 308 to `https://` (`ssl-redirect`, `force-ssl-redirect`,
     /// or a domain with `enableHttps: force`).
     pub ssl_redirect: bool,
+    /// What the route's annotations do besides choosing the destination.
+    pub policy: RoutePolicy,
+    /// What the request must carry besides host and path (`match-method`, header, query
+    /// and canary matches); `None` (the common case) costs one check.
+    pub request_match: Option<Box<RequestMatch>>,
 }
 
 impl Route {
@@ -93,10 +130,12 @@ impl Route {
         name: Arc<str>,
         path: PathMatch,
         ignore_case: bool,
-        destinations: Vec<WeightedCluster>,
+        mut destinations: Vec<WeightedCluster>,
         timeout: Option<Duration>,
         ssl_redirect: bool,
     ) -> Route {
+        // Often collected in place from larger items, keeping their room.
+        destinations.shrink_to_fit();
         let total_weight = destinations.iter().map(|d| d.weight).sum();
         Route {
             name,
@@ -106,6 +145,24 @@ impl Route {
             total_weight,
             timeout,
             ssl_redirect,
+            policy: RoutePolicy::default(),
+            request_match: None,
+        }
+    }
+
+    /// Set what the request must carry besides host and path; an empty match is none.
+    pub fn with_request_match(mut self, m: RequestMatch) -> Route {
+        self.request_match = (!m.is_empty()).then(|| Box::new(m));
+        self
+    }
+
+    /// Whether `req` meets the route's non-path requirements (method, headers, query,
+    /// cookies). Path and host are checked by the caller.
+    #[inline]
+    pub fn matches_request(&self, req: &RequestHeader) -> bool {
+        match &self.request_match {
+            None => true,
+            Some(m) => m.matches(req),
         }
     }
 
@@ -131,6 +188,8 @@ impl Route {
 #[derive(Debug, Default)]
 struct VirtualHost {
     routes: Vec<Arc<Route>>,
+    /// Finds the candidates of a path among `routes` (`model/route_index.rs`).
+    index: PathIndex,
 }
 
 #[derive(Debug, Default)]
@@ -148,9 +207,13 @@ impl RouteTable {
     /// its routes already in match order.
     pub fn new(hosts: Vec<(Option<String>, Vec<Arc<Route>>)>) -> RouteTable {
         let mut table = RouteTable::default();
-        for (host, routes) in hosts {
+        for (host, mut routes) in hosts {
+            // Built by pushing (and collected in place from larger items): the spare
+            // capacity would stay for the table's life, about 90 bytes per route.
+            routes.shrink_to_fit();
             let idx = table.vhosts.len();
-            table.vhosts.push(VirtualHost { routes });
+            let index = PathIndex::build(&routes);
+            table.vhosts.push(VirtualHost { routes, index });
             match host {
                 None => table.any = Some(idx),
                 Some(h) => match h.strip_prefix('*') {
@@ -165,13 +228,22 @@ impl RouteTable {
         table
     }
 
-    /// Find the route for `host` (may carry `:port`) and `path` (query already removed).
-    pub fn find(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
-        let vh = self.vhost_for(strip_port(host))?;
-        self.vhosts[vh]
-            .routes
-            .iter()
-            .find(|r| r.path.matches(path, r.ignore_case))
+    /// Find the route for `host` (may carry `:port`) and `path` (query already removed);
+    /// `req` is read only by routes with method, header or query matches.
+    pub fn find(&self, host: &str, path: &str, req: &RequestHeader) -> Option<&Arc<Route>> {
+        self.find_with(host, path, |r| r.matches_request(req))
+    }
+
+    /// The first route of `host` in match order whose path matches and that `accept`
+    /// accepts (its non-path conditions; called only for routes whose path matched).
+    pub fn find_with(
+        &self,
+        host: &str,
+        path: &str,
+        accept: impl FnMut(&Route) -> bool,
+    ) -> Option<&Arc<Route>> {
+        let vh = &self.vhosts[self.vhost_for(strip_port(host))?];
+        vh.index.find(&vh.routes, path, accept)
     }
 
     fn vhost_for(&self, host: &str) -> Option<usize> {
@@ -218,12 +290,22 @@ impl RouteTable {
                             }
                             PathMatch::Regex(re) => ("regex", re.as_str().to_string()),
                         };
+                        let mut m = r
+                            .request_match
+                            .as_ref()
+                            .map_or_else(|| serde_json::json!({}), |m| m.describe());
+                        m[kind] = path.into();
                         serde_json::json!({
                             "name": &*r.name,
-                            "match": {kind: path},
+                            "match": m,
                             "ignore_case": r.ignore_case,
                             "timeout_seconds": r.timeout.map(|t| t.as_secs_f64()),
                             "ssl_redirect": r.ssl_redirect,
+                            "mirror": r.policy.mirror.as_ref().map(|m| serde_json::json!({
+                                "cluster": &*m.cluster_name,
+                                "known": m.cluster.is_some(),
+                                "percent": f64::from(m.per_million) / 10_000.0,
+                            })),
                             "destinations": r.destinations.iter().map(|d| serde_json::json!({
                                 "cluster": &*d.name,
                                 "weight": d.weight,

@@ -6,6 +6,10 @@
 use std::io::Write;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 
+use pingora_proxy::Session;
+
+use super::context::RequestCtx;
+
 /// Where access log lines go.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
@@ -104,6 +108,39 @@ impl AccessLog {
             }
         }
     }
+}
+
+/// The access log line of a finished request, with the Higress keys; `path` is the
+/// client's (the `x-envoy-original-path` a rewrite leaves, else the target), as Higress's
+/// format `%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%`.
+pub fn line(session: &Session, ctx: &RequestCtx, status: u16, trace_id: Option<&str>) -> String {
+    let req = session.req_header();
+    let hv = |name| req.headers.get(name).and_then(|v| v.to_str().ok());
+    let host = super::request_host(req);
+    serde_json::json!({
+        "authority": if host.is_empty() { None } else { Some(host) },
+        "bytes_received": session.body_bytes_read(),
+        "bytes_sent": session.body_bytes_sent(),
+        "downstream_remote_address": session.client_addr().map(|a| a.to_string()),
+        "duration": ctx.start.elapsed().as_millis() as u64,
+        "method": req.method.as_str(),
+        "path": hv(super::rewrite::X_ENVOY_ORIGINAL_PATH).or_else(|| req.uri.path_and_query().map(|p| p.as_str())),
+        "protocol": if session.is_http2() { "HTTP/2" } else { "HTTP/1.1" },
+        "request_id": ctx.request_id.as_ref().and_then(|v| v.to_str().ok()).or_else(|| hv(super::headers::X_REQUEST_ID)),
+        "requested_server_name": super::https::server_name(session),
+        "response_code": status,
+        "response_flags": ctx.flags.render(),
+        "route_name": ctx.route.as_ref().map(|r| &*r.name),
+        "start_time": crate::clock::rfc3339(std::time::SystemTime::now() - ctx.start.elapsed()),
+        "trace_id": trace_id,
+        "upstream_cluster": ctx.cluster_name(),
+        "upstream_host": ctx.upstream_host().map(|h| h.to_string()),
+        "upstream_service_time": ctx.upstream_service_time_ms(),
+        "upstream_transport_failure_reason": ctx.transport_failure.as_deref().map(String::as_str),
+        "user_agent": hv(http::header::USER_AGENT),
+        "x_forwarded_for": hv(super::headers::X_FORWARDED_FOR),
+    })
+    .to_string()
 }
 
 #[cfg(test)]

@@ -14,14 +14,16 @@ impl ResponseFlags {
     pub const NO_ROUTE: u16 = 1 << 5; // NR
     pub const DOWNSTREAM_CLOSED: u16 = 1 << 6; // DC
     pub const RETRY_EXHAUSTED: u16 = 1 << 7; // URX
+    pub const RATE_LIMITED: u16 = 1 << 8; // RL
 
-    const NAMES: [(u16, &'static str); 8] = [
+    const NAMES: [(u16, &'static str); 9] = [
         (Self::NO_HEALTHY_UPSTREAM, "UH"),
         (Self::UPSTREAM_TIMEOUT, "UT"),
         (Self::LOCAL_RESET, "LR"),
         (Self::CONNECT_FAILURE, "UF"),
         (Self::CONNECTION_TERMINATION, "UC"),
         (Self::NO_ROUTE, "NR"),
+        (Self::RATE_LIMITED, "RL"),
         (Self::DOWNSTREAM_CLOSED, "DC"),
         (Self::RETRY_EXHAUSTED, "URX"),
     ];
@@ -30,19 +32,24 @@ impl ResponseFlags {
         self.0 |= flag;
     }
 
+    pub fn clear(&mut self, flag: u16) {
+        self.0 &= !flag;
+    }
+
     pub fn has(self, flag: u16) -> bool {
         self.0 & flag != 0
     }
 
     /// The flags as Envoy's `ResponseFlag` bits (the `response.flags` attribute).
     pub fn envoy_bits(self) -> u64 {
-        const ENVOY: [(u16, u64); 8] = [
+        const ENVOY: [(u16, u64); 9] = [
             (ResponseFlags::NO_HEALTHY_UPSTREAM, 0x2),
             (ResponseFlags::UPSTREAM_TIMEOUT, 0x4),
             (ResponseFlags::LOCAL_RESET, 0x8),
             (ResponseFlags::CONNECT_FAILURE, 0x20),
             (ResponseFlags::CONNECTION_TERMINATION, 0x40),
             (ResponseFlags::NO_ROUTE, 0x100),
+            (ResponseFlags::RATE_LIMITED, 0x800),
             (ResponseFlags::DOWNSTREAM_CLOSED, 0x4000),
             (ResponseFlags::RETRY_EXHAUSTED, 0x8000),
         ];
@@ -81,5 +88,8 @@ mod tests {
         f.set(ResponseFlags::RETRY_EXHAUSTED);
         f.set(ResponseFlags::CONNECT_FAILURE);
         assert_eq!(f.render(), "UF,URX");
+        f.set(ResponseFlags::RATE_LIMITED);
+        assert_eq!(f.render(), "UF,RL,URX");
+        assert_eq!(f.envoy_bits(), 0x20 | 0x800 | 0x8000);
     }
 }

@@ -143,7 +143,7 @@ fn millis_value(ms: u64) -> HeaderValue {
 }
 
 /// Run `f` on the request's headers as a plain `http` map (dropping Pingora's case map).
-fn edit_request(req: &mut RequestHeader, f: impl FnOnce(&mut HeaderMap)) {
+pub(super) fn edit_request(req: &mut RequestHeader, f: impl FnOnce(&mut HeaderMap)) {
     let blank = RequestHeader::from(http::Request::new(()).into_parts().0);
     let original = std::mem::replace(req, blank);
     // A non-UTF-8 target lives beside the URI, not in it: carry it over. (An
@@ -164,7 +164,7 @@ fn edit_request(req: &mut RequestHeader, f: impl FnOnce(&mut HeaderMap)) {
 
 /// Run `f` on the response's headers as a plain `http` map. The reason phrase becomes
 /// the status code's standard one, as Envoy writes it.
-fn edit_response(resp: &mut ResponseHeader, f: impl FnOnce(&mut HeaderMap)) {
+pub(super) fn edit_response(resp: &mut ResponseHeader, f: impl FnOnce(&mut HeaderMap)) {
     let blank = ResponseHeader::from(http::Response::new(()).into_parts().0);
     let original = std::mem::replace(resp, blank);
     let mut parts = http::response::Parts::from(original);

@@ -13,15 +13,19 @@ pub mod flags;
 pub mod headers;
 pub mod https;
 pub mod idle;
+pub mod load_balance;
 pub mod local_reply;
+pub mod mirror;
 pub mod propagation;
 pub mod redirect;
 pub mod request_id;
+pub mod retry;
+pub mod rewrite;
+pub mod route_filters;
 pub mod spans;
 pub mod upstream_conn;
 pub mod zlib;
 
-use std::cell::Cell;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,8 +42,9 @@ use crate::stats::{self, HcmStats};
 use crate::wasm::filter::{Verdict, WasmRequest};
 use crate::wasm::stream::StreamInfo;
 use access_log::AccessLog;
-use context::{RequestCtx, MAX_ATTEMPTS};
+use context::{RequestCtx, UpstreamTiming, FALLBACK_DESTINATION};
 use flags::ResponseFlags;
+use load_balance::roll;
 
 /// Envoy's default upstream connect timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -97,27 +102,6 @@ fn request_host(req: &RequestHeader) -> &str {
         .unwrap_or("")
 }
 
-/// A cheap per-thread random number for weighted destinations (xorshift64*).
-fn roll() -> u32 {
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new({
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1);
-            (t ^ (&t as *const u64 as u64)) | 1
-        });
-    }
-    STATE.with(|s| {
-        let mut x = s.get();
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        s.set(x);
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32
-    })
-}
-
 /// The error that ends a request a plugin ended after its headers went upstream; a
 /// local reply is kept for `fail_to_proxy` to send.
 fn wasm_error(v: Verdict, w: &mut WasmRequest) -> Box<Error> {
@@ -150,12 +134,18 @@ impl Gateway {
     fn route(&self, session: &Session, ctx: &mut RequestCtx) -> Result<(), LocalReply> {
         let req = session.req_header();
         let global = &ctx.snapshot.filters.global;
-        let Some(route) = ctx.snapshot.routes.find(request_host(req), req.uri.path()) else {
+        let (host, path) = (request_host(req), req.uri.path());
+        let Some(route) = ctx.snapshot.routes.find(host, path, req) else {
             return Err(LocalReply::Status(404, "", ResponseFlags::NO_ROUTE));
         };
         if route.ssl_redirect && !self.listener.tls {
             ctx.route = Some(route.clone());
             return Err(LocalReply::HttpsRedirect);
+        }
+        if route.policy.redirect.is_some() {
+            // Answered after the filters (`rewrite.rs`), as Envoy's router does.
+            ctx.route = Some(route.clone());
+            return Ok(());
         }
         let timeout = route.timeout.unwrap_or(global.route_timeout);
         if !timeout.is_zero() {
@@ -174,6 +164,12 @@ impl Gateway {
         match &dest.cluster {
             Some(c) if !c.endpoints.is_empty() => {
                 ctx.cluster = Some(c.clone());
+                Ok(())
+            }
+            // `default-backend`: the route's cluster has no endpoint.
+            _ if retry::no_endpoint_fallback(route).is_some() => {
+                ctx.destination = Some(FALLBACK_DESTINATION);
+                ctx.cluster = retry::no_endpoint_fallback(route).cloned();
                 Ok(())
             }
             _ => Err(LocalReply::Status(
@@ -389,42 +385,6 @@ impl Gateway {
         }
         Ok(false)
     }
-
-    fn write_access_log(
-        &self,
-        session: &Session,
-        ctx: &RequestCtx,
-        status: u16,
-        trace_id: Option<&str>,
-    ) {
-        let req = session.req_header();
-        let hv = |name| req.headers.get(name).and_then(|v| v.to_str().ok());
-        let host = request_host(req);
-        let line = serde_json::json!({
-            "authority": if host.is_empty() { None } else { Some(host) },
-            "bytes_received": session.body_bytes_read(),
-            "bytes_sent": session.body_bytes_sent(),
-            "downstream_remote_address": session.client_addr().map(|a| a.to_string()),
-            "duration": ctx.start.elapsed().as_millis() as u64,
-            "method": req.method.as_str(),
-            "path": req.uri.path_and_query().map(|p| p.as_str()),
-            "protocol": if session.is_http2() { "HTTP/2" } else { "HTTP/1.1" },
-            "request_id": ctx.request_id.as_ref().and_then(|v| v.to_str().ok()).or_else(|| hv(headers::X_REQUEST_ID)),
-            "requested_server_name": https::server_name(session),
-            "response_code": status,
-            "response_flags": ctx.flags.render(),
-            "route_name": ctx.route.as_ref().map(|r| &*r.name),
-            "start_time": crate::clock::rfc3339(std::time::SystemTime::now() - ctx.start.elapsed()),
-            "trace_id": trace_id,
-            "upstream_cluster": ctx.cluster_name(),
-            "upstream_host": ctx.upstream_host().map(|h| h.to_string()),
-            "upstream_service_time": ctx.upstream_service_time_ms,
-            "upstream_transport_failure_reason": ctx.transport_failure.as_deref().map(String::as_str),
-            "user_agent": hv(http::header::USER_AGENT),
-            "x_forwarded_for": hv(headers::X_FORWARDED_FOR),
-        });
-        self.access_log.write(line.to_string());
-    }
 }
 
 #[async_trait]
@@ -484,8 +444,27 @@ impl ProxyHttp for Gateway {
         };
         let global = &ctx.snapshot.filters.global;
         headers::forwarded_request(session.req_header_mut(), &fwd, global);
-        if !ctx.snapshot.plugins.is_empty() {
-            return self.request_plugins(session, ctx).await;
+        if ctx
+            .route
+            .as_ref()
+            .is_some_and(|r| !r.policy.filters.is_empty())
+        {
+            if let Some(status) = route_filters::run(session, ctx).await? {
+                ctx.local_status = Some(status);
+                return Ok(true);
+            }
+        }
+        if !ctx.snapshot.plugins.is_empty() && self.request_plugins(session, ctx).await? {
+            return Ok(true);
+        }
+        // The route's redirect or rewrite (cloned only when it has one).
+        if let Some(route) = ctx.route.as_ref().filter(|r| rewrite::acts(r)).cloned() {
+            let global = &ctx.snapshot.filters.global;
+            let tls = self.listener.tls;
+            if let Some(status) = rewrite::on_request(session, &route, tls, global).await? {
+                ctx.local_status = Some(status);
+                return Ok(true);
+            }
         }
         Ok(false)
     }
@@ -506,6 +485,9 @@ impl ProxyHttp for Gateway {
                 return Err(wasm_error(v, w));
             }
         }
+        if ctx.mirror.is_some() {
+            self.mirror_body(body.as_ref(), end_of_stream, ctx);
+        }
         Ok(())
     }
 
@@ -514,19 +496,15 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<Box<HttpPeer>> {
-        let cluster = ctx
-            .cluster
-            .as_ref()
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no cluster selected"))?;
-        let (index, addr) = cluster
-            .pick(ctx.tried.as_slice())
-            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "cluster has no endpoints"))?;
-        ctx.tried.push(index);
+        let addr = load_balance::pick_endpoint(session, ctx)?;
+        let Some(cluster) = ctx.cluster.as_ref() else {
+            return Error::e_explain(ErrorType::InternalError, "no cluster selected");
+        };
         let recording = stats::recording();
         if recording && ctx.attempts() > 1 {
             cluster.stats.rq_retry.inc();
         }
-        ctx.upstream_start = Some(Instant::now());
+        ctx.upstream_timing = UpstreamTiming::Started(Instant::now());
         if let Some(t) = ctx.trace.as_mut() {
             t.begin_attempt(addr);
         }
@@ -537,7 +515,7 @@ impl ProxyHttp for Gateway {
             .route
             .as_ref()
             .zip(ctx.destination)
-            .and_then(|(r, i)| r.destinations.get(i as usize));
+            .and_then(|(r, i)| context::weighted(r, i));
         let protocol = dest.map_or(cluster.protocol, |d| d.protocol);
         let tls = dest.and_then(|d| d.tls.as_ref());
         // A new attempt: an earlier one's TLS failure is not this one's.
@@ -579,13 +557,7 @@ impl ProxyHttp for Gateway {
         if !global.upstream_idle_timeout.is_zero() {
             o.idle_timeout = Some(global.upstream_idle_timeout);
         }
-        if let Some(deadline) = ctx.deadline {
-            o.read_timeout = Some(
-                deadline
-                    .saturating_duration_since(Instant::now())
-                    .max(Duration::from_millis(1)),
-            );
-        }
+        o.read_timeout = retry::read_timeout(ctx);
         if matches!(protocol, Protocol::Http2 | Protocol::Grpc | Protocol::Grpcs) {
             o.set_http_version(2, 2);
         }
@@ -611,7 +583,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<()> {
@@ -627,6 +599,22 @@ impl ProxyHttp for Gateway {
         } else if let Some(n) = &ctx.not_sampled {
             n.inject(upstream_request);
         }
+        if !ctx.mirror_decided
+            && ctx
+                .route
+                .as_ref()
+                .is_some_and(|r| r.policy.mirror.is_some())
+        {
+            self.mirror_start(session, upstream_request, ctx);
+        }
+        if ctx.redirected {
+            retry::redirect_request(
+                session.req_header(),
+                ctx,
+                self.listener.tls,
+                upstream_request,
+            );
+        }
         // The edge headers are on the downstream request already (`request_filter`).
         headers::retry_attempt(
             upstream_request,
@@ -638,26 +626,40 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<()> {
         if upstream_response.status.is_informational() && upstream_response.status != 101 {
             return Ok(());
         }
+        if ctx
+            .route
+            .as_ref()
+            .is_some_and(|r| r.policy.retry.is_some() || r.policy.fallback.is_some())
+        {
+            retry::on_response(session, ctx, upstream_response.status.as_u16())?;
+        }
         ctx.upstream_headers_received = true;
+        if std::mem::take(&mut ctx.cookie_made) {
+            // The affinity cookie the gateway made (Envoy's router adds it here).
+            if let Some(c) = load_balance::made_set_cookie(session, ctx) {
+                upstream_response.append_header(http::header::SET_COOKIE, c)?;
+            }
+        }
         if let (true, Some(c)) = (stats::recording(), &ctx.cluster) {
             c.stats.response(upstream_response.status.as_u16());
             c.stats
                 .cx_rx_bytes
                 .add(headers::response_wire_size(upstream_response) as u64);
         }
-        ctx.upstream_service_time_ms = ctx
-            .upstream_start
-            .map(|t| t.elapsed().as_millis().min(u128::from(u32::MAX)) as u32);
+        if let UpstreamTiming::Started(t) = ctx.upstream_timing {
+            let ms = t.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
+            ctx.upstream_timing = UpstreamTiming::Answered(ms);
+        }
         headers::downstream_response(
             upstream_response,
-            ctx.upstream_service_time_ms,
+            ctx.upstream_service_time_ms(),
             &ctx.snapshot.filters.global,
         );
         Ok(())
@@ -709,11 +711,18 @@ impl ProxyHttp for Gateway {
                 .headers
                 .get(http::header::CONTENT_LENGTH)
                 .is_some_and(|v| v.as_bytes() == b"0");
+        // The route's header control, before the plugins (Envoy's router applies it).
+        rewrite::on_response(ctx.route.as_deref(), response);
         // Plugins see the response before compression.
         if let Some(w) = ctx.wasm.as_mut() {
             if let Err(v) = w.on_response_headers(session, response, no_body).await {
                 return Err(wasm_error(v, w));
             }
+        }
+        // The route's filters ran before the plugins: they see the response after them.
+        if let Some(route) = &ctx.filtered {
+            let ran = route.policy.filters.len();
+            route_filters::on_response(route, ran, session.req_header(), response);
         }
         let Some(settings) = &ctx.snapshot.filters.gzip else {
             return Ok(());
@@ -760,13 +769,13 @@ impl ProxyHttp for Gateway {
 
     fn fail_to_connect(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         peer: &HttpPeer,
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        // Connect failures are retried on another endpoint, up to Envoy's two retries.
-        e.set_retry(ctx.attempts() < MAX_ATTEMPTS);
+        // Connect failures are retried on another endpoint (`proxy/retry.rs`).
+        e.set_retry(retry::after_connect_failure(session, ctx));
         // (Pingora's `HandshakeError` is the HTTP/2 handshake, not TLS.)
         let tls_failure = peer.is_tls()
             && matches!(
@@ -808,14 +817,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         _client_reused: bool,
     ) -> Box<Error> {
-        // A reset before response headers is retried (docs/configuration.md's retry policy); a timeout
-        // or anything after headers is not.
-        let retry = !ctx.upstream_headers_received
-            && *e.etype() != ErrorType::ReadTimedout
-            && e.esource() == &ErrorSource::Upstream
-            && ctx.attempts() < MAX_ATTEMPTS
-            && !session.as_ref().retry_buffer_truncated();
-        e.set_retry(retry);
+        // A reset before response headers is retried (docs/configuration.md's retry
+        // policy, or the route's); a route timeout or anything after headers is not.
+        e.set_retry(retry::after_error(session, ctx, &e));
         e
     }
 
@@ -884,7 +888,7 @@ impl ProxyHttp for Gateway {
         if flag != 0 {
             ctx.flags.set(flag);
         }
-        if ctx.attempts() >= MAX_ATTEMPTS && status == 503 {
+        if retry::exhausted(ctx, status) {
             ctx.flags.set(ResponseFlags::RETRY_EXHAUSTED);
         }
         if let (true, Some(c)) = (stats::recording(), &ctx.cluster) {
@@ -934,6 +938,9 @@ impl ProxyHttp for Gateway {
         if stats::recording() {
             self.record_request(session, ctx, status);
         }
+        if let Some(m) = ctx.mirror.take() {
+            mirror::on_request_end(m, session.is_body_done());
+        }
         let upstream = ctx.upstream_host();
         if let Some(w) = ctx.wasm.as_mut() {
             let info = w.info_mut();
@@ -949,7 +956,8 @@ impl ProxyHttp for Gateway {
             .take()
             .map(|t| self.finish_trace(session, ctx, t, status));
         if self.access_log.enabled() {
-            self.write_access_log(session, ctx, status, trace_id.as_deref());
+            self.access_log
+                .write(access_log::line(session, ctx, status, trace_id.as_deref()));
         }
     }
 

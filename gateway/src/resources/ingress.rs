@@ -105,7 +105,25 @@ impl Ingress {
         let mut ing: Ingress = from_yaml(bytes)?;
         ing.annotations = IngressAnnotations::parse(&ing.metadata.annotations)?;
         ing.validate()?;
+        ing.shrink();
         Ok(ing)
+    }
+
+    /// Drop the spare capacity of the lists: deserializing grows a list of unknown
+    /// length to room for four, and the Ingress stays in force until replaced (with
+    /// 10,000 one-path Ingresses, over 600 bytes each).
+    fn shrink(&mut self) {
+        let spec = &mut self.spec;
+        spec.rules.shrink_to_fit();
+        for rule in &mut spec.rules {
+            if let Some(http) = &mut rule.http {
+                http.paths.shrink_to_fit();
+            }
+        }
+        spec.tls.shrink_to_fit();
+        for tls in &mut spec.tls {
+            tls.hosts.shrink_to_fit();
+        }
     }
 
     /// The class this Ingress asks for, by field or by the legacy annotation.
@@ -123,7 +141,9 @@ impl Ingress {
                     .map_err(|m| FieldError::new(format!("spec.tls[{i}].hosts[{j}]"), m))?;
             }
         }
-        let regex = self.annotations.path.use_regex;
+        // With `use-regex` / `full-path-regex` every path is a regex, whatever its type
+        // (Higress's NeedRegexMatch).
+        let regex = self.annotations.path.regex();
         for (i, rule) in self.spec.rules.iter().enumerate() {
             if let Some(host) = &rule.host {
                 validate_host(host)
@@ -133,10 +153,16 @@ impl Ingress {
             for (j, p) in http.paths.iter().enumerate() {
                 let at = format!("spec.rules[{i}].http.paths[{j}]");
                 let path = p.path.as_deref().unwrap_or("/");
+                // `rewrite-target` makes any path a regex, as Higress's NeedRegexMatch.
+                let as_regex = self.annotations.rewrite.forces_regex(path) || regex;
+                self.annotations.rewrite.check_path(path, as_regex)?;
                 match p.path_type {
-                    PathType::ImplementationSpecific if regex => {
+                    _ if as_regex => {
                         regex::Regex::new(path).map_err(|e| {
-                            FieldError::new(format!("{at}.path"), format!("invalid regex: {e}"))
+                            FieldError::new(
+                                format!("{at}.path"),
+                                format!("invalid regex: {}", crate::annotations::regex_error(e)),
+                            )
                         })?;
                     }
                     _ if !path.starts_with('/') => {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 pub struct ObjectMeta {
     pub name: String,
     pub namespace: String,
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: crate::annotations::Annotations,
     pub labels: BTreeMap<String, String>,
     pub creation_timestamp: Option<String>,
     pub resource_version: Option<String>,

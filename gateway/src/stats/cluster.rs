@@ -27,6 +27,12 @@ pub struct ClusterStats {
     pub rq_time: Histogram,
     pub rq_timeout: Counter,
     pub rq_retry: Counter,
+    /// Requests dropped because too many were in flight (`upstream_rq_pending_overflow`;
+    /// counted for mirrored requests, on the mirror's cluster).
+    pub rq_pending_overflow: Counter,
+    /// Mirrors given up because the request body passed the buffer limit
+    /// (`upstream_rq_retry_or_shadow_abandoned`, on the route's cluster as Envoy counts).
+    pub rq_retry_or_shadow_abandoned: Counter,
     pub cx_total: Counter,
     pub cx_active: Gauge,
     pub cx_connect_fail: Counter,
@@ -57,6 +63,8 @@ struct ClusterFamilies {
     rq_time: Arc<Family>,
     rq_timeout: Arc<Family>,
     rq_retry: Arc<Family>,
+    rq_pending_overflow: Arc<Family>,
+    rq_retry_or_shadow_abandoned: Arc<Family>,
     cx_total: Arc<Family>,
     cx_active: Arc<Family>,
     cx_connect_fail: Arc<Family>,
@@ -92,6 +100,14 @@ impl ClusterFamilies {
                 "Upstream requests that timed out waiting for the response.",
             ),
             rq_retry: counter("envoy_cluster_upstream_rq_retry", "Upstream request retries."),
+            rq_pending_overflow: counter(
+                "envoy_cluster_upstream_rq_pending_overflow",
+                "Requests dropped because too many were in flight (mirrored requests over the in-flight cap).",
+            ),
+            rq_retry_or_shadow_abandoned: counter(
+                "envoy_cluster_upstream_rq_retry_or_shadow_abandoned",
+                "Mirrors given up because the request body passed the buffer limit.",
+            ),
             cx_total: counter("envoy_cluster_upstream_cx_total", "Upstream connections."),
             cx_active: gauge(
                 "envoy_cluster_upstream_cx_active",
@@ -147,6 +163,8 @@ impl ClusterStats {
             rq_time: f.rq_time.histogram(&l),
             rq_timeout: f.rq_timeout.counter(&l),
             rq_retry: f.rq_retry.counter(&l),
+            rq_pending_overflow: f.rq_pending_overflow.counter(&l),
+            rq_retry_or_shadow_abandoned: f.rq_retry_or_shadow_abandoned.counter(&l),
             cx_total: f.cx_total.counter(&l),
             cx_active: f.cx_active.gauge(&l),
             cx_connect_fail: f.cx_connect_fail.counter(&l),

@@ -3,9 +3,18 @@
 //! and Secrets the certificate store, WasmPlugins an ordered plugin chain. Pure functions
 //! of their inputs, run in the config loop; the only place config becomes runtime types.
 
+pub mod access;
+pub mod canary;
 pub mod certificates;
 pub mod clusters;
+pub mod cors;
+pub mod destinations;
+pub mod load_balance;
+pub mod mirror;
 pub mod plugin_chain;
+pub mod regex_cache;
+pub mod retry;
+pub mod rewrite;
 pub mod route_table;
 pub mod services;
 pub mod upstream_tls;

@@ -65,7 +65,7 @@ pub fn build(
         } else {
             own_slices
         };
-        for p in &svc.spec.ports {
+        for (i, p) in svc.spec.ports.iter().enumerate() {
             let port_name = p.name.clone().unwrap_or_default();
             // Sorted and deduplicated: slices may overlap while they are being updated.
             let addrs: BTreeSet<SocketAddr> = ready
@@ -81,6 +81,7 @@ pub fn build(
                 stats,
             );
             c.service_port = p.name.clone();
+            c.service_port_index = u16::try_from(i).ok();
             out.insert(c.name.clone(), Arc::new(c));
         }
     }

@@ -547,6 +547,7 @@ impl WasmRequest {
             route: self.info.route_name.as_deref(),
             authority,
             cluster: self.info.cluster_name.as_deref(),
+            peer: self.info.peer.map(|a| a.ip()),
         };
         let Some(filter) = f.select(&input) else {
             return Step::Next;
@@ -645,7 +646,9 @@ impl WasmRequest {
                 else {
                     continue;
                 };
-                if let FilterStatus::Reply(reply) = filter.on_response_headers(resp) {
+                if let FilterStatus::Reply(reply) =
+                    filter.on_response_headers(session.req_header(), resp)
+                {
                     if let ChainEntry::Native(f) = &self.chain[index] {
                         f.stats.local_replies.inc();
                         let lr = native_reply(&f.name, reply);

@@ -39,6 +39,7 @@ impl HttpFilter for Tag {
                 status: 403,
                 headers: vec![("x-denied-by".into(), self.tag.clone())],
                 body: b"no".to_vec(),
+                ..Default::default()
             });
         }
         let v = append(&req.headers, &self.tag);
@@ -46,7 +47,7 @@ impl HttpFilter for Tag {
         FilterStatus::Continue
     }
 
-    fn on_response_headers(&self, resp: &mut ResponseHeader) -> FilterStatus {
+    fn on_response_headers(&self, _req: &RequestHeader, resp: &mut ResponseHeader) -> FilterStatus {
         let v = append(&resp.headers, &self.tag);
         resp.insert_header("x-order", v).unwrap();
         FilterStatus::Continue

@@ -1,0 +1,80 @@
+//! The interface of a native HTTP filter, as the data plane calls it: a plugin of the
+//! chain (`filters/`) or a filter an Ingress annotation puts on one route (CORS, IP
+//! access, local rate limit, basic auth). It lives in `model/` because routes hold
+//! filters; the filters themselves live in `filters/<name>/`.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use pingora_http::{RequestHeader, ResponseHeader};
+
+/// What a request is matched on, and what a filter may read of it besides its headers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MatchInput<'a> {
+    /// `route_name`: the route the request took.
+    pub route: Option<&'a str>,
+    /// `:authority` / `Host`, port included as sent.
+    pub authority: &'a str,
+    /// `cluster_name`: `outbound|<port>|<subset>|<fqdn>`.
+    pub cluster: Option<&'a str>,
+    /// The downstream peer's address (the TCP connection's), when known.
+    pub peer: Option<IpAddr>,
+}
+
+/// A reply a filter gives instead of the upstream's response.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LocalReply {
+    pub status: u16,
+    /// Headers added to the reply (`content-type` and `content-length` are set from the
+    /// body when absent).
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Envoy response flags the reply puts in the access log and Istio's
+    /// `response_flags` (a rate-limited request is `RL`).
+    pub flags: ReplyFlags,
+}
+
+/// The response flags a filter's reply may carry; the proxy maps them onto its own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplyFlags(u8);
+
+impl ReplyFlags {
+    /// Envoy's `RL`: the request was rate limited locally.
+    pub const RATE_LIMITED: ReplyFlags = ReplyFlags(1);
+
+    pub fn contains(self, other: ReplyFlags) -> bool {
+        self.0 & other.0 == other.0 && other.0 != 0
+    }
+}
+
+/// What a callback decided.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FilterStatus {
+    /// Go on with the next filter.
+    Continue,
+    /// Answer the request now; the filters after this one do not run.
+    Reply(LocalReply),
+}
+
+/// The per-request side of a native filter. Callbacks are synchronous and see what
+/// they may edit; a filter that has nothing to do in a phase keeps the default.
+pub trait HttpFilter: Send + Sync + fmt::Debug {
+    /// The request headers, after routing and before any upstream is chosen.
+    fn on_request_headers(
+        &self,
+        _req: &mut RequestHeader,
+        _input: &MatchInput<'_>,
+    ) -> FilterStatus {
+        FilterStatus::Continue
+    }
+
+    /// The response headers, from the upstream or a local reply, before they are sent;
+    /// filters see them in reverse chain order. `req` is the request as it went on.
+    fn on_response_headers(
+        &self,
+        _req: &RequestHeader,
+        _resp: &mut ResponseHeader,
+    ) -> FilterStatus {
+        FilterStatus::Continue
+    }
+}

@@ -1,0 +1,268 @@
+//! How a cluster picks an endpoint: Envoy's `lb_policy` as Istio writes it from a
+//! DestinationRule's `loadBalancer` (which Higress builds from the `load-balance`,
+//! `upstream-hash-by` and cookie `affinity` annotations).
+//!
+//! - `ROUND_ROBIN` (the default): an atomic cursor.
+//! - `LEAST_REQUEST` (`least_conn`): Envoy's power of two choices: two endpoints drawn
+//!   at random (with replacement), the one with fewer active requests wins (the first on
+//!   a tie). Active requests are counted per endpoint from the pick until the request
+//!   ends ([`LoadBalancer::begin`] / [`LoadBalancer::end`]).
+//! - `RANDOM`: uniform.
+//! - `RING_HASH` (a `consistentHash`): the request's hash (its [`HashPolicy`], computed
+//!   by the data plane) on Envoy's ring ([`ring_hash::Ring`]), built with the snapshot. A
+//!   request without the key (no such header, cookie or parameter) gets a random hash,
+//!   as in Envoy.
+//!
+//! Every policy lets a retry avoid the endpoints already tried while one is left.
+
+pub mod ring_hash;
+pub mod xxhash;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::time::Duration;
+
+pub use ring_hash::Ring;
+pub use xxhash::{xxh64, xxh64_chain};
+
+/// A cluster's load balancing policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum LbPolicy {
+    #[default]
+    RoundRobin,
+    /// Istio's `LEAST_CONN` / `LEAST_REQUEST`: Envoy's `LEAST_REQUEST`, two choices.
+    LeastRequest,
+    Random,
+    /// Istio's `consistentHash`: Envoy's `RING_HASH` keyed by the route's hash policy.
+    RingHash(HashPolicy),
+}
+
+/// What a request is hashed by (Envoy's route `hash_policy`, as Istio converts a
+/// `consistentHash` key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HashPolicy {
+    /// A request header's value. `alt` is a second name read when the first is absent:
+    /// nginx's spelling with dashes of a `$http_x_y` name that Higress keeps as `x_y`.
+    Header {
+        name: http::HeaderName,
+        alt: Option<http::HeaderName>,
+    },
+    /// `:path` (path and query), from `$request_uri`.
+    Path,
+    /// `:authority` (the `Host` header as sent), from `$host`.
+    Authority,
+    /// The downstream peer's IP address as text, from `$remote_addr`.
+    SourceIp,
+    /// The first value of a query parameter (not decoded), from `$arg_<name>`.
+    QueryParameter(String),
+    /// A cookie's value; a request without it gets one made by the gateway.
+    Cookie(CookiePolicy),
+}
+
+/// Envoy's hash policy cookie with a `ttl`: when the request lacks the cookie, the
+/// gateway makes a value, hashes it, and sends it back in `Set-Cookie`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CookiePolicy {
+    /// `session-cookie-name`; default `INGRESSCOOKIE`.
+    pub name: String,
+    /// `session-cookie-path`; default `/`. Empty: no `Path` attribute.
+    pub path: String,
+    /// `session-cookie-max-age`, else `session-cookie-expires`, in whole seconds;
+    /// zero (the default) makes a session cookie (no `Max-Age`).
+    pub ttl: Duration,
+}
+
+impl CookiePolicy {
+    /// The `Set-Cookie` value Envoy writes for a made cookie:
+    /// `name="value"; Max-Age=<ttl>; Path=<path>; HttpOnly`.
+    pub fn set_cookie(&self, value: &str) -> String {
+        let mut s = format!("{}=\"{value}\"", self.name);
+        if !self.ttl.is_zero() {
+            s.push_str(&format!("; Max-Age={}", self.ttl.as_secs()));
+        }
+        if !self.path.is_empty() {
+            s.push_str("; Path=");
+            s.push_str(&self.path);
+        }
+        s.push_str("; HttpOnly");
+        s
+    }
+
+    /// The cookie's value in a `Cookie` header, as Envoy parses it (`; `-separated
+    /// pairs, surrounding double quotes removed); `None` when absent or empty.
+    pub fn value_in<'a>(&self, cookie_header: &'a str) -> Option<&'a str> {
+        cookie_header.split(';').find_map(|pair| {
+            let (k, v) = pair.trim_start_matches(' ').split_once('=')?;
+            if k != self.name {
+                return None;
+            }
+            let v = match v.len() >= 2 && v.starts_with('"') && v.ends_with('"') {
+                true => &v[1..v.len() - 1],
+                false => v,
+            };
+            (!v.is_empty()).then_some(v)
+        })
+    }
+}
+
+/// The value Envoy makes for a missing affinity cookie: the hex XXH64 of the
+/// connection's remote then local address (`ip:port` each), so requests racing on one
+/// connection get the same cookie.
+pub fn cookie_value(remote: &SocketAddr, local: &SocketAddr) -> String {
+    format!("{:016x}", xxh64(format!("{remote}{local}").as_bytes()))
+}
+
+/// A cluster's balancer: its policy and the state built for its endpoints.
+#[derive(Debug)]
+pub struct LoadBalancer {
+    policy: LbPolicy,
+    state: State,
+}
+
+#[derive(Debug)]
+enum State {
+    /// The cursor; a new snapshot starts a new rotation, which is harmless.
+    RoundRobin(AtomicUsize),
+    /// Active requests per endpoint (this snapshot's; a reload starts from zero).
+    LeastRequest(Box<[AtomicU32]>),
+    Random,
+    Ring(Ring),
+}
+
+impl Default for LoadBalancer {
+    fn default() -> Self {
+        LoadBalancer {
+            policy: LbPolicy::RoundRobin,
+            state: State::RoundRobin(AtomicUsize::new(0)),
+        }
+    }
+}
+
+impl LoadBalancer {
+    /// The balancer of `policy` over `endpoints` (a ring is built here, never per request).
+    pub fn new(policy: LbPolicy, endpoints: &[SocketAddr]) -> LoadBalancer {
+        let state = match &policy {
+            LbPolicy::RoundRobin => State::RoundRobin(AtomicUsize::new(0)),
+            LbPolicy::LeastRequest => {
+                State::LeastRequest(endpoints.iter().map(|_| AtomicU32::new(0)).collect())
+            }
+            LbPolicy::Random => State::Random,
+            LbPolicy::RingHash(_) => State::Ring(Ring::new(endpoints)),
+        };
+        LoadBalancer { policy, state }
+    }
+
+    pub fn policy(&self) -> &LbPolicy {
+        &self.policy
+    }
+
+    /// What a request is hashed by, for a hashing policy.
+    pub fn hash_policy(&self) -> Option<&HashPolicy> {
+        match &self.policy {
+            LbPolicy::RingHash(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// Whether picks must be followed by [`Self::begin`] / [`Self::end`].
+    pub fn counts_active(&self) -> bool {
+        matches!(self.state, State::LeastRequest(_))
+    }
+
+    /// One more active request on endpoint `index` (least request only).
+    pub fn begin(&self, index: u32) {
+        if let State::LeastRequest(active) = &self.state {
+            if let Some(a) = active.get(index as usize) {
+                a.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A request on endpoint `index` ended (least request only).
+    pub fn end(&self, index: u32) {
+        if let State::LeastRequest(active) = &self.state {
+            if let Some(a) = active.get(index as usize) {
+                // Never below zero, whatever the order of events.
+                let _ = a.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+            }
+        }
+    }
+
+    /// Active requests on endpoint `index` (least request only; else 0).
+    pub fn active(&self, index: u32) -> u32 {
+        match &self.state {
+            State::LeastRequest(active) => active
+                .get(index as usize)
+                .map_or(0, |a| a.load(Ordering::Relaxed)),
+            _ => 0,
+        }
+    }
+
+    /// The endpoint index among `n` for a request: `hash` is its hash (hashing policies;
+    /// `None`: the key was absent), `random` a uniform random number, `tried` the
+    /// endpoints earlier attempts used (avoided while an untried one is left).
+    pub fn pick(&self, n: usize, hash: Option<u64>, random: u64, tried: &[u32]) -> Option<u32> {
+        if n == 0 {
+            return None;
+        }
+        let untried = |i: usize| !tried.contains(&(i as u32));
+        let chosen = match &self.state {
+            State::RoundRobin(next) => {
+                let start = next.fetch_add(1, Ordering::Relaxed);
+                return Some(
+                    (0..n)
+                        .map(|i| (start + i) % n)
+                        .find(|&i| untried(i))
+                        .unwrap_or(start % n) as u32,
+                );
+            }
+            State::Random => (random % n as u64) as usize,
+            State::LeastRequest(active) => {
+                let load = |i: usize| active.get(i).map_or(0, |a| a.load(Ordering::Relaxed));
+                let first = ((random & 0xFFFF_FFFF) % n as u64) as usize;
+                let second = ((random >> 32) % n as u64) as usize;
+                let pick = if load(second) < load(first) {
+                    second
+                } else {
+                    first
+                };
+                if untried(pick) {
+                    return Some(pick as u32);
+                }
+                // A retry: the least loaded endpoint not tried yet.
+                return Some(
+                    (0..n)
+                        .filter(|&i| untried(i))
+                        .min_by_key(|&i| load(i))
+                        .unwrap_or(pick) as u32,
+                );
+            }
+            State::Ring(ring) => {
+                let h = hash.unwrap_or(random);
+                let first = ring.choose(h, 0)? as usize;
+                if untried(first) {
+                    return Some(first as u32);
+                }
+                // A retry walks the ring onwards, as Envoy does under its previous-hosts
+                // retry predicate, to the first endpoint not tried yet.
+                (1..ring.len())
+                    .filter_map(|a| ring.choose(h, a))
+                    .map(|i| i as usize)
+                    .find(|&i| untried(i))
+                    .unwrap_or(first)
+            }
+        };
+        if untried(chosen) {
+            return Some(chosen as u32);
+        }
+        Some(
+            (0..n)
+                .map(|i| (chosen + i) % n)
+                .find(|&i| untried(i))
+                .unwrap_or(chosen) as u32,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

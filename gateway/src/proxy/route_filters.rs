@@ -1,0 +1,131 @@
+//! The filters a route's annotations put on it (`RoutePolicy::filters`): run on the
+//! request headers in order after routing, before the plugin chain; on the response
+//! headers in reverse. A filter's reply is sent at once, through the response side of
+//! the filters before it, as Envoy runs a local reply through the encoders of the
+//! filters that already decoded.
+
+use bytes::Bytes;
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::Session;
+
+use super::context::RequestCtx;
+use super::flags::ResponseFlags;
+use crate::model::http_filter::{FilterStatus, LocalReply, MatchInput, ReplyFlags};
+use crate::model::Route;
+
+/// The routed request's own filters on its headers; the status of their reply, if one
+/// answered (sent already, its response flags in `ctx`).
+pub async fn run(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> pingora_error::Result<Option<u16>> {
+    let Some(route) = ctx.route.clone() else {
+        return Ok(None);
+    };
+    let peer = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    let req = session.req_header_mut();
+    // Refcounted clones, no copy: filters may edit the request.
+    let host = req.headers.get(http::header::HOST).cloned();
+    let uri_authority = match host {
+        Some(_) => None,
+        None => req.uri.authority().cloned(),
+    };
+    let authority = host
+        .as_ref()
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri_authority.as_ref().map(|a| a.as_str()))
+        .unwrap_or("");
+    let input = MatchInput {
+        route: Some(&route.name),
+        authority,
+        cluster: ctx.cluster_name(),
+        peer,
+    };
+    match on_request(&route, req, &input) {
+        Ok(()) => {
+            ctx.filtered = Some(route);
+            Ok(None)
+        }
+        Err((i, reply)) => {
+            if reply.flags.contains(ReplyFlags::RATE_LIMITED) {
+                ctx.flags.set(ResponseFlags::RATE_LIMITED);
+            }
+            send(session, &route, i, reply).await.map(Some)
+        }
+    }
+}
+
+/// Run `route`'s filters on the request; `Err((i, reply))` when filter `i` answered.
+pub fn on_request(
+    route: &Route,
+    req: &mut RequestHeader,
+    input: &MatchInput<'_>,
+) -> Result<(), (usize, LocalReply)> {
+    for (i, f) in route.policy.filters.iter().enumerate() {
+        if let FilterStatus::Reply(reply) = f.on_request_headers(req, input) {
+            return Err((i, reply));
+        }
+    }
+    Ok(())
+}
+
+/// Run the first `ran` of `route`'s filters on the response headers, last first. A
+/// filter's reply on the response side replaces the status and headers only.
+pub fn on_response(route: &Route, ran: usize, req: &RequestHeader, resp: &mut ResponseHeader) {
+    for f in route.policy.filters[..ran.min(route.policy.filters.len())]
+        .iter()
+        .rev()
+    {
+        if let FilterStatus::Reply(reply) = f.on_response_headers(req, resp) {
+            *resp = header_of(&reply);
+        }
+    }
+}
+
+/// The response header of a filter's reply: its headers, `content-type: text/plain`
+/// when a body has none, and its length.
+pub fn header_of(reply: &LocalReply) -> ResponseHeader {
+    let mut h = ResponseHeader::build(reply.status, Some(reply.headers.len() + 2))
+        .unwrap_or_else(|_| ResponseHeader::build(500, None).expect("500 is a status"));
+    for (k, v) in &reply.headers {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
+            let _ = h.append_header(name, value);
+        }
+    }
+    if !reply.body.is_empty() && h.headers.get(http::header::CONTENT_TYPE).is_none() {
+        let _ = h.insert_header(http::header::CONTENT_TYPE, "text/plain");
+    }
+    let _ = h.insert_header(http::header::CONTENT_LENGTH, reply.body.len());
+    h
+}
+
+/// Send filter `i`'s reply through the response side of the filters before it; the
+/// status sent.
+pub async fn send(
+    session: &mut Session,
+    route: &Route,
+    i: usize,
+    reply: LocalReply,
+) -> pingora_error::Result<u16> {
+    let mut header = header_of(&reply);
+    on_response(route, i, session.req_header(), &mut header);
+    let status = header.status.as_u16();
+    let body = Bytes::from(reply.body);
+    // The request body was not read: the connection is reused only when there is none.
+    if !session.is_body_done() {
+        session.set_keepalive(None);
+    }
+    session
+        .write_response_header(Box::new(header), body.is_empty())
+        .await?;
+    if !body.is_empty() {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(status)
+}
