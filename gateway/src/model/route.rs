@@ -16,6 +16,7 @@ use super::matcher::RequestMatch;
 use super::protocol::Protocol;
 use super::route_index::PathIndex;
 use super::route_policy::RoutePolicy;
+pub use super::path_regex::PathRegex;
 use super::upstream_tls::UpstreamTls;
 
 #[derive(Debug)]
@@ -26,33 +27,6 @@ pub enum PathMatch {
     /// Anchored at the start of the path, as Higress turns `use-regex` paths into
     /// `<regex>.*` full matches.
     Regex(PathRegex),
-}
-
-/// A path regex as written, matched from the start of the path.
-#[derive(Clone, Debug)]
-pub struct PathRegex(regex::Regex);
-
-impl PathRegex {
-    const OPEN: &'static str = "^(?:";
-
-    /// Compiled anchored (`^(?:<pattern>)`): a match is decided from the path's start
-    /// and stops at the first match, instead of searching the whole path and then back
-    /// for where the match began.
-    pub fn new(pattern: &str) -> Result<PathRegex, regex::Error> {
-        regex::Regex::new(&format!("{}{pattern})", Self::OPEN)).map(PathRegex)
-    }
-
-    /// The pattern as written.
-    pub fn as_str(&self) -> &str {
-        let s = self.0.as_str();
-        &s[Self::OPEN.len()..s.len() - 1]
-    }
-
-    /// Whether a prefix of `path` (or all of it) matches.
-    #[inline]
-    pub fn is_match(&self, path: &str) -> bool {
-        self.0.is_match(path)
-    }
 }
 
 impl PathMatch {
