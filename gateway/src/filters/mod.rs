@@ -30,7 +30,9 @@ use serde_json::Value;
 use telemetry::stats::{Counter, Family, Kind, Registry};
 
 use crate::error::FieldError;
-pub use crate::model::http_filter::{FilterStatus, HttpFilter, LocalReply, MatchInput};
+pub use crate::model::http_filter::{
+    edit_parts, FilterStatus, HttpFilter, LocalReply, MatchInput, ResponseParts,
+};
 pub use rules::RuleSet;
 
 /// A kind of native filter: Higress's plugin name and how its configuration is built.
@@ -200,7 +202,7 @@ impl crate::model::plugin_chain::Ordered for NativeFilter {
 
 #[cfg(test)]
 mod tests {
-    use pingora_http::{RequestHeader, ResponseHeader};
+    use pingora_http::RequestHeader;
     use serde_json::json;
 
     use super::*;
@@ -231,9 +233,11 @@ mod tests {
         fn on_response_headers(
             &self,
             _req: &RequestHeader,
-            resp: &mut ResponseHeader,
+            resp: &mut ResponseParts,
         ) -> FilterStatus {
-            let _ = resp.insert_header("x-stamp", self.tag.as_str());
+            if let Ok(v) = http::HeaderValue::from_str(&self.tag) {
+                resp.headers.insert("x-stamp", v);
+            }
             FilterStatus::Continue
         }
     }
@@ -306,7 +310,7 @@ mod tests {
             }
             Some(match filter.on_request_headers(&mut req, &input) {
                 FilterStatus::Continue => {
-                    let mut resp = ResponseHeader::build(200, None).unwrap();
+                    let mut resp = http::Response::new(()).into_parts().0;
                     assert_eq!(
                         filter.on_response_headers(&req, &mut resp),
                         FilterStatus::Continue

@@ -8,6 +8,9 @@ use std::net::IpAddr;
 
 use pingora_http::{RequestHeader, ResponseHeader};
 
+/// A response as filters edit it: status, version and a plain `http` header map.
+pub type ResponseParts = http::response::Parts;
+
 /// What a request is matched on, and what a filter may read of it besides its headers.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MatchInput<'a> {
@@ -59,6 +62,13 @@ pub enum FilterStatus {
 /// The per-request side of a native filter. Callbacks are synchronous and see what
 /// they may edit; a filter that has nothing to do in a phase keeps the default.
 pub trait HttpFilter: Send + Sync + fmt::Debug {
+    /// Whether [`HttpFilter::on_request_headers`] may act on a request with `method`
+    /// (CORS answers `OPTIONS` only). `false` lets the proxy skip building the filter's
+    /// input and edit the request once for the route (see `proxy/rewrite.rs`).
+    fn acts_on_request(&self, _method: &http::Method) -> bool {
+        true
+    }
+
     /// The request headers, after routing and before any upstream is chosen.
     fn on_request_headers(
         &self,
@@ -69,12 +79,22 @@ pub trait HttpFilter: Send + Sync + fmt::Debug {
     }
 
     /// The response headers, from the upstream or a local reply, before they are sent;
-    /// filters see them in reverse chain order. `req` is the request as it went on.
-    fn on_response_headers(
-        &self,
-        _req: &RequestHeader,
-        _resp: &mut ResponseHeader,
-    ) -> FilterStatus {
+    /// filters see them in reverse chain order. `req` is the request as it went on. The
+    /// response comes as plain parts so that the proxy converts it once for every edit
+    /// it makes (see [`edit_parts`]).
+    fn on_response_headers(&self, _req: &RequestHeader, _resp: &mut ResponseParts) -> FilterStatus {
         FilterStatus::Continue
     }
+}
+
+/// Run `f` on `resp` as plain `http` parts. Pingora keeps a case-preserving name map
+/// beside the header map and parses every name it is given; the parts are one map with
+/// names parsed once, at translation. Names then go out lowercase, as Envoy sends them,
+/// and the reason phrase becomes the status's standard one.
+pub fn edit_parts<R>(resp: &mut ResponseHeader, f: impl FnOnce(&mut ResponseParts) -> R) -> R {
+    let blank = ResponseHeader::from(http::Response::new(()).into_parts().0);
+    let mut parts = ResponseParts::from(std::mem::replace(resp, blank));
+    let r = f(&mut parts);
+    *resp = ResponseHeader::from(parts);
+    r
 }

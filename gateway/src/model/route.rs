@@ -13,10 +13,10 @@ use pingora_http::RequestHeader;
 use super::cluster::Cluster;
 use super::host::strip_port;
 use super::matcher::RequestMatch;
+pub use super::path_regex::PathRegex;
 use super::protocol::Protocol;
 use super::route_index::PathIndex;
 use super::route_policy::RoutePolicy;
-pub use super::path_regex::PathRegex;
 use super::upstream_tls::UpstreamTls;
 
 #[derive(Debug)]

@@ -13,6 +13,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use pingora_http::{RequestHeader, ResponseHeader};
 
 use crate::model::filter_settings::GlobalOptionSettings;
+use crate::model::header_control::HeaderOps;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -44,10 +45,19 @@ pub struct Forwarded {
 /// a copy of it: `x-request-id` (kept or made), `x-forwarded-for` (peer appended),
 /// `x-forwarded-proto`, `x-real-ip` if enabled, and `x-envoy-attempt-count: 1`
 /// ([`retry_attempt`] updates it).
-pub fn forwarded_request(req: &mut RequestHeader, fwd: &Forwarded, global: &GlobalOptionSettings) {
+///
+/// `route_control`: the route's request header control, when nothing that runs before
+/// the router could see the difference (`rewrite::early_control`): applied last, in
+/// the same edit, as Envoy's router applies it after the edge headers.
+pub fn forwarded_request(
+    req: &mut RequestHeader,
+    fwd: &Forwarded,
+    global: &GlobalOptionSettings,
+    route_control: Option<&HeaderOps>,
+) {
     use http::header::Entry;
     edit_request(req, |h| {
-        h.reserve(EDGE_HEADERS);
+        h.reserve(EDGE_HEADERS + route_control.map_or(0, |c| c.set.len() + c.add.len()));
         if let Entry::Vacant(v) = h.entry(X_REQUEST_ID) {
             v.insert(super::request_id::generate());
         }
@@ -90,6 +100,9 @@ pub fn forwarded_request(req: &mut RequestHeader, fwd: &Forwarded, global: &Glob
         } else {
             h.insert(X_ENVOY_ATTEMPT_COUNT, attempt_value(1));
         }
+        if let Some(c) = route_control {
+            c.apply(h);
+        }
     });
 }
 
@@ -111,24 +124,8 @@ fn attempt_value(attempt: u32) -> HeaderValue {
     }
 }
 
-/// Headers on the response from the upstream.
-pub fn downstream_response(
-    resp: &mut ResponseHeader,
-    upstream_service_time_ms: Option<u32>,
-    global: &GlobalOptionSettings,
-) {
-    if global.disable_x_envoy_headers {
-        return;
-    }
-    if let Some(ms) = upstream_service_time_ms {
-        edit_response(resp, |h| {
-            h.insert(X_ENVOY_UPSTREAM_SERVICE_TIME, millis_value(ms.into()));
-        });
-    }
-}
-
 /// `ms` as a header value; the common small values are shared, not allocated.
-fn millis_value(ms: u64) -> HeaderValue {
+pub(super) fn millis_value(ms: u64) -> HeaderValue {
     const SHARED: usize = 1000;
     static VALUES: std::sync::OnceLock<Vec<HeaderValue>> = std::sync::OnceLock::new();
     if ms >= SHARED as u64 {
@@ -165,11 +162,7 @@ pub(super) fn edit_request(req: &mut RequestHeader, f: impl FnOnce(&mut HeaderMa
 /// Run `f` on the response's headers as a plain `http` map. The reason phrase becomes
 /// the status code's standard one, as Envoy writes it.
 pub(super) fn edit_response(resp: &mut ResponseHeader, f: impl FnOnce(&mut HeaderMap)) {
-    let blank = ResponseHeader::from(http::Response::new(()).into_parts().0);
-    let original = std::mem::replace(resp, blank);
-    let mut parts = http::response::Parts::from(original);
-    f(&mut parts.headers);
-    *resp = ResponseHeader::from(parts);
+    crate::model::http_filter::edit_parts(resp, |p| f(&mut p.headers));
 }
 
 /// Text of an IP address without the formatting machinery (IPv4 is the hot case).
@@ -255,7 +248,7 @@ mod tests {
             add_x_real_ip: true,
             ..Default::default()
         };
-        forwarded_request(&mut req, &fwd(Some("127.0.0.9"), false), &g);
+        forwarded_request(&mut req, &fwd(Some("127.0.0.9"), false), &g, None);
         assert_eq!(req.headers[X_FORWARDED_FOR], "1.2.3.4, 127.0.0.9");
         assert_eq!(req.headers[X_REAL_IP], "127.0.0.9");
         assert_eq!(req.headers[X_FORWARDED_PROTO], "http");
@@ -264,7 +257,7 @@ mod tests {
         retry_attempt(&mut req, 2, &g);
         assert_eq!(req.headers[X_ENVOY_ATTEMPT_COUNT], "2");
         g.disable_x_envoy_headers = true;
-        forwarded_request(&mut req, &fwd(None, true), &g);
+        forwarded_request(&mut req, &fwd(None, true), &g, None);
         assert!(req.headers.get(X_ENVOY_ATTEMPT_COUNT).is_none());
         retry_attempt(&mut req, 3, &g);
         assert!(req.headers.get(X_ENVOY_ATTEMPT_COUNT).is_none());
@@ -289,7 +282,7 @@ mod tests {
     fn non_utf8_target_survives() {
         let mut req = RequestHeader::build("GET", b"/caf\xe9", None).unwrap();
         assert!(!req.raw_path_is_utf8());
-        forwarded_request(&mut req, &fwd(None, false), &Default::default());
+        forwarded_request(&mut req, &fwd(None, false), &Default::default(), None);
         assert_eq!(req.raw_path(), b"/caf\xe9");
     }
 
@@ -297,11 +290,11 @@ mod tests {
     fn request_id_is_kept_or_made() {
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         assert_eq!(new_request_id(&req).expect("made when absent").len(), 36);
-        forwarded_request(&mut req, &fwd(None, false), &Default::default());
+        forwarded_request(&mut req, &fwd(None, false), &Default::default(), None);
         let id = req.headers[X_REQUEST_ID].clone();
         assert_eq!(id.len(), 36);
         assert!(new_request_id(&req).is_none(), "kept when present");
-        forwarded_request(&mut req, &fwd(None, false), &Default::default());
+        forwarded_request(&mut req, &fwd(None, false), &Default::default(), None);
         assert_eq!(req.headers[X_REQUEST_ID], id, "kept when present");
     }
 
@@ -309,21 +302,19 @@ mod tests {
     fn empty_forwarded_for_becomes_the_peer() {
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         req.insert_header("x-forwarded-for", "").unwrap();
-        forwarded_request(&mut req, &fwd(Some("10.0.0.1"), false), &Default::default());
+        forwarded_request(
+            &mut req,
+            &fwd(Some("10.0.0.1"), false),
+            &Default::default(),
+            None,
+        );
         assert_eq!(req.headers[X_FORWARDED_FOR], "10.0.0.1");
     }
 
     #[test]
-    fn service_time_on_response() {
+    fn service_time_values() {
         for ms in [0, 7, 999, 1000, 123_456] {
-            let mut resp = ResponseHeader::build(200, None).unwrap();
-            resp.insert_header("Content-Type", "text/plain").unwrap();
-            downstream_response(&mut resp, Some(ms), &Default::default());
-            assert_eq!(
-                resp.headers[X_ENVOY_UPSTREAM_SERVICE_TIME],
-                ms.to_string().as_str()
-            );
-            assert_eq!(resp.headers["content-type"], "text/plain");
+            assert_eq!(millis_value(ms), ms.to_string().as_str());
         }
     }
 }

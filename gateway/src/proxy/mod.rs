@@ -36,6 +36,7 @@ use pingora_error::{Error, ErrorSource, ErrorType};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
+use crate::model::http_filter::edit_parts;
 use crate::model::{self, PathMatch, Protocol, Sni};
 use crate::snapshot::SnapshotCell;
 use crate::stats::{self, HcmStats};
@@ -443,25 +444,46 @@ impl ProxyHttp for Gateway {
             tls: self.listener.tls,
         };
         let global = &ctx.snapshot.filters.global;
-        headers::forwarded_request(session.req_header_mut(), &fwd, global);
-        if ctx
+        let method = &session.req_header().method;
+        let filters_act = ctx
             .route
             .as_ref()
-            .is_some_and(|r| !r.policy.filters.is_empty())
-        {
+            .is_some_and(|r| route_filters::act(r, method));
+        let plugins = !ctx.snapshot.plugins.is_empty();
+        let early = ctx
+            .route
+            .as_deref()
+            .and_then(|r| rewrite::early_control(r, filters_act, plugins));
+        let control_done = early.is_some();
+        headers::forwarded_request(session.req_header_mut(), &fwd, global, early);
+        if filters_act {
             if let Some(status) = route_filters::run(session, ctx).await? {
                 ctx.local_status = Some(status);
                 return Ok(true);
             }
+        } else if ctx
+            .route
+            .as_ref()
+            .is_some_and(|r| !r.policy.filters.is_empty())
+        {
+            // Filters with nothing to do on this request still see its response.
+            ctx.filtered = ctx.route.clone();
         }
         if !ctx.snapshot.plugins.is_empty() && self.request_plugins(session, ctx).await? {
             return Ok(true);
         }
         // The route's redirect or rewrite (cloned only when it has one).
-        if let Some(route) = ctx.route.as_ref().filter(|r| rewrite::acts(r)).cloned() {
+        if let Some(route) = ctx
+            .route
+            .as_ref()
+            .filter(|r| rewrite::acts(r, control_done))
+            .cloned()
+        {
             let global = &ctx.snapshot.filters.global;
             let tls = self.listener.tls;
-            if let Some(status) = rewrite::on_request(session, &route, tls, global).await? {
+            if let Some(status) =
+                rewrite::on_request(session, &route, tls, global, control_done).await?
+            {
                 ctx.local_status = Some(status);
                 return Ok(true);
             }
@@ -657,11 +679,7 @@ impl ProxyHttp for Gateway {
             let ms = t.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
             ctx.upstream_timing = UpstreamTiming::Answered(ms);
         }
-        headers::downstream_response(
-            upstream_response,
-            ctx.upstream_service_time_ms(),
-            &ctx.snapshot.filters.global,
-        );
+        route_filters::upstream_response(session.req_header(), upstream_response, ctx);
         Ok(())
     }
 
@@ -711,18 +729,20 @@ impl ProxyHttp for Gateway {
                 .headers
                 .get(http::header::CONTENT_LENGTH)
                 .is_some_and(|v| v.as_bytes() == b"0");
-        // The route's header control, before the plugins (Envoy's router applies it).
-        rewrite::on_response(ctx.route.as_deref(), response);
+        // The route's header control was applied with the upstream's response
+        // (route_filters::upstream_response), before the plugins, as Envoy's router does.
         // Plugins see the response before compression.
         if let Some(w) = ctx.wasm.as_mut() {
             if let Err(v) = w.on_response_headers(session, response, no_body).await {
                 return Err(wasm_error(v, w));
             }
         }
-        // The route's filters ran before the plugins: they see the response after them.
-        if let Some(route) = &ctx.filtered {
+        // The route's filters ran before the plugins: they see the response after them
+        // (without plugins they ran in route_filters::upstream_response).
+        if let (Some(route), true) = (&ctx.filtered, ctx.wasm.is_some()) {
             let ran = route.policy.filters.len();
-            route_filters::on_response(route, ran, session.req_header(), response);
+            let req = session.req_header();
+            edit_parts(response, |p| route_filters::on_response(route, ran, req, p));
         }
         let Some(settings) = &ctx.snapshot.filters.gzip else {
             return Ok(());

@@ -29,7 +29,7 @@ use super::http_call::{self, InFlight};
 use super::plugin::{LoadedPlugin, Ran, VmSlot};
 use super::stream::{LocalResponse, StreamInfo, StreamView};
 use super::vm::{Effects, Failure};
-use crate::filters::{ChainEntry, FilterStatus, HttpFilter, LocalReply, MatchInput};
+use crate::filters::{edit_parts, ChainEntry, FilterStatus, HttpFilter, LocalReply, MatchInput};
 
 /// The most a held request body may be: Pingora replays a body to the upstream (and to
 /// retries) from a 64 KiB buffer.
@@ -646,8 +646,9 @@ impl WasmRequest {
                 else {
                     continue;
                 };
+                let req = session.req_header();
                 if let FilterStatus::Reply(reply) =
-                    filter.on_response_headers(session.req_header(), resp)
+                    edit_parts(resp, |p| filter.on_response_headers(req, p))
                 {
                     if let ChainEntry::Native(f) = &self.chain[index] {
                         f.stats.local_replies.inc();

@@ -35,9 +35,9 @@ use http::header::{
     ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, ORIGIN,
 };
 use http::{HeaderMap, HeaderValue, Method};
-use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_http::RequestHeader;
 
-use crate::model::http_filter::{FilterStatus, HttpFilter, LocalReply, MatchInput};
+use crate::model::http_filter::{FilterStatus, HttpFilter, LocalReply, MatchInput, ResponseParts};
 
 /// One route's CORS policy, ready to answer.
 #[derive(Debug)]
@@ -105,6 +105,10 @@ impl CorsFilter {
 }
 
 impl HttpFilter for CorsFilter {
+    fn acts_on_request(&self, method: &Method) -> bool {
+        method == Method::OPTIONS
+    }
+
     fn on_request_headers(&self, req: &mut RequestHeader, _input: &MatchInput<'_>) -> FilterStatus {
         if req.method != Method::OPTIONS {
             return FilterStatus::Continue;
@@ -122,35 +126,24 @@ impl HttpFilter for CorsFilter {
         }
     }
 
-    fn on_response_headers(&self, req: &RequestHeader, resp: &mut ResponseHeader) -> FilterStatus {
+    fn on_response_headers(&self, req: &RequestHeader, resp: &mut ResponseParts) -> FilterStatus {
         let Some(origin) = self.allowed_origin(&req.headers) else {
             return FilterStatus::Continue;
         };
         let c = &self.config;
-        edit_response(resp, |h| {
-            h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-            if c.allow_credentials {
-                h.insert(
-                    ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                    HeaderValue::from_static("true"),
-                );
-            }
-            if let Some(expose) = &c.expose_headers {
-                h.insert(ACCESS_CONTROL_EXPOSE_HEADERS, expose.clone());
-            }
-        });
+        let h = &mut resp.headers;
+        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        if c.allow_credentials {
+            h.insert(
+                ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+        }
+        if let Some(expose) = &c.expose_headers {
+            h.insert(ACCESS_CONTROL_EXPOSE_HEADERS, expose.clone());
+        }
         FilterStatus::Continue
     }
-}
-
-/// Edit the response's headers as a plain `http` map: cheaper than Pingora's
-/// `insert_header`, which parses the name and keeps a case map beside the values.
-fn edit_response(resp: &mut ResponseHeader, f: impl FnOnce(&mut HeaderMap)) {
-    let blank = ResponseHeader::from(http::Response::new(()).into_parts().0);
-    let original = std::mem::replace(resp, blank);
-    let mut parts = http::response::Parts::from(original);
-    f(&mut parts.headers);
-    *resp = ResponseHeader::from(parts);
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use super::{Chain, Verdict, WasmRequest};
 use crate::error::FieldError;
 use crate::filters::{
     ChainEntry, FilterFactory, FilterFamilies, FilterStatus, HttpFilter, LocalReply, MatchInput,
-    NativeFilter,
+    NativeFilter, ResponseParts,
 };
 use crate::model::plugin_chain::{order, Phase};
 use crate::wasm::stream::StreamInfo;
@@ -47,9 +47,10 @@ impl HttpFilter for Tag {
         FilterStatus::Continue
     }
 
-    fn on_response_headers(&self, _req: &RequestHeader, resp: &mut ResponseHeader) -> FilterStatus {
+    fn on_response_headers(&self, _req: &RequestHeader, resp: &mut ResponseParts) -> FilterStatus {
         let v = append(&resp.headers, &self.tag);
-        resp.insert_header("x-order", v).unwrap();
+        resp.headers
+            .insert("x-order", http::HeaderValue::from_str(&v).unwrap());
         FilterStatus::Continue
     }
 }
