@@ -3,7 +3,8 @@
 //! `gpustack-ext-auth` (an HTTP call to an auth cluster), `ai-statistics` (token metrics
 //! after OpenAI-style requests to a loopback model stand-in), and
 //! `gpustack-set-header-pre-route`; rule matching by route, domain and service; phase
-//! and priority order; a refused configuration; a live config change on an open
+//! and priority order; route policy annotations around a plugin in Envoy's order; a
+//! refused configuration; a live config change on an open
 //! connection.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -123,6 +124,60 @@ respRules:
     assert!(
         len == Some(j["body"].as_str().unwrap().len()) || chunked,
         "{j}"
+    );
+}
+
+/// Route policy from annotations keeps Envoy's order around a plugin: the plugin sees
+/// the request before the route's request header control (the router applies it) and
+/// the response after the route's response header control; CORS, a filter before the
+/// plugins, sees the response after the plugin.
+#[test]
+fn route_policy_runs_around_plugins_in_envoy_order() {
+    let be = Backend::start("be");
+    let cfg = ConfigDir::new();
+    cfg.static_registries(&[("be", be.addr.to_string(), 80)]);
+    cfg.ingress(
+        "r",
+        &[
+            ("higress.io/destination", "be.static"),
+            ("higress.io/request-header-control-add", "x-ctl req"),
+            ("higress.io/response-header-control-add", "x-ctl-resp on"),
+            ("nginx.ingress.kubernetes.io/enable-cors", "true"),
+            (
+                "nginx.ingress.kubernetes.io/cors-allow-origin",
+                "https://app.test",
+            ),
+        ],
+        &[(None, "Prefix", "/")],
+    );
+    let rules = "reqRules:\n- operate: remove\n  headers:\n  - key: x-ctl\nrespRules:\n- operate: remove\n  headers:\n  - key: x-ctl-resp\n  - key: access-control-allow-origin\n";
+    let spec = format!(
+        "phase: AUTHN\npriority: 410\ndefaultConfig:\n{}",
+        indent(rules, 2)
+    );
+    let gw = Gateway::start_with_plugins(&cfg, &[], &[("transformer", &transformer(), &spec)]);
+    let r = request(
+        gw.http,
+        "GET",
+        "t.test",
+        "/x",
+        &[("origin", "https://app.test")],
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.header("x-ctl-resp").is_none(),
+        "response control runs before the plugin"
+    );
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.test"),
+        "CORS sees the response after the plugin"
+    );
+    let j = r.json();
+    assert_eq!(
+        j["headers"]["x-ctl"], "req",
+        "request control runs after the plugin: {j}"
     );
 }
 
