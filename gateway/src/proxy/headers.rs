@@ -159,12 +159,6 @@ pub(super) fn edit_request(req: &mut RequestHeader, f: impl FnOnce(&mut HeaderMa
     }
 }
 
-/// Run `f` on the response's headers as a plain `http` map. The reason phrase becomes
-/// the status code's standard one, as Envoy writes it.
-pub(super) fn edit_response(resp: &mut ResponseHeader, f: impl FnOnce(&mut HeaderMap)) {
-    crate::model::http_filter::edit_parts(resp, |p| f(&mut p.headers));
-}
-
 /// Text of an IP address without the formatting machinery (IPv4 is the hot case).
 struct IpBuf([u8; 48]);
 

@@ -157,7 +157,7 @@ pub fn on_response(route: Option<&Route>, resp: &mut ResponseHeader) {
     else {
         return;
     };
-    super::headers::edit_response(resp, |h| c.response.apply(h));
+    crate::model::http_filter::edit_parts(resp, |p| c.response.apply(&mut p.headers));
 }
 
 #[cfg(test)]
