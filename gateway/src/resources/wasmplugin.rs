@@ -44,9 +44,10 @@ pub struct WasmPlugin {
 )]
 #[serde(rename_all = "camelCase", default)]
 pub struct WasmPluginSpec {
-    /// Where the module is: `file://` (absolute, or relative to the config directory) or
-    /// `http(s)://`. `oci://` and bare image names (Higress's default scheme) are refused
-    /// until OCI pulls are supported. Required.
+    /// Where the module is: `file://` (absolute, or relative to the config directory),
+    /// `http(s)://`, or an OCI image, `oci://<registry>/<repository>[:<tag>|@<digest>]`
+    /// (the scheme may be left out, as Higress allows). An image whose name is one of the
+    /// plugins the gateway implements natively (`key-auth`, ...) runs that. Required.
     #[schemars(with = "Option<String>", transform = no_default)]
     pub url: String,
     /// SHA-256 of the module, 64 hex digits, checked for every source. Default: not
@@ -236,6 +237,22 @@ pub enum ModuleSource {
     File(String),
     /// An `http://` or `https://` URL to download.
     Http(String),
+    /// An OCI image: `oci://<registry>/<repository>[:<tag>|@<digest>]`, or the same
+    /// without a scheme (Higress's default); held without the `oci://`.
+    Oci(String),
+}
+
+impl ModuleSource {
+    /// The plugin an OCI image names: the last path segment before `:` or `@`
+    /// (`oci://r.example/plugins/key-auth:1.0.0` -> `key-auth`). `None` for other sources.
+    pub fn oci_plugin_name(&self) -> Option<&str> {
+        let ModuleSource::Oci(image) = self else {
+            return None;
+        };
+        let no_digest = image.split('@').next().unwrap_or(image);
+        let last = no_digest.rsplit('/').next().unwrap_or(no_digest);
+        Some(last.split(':').next().unwrap_or(last))
+    }
 }
 
 impl WasmPlugin {
@@ -297,10 +314,16 @@ impl WasmPlugin {
         if url.starts_with("http://") || url.starts_with("https://") {
             return Ok(ModuleSource::Http(url.to_string()));
         }
-        if url.starts_with("oci://") || !url.contains("://") {
-            return Err(err(format!(
-                "{url:?} is an OCI image (oci://, Higress's default scheme): pulling OCI images is not supported yet; use file:// or http(s):// with sha256"
-            )));
+        if let Some(image) = url
+            .strip_prefix("oci://")
+            .or((!url.contains("://")).then_some(url))
+        {
+            if image.is_empty() || !image.contains('/') {
+                return Err(err(format!(
+                    "{url:?} is not an OCI image reference: expected oci://<registry>/<repository>[:<tag>|@sha256:<digest>]"
+                )));
+            }
+            return Ok(ModuleSource::Oci(image.to_string()));
         }
         Err(err(format!(
             "unsupported scheme in {url:?}: use file:// or http(s)://"
@@ -443,15 +466,37 @@ mod tests {
     }
 
     #[test]
+    fn oci_images_name_their_plugin() {
+        for (url, name) in [
+            (
+                "oci://higress-registry.cn-hangzhou.cr.aliyuncs.com/plugins/key-auth:1.0.0",
+                "key-auth",
+            ),
+            (
+                "higress-registry.cn-hangzhou.cr.aliyuncs.com/plugins/request-block:2.0.0",
+                "request-block",
+            ),
+            (
+                "oci://127.0.0.1:5000/p/key-rate-limit@sha256:0123",
+                "key-rate-limit",
+            ),
+            (
+                "oci://127.0.0.1:5000/zwj_test/chatgpt-proxy",
+                "chatgpt-proxy",
+            ),
+        ] {
+            let p = plugin(&format!("  url: {url}\n")).unwrap();
+            assert_eq!(p.source().unwrap().oci_plugin_name(), Some(name), "{url}");
+        }
+        let p = plugin("  url: file:///plugins/key-auth.wasm\n").unwrap();
+        assert_eq!(p.source().unwrap().oci_plugin_name(), None);
+    }
+
+    #[test]
     fn bad_specs_name_the_field() {
-        let e =
-            plugin("  url: oci://higress-registry.cn-hangzhou.cr.aliyuncs.com/plugins/x:1.0.0\n")
-                .unwrap_err();
+        let e = plugin("  url: oci://key-auth\n").unwrap_err();
         assert_eq!(e.path, "spec.url");
-        assert!(e.message.contains("use file:// or http(s)://"), "{e}");
-        let e = plugin("  url: higress-registry.cn-hangzhou.cr.aliyuncs.com/plugins/x:1.0.0\n")
-            .unwrap_err();
-        assert!(e.message.contains("OCI"), "{e}");
+        assert!(e.message.contains("OCI image reference"), "{e}");
         let e = plugin("  url: ftp://x/y.wasm\n").unwrap_err();
         assert_eq!(e.path, "spec.url");
         let e = plugin("  url: file:///x.wasm\n  sha256: abc\n").unwrap_err();

@@ -72,6 +72,7 @@ impl From<wasmplugin::ModuleSource> for ModuleSource {
         match s {
             wasmplugin::ModuleSource::File(path) => ModuleSource::File(path),
             wasmplugin::ModuleSource::Http(url) => ModuleSource::Http(url),
+            wasmplugin::ModuleSource::Oci(image) => ModuleSource::Oci(image),
         }
     }
 }

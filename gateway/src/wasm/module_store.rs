@@ -29,6 +29,8 @@ pub enum ModuleSource {
     File(String),
     /// An `http://` or `https://` URL.
     Http(String),
+    /// An OCI image reference, without `oci://`.
+    Oci(String),
 }
 
 /// Compiled modules by content hash, while some plugin uses them.
@@ -68,6 +70,11 @@ impl ModuleStore {
                     .map_err(|e| ModuleError::Fetch(format!("reading {}: {e}", p.display())))?
             }
             ModuleSource::Http(url) => fetch(url).map_err(ModuleError::Fetch)?,
+            ModuleSource::Oci(image) => {
+                return Err(ModuleError::Fetch(format!(
+                    "oci://{image}: pulling OCI images is not supported yet; use file:// or http(s):// with sha256"
+                )))
+            }
         };
         let actual = sha256_hex(&bytes);
         if let Some(expected) = sha256 {
