@@ -121,6 +121,16 @@ struct Common {
     /// Write /tmp/perf-<pid>.map so `perf` names the plugins' compiled functions.
     #[arg(long, env = "GATEWAY_WASM_PERF_MAP")]
     wasm_perf_map: bool,
+    /// `on`: a WasmPlugin whose `oci://` image names a plugin the gateway implements
+    /// natively (key-auth, key-rate-limit, cluster-key-rate-limit, request-block,
+    /// chatgpt-proxy) runs the native filter; `off`: the image is pulled and run.
+    #[arg(
+        long,
+        env = "GATEWAY_WASM_NATIVE_PLUGINS",
+        value_enum,
+        default_value = "on"
+    )]
+    wasm_native_plugins: Switch,
 }
 
 /// `1048576`, `512KiB`, `64MiB`, `1GiB`.
@@ -197,6 +207,7 @@ fn options(common: &Common, config_dir: PathBuf) -> Options {
         },
         wasm_cache_dir: common.wasm_cache_dir.clone(),
         wasm_perf_map: common.wasm_perf_map,
+        wasm_native_plugins: common.wasm_native_plugins == Switch::On,
     }
 }
 

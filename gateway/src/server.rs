@@ -69,6 +69,8 @@ pub struct Options {
     pub wasm_cache_dir: Option<PathBuf>,
     /// Tell `perf` the names of compiled plugin functions.
     pub wasm_perf_map: bool,
+    /// Run Higress's core plugins natively when an `oci://` image names one.
+    pub wasm_native_plugins: bool,
 }
 
 /// Where the first config comes from.
@@ -132,6 +134,7 @@ fn start_control_plane(
         limits: opts.wasm_limits.clone(),
         cache_dir: opts.wasm_cache_dir.clone(),
         perf_map: opts.wasm_perf_map,
+        native_plugins: opts.wasm_native_plugins,
         stats: stats.wasm.clone(),
         registry: stats.registry.clone(),
         config_dir: opts.config_dir.clone(),

@@ -113,12 +113,7 @@ impl ConfigLoop {
             filters,
             tracer: self.tracer.clone(),
             certs,
-            plugins: self
-                .plugins
-                .chain()
-                .into_iter()
-                .map(crate::filters::ChainEntry::Plugin)
-                .collect(),
+            plugins: self.plugins.chain().into(),
         };
         let t_built = t0.elapsed();
         let old = self.swap_in(snap);
@@ -131,6 +126,7 @@ impl ConfigLoop {
         }
         self.warnings.extend(lb_notes);
         self.not_enforced = collect_not_enforced(&self.cmgr, skipped, &inputs.ingresses);
+        self.not_enforced.extend(self.plugins.not_enforced());
         self.refresh_status();
         tracing::info!(version = self.version, "config snapshot published");
         // The previous snapshot (10,000 routes take milliseconds to free) goes last,

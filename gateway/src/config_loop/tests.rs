@@ -31,6 +31,7 @@ impl Fixture {
             limits: Default::default(),
             cache_dir: None,
             perf_map: false,
+            native_plugins: true,
             stats: server.wasm.clone(),
             registry: server.registry.clone(),
             config_dir: std::env::temp_dir(),

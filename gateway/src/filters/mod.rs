@@ -18,9 +18,14 @@
 //! resources, translation or controllers.
 
 pub mod basic_auth;
+pub mod chatgpt_proxy;
+pub mod config;
 pub mod cors;
 pub mod ip_access;
+pub mod key_auth;
+pub mod key_rate_limit;
 pub mod local_rate_limit;
+pub mod request_block;
 pub mod rules;
 
 use std::fmt;
@@ -35,6 +40,31 @@ pub use crate::model::http_filter::{
 };
 pub use rules::RuleSet;
 
+/// What building a filter may use besides its configuration.
+pub struct BuildContext<'a> {
+    /// `<namespace>.<name>` of the plugin object (the stats' `plugin` label).
+    pub plugin: &'a str,
+    /// Where the filter registers its own stats.
+    pub registry: &'a Registry,
+    /// A cluster's endpoint, for filters that call out (Redis, HTTP).
+    pub resolve: ClusterResolver,
+}
+
+impl<'a> BuildContext<'a> {
+    /// A context that resolves no cluster (checking a configuration, tests).
+    pub fn detached(plugin: &'a str, registry: &'a Registry) -> BuildContext<'a> {
+        BuildContext {
+            plugin,
+            registry,
+            resolve: Arc::new(|_| None),
+        }
+    }
+}
+
+/// Cluster name (`outbound|<port>||<fqdn>`) to one of its endpoints, read from the
+/// snapshot serving when it is called.
+pub type ClusterResolver = Arc<dyn Fn(&str) -> Option<std::net::SocketAddr> + Send + Sync>;
+
 /// A kind of native filter: Higress's plugin name and how its configuration is built.
 pub trait FilterFactory: Send + Sync {
     /// The plugin name users know (`key-auth`, `cors` ...).
@@ -42,12 +72,18 @@ pub trait FilterFactory: Send + Sync {
     /// Phase and priority when the WasmPlugin object does not set them (Higress's own
     /// defaults for the plugin).
     fn default_order(&self) -> (crate::model::plugin_chain::Phase, i32);
+    /// The configuration keys the filter reads (global and rule); any other key is
+    /// accepted and reported as not enforced.
+    fn fields(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// One configuration: the global one (`global` is `None`), or a rule's, which may
     /// inherit from the global filter. Errors name the field inside `config`.
     fn build(
         &self,
         config: &Value,
         global: Option<&Arc<dyn HttpFilter>>,
+        ctx: &BuildContext<'_>,
     ) -> Result<Arc<dyn HttpFilter>, FieldError>;
 }
 
@@ -97,6 +133,10 @@ impl FilterFamilies {
 pub struct NativeFilter {
     /// `<namespace>.<name>` of the object, as Wasm plugins are named.
     pub name: Arc<str>,
+    /// The Higress plugin it implements (`key-auth`).
+    pub plugin: &'static str,
+    /// Configuration keys the filter does not read (`_rules_[0].realm`).
+    pub not_enforced: Vec<String>,
     pub phase: crate::model::plugin_chain::Phase,
     pub priority: i32,
     pub rules: RuleSet<Arc<dyn HttpFilter>>,
@@ -121,11 +161,14 @@ impl NativeFilter {
         order: Option<(crate::model::plugin_chain::Phase, i32)>,
         config: &Value,
         stats: FilterStats,
+        ctx: &BuildContext<'_>,
     ) -> Result<NativeFilter, FieldError> {
-        let rules = RuleSet::parse(config, |c, global| factory.build(c, global))?;
+        let rules = RuleSet::parse(config, |c, global| factory.build(c, global, ctx))?;
         let (phase, priority) = order.unwrap_or_else(|| factory.default_order());
         Ok(NativeFilter {
             name,
+            plugin: factory.name(),
+            not_enforced: unread_fields(config, factory.fields()),
             phase,
             priority,
             rules,
@@ -139,6 +182,28 @@ impl NativeFilter {
         self.stats.runs.inc();
         Some(f)
     }
+}
+
+/// The keys of `config` (top level and each rule, match keys aside) not in `known`.
+fn unread_fields(config: &Value, known: &[&str]) -> Vec<String> {
+    let unread = |obj: &serde_json::Map<String, Value>, at: &str| -> Vec<String> {
+        obj.keys()
+            .filter(|k| !k.starts_with('_') && !known.contains(&k.as_str()))
+            .map(|k| format!("{at}{k}"))
+            .collect()
+    };
+    let Value::Object(top) = config else {
+        return Vec::new();
+    };
+    let mut out = unread(top, "");
+    if let Some(Value::Array(rules)) = top.get(rules::RULES) {
+        for (i, r) in rules.iter().enumerate() {
+            if let Value::Object(r) = r {
+                out.extend(unread(r, &format!("{}[{i}].", rules::RULES)));
+            }
+        }
+    }
+    out
 }
 
 /// One entry of the filter chain: a native filter, or a plugin of another kind (the Wasm
@@ -179,9 +244,14 @@ impl<P: crate::model::plugin_chain::Ordered> crate::model::plugin_chain::Ordered
     }
 }
 
-/// The native filters this gateway has, by plugin name. Empty until the first native
-/// plugin lands; the WasmPlugin translation asks it before loading a module.
-pub const FACTORIES: &[&dyn FilterFactory] = &[];
+/// The native filters this gateway has, by plugin name; the WasmPlugin translation asks
+/// it before pulling an `oci://` image.
+pub const FACTORIES: &[&dyn FilterFactory] = &[
+    &key_auth::KeyAuthFactory,
+    &key_rate_limit::KeyRateLimitFactory,
+    &request_block::RequestBlockFactory,
+    &chatgpt_proxy::ChatgptProxyFactory,
+];
 
 /// The native implementation of plugin `name`, if the gateway has one.
 pub fn factory(name: &str) -> Option<&'static dyn FilterFactory> {
@@ -255,6 +325,7 @@ mod tests {
             &self,
             config: &Value,
             _global: Option<&Arc<dyn HttpFilter>>,
+            _ctx: &BuildContext<'_>,
         ) -> Result<Arc<dyn HttpFilter>, FieldError> {
             let tag = match config.get("tag") {
                 None => "global".to_string(),
@@ -289,6 +360,7 @@ mod tests {
                 {"tag": "domain", "_match_domain_": ["*.example.com"]},
             ]}),
             stats(&registry, "higress-system.stamp"),
+            &BuildContext::detached("higress-system.stamp", &registry),
         )
         .unwrap();
         assert_eq!(
@@ -323,6 +395,7 @@ mod tests {
                     f.stats.local_replies.inc();
                     format!("{} {}", r.status, r.headers[0].1)
                 }
+                FilterStatus::Wait(_) => unreachable!("the stamp filter never waits"),
             })
         };
         assert_eq!(run("api", "a.example.com", false).as_deref(), Some("route"));
@@ -358,6 +431,7 @@ mod tests {
             None,
             &json!({"_rules_": [{"deny_status": 99, "_match_route_": ["a"]}]}),
             stats(&registry, "ns.bad"),
+            &BuildContext::detached("ns.bad", &registry),
         )
         .unwrap_err();
         assert_eq!(bad.path, "_rules_[0].deny_status");
@@ -369,6 +443,7 @@ mod tests {
                     order,
                     &json!({}),
                     stats(&registry, name),
+                    &BuildContext::detached(name, &registry),
                 )
                 .unwrap(),
             )

@@ -8,6 +8,10 @@ use std::net::IpAddr;
 
 use pingora_http::{RequestHeader, ResponseHeader};
 
+/// The request header naming the authenticated consumer (Higress's `X-Mse-Consumer`),
+/// set by key-auth and read by limits, ai-statistics and the access log.
+pub const CONSUMER_HEADER: &str = "x-mse-consumer";
+
 /// A response as filters edit it: status, version and a plain `http` header map.
 pub type ResponseParts = http::response::Parts;
 
@@ -57,11 +61,47 @@ pub enum FilterStatus {
     Continue,
     /// Answer the request now; the filters after this one do not run.
     Reply(LocalReply),
+    /// Decide once `Pending` is done (a Redis round trip, an HTTP call): the request
+    /// waits, its thread does not. Only from [`HttpFilter::on_request_headers`].
+    Wait(Pending),
 }
+
+/// What a filter decides after waiting.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// `Some`: answer the request with it.
+    pub reply: Option<LocalReply>,
+    /// Headers set (replacing) on the upstream's response to this request
+    /// (cluster-key-rate-limit's quota headers).
+    pub response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+/// A decision still to come: a future the chain awaits.
+pub struct Pending(pub std::pin::Pin<Box<dyn std::future::Future<Output = Decision> + Send>>);
+
+impl Pending {
+    pub fn new(f: impl std::future::Future<Output = Decision> + Send + 'static) -> Pending {
+        Pending(Box::pin(f))
+    }
+}
+
+impl fmt::Debug for Pending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pending")
+    }
+}
+
+/// Two pending decisions are never known to be equal.
+impl PartialEq for Pending {
+    fn eq(&self, _: &Pending) -> bool {
+        false
+    }
+}
+impl Eq for Pending {}
 
 /// The per-request side of a native filter. Callbacks are synchronous and see what
 /// they may edit; a filter that has nothing to do in a phase keeps the default.
-pub trait HttpFilter: Send + Sync + fmt::Debug {
+pub trait HttpFilter: Send + Sync + fmt::Debug + std::any::Any {
     /// Whether [`HttpFilter::on_request_headers`] may act on a request with `method`
     /// (CORS answers `OPTIONS` only). `false` lets the proxy skip building the filter's
     /// input and edit the request once for the route (see `proxy/rewrite.rs`).
@@ -75,6 +115,18 @@ pub trait HttpFilter: Send + Sync + fmt::Debug {
         _req: &mut RequestHeader,
         _input: &MatchInput<'_>,
     ) -> FilterStatus {
+        FilterStatus::Continue
+    }
+
+    /// Whether the filter reads the request body ([`HttpFilter::on_request_body`]); the
+    /// chain then holds the body (up to its buffer limit) before it goes upstream.
+    fn wants_request_body(&self) -> bool {
+        false
+    }
+
+    /// The whole request body, held, after every filter's request header callback up
+    /// to the one that asked for it. A reply here answers the request instead.
+    fn on_request_body(&self, _req: &RequestHeader, _body: &[u8]) -> FilterStatus {
         FilterStatus::Continue
     }
 

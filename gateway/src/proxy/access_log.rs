@@ -121,6 +121,8 @@ pub fn line(session: &Session, ctx: &RequestCtx, status: u16, trace_id: Option<&
         "authority": if host.is_empty() { None } else { Some(host) },
         "bytes_received": session.body_bytes_read(),
         "bytes_sent": session.body_bytes_sent(),
+        // Set by key-auth (it drops a client's own value), as Higress's consumer.
+        "consumer": hv(http::HeaderName::from_static(crate::model::http_filter::CONSUMER_HEADER)),
         "downstream_remote_address": session.client_addr().map(|a| a.to_string()),
         "duration": ctx.start.elapsed().as_millis() as u64,
         "method": req.method.as_str(),

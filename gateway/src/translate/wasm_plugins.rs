@@ -1,9 +1,14 @@
 //! `WasmPlugin` objects → the plugins the data plane runs, kept by the config loop: one
-//! [`LoadedPlugin`] per object (config types become the `wasm` module's here), built when
-//! the object changes (module fetched and compiled, a VM started to check that the
-//! plugin accepts its configuration) and kept while it does not. A plugin that cannot
-//! be loaded is an error for the object: the config loop rejects the change and the
-//! plugin's last good version keeps running.
+//! chain entry per object, built when the object changes and kept while it does not:
+//! - an `oci://` image that names one of Higress's plugins the gateway implements
+//!   (`filters::FACTORIES`: key-auth, ...) becomes that native filter, its configuration
+//!   checked as the plugin checks it (unless `--wasm-native-plugins off`);
+//! - anything else is a [`LoadedPlugin`] (config types become the `wasm` module's here):
+//!   module fetched and compiled, a VM started to check that the plugin accepts its
+//!   configuration.
+//!
+//! A plugin that cannot be loaded is an error for the object: the config loop rejects the
+//! change and the plugin's last good version keeps running.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -13,6 +18,7 @@ use std::sync::{Arc, OnceLock};
 use serde_json::json;
 use telemetry::stats::Registry;
 
+use crate::filters::{BuildContext, ChainEntry, FilterFamilies, NativeFilter};
 use crate::model::plugin_chain::{self, Phase};
 use crate::resources::wasmplugin;
 use crate::resources::{ResourceKey, WasmPlugin};
@@ -33,6 +39,9 @@ pub struct WasmDeps {
     pub cache_dir: Option<PathBuf>,
     /// `--wasm-perf-map`.
     pub perf_map: bool,
+    /// `--wasm-native-plugins`: Higress's core plugins named by `oci://` images run
+    /// natively.
+    pub native_plugins: bool,
     pub stats: WasmStats,
     pub registry: Arc<Registry>,
     /// Where relative `file://` paths start.
@@ -54,7 +63,7 @@ struct Fingerprint {
 
 struct Entry {
     fingerprint: Fingerprint,
-    plugin: Arc<LoadedPlugin>,
+    plugin: ChainEntry<LoadedPlugin>,
 }
 
 pub struct PluginSet {
@@ -65,6 +74,60 @@ pub struct PluginSet {
     /// Plugin-defined metrics by plugin name, kept across reconfigurations.
     metrics: HashMap<String, Arc<PluginMetrics>>,
     resolve: Resolver,
+    native_stats: FilterFamilies,
+}
+
+/// Secrets in a configuration shown by `/debug/configz`: credentials, API keys and
+/// passwords become `"<redacted>"`.
+fn redact(mut v: serde_json::Value) -> serde_json::Value {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    let k = k.to_ascii_lowercase();
+                    if ["credential", "apikey", "apitokens", "password", "secret"]
+                        .iter()
+                        .any(|s| k.contains(s))
+                    {
+                        *x = json!("<redacted>");
+                    } else {
+                        walk(x);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut v);
+    v
+}
+
+/// A native filter's configuration error as a field of the object: `_rules_[i]` is the
+/// i-th enabled `matchRules` entry's `config` when the rules came from there.
+fn config_field(wp: &WasmPlugin, e: crate::error::FieldError) -> crate::error::FieldError {
+    if wp.spec.plugin_config.is_some() {
+        return e.under("spec.pluginConfig");
+    }
+    let enabled: Vec<usize> = wp
+        .spec
+        .match_rules
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.config_disable != Some(true))
+        .map(|(i, _)| i)
+        .collect();
+    if let Some(rest) = e.path.strip_prefix("_rules_[") {
+        if let Some((n, tail)) = rest.split_once(']') {
+            if let Some(&j) = n.parse::<usize>().ok().and_then(|i| enabled.get(i)) {
+                let tail = tail.trim_start_matches('.');
+                let mut e = crate::error::FieldError::new(tail, e.message);
+                e = e.under(&format!("spec.matchRules[{j}].config"));
+                return e;
+            }
+        }
+    }
+    e.under("spec.defaultConfig")
 }
 
 impl From<wasmplugin::ModuleSource> for ModuleSource {
@@ -85,11 +148,12 @@ impl PluginSet {
             snap.clusters.get(cluster)?.pick(&[]).map(|(_, addr)| addr)
         });
         PluginSet {
-            deps,
             runtime: OnceLock::new(),
             modules: ModuleStore::default(),
             loaded: BTreeMap::new(),
             metrics: HashMap::new(),
+            native_stats: FilterFamilies::register(&deps.registry),
+            deps,
             resolve,
         }
     }
@@ -134,8 +198,25 @@ impl PluginSet {
         {
             return Ok(());
         }
+        let source = wp.source().map_err(|e| e.to_string())?;
+        if let Some(factory) = source
+            .oci_plugin_name()
+            .filter(|_| self.deps.native_plugins)
+            .and_then(crate::filters::factory)
+        {
+            let native = self.build_native(factory, wp, &config)?;
+            tracing::info!(plugin = %native.name, native = factory.name(), "plugin runs natively");
+            self.loaded.insert(
+                key.clone(),
+                Entry {
+                    fingerprint,
+                    plugin: ChainEntry::Native(Arc::new(native)),
+                },
+            );
+            return Ok(());
+        }
         let runtime = self.runtime()?;
-        let source = ModuleSource::from(wp.source().map_err(|e| e.to_string())?);
+        let source = ModuleSource::from(source);
         let module = self
             .modules
             .load(
@@ -198,10 +279,36 @@ impl PluginSet {
             key.clone(),
             Entry {
                 fingerprint,
-                plugin,
+                plugin: ChainEntry::Plugin(plugin),
             },
         );
         Ok(())
+    }
+
+    /// The native filter of `wp`; errors name the field of the object.
+    fn build_native(
+        &self,
+        factory: &dyn crate::filters::FilterFactory,
+        wp: &WasmPlugin,
+        config: &serde_json::Value,
+    ) -> Result<NativeFilter, String> {
+        let name = wp.full_name();
+        let order = (wp.spec.phase.is_some() || wp.spec.priority.is_some())
+            .then(|| (Phase::from(wp.phase()), wp.priority()));
+        let ctx = BuildContext {
+            plugin: &name,
+            registry: &self.deps.registry,
+            resolve: self.resolve.clone(),
+        };
+        NativeFilter::build(
+            factory,
+            name.as_str().into(),
+            order,
+            config,
+            self.native_stats.stats(&name),
+            &ctx,
+        )
+        .map_err(|e| config_field(wp, e).to_string())
     }
 
     pub fn remove(&mut self, key: &ResourceKey) -> bool {
@@ -209,18 +316,36 @@ impl PluginSet {
     }
 
     /// The plugins in run order.
-    pub fn chain(&self) -> Vec<Arc<LoadedPlugin>> {
+    pub fn chain(&self) -> Vec<ChainEntry<LoadedPlugin>> {
         plugin_chain::order(self.loaded.values().map(|e| e.plugin.clone()).collect())
+    }
+
+    /// Configuration fields the native filters accept without acting on them.
+    pub fn not_enforced(&self) -> Vec<String> {
+        self.loaded
+            .values()
+            .filter_map(|e| match &e.plugin {
+                ChainEntry::Native(f) => Some(f),
+                ChainEntry::Plugin(_) => None,
+            })
+            .flat_map(|f| {
+                f.not_enforced
+                    .iter()
+                    .map(move |field| format!("wasmplugin {}: {} field {field}", f.name, f.plugin))
+            })
+            .collect()
     }
 
     /// For `/debug/configz`: the chain with each plugin's module and settings.
     pub fn describe(&self) -> serde_json::Value {
-        let chain: Vec<serde_json::Value> = self
-            .chain()
+        let mut entries: Vec<&Entry> = self.loaded.values().collect();
+        entries.sort_by(|a, b| plugin_chain::run_order(&a.plugin, &b.plugin));
+        let chain: Vec<serde_json::Value> = entries
             .iter()
-            .map(|p| {
-                json!({
+            .map(|e| match &e.plugin {
+                ChainEntry::Plugin(p) => json!({
                     "name": p.name(),
+                    "implementation": "wasm",
                     "phase": p.phase.as_str(),
                     "priority": p.priority,
                     "fail_strategy": if p.fail_open { "FAIL_OPEN" } else { "FAIL_CLOSE" },
@@ -228,7 +353,17 @@ impl PluginSet {
                     "abi": format!("{:?}", p.module.abi),
                     "config": serde_json::from_slice::<serde_json::Value>(&p.shared.config).unwrap_or_default(),
                     "env_imports": p.module.env_imports.len(),
-                })
+                }),
+                ChainEntry::Native(f) => json!({
+                    "name": &*f.name,
+                    "implementation": "native",
+                    "native_plugin": f.plugin,
+                    "url": e.fingerprint.url,
+                    "phase": f.phase.as_str(),
+                    "priority": f.priority,
+                    "config": redact(serde_json::from_str(&e.fingerprint.config).unwrap_or_default()),
+                    "not_enforced": f.not_enforced,
+                }),
             })
             .collect();
         json!(chain)

@@ -119,9 +119,9 @@ pub struct WasmRequest {
     chain: Chain,
     info: StreamInfo,
     ctxs: Vec<PluginCtx>,
-    /// The native filters that ran on the request headers: (chain position, the
-    /// configuration its rules selected), for the response side.
-    natives: Vec<(usize, Arc<dyn HttpFilter>)>,
+    /// The native filters that ran on the request headers, for the body and the
+    /// response side.
+    natives: Vec<NativeRun>,
     /// The body the plugins left when it was held (sent upstream, and to retries).
     held_body: Option<Bytes>,
     /// A request header was edited by a plugin, and none asked to keep the route.
@@ -140,6 +140,16 @@ pub struct WasmRequest {
     /// The request headers ended the stream: no body callbacks.
     no_request_body: bool,
     no_response_body: bool,
+}
+
+/// A native filter that ran on this request.
+struct NativeRun {
+    /// Its chain position.
+    index: usize,
+    /// The configuration its rules selected.
+    filter: Arc<dyn HttpFilter>,
+    /// Headers it asked to set on the upstream's response.
+    response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 /// The response being filtered, lent to the callbacks that may edit it (HTTP call
@@ -387,7 +397,9 @@ impl WasmRequest {
     async fn request_headers(&mut self, i: usize, session: &mut Session, eos: bool) -> Step {
         if let ChainEntry::Native(f) = &self.chain[i] {
             let f = f.clone();
-            return self.native_request_headers(i, &f, session.req_header_mut());
+            return self
+                .native_request_headers(i, &f, session.req_header_mut(), eos)
+                .await;
         }
         let Some(c) = self.context(i) else {
             return self.created_failed(i);
@@ -493,6 +505,11 @@ impl WasmRequest {
             // Plugins that have seen the headers get the body, up to the one that stopped.
             while next_body < next_header {
                 let Some(c) = self.ctx_of(next_body) else {
+                    if let Step::End(v) =
+                        self.native_request_body(next_body, session.req_header(), &buf)
+                    {
+                        return Ok(v);
+                    }
                     next_body += 1;
                     continue;
                 };
@@ -525,41 +542,85 @@ impl WasmRequest {
     }
 
     /// Native filter `i` on the request headers: the configuration its rules select for
-    /// this request, if any, runs; a reply ends the chain as a plugin's local reply does.
-    fn native_request_headers(
+    /// this request, if any, runs; a reply ends the chain as a plugin's local reply does,
+    /// a wait (Redis, an HTTP call) holds the request, not the thread.
+    async fn native_request_headers(
         &mut self,
         i: usize,
         f: &crate::filters::NativeFilter,
         req: &mut RequestHeader,
+        eos: bool,
     ) -> Step {
-        // Refcounted clones, not copies: the filter may then edit the request.
-        let from_uri = req.uri.authority().cloned();
-        let from_host = match from_uri {
-            None => req.headers.get(http::header::HOST).cloned(),
-            Some(_) => None,
+        let (filter, status) = {
+            // Refcounted clones, not copies: the filter may then edit the request.
+            let from_uri = req.uri.authority().cloned();
+            let from_host = match from_uri {
+                None => req.headers.get(http::header::HOST).cloned(),
+                Some(_) => None,
+            };
+            let authority = from_uri
+                .as_ref()
+                .map(|a| a.as_str())
+                .or_else(|| from_host.as_ref().and_then(|h| h.to_str().ok()))
+                .unwrap_or("");
+            let input = MatchInput {
+                route: self.info.route_name.as_deref(),
+                authority,
+                cluster: self.info.cluster_name.as_deref(),
+                peer: self.info.peer.map(|a| a.ip()),
+            };
+            let Some(filter) = f.select(&input) else {
+                return Step::Next;
+            };
+            let filter = filter.clone();
+            let status = filter.on_request_headers(req, &input);
+            (filter, status)
         };
-        let authority = from_uri
-            .as_ref()
-            .map(|a| a.as_str())
-            .or_else(|| from_host.as_ref().and_then(|h| h.to_str().ok()))
-            .unwrap_or("");
-        let input = MatchInput {
-            route: self.info.route_name.as_deref(),
-            authority,
-            cluster: self.info.cluster_name.as_deref(),
-            peer: self.info.peer.map(|a| a.ip()),
+        let wants_body = !eos && filter.wants_request_body();
+        self.natives.push(NativeRun {
+            index: i,
+            filter,
+            response_headers: Vec::new(),
+        });
+        let reply = match status {
+            FilterStatus::Continue => None,
+            FilterStatus::Reply(reply) => Some(reply),
+            FilterStatus::Wait(pending) => {
+                let decision = pending.0.await;
+                if let Some(run) = self.natives.last_mut() {
+                    run.response_headers = decision.response_headers;
+                }
+                decision.reply
+            }
         };
-        let Some(filter) = f.select(&input) else {
-            return Step::Next;
-        };
-        let status = filter.on_request_headers(req, &input);
-        self.natives.push((i, filter.clone()));
-        match status {
-            FilterStatus::Continue => Step::Next,
-            FilterStatus::Reply(reply) => {
+        match reply {
+            Some(reply) => {
                 f.stats.local_replies.inc();
                 Step::End(Verdict::Respond(native_reply(&f.name, reply)))
             }
+            None if wants_body => Step::WantBody,
+            None => Step::Next,
+        }
+    }
+
+    /// The held request body for native filter `i`, if it ran and reads bodies.
+    fn native_request_body(&self, i: usize, req: &RequestHeader, body: &[u8]) -> Step {
+        let Some(run) = self.natives.iter().find(|r| r.index == i) else {
+            return Step::Next;
+        };
+        if !run.filter.wants_request_body() {
+            return Step::Next;
+        }
+        match run.filter.on_request_body(req, body) {
+            FilterStatus::Reply(reply) => {
+                let ChainEntry::Native(f) = &self.chain[i] else {
+                    return Step::Next;
+                };
+                f.stats.local_replies.inc();
+                Step::End(Verdict::Respond(native_reply(&f.name, reply)))
+            }
+            // A body callback cannot wait: go on.
+            FilterStatus::Continue | FilterStatus::Wait(_) => Step::Next,
         }
     }
 
@@ -638,18 +699,17 @@ impl WasmRequest {
         for index in (0..self.chain.len()).rev() {
             let wasm = self.ctx_of(index);
             let Some(c) = wasm else {
-                let Some(filter) = self
-                    .natives
-                    .iter()
-                    .find(|(i, _)| *i == index)
-                    .map(|(_, f)| f.clone())
-                else {
+                let Some(run) = self.natives.iter().find(|r| r.index == index) else {
                     continue;
                 };
                 let req = session.req_header();
-                if let FilterStatus::Reply(reply) =
-                    edit_parts(resp, |p| filter.on_response_headers(req, p))
-                {
+                let set = &run.response_headers;
+                if let FilterStatus::Reply(reply) = edit_parts(resp, |p| {
+                    for (name, value) in set {
+                        p.headers.insert(name.clone(), value.clone());
+                    }
+                    run.filter.on_response_headers(req, p)
+                }) {
                     if let ChainEntry::Native(f) = &self.chain[index] {
                         f.stats.local_replies.inc();
                         let lr = native_reply(&f.name, reply);

@@ -68,6 +68,7 @@ impl FilterFactory for TagFactory {
         &self,
         config: &Value,
         _: Option<&Arc<dyn HttpFilter>>,
+        _: &crate::filters::BuildContext<'_>,
     ) -> Result<Arc<dyn HttpFilter>, FieldError> {
         Ok(Arc::new(Tag {
             tag: config["tag"].as_str().unwrap_or("global").to_string(),
@@ -88,6 +89,7 @@ fn native(
         Some(at),
         &config,
         families.stats(name),
+        &crate::filters::BuildContext::detached(name, &telemetry::stats::Registry::new()),
     )
     .unwrap();
     ChainEntry::Native(Arc::new(f))
