@@ -64,10 +64,7 @@ pub fn opt_u64(obj: &Map<String, Value>, key: &str) -> Result<Option<u64>, Field
 }
 
 /// Optional list of strings `key` (scalars taken as text; empty strings kept).
-pub fn opt_strings(
-    obj: &Map<String, Value>,
-    key: &str,
-) -> Result<Option<Vec<String>>, FieldError> {
+pub fn opt_strings(obj: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>, FieldError> {
     let Some(v) = obj.get(key) else {
         return Ok(None);
     };
@@ -157,7 +154,10 @@ mod tests {
     #[test]
     fn query_values_are_every_value_of_the_name() {
         let p = "/v1?apikey=a&x=1&apikey=b&apikey#frag";
-        assert_eq!(query_values(p, "apikey").collect::<Vec<_>>(), ["a", "b", ""]);
+        assert_eq!(
+            query_values(p, "apikey").collect::<Vec<_>>(),
+            ["a", "b", ""]
+        );
         assert_eq!(query_values("/plain", "apikey").count(), 0);
     }
 }

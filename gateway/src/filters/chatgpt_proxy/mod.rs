@@ -128,7 +128,13 @@ impl HttpFilter for ChatgptProxy {
         FilterStatus::Wait(Pending::new(async move {
             let reply = match tokio::time::timeout(
                 CALL_TIMEOUT,
-                call::post(addr, &settings.host, &settings.path, &settings.api_key, body),
+                call::post(
+                    addr,
+                    &settings.host,
+                    &settings.path,
+                    &settings.api_key,
+                    body,
+                ),
             )
             .await
             {
@@ -249,16 +255,25 @@ mod tests {
             )
             .unwrap();
         let dbg = format!("{ok:?}");
-        assert!(dbg.contains("llm.example:8080") && dbg.contains("/v1/completions"), "{dbg}");
+        assert!(
+            dbg.contains("llm.example:8080") && dbg.contains("/v1/completions"),
+            "{dbg}"
+        );
         assert!(!dbg.contains("\"k\""), "the key is not shown: {dbg}");
         assert_eq!(
-            f.build(&json!({"model": "m"}), None, &ctx).unwrap_err().path,
+            f.build(&json!({"model": "m"}), None, &ctx)
+                .unwrap_err()
+                .path,
             "apiKey"
         );
         assert_eq!(
-            f.build(&json!({"apiKey": "k", "chatgptUri": "/only/path"}), None, &ctx)
-                .unwrap_err()
-                .path,
+            f.build(
+                &json!({"apiKey": "k", "chatgptUri": "/only/path"}),
+                None,
+                &ctx
+            )
+            .unwrap_err()
+            .path,
             "chatgptUri"
         );
     }

@@ -43,7 +43,8 @@ pub use stats::KeyAuthStats;
 pub use crate::model::http_filter::CONSUMER_HEADER;
 /// The challenge on every denial (the realm is fixed in the Go plugin).
 pub const CHALLENGE: &str = "Key realm=MSE Gateway";
-pub const NO_KEY: &str = "Request denied by Key Auth check. No Key Authentication information found.";
+pub const NO_KEY: &str =
+    "Request denied by Key Auth check. No Key Authentication information found.";
 pub const MULTI_KEY: &str =
     "Request denied by Key Auth check. Multi Key Authentication information found.";
 pub const UNAUTHORIZED: &str = "Request denied by Key Auth check. Unauthorized consumer.";
@@ -260,9 +261,8 @@ fn parse_consumers(
         let at = |e: FieldError| e.under(&format!("consumers[{i}]"));
         let name = config::string(c, "name").map_err(at)?;
         let credential = config::string(c, "credential").map_err(at)?;
-        let value = HeaderValue::from_str(&name).map_err(|_| {
-            at(FieldError::new("name", "must be usable as a header value"))
-        })?;
+        let value = HeaderValue::from_str(&name)
+            .map_err(|_| at(FieldError::new("name", "must be usable as a header value")))?;
         if by_credential.insert(credential, i).is_some() {
             // The message never repeats the credential.
             return Err(at(FieldError::new(

@@ -31,7 +31,12 @@ fn build(registry: &Registry, config: &Value) -> Result<NativeFilter, FieldError
 
 /// Run a request on route `route` with `headers` and `path`: the status (200 when it
 /// goes on) and the consumer header it goes on with.
-fn run(f: &NativeFilter, route: &str, path: &str, headers: &[(&str, &str)]) -> (u16, Option<String>) {
+fn run(
+    f: &NativeFilter,
+    route: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Option<String>) {
     let input = MatchInput {
         route: Some(route),
         authority: "ai.example.com",
@@ -73,14 +78,23 @@ fn the_articles_sequence() {
     let registry = Registry::new();
     let f = build(&registry, &article()).unwrap();
     assert_eq!(run(&f, "ai", "/?text=hi", &[]), (401, None), "no key");
-    assert_eq!(run(&f, "ai", "/", &[("apikey", "zzzzzz")]), (401, None), "unknown key");
+    assert_eq!(
+        run(&f, "ai", "/", &[("apikey", "zzzzzz")]),
+        (401, None),
+        "unknown key"
+    );
     assert_eq!(
         run(&f, "ai", "/", &[("apikey", "yyyyyy")]),
         (403, Some("consumer2".into())),
         "consumer2 is known but not allowed (named before the allow check, as Go does)"
     );
     assert_eq!(
-        run(&f, "ai", "/", &[("apikey", "xxxxxx"), ("x-mse-consumer", "admin")]),
+        run(
+            &f,
+            "ai",
+            "/",
+            &[("apikey", "xxxxxx"), ("x-mse-consumer", "admin")]
+        ),
         (200, Some("consumer1".into())),
         "the client's own consumer header is replaced"
     );
@@ -124,9 +138,20 @@ fn query_keys_several_keys_and_global_auth() {
     .unwrap();
     assert_eq!(run(&f, "r", "/", &[]).0, 401);
     assert_eq!(run(&f, "r", "/?apikey=c1", &[]).0, 403);
-    assert_eq!(run(&f, "r", "/?apikey=222", &[]), (200, Some("consumer2".into())));
-    assert_eq!(run(&f, "r", "/?apikey=222&x-key=222", &[]).0, 401, "two keys");
-    assert_eq!(run(&f, "r", "/?apikey=222", &[("apikey", "c1")]).0, 200, "headers not read");
+    assert_eq!(
+        run(&f, "r", "/?apikey=222", &[]),
+        (200, Some("consumer2".into()))
+    );
+    assert_eq!(
+        run(&f, "r", "/?apikey=222&x-key=222", &[]).0,
+        401,
+        "two keys"
+    );
+    assert_eq!(
+        run(&f, "r", "/?apikey=222", &[("apikey", "c1")]).0,
+        200,
+        "headers not read"
+    );
     // global_auth true: every request, and no allow list means any consumer.
     let g = build(
         &registry,
@@ -134,7 +159,10 @@ fn query_keys_several_keys_and_global_auth() {
     )
     .unwrap();
     assert_eq!(run(&g, "r", "/", &[]).0, 401);
-    assert_eq!(run(&g, "r", "/", &[("apikey", "k")]), (200, Some("a".into())));
+    assert_eq!(
+        run(&g, "r", "/", &[("apikey", "k")]),
+        (200, Some("a".into()))
+    );
     // Unset global_auth and no rules: every request.
     let u = build(
         &registry,
@@ -147,31 +175,56 @@ fn query_keys_several_keys_and_global_auth() {
 #[test]
 fn bad_configurations_name_their_field() {
     let registry = Registry::new();
-    let base = || {
-        json!({"consumers": [{"credential": "a", "name": "n1"}], "keys": ["apikey"], "in_header": true})
-    };
+    let base = || json!({"consumers": [{"credential": "a", "name": "n1"}], "keys": ["apikey"], "in_header": true});
     let cases = [
-        (json!({"consumers": [], "keys": ["k"], "in_header": true}), "consumers"),
+        (
+            json!({"consumers": [], "keys": ["k"], "in_header": true}),
+            "consumers",
+        ),
         (json!({"keys": ["k"], "in_header": true}), "consumers"),
         (
             json!({"consumers": [{"credential": "a", "name": "n1"}, {"credential": "a", "name": "n2"}], "keys": ["k"], "in_header": true}),
             "consumers[1].credential",
         ),
-        (json!({"consumers": [{"credential": "", "name": "n"}], "keys": ["k"], "in_header": true}), "consumers[0].credential"),
-        (json!({"consumers": [{"credential": "a"}], "keys": ["k"], "in_header": true}), "consumers[0].name"),
-        (json!({"consumers": "a", "keys": ["k"], "in_header": true}), "consumers"),
-        (json!({"consumers": [{"credential": "a", "name": "n"}], "keys": [], "in_header": true}), "keys"),
-        (json!({"consumers": [{"credential": "a", "name": "n"}], "keys": ["k"]}), "in_header"),
-        (json!({"consumers": [{"credential": "a", "name": "n"}], "keys": ["k"], "in_header": "yes"}), "in_header"),
+        (
+            json!({"consumers": [{"credential": "", "name": "n"}], "keys": ["k"], "in_header": true}),
+            "consumers[0].credential",
+        ),
+        (
+            json!({"consumers": [{"credential": "a"}], "keys": ["k"], "in_header": true}),
+            "consumers[0].name",
+        ),
+        (
+            json!({"consumers": "a", "keys": ["k"], "in_header": true}),
+            "consumers",
+        ),
+        (
+            json!({"consumers": [{"credential": "a", "name": "n"}], "keys": [], "in_header": true}),
+            "keys",
+        ),
+        (
+            json!({"consumers": [{"credential": "a", "name": "n"}], "keys": ["k"]}),
+            "in_header",
+        ),
+        (
+            json!({"consumers": [{"credential": "a", "name": "n"}], "keys": ["k"], "in_header": "yes"}),
+            "in_header",
+        ),
     ];
     for (config, field) in cases {
         let e = build(&registry, &config).unwrap_err();
         assert_eq!(e.path, field, "{config}: {e}");
-        assert!(!e.message.contains("\"a\""), "no credential in messages: {e}");
+        assert!(
+            !e.message.contains("\"a\""),
+            "no credential in messages: {e}"
+        );
     }
     let mut rule = base();
     rule["_rules_"] = json!([{"_match_route_": ["r"]}]);
-    assert_eq!(build(&registry, &rule).unwrap_err().path, "_rules_[0].allow");
+    assert_eq!(
+        build(&registry, &rule).unwrap_err().path,
+        "_rules_[0].allow"
+    );
     let mut extra = base();
     extra["realm"] = json!("x");
     let f = build(&registry, &extra).unwrap();

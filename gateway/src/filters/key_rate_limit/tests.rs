@@ -56,9 +56,17 @@ fn the_knative_articles_rule() {
     assert_eq!(status(&f, host, "/", &key), 200);
     assert_eq!(status(&f, host, "/", &key), 200);
     assert_eq!(status(&f, host, "/", &key), 429);
-    assert_eq!(status(&f, host, "/", &[("x-ca-key", "other")]), 200, "unlisted key");
+    assert_eq!(
+        status(&f, host, "/", &[("x-ca-key", "other")]),
+        200,
+        "unlisted key"
+    );
     assert_eq!(status(&f, host, "/", &[]), 200, "no key");
-    assert_eq!(status(&f, "other.example.com", "/", &key), 200, "no rule matches");
+    assert_eq!(
+        status(&f, "other.example.com", "/", &key),
+        200,
+        "no rule matches"
+    );
     assert!(registry.render().contains(
         "gateway_key_rate_limit_limited_total{plugin=\"higress-system.key-rate-limit\"} 1"
     ));
@@ -87,15 +95,30 @@ fn params_and_the_first_nonzero_window() {
 fn bad_configurations_name_their_field() {
     let registry = Registry::new();
     let cases = [
-        (json!({"limit_keys": [{"key": "a", "query_per_second": 1}]}), "limit_by_header"),
+        (
+            json!({"limit_keys": [{"key": "a", "query_per_second": 1}]}),
+            "limit_by_header",
+        ),
         (
             json!({"limit_by_header": "h", "limit_by_param": "p", "limit_keys": [{"key": "a", "query_per_second": 1}]}),
             "limit_by_param",
         ),
-        (json!({"limit_by_header": "h", "limit_keys": []}), "limit_keys"),
-        (json!({"limit_by_header": "h", "limit_keys": [{"key": "a", "query_per_second": -1}]}), "limit_keys[0].query_per_second"),
-        (json!({"limit_by_header": "h", "limit_keys": [{"key": "a"}]}), "limit_keys[0].query_per_second"),
-        (json!({"limit_by_header": "h", "limit_keys": [{"query_per_second": 1}]}), "limit_keys[0].key"),
+        (
+            json!({"limit_by_header": "h", "limit_keys": []}),
+            "limit_keys",
+        ),
+        (
+            json!({"limit_by_header": "h", "limit_keys": [{"key": "a", "query_per_second": -1}]}),
+            "limit_keys[0].query_per_second",
+        ),
+        (
+            json!({"limit_by_header": "h", "limit_keys": [{"key": "a"}]}),
+            "limit_keys[0].query_per_second",
+        ),
+        (
+            json!({"limit_by_header": "h", "limit_keys": [{"query_per_second": 1}]}),
+            "limit_keys[0].key",
+        ),
         (
             json!({"limit_by_header": "h", "limit_keys": [{"key": "a", "query_per_second": 1}, {"key": "a", "query_per_minute": 1}]}),
             "limit_keys[1].key",

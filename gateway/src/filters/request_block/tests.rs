@@ -45,9 +45,9 @@ fn the_articles_words() {
     assert_eq!(run(&f, "/?text=Mypassword=xxxxxx", &[], b"").0, 404);
     assert_eq!(run(&f, "/?text=PW=xxxxxx", &[], b"").0, 404);
     assert_eq!(run(&f, "/?text=Say,hello", &[], b""), (200, String::new()));
-    assert!(registry
-        .render()
-        .contains("gateway_request_block_blocked_total{plugin=\"higress-system.request-block\"} 2"));
+    assert!(registry.render().contains(
+        "gateway_request_block_blocked_total{plugin=\"higress-system.request-block\"} 2"
+    ));
 }
 
 #[test]
@@ -67,15 +67,30 @@ fn exact_regexp_headers_bodies_and_case() {
     )
     .unwrap();
     assert_eq!(run(&f, "/admin", &[], b""), (451, "blocked".into()));
-    assert_eq!(run(&f, "/admin?x=1", &[], b"").0, 200, "exact: the query counts");
+    assert_eq!(
+        run(&f, "/admin?x=1", &[], b"").0,
+        200,
+        "exact: the query counts"
+    );
     assert_eq!(run(&f, "/api/v2/secret/x", &[], b"").0, 451);
-    assert_eq!(run(&f, "/API/v2/secret/x", &[], b"").0, 200, "case-sensitive");
-    assert_eq!(run(&f, "/", &[("x-debug", "on")], b"").0, 451, "name\\nvalue");
+    assert_eq!(
+        run(&f, "/API/v2/secret/x", &[], b"").0,
+        200,
+        "case-sensitive"
+    );
+    assert_eq!(
+        run(&f, "/", &[("x-debug", "on")], b"").0,
+        451,
+        "name\\nvalue"
+    );
     assert_eq!(run(&f, "/", &[("user-agent", "evil-agent/1")], b"").0, 451);
     assert_eq!(run(&f, "/", &[], b"x; DROP TABLE users").0, 451);
     assert_eq!(run(&f, "/", &[], b"x; drop table users").0, 200);
     let lower = build(&registry, &json!({"block_bodies": ["drop table"]})).unwrap();
-    assert_eq!(run(&lower, "/", &[], b"x; DROP TABLE users"), (403, String::new()));
+    assert_eq!(
+        run(&lower, "/", &[], b"x; DROP TABLE users"),
+        (403, String::new())
+    );
 }
 
 #[test]
@@ -86,12 +101,26 @@ fn bad_configurations_name_their_field() {
         (json!({"block_urls": ["", ""]}), "block_urls"),
         (json!({"block_urls": "pw"}), "block_urls"),
         (json!({"block_regexp_urls": ["("]}), "block_regexp_urls[0]"),
-        (json!({"block_urls": ["pw"], "blocked_code": -1}), "blocked_code"),
-        (json!({"block_urls": ["pw"], "case_sensitive": 3}), "case_sensitive"),
+        (
+            json!({"block_urls": ["pw"], "blocked_code": -1}),
+            "blocked_code",
+        ),
+        (
+            json!({"block_urls": ["pw"], "case_sensitive": 3}),
+            "case_sensitive",
+        ),
     ] {
         let e = build(&registry, &config).unwrap_err();
         assert_eq!(e.path, field, "{config}: {e}");
     }
-    let odd = build(&registry, &json!({"block_urls": ["pw"], "blocked_code": 700})).unwrap();
-    assert_eq!(run(&odd, "/pw", &[], b"").0, 403, "out of range: 403, as Go");
+    let odd = build(
+        &registry,
+        &json!({"block_urls": ["pw"], "blocked_code": 700}),
+    )
+    .unwrap();
+    assert_eq!(
+        run(&odd, "/pw", &[], b"").0,
+        403,
+        "out of range: 403, as Go"
+    );
 }

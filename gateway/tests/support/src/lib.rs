@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod client;
 pub mod kube;
+pub mod llm;
 pub mod nginx;
 pub mod prometheus;
 pub mod scripted;

@@ -1,0 +1,333 @@
+//! The Higress articles' AI API gateway scenario, with the articles' own configuration
+//! (../shared/reference/seed-scenarios.md, A and B): WasmPlugins naming Higress's core
+//! plugins by `oci://` images run natively (key-auth, key-rate-limit, request-block, the
+//! article's chatgpt-proxy) in front of an OpenAI-compatible model API on loopback.
+
+use test_support::llm::Llm;
+use test_support::wasm::wasm_plugin_yaml;
+use test_support::{request, ConfigDir, Gateway};
+
+const KEY_AUTH: &str = "oci://higress-registry.cn-hangzhou.cr.aliyuncs.com/plugins/key-auth:1.0.0";
+const KEY_RATE_LIMIT: &str =
+    "oci://higress-registry.cn-hangzhou.cr.aliyuncs.com/plugins/key-rate-limit:1.0.0";
+const REQUEST_BLOCK: &str =
+    "oci://higress-registry.cn-hangzhou.cr.aliyuncs.com/plugins/request-block:1.0.0";
+const CHATGPT_PROXY: &str = "oci://registry.cn-hangzhou.aliyuncs.com/zwj_test/chatgpt-proxy:1.0.0";
+
+/// Scenario A's plugins, the article's YAML under `defaultConfig` / `matchRules`.
+fn scenario_a(cfg: &ConfigDir, per_minute: u32) {
+    cfg.wasm_plugin(
+        "chatgpt-proxy",
+        CHATGPT_PROXY,
+        "phase: AUTHN\npriority: 1\ndefaultConfig:\n  apiKey: \"xxxxxxxxxxxxxxxxxx\"\n  model: \"curie\"\n  promptParam: \"text\"\n",
+    );
+    cfg.wasm_plugin(
+        "key-auth",
+        KEY_AUTH,
+        "defaultConfig:\n  consumers:\n  - credential: \"xxxxxx\"\n    name: \"consumer1\"\n  - credential: \"yyyyyy\"\n    name: \"consumer2\"\n  global_auth: false\n  in_header: true\n  keys:\n  - \"apikey\"\nmatchRules:\n- ingress: [ai]\n  config:\n    allow: [consumer1]\n",
+    );
+    cfg.wasm_plugin(
+        "request-block",
+        REQUEST_BLOCK,
+        "matchRules:\n- ingress: [ai]\n  config:\n    blocked_code: 404\n    block_urls:\n    - password\n    - pw\n    case_sensitive: false\n",
+    );
+    // Between request-block (AUTHN 320) and the proxy (AUTHN 1): limits apply before the
+    // proxy plugin answers.
+    cfg.wasm_plugin(
+        "key-rate-limit",
+        KEY_RATE_LIMIT,
+        &format!("phase: AUTHN\npriority: 100\nmatchRules:\n- ingress: [ai]\n  config:\n    limit_by_header: x-mse-consumer\n    limit_keys:\n    - key: consumer1\n      query_per_minute: {per_minute}\n"),
+    );
+}
+
+fn wait_natives(gw: &Gateway, names: &[&str]) {
+    for n in names {
+        gw.wait_plugin(n);
+    }
+}
+
+#[test]
+fn the_articles_sequence() {
+    let llm = Llm::start();
+    let cfg = ConfigDir::new();
+    // The route's backend is a registry entry naming the model API (the chatgpt-proxy
+    // call goes to the route's cluster, as the plugin's RouteCluster client does).
+    cfg.static_registries(&[("llm", llm.addr.to_string(), 80)]);
+    cfg.ingress(
+        "ai",
+        &[("higress.io/destination", "llm.static")],
+        &[(None, "Prefix", "/")],
+    );
+    let gw = Gateway::start(cfg.path());
+    scenario_a(&cfg, 3);
+    wait_natives(
+        &gw,
+        &[
+            "chatgpt-proxy",
+            "key-auth",
+            "request-block",
+            "key-rate-limit",
+        ],
+    );
+
+    let get = |path: &str, key: Option<&str>| {
+        let h: Vec<(&str, &str)> = key.map(|k| vec![("apikey", k)]).unwrap_or_default();
+        request(gw.http, "GET", "ai.test", path, &h).unwrap()
+    };
+    let r = get("/?text=Say,hello", None);
+    assert_eq!(r.status, 401, "no key: {}", r.text());
+    assert_eq!(r.header("www-authenticate"), Some("Key realm=MSE Gateway"));
+    assert_eq!(
+        r.text(),
+        "Request denied by Key Auth check. No Key Authentication information found."
+    );
+    assert_eq!(
+        get("/?text=Say,hello", Some("zzzzzz")).status,
+        401,
+        "not a consumer"
+    );
+    let r = get("/?text=Say,hello", Some("yyyyyy"));
+    assert_eq!(r.status, 403, "consumer2 is not allowed");
+    assert_eq!(
+        r.text(),
+        "Request denied by Key Auth check. Unauthorized consumer."
+    );
+    assert!(llm.seen().is_empty(), "nothing reached the model yet");
+
+    let r = get("/?text=Say,hello", Some("xxxxxx"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answer = r.json();
+    assert_eq!(
+        answer["choices"][0]["text"], "Hello from curie: Say,hello",
+        "{answer}"
+    );
+    let seen = llm.seen();
+    assert_eq!(seen.len(), 1);
+    let call = &seen[0];
+    assert_eq!(
+        (call.method.as_str(), call.path.as_str()),
+        ("POST", "/v1/completions")
+    );
+    assert_eq!(call.header("host"), Some("api.openai.com"));
+    assert_eq!(
+        call.header("authorization"),
+        Some("Bearer xxxxxxxxxxxxxxxxxx")
+    );
+    assert_eq!(call.body["model"], "curie");
+    assert_eq!(call.body["prompt"], "Say,hello");
+
+    // request-block, on the route, before the limit counts.
+    assert_eq!(get("/?text=Mypassword=xxxxxx", Some("xxxxxx")).status, 404);
+    assert_eq!(get("/?text=pw=xxxxxx", Some("xxxxxx")).status, 404);
+    // key-rate-limit: 3 a minute for consumer1; one is used.
+    assert_eq!(get("/?text=again", Some("xxxxxx")).status, 200);
+    assert_eq!(get("/?text=again", Some("xxxxxx")).status, 200);
+    let r = get("/?text=again", Some("xxxxxx"));
+    assert_eq!((r.status, r.text().as_str()), (429, "rate_limited"));
+
+    // Usage per consumer.
+    let m = |s: &str| gw.metric(s).unwrap_or(0.0);
+    assert_eq!(
+        m("gateway_key_auth_consumer_requests_total{plugin=\"higress-system.key-auth\",consumer=\"consumer1\"}"),
+        6.0,
+        "{}",
+        gw.metrics()
+    );
+    assert_eq!(
+        m("gateway_key_auth_denied_total{plugin=\"higress-system.key-auth\",reason=\"forbidden\"}"),
+        1.0
+    );
+    assert_eq!(
+        m("gateway_request_block_blocked_total{plugin=\"higress-system.request-block\"}"),
+        2.0
+    );
+    assert_eq!(
+        m("gateway_key_rate_limit_limited_total{plugin=\"higress-system.key-rate-limit\"}"),
+        1.0
+    );
+    let entry = gw.wait_access("a 429 with its consumer", |e| e["response_code"] == 429);
+    assert_eq!(entry["consumer"], "consumer1");
+    let log = gw.log();
+    assert!(
+        !log.contains("xxxxxx\"") && !log.contains("yyyyyy"),
+        "no credential in the log"
+    );
+
+    // /debug/configz says which plugins run natively, secrets hidden.
+    let z = gw.configz();
+    let plugins = z["plugins"].as_array().unwrap();
+    let ka = plugins
+        .iter()
+        .find(|p| p["name"] == "higress-system.key-auth")
+        .unwrap();
+    assert_eq!(ka["implementation"], "native");
+    assert_eq!(ka["native_plugin"], "key-auth");
+    assert_eq!(
+        (ka["phase"].as_str(), ka["priority"].as_i64()),
+        (Some("AUTHN"), Some(321))
+    );
+    assert!(!z.to_string().contains("xxxxxx"), "{z}");
+    let order: Vec<&str> = plugins
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "higress-system.key-auth",
+            "higress-system.request-block",
+            "higress-system.key-rate-limit",
+            "higress-system.chatgpt-proxy"
+        ]
+    );
+}
+
+#[test]
+fn the_knative_articles_rules_in_the_older_form() {
+    let be = test_support::Backend::start("hello");
+    let cfg = ConfigDir::routing_all_to(&be);
+    let gw = Gateway::start(cfg.path());
+    // Verbatim from the article (`_rules_` inside defaultConfig, a numeric key).
+    cfg.write(
+        "wasmplugins/key-rate-limit.yaml",
+        "apiVersion: extensions.higress.io/v1alpha1\nkind: WasmPlugin\nmetadata:\n  name: key-rate-limit\n  namespace: higress-system\nspec:\n  defaultConfig:\n    _rules_:\n    - _match_domain_:\n      - \"hello.default.example.com\"\n      limit_by_header: x-ca-key\n      limit_keys:\n      - key: 123456\n        query_per_minute: 2\n  url: oci://higress-registry.cn-hangzhou.cr.aliyuncs.com/plugins/key-rate-limit:1.0.0\n",
+    );
+    cfg.write(
+        "wasmplugins/key-auth.yaml",
+        "apiVersion: extensions.higress.io/v1alpha1\nkind: WasmPlugin\nmetadata:\n  name: key-auth\n  namespace: higress-system\nspec:\n  defaultConfig:\n    consumers:\n    - credential: 2bda943c-ba2b-11ec-ba07-00163e1250b5\n      name: consumer1\n    - credential: c8c8e9ca-558e-4a2d-bb62-e700dcc40e35\n      name: consumer2\n    keys:\n    - apikey\n    in_query: true\n    _rules_:\n    - _match_domain_:\n      - \"hello.default.example.com\"\n      allow:\n      - consumer2\n  url: oci://higress-registry.cn-hangzhou.cr.aliyuncs.com/plugins/key-auth:1.0.0\n",
+    );
+    wait_natives(&gw, &["key-rate-limit", "key-auth"]);
+    let host = "hello.default.example.com";
+    let c1 = "/?apikey=2bda943c-ba2b-11ec-ba07-00163e1250b5";
+    let c2 = "/?apikey=c8c8e9ca-558e-4a2d-bb62-e700dcc40e35";
+    assert_eq!(request(gw.http, "GET", host, "/", &[]).unwrap().status, 401);
+    assert_eq!(request(gw.http, "GET", host, c1, &[]).unwrap().status, 403);
+    let r = request(gw.http, "GET", host, c2, &[]).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["headers"]["x-mse-consumer"], "consumer2");
+    // Other hosts: no rule matches, global_auth unset with rules: not authenticated.
+    assert_eq!(
+        request(gw.http, "GET", "other.test", "/", &[])
+            .unwrap()
+            .status,
+        200
+    );
+    let limited = |n: u32| {
+        (0..n)
+            .map(|_| request(gw.http, "GET", host, c2, &[("x-ca-key", "123456")]).unwrap())
+            .map(|r| (r.status, r.text()))
+            .collect::<Vec<_>>()
+    };
+    let got = limited(3);
+    assert_eq!(got[0].0, 200);
+    assert_eq!(got[1].0, 200);
+    assert_eq!(got[2], (429, "rate_limited".to_string()));
+}
+
+#[test]
+fn bad_configurations_are_rejected_with_the_plugin_and_field() {
+    let llm = Llm::start();
+    let cfg = ConfigDir::new();
+    cfg.static_registries(&[("llm", llm.addr.to_string(), 80)]);
+    cfg.ingress(
+        "ai",
+        &[("higress.io/destination", "llm.static")],
+        &[(None, "Prefix", "/")],
+    );
+    let gw = Gateway::start(cfg.path());
+    scenario_a(&cfg, 1000);
+    wait_natives(
+        &gw,
+        &[
+            "chatgpt-proxy",
+            "key-auth",
+            "request-block",
+            "key-rate-limit",
+        ],
+    );
+    let ok = || {
+        request(
+            gw.http,
+            "GET",
+            "ai.test",
+            "/?text=hi",
+            &[("apikey", "xxxxxx")],
+        )
+        .unwrap()
+        .status
+    };
+    assert_eq!(ok(), 200);
+    let cases = [
+        (
+            "key-auth",
+            KEY_AUTH,
+            "defaultConfig:\n  consumers: []\n  keys: [apikey]\n  in_header: true\n",
+            "spec.defaultConfig.consumers: must not be empty",
+        ),
+        (
+            "key-auth",
+            KEY_AUTH,
+            "defaultConfig:\n  consumers:\n  - {name: a, credential: same}\n  - {name: b, credential: same}\n  keys: [apikey]\n  in_header: true\n",
+            "spec.defaultConfig.consumers[1].credential: duplicate",
+        ),
+        (
+            "key-auth",
+            KEY_AUTH,
+            "defaultConfig:\n  consumers: [{name: a, credential: k}]\n  keys: apikey\n  in_header: true\n",
+            "spec.defaultConfig.keys: expected a list of strings",
+        ),
+        (
+            "key-rate-limit",
+            KEY_RATE_LIMIT,
+            "matchRules:\n- ingress: [ai]\n  config:\n    limit_by_header: x-mse-consumer\n    limit_keys:\n    - key: consumer1\n      query_per_minute: -5\n",
+            "spec.matchRules[0].config.limit_keys[0].query_per_minute: expected a non-negative integer",
+        ),
+        (
+            "request-block",
+            REQUEST_BLOCK,
+            "defaultConfig:\n  blocked_code: 404\n",
+            "spec.defaultConfig.block_urls: there is no block rule",
+        ),
+    ];
+    for (name, url, spec, want) in cases {
+        cfg.write(
+            &format!("wasmplugins/{name}.yaml"),
+            &wasm_plugin_yaml(name, url, spec),
+        );
+        let got = test_support::wait_for(&format!("the rejection of {name}: {want}"), || {
+            let z = gw.configz();
+            z["rejected"].as_array().and_then(|a| {
+                a.iter()
+                    .filter(|r| r["object"] == format!("WasmPlugin higress-system/{name}").as_str())
+                    .find_map(|r| {
+                        r["error"]
+                            .as_str()
+                            .filter(|e| e.contains(want))
+                            .map(str::to_string)
+                    })
+            })
+        });
+        assert!(got.contains(want), "{got}");
+        assert!(!got.contains("\"same\""), "no credential in errors: {got}");
+        // The last good plugins keep serving.
+        assert_eq!(ok(), 200, "after {want}");
+    }
+    // Unknown fields are accepted and reported.
+    cfg.wasm_plugin(
+        "key-auth",
+        KEY_AUTH,
+        "defaultConfig:\n  consumers: [{name: consumer1, credential: xxxxxx}]\n  keys: [apikey]\n  in_header: true\n  realm: Mine\n",
+    );
+    let not = test_support::wait_for("realm reported as not enforced", || {
+        let z = gw.configz();
+        let list = z["not_enforced"].as_array().cloned()?;
+        list.iter()
+            .filter_map(|v| v.as_str())
+            .find(|s| s.contains("realm"))
+            .map(str::to_string)
+    });
+    assert_eq!(
+        not,
+        "wasmplugin higress-system.key-auth: key-auth field realm"
+    );
+}
