@@ -37,6 +37,7 @@ pub fn check_dir(dir: &Path) -> Result<Vec<String>, FileSourceError> {
                 ingresses.push((origin.clone(), ing));
                 None
             }
+            Ok(Resource::WasmPlugin(wp)) => crate::translate::wasm_plugins::check_native(&wp).err(),
             Ok(_) => None,
         };
         if let Some(e) = err {

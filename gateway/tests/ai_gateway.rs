@@ -331,3 +331,24 @@ fn bad_configurations_are_rejected_with_the_plugin_and_field() {
         "wasmplugin higress-system.key-auth: key-auth field realm"
     );
 }
+
+#[test]
+fn validate_checks_native_plugin_configurations() {
+    let cfg = ConfigDir::new();
+    cfg.wasm_plugin(
+        "key-auth",
+        KEY_AUTH,
+        "defaultConfig:\n  consumers: [{name: a, credential: k}]\n  keys: [apikey]\n  in_header: true\nmatchRules:\n- ingress: [r]\n  configDisable: true\n- ingress: [ai]\n  config:\n    allow: []\n",
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .arg("validate")
+        .arg(cfg.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(
+        text.trim(),
+        "wasmplugins/key-auth.yaml: WasmPlugin higress-system/key-auth: spec.matchRules[1].config.allow: must not be empty"
+    );
+}

@@ -77,6 +77,31 @@ pub struct PluginSet {
     native_stats: FilterFamilies,
 }
 
+/// `gateway validate`: the configuration of a WasmPlugin that runs natively, checked as
+/// loading it would check it (without resolving clusters).
+pub fn check_native(wp: &WasmPlugin) -> Result<(), crate::error::FieldError> {
+    let source = wp.source()?;
+    let Some(factory) = source.oci_plugin_name().and_then(crate::filters::factory) else {
+        return Ok(());
+    };
+    let Some(config) = wp.plugin_config()? else {
+        return Ok(());
+    };
+    let registry = Registry::new();
+    let name = wp.full_name();
+    let stats = FilterFamilies::register(&registry).stats(&name);
+    NativeFilter::build(
+        factory,
+        name.as_str().into(),
+        None,
+        &config,
+        stats,
+        &BuildContext::detached(&name, &registry),
+    )
+    .map(|_| ())
+    .map_err(|e| config_field(wp, e))
+}
+
 /// Secrets in a configuration shown by `/debug/configz`: credentials, API keys and
 /// passwords become `"<redacted>"`.
 fn redact(mut v: serde_json::Value) -> serde_json::Value {
