@@ -17,7 +17,9 @@
 # loadtest/wasm_noop.wat, which adds the same two headers and nothing else: what the
 # Wasm host itself costs per plugin. Under callgrind only, `gw-policy` is the gateway
 # with a route carrying a regex path, request and response header control and CORS (the
-# requests carry an `Origin` it allows): what route policy from annotations costs.
+# requests carry an `Origin` it allows): what route policy from annotations costs;
+# `gw-keyauth` runs Higress's key-auth and key-rate-limit (named by their oci:// images,
+# so native) on every request (each carries consumer `bench`'s key).
 # Everything runs on 127.0.0.1, each proxy with one worker, one shared nginx backend.
 #
 # Environment:
@@ -623,6 +625,10 @@ if [[ $INSTRUCTIONS == 1 ]]; then
   python3 "$HELPER" gateway-policy "$TMP/gwconf-policy"
   gateway_args "$TMP/gwconf-policy" "$C_HTTP" "$C_STATS" "$C_ADMIN"
   cg_run gw-policy "$GATEWAY_BIN" "${GW_ARGS[@]}"
+  python3 "$HELPER" gateway-config "$TMP/gwconf-keyauth" "$P_BACKEND"
+  python3 "$HELPER" gateway-keyauth "$TMP/gwconf-keyauth"
+  gateway_args "$TMP/gwconf-keyauth" "$C_HTTP" "$C_STATS" "$C_ADMIN"
+  cg_run gw-keyauth "$GATEWAY_BIN" "${GW_ARGS[@]}"
   python3 "$HELPER" instructions-summary "$CG/counts.txt"
 fi
 

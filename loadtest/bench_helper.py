@@ -8,6 +8,10 @@ Subcommands:
   gateway-wasm DIR MODULE          add the transformer plugin (file MODULE) on every route
   gateway-policy DIR               put the gw-policy annotations on the bench route
   gateway-wasm-noop DIR MODULE     add the no-op plugin (loadtest/wasm_noop.wat) on every route
+  gateway-keyauth DIR              add key-auth and key-rate-limit (native, by oci:// URL)
+  gateway-redis-limit DIR REDIS_PORT
+                                   add cluster-key-rate-limit counting in the redis-server
+                                   on REDIS_PORT (a static registry names it)
   wait-http URL TIMEOUT [--host H] [--pid PID]
                                    poll URL until it answers 200 (exit 1 on timeout or
                                    if PID exits first)
@@ -43,6 +47,9 @@ import urllib.request
 
 HOST = "bench.local"
 ORIGIN = "http://app.bench.local"
+# Every request carries it: key-auth's key of consumer `bench` (gw-keyauth), the key
+# gw-redis-limit counts by; the other rows only parse it.
+API_KEY = "bench-key-0123456789"
 INGRESS = "ingresses/bench.yaml"
 # Two values of a harmless annotation; config changes alternate between them.
 TIMEOUTS = ("30", "31")
@@ -229,6 +236,76 @@ metadata:
 spec:
   url: file://{os.path.abspath(module)}
   defaultConfig: {{}}
+""")
+
+
+def cmd_gateway_keyauth(d):
+    """Higress's key-auth (every request authenticated, consumer `bench`) and
+    key-rate-limit (by the same header, a limit the run never reaches) on every route,
+    named by their oci:// images: the gateway runs them natively."""
+    os.makedirs(os.path.join(d, "wasmplugins"), exist_ok=True)
+    registry = "oci://higress-registry.cn-hangzhou.cr.aliyuncs.com/plugins"
+    write_atomic(os.path.join(d, "wasmplugins/key-auth.yaml"), f"""apiVersion: extensions.higress.io/v1alpha1
+kind: WasmPlugin
+metadata:
+  name: key-auth
+  namespace: higress-system
+spec:
+  url: {registry}/key-auth:1.0.0
+  defaultConfig:
+    consumers:
+    - name: bench
+      credential: {API_KEY}
+    - name: other
+      credential: other-key
+    keys: [apikey]
+    in_header: true
+    global_auth: true
+""")
+    write_atomic(os.path.join(d, "wasmplugins/key-rate-limit.yaml"), f"""apiVersion: extensions.higress.io/v1alpha1
+kind: WasmPlugin
+metadata:
+  name: key-rate-limit
+  namespace: higress-system
+spec:
+  url: {registry}/key-rate-limit:1.0.0
+  defaultConfig:
+    limit_by_header: apikey
+    limit_keys:
+    - key: {API_KEY}
+      query_per_second: 100000000
+""")
+
+
+def cmd_gateway_redis_limit(d, redis_port):
+    """cluster-key-rate-limit by the request's key, its count in redis-server (one EVAL
+    per request), a limit the run never reaches."""
+    os.makedirs(os.path.join(d, "wasmplugins"), exist_ok=True)
+    bridge = os.path.join(d, "mcpbridges/default.yaml")
+    with open(bridge) as fh:
+        body = fh.read()
+    body += f"""  - type: static
+    name: redis
+    domain: 127.0.0.1:{redis_port}
+    port: 80
+"""
+    write_atomic(bridge, body)
+    write_atomic(os.path.join(d, "wasmplugins/cluster-key-rate-limit.yaml"), f"""apiVersion: extensions.higress.io/v1alpha1
+kind: WasmPlugin
+metadata:
+  name: cluster-key-rate-limit
+  namespace: higress-system
+spec:
+  url: oci://higress-registry.cn-hangzhou.cr.aliyuncs.com/plugins/cluster-key-rate-limit:1.0.0
+  defaultConfig:
+    rule_name: bench
+    rule_items:
+    - limit_by_header: apikey
+      limit_keys:
+      - key: {API_KEY}
+        query_per_second: 100000000
+    redis:
+      service_name: redis.static
 """)
 
 
@@ -740,7 +817,7 @@ def keepalive_requests(port, n, deadline):
     f = s.makefile("rb")
     # Every row gets the same request; its `Origin` makes the CORS of `gw-policy` act
     # (the other proxies only parse it).
-    req = f"GET / HTTP/1.1\r\nHost: {HOST}\r\nOrigin: {ORIGIN}\r\n\r\n".encode()
+    req = f"GET / HTTP/1.1\r\nHost: {HOST}\r\nOrigin: {ORIGIN}\r\napikey: {API_KEY}\r\n\r\n".encode()
     try:
         for _ in range(n):
             if time.time() > deadline:
@@ -802,6 +879,10 @@ def cmd_instructions_summary(path):
         ratios = [f"{v / counts[o]:.2f}x {o}" for o in ("floor", "nginx") if o in counts and o != label]
         if label == "gw-policy" and counts.get("gateway"):
             ratios.append(f"{v / counts['gateway']:.3f}x gateway (regex path, header control, CORS)")
+        if label == "gw-keyauth" and counts.get("gateway"):
+            ratios.append(f"{v / counts['gateway']:.3f}x gateway (native key-auth + key-rate-limit, goal < 1.05x)")
+        if label == "gw-redis-limit" and counts.get("gateway"):
+            ratios.append(f"{v / counts['gateway']:.3f}x gateway (cluster-key-rate-limit, one Redis EVAL a request)")
         if label == "gw-trace" and counts.get("gateway"):
             ratios.append(f"{v / counts['gateway']:.3f}x gateway (tracing 100%)")
         if label == "gateway" and counts.get("gw-norec"):
@@ -825,6 +906,10 @@ def main():
         cmd_gateway_policy(*argv)
     elif cmd == "gateway-wasm":
         cmd_gateway_wasm(*argv)
+    elif cmd == "gateway-keyauth":
+        cmd_gateway_keyauth(*argv)
+    elif cmd == "gateway-redis-limit":
+        cmd_gateway_redis_limit(*argv)
     elif cmd == "gateway-wasm-noop":
         cmd_gateway_wasm_noop(*argv)
     elif cmd == "zipkin-collector":
