@@ -19,6 +19,7 @@
 
 pub mod basic_auth;
 pub mod chatgpt_proxy;
+pub mod cluster_key_rate_limit;
 pub mod config;
 pub mod cors;
 pub mod ip_access;
@@ -249,6 +250,7 @@ impl<P: crate::model::plugin_chain::Ordered> crate::model::plugin_chain::Ordered
 pub const FACTORIES: &[&dyn FilterFactory] = &[
     &key_auth::KeyAuthFactory,
     &key_rate_limit::KeyRateLimitFactory,
+    &cluster_key_rate_limit::ClusterKeyRateLimitFactory,
     &request_block::RequestBlockFactory,
     &chatgpt_proxy::ChatgptProxyFactory,
 ];

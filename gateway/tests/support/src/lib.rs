@@ -10,6 +10,7 @@ pub mod kube;
 pub mod llm;
 pub mod nginx;
 pub mod prometheus;
+pub mod redis;
 pub mod scripted;
 pub mod tls;
 pub mod tracing_peers;
