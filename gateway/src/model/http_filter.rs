@@ -130,6 +130,12 @@ pub trait HttpFilter: Send + Sync + fmt::Debug + std::any::Any {
         FilterStatus::Continue
     }
 
+    /// Whether [`HttpFilter::on_response_headers`] may change a response; `false` lets
+    /// the chain skip converting the response for it.
+    fn acts_on_response(&self) -> bool {
+        true
+    }
+
     /// The response headers, from the upstream or a local reply, before they are sent;
     /// filters see them in reverse chain order. `req` is the request as it went on. The
     /// response comes as plain parts so that the proxy converts it once for every edit

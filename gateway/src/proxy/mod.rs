@@ -306,6 +306,20 @@ impl Gateway {
 
     /// What plugins read of the request and its connection.
     fn stream_info(&self, session: &Session, ctx: &RequestCtx) -> StreamInfo {
+        let wasm = ctx
+            .snapshot
+            .plugins
+            .iter()
+            .any(|e| matches!(e, crate::filters::ChainEntry::Plugin(_)));
+        if !wasm {
+            // Native filters read only these; the rest is for Wasm properties.
+            return StreamInfo {
+                route_name: ctx.route.as_ref().map(|r| r.name.clone()),
+                cluster_name: ctx.cluster_name_shared().cloned(),
+                peer: session.client_addr().and_then(|a| a.as_inet()).copied(),
+                ..StreamInfo::default()
+            };
+        }
         StreamInfo {
             route_name: ctx.route.as_ref().map(|r| r.name.clone()),
             cluster_name: ctx.cluster_name_shared().cloned(),

@@ -177,7 +177,8 @@ impl WasmRequest {
         Box::new(WasmRequest {
             chain: chain.clone(),
             info,
-            ctxs: Vec::with_capacity(chain.len()),
+            // Allocated with the first Wasm context (a chain of native filters has none).
+            ctxs: Vec::new(),
             natives: Vec::new(),
             held_body: None,
             reroute: false,
@@ -702,6 +703,9 @@ impl WasmRequest {
                 let Some(run) = self.natives.iter().find(|r| r.index == index) else {
                     continue;
                 };
+                if run.response_headers.is_empty() && !run.filter.acts_on_response() {
+                    continue;
+                }
                 let req = session.req_header();
                 let set = &run.response_headers;
                 if let FilterStatus::Reply(reply) = edit_parts(resp, |p| {

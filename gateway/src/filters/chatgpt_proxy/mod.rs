@@ -101,6 +101,10 @@ fn decode_query(v: &str) -> String {
 }
 
 impl HttpFilter for ChatgptProxy {
+    fn acts_on_response(&self) -> bool {
+        false
+    }
+
     fn on_request_headers(&self, req: &mut RequestHeader, input: &MatchInput<'_>) -> FilterStatus {
         let path = req.uri.path_and_query().map_or("", |p| p.as_str());
         let Some(prompt) = config::query_values(path, &self.settings.prompt_param).next() else {

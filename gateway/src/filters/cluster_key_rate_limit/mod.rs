@@ -174,6 +174,10 @@ fn header(name: &'static str, v: i64) -> (http::HeaderName, http::HeaderValue) {
 }
 
 impl HttpFilter for ClusterKeyRateLimit {
+    fn acts_on_response(&self) -> bool {
+        false
+    }
+
     fn on_request_headers(&self, req: &mut RequestHeader, input: &MatchInput<'_>) -> FilterStatus {
         let Some((key, threshold, window)) = key_of(&self.rule_name, &self.limits, req, input)
         else {

@@ -41,6 +41,8 @@ use crate::model::plugin_chain::Phase;
 pub use stats::KeyAuthStats;
 
 pub use crate::model::http_filter::CONSUMER_HEADER;
+/// [`CONSUMER_HEADER`] parsed once.
+const CONSUMER: http::HeaderName = http::HeaderName::from_static(CONSUMER_HEADER);
 /// The challenge on every denial (the realm is fixed in the Go plugin).
 pub const CHALLENGE: &str = "Key realm=MSE Gateway";
 pub const NO_KEY: &str =
@@ -53,12 +55,14 @@ pub const UNAUTHORIZED: &str = "Request denied by Key Auth check. Unauthorized c
 /// its rules.
 #[derive(Debug)]
 struct Consumers {
-    /// Lowercase header names or query parameter names.
+    /// Header names or query parameter names, as written.
     keys: Vec<String>,
+    /// The same as header names (when `in_header`).
+    header_keys: Vec<http::HeaderName>,
     in_header: bool,
     in_query: bool,
     /// Credential to consumer index.
-    by_credential: HashMap<String, usize>,
+    by_credential: HashMap<String, usize, foldhash::fast::RandomState>,
     names: Vec<Arc<str>>,
     /// The consumer's name as a header value, by index.
     values: Vec<HeaderValue>,
@@ -103,8 +107,8 @@ impl KeyAuth {
         let mut count = 0;
         if c.in_header {
             // A header sent twice is a repeated key, as a query parameter is.
-            for k in &c.keys {
-                for v in req.headers.get_all(k.as_str()) {
+            for k in &c.header_keys {
+                for v in req.headers.get_all(k) {
                     if !v.is_empty() {
                         count += 1;
                         found = Some(v.to_str().unwrap_or(""));
@@ -135,10 +139,14 @@ impl KeyAuth {
 }
 
 impl HttpFilter for KeyAuth {
+    fn acts_on_response(&self) -> bool {
+        false
+    }
+
     fn on_request_headers(&self, req: &mut RequestHeader, _: &MatchInput<'_>) -> FilterStatus {
         // Only this filter says who the consumer is.
-        if req.headers.contains_key(CONSUMER_HEADER) {
-            req.remove_header(CONSUMER_HEADER);
+        if req.headers.contains_key(&CONSUMER) {
+            req.remove_header(&CONSUMER);
         }
         if !self.enforce {
             return FilterStatus::Continue;
@@ -153,7 +161,7 @@ impl HttpFilter for KeyAuth {
             return deny(401, UNAUTHORIZED);
         };
         // As the Go plugin: the name is recorded before the allow check.
-        let _ = req.insert_header(CONSUMER_HEADER, c.values[consumer].clone());
+        let _ = req.insert_header(CONSUMER, c.values[consumer].clone());
         if self.allow.as_ref().is_some_and(|a| !a.contains(&consumer)) {
             c.stats.forbidden.inc();
             return deny(403, UNAUTHORIZED);
@@ -254,7 +262,8 @@ fn parse_consumers(
     if list.is_empty() {
         return Err(FieldError::new("consumers", "must not be empty"));
     }
-    let mut by_credential = HashMap::with_capacity(list.len());
+    let mut by_credential =
+        HashMap::with_capacity_and_hasher(list.len(), foldhash::fast::RandomState::default());
     let mut names: Vec<Arc<str>> = Vec::with_capacity(list.len());
     let mut values = Vec::with_capacity(list.len());
     for (i, c) in list.iter().enumerate() {
@@ -274,14 +283,22 @@ fn parse_consumers(
         values.push(value);
     }
     let in_header = in_header.unwrap_or(false);
-    let keys = if in_header {
-        keys.iter().map(|k| k.to_ascii_lowercase()).collect()
+    let header_keys = if in_header {
+        keys.iter()
+            .enumerate()
+            .map(|(i, k)| {
+                http::HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
+                    FieldError::new(format!("keys[{i}]"), format!("{k:?} is not a header name"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?
     } else {
-        keys
+        Vec::new()
     };
     let stats = KeyAuthStats::register(ctx.registry, ctx.plugin, &names);
     Ok(Consumers {
         keys,
+        header_keys,
         in_header,
         in_query: in_query.unwrap_or(false),
         by_credential,

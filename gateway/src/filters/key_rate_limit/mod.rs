@@ -77,11 +77,15 @@ impl KeySource {
 #[derive(Debug)]
 pub struct KeyRateLimit {
     source: KeySource,
-    windows: HashMap<String, FixedWindow>,
+    windows: HashMap<String, FixedWindow, foldhash::fast::RandomState>,
     limited: Counter,
 }
 
 impl HttpFilter for KeyRateLimit {
+    fn acts_on_response(&self) -> bool {
+        false
+    }
+
     fn on_request_headers(&self, req: &mut RequestHeader, _: &MatchInput<'_>) -> FilterStatus {
         let key = self.source.read(req);
         let Some(window) = self.windows.get(key) else {
@@ -171,7 +175,10 @@ impl FilterFactory for KeyRateLimitFactory {
         if entries.is_empty() {
             return Err(FieldError::new("limit_keys", "must not be empty"));
         }
-        let mut windows = HashMap::with_capacity(entries.len());
+        let mut windows = HashMap::with_capacity_and_hasher(
+            entries.len(),
+            foldhash::fast::RandomState::default(),
+        );
         for (i, e) in entries.iter().enumerate() {
             let at = |err: FieldError| err.under(&format!("limit_keys[{i}]"));
             let key = config::opt_string(e, "key")

@@ -100,6 +100,10 @@ impl RequestBlock {
 }
 
 impl HttpFilter for RequestBlock {
+    fn acts_on_response(&self) -> bool {
+        false
+    }
+
     fn on_request_headers(&self, req: &mut RequestHeader, _: &MatchInput<'_>) -> FilterStatus {
         let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
         if self.url_blocked(path) || self.headers_blocked(req) {
