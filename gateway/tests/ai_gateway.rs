@@ -352,3 +352,136 @@ fn validate_checks_native_plugin_configurations() {
         "wasmplugins/key-auth.yaml: WasmPlugin higress-system/key-auth: spec.matchRules[1].config.allow: must not be empty"
     );
 }
+
+/// `examples/ai-gateway/` copied into a test directory, its model API pointed at `llm`,
+/// plus ai-statistics (token metrics per consumer).
+fn example_dir(llm: &Llm) -> ConfigDir {
+    let cfg = ConfigDir::new();
+    let root = test_support::repo_root().join("examples/ai-gateway");
+    let ai_proxy = test_support::wasm::plugin("gpustack-ai-proxy", "2.0.3-patched");
+    for sub in ["ingresses", "mcpbridges", "wasmplugins"] {
+        for e in std::fs::read_dir(root.join(sub)).unwrap() {
+            let p = e.unwrap().path();
+            let text = std::fs::read_to_string(&p)
+                .unwrap()
+                .replace("127.0.0.1:8000", &llm.addr.to_string())
+                .replace(
+                    "file://../../target/peers-venv/lib/python3.11/site-packages/gpustack_higress_plugins/plugins/gpustack-ai-proxy/2.0.3-patched/plugin.wasm",
+                    &format!("file://{}", ai_proxy.display()),
+                );
+            cfg.write(
+                &format!("{sub}/{}", p.file_name().unwrap().to_str().unwrap()),
+                &text,
+            );
+        }
+    }
+    cfg.wasm_plugin(
+        "ai-statistics",
+        &format!(
+            "file://{}",
+            test_support::wasm::plugin("ai-statistics", "2.0.0").display()
+        ),
+        "phase: UNSPECIFIED_PHASE\npriority: 200\ndefaultConfig: {}",
+    );
+    cfg
+}
+
+#[test]
+fn the_example_directory_serves_the_scenario_with_ai_proxy_streaming() {
+    use std::io::{Read, Write};
+    let llm = Llm::start();
+    let cfg = example_dir(&llm);
+    let cache = test_support::wasm::cache_dir();
+    let gw = Gateway::start_with(cfg.path(), &["--wasm-cache-dir", cache.to_str().unwrap()]);
+    for p in [
+        "key-auth",
+        "request-block",
+        "key-rate-limit",
+        "chatgpt-proxy",
+        "ai-proxy",
+        "ai-statistics",
+    ] {
+        gw.wait_plugin(p);
+    }
+    let get = |path: &str, key: &str| {
+        request(gw.http, "GET", "ai.test", path, &[("apikey", key)]).unwrap()
+    };
+    assert_eq!(get("/?text=Say,hello", "").status, 401);
+    assert_eq!(get("/?text=Say,hello", "yyyyyy").status, 403);
+    let r = get("/?text=Say,hello", "xxxxxx");
+    assert_eq!(
+        (r.status, r.json()["choices"][0]["text"].as_str()),
+        (200, Some("Hello from curie: Say,hello"))
+    );
+    assert_eq!(get("/?text=Mypassword=xxxxxx", "xxxxxx").status, 404);
+
+    // ai-proxy: a streamed chat completion arrives chunk by chunk.
+    let body = r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let mut s = std::net::TcpStream::connect(gw.http).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        s,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: ai.test\r\napikey: xxxxxx\r\nauthorization: Bearer client-token\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("\"Hi\"") {
+        let n = s
+            .read(&mut buf)
+            .expect("the first chunk before the upstream finishes");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let first = String::from_utf8_lossy(&got).to_string();
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(
+        !first.contains("[DONE]"),
+        "the upstream has not finished: {first}"
+    );
+    llm.finish_stream();
+    while !String::from_utf8_lossy(&got).contains("0\r\n\r\n") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "closed before the end: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    let all = String::from_utf8_lossy(&got);
+    assert!(all.contains("data: [DONE]"), "{all}");
+    // What ai-proxy sent the model: its token, the stream asked to include usage.
+    let seen = llm.seen();
+    let chat = seen
+        .iter()
+        .find(|s| s.path.ends_with("/chat/completions"))
+        .unwrap();
+    assert_eq!(chat.path, "/v1/chat/completions");
+    assert_eq!(
+        chat.header("authorization"),
+        Some("Bearer sk-example-token")
+    );
+    assert_eq!(chat.header("host"), Some("llm.example"));
+    assert_eq!(chat.header("x-mse-consumer"), Some("consumer1"));
+    assert_eq!(
+        chat.body["stream_options"]["include_usage"], true,
+        "{}",
+        chat.body
+    );
+
+    // Token usage per consumer, as Higress's AI dashboard reads it.
+    let labels = "ai_route=\"ai-api\",ai_cluster=\"outbound|80||llm.static\",ai_model=\"gpt-4o\",ai_consumer=\"consumer1\"";
+    test_support::wait_for("token metrics of consumer1", || {
+        (gw.metric(&format!(
+            "route_upstream_model_consumer_metric_total_token{{{labels}}}"
+        )) == Some(9.0))
+        .then_some(())
+    });
+    let entry = gw.wait_access("the streamed request's log line", |e| {
+        e["path"] == "/v1/chat/completions"
+    });
+    assert_eq!(entry["consumer"], "consumer1");
+}
