@@ -122,6 +122,8 @@ pub struct WasmRequest {
     /// The native filters that ran on the request headers, for the body and the
     /// response side.
     natives: Vec<NativeRun>,
+    /// The request's authority as native filters match it, read once.
+    authority: Option<http::HeaderValue>,
     /// The body the plugins left when it was held (sent upstream, and to retries).
     held_body: Option<Bytes>,
     /// A request header was edited by a plugin, and none asked to keep the route.
@@ -180,6 +182,7 @@ impl WasmRequest {
             // Allocated with the first Wasm context (a chain of native filters has none).
             ctxs: Vec::new(),
             natives: Vec::new(),
+            authority: None,
             held_body: None,
             reroute: false,
             keep_route: false,
@@ -552,17 +555,27 @@ impl WasmRequest {
         req: &mut RequestHeader,
         eos: bool,
     ) -> Step {
+        if self.authority.is_none() {
+            // A refcounted clone, not a copy: filters may then edit the request. Read
+            // once: a filter that rewrites the host does not move the request to other
+            // rules of the filters after it.
+            let from_uri = req.uri.authority().map(|a| a.as_str());
+            self.authority = Some(match from_uri {
+                Some(a) => {
+                    http::HeaderValue::from_str(a).unwrap_or(http::HeaderValue::from_static(""))
+                }
+                None => req
+                    .headers
+                    .get(http::header::HOST)
+                    .cloned()
+                    .unwrap_or(http::HeaderValue::from_static("")),
+            });
+        }
         let (filter, status) = {
-            // Refcounted clones, not copies: the filter may then edit the request.
-            let from_uri = req.uri.authority().cloned();
-            let from_host = match from_uri {
-                None => req.headers.get(http::header::HOST).cloned(),
-                Some(_) => None,
-            };
-            let authority = from_uri
+            let authority = self
+                .authority
                 .as_ref()
-                .map(|a| a.as_str())
-                .or_else(|| from_host.as_ref().and_then(|h| h.to_str().ok()))
+                .and_then(|h| h.to_str().ok())
                 .unwrap_or("");
             let input = MatchInput {
                 route: self.info.route_name.as_deref(),

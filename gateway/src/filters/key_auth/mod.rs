@@ -61,8 +61,8 @@ struct Consumers {
     header_keys: Vec<http::HeaderName>,
     in_header: bool,
     in_query: bool,
-    /// Credential to consumer index.
-    by_credential: HashMap<String, usize, foldhash::fast::RandomState>,
+    /// Credential to consumer index (looked up by the header's bytes).
+    by_credential: HashMap<Box<[u8]>, usize, foldhash::fast::RandomState>,
     names: Vec<Arc<str>>,
     /// The consumer's name as a header value, by index.
     values: Vec<HeaderValue>,
@@ -90,6 +90,12 @@ impl std::fmt::Debug for KeyAuth {
     }
 }
 
+fn drop_consumer(req: &mut RequestHeader) {
+    if req.headers.contains_key(&CONSUMER) {
+        req.remove_header(&CONSUMER);
+    }
+}
+
 fn deny(status: u16, body: &str) -> FilterStatus {
     FilterStatus::Reply(LocalReply {
         status,
@@ -101,9 +107,9 @@ fn deny(status: u16, body: &str) -> FilterStatus {
 
 impl KeyAuth {
     /// The key the request carries: `Err` with the denial when none or several.
-    fn key<'r>(&self, req: &'r RequestHeader) -> Result<&'r str, FilterStatus> {
+    fn key<'r>(&self, req: &'r RequestHeader) -> Result<&'r [u8], FilterStatus> {
         let c = &self.consumers;
-        let mut found: Option<&str> = None;
+        let mut found: Option<&[u8]> = None;
         let mut count = 0;
         if c.in_header {
             // A header sent twice is a repeated key, as a query parameter is.
@@ -111,7 +117,7 @@ impl KeyAuth {
                 for v in req.headers.get_all(k) {
                     if !v.is_empty() {
                         count += 1;
-                        found = Some(v.to_str().unwrap_or(""));
+                        found = Some(v.as_bytes());
                     }
                 }
             }
@@ -120,7 +126,7 @@ impl KeyAuth {
             for k in &c.keys {
                 for v in config::query_values(path, k) {
                     count += 1;
-                    found = Some(v);
+                    found = Some(v.as_bytes());
                 }
             }
         }
@@ -144,23 +150,27 @@ impl HttpFilter for KeyAuth {
     }
 
     fn on_request_headers(&self, req: &mut RequestHeader, _: &MatchInput<'_>) -> FilterStatus {
-        // Only this filter says who the consumer is.
-        if req.headers.contains_key(&CONSUMER) {
-            req.remove_header(&CONSUMER);
-        }
+        // Only this filter says who the consumer is: a client's value is dropped (on the
+        // way in, by the insert below; elsewhere here).
         if !self.enforce {
+            drop_consumer(req);
             return FilterStatus::Continue;
         }
         let c = &self.consumers;
         let consumer = match self.key(req) {
             Ok(key) => c.by_credential.get(key).copied(),
-            Err(denied) => return denied,
+            Err(denied) => {
+                drop_consumer(req);
+                return denied;
+            }
         };
         let Some(consumer) = consumer else {
+            drop_consumer(req);
             c.stats.unknown_key.inc();
             return deny(401, UNAUTHORIZED);
         };
-        // As the Go plugin: the name is recorded before the allow check.
+        // As the Go plugin: the name is recorded before the allow check. The insert
+        // replaces what the client sent.
         let _ = req.insert_header(CONSUMER, c.values[consumer].clone());
         if self.allow.as_ref().is_some_and(|a| !a.contains(&consumer)) {
             c.stats.forbidden.inc();
@@ -272,7 +282,10 @@ fn parse_consumers(
         let credential = config::string(c, "credential").map_err(at)?;
         let value = HeaderValue::from_str(&name)
             .map_err(|_| at(FieldError::new("name", "must be usable as a header value")))?;
-        if by_credential.insert(credential, i).is_some() {
+        if by_credential
+            .insert(credential.into_bytes().into_boxed_slice(), i)
+            .is_some()
+        {
             // The message never repeats the credential.
             return Err(at(FieldError::new(
                 "credential",

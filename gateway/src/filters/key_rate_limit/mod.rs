@@ -57,17 +57,16 @@ pub enum KeySource {
 }
 
 impl KeySource {
-    /// The request's key, `""` when it has none.
-    pub fn read<'r>(&self, req: &'r RequestHeader) -> &'r str {
+    /// The request's key, empty when it has none.
+    pub fn read<'r>(&self, req: &'r RequestHeader) -> &'r [u8] {
         match self {
-            KeySource::Header(h) => req
-                .headers
-                .get(h)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or(""),
+            KeySource::Header(h) => req.headers.get(h).map_or(&[], |v| v.as_bytes()),
             KeySource::Param(p) => {
                 let path = req.uri.path_and_query().map_or("", |p| p.as_str());
-                config::query_values(path, p).next().unwrap_or("")
+                config::query_values(path, p)
+                    .next()
+                    .unwrap_or("")
+                    .as_bytes()
             }
         }
     }
@@ -77,7 +76,7 @@ impl KeySource {
 #[derive(Debug)]
 pub struct KeyRateLimit {
     source: KeySource,
-    windows: HashMap<String, FixedWindow, foldhash::fast::RandomState>,
+    windows: HashMap<Box<[u8]>, FixedWindow, foldhash::fast::RandomState>,
     limited: Counter,
 }
 
@@ -186,7 +185,10 @@ impl FilterFactory for KeyRateLimitFactory {
                 .ok_or_else(|| at(FieldError::new("key", "is required")))?;
             let (count, window) = limit_of(e).map_err(at)?;
             if windows
-                .insert(key.clone(), FixedWindow::new(count, window))
+                .insert(
+                    key.clone().into_bytes().into_boxed_slice(),
+                    FixedWindow::new(count, window),
+                )
                 .is_some()
             {
                 return Err(at(FieldError::new(
