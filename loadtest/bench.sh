@@ -19,7 +19,9 @@
 # with a route carrying a regex path, request and response header control and CORS (the
 # requests carry an `Origin` it allows): what route policy from annotations costs;
 # `gw-keyauth` runs Higress's key-auth and key-rate-limit (named by their oci:// images,
-# so native) on every request (each carries consumer `bench`'s key).
+# so native) on every request (each carries consumer `bench`'s key); `gw-redis-limit`
+# runs cluster-key-rate-limit counting every request in a local redis-server (one EVAL
+# each), limits never reached.
 # Everything runs on 127.0.0.1, each proxy with one worker, one shared nginx backend.
 #
 # Environment:
@@ -76,7 +78,10 @@ fi
 CONNECTIONS=${CONNECTIONS:-32}
 WRK_THREADS=${WRK_THREADS:-1}
 HOST=bench.local
-TARGETS=(direct floor nginx haproxy gateway gw-norec gw-trace gw-wasm0 gw-wasm ngx-gzip hap-gzip gw-gzip ngx-tls gw-tls)
+# Every request carries it (bench_helper.py's API_KEY): consumer `bench` of gw-keyauth,
+# the key gw-redis-limit counts by; the other rows only parse it.
+API_KEY=bench-key-0123456789
+TARGETS=(direct floor nginx haproxy gateway gw-norec gw-trace gw-keyauth gw-redis-limit gw-wasm0 gw-wasm ngx-gzip hap-gzip gw-gzip ngx-tls gw-tls)
 PIN=${BENCH_PIN:-}
 if [[ -z $PIN ]]; then
   if (($(nproc) >= 2)) && command -v taskset >/dev/null 2>&1; then PIN=1; else PIN=0; fi
@@ -97,6 +102,8 @@ command -v python3 >/dev/null 2>&1 || missing+=("python3 (Debian package python3
 command -v timeout >/dev/null 2>&1 || missing+=("timeout (Debian package coreutils)")
 command -v openssl >/dev/null 2>&1 || missing+=("openssl (Debian package openssl)")
 command -v haproxy >/dev/null 2>&1 || [[ -x /usr/sbin/haproxy ]] || missing+=("haproxy (Debian package haproxy)")
+REDIS_SERVER=$(command -v redis-server || echo /usr/bin/redis-server)
+[[ -x $REDIS_SERVER ]] || missing+=("redis-server, for gw-redis-limit (Debian package redis-server)")
 if [[ -n $PLOT ]]; then
   command -v gnuplot >/dev/null 2>&1 || missing+=("gnuplot, for --plot (Debian package gnuplot-nox)")
 fi
@@ -205,7 +212,8 @@ wait_http() { # label log url timeout pid [host]
 
 read -r P_BACKEND P_NGINX P_FLOOR P_GW P_STATS P_ADMIN P_GW2 P_STATS2 P_ADMIN2 \
   P_GW3 P_STATS3 P_ADMIN3 P_ZIPKIN P_NGX_TLS P_GW_TLS P_HAP P_GW4 P_STATS4 P_ADMIN4 \
-  P_GW5 P_STATS5 P_ADMIN5 < <(python3 "$HELPER" ports 22)
+  P_GW5 P_STATS5 P_ADMIN5 P_GW6 P_STATS6 P_ADMIN6 P_GW7 P_STATS7 P_ADMIN7 P_REDIS \
+  < <(python3 "$HELPER" ports 29)
 
 # The HTTPS rows' certificate (wrk sends no useful SNI for 127.0.0.1: the gateway serves
 # it as the catch-all certificate, nginx as its only one).
@@ -330,6 +338,10 @@ python3 "$HELPER" gateway-config "$TMP/gwconf-wasm" "$P_BACKEND"
 python3 "$HELPER" gateway-wasm "$TMP/gwconf-wasm" "$TRANSFORMER"
 python3 "$HELPER" gateway-config "$TMP/gwconf-wasm0" "$P_BACKEND"
 python3 "$HELPER" gateway-wasm-noop "$TMP/gwconf-wasm0" "$ROOT/loadtest/wasm_noop.wat"
+python3 "$HELPER" gateway-config "$TMP/gwconf-keyauth" "$P_BACKEND"
+python3 "$HELPER" gateway-keyauth "$TMP/gwconf-keyauth"
+python3 "$HELPER" gateway-config "$TMP/gwconf-redis" "$P_BACKEND"
+python3 "$HELPER" gateway-redis-limit "$TMP/gwconf-redis" "$P_REDIS"
 
 # ------------------------------------------------------------------ start everything
 echo "== starting backend and proxies (temp dir $TMP) =="
@@ -342,6 +354,12 @@ start_nginx() { # name cpu -> pid in NGINX_PID
 }
 start_nginx backend 0
 PID_BACKEND=$NGINX_PID
+# gw-redis-limit's Redis, beside the backend.
+mkdir -p "$TMP/redis"
+"${ON_CPU0[@]}" "$REDIS_SERVER" --bind 127.0.0.1 --port "$P_REDIS" --save "" --appendonly no \
+  --dir "$TMP/redis" --logfile "$TMP/redis/redis.log" >/dev/null 2>&1 &
+PID_REDIS=$!
+PIDS+=("$PID_REDIS")
 wait_http "nginx backend" "$TMP/backend/error.log" "http://127.0.0.1:$P_BACKEND/" 10 "$PID_BACKEND" "$HOST"
 
 start_nginx proxy 1
@@ -388,6 +406,14 @@ gateway_args "$TMP/gwconf-wasm0" "$P_GW5" "$P_STATS5" "$P_ADMIN5"
 "${ON_CPU1[@]}" "$GATEWAY_BIN" "${GW_ARGS[@]}" >"$TMP/gw-wasm0.log" 2>&1 &
 PID_GW5=$!
 PIDS+=("$PID_GW5")
+gateway_args "$TMP/gwconf-keyauth" "$P_GW6" "$P_STATS6" "$P_ADMIN6"
+"${ON_CPU1[@]}" "$GATEWAY_BIN" "${GW_ARGS[@]}" >"$TMP/gw-keyauth.log" 2>&1 &
+PID_GW6=$!
+PIDS+=("$PID_GW6")
+gateway_args "$TMP/gwconf-redis" "$P_GW7" "$P_STATS7" "$P_ADMIN7"
+"${ON_CPU1[@]}" "$GATEWAY_BIN" "${GW_ARGS[@]}" >"$TMP/gw-redis-limit.log" 2>&1 &
+PID_GW7=$!
+PIDS+=("$PID_GW7")
 
 wait_http "nginx proxy" "$TMP/proxy/error.log" "http://127.0.0.1:$P_NGINX/" 10 "$PID_NGINX" "$HOST"
 wait_http "pingora-floor" "$TMP/floor.log" "http://127.0.0.1:$P_FLOOR/" 10 "$PID_FLOOR" "$HOST"
@@ -398,6 +424,22 @@ wait_http "gw-norec" "$TMP/gw-norec.log" "http://127.0.0.1:$P_GW2/" 30 "$PID_GW2
 wait_http "gw-trace" "$TMP/gw-trace.log" "http://127.0.0.1:$P_GW3/" 30 "$PID_GW3" "$HOST"
 wait_http "gw-wasm" "$TMP/gw-wasm.log" "http://127.0.0.1:$P_GW4/" 180 "$PID_GW4" "$HOST"
 wait_http "gw-wasm0" "$TMP/gw-wasm0.log" "http://127.0.0.1:$P_GW5/" 60 "$PID_GW5" "$HOST"
+# (wait-http sends no key: these two are waited for by their readiness.)
+wait_http "gw-keyauth" "$TMP/gw-keyauth.log" "http://127.0.0.1:$P_STATS6/healthz/ready" 30 "$PID_GW6"
+wait_http "gw-redis-limit" "$TMP/gw-redis-limit.log" "http://127.0.0.1:$P_STATS7/healthz/ready" 30 "$PID_GW7"
+# key-auth really runs (a request without the key gets 401), and the cluster limit
+# really counts in Redis (its key is there after one request).
+if [[ $(curl -s -o /dev/null -w '%{http_code}' -H "Host: $HOST" "http://127.0.0.1:$P_GW6/") != 401 ]]; then
+  echo "bench.sh: gw-keyauth does not authenticate (no 401 without a key)" >&2
+  show_log gw-keyauth "$TMP/gw-keyauth.log"
+  exit 1
+fi
+curl -s -o /dev/null -H "Host: $HOST" -H "apikey: $API_KEY" "http://127.0.0.1:$P_GW7/"
+if ! redis-cli -p "$P_REDIS" --scan --pattern 'higress-cluster-key-rate-limit:bench:*' | grep -q .; then
+  echo "bench.sh: gw-redis-limit counted nothing in Redis" >&2
+  show_log gw-redis-limit "$TMP/gw-redis-limit.log"
+  exit 1
+fi
 # The wasm rows must really run their plugin: its response header is there.
 check_plugin() { # label port value
   if ! curl -s -o /dev/null -D - -H "Host: $HOST" "http://127.0.0.1:$2/" | tr -d '\r' |
@@ -450,6 +492,8 @@ url_of() {
     gw-trace) echo "http://127.0.0.1:$P_GW3/" ;;
     gw-wasm) echo "http://127.0.0.1:$P_GW4/" ;;
     gw-wasm0) echo "http://127.0.0.1:$P_GW5/" ;;
+    gw-keyauth) echo "http://127.0.0.1:$P_GW6/" ;;
+    gw-redis-limit) echo "http://127.0.0.1:$P_GW7/" ;;
     ngx-gzip) echo "http://127.0.0.1:$P_NGINX/json10k" ;;
     gw-gzip) echo "http://127.0.0.1:$P_GW/json10k" ;;
     hap-gzip) echo "http://127.0.0.1:$P_HAP/json10k" ;;
@@ -469,6 +513,8 @@ pid_of() {
     gw-trace) echo "$PID_GW3" ;;
     gw-wasm) echo "$PID_GW4" ;;
     gw-wasm0) echo "$PID_GW5" ;;
+    gw-keyauth) echo "$PID_GW6" ;;
+    gw-redis-limit) echo "$PID_GW7" ;;
     ngx-gzip) echo "$PID_NGINX" ;;
     gw-gzip) echo "$PID_GW" ;;
     hap-gzip) echo "$PID_HAP" ;;
@@ -492,7 +538,7 @@ run_wrk() { # target seconds outfile
   [[ $1 == direct ]] && pin=("${ON_CPU1[@]}")
   [[ $1 == *-gzip ]] && extra=(-H "Accept-Encoding: gzip")
   "${pin[@]}" timeout -k 5 $(($2 + 30)) \
-    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$2"s -H "Host: $HOST" "${extra[@]}" --latency "$(url_of "$1")" \
+    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$2"s -H "Host: $HOST" -H "apikey: $API_KEY" "${extra[@]}" --latency "$(url_of "$1")" \
     >"$3" 2>&1 || echo "wrk exited with status $?" >>"$3"
 }
 
@@ -509,6 +555,8 @@ if ((WARMUP > 0)); then
   done
 fi
 n=${#TARGETS[@]}
+# Count gw-redis-limit's EVALs from here (warm-up and checks aside).
+redis-cli -p "$P_REDIS" CONFIG RESETSTAT >/dev/null
 CPU_BEFORE=$(head -n 1 /proc/stat)
 for ((r = 1; r <= ROUNDS; r++)); do
   # Rotate the order each round so no target always runs first or last.
@@ -546,13 +594,22 @@ python3 "$HELPER" cpu "$(getconf CLK_TCK)" "$RES/cpu.txt"
 
 echo
 echo "== RSS after load =="
-python3 "$HELPER" rss "gateway=$PID_GW" "gw-norec=$PID_GW2" "gw-trace=$PID_GW3" "gw-wasm=$PID_GW4" "gw-wasm0=$PID_GW5" "floor=$PID_FLOOR" "nginx-proxy=$PID_NGINX" "haproxy=$PID_HAP"
+python3 "$HELPER" rss "gateway=$PID_GW" "gw-norec=$PID_GW2" "gw-trace=$PID_GW3" "gw-keyauth=$PID_GW6" "gw-redis-limit=$PID_GW7" "gw-wasm=$PID_GW4" "gw-wasm0=$PID_GW5" "floor=$PID_FLOOR" "nginx-proxy=$PID_NGINX" "haproxy=$PID_HAP"
 echo "gw-trace: $(cat "$TMP/zipkin-spans.txt" 2>/dev/null || echo 0) spans reached the Zipkin collector;" \
   "$(curl -s "http://127.0.0.1:$P_STATS3/stats/prometheus" | awk '/^envoy_tracing_zipkin_spans_sent / {s=$2} /^gateway_tracing_spans_dropped_total\{provider="zipkin"/ {d+=$2} END {printf "exporter: %d sent, %d dropped", s, d}')"
 read -r SCRAPES SCRAPE_FAILS <"$TMP/scrapes.txt" || true
 echo "gateway /stats/prometheus scraped every 1 s during the run: ${SCRAPES:-0} scrapes, ${SCRAPE_FAILS:-?} failed"
 if [[ ${SCRAPE_FAILS:-1} != 0 ]]; then
   status=1
+fi
+
+# Redis commands gw-redis-limit sent per request over the whole load (goal: exactly 1).
+if [[ -n ${PID_REDIS:-} ]]; then
+  cmds=$(redis-cli -p "$P_REDIS" INFO commandstats | tr -d '\r' | awk -F'[=,:]' '/^cmdstat_eval:/ {print $3}')
+  reqs=$(awk '$1 == "gw-redis-limit" {n += $3} END {print n + 0}' "$RES/cpu.txt")
+  # (wrk counts completed requests; the few in flight when a run stops were sent too.)
+  echo "gw-redis-limit: ${cmds:-0} Redis EVALs for $reqs requests measured" \
+    "($(awk -v c="${cmds:-0}" -v r="$reqs" 'BEGIN {if (r > 0) printf "%.3f", c / r; else print "-"}') per request)"
 fi
 
 # ------------------------------------------------------------------ config changes
@@ -629,6 +686,8 @@ if [[ $INSTRUCTIONS == 1 ]]; then
   python3 "$HELPER" gateway-keyauth "$TMP/gwconf-keyauth"
   gateway_args "$TMP/gwconf-keyauth" "$C_HTTP" "$C_STATS" "$C_ADMIN"
   cg_run gw-keyauth "$GATEWAY_BIN" "${GW_ARGS[@]}"
+  gateway_args "$TMP/gwconf-redis" "$C_HTTP" "$C_STATS" "$C_ADMIN"
+  cg_run gw-redis-limit "$GATEWAY_BIN" "${GW_ARGS[@]}"
   python3 "$HELPER" instructions-summary "$CG/counts.txt"
 fi
 
@@ -648,6 +707,8 @@ if ((status != 0)); then
   show_log gw-trace "$TMP/gw-trace.log"
   show_log gw-wasm "$TMP/gw-wasm.log"
   show_log gw-wasm0 "$TMP/gw-wasm0.log"
+  show_log gw-keyauth "$TMP/gw-keyauth.log"
+  show_log gw-redis-limit "$TMP/gw-redis-limit.log"
   show_log pingora-floor "$TMP/floor.log"
   show_log "nginx proxy" "$TMP/proxy/error.log"
   show_log haproxy "$TMP/haproxy/haproxy.log"

@@ -554,20 +554,20 @@ def cmd_report(results_dir, targets):
     def med(t):
         return rows[t]["rps"] if t in rows else None
 
-    hdr = (f"{'target':<8} {'runs':>4} {'req/s (median)':>14} {'spread min..max':>19} "
+    hdr = (f"{'target':<14} {'runs':>4} {'req/s (median)':>14} {'spread min..max':>19} "
            f"{'p50 ms':>7} {'p99 ms':>7} {'CPU us/rq':>9} {'RSS MiB':>7} "
            f"{'/nginx':>6} {'/floor':>6} {'/direct':>7} {'errors':>6}")
     print(hdr)
     print("-" * len(hdr))
     for t in targets:
         if t not in rows:
-            print(f"{t:<8} {'-':>4} {'FAILED':>14}")
+            print(f"{t:<14} {'-':>4} {'FAILED':>14}")
             continue
         r = rows[t]
         spread = f"{r['min']:.0f}..{r['max']:.0f}"
         c = f"{cpu[t][0]:.1f}" if t in cpu else "-"
         m = f"{rss[t]:.1f}" if t in rss else "-"
-        print(f"{t:<8} {r['n']:>4} {r['rps']:>14.0f} {spread:>19} {r['p50']:>7.3f} {r['p99']:>7.3f} "
+        print(f"{t:<14} {r['n']:>4} {r['rps']:>14.0f} {spread:>19} {r['p50']:>7.3f} {r['p99']:>7.3f} "
               f"{c:>9} {m:>7} "
               f"{fmt_ratio(r['rps'], med('nginx')):>6} {fmt_ratio(r['rps'], med('floor')):>6} "
               f"{fmt_ratio(r['rps'], med('direct')):>7} {r['errors']:>6}")
@@ -584,6 +584,13 @@ def cmd_report(results_dir, targets):
           f"gw-wasm/nginx = {fmt_ratio(med('gw-wasm'), med('nginx'))}  "
           f"gw-gzip/ngx-gzip = {fmt_ratio(med('gw-gzip'), med('ngx-gzip'))} (10 KB JSON gzip'd at level 9, window 4 KB)  "
           f"gw-tls/ngx-tls = {fmt_ratio(med('gw-tls'), med('ngx-tls'))} (HTTPS, keep-alive, ECDSA P-256)")
+    for t, what, goal in (("gw-keyauth", "native key-auth + key-rate-limit", None),
+                          ("gw-redis-limit", "cluster-key-rate-limit, one Redis EVAL a request", 1.3)):
+        if t in cpu and "gateway" in cpu:
+            ratio = cpu[t][0] / cpu["gateway"][0]
+            goal_text = f", goal < {goal}x" if goal else ""
+            print(f"{t} CPU per request = {ratio:.2f}x gateway ({what}: "
+                  f"{cpu[t][0]:.1f} vs {cpu['gateway'][0]:.1f} us{goal_text})")
     if "gw-wasm" in rows and "gateway" in rows:
         w, g = rows["gw-wasm"], rows["gateway"]
         print(f"p99 added by the Wasm plugin: {w['p99'] - g['p99']:+.3f} ms "
@@ -598,6 +605,7 @@ def cmd_report(results_dir, targets):
     for a, b in (("gateway", "nginx"), ("gateway", "haproxy"), ("gateway", "floor"),
                  ("gateway", "gw-norec"),
                  ("gw-trace", "gateway"), ("gw-trace", "nginx"), ("gw-wasm", "gateway"),
+                 ("gw-keyauth", "gateway"), ("gw-redis-limit", "gateway"),
                  ("gw-wasm0", "gateway"), ("gw-wasm", "nginx"), ("gw-gzip", "ngx-gzip"),
                  ("gw-gzip", "hap-gzip"),
                  ("gw-tls", "ngx-tls"), ("gw-tls", "gateway")):
@@ -785,11 +793,12 @@ def cmd_cpu(hz, path):
     print(f"CPU per request in the proxy process (median over rounds; clock ticks of 1/{hz:.0f} s):")
     med = {}
     for t in ("direct", "floor", "nginx", "haproxy", "gateway", "gw-norec", "gw-trace",
-              "gw-wasm0", "gw-wasm", "ngx-gzip", "hap-gzip", "gw-gzip", "ngx-tls", "gw-tls"):
+              "gw-keyauth", "gw-redis-limit", "gw-wasm0", "gw-wasm", "ngx-gzip", "hap-gzip",
+              "gw-gzip", "ngx-tls", "gw-tls"):
         if t in per:
             med[t] = statistics.median(per[t])
             label = "backend" if t == "direct" else t
-            print(f"  {label:<9} {med[t]:7.1f} us/request  (min {min(per[t]):.1f}, max {max(per[t]):.1f})")
+            print(f"  {label:<14} {med[t]:7.1f} us/request  (min {min(per[t]):.1f}, max {max(per[t]):.1f})")
     if med.get("floor") and med.get("nginx") and "gateway" in med:
         extra = f", {med['gateway'] / med['haproxy']:.2f}x haproxy" if med.get("haproxy") else ""
         print(f"gateway CPU/request = {med['gateway'] / med['floor']:.2f}x floor, "
@@ -889,7 +898,7 @@ def cmd_instructions_summary(path):
             extra = v - counts["gw-norec"]
             ratios.append(f"{v / counts['gw-norec']:.3f}x gw-norec "
                           f"(recording: {extra:+.0f} instructions/request, {100 * extra / counts['gw-norec']:+.1f}%)")
-        print(f"  {label:<8} {v / 1000:7.1f}k instructions/request  {'  '.join(ratios)}")
+        print(f"  {label:<14} {v / 1000:7.1f}k instructions/request  {'  '.join(ratios)}")
 
 
 def main():

@@ -485,3 +485,24 @@ fn the_example_directory_serves_the_scenario_with_ai_proxy_streaming() {
     });
     assert_eq!(entry["consumer"], "consumer1");
 }
+
+#[test]
+fn native_plugins_off_loads_the_image_instead() {
+    let be = test_support::Backend::start("be");
+    let cfg = ConfigDir::routing_all_to(&be);
+    // A registry that refuses connections: with native plugins off the image must be
+    // pulled, so the plugin is rejected; with them on it runs without any pull.
+    let url = format!(
+        "oci://127.0.0.1:{}/plugins/key-auth:1.0.0",
+        test_support::free_port()
+    );
+    let spec = "defaultConfig:\n  consumers: [{name: a, credential: k}]\n  keys: [apikey]\n  in_header: true\n";
+    cfg.wasm_plugin("key-auth", &url, spec);
+    let off = Gateway::start_with(cfg.path(), &["--wasm-native-plugins", "off"]);
+    let error = off.wait_rejection("key-auth");
+    assert!(error.contains("spec.url"), "{error}");
+    assert_eq!(request(off.http, "GET", "a.test", "/", &[]).unwrap().status, 200);
+    let on = Gateway::start(cfg.path());
+    on.wait_plugin("key-auth");
+    assert_eq!(request(on.http, "GET", "a.test", "/", &[]).unwrap().status, 401);
+}
