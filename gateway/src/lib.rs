@@ -12,6 +12,7 @@ pub mod error;
 pub mod filters;
 pub mod model;
 pub mod proxy;
+pub mod redis;
 pub mod resources;
 pub mod server;
 pub mod snapshot;

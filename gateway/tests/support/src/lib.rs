@@ -9,6 +9,7 @@ pub mod client;
 pub mod kube;
 pub mod nginx;
 pub mod prometheus;
+pub mod redis;
 pub mod scripted;
 pub mod tls;
 pub mod tracing_peers;
