@@ -21,7 +21,7 @@ echo "$structure_out"
 # openssl (s_client checks which certificate the HTTPS listener serves; the benchmark
 # makes its certificate with it); haproxy (a benchmark target) and gnuplot-nox (its
 # --plot chart).
-export NEED_DEBS="nginx-light haproxy wrk dnsmasq-base curl openssl prometheus python3 python3-venv gnuplot-nox"
+export NEED_DEBS="nginx-light haproxy wrk dnsmasq-base curl openssl prometheus python3 python3-venv gnuplot-nox redis-server"
 export NEED_PEERS_VENV=1
 . scripts/prereqs.sh
 

@@ -279,11 +279,16 @@ async fn serve(
     }
     // The reader owns the FIFO; the writer sends it each answer before the command's
     // bytes leave, so a reply never finds its slot missing.
-    let (sent, sent_rx) = mpsc::unbounded_channel();
-    tokio::select! {
+    let (sent, mut sent_rx) = mpsc::unbounded_channel();
+    let error = tokio::select! {
         e = write_loop(requests, &mut writer, &sent) => e,
-        e = read_loop(reader, sent_rx, in_flight, timeout) => e,
+        e = read_loop(reader, &mut sent_rx, in_flight, timeout) => e,
+    };
+    // Answers the reader had not taken yet are failed with the rest.
+    while let Ok(slot) = sent_rx.try_recv() {
+        in_flight.push_back(slot);
     }
+    error
 }
 
 async fn write_loop(
@@ -328,7 +333,7 @@ async fn write_loop(
 
 async fn read_loop(
     mut reader: OwnedReadHalf,
-    mut sent: mpsc::UnboundedReceiver<InFlight>,
+    sent: &mut mpsc::UnboundedReceiver<InFlight>,
     in_flight: &mut VecDeque<InFlight>,
     timeout: Duration,
 ) -> RedisError {

@@ -24,13 +24,14 @@ fn bulk(s: &str) -> Reply {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelines_concurrent_calls_on_one_connection() {
     let server = RedisServer::start(None);
+    let addr = server.addr;
     let redis = client(5000);
     // Each caller gets its own reply back although they all share one connection.
     let calls = (0..500).map(|i| {
         let redis = redis.clone();
         async move {
             let arg = format!("value-{i}");
-            let reply = redis.query(server.addr, &[b"ECHO", arg.as_bytes()]).await;
+            let reply = redis.query(addr, &[b"ECHO", arg.as_bytes()]).await;
             (arg, reply)
         }
     });
@@ -195,8 +196,9 @@ async fn times_out_and_drops_the_connection_with_everything_pending() {
     let (slow, behind) = tokio::join!(slow, behind);
     assert!(matches!(slow, Err(RedisError::Timeout)), "{slow:?}");
     assert!(matches!(behind, Err(RedisError::Timeout)), "{behind:?}");
-    // The next call after the sleep gets a fresh connection.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Once the server has slept (redis-cli's PING waits for it), the next call gets a
+    // fresh connection.
+    assert_eq!(server.cli(&["PING"]), "PONG");
     assert_eq!(
         redis.query(server.addr, &[b"PING"]).await.unwrap(),
         Reply::Simple(Bytes::from_static(b"PONG"))

@@ -269,6 +269,7 @@ impl PluginSet {
             metrics,
             resolve: self.resolve.clone(),
             max_requests_per_io_cycle: AtomicU64::new(0),
+            redis: Default::default(),
         });
         let s = &self.deps.stats;
         let labels = [("plugin", name.as_str())];

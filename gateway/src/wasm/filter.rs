@@ -300,14 +300,14 @@ impl WasmRequest {
                 (answer, index)
             };
             let call = inflight.swap_remove(index);
-            let answer = answer.unwrap_or(None);
+            let answer = answer.unwrap_or_else(|_| call.lost());
             let ctx = &self.ctxs[c];
             let (id, slot, generation) = (ctx.id, ctx.slot.clone(), ctx.generation);
             let mut v = view(&self.info, session.req_header_mut());
             v.response = response.map(|r| r.0 as *const ResponseHeader);
             v.response_editable = response.is_some();
             let r = slot.run(Some(generation), |vm| {
-                vm.on_http_call_response(call.token, answer, id, Some(v))?;
+                vm.on_call_response(call.token, answer, id, Some(v))?;
                 Ok(vm.take_effects())
             });
             let e = match r {

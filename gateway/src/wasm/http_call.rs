@@ -1,7 +1,8 @@
-//! `proxy_http_call`: the requests plugins make to clusters (`outbound|<port>||<host>`),
-//! sent once the callback that made them has returned, over HTTP/1.1 to one endpoint of
-//! the cluster. The response (or a failure: no headers) goes back to the plugin's
-//! `proxy_on_http_call_response` on its root context, exactly once per token: by the
+//! The calls plugins make to clusters (`outbound|<port>||<host>`), sent once the
+//! callback that made them has returned: `proxy_http_call` over HTTP/1.1 to one endpoint
+//! of the cluster, `proxy_redis_call` through the plugin's Redis client. The answer (or
+//! a failure) goes back to the plugin's `proxy_on_http_call_response` or
+//! `proxy_on_redis_call_response` on its root context, exactly once per token: by the
 //! request that waits for it (`filter.rs`), or else by the VM's slot (`plugin.rs`).
 
 use std::net::SocketAddr;
@@ -12,7 +13,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
 
-use super::host::{CallResponse, PendingCall};
+use super::host::{CallAnswer, CallRequest, CallResponse, HttpRequest, PendingCall};
 
 /// Envoy's default for a call without a timeout is none; ours is bounded.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -23,11 +24,23 @@ const MAX_BODY: usize = 16 << 20;
 pub struct InFlight {
     pub token: u32,
     pub context: u32,
-    pub response: oneshot::Receiver<Option<CallResponse>>,
-    pub timeout: Duration,
+    pub response: oneshot::Receiver<CallAnswer>,
+    redis: bool,
 }
 
-/// Send `calls` to the endpoints `resolve` gives for their clusters.
+impl InFlight {
+    /// The answer of a call whose task ended without one (its runtime shut down).
+    pub fn lost(&self) -> CallAnswer {
+        if self.redis {
+            CallAnswer::Redis(None)
+        } else {
+            CallAnswer::Http(None)
+        }
+    }
+}
+
+/// Send `calls`: HTTP ones to the endpoints `resolve` gives for their clusters, Redis
+/// ones to the address resolved when the plugin made them.
 pub fn dispatch(
     calls: Vec<PendingCall>,
     resolve: &(dyn Fn(&str) -> Option<SocketAddr> + Send + Sync),
@@ -36,43 +49,71 @@ pub fn dispatch(
         .into_iter()
         .map(|call| {
             let (tx, rx) = oneshot::channel();
-            let timeout = call.timeout.unwrap_or(DEFAULT_TIMEOUT);
-            let endpoint = resolve(&call.cluster);
             let (token, context) = (call.token, call.context);
-            tokio::spawn(async move {
-                let r = match endpoint {
-                    Some(addr) => tokio::time::timeout(timeout, send(addr, call)).await,
-                    None => Ok(Err(format!("cluster {} has no endpoint", call.cluster))),
-                };
-                let r = match r {
-                    Ok(Ok(resp)) => Some(resp),
-                    Ok(Err(e)) => {
-                        tracing::debug!(error = %e, "plugin HTTP call failed");
-                        None
-                    }
-                    // Envoy answers a timed-out call with its router's local reply.
-                    Err(_) => Some(CallResponse {
-                        headers: vec![
-                            (b":status".to_vec(), b"504".to_vec()),
-                            (b"content-type".to_vec(), b"text/plain".to_vec()),
-                        ],
-                        body: b"upstream request timeout".to_vec(),
-                        trailers: Vec::new(),
-                    }),
-                };
-                let _ = tx.send(r);
-            });
+            let redis = matches!(call.request, CallRequest::Redis { .. });
+            match call.request {
+                CallRequest::Http(request) => send_http(request, resolve, tx),
+                CallRequest::Redis {
+                    client,
+                    addr,
+                    query,
+                } => {
+                    tokio::spawn(async move {
+                        // The client bounds the call by its timeout.
+                        let reply = match client.call(addr, query).await {
+                            Ok(reply) => Some(reply),
+                            Err(e) => {
+                                tracing::debug!(%addr, error = %e, "plugin Redis call failed");
+                                None
+                            }
+                        };
+                        let _ = tx.send(CallAnswer::Redis(reply));
+                    });
+                }
+            }
             InFlight {
                 token,
                 context,
                 response: rx,
-                timeout,
+                redis,
             }
         })
         .collect()
 }
 
-async fn send(addr: SocketAddr, call: PendingCall) -> Result<CallResponse, String> {
+fn send_http(
+    call: HttpRequest,
+    resolve: &(dyn Fn(&str) -> Option<SocketAddr> + Send + Sync),
+    tx: oneshot::Sender<CallAnswer>,
+) {
+    let timeout = call.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let endpoint = resolve(&call.cluster);
+    tokio::spawn(async move {
+        let r = match endpoint {
+            Some(addr) => tokio::time::timeout(timeout, send(addr, call)).await,
+            None => Ok(Err(format!("cluster {} has no endpoint", call.cluster))),
+        };
+        let r = match r {
+            Ok(Ok(resp)) => Some(resp),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "plugin HTTP call failed");
+                None
+            }
+            // Envoy answers a timed-out call with its router's local reply.
+            Err(_) => Some(CallResponse {
+                headers: vec![
+                    (b":status".to_vec(), b"504".to_vec()),
+                    (b"content-type".to_vec(), b"text/plain".to_vec()),
+                ],
+                body: b"upstream request timeout".to_vec(),
+                trailers: Vec::new(),
+            }),
+        };
+        let _ = tx.send(CallAnswer::Http(r));
+    });
+}
+
+async fn send(addr: SocketAddr, call: HttpRequest) -> Result<CallResponse, String> {
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect {addr}: {e}"))?;

@@ -220,9 +220,10 @@ impl VmSlot {
         for call in calls {
             let slot = self.clone();
             tokio::spawn(async move {
-                let resp = call.response.await.unwrap_or(None);
+                let lost = call.lost();
+                let resp = call.response.await.unwrap_or(lost);
                 let r = slot.run(Some(generation), |vm| {
-                    vm.on_http_call_response(call.token, resp, call.context, None)?;
+                    vm.on_call_response(call.token, resp, call.context, None)?;
                     Ok(vm.take_effects())
                 });
                 if let Ran::Done(effects) = r {

@@ -14,7 +14,9 @@ use std::time::Duration;
 use wasmtime::{Config, Engine, Instance, InstancePre, Linker, Module, Store, TypedFunc};
 
 use super::abi::AbiVersion;
-use super::host::{self, CallResponse, HostState, MemoryLimit, PendingCall, PluginShared};
+use super::host::{
+    self, CallAnswer, CallResponse, HostState, MemoryLimit, PendingCall, PluginShared,
+};
 use super::shared::QueueOwner;
 use super::stream::{Actions, StreamView};
 
@@ -232,6 +234,8 @@ struct Exports {
     on_done: Option<TypedFunc<i32, i32>>,
     on_delete: Option<TypedFunc<i32, ()>>,
     on_http_call_response: Option<CallResponseFn>,
+    /// `proxy_on_redis_call_response(root, token, status, response_size)`.
+    on_redis_call_response: Option<TypedFunc<(i32, i32, i32, i32), ()>>,
     on_tick: Option<TypedFunc<i32, ()>>,
     on_queue_ready: Option<TypedFunc<(i32, i32), ()>>,
 }
@@ -321,6 +325,7 @@ impl PluginVm {
             on_done: export!(&mut store, instance, "proxy_on_done"),
             on_delete: export!(&mut store, instance, "proxy_on_delete"),
             on_http_call_response: export!(&mut store, instance, "proxy_on_http_call_response"),
+            on_redis_call_response: export!(&mut store, instance, "proxy_on_redis_call_response"),
             on_tick: export!(&mut store, instance, "proxy_on_tick"),
             on_queue_ready: export!(&mut store, instance, "proxy_on_queue_ready"),
         };
@@ -496,9 +501,23 @@ impl PluginVm {
         self.stream_call(f, ctx, len, eos, view, false)
     }
 
-    /// An HTTP call's response, to the root context (`view` lent when the calling stream
-    /// still waits); `None` is a failed call.
-    pub fn on_http_call_response(
+    /// A call's answer, to the root context (`view` lent when the calling stream still
+    /// waits).
+    pub fn on_call_response(
+        &mut self,
+        token: u32,
+        answer: CallAnswer,
+        ctx: u32,
+        view: Option<StreamView>,
+    ) -> Result<(), Failure> {
+        match answer {
+            CallAnswer::Http(response) => self.on_http_call_response(token, response, ctx, view),
+            CallAnswer::Redis(reply) => self.on_redis_call_response(token, reply, ctx, view),
+        }
+    }
+
+    /// An HTTP call's response; `None` is a failed call.
+    fn on_http_call_response(
         &mut self,
         token: u32,
         response: Option<CallResponse>,
@@ -526,22 +545,53 @@ impl PluginVm {
             h.last_status = (status, Vec::new());
         }
         let root = self.root as i32;
-        // The stream's view is lent under its own id; the call starts on the root.
-        let r = {
-            let h = self.store.data_mut();
-            h.effective = self.root;
-            h.stream = view;
-            h.stream_ctx = if view.is_some() { ctx } else { 0 };
-            self.store.set_epoch_deadline(self.deadline_ticks);
-            let r = f.call(
-                &mut self.store,
-                (root, token as i32, nh as i32, nb as i32, nt as i32),
-            );
-            self.store.data_mut().stream = None;
-            r.map_err(|e| classify(&e, &self.store))
-        };
+        let r = self.root_callback(ctx, view, |store| {
+            f.call(store, (root, token as i32, nh as i32, nb as i32, nt as i32))
+        });
         self.store.data_mut().call_response = None;
         r
+    }
+
+    /// A Redis call's reply, readable as buffer 9 during the callback: status 0 and its
+    /// size, or 1 (`NetworkError`) and 0 for a failed call, as Higress's Envoy.
+    fn on_redis_call_response(
+        &mut self,
+        token: u32,
+        reply: Option<bytes::Bytes>,
+        ctx: u32,
+        view: Option<StreamView>,
+    ) -> Result<(), Failure> {
+        let Some(f) = self.f.on_redis_call_response.clone() else {
+            return Ok(());
+        };
+        let (status, size) = match &reply {
+            Some(r) => (0, r.len()),
+            None => (1, 0),
+        };
+        self.store.data_mut().redis_response = reply;
+        let root = self.root as i32;
+        let r = self.root_callback(ctx, view, |store| {
+            f.call(store, (root, token as i32, status, size as i32))
+        });
+        self.store.data_mut().redis_response = None;
+        r
+    }
+
+    /// Runs `call` on the root context, with the stream's view lent under its own id.
+    fn root_callback(
+        &mut self,
+        ctx: u32,
+        view: Option<StreamView>,
+        call: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<()>,
+    ) -> Result<(), Failure> {
+        let h = self.store.data_mut();
+        h.effective = self.root;
+        h.stream = view;
+        h.stream_ctx = if view.is_some() { ctx } else { 0 };
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let r = call(&mut self.store);
+        self.store.data_mut().stream = None;
+        r.map_err(|e| classify(&e, &self.store))
     }
 
     pub fn on_tick(&mut self) -> Result<(), Failure> {

@@ -1,5 +1,5 @@
 //! Buffers: the request and response bodies a callback is lent, an HTTP call's response
-//! body, and the plugin's and VM's configuration.
+//! body, a Redis call's reply, and the plugin's and VM's configuration.
 
 use bytes::BytesMut;
 
@@ -21,13 +21,17 @@ fn buffer_bytes(state: &HostState, which: i32) -> Result<Vec<u8>, Status> {
             .as_ref()
             .map(|r| r.body.clone())
             .ok_or(Status::NotFound),
+        buffer::REDIS_CALL_RESPONSE => state
+            .redis_response
+            .as_ref()
+            .map(|r| r.to_vec())
+            .ok_or(Status::NotFound),
         buffer::PLUGIN_CONFIGURATION => Ok(state.plugin.config.clone()),
         buffer::VM_CONFIGURATION => Ok(state.plugin.vm_config.clone()),
         buffer::DOWNSTREAM_DATA
         | buffer::UPSTREAM_DATA
         | buffer::GRPC_RECEIVE
-        | buffer::CALL_DATA
-        | buffer::REDIS_CALL_RESPONSE => Err(Status::NotFound),
+        | buffer::CALL_DATA => Err(Status::NotFound),
         _ => Err(Status::BadArgument),
     }
 }

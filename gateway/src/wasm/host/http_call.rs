@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::memory::{code, give, ok, read, read_str, write_u32, write_u64, Ret};
-use super::state::PendingCall;
+use super::state::{CallRequest, HttpRequest, PendingCall};
 use crate::wasm::abi::{self, Status};
 
 host_fns! { "env" -> Ret;
@@ -48,10 +48,12 @@ host_fns! { "env" -> Ret;
         st.pending_calls.push(PendingCall {
             token,
             context,
-            cluster,
-            headers,
-            body,
-            timeout: (timeout > 0).then(|| Duration::from_millis(timeout as u32 as u64)),
+            request: CallRequest::Http(HttpRequest {
+                cluster,
+                headers,
+                body,
+                timeout: (timeout > 0).then(|| Duration::from_millis(timeout as u32 as u64)),
+            }),
         });
         code(write_u32(&mut c, tokp, token))
     }

@@ -9,6 +9,7 @@
 //! - `buffers.rs`: bodies, HTTP call bodies, plugin and VM configuration;
 //! - `properties.rs`: `proxy_get_property` / `proxy_set_property`;
 //! - `http_call.rs`: `proxy_http_call`, its status, the clock and tick timer;
+//! - `redis.rs`: `proxy_redis_init` and `proxy_redis_call` (Higress's extension);
 //! - `shared.rs`: shared data and shared queues;
 //! - `metrics.rs`: plugin-defined metrics;
 //! - `unsupported.rs`: functions linked but not supported yet;
@@ -24,7 +25,7 @@
 //! `poll_oneoff` returns at once (Go's `usleep` needs success, not sleep), as Higress's
 //! host does.
 //!
-//! Host functions the gateway does not support yet (gRPC calls, Redis, data injection,
+//! Host functions the gateway does not support yet (gRPC calls, data injection,
 //! upstream host override) are linked and return `Unimplemented` (12), logged once per
 //! VM, so modules of every SDK instantiate. See `docs/wasm.md`.
 
@@ -79,6 +80,7 @@ mod logging;
 mod memory;
 mod metrics;
 mod properties;
+mod redis;
 mod shared;
 mod state;
 mod unsupported;
@@ -86,7 +88,10 @@ mod wasi;
 
 use wasmtime::Linker;
 
-pub use state::{CallResponse, HostState, MemoryLimit, PendingCall, PluginShared, Resolver};
+pub use state::{
+    CallAnswer, CallRequest, CallResponse, HostState, HttpRequest, MemoryLimit, PendingCall,
+    PluginShared, RedisClients, Resolver,
+};
 
 /// The linker every VM is instantiated from: `env` (Proxy-Wasm) and WASI preview 1.
 pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostState>> {
@@ -101,6 +106,7 @@ pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostState>> 
     buffers::add(&mut l)?;
     properties::add(&mut l)?;
     http_call::add(&mut l)?;
+    redis::add(&mut l)?;
     shared::add(&mut l)?;
     metrics::add(&mut l)?;
     unsupported::add(&mut l)?;

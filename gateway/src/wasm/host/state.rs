@@ -1,15 +1,18 @@
 //! What a VM's host functions work on: the store data of one VM ([`HostState`]), what
-//! every VM of a plugin shares ([`PluginShared`]), and the HTTP calls a plugin makes.
+//! every VM of a plugin shares ([`PluginShared`]), and the HTTP and Redis calls a plugin
+//! makes.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use bytes::Bytes;
 use wasmtime::{Memory, ResourceLimiter, TypedFunc};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
+use crate::redis::{RedisClient, RedisOptions};
 use crate::wasm::metrics::PluginMetrics;
 use crate::wasm::shared::{QueueOwner, SharedSpace};
 use crate::wasm::stream::{Actions, StreamView};
@@ -33,21 +36,64 @@ pub struct PluginShared {
     /// The value of `set_global_max_requests_per_io_cycle`, recorded (Pingora has no
     /// per-IO-cycle request limit to set).
     pub max_requests_per_io_cycle: AtomicU64,
+    /// The Redis clients of `proxy_redis_init`, one per set of options, shared by the
+    /// plugin's VMs (so by every worker thread): their connections are too.
+    pub redis: RedisClients,
+}
+
+/// Redis clients by the options they were made with.
+#[derive(Default)]
+pub struct RedisClients(Mutex<HashMap<RedisOptions, RedisClient>>);
+
+impl RedisClients {
+    /// The client for `options`, made on first use.
+    pub fn get(&self, options: RedisOptions) -> RedisClient {
+        let mut clients = self.0.lock().unwrap();
+        clients
+            .entry(options)
+            .or_insert_with_key(|o| RedisClient::new(o.clone()))
+            .clone()
+    }
 }
 
 /// Finds an endpoint of a cluster by name in the current config.
 pub type Resolver = Arc<dyn Fn(&str) -> Option<SocketAddr> + Send + Sync>;
 
-/// An HTTP call a plugin made, to be sent once its callback has returned.
+/// A call a plugin made (HTTP or Redis), to be sent once its callback has returned.
 #[derive(Debug)]
 pub struct PendingCall {
     pub token: u32,
     /// The context that made it (effective context at the time).
     pub context: u32,
+    pub request: CallRequest,
+}
+
+#[derive(Debug)]
+pub enum CallRequest {
+    /// `proxy_http_call`.
+    Http(HttpRequest),
+    /// `proxy_redis_call`: one RESP-encoded command for `addr`.
+    Redis {
+        client: RedisClient,
+        addr: SocketAddr,
+        query: Bytes,
+    },
+}
+
+#[derive(Debug)]
+pub struct HttpRequest {
     pub cluster: String,
     pub headers: Vec<(Vec<u8>, Vec<u8>)>,
     pub body: Vec<u8>,
     pub timeout: Option<Duration>,
+}
+
+/// What comes back for a call; `None` is a failed call.
+#[derive(Debug)]
+pub enum CallAnswer {
+    Http(Option<CallResponse>),
+    /// The raw bytes of the one reply (an error reply included).
+    Redis(Option<Bytes>),
 }
 
 /// The response of an HTTP call, readable while its callback runs.
@@ -109,6 +155,10 @@ pub struct HostState {
     pub pending_calls: Vec<PendingCall>,
     pub next_token: u32,
     pub call_response: Option<CallResponse>,
+    /// The Redis reply being delivered (buffer 9).
+    pub redis_response: Option<Bytes>,
+    /// The client `proxy_redis_init` chose for each cluster (its name without `?...`).
+    pub redis_clusters: HashMap<String, RedisClient>,
     /// `proxy_get_status` of the last HTTP call: code and message.
     pub last_status: (u32, Vec<u8>),
     pub tick_ms: u32,
@@ -143,6 +193,8 @@ impl HostState {
             pending_calls: Vec::new(),
             next_token: 0,
             call_response: None,
+            redis_response: None,
+            redis_clusters: HashMap::new(),
             last_status: (0, Vec::new()),
             tick_ms: 0,
             queue_owner: None,

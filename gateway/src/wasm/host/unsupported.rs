@@ -1,5 +1,5 @@
 //! Host functions linked so that modules of every SDK instantiate, but not supported
-//! yet (gRPC calls, Redis, data injection, upstream hosts): each returns
+//! yet (gRPC calls, data injection, upstream hosts): each returns
 //! `Unimplemented` and is logged once per VM.
 
 use wasmtime::Caller;
@@ -63,14 +63,6 @@ host_fns! { "env" -> Ret;
     }
 
     fn proxy_grpc_close(mut c, _: i32) {
-        unimplemented(&mut c, NAME)
-    }
-
-    fn proxy_redis_init(mut c, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32) {
-        unimplemented(&mut c, NAME)
-    }
-
-    fn proxy_redis_call(mut c, _: i32, _: i32, _: i32, _: i32, _: i32) {
         unimplemented(&mut c, NAME)
     }
 
