@@ -121,6 +121,11 @@ struct Common {
     /// Write /tmp/perf-<pid>.map so `perf` names the plugins' compiled functions.
     #[arg(long, env = "GATEWAY_WASM_PERF_MAP")]
     wasm_perf_map: bool,
+    /// OCI registries (`host[:port]`, or a host for all its ports; `*` for all) to pull
+    /// Wasm plugin images from over plain HTTP instead of HTTPS; Higress's
+    /// `WASM_INSECURE_REGISTRIES`.
+    #[arg(long, env = "WASM_INSECURE_REGISTRIES", value_delimiter = ',')]
+    wasm_insecure_registries: Vec<String>,
 }
 
 /// `1048576`, `512KiB`, `64MiB`, `1GiB`.
@@ -197,6 +202,12 @@ fn options(common: &Common, config_dir: PathBuf) -> Options {
         },
         wasm_cache_dir: common.wasm_cache_dir.clone(),
         wasm_perf_map: common.wasm_perf_map,
+        wasm_insecure_registries: common
+            .wasm_insecure_registries
+            .iter()
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty())
+            .collect(),
     }
 }
 

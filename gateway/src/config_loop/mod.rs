@@ -227,7 +227,18 @@ impl ConfigLoop {
                     }
                 }
                 if let Resource::WasmPlugin(wp) = &res {
-                    if let Err(e) = self.plugins.upsert(&key, wp) {
+                    let pull_secret = wp.spec.image_pull_secret.as_ref().and_then(|name| {
+                        let at = ResourceKey {
+                            kind: Kind::Secret,
+                            namespace: key.namespace.clone(),
+                            name: name.clone(),
+                        };
+                        match self.objects.get(&at).map(|(_, r)| &**r) {
+                            Some(Resource::Secret(s)) => Some(s),
+                            _ => None,
+                        }
+                    });
+                    if let Err(e) = self.plugins.upsert(&key, wp, pull_secret) {
                         self.reject(key, origin, e);
                         return false;
                     }

@@ -34,6 +34,7 @@ impl Fixture {
             stats: server.wasm.clone(),
             registry: server.registry.clone(),
             config_dir: std::env::temp_dir(),
+            oci: Default::default(),
         };
         let (cl, dns_names) = ConfigLoop::new(
             LoopOptions {
