@@ -3,7 +3,8 @@
 //! publishes: the real gateway pulls `transformer` 2.0.0 and a request shows its header
 //! edits; a restart with the registry down runs from the cache; a wrong `sha256` and an
 //! unreachable registry are refused while the running plugin stays; an htpasswd
-//! registry is pulled from with an `imagePullSecret`'s credentials.
+//! registry is pulled from with an `imagePullSecret`'s credentials, also when the Secret
+//! comes after the plugin.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use test_support::wasm::{plugin, LOAD_WAIT};
-use test_support::{free_port, repo_root, request, Backend, ConfigDir, Gateway};
+use test_support::{free_port, repo_root, request, wait_for, Backend, ConfigDir, Gateway};
 
 const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
@@ -291,4 +292,23 @@ fn an_image_pull_secret_gives_the_registry_credentials() {
         "{e}"
     );
     assert_eq!(seen(&gw)["x-private"], "yes");
+    // The Secret coming later (as Kubernetes watchers may list it) applies the plugin.
+    cfg.write(
+        "secrets/nope.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: nope\ntype: kubernetes.io/dockerconfigjson\nstringData:\n  .dockerconfigjson: '{docker_config}'\n"
+        ),
+    );
+    // (Not wait_plugin: the rejection shows until the retry replaces it.)
+    wait_for("the plugin to be applied with the new Secret", || {
+        gw.chain()
+            .contains(&"higress-system.missing".to_string())
+            .then_some(())
+    });
+    let h = seen(&gw);
+    assert_eq!(
+        (&h["x-private"], &h["x-missing"]),
+        (&"yes".into(), &"1".into()),
+        "{h}"
+    );
 }
