@@ -1,6 +1,6 @@
 //! Where plugin modules come from: `file://` paths (absolute, or relative to the config
 //! directory) and `http(s)://` downloads, checked against `spec.sha256` when it is set,
-//! and OCI images (`oci.rs`, where `spec.sha256` is the manifest digest); compiled once
+//! and OCI images (`oci/`, where `spec.sha256` is the manifest digest); compiled once
 //! per content hash (and kept compiled on disk by wasmtime's cache across restarts).
 
 use std::collections::HashMap;
