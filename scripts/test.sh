@@ -20,8 +20,10 @@ echo "$structure_out"
 # compiled Higress Wasm plugins, and kubectl v1.33 + helm from a wheel) prereqs.sh builds once;
 # openssl (s_client checks which certificate the HTTPS listener serves; the benchmark
 # makes its certificate with it); haproxy (a benchmark target) and gnuplot-nox (its
-# --plot chart).
-export NEED_DEBS="nginx-light haproxy wrk dnsmasq-base curl openssl prometheus python3 python3-venv gnuplot-nox redis-server"
+# --plot chart); redis-server (cluster-key-rate-limit and proxy_redis_* tests);
+# docker-registry (a real OCI registry on loopback that
+# gateway/tests/oci.rs pushes plugin images to with scripts/oci-push.py).
+export NEED_DEBS="nginx-light haproxy wrk dnsmasq-base curl openssl prometheus python3 python3-venv gnuplot-nox redis-server docker-registry"
 export NEED_PEERS_VENV=1
 . scripts/prereqs.sh
 

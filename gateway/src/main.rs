@@ -131,6 +131,11 @@ struct Common {
         default_value = "on"
     )]
     wasm_native_plugins: Switch,
+    /// OCI registries (`host[:port]`, or a host for all its ports; `*` for all) to pull
+    /// Wasm plugin images from over plain HTTP instead of HTTPS; Higress's
+    /// `WASM_INSECURE_REGISTRIES`.
+    #[arg(long, env = "WASM_INSECURE_REGISTRIES", value_delimiter = ',')]
+    wasm_insecure_registries: Vec<String>,
 }
 
 /// `1048576`, `512KiB`, `64MiB`, `1GiB`.
@@ -208,6 +213,12 @@ fn options(common: &Common, config_dir: PathBuf) -> Options {
         wasm_cache_dir: common.wasm_cache_dir.clone(),
         wasm_perf_map: common.wasm_perf_map,
         wasm_native_plugins: common.wasm_native_plugins == Switch::On,
+        wasm_insecure_registries: common
+            .wasm_insecure_registries
+            .iter()
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty())
+            .collect(),
     }
 }
 

@@ -71,6 +71,8 @@ pub struct Options {
     pub wasm_perf_map: bool,
     /// Run Higress's core plugins natively when an `oci://` image names one.
     pub wasm_native_plugins: bool,
+    /// OCI registries pulled from over plain HTTP (`*`: all).
+    pub wasm_insecure_registries: Vec<String>,
 }
 
 /// Where the first config comes from.
@@ -138,6 +140,10 @@ fn start_control_plane(
         stats: stats.wasm.clone(),
         registry: stats.registry.clone(),
         config_dir: opts.config_dir.clone(),
+        oci: crate::wasm::oci::OciOptions {
+            insecure: opts.wasm_insecure_registries.clone(),
+            cache_dir: crate::wasm::oci::default_dir(opts.wasm_cache_dir.as_deref()),
+        },
     };
     let resolver_addr = opts.dns_resolver;
     let refresh = opts.dns_refresh;

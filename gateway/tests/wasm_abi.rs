@@ -311,12 +311,14 @@ fn refused_config_and_unloadable_modules_keep_the_running_plugin() {
             "spec.sha256: the module's sha256 is",
         ),
         (
+            // Port 1 on loopback refuses at once (no network needed); nothing is cached
+            // for it.
             wasm_plugin_yaml(
                 "wat",
-                "oci://higress-registry.cn-hangzhou.cr.aliyuncs.com/plugins/transformer:2.0.0",
+                "oci://127.0.0.1:1/plugins/transformer:2.0.0",
                 "",
             ),
-            "pulling OCI images is not supported yet; use file:// or http(s)://",
+            "spec.url: oci://127.0.0.1:1/plugins/transformer:2.0.0: registry 127.0.0.1:1 unreachable",
         ),
     ];
     for (yaml, want) in cases {

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 use crate::controllers::ConfigmapMgr;
 use crate::dns::DnsAnswer;
 use crate::resources::configmap::HIGRESS_CONFIG_NAME;
-use crate::resources::{Kind, McpBridge, Resource, ResourceKey};
+use crate::resources::{Kind, McpBridge, Resource, ResourceKey, WasmPlugin};
 use crate::snapshot::SnapshotCell;
 use crate::sources::Change;
 use crate::stats::{ClusterStatsCache, ConfigStats, StatNamePattern, TracerStats};
@@ -95,6 +95,10 @@ pub struct ConfigLoop {
     tracing: TracingDeps,
     /// The WasmPlugins' loaded plugins.
     plugins: PluginSet,
+    /// WasmPlugins rejected because the Secret their `spec.imagePullSecret` names was not
+    /// there, with that Secret's key: applied again when it comes (the Kubernetes watchers
+    /// list kinds in no set order).
+    awaiting_secret: BTreeMap<ResourceKey, (ResourceKey, String, WasmPlugin)>,
     /// The tracer of the current snapshot.
     tracer: Option<Arc<Tracer>>,
     dns_names: watch::Sender<Vec<String>>,
@@ -123,6 +127,7 @@ impl ConfigLoop {
             warnings: Vec::new(),
             not_enforced: Vec::new(),
             plugins: PluginSet::new(wasm, snapshot.clone()),
+            awaiting_secret: BTreeMap::new(),
             snapshot,
             status,
             stats,
@@ -181,6 +186,7 @@ impl ConfigLoop {
                 tracing::info!(file = %origin, object = %key, "object deleted");
                 if key.kind == Kind::WasmPlugin {
                     self.plugins.remove(&key);
+                    self.awaiting_secret.remove(&key);
                 }
                 Arc::make_mut(&mut self.objects).remove(&key).is_some()
             }
@@ -189,6 +195,7 @@ impl ConfigLoop {
                 origin,
                 result,
             } => {
+                self.awaiting_secret.remove(&key);
                 let res = match result {
                     Ok(r) => r,
                     Err(e) => {
@@ -227,7 +234,33 @@ impl ConfigLoop {
                     }
                 }
                 if let Resource::WasmPlugin(wp) = &res {
-                    if let Err(e) = self.plugins.upsert(&key, wp) {
+                    let pull_secret = wp.spec.image_pull_secret.as_ref().and_then(|name| {
+                        let at = ResourceKey {
+                            kind: Kind::Secret,
+                            namespace: key.namespace.clone(),
+                            name: name.clone(),
+                        };
+                        match self.objects.get(&at).map(|(_, r)| &**r) {
+                            Some(Resource::Secret(s)) => Some(s),
+                            _ => None,
+                        }
+                    });
+                    let missing_secret = pull_secret.is_none();
+                    if let Err(e) = self.plugins.upsert(&key, wp, pull_secret) {
+                        if let Some(name) = wp
+                            .spec
+                            .image_pull_secret
+                            .as_ref()
+                            .filter(|_| missing_secret)
+                        {
+                            let secret = ResourceKey {
+                                kind: Kind::Secret,
+                                namespace: key.namespace.clone(),
+                                name: name.clone(),
+                            };
+                            self.awaiting_secret
+                                .insert(key.clone(), (secret, origin.clone(), wp.clone()));
+                        }
                         self.reject(key, origin, e);
                         return false;
                     }
@@ -239,10 +272,35 @@ impl ConfigLoop {
                 }
                 self.rejected.remove(&key);
                 let res = Arc::new(res);
+                let secret = (key.kind == Kind::Secret).then(|| key.clone());
                 let prev = Arc::make_mut(&mut self.objects).insert(key, (origin, res.clone()));
-                mesh_changed || prev.map(|(_, r)| r) != Some(res)
+                let changed = mesh_changed || prev.map(|(_, r)| r) != Some(res);
+                changed | secret.is_some_and(|s| self.retry_awaiting(&s))
             }
         }
+    }
+
+    /// Apply again the WasmPlugins that waited for Secret `secret`. Returns whether the
+    /// resource set changed.
+    fn retry_awaiting(&mut self, secret: &ResourceKey) -> bool {
+        let due: Vec<ResourceKey> = self
+            .awaiting_secret
+            .iter()
+            .filter(|(_, (s, _, _))| s == secret)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut changed = false;
+        for key in due {
+            if let Some((_, origin, wp)) = self.awaiting_secret.remove(&key) {
+                tracing::info!(object = %key, secret = %secret, "the pull secret arrived; applying the WasmPlugin again");
+                changed |= self.apply_change(Change::Upsert {
+                    key,
+                    origin,
+                    result: Ok(Resource::WasmPlugin(wp)),
+                });
+            }
+        }
+        changed
     }
 
     fn reject(&mut self, key: ResourceKey, origin: String, error: String) {

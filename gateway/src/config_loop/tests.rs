@@ -35,6 +35,7 @@ impl Fixture {
             stats: server.wasm.clone(),
             registry: server.registry.clone(),
             config_dir: std::env::temp_dir(),
+            oci: Default::default(),
         };
         let (cl, dns_names) = ConfigLoop::new(
             LoopOptions {

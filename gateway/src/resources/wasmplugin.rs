@@ -50,14 +50,17 @@ pub struct WasmPluginSpec {
     /// plugins the gateway implements natively (`key-auth`, ...) runs that. Required.
     #[schemars(with = "Option<String>", transform = no_default)]
     pub url: String,
-    /// SHA-256 of the module, 64 hex digits, checked for every source. Default: not
-    /// checked.
+    /// SHA-256, 64 hex digits: of the module for `file://` and `http(s)://`, of the
+    /// image's manifest for an OCI image (an `@sha256:` digest in `url` stands in when
+    /// unset). Default: not checked.
     pub sha256: Option<String>,
-    /// When to pull an OCI image: `UNSPECIFIED_POLICY`, `IfNotPresent` or `Always`. Not
-    /// enforced (OCI pulls are not supported).
+    /// When to pull an OCI image: `IfNotPresent` uses the image pulled before, `Always`
+    /// asks the registry (the cached image only when it cannot be reached);
+    /// `UNSPECIFIED_POLICY` is `IfNotPresent`, `Always` for the tag `latest`.
     #[schemars(with = "PullPolicy", transform = default_of::<PullPolicy>)]
     pub image_pull_policy: Option<String>,
-    /// Secret with the OCI registry's pull credentials. Not enforced.
+    /// A `kubernetes.io/dockerconfigjson` Secret in the plugin's namespace with the OCI
+    /// registry's pull credentials. Default: none (anonymous pulls).
     pub image_pull_secret: Option<String>,
     /// PEM public key that signed OCI images are verified with. Not enforced.
     pub verification_key: Option<String>,

@@ -21,12 +21,13 @@ use telemetry::stats::Registry;
 use crate::filters::{BuildContext, ChainEntry, FilterFamilies, NativeFilter};
 use crate::model::plugin_chain::{self, Phase};
 use crate::resources::wasmplugin;
-use crate::resources::{ResourceKey, WasmPlugin};
+use crate::resources::{ResourceKey, Secret, WasmPlugin};
 use crate::snapshot::SnapshotCell;
 use crate::stats::WasmStats;
 use crate::wasm::host::{PluginShared, Resolver};
 use crate::wasm::metrics::PluginMetrics;
 use crate::wasm::module_store::{ModuleSource, ModuleStore};
+use crate::wasm::oci::{OciOptions, PullPolicy, PullRequest};
 use crate::wasm::plugin::{LoadedPlugin, PluginStats};
 use crate::wasm::shared::SharedSpace;
 use crate::wasm::vm::{Limits, Runtime};
@@ -46,6 +47,8 @@ pub struct WasmDeps {
     pub registry: Arc<Registry>,
     /// Where relative `file://` paths start.
     pub config_dir: PathBuf,
+    /// How OCI images are pulled and where they are kept.
+    pub oci: OciOptions,
 }
 
 /// What decides whether a changed object needs a new plugin.
@@ -173,8 +176,8 @@ impl PluginSet {
             snap.clusters.get(cluster)?.pick(&[]).map(|(_, addr)| addr)
         });
         PluginSet {
+            modules: ModuleStore::new(deps.oci.clone()),
             runtime: OnceLock::new(),
-            modules: ModuleStore::default(),
             loaded: BTreeMap::new(),
             metrics: HashMap::new(),
             native_stats: FilterFamilies::register(&deps.registry),
@@ -197,8 +200,14 @@ impl PluginSet {
         Ok(self.runtime.get_or_init(|| rt).clone())
     }
 
-    /// Load (or keep) the plugin of `wp`. The error names the field at fault.
-    pub fn upsert(&mut self, key: &ResourceKey, wp: &WasmPlugin) -> Result<(), String> {
+    /// Load (or keep) the plugin of `wp`; `pull_secret` is the Secret its
+    /// `spec.imagePullSecret` names, when there is one. The error names the field at fault.
+    pub fn upsert(
+        &mut self,
+        key: &ResourceKey,
+        wp: &WasmPlugin,
+        pull_secret: Option<&Secret>,
+    ) -> Result<(), String> {
         let Some(config) = wp.plugin_config().map_err(|e| e.to_string())? else {
             // `defaultConfigDisable` without a rule: the plugin runs nowhere.
             if self.loaded.remove(key).is_some() {
@@ -242,14 +251,18 @@ impl PluginSet {
         }
         let runtime = self.runtime()?;
         let source = ModuleSource::from(source);
+        let docker_config = match &source {
+            ModuleSource::Oci(_) => pull_secret_config(wp, pull_secret)?,
+            _ => None,
+        };
+        let pull = PullRequest {
+            policy: PullPolicy::parse(wp.spec.image_pull_policy.as_deref()),
+            docker_config: docker_config.map(Vec::as_slice),
+            sha256: wp.spec.sha256.as_deref(),
+        };
         let module = self
             .modules
-            .load(
-                &runtime,
-                &source,
-                wp.spec.sha256.as_deref(),
-                &self.deps.config_dir,
-            )
+            .load(&runtime, &source, &pull, &self.deps.config_dir)
             .map_err(|e| e.to_string())?;
         let name = wp.full_name();
         let metrics = self
@@ -394,4 +407,27 @@ impl PluginSet {
             .collect();
         json!(chain)
     }
+}
+
+/// The `.dockerconfigjson` of the Secret `spec.imagePullSecret` names (a
+/// `kubernetes.io/dockerconfigjson` Secret in the plugin's namespace).
+fn pull_secret_config<'a>(
+    wp: &WasmPlugin,
+    secret: Option<&'a Secret>,
+) -> Result<Option<&'a Vec<u8>>, String> {
+    const KEY: &str = ".dockerconfigjson";
+    let Some(name) = wp
+        .spec
+        .image_pull_secret
+        .as_deref()
+        .filter(|n| !n.is_empty())
+    else {
+        return Ok(None);
+    };
+    let ns = &wp.metadata.namespace;
+    let secret =
+        secret.ok_or_else(|| format!("spec.imagePullSecret: there is no Secret {ns}/{name}"))?;
+    secret.data.get(KEY).map(Some).ok_or_else(|| {
+        format!("spec.imagePullSecret: Secret {ns}/{name} has no {KEY} (a kubernetes.io/dockerconfigjson Secret)")
+    })
 }

@@ -6,6 +6,7 @@
 //! - `plugin.rs`: a loaded plugin, its per-thread VMs, and the HTTP calls no stream
 //!   waits for;
 //! - `module_store.rs`: fetching and compiling modules, once per content hash;
+//! - `oci/`: pulling modules from OCI registries, and their on-disk cache;
 //! - `filter.rs`: how the data plane runs a request through the plugin chain;
 //! - `stream.rs`, `properties.rs`: what callbacks see of the request;
 //! - `http_call.rs`, `shared.rs`, `metrics.rs`: calls to clusters, shared data and
@@ -17,14 +18,16 @@
 //! imports `model` only (and the `telemetry` crate), never the config types
 //! (`resources`, `translate`, `controllers`). Inside it imports run one way: `filter` ->
 //! `plugin` -> `http_call`, `vm` -> `host` -> `stream`, `shared`, `metrics`,
-//! `properties` -> `abi`; `module_store` -> `vm`.
+//! `properties` -> `abi`; `module_store` -> `oci`, `vm`, `download`; `oci` -> `download`.
 
 pub mod abi;
+mod download;
 pub mod filter;
 pub mod host;
 pub mod http_call;
 pub mod metrics;
 pub mod module_store;
+pub mod oci;
 pub mod plugin;
 pub mod properties;
 pub mod shared;

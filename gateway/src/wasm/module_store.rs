@@ -1,26 +1,20 @@
 //! Where plugin modules come from: `file://` paths (absolute, or relative to the config
 //! directory) and `http(s)://` downloads, checked against `spec.sha256` when it is set,
-//! compiled once per content hash (and kept compiled on disk by wasmtime's cache across
-//! restarts).
+//! and OCI images (`oci/`, where `spec.sha256` is the manifest digest); compiled once
+//! per content hash (and kept compiled on disk by wasmtime's cache across restarts).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
-
+use super::download::{redirect_target, request};
+use super::oci::{self, OciError, OciOptions, PullRequest};
 use super::vm::{sha256_hex, CompiledModule, Runtime};
 
 /// Longest a module download may take, redirects included.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
-/// Largest module accepted.
-const MAX_MODULE: usize = 256 << 20;
 const MAX_REDIRECTS: usize = 5;
-/// Debian's bundle of the system's trusted CAs.
-const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Where a module comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +31,7 @@ pub enum ModuleSource {
 #[derive(Default)]
 pub struct ModuleStore {
     compiled: HashMap<String, Weak<CompiledModule>>,
+    oci: OciOptions,
 }
 
 /// Why a module could not be had; the message names the field it comes from.
@@ -48,17 +43,35 @@ pub enum ModuleError {
     Sha256 { actual: String, expected: String },
     #[error("spec.url: {0}")]
     Compile(String),
+    #[error("spec.url: oci://{image}: {error}")]
+    Oci { image: String, error: OciError },
+    #[error("spec.sha256: oci://{image}: {error}")]
+    OciDigest { image: String, error: OciError },
+    #[error("spec.imagePullSecret: {0}")]
+    PullSecret(OciError),
 }
 
 impl ModuleStore {
-    /// The compiled module `source` names; `config_dir` anchors relative paths.
+    /// A store whose OCI pulls use `oci`.
+    pub fn new(oci: OciOptions) -> ModuleStore {
+        ModuleStore {
+            compiled: HashMap::new(),
+            oci,
+        }
+    }
+
+    /// The compiled module `source` names; `config_dir` anchors relative paths; `pull`
+    /// says how an OCI image is pulled (its `sha256` is `spec.sha256`).
     pub fn load(
         &mut self,
         runtime: &Runtime,
         source: &ModuleSource,
-        sha256: Option<&str>,
+        pull: &PullRequest<'_>,
         config_dir: &Path,
     ) -> Result<Arc<CompiledModule>, ModuleError> {
+        let oci = matches!(source, ModuleSource::Oci(_));
+        // For an image `sha256` is the manifest's digest, not the module's.
+        let sha256 = pull.sha256.filter(|_| !oci);
         // A known hash needs no download.
         if let Some(m) = sha256.and_then(|h| self.cached(&h.to_ascii_lowercase())) {
             return Ok(m);
@@ -71,9 +84,23 @@ impl ModuleStore {
             }
             ModuleSource::Http(url) => fetch(url).map_err(ModuleError::Fetch)?,
             ModuleSource::Oci(image) => {
-                return Err(ModuleError::Fetch(format!(
-                    "oci://{image}: pulling OCI images is not supported yet; use file:// or http(s):// with sha256"
-                )))
+                oci::pull(&self.oci, image, pull)
+                    .map_err(|error| {
+                        if error.is_pull_secret() {
+                            ModuleError::PullSecret(error)
+                        } else if error.is_digest_mismatch() {
+                            ModuleError::OciDigest {
+                                image: image.clone(),
+                                error,
+                            }
+                        } else {
+                            ModuleError::Oci {
+                                image: image.clone(),
+                                error,
+                            }
+                        }
+                    })?
+                    .wasm
             }
         };
         let actual = sha256_hex(&bytes);
@@ -147,99 +174,19 @@ enum Fetched {
     Redirect(String),
 }
 
-trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
-
 async fn get(url: &str) -> Result<Fetched, String> {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-    let tls = match uri.scheme_str() {
-        Some("https") => true,
-        Some("http") => false,
-        _ => return Err(format!("{url:?}: only http:// and https:// downloads")),
-    };
-    let host = uri
-        .host()
-        .ok_or_else(|| format!("{url:?} has no host"))?
-        .to_string();
-    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let tcp = tokio::net::TcpStream::connect((bare, port))
-        .await
-        .map_err(|e| format!("connecting to {host}:{port}: {e}"))?;
-    let io: Box<dyn Io> = if tls {
-        let mut builder = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())
-            .map_err(|e| format!("TLS: {e}"))?;
-        // A vendored OpenSSL's default paths may not be the system's trust store.
-        for bundle in [
-            std::env::var("SSL_CERT_FILE").ok(),
-            Some(SYSTEM_CA_BUNDLE.to_string()),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            if Path::new(&bundle).exists() {
-                let _ = builder.set_ca_file(&bundle);
-            }
-        }
-        let connector = builder.build();
-        let ssl = connector
-            .configure()
-            .and_then(|c| c.into_ssl(bare))
-            .map_err(|e| format!("TLS: {e}"))?;
-        let mut stream =
-            tokio_openssl::SslStream::new(ssl, tcp).map_err(|e| format!("TLS: {e}"))?;
-        std::pin::Pin::new(&mut stream)
-            .connect()
-            .await
-            .map_err(|e| format!("TLS handshake with {host}: {e}"))?;
-        Box::new(stream)
-    } else {
-        Box::new(tcp)
-    };
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| format!("HTTP handshake: {e}"))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let authority = uri.authority().map_or(host.clone(), |a| a.to_string());
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let req = http::Request::get(path)
-        .header(http::header::HOST, authority)
-        .header(http::header::USER_AGENT, "gateway-wasm-fetch")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| format!("request: {e}"))?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    let status = resp.status();
+    let resp = request(url, &[]).await?;
+    let status = resp.status;
     if status.is_redirection() {
         let to = resp
-            .headers()
+            .headers
             .get(http::header::LOCATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| format!("GET {url}: {status} without a location"))?;
-        let next = if to.starts_with("http://") || to.starts_with("https://") {
-            to.to_string()
-        } else {
-            format!(
-                "{}://{}{}",
-                uri.scheme_str().unwrap_or("http"),
-                uri.authority().map_or("", |a| a.as_str()),
-                to
-            )
-        };
-        return Ok(Fetched::Redirect(next));
+        return Ok(Fetched::Redirect(redirect_target(url, to)));
     }
     if status != http::StatusCode::OK {
         return Err(format!("GET {url}: {status}"));
     }
-    let body = Limited::new(resp.into_body(), MAX_MODULE)
-        .collect()
-        .await
-        .map_err(|e| format!("GET {url}: body: {e}"))?;
-    Ok(Fetched::Body(body.to_bytes().to_vec()))
+    Ok(Fetched::Body(resp.body))
 }

@@ -78,6 +78,9 @@ impl Runtime {
         }
         if let Some(dir) = cache_dir {
             // A cache that cannot be had only costs compile time.
+            // wasmtime's cleanup deletes every file in its directory it did not write:
+            // it gets a subdirectory of its own (pulled OCI images go beside it, `oci/`).
+            let dir = &dir.join("compiled");
             let cache = std::fs::create_dir_all(dir)
                 .map_err(|e| e.to_string())
                 .and_then(|()| {
