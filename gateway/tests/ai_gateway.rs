@@ -501,8 +501,14 @@ fn native_plugins_off_loads_the_image_instead() {
     let off = Gateway::start_with(cfg.path(), &["--wasm-native-plugins", "off"]);
     let error = off.wait_rejection("key-auth");
     assert!(error.contains("spec.url"), "{error}");
-    assert_eq!(request(off.http, "GET", "a.test", "/", &[]).unwrap().status, 200);
+    assert_eq!(
+        request(off.http, "GET", "a.test", "/", &[]).unwrap().status,
+        200
+    );
     let on = Gateway::start(cfg.path());
     on.wait_plugin("key-auth");
-    assert_eq!(request(on.http, "GET", "a.test", "/", &[]).unwrap().status, 401);
+    assert_eq!(
+        request(on.http, "GET", "a.test", "/", &[]).unwrap().status,
+        401
+    );
 }
