@@ -354,9 +354,12 @@ fn validate_checks_native_plugin_configurations() {
 }
 
 /// `examples/ai-gateway/` copied into a test directory, its model API pointed at `llm`,
-/// plus ai-statistics (token metrics per consumer).
-fn example_dir(llm: &Llm) -> ConfigDir {
+/// plus ai-statistics (token metrics per consumer). The plugins are written by
+/// [`write_plugins`] once the gateway is up (a cold compile of the Wasm ones takes longer
+/// than start-up may).
+fn example_dir(llm: &Llm) -> (ConfigDir, Vec<(String, String)>) {
     let cfg = ConfigDir::new();
+    let mut plugins = Vec::new();
     let root = test_support::repo_root().join("examples/ai-gateway");
     let ai_proxy = test_support::wasm::plugin("gpustack-ai-proxy", "2.0.3-patched");
     for sub in ["ingresses", "mcpbridges", "wasmplugins"] {
@@ -369,30 +372,39 @@ fn example_dir(llm: &Llm) -> ConfigDir {
                     "file://../../target/peers-venv/lib/python3.11/site-packages/gpustack_higress_plugins/plugins/gpustack-ai-proxy/2.0.3-patched/plugin.wasm",
                     &format!("file://{}", ai_proxy.display()),
                 );
-            cfg.write(
-                &format!("{sub}/{}", p.file_name().unwrap().to_str().unwrap()),
-                &text,
-            );
+            let rel = format!("{sub}/{}", p.file_name().unwrap().to_str().unwrap());
+            if sub == "wasmplugins" {
+                plugins.push((rel, text));
+            } else {
+                cfg.write(&rel, &text);
+            }
         }
     }
-    cfg.wasm_plugin(
-        "ai-statistics",
-        &format!(
-            "file://{}",
-            test_support::wasm::plugin("ai-statistics", "2.0.0").display()
-        ),
-        "phase: UNSPECIFIED_PHASE\npriority: 200\ndefaultConfig: {}",
+    let stats = format!(
+        "file://{}",
+        test_support::wasm::plugin("ai-statistics", "2.0.0").display()
     );
-    cfg
+    plugins.push((
+        "wasmplugins/ai-statistics.yaml".into(),
+        wasm_plugin_yaml(
+            "ai-statistics",
+            &stats,
+            "phase: UNSPECIFIED_PHASE\npriority: 200\ndefaultConfig: {}",
+        ),
+    ));
+    (cfg, plugins)
 }
 
 #[test]
 fn the_example_directory_serves_the_scenario_with_ai_proxy_streaming() {
     use std::io::{Read, Write};
     let llm = Llm::start();
-    let cfg = example_dir(&llm);
+    let (cfg, plugins) = example_dir(&llm);
     let cache = test_support::wasm::cache_dir();
     let gw = Gateway::start_with(cfg.path(), &["--wasm-cache-dir", cache.to_str().unwrap()]);
+    for (rel, text) in &plugins {
+        cfg.write(rel, text);
+    }
     for p in [
         "key-auth",
         "request-block",
@@ -510,5 +522,44 @@ fn native_plugins_off_loads_the_image_instead() {
     assert_eq!(
         request(on.http, "GET", "a.test", "/", &[]).unwrap().status,
         401
+    );
+}
+
+#[test]
+fn request_block_reads_held_bodies_and_passes_the_rest_intact() {
+    let be = test_support::Backend::start("be");
+    let cfg = ConfigDir::routing_all_to(&be);
+    let gw = Gateway::start(cfg.path());
+    cfg.wasm_plugin(
+        "request-block",
+        REQUEST_BLOCK,
+        "defaultConfig:\n  block_bodies: [\"drop table\"]\n  blocked_code: 403\n  blocked_message: blocked\n",
+    );
+    gw.wait_plugin("request-block");
+    let post = |body: &[u8]| {
+        test_support::client::request_with_body(
+            gw.http,
+            "POST",
+            "a.test",
+            "/sql",
+            &[("content-type", "text/plain")],
+            body,
+        )
+        .unwrap()
+    };
+    let r = post(b"select 1; DROP TABLE users");
+    assert_eq!((r.status, r.text().as_str()), (403, "blocked"));
+    let before = be.requests();
+    let r = post(b"select * from users");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    assert_eq!(
+        j["body"], "select * from users",
+        "the held body goes upstream as it was: {j}"
+    );
+    assert_eq!(be.requests(), before + 1);
+    assert_eq!(
+        gw.metric("gateway_request_block_blocked_total{plugin=\"higress-system.request-block\"}"),
+        Some(1.0)
     );
 }
