@@ -170,8 +170,9 @@ impl HttpFilter for KeyAuth {
             return deny(401, UNAUTHORIZED);
         };
         // As the Go plugin: the name is recorded before the allow check. The insert
-        // replaces what the client sent.
-        let _ = req.insert_header(CONSUMER, c.values[consumer].clone());
+        // replaces what the client sent; a static name spares Pingora copying it for
+        // its case map.
+        let _ = req.insert_header(CONSUMER_HEADER, c.values[consumer].clone());
         if self.allow.as_ref().is_some_and(|a| !a.contains(&consumer)) {
             c.stats.forbidden.inc();
             return deny(403, UNAUTHORIZED);
