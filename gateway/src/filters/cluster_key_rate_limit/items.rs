@@ -3,6 +3,7 @@
 //! values it limits; the first item whose value is present and listed decides.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use pingora_http::RequestHeader;
@@ -59,6 +60,28 @@ pub struct LimitKey {
     pub matches: KeyMatch,
     pub count: u64,
     pub window: Duration,
+    /// The script's arguments and the Redis key up to the request's value, made once.
+    pub redis: Arc<RedisArgs>,
+}
+
+/// What a request limited by one limit sends to Redis, but its value.
+#[derive(Debug)]
+pub struct RedisArgs {
+    /// `<prefix>:<rule_name>:<limit_type>:<window>:<key_name>:` (the whole key for a
+    /// global threshold).
+    pub key_prefix: String,
+    pub threshold: String,
+    pub window: String,
+}
+
+impl RedisArgs {
+    pub fn new(key_prefix: String, count: u64, window: Duration) -> Arc<RedisArgs> {
+        Arc::new(RedisArgs {
+            key_prefix,
+            threshold: count.to_string(),
+            window: window.as_secs().to_string(),
+        })
+    }
 }
 
 /// One rule item.
@@ -142,8 +165,8 @@ fn strip_ip_port(s: &str) -> &str {
     }
 }
 
-/// One `rule_items` entry.
-pub fn parse_item(obj: &Map<String, Value>) -> Result<RuleItem, FieldError> {
+/// One `rule_items` entry of rule `rule_name`.
+pub fn parse_item(obj: &Map<String, Value>, rule_name: &str) -> Result<RuleItem, FieldError> {
     let present: Vec<&'static str> = KINDS
         .iter()
         .copied()
@@ -223,10 +246,16 @@ pub fn parse_item(obj: &Map<String, Value>) -> Result<RuleItem, FieldError> {
             return Err(bad("a limit_by_per_* key is * or regexp:<regex>"));
         };
         let (count, window) = limit_of(e).map_err(at)?;
+        let prefix = format!(
+            "{}:{rule_name}:{kind}:{}:{key_name}:",
+            super::KEY_PREFIX,
+            window.as_secs()
+        );
         keys.push(LimitKey {
             matches,
             count,
             window,
+            redis: RedisArgs::new(prefix, count, window),
         });
     }
     Ok(RuleItem {
@@ -244,7 +273,7 @@ mod tests {
     use super::*;
 
     fn item(v: Value) -> Result<RuleItem, FieldError> {
-        parse_item(v.as_object().unwrap())
+        parse_item(v.as_object().unwrap(), "r")
     }
 
     fn req(headers: &[(&str, &str)], path: &str) -> RequestHeader {

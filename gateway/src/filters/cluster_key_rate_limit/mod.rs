@@ -47,7 +47,7 @@ use crate::model::http_filter::{
 };
 use crate::model::plugin_chain::Phase;
 use crate::redis::{RedisClient, RedisOptions, Reply};
-use items::RuleItem;
+use items::{RedisArgs, RuleItem};
 
 /// Prefix of every Redis key.
 pub const KEY_PREFIX: &str = "higress-cluster-key-rate-limit";
@@ -66,7 +66,7 @@ return {t, c, redis.call('ttl', KEYS[1])}";
 /// What the requests are counted by.
 #[derive(Debug)]
 enum Limits {
-    Global { count: u64, window: Duration },
+    Global(Arc<RedisArgs>),
     Items(Vec<RuleItem>),
 }
 
@@ -135,33 +135,21 @@ impl std::fmt::Debug for ClusterKeyRateLimit {
     }
 }
 
-/// The Redis key and limit for a request, if it is limited.
+/// The Redis key and the script's arguments for a request, if it is limited.
 fn key_of(
-    rule_name: &str,
     limits: &Limits,
     req: &RequestHeader,
     input: &MatchInput<'_>,
-) -> Option<(String, u64, u64)> {
+) -> Option<(String, Arc<RedisArgs>)> {
     match limits {
-        Limits::Global { count, window } => {
-            let w = window.as_secs();
-            Some((
-                format!("{KEY_PREFIX}:{rule_name}:global_threshold:{w}"),
-                *count,
-                w,
-            ))
-        }
+        Limits::Global(args) => Some((args.key_prefix.clone(), args.clone())),
         Limits::Items(items) => items.iter().find_map(|item| {
             let hit = item.hit(req, input.peer)?;
-            let w = hit.limit.window.as_secs();
-            Some((
-                format!(
-                    "{KEY_PREFIX}:{rule_name}:{}:{w}:{}:{}",
-                    item.kind, item.key_name, hit.value
-                ),
-                hit.limit.count,
-                w,
-            ))
+            let args = &hit.limit.redis;
+            let mut key = String::with_capacity(args.key_prefix.len() + hit.value.len());
+            key.push_str(&args.key_prefix);
+            key.push_str(&hit.value);
+            Some((key, args.clone()))
         }),
     }
 }
@@ -179,8 +167,7 @@ impl HttpFilter for ClusterKeyRateLimit {
     }
 
     fn on_request_headers(&self, req: &mut RequestHeader, input: &MatchInput<'_>) -> FilterStatus {
-        let Some((key, threshold, window)) = key_of(&self.rule_name, &self.limits, req, input)
-        else {
+        let Some((key, redis_args)) = key_of(&self.limits, req, input) else {
             return FilterStatus::Continue;
         };
         let Some(addr) = (self.resolve)(&self.cluster) else {
@@ -198,14 +185,13 @@ impl HttpFilter for ClusterKeyRateLimit {
             self.rejected_msg.clone(),
         );
         FilterStatus::Wait(Pending::new(async move {
-            let (t, w) = (threshold.to_string(), window.to_string());
             let args: [&[u8]; 6] = [
                 b"EVAL",
                 SCRIPT.as_bytes(),
                 b"1",
                 key.as_bytes(),
-                t.as_bytes(),
-                w.as_bytes(),
+                redis_args.threshold.as_bytes(),
+                redis_args.window.as_bytes(),
             ];
             let reply = match client.query(addr, &args).await {
                 Ok(r) => r,
@@ -325,7 +311,11 @@ impl FilterFactory for ClusterKeyRateLimitFactory {
                     .as_object()
                     .ok_or_else(|| FieldError::new("global_threshold", "expected an object"))?;
                 let (count, window) = limit_of(g).map_err(|e| e.under("global_threshold"))?;
-                Limits::Global { count, window }
+                let key = format!(
+                    "{KEY_PREFIX}:{rule_name}:global_threshold:{}",
+                    window.as_secs()
+                );
+                Limits::Global(RedisArgs::new(key, count, window))
             }
             (None, Some(_)) => {
                 let list = config::opt_objects(obj, "rule_items")?.unwrap_or_default();
@@ -336,7 +326,8 @@ impl FilterFactory for ClusterKeyRateLimitFactory {
                     list.iter()
                         .enumerate()
                         .map(|(i, it)| {
-                            items::parse_item(it).map_err(|e| e.under(&format!("rule_items[{i}]")))
+                            items::parse_item(it, &rule_name)
+                                .map_err(|e| e.under(&format!("rule_items[{i}]")))
                         })
                         .collect::<Result<_, _>>()?,
                 )
@@ -461,21 +452,21 @@ mod tests {
             peer: Some("1.2.3.4".parse().unwrap()),
             ..Default::default()
         };
+        let (key, args) = key_of(&f.limits, &req, &input).unwrap();
         assert_eq!(
-            key_of(&f.rule_name, &f.limits, &req, &input),
-            Some((
-                "higress-cluster-key-rate-limit:r1:limit_by_per_ip:1:from-remote-addr:1.2.3.4"
-                    .into(),
-                10,
-                1
-            ))
+            (key.as_str(), args.threshold.as_str(), args.window.as_str()),
+            (
+                "higress-cluster-key-rate-limit:r1:limit_by_per_ip:1:from-remote-addr:1.2.3.4",
+                "10",
+                "1"
+            )
         );
         let g = build(json!({"rule_name": "g", "global_threshold": {"query_per_minute": 5}, "redis": {"service_name": "redis.dns"}})).unwrap();
         let g: &dyn std::any::Any = &*g;
         let g = g.downcast_ref::<ClusterKeyRateLimit>().unwrap();
         assert_eq!(g.cluster, "outbound|6379||redis.dns");
         assert_eq!(
-            key_of(&g.rule_name, &g.limits, &req, &input).unwrap().0,
+            key_of(&g.limits, &req, &input).unwrap().0,
             "higress-cluster-key-rate-limit:g:global_threshold:60"
         );
     }
