@@ -32,9 +32,9 @@ impl WasmRequest {
         eos: bool,
     ) -> Step {
         if self.authority.is_none() {
-            // A refcounted clone, not a copy: filters may then edit the request. Read
-            // once: a filter that rewrites the host does not move the request to other
-            // rules of the filters after it.
+            // A clone (of HTTP/1's Host, refcounted), so filters may then edit the
+            // request. Read once: a filter that rewrites the host does not move the
+            // request to other rules of the filters after it.
             let from_uri = req.uri.authority().map(|a| a.as_str());
             self.authority = Some(match from_uri {
                 Some(a) => {
