@@ -266,11 +266,27 @@ impl Gateway {
     }
 
     /// `gateway run <mode> ...`: `mode` is `--config-dir DIR` or `--kube`.
+    ///
+    /// Ports come from [`free_port`], so another process of the parallel tests may take
+    /// one before the gateway binds it; Pingora then retries the bind and the gateway
+    /// runs on without that listener (a connect would reach the other process). Such a
+    /// start is thrown away and made again on new ports.
     pub fn start_mode(
         mode: &[std::ffi::OsString],
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Gateway {
+        for _ in 0..3 {
+            let gw = Self::start_once(mode, extra, env);
+            if !gw.log().contains(" is in use, will try again") {
+                return gw;
+            }
+            eprintln!("a port of the gateway was taken before it bound it; starting it again");
+        }
+        panic!("the gateway's ports were taken three times in a row");
+    }
+
+    fn start_once(mode: &[std::ffi::OsString], extra: &[&str], env: &[(&str, &str)]) -> Gateway {
         let logdir = tempfile::tempdir().unwrap();
         let access_log = logdir.path().join("access.log");
         // An `--http-addr` in `extra` (e.g. 0.0.0.0:PORT) replaces the loopback default,
