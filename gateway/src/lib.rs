@@ -10,6 +10,7 @@ pub mod demo;
 pub mod dns;
 pub mod error;
 pub mod filters;
+pub mod http1;
 pub mod model;
 pub mod proxy;
 pub mod redis;

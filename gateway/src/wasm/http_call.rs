@@ -9,8 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 use tokio::sync::oneshot;
 
 use super::host::{CallAnswer, CallRequest, CallResponse, HttpRequest, PendingCall};
@@ -114,16 +113,6 @@ fn send_http(
 }
 
 async fn send(addr: SocketAddr, call: HttpRequest) -> Result<CallResponse, String> {
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
     let mut builder = http::Request::builder();
     let mut path = "/".to_string();
     let mut method = "GET".to_string();
@@ -145,11 +134,7 @@ async fn send(addr: SocketAddr, call: HttpRequest) -> Result<CallResponse, Strin
         .uri(path)
         .body(Full::new(Bytes::from(call.body)))
         .map_err(|e| format!("request: {e}"))?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("request: {e}"))?;
-    let (parts, body) = resp.into_parts();
+    let (parts, collected) = crate::http1::exchange(addr, req, MAX_BODY).await?;
     let mut headers = vec![(
         b":status".to_vec(),
         parts.status.as_str().as_bytes().to_vec(),
@@ -160,10 +145,6 @@ async fn send(addr: SocketAddr, call: HttpRequest) -> Result<CallResponse, Strin
             .iter()
             .map(|(k, v)| (k.as_str().as_bytes().to_vec(), v.as_bytes().to_vec())),
     );
-    let collected = Limited::new(body, MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| format!("body: {e}"))?;
     let trailers = collected
         .trailers()
         .map(|t| {

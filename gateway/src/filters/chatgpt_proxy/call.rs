@@ -1,10 +1,9 @@
-//! The model call: one HTTP/1.1 POST over a new connection.
+//! The model call: one HTTP/1.1 POST over a new connection (`crate::http1`).
 
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 
 use crate::model::http_filter::LocalReply;
 
@@ -19,32 +18,14 @@ pub async fn post(
     api_key: &str,
     body: String,
 ) -> Result<LocalReply, String> {
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
     let req = http::Request::post(path)
         .header(http::header::HOST, host)
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(http::header::AUTHORIZATION, format!("Bearer {api_key}"))
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| format!("request: {e}"))?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("send: {e}"))?;
-    let (parts, body) = resp.into_parts();
-    let body = Limited::new(body, MAX_ANSWER)
-        .collect()
-        .await
-        .map_err(|e| format!("reading the answer: {e}"))?
-        .to_bytes();
+    let (parts, body) = crate::http1::exchange(addr, req, MAX_ANSWER).await?;
+    let body = body.to_bytes();
     let headers = parts
         .headers
         .get(http::header::CONTENT_TYPE)
