@@ -29,6 +29,9 @@ pub struct Snapshot {
     /// The filter chain, native filters and Wasm plugins, in run order (shared by each
     /// request's runner without a copy).
     pub plugins: Arc<[ChainEntry<LoadedPlugin>]>,
+    /// Some entry of `plugins` is a Wasm plugin (requests then copy what its properties
+    /// read; native filters need less).
+    pub wasm_plugins: bool,
 }
 
 impl Snapshot {

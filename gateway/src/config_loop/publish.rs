@@ -113,6 +113,7 @@ impl ConfigLoop {
             filters,
             tracer: self.tracer.clone(),
             certs,
+            wasm_plugins: self.plugins.has_wasm(),
             plugins: self.plugins.chain().into(),
         };
         let t_built = t0.elapsed();

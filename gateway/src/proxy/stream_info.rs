@@ -11,12 +11,7 @@ use crate::wasm::stream::StreamInfo;
 impl Gateway {
     /// What plugins read of the request and its connection.
     pub(super) fn stream_info(&self, session: &Session, ctx: &RequestCtx) -> StreamInfo {
-        let wasm = ctx
-            .snapshot
-            .plugins
-            .iter()
-            .any(|e| matches!(e, crate::filters::ChainEntry::Plugin(_)));
-        if !wasm {
+        if !ctx.snapshot.wasm_plugins {
             // Native filters read only these; the rest is for Wasm properties.
             return StreamInfo {
                 route_name: ctx.route.as_ref().map(|r| r.name.clone()),

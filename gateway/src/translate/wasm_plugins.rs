@@ -359,6 +359,13 @@ impl PluginSet {
         plugin_chain::order(self.loaded.values().map(|e| e.plugin.clone()).collect())
     }
 
+    /// Whether any plugin runs as Wasm (not natively).
+    pub fn has_wasm(&self) -> bool {
+        self.loaded
+            .values()
+            .any(|e| matches!(e.plugin, ChainEntry::Plugin(_)))
+    }
+
     /// Configuration fields the native filters accept without acting on them.
     pub fn not_enforced(&self) -> Vec<String> {
         self.loaded
