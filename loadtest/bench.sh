@@ -374,7 +374,7 @@ PID_HAP=$!
 PIDS+=("$PID_HAP")
 
 gateway_args() { # config-dir http-port stats-port admin-port [extra args...]; GW_HTTPS=addr
-  GW_ARGS=(run --config-dir "$1" --http-addr "127.0.0.1:$2" --https-addr "${GW_HTTPS:-off}"
+  GW_ARGS=(run --config-dir "$1" --http-addr "127.0.0.1:$2" --https-addr "${GW_HTTPS:-off}" --local-http-addr off
     --stats-addr "127.0.0.1:$3" --admin-addr "127.0.0.1:$4" --threads 1 --access-log off "${@:5}")
 }
 

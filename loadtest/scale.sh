@@ -95,7 +95,7 @@ python3 "$HELPER" wrk-script "$TMP/many/paths.txt" "$TMP/many.lua"
 start_gw() { # name port stats admin -> pid in GW_PID, seconds to ready in GW_START
   local t0
   t0=$(date +%s.%N)
-  "${ON_CPU1[@]}" "$GATEWAY_BIN" run --config-dir "$TMP/$1" --http-addr "127.0.0.1:$2" --https-addr off \
+  "${ON_CPU1[@]}" "$GATEWAY_BIN" run --config-dir "$TMP/$1" --http-addr "127.0.0.1:$2" --https-addr off --local-http-addr off \
     --stats-addr "127.0.0.1:$3" --admin-addr "127.0.0.1:$4" --threads 1 --access-log off \
     >"$TMP/$1.log" 2>&1 &
   GW_PID=$!

@@ -61,6 +61,14 @@ struct RunArgs {
     /// Ingresses served; unset: status is left alone. The manifests pass the pod's IP.
     #[arg(long, env = "GATEWAY_STATUS_ADDRESS")]
     status_address: Option<String>,
+    /// Kubernetes mode: the in-cluster name written as `domainInternal` into the status
+    /// of the KIngresses served.
+    #[arg(
+        long,
+        env = "GATEWAY_DOMAIN_INTERNAL",
+        default_value = "higress-gateway.higress-system.svc.cluster.local"
+    )]
+    domain_internal: String,
     #[command(flatten)]
     common: Common,
 }
@@ -73,6 +81,18 @@ struct Common {
     /// HTTPS listener address, or `off`; bound only once TLS is configured.
     #[arg(long, env = "GATEWAY_HTTPS_ADDR", default_value = "0.0.0.0:8443")]
     https_addr: String,
+    /// Cluster-local HTTP listener (KIngress `ClusterLocal` hosts, Istio Gateway servers
+    /// on this port), or `off`; Higress's port 8081.
+    #[arg(long, env = "GATEWAY_LOCAL_HTTP_ADDR", default_value = "0.0.0.0:8081")]
+    local_http_addr: String,
+    /// The labels (`key=value`, comma-separated) an Istio Gateway's `selector` must
+    /// match for its servers to be ours; Higress's gateway pod labels.
+    #[arg(
+        long,
+        env = "GATEWAY_GATEWAY_SELECTOR",
+        default_value = "higress=higress-system-higress-gateway"
+    )]
+    gateway_selector: String,
     /// Stats listener: /stats/prometheus and /healthz/ready.
     #[arg(long, env = "GATEWAY_STATS_ADDR", default_value = "0.0.0.0:15020")]
     stats_addr: String,
@@ -191,6 +211,9 @@ fn options(common: &Common, config_dir: PathBuf) -> Options {
         http_addr: common.http_addr.clone(),
         https_addr: (!common.https_addr.eq_ignore_ascii_case("off"))
             .then(|| common.https_addr.clone()),
+        local_http_addr: (!common.local_http_addr.eq_ignore_ascii_case("off"))
+            .then(|| common.local_http_addr.clone()),
+        gateway_selector: common.gateway_selector.clone(),
         stats_addr: common.stats_addr.clone(),
         admin_addr: common.admin_addr.clone(),
         threads: common
@@ -257,6 +280,7 @@ fn main() -> ExitCode {
                     ingress_class: args.common.ingress_class.clone(),
                     watch_without_class: args.watch_ingress_without_class,
                     status_address: args.status_address.clone().filter(|a| !a.is_empty()),
+                    domain_internal: args.domain_internal.clone(),
                 });
                 o
             } else {

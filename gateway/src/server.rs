@@ -50,6 +50,10 @@ pub struct Options {
     pub http_addr: String,
     /// `None`: no HTTPS listener (`--https-addr off`).
     pub https_addr: Option<String>,
+    /// The cluster-local listener; `None`: none (`--local-http-addr off`).
+    pub local_http_addr: Option<String>,
+    /// `--gateway-selector`: `key=value,...` an Istio Gateway's selector must match.
+    pub gateway_selector: String,
     pub stats_addr: String,
     pub admin_addr: String,
     pub threads: usize,
@@ -130,6 +134,9 @@ fn start_control_plane(
             |k| k.namespace.clone(),
         ),
         demo_tracing: opts.demo_tracing,
+        gateway_selector: crate::config_loop::parse_selector(&opts.gateway_selector),
+        local_port: opts.local_http_addr.as_deref().and_then(port_of),
+        directory: kube.is_none(),
     };
     let config_stats = stats.config.clone();
     let wasm = WasmDeps {
@@ -305,18 +312,18 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         https: opts.https_addr.as_deref().and_then(port_of),
     };
     // The proxy of one listener, with its own stats prefix.
-    let listener_app = |hcm: &HcmStats, tls: bool| {
+    let listener_app = |hcm: &HcmStats, tls: bool, local: bool| {
         let gateway = Gateway::new(
             snapshot.clone(),
             access_log.clone(),
             in_flight.clone(),
             hcm.clone(),
-            ListenerInfo { tls, ports },
+            ListenerInfo { tls, ports, local },
         );
         let proxy = pingora_proxy::http_proxy(&conf, gateway);
         GatewayListener::new(proxy, snapshot.clone(), hcm.clone())
     };
-    let mut http = Service::new("gateway http".to_string(), listener_app(&hcm, false));
+    let mut http = Service::new("gateway http".to_string(), listener_app(&hcm, false, false));
     http.add_tcp(&opts.http_addr);
     let mut listeners = vec![hcm];
 
@@ -327,12 +334,24 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         listeners.push(hcm.clone());
         HttpsService::new(
             addr.clone(),
-            listener_app(&hcm, true),
+            listener_app(&hcm, true, false),
             snapshot.clone(),
             published,
             ListenerTlsStats::register(&stats.registry, addr),
             threads,
         )
+    });
+    // The cluster-local listener (KIngress `ClusterLocal` hosts), plain HTTP with its
+    // own stats prefix, as Higress's port 8081.
+    let local = opts.local_http_addr.as_ref().map(|addr| {
+        let hcm = HcmStats::register(&stats.registry, addr, &istio);
+        listeners.push(hcm.clone());
+        let mut svc = Service::new(
+            "gateway local http".to_string(),
+            listener_app(&hcm, false, true),
+        );
+        svc.add_tcp(addr);
+        svc
     });
     stats.count_connections_of(listeners);
 
@@ -361,9 +380,12 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     if let Some(https) = https {
         server.add_service(https);
     }
+    if let Some(local) = local {
+        server.add_service(local);
+    }
     server.add_service(stats_svc);
     server.add_service(admin);
-    tracing::info!(http = %opts.http_addr, https = opts.https_addr.as_deref().unwrap_or("off"), stats = %opts.stats_addr, admin = %opts.admin_addr, "gateway listening (HTTPS once TLS is configured)");
+    tracing::info!(http = %opts.http_addr, https = opts.https_addr.as_deref().unwrap_or("off"), local_http = opts.local_http_addr.as_deref().unwrap_or("off"), stats = %opts.stats_addr, admin = %opts.admin_addr, "gateway listening (HTTPS once TLS is configured)");
     server.run_forever();
 }
 

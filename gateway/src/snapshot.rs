@@ -19,7 +19,11 @@ use crate::wasm::LoadedPlugin;
 pub struct Snapshot {
     /// 0 only for the empty snapshot before the first config is live.
     pub version: u64,
+    /// What the gateway's listeners (`--http-addr`, `--https-addr`) route by.
     pub routes: RouteTable,
+    /// What the cluster-local listener (`--local-http-addr`) routes by: KIngress rules
+    /// of `ClusterLocal` visibility and Istio Gateway servers on its port.
+    pub local_routes: RouteTable,
     pub clusters: BTreeMap<String, Arc<Cluster>>,
     pub filters: FilterSettings,
     /// The tracer of `filters.tracing` (or the demo's); `None` while tracing is off.

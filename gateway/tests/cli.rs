@@ -121,6 +121,7 @@ fn env_twins_set_flags() {
         .arg("run")
         .env("GATEWAY_CONFIG_DIR", cfg.path())
         .env("GATEWAY_HTTP_ADDR", &http)
+        .env("GATEWAY_LOCAL_HTTP_ADDR", "off")
         .env("GATEWAY_STATS_ADDR", &stats)
         .env("GATEWAY_ADMIN_ADDR", &admin)
         .env("GATEWAY_ACCESS_LOG", "off")
@@ -177,6 +178,8 @@ fn demo_serves_foo_bar_com_from_its_echo_upstream() {
             &http.to_string(),
             "--https-addr",
             &https.to_string(),
+            "--local-http-addr",
+            "off",
             "--stats-addr",
             &stats,
             "--admin-addr",

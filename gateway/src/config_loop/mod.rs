@@ -67,6 +67,24 @@ pub struct LoopOptions {
     /// `gateway demo`: trace every request to `/debug/traces` while `higress-config`
     /// enables no tracer.
     pub demo_tracing: bool,
+    /// The labels an Istio Gateway's `selector` must match to be ours.
+    pub gateway_selector: BTreeMap<String, String>,
+    /// The cluster-local listener's port: Istio Gateway servers on it serve there.
+    pub local_port: Option<u16>,
+    /// Config from a directory: Secrets keyed in another namespace are also found in
+    /// the gateway's (what its own objects name, as before namespaces were kept).
+    pub directory: bool,
+}
+
+/// `key=value,key2=value2` as labels (blank parts skipped).
+pub fn parse_selector(s: &str) -> BTreeMap<String, String> {
+    s.split(',')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((k.trim().to_string(), v.trim().to_string()))
+        })
+        .filter(|(k, _)| !k.is_empty())
+        .collect()
 }
 
 /// What tracing needs from the process: its stats and the `/debug/traces` ring.
@@ -104,6 +122,9 @@ pub struct ConfigLoop {
     dns_names: watch::Sender<Vec<String>>,
     /// The version of each snapshot published, for listeners that follow the config.
     published: watch::Sender<u64>,
+    /// The KIngresses the live snapshot serves, sent once it is live (their status
+    /// follows this).
+    served_kingresses: watch::Sender<Arc<Vec<crate::translate::kingress::Served>>>,
 }
 
 impl ConfigLoop {
@@ -137,8 +158,16 @@ impl ConfigLoop {
             tracer: None,
             dns_names,
             published: watch::channel(0).0,
+            served_kingresses: watch::channel(Arc::default()).0,
         };
         (me, rx)
+    }
+
+    /// The KIngresses each live snapshot serves, from now on.
+    pub fn subscribe_kingresses(
+        &self,
+    ) -> watch::Receiver<Arc<Vec<crate::translate::kingress::Served>>> {
+        self.served_kingresses.subscribe()
     }
 
     /// Versions of the snapshots published from now on.

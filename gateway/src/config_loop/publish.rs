@@ -10,15 +10,18 @@ use super::{ConfigLoop, LoopOptions, Objects};
 use crate::controllers::ConfigmapMgr;
 use crate::filters::local_rate_limit::LocalRateLimitStats;
 use crate::model::filter_settings::{Collector, FilterSettings};
-use crate::model::{Cluster, RouteTable};
+use crate::model::Cluster;
 use crate::resources::domain::DomainConfig;
-use crate::resources::{EndpointSlice, Endpoints, Ingress, McpBridge, Resource, Service};
+use crate::resources::{
+    EndpointSlice, Endpoints, Ingress, KIngress, McpBridge, Resource, Service, SYSTEM_NAMESPACE,
+};
 use crate::snapshot::Snapshot;
 use crate::stats::{ClusterStatsCache, StatNamePattern};
 use crate::tracer::{Tracer, TracerKey};
 use crate::translate::certificates::{self, Secrets};
+use crate::translate::hosts::VirtualHosts;
 use crate::translate::route_table::{self, TranslateWarning};
-use crate::translate::{clusters, services};
+use crate::translate::{clusters, istio, kingress, regex_cache, services};
 
 type Clusters = BTreeMap<String, Arc<Cluster>>;
 
@@ -35,6 +38,9 @@ struct Inputs<'a> {
     services: Vec<&'a Service>,
     slices: Vec<&'a EndpointSlice>,
     endpoints: Vec<&'a Endpoints>,
+    /// Ours by class, oldest first.
+    kingresses: Vec<&'a KIngress>,
+    istio: istio::Inputs<'a>,
 }
 
 impl<'a> Inputs<'a> {
@@ -48,14 +54,32 @@ impl<'a> Inputs<'a> {
                 Resource::Secret(s) => {
                     me.secrets
                         .insert((key.namespace.clone(), key.name.clone()), s.clone());
+                    // A directory's Secrets keep their namespace for KIngresses; what
+                    // the gateway's own objects name is still found in its namespace.
+                    if opts.directory && key.namespace != SYSTEM_NAMESPACE {
+                        me.secrets
+                            .entry((SYSTEM_NAMESPACE.to_string(), key.name.clone()))
+                            .or_insert_with(|| s.clone());
+                    }
                 }
                 Resource::ConfigMap(cm) => me.domains.extend(cm.domain.as_ref()),
                 Resource::Service(s) => me.services.push(s),
                 Resource::EndpointSlice(s) => me.slices.push(s),
                 Resource::Endpoints(e) => me.endpoints.push(e),
                 Resource::WasmPlugin(_) => {}
+                Resource::KIngress(k) if k.is_ours() => me.kingresses.push(k),
+                Resource::KIngress(_) => {}
+                Resource::IstioGateway(g) => me.istio.gateways.push(g),
+                Resource::VirtualService(v) => me.istio.virtual_services.push(v),
+                Resource::DestinationRule(d) => me.istio.destination_rules.push(d),
             }
         }
+        let by_age = |m: &crate::resources::ObjectMeta| m.creation_timestamp.clone();
+        me.kingresses
+            .sort_by_key(|k| by_age(&k.metadata).unwrap_or_default());
+        me.istio
+            .virtual_services
+            .sort_by_key(|v| by_age(&v.metadata).unwrap_or_default());
         // Stable: equal timestamps keep the map's (name) order.
         me.ingresses.sort_by(|a, b| {
             let ta = a.metadata.creation_timestamp.as_deref().unwrap_or("");
@@ -83,25 +107,52 @@ impl ConfigLoop {
         let objects = self.objects.clone();
         let inputs = Inputs::gather(&objects, &self.opts);
         let t_gather = t0.elapsed();
-        let (clusters, skipped, lb_notes) = build_clusters(
+        let mut istio_out = istio::Output::default();
+        let (mut clusters, skipped, lb_notes) = build_clusters(
             &inputs,
             &self.dns,
             &self.stat_pattern,
             &mut self.cluster_stats,
         );
+        istio::apply_destination_rules(
+            &inputs.istio.destination_rules,
+            &mut clusters,
+            &inputs.secrets,
+            &mut istio_out,
+        );
         prune_cluster_stats(&mut self.cluster_stats, &clusters);
+        regex_cache::new_generation();
+        let knative = kingress::build(&inputs.kingresses, &clusters, &inputs.secrets);
+        istio::build(
+            &inputs.istio,
+            &istio::Options {
+                selector: &self.opts.gateway_selector,
+                local_port: self.opts.local_port,
+            },
+            &clusters,
+            &inputs.secrets,
+            &mut istio_out,
+        );
         let mut tls_warnings = Vec::new();
+        let extra_tls: Vec<_> = knative.tls.iter().chain(&istio_out.tls).cloned().collect();
         let certs = certificates::build(
             &inputs.ingresses,
             &inputs.domains,
             &inputs.secrets,
+            &extra_tls,
             &self.opts.namespace,
             &mut tls_warnings,
         );
         let rate_limit_stats = LocalRateLimitStats::register(self.cluster_stats.registry());
         let t_clusters = t0.elapsed();
-        let (routes, route_warnings) =
+        let (mut hosts, route_warnings) =
             build_routes(&inputs, &clusters, &certs.force_https, &rate_limit_stats);
+        hosts.append(knative.external);
+        hosts.append(istio_out.external);
+        let mut local = knative.local;
+        local.append(istio_out.local);
+        let routes = hosts.into_table();
+        let local_routes = local.into_table();
         let t_routes = t0.elapsed();
         let filters = self.cmgr.settings();
         self.update_tracer(&filters, &clusters);
@@ -109,6 +160,7 @@ impl ConfigLoop {
         let snap = Snapshot {
             version: self.version,
             routes,
+            local_routes,
             clusters,
             filters,
             tracer: self.tracer.clone(),
@@ -121,6 +173,10 @@ impl ConfigLoop {
         let t_live = t0.elapsed();
         // What only the status and the log need, once the snapshot serves.
         self.warnings = collect_warnings(&route_warnings, tls_warnings);
+        self.warnings.extend(knative.warnings);
+        self.warnings.extend(istio_out.warnings);
+        self.served_kingresses
+            .send_replace(Arc::new(knative.served));
         log_left_out(&self.warnings, &skipped);
         for n in &lb_notes {
             tracing::warn!("{n}");
@@ -128,6 +184,7 @@ impl ConfigLoop {
         self.warnings.extend(lb_notes);
         self.not_enforced = collect_not_enforced(&self.cmgr, skipped, &inputs.ingresses);
         self.not_enforced.extend(self.plugins.not_enforced());
+        self.not_enforced.extend(istio_out.not_enforced);
         self.refresh_status();
         tracing::info!(version = self.version, "config snapshot published");
         // The previous snapshot (10,000 routes take milliseconds to free) goes last,
@@ -237,15 +294,15 @@ fn prune_cluster_stats(stats: &mut ClusterStatsCache, clusters: &Clusters) {
     stats.registry().prune();
 }
 
-/// The route table of our Ingresses; hosts in `force_https` redirect plain HTTP.
+/// The virtual hosts of our Ingresses; hosts in `force_https` redirect plain HTTP.
 fn build_routes(
     inputs: &Inputs,
     clusters: &Clusters,
     force_https: &HashSet<String>,
     rate_limit_stats: &LocalRateLimitStats,
-) -> (RouteTable, Vec<TranslateWarning>) {
+) -> (VirtualHosts, Vec<TranslateWarning>) {
     let mut warnings = Vec::new();
-    let routes = route_table::build(
+    let routes = route_table::build_hosts(
         &inputs.ingresses,
         clusters,
         &inputs.secrets,

@@ -11,6 +11,7 @@ use std::time::Duration;
 use pingora_http::RequestHeader;
 
 use super::cluster::Cluster;
+use super::header_control::HeaderControl;
 use super::host::strip_port;
 use super::matcher::RequestMatch;
 pub use super::path_regex::PathRegex;
@@ -75,6 +76,10 @@ pub struct WeightedCluster {
     pub protocol: Protocol,
     /// TLS towards it (annotations, else the registry's); `None`: plain text.
     pub tls: Option<Arc<UpstreamTls>>,
+    /// Header edits made only when this destination is taken (a KIngress split's
+    /// `appendHeaders`, an Istio destination's `headers`), after the route's own;
+    /// `None` (the common case) costs one check.
+    pub headers: Option<Arc<HeaderControl>>,
 }
 
 #[derive(Debug)]

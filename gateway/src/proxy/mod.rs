@@ -57,6 +57,8 @@ pub struct ListenerInfo {
     pub tls: bool,
     /// For the authority of an HTTPS redirect.
     pub ports: redirect::Ports,
+    /// The cluster-local listener: routes by the snapshot's `local_routes`.
+    pub local: bool,
 }
 
 pub struct Gateway {
@@ -136,7 +138,12 @@ impl Gateway {
         let req = session.req_header();
         let global = &ctx.snapshot.filters.global;
         let (host, path) = (request_host(req), req.uri.path());
-        let Some(route) = ctx.snapshot.routes.find(host, path, req) else {
+        let table = if self.listener.local {
+            &ctx.snapshot.local_routes
+        } else {
+            &ctx.snapshot.routes
+        };
+        let Some(route) = table.find(host, path, req) else {
             return Err(LocalReply::Status(404, "", ResponseFlags::NO_ROUTE));
         };
         if route.ssl_redirect && !self.listener.tls {
@@ -610,6 +617,14 @@ impl ProxyHttp for Gateway {
                 self.listener.tls,
                 upstream_request,
             );
+        }
+        if let Some(ops) = ctx
+            .weighted_cluster()
+            .and_then(|d| d.headers.as_deref())
+            .map(|c| &c.request)
+            .filter(|ops| !ops.is_empty())
+        {
+            headers::edit_request(upstream_request, |h| ops.apply(h));
         }
         // The edge headers are on the downstream request already (`request_filter`).
         headers::retry_attempt(

@@ -122,11 +122,19 @@ pub fn upstream_response(req: &RequestHeader, resp: &mut ResponseHeader, ctx: &R
         .and_then(|r| r.policy.header_control.as_deref())
         .map(|c| &c.response)
         .filter(|ops| !ops.is_empty());
+    // The destination's own edits (an Istio destination's `headers.response`), after.
+    let dest_control = ctx
+        .weighted_cluster()
+        .filter(|_| !interim)
+        .and_then(|d| d.headers.as_deref())
+        .map(|c| &c.response)
+        .filter(|ops| !ops.is_empty());
     let filters = ctx
         .filtered
         .as_deref()
         .filter(|_| !interim && ctx.wasm.is_none());
-    if service_time.is_none() && control.is_none() && filters.is_none() {
+    if service_time.is_none() && control.is_none() && dest_control.is_none() && filters.is_none()
+    {
         return;
     }
     edit_parts(resp, |p| {
@@ -139,6 +147,9 @@ pub fn upstream_response(req: &RequestHeader, resp: &mut ResponseHeader, ctx: &R
                 .insert(X_ENVOY_UPSTREAM_SERVICE_TIME, millis_value(ms.into()));
         }
         if let Some(ops) = control {
+            ops.apply(&mut p.headers);
+        }
+        if let Some(ops) = dest_control {
             ops.apply(&mut p.headers);
         }
         if let Some(route) = filters {

@@ -12,6 +12,9 @@ pub struct ObjectMeta {
     pub labels: BTreeMap<String, String>,
     pub creation_timestamp: Option<String>,
     pub resource_version: Option<String>,
+    /// Bumped by the API server on each spec change; what a status's
+    /// `observedGeneration` reports.
+    pub generation: Option<i64>,
 }
 
 impl ObjectMeta {

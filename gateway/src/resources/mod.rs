@@ -1,7 +1,8 @@
 //! Typed, Kubernetes-shaped objects the gateway reads: ConfigMaps (with the
 //! `higress-config` global config and the console's `domain-*` ConfigMaps), Ingresses,
 //! McpBridges, Secrets (TLS certificates), WasmPlugins, Services and their endpoints
-//! (EndpointSlices, or `v1` Endpoints in a directory). Parsing and validation
+//! (EndpointSlices, or `v1` Endpoints in a directory), Knative's KIngresses and Istio's
+//! Gateways, VirtualServices and DestinationRules. Parsing and validation
 //! report the field path of the problem so users can find it in their YAML.
 
 pub mod configmap;
@@ -10,6 +11,8 @@ pub mod domain;
 pub mod endpoints;
 pub mod higress_config;
 pub mod ingress;
+pub mod istio;
+pub mod kingress;
 pub mod mcpbridge;
 pub mod meta;
 pub mod schema;
@@ -24,6 +27,8 @@ pub use configmap::ConfigMap;
 pub use endpoints::{EndpointSlice, Endpoints};
 pub use higress_config::HigressConfig;
 pub use ingress::Ingress;
+pub use istio::{DestinationRule, Gateway as IstioGateway, VirtualService};
+pub use kingress::KIngress;
 pub use mcpbridge::McpBridge;
 pub use meta::ObjectMeta;
 pub use secret::Secret;
@@ -45,6 +50,12 @@ pub enum Kind {
     Service,
     Endpoints,
     EndpointSlice,
+    /// Knative's `networking.internal.knative.dev` Ingress.
+    KIngress,
+    /// `networking.istio.io` Gateway.
+    IstioGateway,
+    VirtualService,
+    DestinationRule,
 }
 
 impl Kind {
@@ -59,10 +70,31 @@ impl Kind {
             Kind::Service => "services",
             Kind::Endpoints => "endpoints",
             Kind::EndpointSlice => "endpointslices",
+            Kind::KIngress => "kingresses",
+            Kind::IstioGateway => "gateways",
+            Kind::VirtualService => "virtualservices",
+            Kind::DestinationRule => "destinationrules",
         }
     }
 
-    pub const ALL: [Kind; 8] = [
+    /// Whether objects of this kind keep their own `metadata.namespace` in a config
+    /// directory (Knative's objects live in their service's namespace); the others are
+    /// all in [`SYSTEM_NAMESPACE`], as Higress standalone reads them.
+    pub fn keeps_namespace(self) -> bool {
+        matches!(
+            self,
+            Kind::KIngress
+                | Kind::Service
+                | Kind::Endpoints
+                | Kind::EndpointSlice
+                | Kind::Secret
+                | Kind::IstioGateway
+                | Kind::VirtualService
+                | Kind::DestinationRule
+        )
+    }
+
+    pub const ALL: [Kind; 12] = [
         Kind::ConfigMap,
         Kind::Ingress,
         Kind::McpBridge,
@@ -71,6 +103,10 @@ impl Kind {
         Kind::Service,
         Kind::Endpoints,
         Kind::EndpointSlice,
+        Kind::KIngress,
+        Kind::IstioGateway,
+        Kind::VirtualService,
+        Kind::DestinationRule,
     ];
 }
 
@@ -85,6 +121,10 @@ impl fmt::Display for Kind {
             Kind::Service => "Service",
             Kind::Endpoints => "Endpoints",
             Kind::EndpointSlice => "EndpointSlice",
+            Kind::KIngress => "KIngress",
+            Kind::IstioGateway => "Gateway",
+            Kind::VirtualService => "VirtualService",
+            Kind::DestinationRule => "DestinationRule",
         })
     }
 }
@@ -116,6 +156,10 @@ pub enum Resource {
     Service(Service),
     Endpoints(Endpoints),
     EndpointSlice(EndpointSlice),
+    KIngress(KIngress),
+    IstioGateway(IstioGateway),
+    VirtualService(VirtualService),
+    DestinationRule(DestinationRule),
 }
 
 impl Resource {
@@ -129,6 +173,10 @@ impl Resource {
             Resource::Service(o) => &o.metadata,
             Resource::Endpoints(o) => &o.metadata,
             Resource::EndpointSlice(o) => &o.metadata,
+            Resource::KIngress(o) => &o.metadata,
+            Resource::IstioGateway(o) => &o.metadata,
+            Resource::VirtualService(o) => &o.metadata,
+            Resource::DestinationRule(o) => &o.metadata,
         }
     }
 
@@ -149,6 +197,10 @@ impl Resource {
             Kind::Service => Resource::Service(Service::parse(bytes)?),
             Kind::Endpoints => Resource::Endpoints(Endpoints::parse(bytes)?),
             Kind::EndpointSlice => Resource::EndpointSlice(EndpointSlice::parse(bytes)?),
+            Kind::KIngress => Resource::KIngress(KIngress::parse(bytes)?),
+            Kind::IstioGateway => Resource::IstioGateway(IstioGateway::parse(bytes)?),
+            Kind::VirtualService => Resource::VirtualService(VirtualService::parse(bytes)?),
+            Kind::DestinationRule => Resource::DestinationRule(DestinationRule::parse(bytes)?),
         };
         let meta = match &mut res {
             Resource::ConfigMap(o) => &mut o.metadata,
@@ -159,6 +211,10 @@ impl Resource {
             Resource::Service(o) => &mut o.metadata,
             Resource::Endpoints(o) => &mut o.metadata,
             Resource::EndpointSlice(o) => &mut o.metadata,
+            Resource::KIngress(o) => &mut o.metadata,
+            Resource::IstioGateway(o) => &mut o.metadata,
+            Resource::VirtualService(o) => &mut o.metadata,
+            Resource::DestinationRule(o) => &mut o.metadata,
         };
         meta.name = name.to_string();
         meta.namespace = namespace.to_string();

@@ -1,5 +1,8 @@
-//! The Higress standalone layout: `DIR/<kind-plural>/**/<name>.yaml|yml`, every object in
-//! namespace `higress-system` and named after its file.
+//! The Higress standalone layout: `DIR/<kind-plural>/**/<name>.yaml|yml`, every object
+//! named after its file and in namespace `higress-system`, except the kinds that keep
+//! their own `metadata.namespace` ([`Kind::keeps_namespace`]: KIngresses, Services,
+//! Endpoints, EndpointSlices, Secrets and Istio's kinds, since Knative's objects live in
+//! their service's namespace).
 //!
 //! Watching waits for 25 ms of quiet, then re-reads the files the events named and diffs
 //! their contents against the last scan (robust to editors' temp files and
@@ -126,7 +129,7 @@ impl Scan {
                     .to_string();
                 let key = ResourceKey {
                     kind,
-                    namespace: SYSTEM_NAMESPACE.to_string(),
+                    namespace: namespace_of(kind, &bytes),
                     name,
                 };
                 if let Some(prev) = scan.files.get(&key) {
@@ -173,6 +176,30 @@ impl Scan {
     }
 }
 
+/// The namespace an object of `kind` is keyed in: [`SYSTEM_NAMESPACE`], or for a kind
+/// that keeps its own, its `metadata.namespace` (`higress-system` when absent; a file
+/// that does not parse is keyed there too, and its parse reports why).
+fn namespace_of(kind: Kind, bytes: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(default)]
+        metadata: Option<Meta>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        #[serde(default)]
+        namespace: Option<String>,
+    }
+    if !kind.keeps_namespace() {
+        return SYSTEM_NAMESPACE.to_string();
+    }
+    serde_yaml::from_slice::<Head>(bytes)
+        .ok()
+        .and_then(|h| h.metadata?.namespace)
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or_else(|| SYSTEM_NAMESPACE.to_string())
+}
+
 /// Parse the object `key` from `bytes`, read by the scan that found it changed.
 fn parse(key: &ResourceKey, bytes: Option<&[u8]>) -> Result<Resource, crate::error::FieldError> {
     // A scan's bytes are taken once, by the diff that finds them changed.
@@ -187,6 +214,8 @@ impl Scan {
     /// file also names, an unreadable file.
     pub fn reread(&mut self, dir: &Path, paths: &BTreeSet<PathBuf>) -> Option<Vec<Change>> {
         let mut found = Vec::new();
+        // Keys whose file now names another namespace; removed once nothing says `None`.
+        let mut moved = Vec::new();
         for path in paths {
             let rel = path.strip_prefix(dir).ok()?;
             let mut parts = rel.components();
@@ -211,24 +240,43 @@ impl Scan {
                         continue;
                     };
                     let origin = rel.display().to_string();
-                    let key = ResourceKey {
-                        kind,
-                        namespace: SYSTEM_NAMESPACE.to_string(),
-                        name,
-                    };
-                    if self.files.get(&key).is_some_and(|f| f.origin != origin) {
-                        return None;
-                    }
                     let bytes = match read_stamped(path) {
                         Ok(b) => Some(b),
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                         Err(_) => return None,
                     };
+                    // The key this file had: its namespace may be what changed.
+                    let before = kind
+                        .keeps_namespace()
+                        .then(|| self.key_of(kind, &origin))
+                        .flatten();
+                    let namespace = match (&bytes, &before) {
+                        (Some((b, _)), _) => namespace_of(kind, b),
+                        (None, Some(k)) => k.namespace.clone(),
+                        (None, None) => SYSTEM_NAMESPACE.to_string(),
+                    };
+                    let key = ResourceKey {
+                        kind,
+                        namespace,
+                        name,
+                    };
+                    if self.files.get(&key).is_some_and(|f| f.origin != origin) {
+                        return None;
+                    }
+                    moved.extend(before.filter(|k| *k != key));
                     found.push((key, origin, path, bytes));
                 }
             }
         }
         let mut out = Vec::new();
+        for old in moved {
+            if let Some(f) = self.files.remove(&old) {
+                out.push(Change::Delete {
+                    key: old,
+                    origin: f.origin,
+                });
+            }
+        }
         for (key, origin, path, bytes) in found {
             match bytes {
                 Some((b, stamp)) => {
@@ -257,6 +305,14 @@ impl Scan {
             }
         }
         Some(out)
+    }
+
+    /// The key of the object of `kind` read from file `origin`.
+    fn key_of(&self, kind: Kind, origin: &str) -> Option<ResourceKey> {
+        self.files
+            .iter()
+            .find(|(k, f)| k.kind == kind && f.origin == origin)
+            .map(|(k, _)| k.clone())
     }
 
     /// The object files below `dir` whose metadata differ from what was read (written,

@@ -32,6 +32,8 @@ pub struct KubeOptions {
     pub watch_without_class: bool,
     /// Written into the status of the Ingresses the gateway serves (IP or host name).
     pub status_address: Option<String>,
+    /// `domainInternal` of the KIngresses' status: the gateway's in-cluster name.
+    pub domain_internal: String,
 }
 
 /// Where a kind is read from.

@@ -299,6 +299,7 @@ mod tests {
             weight,
             protocol: Protocol::Http,
             tls: None,
+            headers: None,
         }
     }
 

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use crate::model::{CertStore, ServerCert};
 use crate::resources::domain::{DomainConfig, EnableHttps};
 use crate::resources::{Ingress, Secret};
+use crate::translate::kingress::TlsEntry;
 use crate::translate::route_name;
 
 /// [`CertStore::insert`], reporting what stands in the way.
@@ -82,6 +83,7 @@ pub fn build(
     ingresses: &[&Ingress],
     domains: &[&DomainConfig],
     secrets: &Secrets,
+    extra: &[TlsEntry],
     namespace: &str,
     warnings: &mut Vec<String>,
 ) -> CertStore {
@@ -134,6 +136,11 @@ pub fn build(
                 add(&mut store, &host, cert, origin.clone(), warnings);
             }
         }
+    }
+    // KIngresses' and Istio Gateways' certificates, after the Ingresses'.
+    for e in extra {
+        let cert = server_cert(secrets, &e.namespace, &e.secret);
+        add(&mut store, &e.host, cert, e.origin.clone(), warnings);
     }
     store
 }
@@ -199,7 +206,7 @@ mod tests {
             "  tls:\n  - {hosts: [a.test], secretName: a}\n  - {hosts: [\"*.w.test\"], secretName: w}\n  - {secretName: d}\n",
         );
         let mut warnings = vec![];
-        let store = build(&[&i1], &[], &secrets, "higress-system", &mut warnings);
+        let store = build(&[&i1], &[], &secrets, &[], "higress-system", &mut warnings);
         let pick = |sni: Option<&str>| store.find(sni).map(|c| c.secret.clone());
         assert_eq!(pick(Some("a.test")).as_deref(), Some("higress-system/a"));
         assert_eq!(pick(Some("A.Test")).as_deref(), Some("higress-system/a"));
@@ -243,6 +250,7 @@ mod tests {
             &[&old, &new],
             &[],
             &secrets,
+            &[],
             "higress-system",
             &mut warnings,
         );
@@ -293,6 +301,7 @@ mod tests {
             &[],
             &[&d1, &d2, &d3],
             &secrets,
+            &[],
             "higress-system",
             &mut warnings,
         );

@@ -88,5 +88,6 @@ pub(super) fn resolve(
         weight: d.weight,
         protocol,
         tls,
+        headers: None,
     }
 }

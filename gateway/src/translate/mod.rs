@@ -1,6 +1,8 @@
 //! Resources → the runtime types of `model/`: McpBridge registries and Services become
 //! clusters, Ingresses (with their parsed annotations) a route table, `spec.tls`, domains
-//! and Secrets the certificate store, WasmPlugins an ordered plugin chain. Pure functions
+//! and Secrets the certificate store, WasmPlugins an ordered plugin chain, KIngresses and
+//! Istio's VirtualServices more routes (on the gateway's listeners or the cluster-local
+//! one). Pure functions
 //! of their inputs, run in the config loop; the only place config becomes runtime types.
 
 pub mod access;
@@ -9,6 +11,9 @@ pub mod certificates;
 pub mod clusters;
 pub mod cors;
 pub mod destinations;
+pub mod hosts;
+pub mod istio;
+pub mod kingress;
 pub mod load_balance;
 pub mod mirror;
 pub mod plugin_chain;

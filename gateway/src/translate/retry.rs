@@ -76,6 +76,7 @@ impl FallbackTarget {
                 weight: 100,
                 protocol: c.protocol,
                 tls: c.tls.clone(),
+                headers: None,
             },
             codes: self.codes.clone(),
             route_name: HeaderValue::from_str(&format!("{route_name}-fallback"))

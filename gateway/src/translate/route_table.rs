@@ -27,6 +27,7 @@ use super::certificates::Secrets;
 use super::cors::cors_filter;
 use super::destinations::{resolve, ClusterPorts};
 use super::mirror::mirror_policy;
+use super::hosts::VirtualHosts;
 use super::{regex_cache, route_name};
 use crate::annotations::Destination;
 use crate::filters::local_rate_limit::LocalRateLimitStats;
@@ -63,6 +64,27 @@ pub fn build(
     warnings: &mut Vec<TranslateWarning>,
 ) -> RouteTable {
     regex_cache::new_generation();
+    build_hosts(
+        ingresses,
+        clusters,
+        secrets,
+        force_https,
+        rate_limit_stats,
+        warnings,
+    )
+    .into_table()
+}
+
+/// [`build`]'s virtual hosts, for other translators to add theirs to. The caller starts
+/// the regex cache's generation ([`regex_cache::new_generation`]) once per snapshot.
+pub fn build_hosts(
+    ingresses: &[&Ingress],
+    clusters: &BTreeMap<String, Arc<Cluster>>,
+    secrets: &Secrets,
+    force_https: &HashSet<String>,
+    rate_limit_stats: &LocalRateLimitStats,
+    warnings: &mut Vec<TranslateWarning>,
+) -> VirtualHosts {
     let ctx = Ctx {
         clusters,
         ports: ClusterPorts::new(clusters),
@@ -133,7 +155,7 @@ pub fn build(
             (host, routes)
         })
         .collect();
-    RouteTable::new(hosts)
+    VirtualHosts::from_list(hosts)
 }
 
 /// What Higress's route order looks at.

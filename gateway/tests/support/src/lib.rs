@@ -242,6 +242,8 @@ pub struct Gateway {
     pub http: SocketAddr,
     /// The HTTPS listener's address (bound once TLS is configured).
     pub https: SocketAddr,
+    /// The cluster-local listener's address (`--local-http-addr`).
+    pub local: SocketAddr,
     pub stats: SocketAddr,
     pub admin: SocketAddr,
     pub access_log: PathBuf,
@@ -319,6 +321,19 @@ impl Gateway {
             Some(_) => vec![],
             None => vec!["--https-addr".to_string(), https.to_string()],
         };
+        // Never the default 0.0.0.0:8081 either.
+        let local_arg = extra
+            .windows(2)
+            .find(|w| w[0] == "--local-http-addr")
+            .map(|w| w[1]);
+        let local: SocketAddr = match local_arg.and_then(|a| a.parse::<SocketAddr>().ok()) {
+            Some(a) => a,
+            None => format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        };
+        let own_local = match local_arg {
+            Some(_) => vec![],
+            None => vec!["--local-http-addr".to_string(), local.to_string()],
+        };
         let stats: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let stderr = std::fs::File::create(logdir.path().join("gateway.log")).unwrap();
@@ -327,6 +342,7 @@ impl Gateway {
             .args(mode)
             .args(&own_http)
             .args(&own_https)
+            .args(&own_local)
             .args(["--stats-addr", &stats.to_string()])
             .args(["--admin-addr", &admin.to_string()])
             .args(if extra.contains(&"--threads") {
@@ -346,6 +362,7 @@ impl Gateway {
             child,
             http,
             https,
+            local,
             stats,
             admin,
             access_log,
