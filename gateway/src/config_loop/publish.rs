@@ -185,6 +185,16 @@ impl ConfigLoop {
         self.not_enforced = collect_not_enforced(&self.cmgr, skipped, &inputs.ingresses);
         self.not_enforced.extend(self.plugins.not_enforced());
         self.not_enforced.extend(istio_out.not_enforced);
+        // Higress applies its Ingress annotations on a KIngress too; not here yet.
+        for k in &inputs.kingresses {
+            let name = kingress::route_name(k);
+            // The Higress / nginx ones (what Ingresses would act on).
+            self.not_enforced.extend(
+                crate::annotations::enforced(&k.metadata.annotations)
+                    .into_iter()
+                    .map(|a| format!("kingress {name}: annotation {a}")),
+            );
+        }
         self.refresh_status();
         tracing::info!(version = self.version, "config snapshot published");
         // The previous snapshot (10,000 routes take milliseconds to free) goes last,

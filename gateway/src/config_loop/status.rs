@@ -31,6 +31,7 @@ impl ConfigStatus {
         if let Some(map) = z.as_object_mut() {
             if let Some(snap) = &self.snapshot {
                 map.insert("routes".into(), snap.routes.describe());
+                map.insert("local_routes".into(), snap.local_routes.describe());
             }
             map.insert("ingresses".into(), ingresses(&self.objects));
         }

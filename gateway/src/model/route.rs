@@ -96,6 +96,10 @@ pub struct Route {
     /// Plain-HTTP requests get a 308 to `https://` (`ssl-redirect`, `force-ssl-redirect`,
     /// or a domain with `enableHttps: force`).
     pub ssl_redirect: bool,
+    /// The status of that redirect: 308 for Ingresses and domains (Higress's), 301 for
+    /// a KIngress's `Redirected` and an Istio server's `httpsRedirect` (Envoy's
+    /// `require_tls`).
+    pub ssl_redirect_code: u16,
     /// What the route's annotations do besides choosing the destination.
     pub policy: RoutePolicy,
     /// What the request must carry besides host and path (`match-method`, header, query
@@ -124,6 +128,7 @@ impl Route {
             total_weight,
             timeout,
             ssl_redirect,
+            ssl_redirect_code: 308,
             policy: RoutePolicy::default(),
             request_match: None,
         }

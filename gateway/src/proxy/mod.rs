@@ -297,8 +297,9 @@ impl Gateway {
                 let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
                 match redirect::https_location(request_host(req), path, self.listener.ports) {
                     Some(location) => {
-                        ctx.local_status = Some(308);
-                        redirect::send(session, &location).await?;
+                        let code = ctx.route.as_ref().map_or(308, |r| r.ssl_redirect_code);
+                        ctx.local_status = Some(code);
+                        redirect::send(session, code, &location).await?;
                     }
                     None => {
                         // Envoy refuses such an authority outright.

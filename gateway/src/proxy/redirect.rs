@@ -65,9 +65,9 @@ fn split_port(host: &str) -> (&str, Option<u16>) {
     }
 }
 
-/// Send the 308 with its `location`.
-pub async fn send(session: &mut Session, location: &str) -> pingora_error::Result<()> {
-    let mut resp = ResponseHeader::build(308, Some(2))?;
+/// Send the redirect (`code`: 308 or 301) with its `location`.
+pub async fn send(session: &mut Session, code: u16, location: &str) -> pingora_error::Result<()> {
+    let mut resp = ResponseHeader::build(code, Some(2))?;
     resp.insert_header(http::header::LOCATION, location)?;
     resp.insert_header(http::header::CONTENT_LENGTH, 0)?;
     session.write_response_header(Box::new(resp), true).await

@@ -150,7 +150,10 @@ impl KIngress {
     fn validate(&self) -> Result<(), FieldError> {
         let spec = &self.spec;
         if spec.rules.is_empty() {
-            return Err(FieldError::new("spec.rules", "at least one rule is required"));
+            return Err(FieldError::new(
+                "spec.rules",
+                "at least one rule is required",
+            ));
         }
         for (i, tls) in spec.tls.iter().enumerate() {
             let at = format!("spec.tls[{i}]");
@@ -214,8 +217,7 @@ impl KHttpPath {
                 format!("{:?} does not start with /", self.path),
             ));
         }
-        if !self.rewrite_host.is_empty()
-            && http::HeaderValue::from_str(&self.rewrite_host).is_err()
+        if !self.rewrite_host.is_empty() && http::HeaderValue::from_str(&self.rewrite_host).is_err()
         {
             return Err(FieldError::new(
                 format!("{at}.rewriteHost"),
@@ -344,7 +346,10 @@ spec:
     #[test]
     fn another_class_is_kept_unread() {
         let y = HELLO
-            .replace("ingress.class: higress", "ingress.class: istio.ingress.networking.knative.dev")
+            .replace(
+                "ingress.class: higress",
+                "ingress.class: istio.ingress.networking.knative.dev",
+            )
             .replace("percent: 100", "percent: 7");
         let k = KIngress::parse(y.as_bytes()).unwrap();
         assert!(!k.is_ours());

@@ -234,9 +234,8 @@ fn route_of(
     }
     let mut m = RequestMatch::default();
     for (h, v) in &path.headers {
-        let header = HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
-            FieldError::new(format!("{at}.headers.{h}"), "not a valid header name")
-        })?;
+        let header = HeaderName::from_bytes(h.as_bytes())
+            .map_err(|_| FieldError::new(format!("{at}.headers.{h}"), "not a valid header name"))?;
         m.headers.push(HeaderMatcher {
             source: HeaderSource::Header(header),
             value: StringMatch::Exact(v.exact.clone()),
@@ -244,6 +243,8 @@ fn route_of(
     }
     let mut route = Route::new(name.clone(), matcher, false, destinations, None, redirect)
         .with_request_match(m);
+    // Envoy's `require_tls` (Higress's `httpsRedirect` server) answers 301.
+    route.ssl_redirect_code = 301;
     let ops = set_ops(&path.append_headers, &format!("{at}.appendHeaders"))?;
     if !ops.is_empty() {
         route.policy.header_control = Some(Arc::new(HeaderControl {
@@ -357,7 +358,10 @@ mod tests {
         );
         assert!(r.destinations[1].cluster.is_some());
         let rev = &r.destinations[1].headers.as_ref().unwrap().request.set[0];
-        assert_eq!((rev.0.as_str(), rev.1.to_str().unwrap()), ("knative-serving-revision", "hello-00002"));
+        assert_eq!(
+            (rev.0.as_str(), rev.1.to_str().unwrap()),
+            ("knative-serving-revision", "hello-00002")
+        );
         let route_set = &r.policy.header_control.as_ref().unwrap().request.set[0];
         assert_eq!(route_set.0.as_str(), "k-original-host");
         assert_eq!(
@@ -366,7 +370,9 @@ mod tests {
         );
         // ClusterLocal hosts only on the local table, and no redirect there.
         assert!(ext.find("hello.default", "/", &req("/", &[])).is_none());
-        let l = local.find("hello.default:8081", "/x", &req("/x", &[])).unwrap();
+        let l = local
+            .find("hello.default:8081", "/x", &req("/x", &[]))
+            .unwrap();
         assert!(!l.ssl_redirect);
         assert!(local
             .find("hello.default.svc.cluster.local", "/", &req("/", &[]))

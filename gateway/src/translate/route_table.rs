@@ -26,8 +26,8 @@ use super::canary::{self, Attached, Condition, Extra, Pairing, PathKey, PathKind
 use super::certificates::Secrets;
 use super::cors::cors_filter;
 use super::destinations::{resolve, ClusterPorts};
-use super::mirror::mirror_policy;
 use super::hosts::VirtualHosts;
+use super::mirror::mirror_policy;
 use super::{regex_cache, route_name};
 use crate::annotations::Destination;
 use crate::filters::local_rate_limit::LocalRateLimitStats;
