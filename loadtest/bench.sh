@@ -21,7 +21,9 @@
 # `gw-keyauth` runs Higress's key-auth and key-rate-limit (named by their oci:// images,
 # so native) on every request (each carries consumer `bench`'s key); `gw-redis-limit`
 # runs cluster-key-rate-limit counting every request in a local redis-server (one EVAL
-# each), limits never reached.
+# each), limits never reached; `gw-knative` serves the bench host from a KIngress as
+# Knative writes it (a 50/50 split between two revisions, each setting its revision
+# headers upstream) instead of the Ingress.
 # Everything runs on 127.0.0.1, each proxy with one worker, one shared nginx backend.
 #
 # Environment:
@@ -688,6 +690,10 @@ if [[ $INSTRUCTIONS == 1 ]]; then
   cg_run gw-keyauth "$GATEWAY_BIN" "${GW_ARGS[@]}"
   gateway_args "$TMP/gwconf-redis" "$C_HTTP" "$C_STATS" "$C_ADMIN"
   cg_run gw-redis-limit "$GATEWAY_BIN" "${GW_ARGS[@]}"
+  python3 "$HELPER" gateway-config "$TMP/gwconf-knative" "$P_BACKEND"
+  python3 "$HELPER" gateway-knative "$TMP/gwconf-knative" "$P_BACKEND"
+  gateway_args "$TMP/gwconf-knative" "$C_HTTP" "$C_STATS" "$C_ADMIN"
+  cg_run gw-knative "$GATEWAY_BIN" "${GW_ARGS[@]}"
   python3 "$HELPER" instructions-summary "$CG/counts.txt"
 fi
 

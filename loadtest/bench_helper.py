@@ -9,6 +9,7 @@ Subcommands:
   gateway-policy DIR               put the gw-policy annotations on the bench route
   gateway-wasm-noop DIR MODULE     add the no-op plugin (loadtest/wasm_noop.wat) on every route
   gateway-keyauth DIR              add key-auth and key-rate-limit (native, by oci:// URL)
+  gateway-knative DIR PORT         replace the Ingress by a KIngress 50/50 revision split
   gateway-redis-limit DIR REDIS_PORT
                                    add cluster-key-rate-limit counting in the redis-server
                                    on REDIS_PORT (a static registry names it)
@@ -196,6 +197,44 @@ def cmd_gateway_policy(d):
     ).replace('      - path: "/"\n        pathType: Prefix\n',
               '      - path: "/[a-z0-9/]*"\n        pathType: ImplementationSpecific\n')
     write_atomic(os.path.join(d, INGRESS), body)
+
+
+def cmd_gateway_knative(d, backend_port):
+    """The bench host as Knative writes it (`gw-knative`): a KIngress splitting 50/50
+    between two revisions (Services + Endpoints in namespace `default`, both on the
+    backend), each split setting its revision headers, instead of the Ingress."""
+    os.remove(os.path.join(d, INGRESS))
+    for k in ("services", "endpoints", "kingresses"):
+        os.makedirs(os.path.join(d, k), exist_ok=True)
+    splits = ""
+    for rev in ("bench-00001", "bench-00002"):
+        write_atomic(os.path.join(d, f"services/{rev}.yaml"),
+                     f"apiVersion: v1\nkind: Service\nmetadata: {{name: {rev}, namespace: default}}\n"
+                     "spec:\n  ports:\n  - {name: http, port: 80}\n")
+        write_atomic(os.path.join(d, f"endpoints/{rev}.yaml"),
+                     f"apiVersion: v1\nkind: Endpoints\nmetadata: {{name: {rev}, namespace: default}}\n"
+                     "subsets:\n- addresses: [{ip: 127.0.0.1}]\n"
+                     f"  ports: [{{name: http, port: {backend_port}}}]\n")
+        splits += ("        - appendHeaders:\n"
+                   "            Knative-Serving-Namespace: default\n"
+                   f"            Knative-Serving-Revision: {rev}\n"
+                   f"          percent: 50\n          serviceName: {rev}\n"
+                   "          serviceNamespace: default\n          servicePort: 80\n")
+    write_atomic(os.path.join(d, "kingresses/bench.yaml"), f"""apiVersion: networking.internal.knative.dev/v1alpha1
+kind: Ingress
+metadata:
+  name: bench
+  namespace: default
+  annotations:
+    networking.knative.dev/ingress.class: higress
+spec:
+  rules:
+  - hosts: [{HOST}]
+    visibility: ExternalIP
+    http:
+      paths:
+      - splits:
+{splits}""")
 
 
 def cmd_gateway_wasm(d, module):
@@ -892,6 +931,8 @@ def cmd_instructions_summary(path):
             ratios.append(f"{v / counts['gateway']:.3f}x gateway (native key-auth + key-rate-limit, goal < 1.05x)")
         if label == "gw-redis-limit" and counts.get("gateway"):
             ratios.append(f"{v / counts['gateway']:.3f}x gateway (cluster-key-rate-limit, one Redis EVAL a request)")
+        if label == "gw-knative" and counts.get("gateway"):
+            ratios.append(f"{v / counts['gateway']:.3f}x gateway (KIngress 50/50 split, revision headers per split)")
         if label == "gw-trace" and counts.get("gateway"):
             ratios.append(f"{v / counts['gateway']:.3f}x gateway (tracing 100%)")
         if label == "gateway" and counts.get("gw-norec"):
@@ -913,6 +954,8 @@ def main():
         cmd_gateway_tls(*argv)
     elif cmd == "gateway-policy":
         cmd_gateway_policy(*argv)
+    elif cmd == "gateway-knative":
+        cmd_gateway_knative(*argv)
     elif cmd == "gateway-wasm":
         cmd_gateway_wasm(*argv)
     elif cmd == "gateway-keyauth":
