@@ -646,4 +646,53 @@ mod tests {
         assert!(scan.reread(d, &outside).is_none());
         assert!(scan == before, "a refused reread changes nothing");
     }
+
+    #[test]
+    fn namespaced_kinds_keep_their_namespace_and_may_move() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("services")).unwrap();
+        std::fs::create_dir_all(d.join("ingresses")).unwrap();
+        let svc = |ns: &str| format!("metadata: {{name: web, namespace: {ns}}}\nspec: {{}}\n");
+        std::fs::write(d.join("services/web.yaml"), svc("shop")).unwrap();
+        // An Ingress's namespace stays the gateway's, whatever the file says.
+        std::fs::write(
+            d.join("ingresses/a.yaml"),
+            "metadata: {namespace: shop}\nspec: {}\n",
+        )
+        .unwrap();
+        std::fs::write(d.join("services/plain.yaml"), "spec: {}\n").unwrap();
+        let mut scan = Scan::read(d).unwrap();
+        let keys: Vec<String> = scan
+            .all()
+            .iter()
+            .map(|c| match c {
+                Change::Upsert { key, .. } | Change::Delete { key, .. } => key.to_string(),
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "Ingress higress-system/a",
+                "Service higress-system/plain",
+                "Service shop/web"
+            ]
+        );
+        // The file moves to another namespace: the old object is deleted, the new one
+        // comes, and the scan equals a full one.
+        std::fs::write(d.join("services/web.yaml"), svc("prod")).unwrap();
+        let paths: BTreeSet<PathBuf> = [d.join("services/web.yaml")].into();
+        let ch = scan.reread(d, &paths).unwrap();
+        assert!(
+            matches!(&ch[..], [Change::Delete { key: old, .. }, Change::Upsert { key: new, .. }]
+                if old.namespace == "shop" && new.namespace == "prod"),
+            "{}",
+            ch.len()
+        );
+        assert!(scan == Scan::read(d).unwrap());
+        // Removed: the delete names the namespace it had.
+        std::fs::remove_file(d.join("services/web.yaml")).unwrap();
+        let ch = scan.reread(d, &paths).unwrap();
+        assert!(matches!(&ch[..], [Change::Delete { key, .. }] if key.namespace == "prod"));
+    }
 }
