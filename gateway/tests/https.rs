@@ -311,7 +311,8 @@ fn https_off_never_binds() {
     cfg.tls_secret("a-cert", &ca.issue(&["a.test"]));
     a_test_over_tls(&cfg);
     let gw = Gateway::start_with(cfg.path(), &["--https-addr", "off"]);
-    // The certificate is known, yet only the HTTP, stats and admin listeners exist.
+    // The certificate is known, yet only the HTTP, cluster-local, stats and admin
+    // listeners exist.
     assert_eq!(
         gw.configz()["tls"]["certificates"]
             .as_array()
@@ -319,7 +320,12 @@ fn https_off_never_binds() {
             .len(),
         1
     );
-    let mut want = vec![gw.http.port(), gw.stats.port(), gw.admin.port()];
+    let mut want = vec![
+        gw.http.port(),
+        gw.local.port(),
+        gw.stats.port(),
+        gw.admin.port(),
+    ];
     want.sort_unstable();
     // A request has been served: the control plane has long published its snapshot.
     assert_eq!(get(gw.http, "a.test", "/").unwrap().status, 200);

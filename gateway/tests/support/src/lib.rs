@@ -371,10 +371,12 @@ impl Gateway {
         let start = Instant::now();
         loop {
             let ready = get(gw.stats, "x", "/healthz/ready").is_ok_and(|r| r.status == 200);
-            // Listeners come up independently: wait for the proxy's and the admin's too.
+            // Listeners come up independently: wait for the admin's and the proxy's too.
+            // The proxy's last: it is connected to once, which tests counting downstream
+            // connections rely on.
             if ready
-                && std::net::TcpStream::connect(gw.http).is_ok()
                 && std::net::TcpStream::connect(gw.admin).is_ok()
+                && std::net::TcpStream::connect(gw.http).is_ok()
             {
                 break;
             }
