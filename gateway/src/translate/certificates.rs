@@ -18,7 +18,6 @@ use std::sync::Arc;
 use crate::model::{CertStore, ServerCert};
 use crate::resources::domain::{DomainConfig, EnableHttps};
 use crate::resources::{Ingress, Secret};
-use crate::translate::kingress::TlsEntry;
 use crate::translate::route_name;
 
 /// [`CertStore::insert`], reporting what stands in the way.
@@ -56,6 +55,18 @@ fn covers(names: &[String], host: &str) -> bool {
                 _ => false,
             }
     })
+}
+
+/// A certificate another translator (KIngress `spec.tls`, an Istio Gateway server's
+/// `credentialName`) asks the HTTPS listener to serve for `host`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsEntry {
+    /// What warnings name (`kingress default/hello spec.tls[0]`).
+    pub origin: String,
+    pub host: String,
+    /// The Secret, by namespace and name.
+    pub namespace: String,
+    pub secret: String,
 }
 
 /// Secrets by (namespace, name).

@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
 
+pub use super::certificates::TlsEntry;
 use super::certificates::Secrets;
 use super::destinations::{resolve, ClusterPorts};
 use super::hosts::VirtualHosts;
@@ -40,17 +41,6 @@ use crate::model::{Cluster, PathMatch, Route, WeightedCluster};
 use crate::resources::kingress::{HttpOption, KHttpPath, KIngress, ServicePort, Visibility};
 use crate::resources::service::service_host;
 use crate::resources::{FieldError, SYSTEM_NAMESPACE};
-
-/// A certificate a translator asks the HTTPS listener to serve for `host`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TlsEntry {
-    /// What warnings name (`kingress default/hello spec.tls[0]`).
-    pub origin: String,
-    pub host: String,
-    /// The Secret, by namespace and name.
-    pub namespace: String,
-    pub secret: String,
-}
 
 /// A KIngress the snapshot serves, for its status.
 #[derive(Clone, Debug, PartialEq, Eq)]
