@@ -302,6 +302,39 @@ pub fn not_enforced(map: &Annotations) -> Vec<&str> {
         .collect()
 }
 
+/// The groups a KIngress's routes do not act on: its splits are its destinations
+/// (`destination`, `canary`, `default-backend`), and source ranges, rate limits, basic
+/// auth and load balancing are not built for KIngress routes yet.
+const NOT_ON_KINGRESS: &[(Prefixes, &[&str])] = &[
+    (destination::PREFIXES, destination::NAMES),
+    (canary::PREFIXES, canary::NAMES),
+    (access::PREFIXES, access::NAMES),
+    (access::HIGRESS_PREFIXES, access::HIGRESS_NAMES),
+    (load_balance::PREFIXES, load_balance::NAMES),
+    (fallback::PREFIXES, fallback::NAMES),
+];
+
+/// What a KIngress carries that its routes do not act on: [`not_enforced`], and the
+/// groups of [`NOT_ON_KINGRESS`].
+pub fn not_enforced_on_kingress(map: &Annotations) -> Vec<&str> {
+    let mut out = not_enforced(map);
+    out.extend(map.keys().map(String::as_str).filter(|key| {
+        let (prefix, name) = match key.strip_prefix(NGINX_PREFIX) {
+            Some(name) => (NGINX_PREFIX, name),
+            None => match key.strip_prefix(HIGRESS_PREFIX) {
+                Some(name) => (HIGRESS_PREFIX, name),
+                None => return false,
+            },
+        };
+        NOT_ON_KINGRESS
+            .iter()
+            .any(|(prefixes, names)| prefixes.list().contains(&prefix) && named(names, name))
+    }));
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// Annotations under either prefix that a group reads and this gateway acts on (the
 /// complement of [`not_enforced`]), for `/debug/configz`.
 pub fn enforced(map: &Annotations) -> Vec<&str> {

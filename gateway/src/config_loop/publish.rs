@@ -185,12 +185,11 @@ impl ConfigLoop {
         self.not_enforced = collect_not_enforced(&self.cmgr, skipped, &inputs.ingresses);
         self.not_enforced.extend(self.plugins.not_enforced());
         self.not_enforced.extend(istio_out.not_enforced);
-        // Higress applies its Ingress annotations on a KIngress too; not here yet.
+        // The annotations a KIngress's routes do not act on.
         for k in &inputs.kingresses {
             let name = kingress::route_name(k);
-            // The Higress / nginx ones (what Ingresses would act on).
             self.not_enforced.extend(
-                crate::annotations::enforced(&k.metadata.annotations)
+                crate::annotations::not_enforced_on_kingress(&k.metadata.annotations)
                     .into_iter()
                     .map(|a| format!("kingress {name}: annotation {a}")),
             );

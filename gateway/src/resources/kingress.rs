@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{from_yaml, FieldError, ObjectMeta};
+use crate::annotations::IngressAnnotations;
 
 /// The class annotation Knative writes on a KIngress (`ingress-class` of
 /// `config-network`).
@@ -22,6 +23,10 @@ pub const HIGRESS_CLASS: &str = "higress";
 pub struct KIngress {
     pub metadata: ObjectMeta,
     pub spec: KIngressSpec,
+    /// Higress's and nginx's annotations, parsed once as an Ingress's are (Higress
+    /// applies them to a KIngress's routes too).
+    #[serde(skip)]
+    pub annotations: IngressAnnotations,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
@@ -134,10 +139,11 @@ impl KIngress {
         if meta.metadata.annotation(CLASS_ANNOTATION) != Some(HIGRESS_CLASS) {
             return Ok(KIngress {
                 metadata: meta.metadata,
-                spec: KIngressSpec::default(),
+                ..KIngress::default()
             });
         }
-        let k: KIngress = from_yaml(bytes)?;
+        let mut k: KIngress = from_yaml(bytes)?;
+        k.annotations = IngressAnnotations::parse(&k.metadata.annotations)?;
         k.validate()?;
         Ok(k)
     }

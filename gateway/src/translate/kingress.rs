@@ -22,17 +22,27 @@
 //!
 //! Routes are named `<namespace>/<name>` (the bare name in the gateway's namespace), as
 //! Higress's `GenerateUniqueRouteName`; KIngresses are taken oldest first.
+//!
+//! Higress applies its Ingress annotations to a KIngress's routes; here those of route
+//! policy act: timeout, `ssl-redirect`, request matching, redirects, rewrites (the
+//! KIngress's `rewriteHost` wins over `upstream-vhost`), header control (with the path's
+//! `appendHeaders` after it), CORS, mirroring, retries (replacing "no retries"),
+//! `backend-protocol` and `proxy-ssl-*`. The rest are listed under `not_enforced`
+//! (`annotations::not_enforced_on_kingress`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
 
-pub use super::certificates::TlsEntry;
 use super::certificates::Secrets;
+pub use super::certificates::TlsEntry;
+use super::cors::cors_filter;
 use super::destinations::{resolve, ClusterPorts};
 use super::hosts::VirtualHosts;
-use crate::annotations::{Destination, UpstreamAnnotations};
+use super::mirror::mirror_policy;
+use super::rewrite::IngressPolicy;
+use crate::annotations::Destination;
 use crate::model::header_control::{HeaderControl, HeaderOps};
 use crate::model::matcher::{HeaderMatcher, HeaderSource, RequestMatch, StringMatch};
 use crate::model::retry::RetryPolicy;
@@ -87,7 +97,15 @@ pub fn build(
         let name = route_name(k);
         let mut external = VirtualHosts::new();
         let mut local = VirtualHosts::new();
-        match routes_of(k, &name, &ports, secrets, &mut external, &mut local) {
+        match routes_of(
+            k,
+            &name,
+            clusters,
+            &ports,
+            secrets,
+            &mut external,
+            &mut local,
+        ) {
             Ok(()) => {
                 out.external.append(external);
                 out.local.append(local);
@@ -118,22 +136,38 @@ pub fn build(
     out
 }
 
+/// What every route of one KIngress gets from its annotations, built once.
+struct Shared {
+    cors: Option<Arc<dyn crate::model::http_filter::HttpFilter>>,
+    mirror: Option<Arc<crate::model::mirror::MirrorPolicy>>,
+}
+
 fn routes_of(
     k: &KIngress,
     name: &str,
+    clusters: &BTreeMap<String, Arc<Cluster>>,
     ports: &ClusterPorts,
     secrets: &Secrets,
     external: &mut VirtualHosts,
     local: &mut VirtualHosts,
 ) -> Result<(), FieldError> {
     let name: Arc<str> = name.into();
+    let ann = &k.annotations;
+    let shared = Shared {
+        cors: ann.cors.as_deref().map(cors_filter).transpose()?,
+        mirror: ann
+            .mirror
+            .as_ref()
+            .map(|m| Arc::new(mirror_policy(m, &k.metadata.namespace, clusters))),
+    };
     for (ri, rule) in k.spec.rules.iter().enumerate() {
         let Some(http) = &rule.http else { continue };
         let redirect = rule.visibility == Visibility::ExternalIP
             && k.spec.http_option == HttpOption::Redirected;
         for (pi, path) in http.paths.iter().enumerate() {
             let at = format!("spec.rules[{ri}].http.paths[{pi}]");
-            let route = Arc::new(route_of(k, &name, path, redirect, ports, secrets, &at)?);
+            let route = route_of(k, &name, path, redirect, ports, secrets, &at)?;
+            let route = Arc::new(with_annotations(k, route, path, &shared)?);
             let target = match rule.visibility {
                 Visibility::ExternalIP => &mut *external,
                 Visibility::ClusterLocal => &mut *local,
@@ -194,7 +228,7 @@ fn route_of(
         let mut dest: WeightedCluster = resolve(
             &d,
             ports,
-            &UpstreamAnnotations::default(),
+            &k.annotations.upstream,
             &k.metadata.namespace,
             secrets,
             &mut notes,
@@ -252,6 +286,65 @@ fn route_of(
     }
     // Higress's empty HTTPRetry: no retry, not even Istio's default.
     route.policy.retry = Some(Box::new(RetryPolicy::default()));
+    Ok(route)
+}
+
+/// The KIngress's annotations on `route` (see the module's doc).
+fn with_annotations(
+    k: &KIngress,
+    mut route: Route,
+    path: &KHttpPath,
+    shared: &Shared,
+) -> Result<Route, FieldError> {
+    let ann = &k.annotations;
+    if ann.timeout.is_some() {
+        route.timeout = ann.timeout;
+    }
+    if ann.ssl_redirect && !route.ssl_redirect {
+        route.ssl_redirect = true;
+        route.ssl_redirect_code = 308;
+    }
+    if let Some(extra) = ann.matching.as_deref() {
+        let mut m = route.request_match.take().map(|b| *b).unwrap_or_default();
+        m.methods = extra.methods.clone();
+        m.headers.extend(extra.headers.iter().cloned());
+        m.query.extend(extra.query.iter().cloned());
+        m.cookies.extend(extra.cookies.iter().cloned());
+        route = route.with_request_match(m);
+    }
+    // The policy replaces what `route_of` put there: keep the KIngress's own.
+    let own_control = route.policy.header_control.take();
+    let own_host = route.policy.rewrite.take().and_then(|r| r.host);
+    let raw = if path.path.is_empty() {
+        "/"
+    } else {
+        &path.path
+    };
+    IngressPolicy::new(ann).apply(&mut route, raw)?;
+    if let Some(own) = own_control {
+        let mut c = route
+            .policy
+            .header_control
+            .as_deref()
+            .cloned()
+            .unwrap_or_default();
+        c.request.set.extend(own.request.set.iter().cloned());
+        route.policy.header_control = Some(Arc::new(c));
+    }
+    if let Some(host) = own_host {
+        let path_rewrite = route.policy.rewrite.take().and_then(|r| r.path);
+        route.policy.rewrite = Some(Box::new(Rewrite {
+            path: path_rewrite,
+            host: Some(host),
+        }));
+    }
+    if let Some(retry) = &ann.retry {
+        route.policy.retry = Some(retry.clone());
+    }
+    if let Some(f) = &shared.cors {
+        route.policy.filters.insert(0, f.clone());
+    }
+    route.policy.mirror = shared.mirror.clone();
     Ok(route)
 }
 
@@ -375,6 +468,63 @@ mod tests {
                 namespace: "default".into(),
                 secret: "cert".into(),
             }]
+        );
+    }
+
+    #[test]
+    fn annotations_act_on_the_routes() {
+        let y = SPLIT.replace("  httpOption: Redirected\n", "  httpOption: Enabled\n");
+        let mut k = kingress(&y);
+        for (key, v) in [
+            ("higress.io/timeout", "7"),
+            ("nginx.ingress.kubernetes.io/enable-cors", "true"),
+            (
+                "higress.io/request-header-control-add",
+                "x-from-annotation a",
+            ),
+            (
+                "nginx.ingress.kubernetes.io/upstream-vhost",
+                "vhost.internal",
+            ),
+            ("nginx.ingress.kubernetes.io/proxy-next-upstream-tries", "3"),
+            (
+                "nginx.ingress.kubernetes.io/whitelist-source-range",
+                "10.0.0.0/8",
+            ),
+            ("higress.io/destination", "a.static"),
+        ] {
+            k.metadata.annotations.insert(key.into(), v.into());
+        }
+        k.annotations =
+            crate::annotations::IngressAnnotations::parse(&k.metadata.annotations).unwrap();
+        let out = build(&[&k], &clusters(), &Secrets::new());
+        let t = out.external.into_table();
+        let dev = [("x-env", "dev")];
+        let r = t
+            .find("hello.default.example.com", "/api", &req("/api", &dev))
+            .unwrap();
+        assert_eq!(r.timeout, Some(std::time::Duration::from_secs(7)));
+        assert_eq!(r.policy.filters.len(), 1, "the CORS filter");
+        let c = r.policy.header_control.as_ref().unwrap();
+        let names: Vec<&str> = c.request.set.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            ["k-original-host"],
+            "appendHeaders after the annotation's"
+        );
+        assert_eq!(c.request.add[0].0.as_str(), "x-from-annotation");
+        // The KIngress's rewriteHost wins over upstream-vhost.
+        assert_eq!(
+            r.policy.rewrite.as_ref().unwrap().host.as_ref().unwrap(),
+            "hello.internal"
+        );
+        assert_eq!(r.policy.retry.as_ref().unwrap().num_retries, 3);
+        assert_eq!(
+            crate::annotations::not_enforced_on_kingress(&k.metadata.annotations),
+            [
+                "higress.io/destination",
+                "nginx.ingress.kubernetes.io/whitelist-source-range"
+            ]
         );
     }
 
