@@ -203,6 +203,21 @@ fn key(w: &Watched, obj: &DynamicObject) -> Option<ResourceKey> {
 
 fn upsert(w: &Watched, obj: &DynamicObject) -> Option<(ResourceKey, Change)> {
     let key = key(w, obj)?;
+    // A list's items may come without `apiVersion`/`kind` (the list names them once);
+    // the object is parsed as a file would be, so they are put back.
+    let typed;
+    let obj = match &obj.types {
+        Some(_) => obj,
+        None => {
+            let mut o = obj.clone();
+            o.types = Some(::kube::api::TypeMeta {
+                api_version: w.api_resource().api_version,
+                kind: w.api_kind.to_string(),
+            });
+            typed = o;
+            &typed
+        }
+    };
     let result = serde_json::to_vec(obj)
         .map_err(|e| crate::resources::FieldError::new("", e.to_string()))
         .and_then(|bytes| Resource::parse(w.kind, &bytes, &key.name, &key.namespace));
