@@ -413,18 +413,15 @@ fn port_of(addr: &str) -> Option<u16> {
 /// (one probe connection; given up after 5 s, when it is taken as up).
 fn signal_running(server: &Server, http_addr: &str, listening: tokio::sync::watch::Sender<bool>) {
     let mut phases = server.watch_execution_phase();
-    let probe = http_addr
-        .parse::<std::net::SocketAddr>()
-        .ok()
-        .map(|mut a| {
-            if a.ip().is_unspecified() {
-                a.set_ip(match a {
-                    std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                    std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-                });
-            }
-            a
-        });
+    let probe = http_addr.parse::<std::net::SocketAddr>().ok().map(|mut a| {
+        if a.ip().is_unspecified() {
+            a.set_ip(match a {
+                std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        a
+    });
     let spawned = std::thread::Builder::new()
         .name("running".into())
         .spawn(move || {
@@ -432,7 +429,9 @@ fn signal_running(server: &Server, http_addr: &str, listening: tokio::sync::watc
                 if matches!(phase, ExecutionPhase::Running) {
                     let deadline = Instant::now() + Duration::from_secs(5);
                     while let Some(addr) = probe {
-                        let up = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok();
+                        let up =
+                            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                                .is_ok();
                         if up || Instant::now() > deadline {
                             break;
                         }

@@ -43,7 +43,10 @@ fn kingress(name: &str, class: &str, host: &str, service: &str) -> String {
 const KINGRESS: &str = "ingresses.networking.internal.knative.dev";
 
 fn kingress_json(api: &ApiServer, name: &str) -> serde_json::Value {
-    let out = api.kubectl_ok(&["get", KINGRESS, name, "-n", "default", "-o", "json"], None);
+    let out = api.kubectl_ok(
+        &["get", KINGRESS, name, "-n", "default", "-o", "json"],
+        None,
+    );
     serde_json::from_str(&out).unwrap()
 }
 
@@ -105,20 +108,23 @@ fn a_higress_kingress_serves_and_is_ready_only_for_the_generation_that_serves() 
     // that generation's backend.
     let backend_of = |generation: i64| if generation == 1 { "one" } else { "two" };
     let check_ready = |want: i64| {
-        wait_long(&format!("KIngress hello Ready at generation {want}"), || {
-            let k = kingress_json(&api, "hello");
-            match readiness(&k) {
-                (g, Some(o)) if o == g => {
-                    assert_eq!(
-                        answer(&gw, "hello.default.example.com"),
-                        Ok(backend_of(g).to_string()),
-                        "status Ready at generation {g} before its routes served: {k}"
-                    );
-                    (g == want).then_some(k)
+        wait_long(
+            &format!("KIngress hello Ready at generation {want}"),
+            || {
+                let k = kingress_json(&api, "hello");
+                match readiness(&k) {
+                    (g, Some(o)) if o == g => {
+                        assert_eq!(
+                            answer(&gw, "hello.default.example.com"),
+                            Ok(backend_of(g).to_string()),
+                            "status Ready at generation {g} before its routes served: {k}"
+                        );
+                        (g == want).then_some(k)
+                    }
+                    _ => None,
                 }
-                _ => None,
-            }
-        })
+            },
+        )
     };
     let k = check_ready(1);
     assert_eq!(
@@ -266,7 +272,12 @@ fn without_the_crds_the_gateway_starts_and_watches_the_rest() {
     let gw = api.gateway(&[]);
     assert_eq!(answer(&gw, "web.example.com"), Ok("one".to_string()));
     let log = gw.log();
-    for resource in ["ingresses", "gateways", "virtualservices", "destinationrules"] {
+    for resource in [
+        "ingresses",
+        "gateways",
+        "virtualservices",
+        "destinationrules",
+    ] {
         assert!(
             log.lines()
                 .any(|l| l.contains("not watched") && l.contains(resource)),

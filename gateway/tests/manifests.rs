@@ -314,10 +314,8 @@ fn the_knative_overlay_adds_the_kingress_crd_and_an_example_validates_against_it
     assert!(v["subresources"]["status"].is_mapping());
     // The base has no such CRD: Knative Serving ships it.
     let (_, base) = render("manifests");
-    assert!(!base
-        .iter()
-        .any(|d| d["kind"] == "CustomResourceDefinition"
-            && d["metadata"]["name"] == "ingresses.networking.internal.knative.dev"));
+    assert!(!base.iter().any(|d| d["kind"] == "CustomResourceDefinition"
+        && d["metadata"]["name"] == "ingresses.networking.internal.knative.dev"));
 
     let dir = tempfile::tempdir().unwrap();
     let schema_file = dir.path().join("kingress.json");

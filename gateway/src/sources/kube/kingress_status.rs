@@ -185,10 +185,8 @@ impl KIngressStatus {
                     }
                 }
             }
-            written.retain(|(ns, name), _| {
-                now.iter()
-                    .any(|s| &s.namespace == ns && &s.name == name)
-            });
+            written
+                .retain(|(ns, name), _| now.iter().any(|s| &s.namespace == ns && &s.name == name));
         }
     }
 }
@@ -307,7 +305,10 @@ mod tests {
         let p = status_patch(3, &lb, t);
         let st = &p["status"];
         assert_eq!(st["conditions"][2]["type"], "Ready");
-        assert_eq!(st["conditions"][0]["lastTransitionTime"], "2023-11-14T22:13:20Z");
+        assert_eq!(
+            st["conditions"][0]["lastTransitionTime"],
+            "2023-11-14T22:13:20Z"
+        );
         assert!(reports(Some(st), 3, &lb));
         assert!(!reports(Some(st), 4, &lb));
         assert!(!reports(Some(st), 3, &load_balancer(&opts(None))));
