@@ -90,7 +90,21 @@ fn a_higress_kingress_serves_and_is_ready_only_for_the_generation_that_serves() 
     let two = Backend::start("two");
     revision(&api, "hello-00001", one.addr.port());
     revision(&api, "hello-00002", two.addr.port());
+    // One there before the gateway starts: listed, served, then given its status.
+    api.create(&kingress(
+        "early",
+        "higress",
+        "early.default.example.com",
+        "hello-00002",
+    ));
     let gw = api.gateway(&["--status-address", "127.0.0.1"]);
+    assert_eq!(
+        answer(&gw, "early.default.example.com"),
+        Ok("two".to_string())
+    );
+    wait_long("KIngress early Ready", || {
+        (readiness(&kingress_json(&api, "early")) == (1, Some(1))).then_some(())
+    });
 
     api.create(&kingress(
         "hello",
@@ -193,6 +207,7 @@ fn a_higress_kingress_serves_and_is_ready_only_for_the_generation_that_serves() 
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(status_patches(&api, "hello"), writes);
     assert_eq!(status_patches(&api, "other"), 0);
+    assert_eq!(status_patches(&api, "early"), 1);
 
     // Deleted: no route.
     api.kubectl_ok(&["delete", KINGRESS, "hello", "-n", "default"], None);

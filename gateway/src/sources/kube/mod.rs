@@ -300,9 +300,11 @@ pub async fn spawn(
                     })
                     .unwrap_or(Hook::None),
             };
+            // `networking.k8s.io/v1 ingresses in apps`: Knative's are ingresses too.
             let label = format!(
-                "{} in {}",
-                w.api_resource().api_version + " " + w.plural,
+                "{} {} in {}",
+                w.api_resource().api_version,
+                w.plural,
                 ns.as_deref().unwrap_or("all namespaces")
             );
             tokio::spawn(run(w, api, label, changes.clone(), synced.clone(), hook));
