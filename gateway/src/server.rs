@@ -83,7 +83,7 @@ pub struct Options {
 enum Initial {
     Files(Scan),
     /// The watchers started, and where each reports its first complete list.
-    Kube(kube_source::Spawned, mpsc::UnboundedReceiver<String>),
+    Kube(Box<kube_source::Spawned>, mpsc::UnboundedReceiver<String>),
 }
 
 /// Take the watchers' changes until each has listed once, so the first snapshot (and
@@ -186,7 +186,7 @@ fn start_control_plane(
                             let spawned =
                                 kube_source::spawn(client, k, changes_tx.clone(), synced_tx)
                                     .await;
-                            Initial::Kube(spawned, synced_rx)
+                            Initial::Kube(Box::new(spawned), synced_rx)
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(anyhow::anyhow!(

@@ -25,7 +25,7 @@ pub fn check_api_version(bytes: &[u8]) -> Result<(), FieldError> {
     let Some(v) = head.api_version else {
         return Err(FieldError::new(
             "apiVersion",
-            format!("required (networking.istio.io/v1, v1beta1 or v1alpha3)"),
+            "required (networking.istio.io/v1, v1beta1 or v1alpha3)",
         ));
     };
     match v.split_once('/') {
