@@ -152,13 +152,14 @@ impl KIngressStatus {
                 o = observed_rx.recv() => {
                     let Some(o) = o else { return };
                     note(&mut seen, o);
-                    while let Ok(o) = observed_rx.try_recv() {
-                        note(&mut seen, o);
-                    }
                     false
                 }
                 _ = tick.tick() => true,
             };
+            // What the watchers saw up to now, before deciding on it.
+            while let Ok(o) = observed_rx.try_recv() {
+                note(&mut seen, o);
+            }
             let now = served.borrow_and_update().clone();
             for s in now.iter() {
                 let key = (s.namespace.clone(), s.name.clone());
@@ -168,13 +169,15 @@ impl KIngressStatus {
                     continue;
                 }
                 let uid = current.and_then(|c| c.uid.clone());
-                if !forced && written.get(&key) == Some(&(s.generation, uid.clone())) {
+                if !forced && written.get(&key) == Some(&(s.generation, uid)) {
                     continue;
                 }
                 match write(&client, &resource, &load_balancer, s).await {
                     Ok(obj) => {
                         tracing::info!(kingress = %format!("{}/{}", s.namespace, s.name), generation = s.generation, "KIngress status updated: Ready");
-                        written.insert(key, (s.generation, uid));
+                        // The uid of the object written, which later observations of
+                        // the same object carry.
+                        written.insert(key, (s.generation, obj.metadata.uid.clone()));
                         if let Some(o) = Observed::of(&obj) {
                             note(&mut seen, o);
                         }
