@@ -188,8 +188,13 @@ impl KIngressStatus {
                     }
                 }
             }
-            written
-                .retain(|(ns, name), _| now.iter().any(|s| &s.namespace == ns && &s.name == name));
+            if !written.is_empty() {
+                let served: std::collections::HashSet<(&str, &str)> = now
+                    .iter()
+                    .map(|s| (s.namespace.as_str(), s.name.as_str()))
+                    .collect();
+                written.retain(|(ns, name), _| served.contains(&(ns.as_str(), name.as_str())));
+            }
         }
     }
 }
