@@ -20,7 +20,8 @@ RUN apt-get update \
  && mkdir -p /var/cache/gateway && chown 65532:65532 /var/cache/gateway
 COPY --from=build /gateway /usr/local/bin/gateway
 USER 65532:65532
-# HTTP, HTTPS, stats (/stats/prometheus, /healthz/ready); admin stays on loopback.
-EXPOSE 8080 8443 15020
+# HTTP, cluster-local HTTP (KIngress ClusterLocal), HTTPS, stats (/stats/prometheus,
+# /healthz/ready); admin stays on loopback.
+EXPOSE 8080 8081 8443 15020
 ENTRYPOINT ["/usr/local/bin/gateway"]
 CMD ["run", "--kube"]

@@ -82,8 +82,8 @@ pub struct Options {
 /// Where the first config comes from.
 enum Initial {
     Files(Scan),
-    /// How many watchers run, and where each reports its first complete list.
-    Kube(usize, mpsc::UnboundedReceiver<String>),
+    /// The watchers started, and where each reports its first complete list.
+    Kube(Box<kube_source::Spawned>, mpsc::UnboundedReceiver<String>),
 }
 
 /// Take the watchers' changes until each has listed once, so the first snapshot (and
@@ -122,6 +122,7 @@ fn start_control_plane(
     stats: &ServerStats,
     cluster_stats: ClusterStatsCache,
     tracing_deps: config_loop::TracingDeps,
+    listening: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::sync::watch::Receiver<u64>> {
     let dir = opts.config_dir.clone();
     let kube = opts.kube.clone();
@@ -182,8 +183,10 @@ fn start_control_plane(
                     Some(k) => match ::kube::Client::try_default().await {
                         Ok(client) => {
                             let (synced_tx, synced_rx) = mpsc::unbounded_channel();
-                            let n = kube_source::spawn(client, k, changes_tx.clone(), synced_tx);
-                            Initial::Kube(n, synced_rx)
+                            let spawned =
+                                kube_source::spawn(client, k, changes_tx.clone(), synced_tx)
+                                    .await;
+                            Initial::Kube(Box::new(spawned), synced_rx)
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(anyhow::anyhow!(
@@ -214,8 +217,14 @@ fn start_control_plane(
                         cl.apply_changes(scan.all());
                         Some(scan)
                     }
-                    Initial::Kube(n, mut synced) => {
-                        initial_sync(&mut cl, n, &mut changes_rx, &mut synced).await;
+                    Initial::Kube(spawned, mut synced) => {
+                        initial_sync(&mut cl, spawned.watchers, &mut changes_rx, &mut synced)
+                            .await;
+                        // Follows what each live snapshot serves, so it subscribes before
+                        // the first one is published.
+                        if let Some(st) = spawned.kingress_status {
+                            st.start(cl.subscribe_kingresses(), listening);
+                        }
                         None
                     }
                 };
@@ -263,6 +272,8 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let recent = Arc::new(RecentTraces::new(RECENT_TRACES));
     let snapshot = snapshot::new_cell();
     let status: StatusCell = Arc::new(ArcSwap::from_pointee(ConfigStatus::default()));
+    // True once Pingora runs its listeners: KIngress statuses say `Ready` only then.
+    let (listening_tx, listening_rx) = tokio::sync::watch::channel(false);
     let published = start_control_plane(
         &opts,
         snapshot.clone(),
@@ -273,6 +284,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             stats: stats.tracing.clone(),
             recent: recent.clone(),
         },
+        listening_rx,
     )
     .with_context(|| match &opts.kube {
         Some(k) => format!(
@@ -306,6 +318,9 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
 
     let in_flight = Arc::new(AtomicUsize::new(0));
     drain_on_sigterm(&server, in_flight.clone(), access_log.clone());
+    if opts.kube.is_some() {
+        signal_running(&server, &opts.http_addr, listening_tx);
+    }
     let hcm = HcmStats::register(&stats.registry, &opts.http_addr, &istio);
     let ports = Ports {
         http: port_of(&opts.http_addr).unwrap_or(80),
@@ -392,6 +407,44 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
 /// The port of a listen address (`0.0.0.0:8080`, `[::]:8443`).
 fn port_of(addr: &str) -> Option<u16> {
     addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
+}
+
+/// Send `true` once Pingora's services run and the HTTP listener takes connections
+/// (one probe connection; given up after 5 s, when it is taken as up).
+fn signal_running(server: &Server, http_addr: &str, listening: tokio::sync::watch::Sender<bool>) {
+    let mut phases = server.watch_execution_phase();
+    let probe = http_addr.parse::<std::net::SocketAddr>().ok().map(|mut a| {
+        if a.ip().is_unspecified() {
+            a.set_ip(match a {
+                std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        a
+    });
+    let spawned = std::thread::Builder::new()
+        .name("running".into())
+        .spawn(move || {
+            while let Ok(phase) = phases.blocking_recv() {
+                if matches!(phase, ExecutionPhase::Running) {
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    while let Some(addr) = probe {
+                        let up =
+                            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                                .is_ok();
+                        if up || Instant::now() > deadline {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    let _ = listening.send(true);
+                    return;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no thread to follow the server's start; KIngress statuses stay unwritten");
+    }
 }
 
 /// On SIGTERM Pingora stops accepting and stops reusing idle connections; this waits

@@ -61,7 +61,12 @@ fn validate_k8s(label: &str, text: &str) {
 
 #[test]
 fn every_overlay_renders_and_validates_for_kubernetes_1_33() {
-    for overlay in ["manifests", "manifests/observability", "manifests/demo"] {
+    for overlay in [
+        "manifests",
+        "manifests/observability",
+        "manifests/demo",
+        "manifests/knative",
+    ] {
         let (text, docs) = render(overlay);
         validate_k8s(overlay, &text);
         assert!(docs.len() >= 10, "{overlay}: {} objects", docs.len());
@@ -123,7 +128,19 @@ fn the_gateway_objects_carry_what_the_contract_promises() {
         .iter()
         .map(|p| p["containerPort"].as_i64().unwrap())
         .collect();
-    assert_eq!(ports, vec![8080, 8443, 15020]);
+    assert_eq!(ports, vec![8080, 8443, 8081, 15020]);
+    let env = |name: &str| {
+        c["env"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["value"].clone())
+    };
+    assert_eq!(
+        env("GATEWAY_LOCAL_HTTP_ADDR"),
+        Some(serde_yaml::Value::from("0.0.0.0:8081"))
+    );
     for probe in ["readinessProbe", "livenessProbe", "startupProbe"] {
         assert_eq!(c[probe]["httpGet"]["path"], "/healthz/ready", "{probe}");
         assert_eq!(c[probe]["httpGet"]["port"], 15020, "{probe}");
@@ -143,10 +160,36 @@ fn the_gateway_objects_carry_what_the_contract_promises() {
             )
         })
         .collect();
-    assert_eq!(sp, vec![(80, 8080), (443, 8443)]);
+    assert_eq!(sp, vec![(80, 8080), (443, 8443), (8081, 8081)]);
 
-    // RBAC: read-only but for Ingress status.
+    // RBAC: read-only but for the status of Ingresses and KIngresses.
     let cr = find(&docs, "ClusterRole", "higress-gateway");
+    let allows = |group: &str, resource: &str, verb: &str| {
+        cr["rules"].as_sequence().unwrap().iter().any(|r| {
+            let has = |field: &str, v: &str| {
+                r[field]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .any(|x| x.as_str() == Some(v))
+            };
+            has("apiGroups", group) && has("resources", resource) && has("verbs", verb)
+        })
+    };
+    for verb in ["get", "list", "watch"] {
+        assert!(allows("networking.internal.knative.dev", "ingresses", verb));
+        for r in ["gateways", "virtualservices", "destinationrules"] {
+            assert!(allows("networking.istio.io", r, verb), "{r} {verb}");
+        }
+    }
+    for verb in ["get", "patch", "update"] {
+        assert!(allows(
+            "networking.internal.knative.dev",
+            "ingresses/status",
+            verb
+        ));
+    }
+    assert!(!allows("networking.istio.io", "virtualservices", "patch"));
     for rule in cr["rules"].as_sequence().unwrap() {
         let verbs: Vec<&str> = rule["verbs"]
             .as_sequence()
@@ -248,6 +291,94 @@ fn examples_and_the_default_config_validate_against_the_crds_and_the_gateway() {
     assert!(serde_yaml::to_string(cm)
         .unwrap()
         .contains("outboundClusterStatName: outbound_%SERVICE_PORT%_%SUBSET_NAME%_%SERVICE_FQDN%"));
+}
+
+#[test]
+fn the_knative_overlay_adds_the_kingress_crd_and_an_example_validates_against_it() {
+    let (_, docs) = render("manifests/knative");
+    find(&docs, "Deployment", "higress-gateway");
+    let crd = find(
+        &docs,
+        "CustomResourceDefinition",
+        "ingresses.networking.internal.knative.dev",
+    );
+    let spec = &crd["spec"];
+    assert_eq!(spec["group"], "networking.internal.knative.dev");
+    assert_eq!(spec["scope"], "Namespaced");
+    assert_eq!(spec["names"]["kind"], "Ingress");
+    assert_eq!(spec["names"]["plural"], "ingresses");
+    let v = &spec["versions"][0];
+    assert_eq!(v["name"], "v1alpha1");
+    assert_eq!(v["served"], true);
+    assert_eq!(v["storage"], true);
+    assert!(v["subresources"]["status"].is_mapping());
+    // The base has no such CRD: Knative Serving ships it.
+    let (_, base) = render("manifests");
+    assert!(!base.iter().any(|d| d["kind"] == "CustomResourceDefinition"
+        && d["metadata"]["name"] == "ingresses.networking.internal.knative.dev"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let schema_file = dir.path().join("kingress.json");
+    std::fs::write(
+        &schema_file,
+        serde_json::to_string(&v["schema"]["openAPIV3Schema"]).unwrap(),
+    )
+    .unwrap();
+    let check = |file: &Path| {
+        Command::new(venv_tool("check-jsonschema"))
+            .arg("--schemafile")
+            .arg(&schema_file)
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let example = repo_root().join("manifests/examples/kingress.yaml");
+    let out = check(&example);
+    assert!(
+        out.status.success(),
+        "kingress.yaml: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A wrong one is refused, so the check is real; and a status as the gateway writes
+    // it is accepted.
+    let text = std::fs::read_to_string(&example).unwrap();
+    let bad = dir.path().join("bad.yaml");
+    let broken = text.replace("percent: 90", "percent: ninety");
+    assert_ne!(broken, text);
+    std::fs::write(&bad, broken).unwrap();
+    assert!(!check(&bad).status.success(), "a bad KIngress passed");
+    let with_status = dir.path().join("status.yaml");
+    std::fs::write(
+        &with_status,
+        text + "status:\n  observedGeneration: 1\n  conditions:\n  - {type: LoadBalancerReady, status: \"True\", lastTransitionTime: \"2026-01-01T00:00:00Z\"}\n  - {type: NetworkConfigured, status: \"True\", lastTransitionTime: \"2026-01-01T00:00:00Z\"}\n  - {type: Ready, status: \"True\", lastTransitionTime: \"2026-01-01T00:00:00Z\"}\n  publicLoadBalancer:\n    ingress: [{domainInternal: higress-gateway.higress-system.svc.cluster.local, ip: 10.0.0.7}]\n  privateLoadBalancer:\n    ingress: [{domainInternal: higress-gateway.higress-system.svc.cluster.local, ip: 10.0.0.7}]\n",
+    )
+    .unwrap();
+    let out = check(&with_status);
+    assert!(
+        out.status.success(),
+        "a written status: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // And the gateway reads the example as a KIngress of its own.
+    let conf = dir.path().join("conf");
+    put(
+        &conf,
+        "kingresses",
+        "hello",
+        &std::fs::read_to_string(&example).unwrap(),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .arg("validate")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gateway validate: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

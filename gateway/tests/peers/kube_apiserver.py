@@ -8,10 +8,18 @@ for a resourceVersion older than the compacted history, create/get/replace/patch
 (merge, strategic merge as merge, JSON patch)/delete, the `status` subresource, field and
 label selectors, and Status objects for errors. State lives in memory.
 
+Objects are stored per group, resource, namespace and name: one version of a group
+(Istio's v1, v1beta1 and v1alpha3) sees the same objects, with `apiVersion` set to the
+version asked for, and Knative's `ingresses` are not Kubernetes' `ingresses`.
+
 Test controls (not Kubernetes API) under /_stand-in/:
-  POST /_stand-in/expire[?delete=PLURAL/NS/NAME]  compact the history: open watches get an
-                             ERROR 410 event and end, and later watches from an older
-                             version get 410 too; `delete` removes an object unseen
+  POST /_stand-in/expire[?delete=PLURAL[.GROUP]/NS/NAME]  compact the history: open watches
+                             get an ERROR 410 event and end, and later watches from an
+                             older version get 410 too; `delete` removes an object unseen
+                             (a bare PLURAL is the first group serving it: `ingresses` is
+                             networking.k8s.io's)
+  POST /_stand-in/hide?group=GROUP  serve that API group no more (as when its CRDs are not
+                             installed): discovery answers 404 for it
   POST /_stand-in/outage?ms=N  end every watch and answer 503 to everything else for N ms
   GET  /_stand-in/requests   every request line seen so far, one per line
 
@@ -41,6 +49,13 @@ RESOURCES = [
     ("networking.k8s.io", "v1", "ingressclasses", "IngressClass", False, [], False),
     ("networking.higress.io", "v1", "mcpbridges", "McpBridge", True, [], True),
     ("extensions.higress.io", "v1alpha1", "wasmplugins", "WasmPlugin", True, [], True),
+    ("networking.internal.knative.dev", "v1alpha1", "ingresses", "Ingress", True, ["kingress", "king"], True),
+] + [
+    ("networking.istio.io", version, plural, kind, True, short, True)
+    for version in ("v1", "v1beta1", "v1alpha3")
+    for plural, kind, short in (("gateways", "Gateway", ["gw"]),
+                                ("virtualservices", "VirtualService", ["vs"]),
+                                ("destinationrules", "DestinationRule", ["dr"]))
 ]
 
 BOOKMARK_EVERY = 1.0  # seconds
@@ -55,8 +70,9 @@ class Store:
         self.cond = threading.Condition()
         self.rv = 1
         self.compacted = 0  # watches from a version below this get 410
-        self.objects = {}  # (plural, ns, name) -> object
-        self.events = []  # (rv, plural, ns, type, object)
+        self.objects = {}  # (group, plural, ns, name) -> object
+        self.events = []  # (rv, (group, plural), ns, type, object)
+        self.hidden = set()  # API groups not served
         self.generation = 0  # bumped by expire/outage: ends open watches
         self.outage_until = 0.0
         self.requests = []
@@ -65,20 +81,21 @@ class Store:
 
     def add_namespace(self, name):
         obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "status": {"phase": "Active"}}
-        self.write("namespaces", "", name, obj, "ADDED")
+        self.write(("", "namespaces"), "", name, obj, "ADDED")
 
-    def write(self, plural, ns, name, obj, typ):
-        """Store obj (or drop it for DELETED) and record the event; caller holds no lock."""
+    def write(self, gr, ns, name, obj, typ):
+        """gr: (group, plural)."""
+        # Store obj (or drop it for DELETED) and record the event; caller holds no lock.
         with self.cond:
             self.rv += 1
             obj = copy.deepcopy(obj)
             meta = obj.setdefault("metadata", {})
             meta["resourceVersion"] = str(self.rv)
             if typ == "DELETED":
-                self.objects.pop((plural, ns, name), None)
+                self.objects.pop((*gr, ns, name), None)
             else:
-                self.objects[(plural, ns, name)] = obj
-            self.events.append((self.rv, plural, ns, typ, copy.deepcopy(obj)))
+                self.objects[(*gr, ns, name)] = obj
+            self.events.append((self.rv, gr, ns, typ, copy.deepcopy(obj)))
             self.cond.notify_all()
             return obj
 
@@ -86,11 +103,29 @@ class Store:
 STORE = Store()
 
 
+def served():
+    """The resources of the groups not hidden."""
+    with STORE.cond:
+        hidden = set(STORE.hidden)
+    return [r for r in RESOURCES if r[0] not in hidden]
+
+
 def find_resource(group, version, plural):
-    for r in RESOURCES:
+    for r in served():
         if r[0] == group and r[1] == version and r[2] == plural:
             return r
     return None
+
+
+def gr(res):
+    """The storage key part of a resource: its group and plural, whatever the version."""
+    return (res[0], res[2])
+
+
+def as_version(res, obj):
+    """obj as served at res's version."""
+    obj["apiVersion"] = api_version(res[0], res[1])
+    return obj
 
 
 def status(code, reason, message, details=None):
@@ -255,12 +290,17 @@ class Handler(BaseHTTPRequestHandler):
                 # is compacted, so no watch ever sees its DELETED event; only a re-list
                 # shows it is gone.
                 if q.get("delete"):
-                    plural, ns, name = q["delete"].split("/")
-                    STORE.objects.pop((plural, ns, name), None)
+                    what, ns, name = q["delete"].split("/")
+                    plural, _, group = what.partition(".")
+                    if not group:
+                        group = next(r[0] for r in RESOURCES if r[2] == plural)
+                    STORE.objects.pop((group, plural, ns, name), None)
                 # Every version so far is forgotten: a watch or page from one is 410.
                 STORE.rv += 1
                 STORE.compacted = STORE.rv
                 STORE.generation += 1
+            elif path == "/_stand-in/hide":
+                STORE.hidden.add(q.get("group", ""))
             elif path == "/_stand-in/outage":
                 STORE.outage_until = time.time() + int(q.get("ms", "1000")) / 1000
                 STORE.generation += 1
@@ -276,7 +316,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, {"major": "1", "minor": "33", "gitVersion": "v1.33.0-stand-in",
                                         "platform": "linux/amd64", "goVersion": "go1.24"})
         if path == "/openapi/v3":
-            gvs = sorted({(r[0], r[1]) for r in RESOURCES})
+            gvs = sorted({(r[0], r[1]) for r in served()})
             return self.send_json(200, {"paths": {
                 ("apis/" if g else "api/") + api_version(g, v): {"serverRelativeURL": f"/openapi/v3/{'apis/' if g else 'api/'}{api_version(g, v)}?hash=1"}
                 for g, v in gvs}})
@@ -286,20 +326,22 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, {"kind": "APIVersions", "versions": ["v1"],
                                         "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})
         if path == "/apis":
+            # In the order of RESOURCES: built-in groups first, as a real API server lists
+            # them, so kubectl takes `ingress` for networking.k8s.io's, not Knative's.
             groups = {}
-            for r in RESOURCES:
+            for r in served():
                 if r[0]:
                     groups.setdefault(r[0], set()).add(r[1])
             return self.send_json(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
                 {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in sorted(vs)],
                  "preferredVersion": {"groupVersion": f"{g}/{sorted(vs)[0]}", "version": sorted(vs)[0]}}
-                for g, vs in sorted(groups.items())]})
+                for g, vs in groups.items()]})
         if segs[:1] == ["api"] and len(segs) >= 2:
             group, version, rest = "", segs[1], segs[2:]
         elif segs[:1] == ["apis"] and len(segs) >= 3:
             group, version, rest = segs[1], segs[2], segs[3:]
         elif segs[:1] == ["apis"] and len(segs) == 2:
-            vs = sorted({r[1] for r in RESOURCES if r[0] == segs[1]})
+            vs = sorted({r[1] for r in served() if r[0] == segs[1]})
             if not vs:
                 return self.send_json(404, status(404, "NotFound", f"group {segs[1]} not found"))
             return self.send_json(200, {"kind": "APIGroup", "apiVersion": "v1", "name": segs[1],
@@ -308,7 +350,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             return self.send_json(404, status(404, "NotFound", f"the server could not find {path}"))
         if not rest:
-            rs = [r for r in RESOURCES if r[0] == group and r[1] == version]
+            rs = [r for r in served() if r[0] == group and r[1] == version]
             if not rs:
                 return self.send_json(404, status(404, "NotFound", f"{api_version(group, version)} not found"))
             resources = []
@@ -347,7 +389,7 @@ class Handler(BaseHTTPRequestHandler):
         """Just enough OpenAPI v3 for kubectl to see that PATCH takes `fieldValidation`,
         so it leaves validation to the server (which this stand-in does not do)."""
         paths = {}
-        for r in RESOURCES:
+        for r in served():
             prefix = ("apis/" if r[0] else "api/") + api_version(r[0], r[1])
             if prefix != gv_path:
                 continue
@@ -378,8 +420,8 @@ class Handler(BaseHTTPRequestHandler):
                     return self.send_json(410, status(410, "Expired", "The provided continue parameter is too old"))
                 start = tok["start"]
                 rv = tok["rv"]
-            items = [copy.deepcopy(o) for (p, n, _), o in sorted(STORE.objects.items())
-                     if p == res[2] and (not ns or n == ns)
+            items = [copy.deepcopy(o) for (g, p, n, _), o in sorted(STORE.objects.items())
+                     if (g, p) == gr(res) and (not ns or n == ns)
                      and selector_matches(o, q.get("fieldSelector"), q.get("labelSelector"))]
         limit = int(q.get("limit") or 0)
         meta = {"resourceVersion": str(rv)}
@@ -414,8 +456,9 @@ class Handler(BaseHTTPRequestHandler):
             since = int(q.get("resourceVersion") or 0)
             if since == 0:
                 # "Any": start with the current state as ADDED events.
-                initial = [("ADDED", copy.deepcopy(o)) for (p, n, _), o in sorted(STORE.objects.items())
-                           if p == res[2] and (not ns or n == ns) and selector_matches(o, fields, labels)]
+                initial = [("ADDED", as_version(res, copy.deepcopy(o)))
+                           for (g, p, n, _), o in sorted(STORE.objects.items())
+                           if (g, p) == gr(res) and (not ns or n == ns) and selector_matches(o, fields, labels)]
                 since = STORE.rv
             elif since < STORE.compacted:
                 initial = None
@@ -437,8 +480,8 @@ class Handler(BaseHTTPRequestHandler):
                         ended = True
                     else:
                         ended = False
-                    pending = [(rv, t, o) for (rv, p, n, t, o) in STORE.events
-                               if rv > since and p == res[2] and (not ns or n == ns)]
+                    pending = [(rv, t, as_version(res, copy.deepcopy(o))) for (rv, g, n, t, o) in STORE.events
+                               if rv > since and g == gr(res) and (not ns or n == ns)]
                     current_rv = STORE.rv
                 if ended:
                     if expired:
@@ -482,24 +525,25 @@ class Handler(BaseHTTPRequestHandler):
         if res[4] and obj.get("metadata", {}).get("namespace") not in (None, "", ns):
             return self.send_json(400, status(400, "BadRequest", "the namespace of the object does not match the namespace on the request"))
         with STORE.cond:
-            if (res[2], ns, name) in STORE.objects:
+            if (*gr(res), ns, name) in STORE.objects:
                 return self.send_json(409, status(409, "AlreadyExists", f'{res[2]} "{name}" already exists',
                                                   {"name": name, "kind": res[2]}))
         obj["metadata"].pop("resourceVersion", None)
         self.stamp(res, ns, obj)
         obj["metadata"]["generation"] = 1
-        stored = STORE.write(res[2], ns, name, obj, "ADDED")
+        stored = STORE.write(gr(res), ns, name, obj, "ADDED")
         self.send_json(201, stored)
 
     def one(self, method, res, ns, name, sub):
         with STORE.cond:
-            cur = copy.deepcopy(STORE.objects.get((res[2], ns, name)))
+            cur = copy.deepcopy(STORE.objects.get((*gr(res), ns, name)))
         if cur is None:
             return self.not_found(res, name)
+        as_version(res, cur)
         if method == "GET":
             return self.send_json(200, cur)
         if method == "DELETE":
-            STORE.write(res[2], ns, name, cur, "DELETED")
+            STORE.write(gr(res), ns, name, cur, "DELETED")
             return self.send_json(200, cur)
         if method == "PUT":
             new = self.body()
@@ -534,7 +578,7 @@ class Handler(BaseHTTPRequestHandler):
                 new["metadata"][k] = cur["metadata"][k]
         new["metadata"]["generation"] = cur["metadata"].get("generation", 1) + (0 if sub else 1)
         self.stamp(res, ns, new)
-        stored = STORE.write(res[2], ns, name, new, "MODIFIED")
+        stored = STORE.write(gr(res), ns, name, new, "MODIFIED")
         self.send_json(200, stored)
 
 

@@ -6,10 +6,13 @@
 //! never leaves a deleted object serving. Objects are kept as JSON and parsed by the
 //! same code as files, so one bad object is rejected alone with its field path.
 
-use std::collections::BTreeSet;
-use std::time::Duration;
+mod discovery;
+mod ingress_status;
+mod kingress_status;
 
-use ::kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use std::collections::BTreeSet;
+
+use ::kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use ::kube::runtime::watcher::{self, Event};
 use ::kube::runtime::WatchStreamExt;
 use ::kube::Client;
@@ -17,8 +20,9 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::Change;
-use crate::resources::ingress::CLASS_ANNOTATION;
 use crate::resources::{Kind, Resource, ResourceKey};
+use ingress_status::IngressStatus;
+pub use kingress_status::KIngressStatus;
 
 /// What Kubernetes mode watches, from the command line.
 #[derive(Clone, Debug)]
@@ -52,9 +56,13 @@ struct Watched {
     api_kind: &'static str,
     plural: &'static str,
     scope: Scope,
+    /// A custom resource that may not be installed: watched only when the API server
+    /// serves its group/version at start-up (Higress enables its KIngress controller
+    /// only when the CRD exists).
+    optional: bool,
 }
 
-const WATCHED: [Watched; 7] = [
+const WATCHED: [Watched; 11] = [
     Watched {
         kind: Kind::ConfigMap,
         group: "",
@@ -62,6 +70,7 @@ const WATCHED: [Watched; 7] = [
         api_kind: "ConfigMap",
         plural: "configmaps",
         scope: Scope::Gateway,
+        optional: false,
     },
     Watched {
         kind: Kind::Secret,
@@ -70,6 +79,7 @@ const WATCHED: [Watched; 7] = [
         api_kind: "Secret",
         plural: "secrets",
         scope: Scope::Watched,
+        optional: false,
     },
     Watched {
         kind: Kind::Ingress,
@@ -78,6 +88,7 @@ const WATCHED: [Watched; 7] = [
         api_kind: "Ingress",
         plural: "ingresses",
         scope: Scope::Watched,
+        optional: false,
     },
     Watched {
         kind: Kind::McpBridge,
@@ -86,6 +97,7 @@ const WATCHED: [Watched; 7] = [
         api_kind: "McpBridge",
         plural: "mcpbridges",
         scope: Scope::Gateway,
+        optional: false,
     },
     Watched {
         kind: Kind::WasmPlugin,
@@ -94,6 +106,7 @@ const WATCHED: [Watched; 7] = [
         api_kind: "WasmPlugin",
         plural: "wasmplugins",
         scope: Scope::Gateway,
+        optional: false,
     },
     Watched {
         kind: Kind::Service,
@@ -102,6 +115,7 @@ const WATCHED: [Watched; 7] = [
         api_kind: "Service",
         plural: "services",
         scope: Scope::Watched,
+        optional: false,
     },
     Watched {
         kind: Kind::EndpointSlice,
@@ -110,6 +124,44 @@ const WATCHED: [Watched; 7] = [
         api_kind: "EndpointSlice",
         plural: "endpointslices",
         scope: Scope::Watched,
+        optional: false,
+    },
+    Watched {
+        kind: Kind::KIngress,
+        group: "networking.internal.knative.dev",
+        version: "v1alpha1",
+        api_kind: "Ingress",
+        plural: "ingresses",
+        scope: Scope::Watched,
+        optional: true,
+    },
+    // Istio's kinds at v1beta1: what net-istio writes, served by every Istio since 1.9.
+    Watched {
+        kind: Kind::IstioGateway,
+        group: "networking.istio.io",
+        version: "v1beta1",
+        api_kind: "Gateway",
+        plural: "gateways",
+        scope: Scope::Watched,
+        optional: true,
+    },
+    Watched {
+        kind: Kind::VirtualService,
+        group: "networking.istio.io",
+        version: "v1beta1",
+        api_kind: "VirtualService",
+        plural: "virtualservices",
+        scope: Scope::Watched,
+        optional: true,
+    },
+    Watched {
+        kind: Kind::DestinationRule,
+        group: "networking.istio.io",
+        version: "v1beta1",
+        api_kind: "DestinationRule",
+        plural: "destinationrules",
+        scope: Scope::Watched,
+        optional: true,
     },
 ];
 
@@ -129,9 +181,15 @@ fn wanted(kind: Kind, name: &str) -> bool {
         || name.starts_with(crate::resources::domain::DOMAIN_PREFIX)
 }
 
-/// `ConfigMap higress-system/higress-config` (what errors and logs name).
+/// `ConfigMap higress-system/higress-config` (what errors and logs name; a Knative
+/// Ingress is `KIngress default/hello`, not to be taken for a Kubernetes Ingress).
 fn origin(w: &Watched, ns: &str, name: &str) -> String {
-    format!("{} {ns}/{name}", w.api_kind)
+    let kind = if w.kind == Kind::KIngress {
+        "KIngress"
+    } else {
+        w.api_kind
+    };
+    format!("{kind} {ns}/{name}")
 }
 
 fn key(w: &Watched, obj: &DynamicObject) -> Option<ResourceKey> {
@@ -145,6 +203,21 @@ fn key(w: &Watched, obj: &DynamicObject) -> Option<ResourceKey> {
 
 fn upsert(w: &Watched, obj: &DynamicObject) -> Option<(ResourceKey, Change)> {
     let key = key(w, obj)?;
+    // A list's items may come without `apiVersion`/`kind` (the list names them once);
+    // the object is parsed as a file would be, so they are put back.
+    let typed;
+    let obj = match &obj.types {
+        Some(_) => obj,
+        None => {
+            let mut o = obj.clone();
+            o.types = Some(::kube::api::TypeMeta {
+                api_version: w.api_resource().api_version,
+                kind: w.api_kind.to_string(),
+            });
+            typed = o;
+            &typed
+        }
+    };
     let result = serde_json::to_vec(obj)
         .map_err(|e| crate::resources::FieldError::new("", e.to_string()))
         .and_then(|bytes| Resource::parse(w.kind, &bytes, &key.name, &key.namespace));
@@ -165,17 +238,43 @@ fn delete(w: &Watched, key: ResourceKey) -> Change {
     }
 }
 
+/// What [`spawn`] started.
+pub struct Spawned {
+    /// How many watchers run: each reports its first complete list once.
+    pub watchers: usize,
+    /// The KIngress status writer, when KIngresses are watched; started with
+    /// [`KIngressStatus::start`] once the config loop exists.
+    pub kingress_status: Option<KIngressStatus>,
+}
+
 /// Start one watcher per kind and namespace. Each sends its changes to `changes` and,
-/// after its first complete list has been sent, its kind to `synced`. Returns how many
-/// watchers run.
-pub fn spawn(
+/// after its first complete list has been sent, its kind to `synced`. A custom resource
+/// whose group/version the API server does not serve (discovery answers 404) is not
+/// watched, decided once here: it neither blocks the initial sync nor retries.
+pub async fn spawn(
     client: Client,
     opts: &KubeOptions,
     changes: mpsc::Sender<Vec<Change>>,
     synced: mpsc::UnboundedSender<String>,
-) -> usize {
+) -> Spawned {
+    let mut served = discovery::Served::default();
     let mut n = 0;
+    let mut kingress_status = None;
     for w in &WATCHED {
+        if w.optional && !served.serves(&client, w.group, w.version, w.plural).await {
+            tracing::info!(
+                group = w.group,
+                version = w.version,
+                resource = w.plural,
+                "the API server does not serve this resource (CRD not installed?); not watched"
+            );
+            continue;
+        }
+        let observed = (w.kind == Kind::KIngress).then(|| {
+            kingress_status
+                .get_or_insert_with(|| KIngressStatus::new(client.clone(), opts, w.api_resource()))
+                .observer()
+        });
         let namespaces: Vec<Option<String>> = match w.scope {
             Scope::Gateway => vec![Some(opts.namespace.clone())],
             Scope::Watched if opts.watch_namespaces.is_empty() => vec![None],
@@ -186,25 +285,67 @@ pub fn spawn(
                 Some(ns) => Api::namespaced_with(client.clone(), ns, &w.api_resource()),
                 None => Api::all_with(client.clone(), &w.api_resource()),
             };
-            let status = (w.kind == Kind::Ingress)
-                .then(|| opts.status_address.clone())
-                .flatten()
-                .map(|addr| IngressStatus {
-                    address: addr,
-                    resource: w.api_resource(),
-                    class: opts.ingress_class.clone(),
-                    without_class: opts.watch_without_class,
-                });
+            let hook = match &observed {
+                Some(tx) => Hook::KIngress(tx.clone()),
+                None => (w.kind == Kind::Ingress)
+                    .then(|| opts.status_address.clone())
+                    .flatten()
+                    .map(|addr| {
+                        Hook::Ingress(IngressStatus {
+                            address: addr,
+                            resource: w.api_resource(),
+                            class: opts.ingress_class.clone(),
+                            without_class: opts.watch_without_class,
+                        })
+                    })
+                    .unwrap_or(Hook::None),
+            };
+            // `networking.k8s.io/v1 ingresses in apps`: Knative's are ingresses too.
             let label = format!(
-                "{} in {}",
+                "{} {} in {}",
+                w.api_resource().api_version,
                 w.plural,
                 ns.as_deref().unwrap_or("all namespaces")
             );
-            tokio::spawn(run(w, api, label, changes.clone(), synced.clone(), status));
+            tokio::spawn(run(w, api, label, changes.clone(), synced.clone(), hook));
             n += 1;
         }
     }
-    n
+    Spawned {
+        watchers: n,
+        kingress_status,
+    }
+}
+
+/// What a watcher does with each object besides sending it on.
+enum Hook {
+    None,
+    /// Keep `status.loadBalancer` of our Ingresses.
+    Ingress(IngressStatus),
+    /// Tell the KIngress status writer what each object's status says now.
+    KIngress(mpsc::UnboundedSender<kingress_status::Observed>),
+}
+
+impl Hook {
+    async fn seen(&self, api: &Api<DynamicObject>, obj: &DynamicObject) {
+        match self {
+            Hook::None => {}
+            Hook::Ingress(st) => st.ensure(api, obj).await,
+            Hook::KIngress(tx) => {
+                if let Some(o) = kingress_status::Observed::of(obj) {
+                    let _ = tx.send(o);
+                }
+            }
+        }
+    }
+
+    fn gone(&self, obj: &DynamicObject) {
+        if let Hook::KIngress(tx) = self {
+            if let Some(o) = kingress_status::Observed::gone(obj) {
+                let _ = tx.send(o);
+            }
+        }
+    }
 }
 
 async fn run(
@@ -213,7 +354,7 @@ async fn run(
     label: String,
     changes: mpsc::Sender<Vec<Change>>,
     synced: mpsc::UnboundedSender<String>,
-    status: Option<IngressStatus>,
+    hook: Hook,
 ) {
     let mut stream = watcher::watcher(api.clone(), watcher::Config::default())
         .default_backoff()
@@ -235,9 +376,7 @@ async fn run(
                 continue;
             }
             Ok(Event::InitApply(obj)) => {
-                if let Some(st) = &status {
-                    st.ensure(&api, &obj).await;
-                }
+                hook.seen(&api, &obj).await;
                 if let (Some((batch, seen)), Some((key, c))) = (listing.as_mut(), upsert(w, &obj)) {
                     seen.insert(key);
                     batch.push(c);
@@ -255,9 +394,7 @@ async fn run(
                 batch
             }
             Ok(Event::Apply(obj)) => {
-                if let Some(st) = &status {
-                    st.ensure(&api, &obj).await;
-                }
+                hook.seen(&api, &obj).await;
                 match upsert(w, &obj) {
                     Some((key, c)) => {
                         known.insert(key);
@@ -266,7 +403,7 @@ async fn run(
                     None => continue,
                 }
             }
-            Ok(Event::Delete(obj)) => match key(w, &obj) {
+            Ok(Event::Delete(obj)) => match key(w, &obj).inspect(|_| hook.gone(&obj)) {
                 Some(key) => {
                     known.remove(&key);
                     vec![delete(w, key)]
@@ -281,74 +418,6 @@ async fn run(
             first = false;
             tracing::info!(watch = %label, objects = known.len(), "initial list synced");
             let _ = synced.send(label.clone());
-        }
-    }
-}
-
-/// Writes the gateway's address into `status.loadBalancer` of the Ingresses it serves,
-/// as Higress does.
-struct IngressStatus {
-    address: String,
-    resource: ApiResource,
-    class: String,
-    without_class: bool,
-}
-
-impl IngressStatus {
-    fn ours(&self, obj: &DynamicObject) -> bool {
-        let class = obj
-            .data
-            .pointer("/spec/ingressClassName")
-            .and_then(|v| v.as_str())
-            .or_else(|| {
-                obj.metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(CLASS_ANNOTATION))
-                    .map(String::as_str)
-            });
-        match class {
-            Some(c) => c == self.class,
-            None => self.without_class,
-        }
-    }
-
-    async fn ensure(&self, api: &Api<DynamicObject>, obj: &DynamicObject) {
-        if !self.ours(obj) {
-            return;
-        }
-        let entry = if self.address.parse::<std::net::IpAddr>().is_ok() {
-            serde_json::json!({ "ip": self.address })
-        } else {
-            serde_json::json!({ "hostname": self.address })
-        };
-        let want = serde_json::json!([entry]);
-        if obj.data.pointer("/status/loadBalancer/ingress") == Some(&want) {
-            return;
-        }
-        let Some(name) = obj.metadata.name.as_deref() else {
-            return;
-        };
-        let api = match obj.metadata.namespace.as_deref() {
-            Some(ns) => {
-                Api::<DynamicObject>::namespaced_with(api.clone().into_client(), ns, &self.resource)
-            }
-            None => api.clone(),
-        };
-        let patch = serde_json::json!({ "status": { "loadBalancer": { "ingress": want } } });
-        let r = tokio::time::timeout(
-            Duration::from_secs(10),
-            api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)),
-        )
-        .await;
-        match r {
-            Ok(Ok(_)) => {
-                tracing::info!(ingress = name, address = %self.address, "ingress status updated")
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(ingress = name, error = %e, "could not update the ingress status")
-            }
-            Err(_) => tracing::warn!(ingress = name, "updating the ingress status timed out"),
         }
     }
 }
