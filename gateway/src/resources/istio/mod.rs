@@ -109,7 +109,7 @@ impl StringMatch {
                     format!("{at}.regex"),
                     format!(
                         "invalid regex: {}",
-                        crate::model::matcher::regex_error(e)
+                        crate::annotations::regex_error(e)
                     ),
                 )
             })?;
@@ -202,7 +202,7 @@ pub(crate) fn check_duration(d: &Option<String>, at: &str) -> Result<(), FieldEr
     Ok(())
 }
 
-/// The duration of a field already checked (zero when absent).
+/// The duration of a field already checked; `None` when absent.
 pub fn duration_of(d: &Option<String>) -> Option<Duration> {
     d.as_deref().and_then(|s| parse_duration(s).ok())
 }

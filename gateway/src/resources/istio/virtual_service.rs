@@ -297,6 +297,20 @@ fn check_gateway_name(g: &str, at: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// RE2's substitution syntax: a backslash is followed by a digit or a backslash.
+fn check_substitution(text: &str, at: &str) -> Result<(), FieldError> {
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' && !chars.next().is_some_and(|d| d.is_ascii_digit() || d == '\\') {
+            return Err(FieldError::new(
+                at,
+                format!("{text:?}: a backslash must be followed by a digit or a backslash"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_ops(ops: &Option<HeaderOperations>, at: &str) -> Result<(), FieldError> {
     let Some(ops) = ops else { return Ok(()) };
     for (what, map) in [("set", &ops.set), ("add", &ops.add)] {
@@ -395,12 +409,10 @@ impl HttpRoute {
                 regex::Regex::new(&rr.pattern).map_err(|e| {
                     FieldError::new(
                         format!("{at}.rewrite.uriRegexRewrite.match"),
-                        format!("invalid regex: {}", crate::model::matcher::regex_error(e)),
+                        format!("invalid regex: {}", crate::annotations::regex_error(e)),
                     )
                 })?;
-                crate::model::rewrite::Substitution::parse(&rr.rewrite).map_err(|e| {
-                    FieldError::new(format!("{at}.rewrite.uriRegexRewrite.rewrite"), e)
-                })?;
+                check_substitution(&rr.rewrite, &format!("{at}.rewrite.uriRegexRewrite.rewrite"))?;
             }
         }
         if let Some(r) = &self.redirect {
