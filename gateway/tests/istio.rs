@@ -199,7 +199,8 @@ fn knative_hello_split_as_net_istio_writes_it() {
     // The cluster-local gateway serves the local hosts on the cluster-local listener;
     // the external listener does not (its match's authority is the external host).
     for host in ["hello.default", "hello.default.svc", "hello.default.svc.cluster.local"] {
-        let r = get(gw.local, host, "/").unwrap();
+        // The cluster-local listener comes up beside the others: poll its first answer.
+        let r = wait_for("the cluster-local listener", || get(gw.local, host, "/").ok());
         assert_eq!(r.status, 200, "{host}: {}", r.text());
         let j = r.json();
         assert_eq!(j["headers"]["knative-serving-revision"], j["backend"]);

@@ -15,7 +15,7 @@
 //!   header edits; the entry's `headers`, `rewrite`, `redirect`, `timeout` (none when
 //!   absent, as Istio), `retries`, `mirror`, `corsPolicy` and `fault` are the route's.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -126,9 +126,11 @@ pub(in crate::translate) fn routes_of(
                 _ => vs_gateways.clone(),
             };
             let port = m.map_or(0, |m| m.port);
-            // (listener, host, redirect), in order, without repeats.
+            // (listener, host, redirect), in order, without repeats. The HTTP and HTTPS
+            // listeners share one table: a host redirects when a plain-HTTP server of
+            // it says `httpsRedirect` (the HTTPS listener never redirects).
             let mut targets: Vec<(Listener, Option<String>, bool)> = Vec::new();
-            let mut seen = HashSet::new();
+            let mut seen: HashMap<(Listener, Option<String>), usize> = HashMap::new();
             for g in &gateways {
                 let Some(servers) = cx.servers.get(g) else { continue };
                 for s in servers.iter().filter(|s| port == 0 || s.port == port) {
@@ -139,9 +141,12 @@ pub(in crate::translate) fn routes_of(
                         for h in &hosts {
                             let Some(host) = intersect(h, server_host) else { continue };
                             let host = (host != "*").then_some(host);
-                            let t = (s.listener, host, s.ssl_redirect);
-                            if seen.insert(t.clone()) {
-                                targets.push(t);
+                            match seen.get(&(s.listener, host.clone())) {
+                                Some(&k) => targets[k].2 |= s.ssl_redirect,
+                                None => {
+                                    seen.insert((s.listener, host.clone()), targets.len());
+                                    targets.push((s.listener, host, s.ssl_redirect));
+                                }
                             }
                         }
                     }
