@@ -176,10 +176,19 @@ fn knative_hello_split_as_net_istio_writes_it() {
     let local_addr = format!("127.0.0.1:{local_port}");
     let gw = Gateway::start_with(
         cfg.path(),
-        &["--gateway-selector", "istio=ingressgateway", "--local-http-addr", &local_addr],
+        &[
+            "--gateway-selector",
+            "istio=ingressgateway",
+            "--local-http-addr",
+            &local_addr,
+        ],
     );
     let z = gw.configz();
-    assert!(z["rejected"].as_array().is_none_or(|a| a.is_empty()), "{}", z["rejected"]);
+    assert!(
+        z["rejected"].as_array().is_none_or(|a| a.is_empty()),
+        "{}",
+        z["rejected"]
+    );
     const N: usize = 1000;
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for _ in 0..N {
@@ -188,8 +197,15 @@ fn knative_hello_split_as_net_istio_writes_it() {
         let j = r.json();
         let backend = j["backend"].as_str().unwrap().to_string();
         // Each upstream request carries the headers of the destination it took.
-        assert_eq!(j["headers"]["knative-serving-revision"].as_str(), Some(backend.as_str()), "{j}");
-        assert_eq!(j["headers"]["knative-serving-namespace"].as_str(), Some("default"));
+        assert_eq!(
+            j["headers"]["knative-serving-revision"].as_str(),
+            Some(backend.as_str()),
+            "{j}"
+        );
+        assert_eq!(
+            j["headers"]["knative-serving-namespace"].as_str(),
+            Some("default")
+        );
         *seen.entry(backend).or_default() += 1;
     }
     for rev in ["hello-00001", "hello-00002"] {
@@ -198,9 +214,15 @@ fn knative_hello_split_as_net_istio_writes_it() {
     }
     // The cluster-local gateway serves the local hosts on the cluster-local listener;
     // the external listener does not (its match's authority is the external host).
-    for host in ["hello.default", "hello.default.svc", "hello.default.svc.cluster.local"] {
+    for host in [
+        "hello.default",
+        "hello.default.svc",
+        "hello.default.svc.cluster.local",
+    ] {
         // The cluster-local listener comes up beside the others: poll its first answer.
-        let r = wait_for("the cluster-local listener", || get(gw.local, host, "/").ok());
+        let r = wait_for("the cluster-local listener", || {
+            get(gw.local, host, "/").ok()
+        });
         assert_eq!(r.status, 200, "{host}: {}", r.text());
         let j = r.json();
         assert_eq!(j["headers"]["knative-serving-revision"], j["backend"]);
@@ -257,15 +279,26 @@ fn a_bad_virtual_service_is_rejected_alone() {
     let vs = |name: &str, host: &str, weight: &str| {
         format!("apiVersion: networking.istio.io/v1beta1\nkind: VirtualService\nmetadata: {{name: {name}, namespace: apps}}\nspec:\n  hosts: [{host}]\n  gateways: [higress-system/gw]\n  http:\n  - route:\n    - destination: {{host: web}}\n      weight: {weight}\n")
     };
-    cfg.write("virtualservices/good.yaml", &vs("good", "good.example.com", "100"));
-    cfg.write("virtualservices/bad.yaml", &vs("bad", "bad.example.com", "-5"));
+    cfg.write(
+        "virtualservices/good.yaml",
+        &vs("good", "good.example.com", "100"),
+    );
+    cfg.write(
+        "virtualservices/bad.yaml",
+        &vs("bad", "bad.example.com", "-5"),
+    );
     let gw = Gateway::start(cfg.path());
     let rejected = wait_for("the rejection", || {
-        gw.configz()["rejected"].as_array().and_then(|a| a.first().cloned())
+        gw.configz()["rejected"]
+            .as_array()
+            .and_then(|a| a.first().cloned())
     });
     assert_eq!(rejected["object"], "VirtualService apps/bad", "{rejected}");
     let err = rejected["error"].as_str().unwrap();
-    assert!(err.contains("spec.http[0].route[0].weight") && err.contains("-5 is negative"), "{err}");
+    assert!(
+        err.contains("spec.http[0].route[0].weight") && err.contains("-5 is negative"),
+        "{err}"
+    );
     assert_eq!(get(gw.http, "good.example.com", "/").unwrap().status, 200);
     assert_eq!(get(gw.http, "bad.example.com", "/").unwrap().status, 404);
     let out = std::process::Command::new(gateway_bin())

@@ -158,8 +158,7 @@ pub fn upstream_response(req: &RequestHeader, resp: &mut ResponseHeader, ctx: &R
         .filtered
         .as_deref()
         .filter(|_| !interim && ctx.wasm.is_none());
-    if service_time.is_none() && control.is_none() && dest_control.is_none() && filters.is_none()
-    {
+    if service_time.is_none() && control.is_none() && dest_control.is_none() && filters.is_none() {
         return;
     }
     edit_parts(resp, |p| {

@@ -90,7 +90,11 @@ fn roll() -> u32 {
 }
 
 impl HttpFilter for FaultFilter {
-    fn on_request_headers(&self, _req: &mut RequestHeader, _input: &MatchInput<'_>) -> FilterStatus {
+    fn on_request_headers(
+        &self,
+        _req: &mut RequestHeader,
+        _input: &MatchInput<'_>,
+    ) -> FilterStatus {
         self.decide(roll(), roll())
     }
 

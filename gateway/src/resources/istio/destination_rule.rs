@@ -235,7 +235,10 @@ fn check_parts(
     if let Some(lb) = lb {
         let at = format!("{at}.loadBalancer");
         if lb.simple.is_some() && lb.consistent_hash.is_some() {
-            return Err(FieldError::new(at, "only one of simple and consistentHash may be set"));
+            return Err(FieldError::new(
+                at,
+                "only one of simple and consistentHash may be set",
+            ));
         }
         if let Some(h) = &lb.consistent_hash {
             let at = format!("{at}.consistentHash");
@@ -259,7 +262,10 @@ fn check_parts(
             }
             if let Some(q) = &h.http_query_parameter_name {
                 if q.is_empty() {
-                    return Err(FieldError::new(format!("{at}.httpQueryParameterName"), "must not be empty"));
+                    return Err(FieldError::new(
+                        format!("{at}.httpQueryParameterName"),
+                        "must not be empty",
+                    ));
                 }
             }
             if let Some(c) = &h.http_cookie {
@@ -281,17 +287,29 @@ fn check_parts(
         }
         if let Some(h) = &p.http {
             let at = format!("{at}.http");
-            non_negative(h.http1_max_pending_requests, &format!("{at}.http1MaxPendingRequests"))?;
+            non_negative(
+                h.http1_max_pending_requests,
+                &format!("{at}.http1MaxPendingRequests"),
+            )?;
             non_negative(h.http2_max_requests, &format!("{at}.http2MaxRequests"))?;
-            non_negative(h.max_requests_per_connection, &format!("{at}.maxRequestsPerConnection"))?;
+            non_negative(
+                h.max_requests_per_connection,
+                &format!("{at}.maxRequestsPerConnection"),
+            )?;
             non_negative(h.max_retries, &format!("{at}.maxRetries"))?;
             check_duration(&h.idle_timeout, &format!("{at}.idleTimeout"))?;
         }
     }
     if let Some(o) = outlier {
         let at = format!("{at}.outlierDetection");
-        non_negative(o.consecutive_5xx_errors, &format!("{at}.consecutive5xxErrors"))?;
-        non_negative(o.consecutive_gateway_errors, &format!("{at}.consecutiveGatewayErrors"))?;
+        non_negative(
+            o.consecutive_5xx_errors,
+            &format!("{at}.consecutive5xxErrors"),
+        )?;
+        non_negative(
+            o.consecutive_gateway_errors,
+            &format!("{at}.consecutiveGatewayErrors"),
+        )?;
         check_duration(&o.interval, &format!("{at}.interval"))?;
         check_duration(&o.base_ejection_time, &format!("{at}.baseEjectionTime"))?;
         if let Some(m) = o.max_ejection_percent {
@@ -332,7 +350,13 @@ impl TrafficPolicy {
                 None => return Err(FieldError::new(format!("{at}.port"), "required")),
                 Some(port) => check_port(port.number, &format!("{at}.port.number"))?,
             }
-            check_parts(&p.load_balancer, &p.connection_pool, &p.outlier_detection, &p.tls, &at)?;
+            check_parts(
+                &p.load_balancer,
+                &p.connection_pool,
+                &p.outlier_detection,
+                &p.tls,
+                &at,
+            )?;
         }
         Ok(())
     }
@@ -370,10 +394,24 @@ spec:
         let d = DestinationRule::parse(DR.as_bytes()).unwrap();
         let tp = d.spec.traffic_policy.as_ref().unwrap();
         assert_eq!(
-            tp.load_balancer.as_ref().unwrap().consistent_hash.as_ref().unwrap().http_header_name.as_deref(),
+            tp.load_balancer
+                .as_ref()
+                .unwrap()
+                .consistent_hash
+                .as_ref()
+                .unwrap()
+                .http_header_name
+                .as_deref(),
             Some("x-user")
         );
-        assert_eq!(tp.port_level_settings[0].load_balancer.as_ref().unwrap().simple, Some(SimpleLb::LeastRequest));
+        assert_eq!(
+            tp.port_level_settings[0]
+                .load_balancer
+                .as_ref()
+                .unwrap()
+                .simple,
+            Some(SimpleLb::LeastRequest)
+        );
         assert_eq!(tp.tls.as_ref().unwrap().mode, ClientTlsMode::Simple);
     }
 
@@ -403,6 +441,9 @@ spec:
             "spec.trafficPolicy.outlierDetection.maxEjectionPercent: 150 is not within 0..100"
         );
         assert_eq!(err("host: web", "host: \"\""), "spec.host: required");
-        assert_eq!(err("- name: v1", "- name: \"\""), "spec.subsets[0].name: required");
+        assert_eq!(
+            err("- name: v1", "- name: \"\""),
+            "spec.subsets[0].name: required"
+        );
     }
 }

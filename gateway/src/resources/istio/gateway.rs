@@ -134,7 +134,10 @@ impl Gateway {
 
     fn validate(&self) -> Result<(), FieldError> {
         if self.spec.servers.is_empty() {
-            return Err(FieldError::new("spec.servers", "at least one server is required"));
+            return Err(FieldError::new(
+                "spec.servers",
+                "at least one server is required",
+            ));
         }
         for (i, s) in self.spec.servers.iter().enumerate() {
             let at = format!("spec.servers[{i}]");
@@ -150,14 +153,20 @@ impl Gateway {
                 ));
             }
             if s.hosts.is_empty() {
-                return Err(FieldError::new(format!("{at}.hosts"), "at least one host is required"));
+                return Err(FieldError::new(
+                    format!("{at}.hosts"),
+                    "at least one host is required",
+                ));
             }
             for (h, host) in s.hosts.iter().enumerate() {
                 let bare = host.split_once('/').map_or(host.as_str(), |(_, h)| h);
                 check_host(bare, &format!("{at}.hosts[{h}]"))?;
             }
             if let Some(tls) = &s.tls {
-                let needs_cert = matches!(tls.mode, TlsMode::Simple | TlsMode::Mutual | TlsMode::OptionalMutual);
+                let needs_cert = matches!(
+                    tls.mode,
+                    TlsMode::Simple | TlsMode::Mutual | TlsMode::OptionalMutual
+                );
                 if needs_cert
                     && matches!(s.port.protocol.as_str(), "HTTPS" | "TLS")
                     && tls.credential_name.is_empty()
@@ -232,7 +241,8 @@ spec:
             err(", credentialName: secure-cert", ""),
             "spec.servers[1].tls.credentialName: required for SIMPLE and MUTUAL TLS"
         );
-        assert!(err("mode: SIMPLE", "mode: STRICT").starts_with("spec.servers[1].tls.mode: unknown variant `STRICT`"));
+        assert!(err("mode: SIMPLE", "mode: STRICT")
+            .starts_with("spec.servers[1].tls.mode: unknown variant `STRICT`"));
         assert_eq!(
             err("\"*/secure.example.com\"", "\"bad host/x y\""),
             "spec.servers[1].hosts[0]: \"x y\" is not a host name"

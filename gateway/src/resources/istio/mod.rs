@@ -107,10 +107,7 @@ impl StringMatch {
             regex::Regex::new(re).map_err(|e| {
                 FieldError::new(
                     format!("{at}.regex"),
-                    format!(
-                        "invalid regex: {}",
-                        crate::annotations::regex_error(e)
-                    ),
+                    format!("invalid regex: {}", crate::annotations::regex_error(e)),
                 )
             })?;
         }
@@ -210,7 +207,10 @@ pub fn duration_of(d: &Option<String>) -> Option<Duration> {
 /// Check a header name.
 pub(crate) fn check_header_name(name: &str, at: &str) -> Result<(), FieldError> {
     if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-        return Err(FieldError::new(at, format!("{name:?} is not a valid header name")));
+        return Err(FieldError::new(
+            at,
+            format!("{name:?} is not a valid header name"),
+        ));
     }
     Ok(())
 }
@@ -239,7 +239,10 @@ mod tests {
     #[test]
     fn durations_in_protobuf_and_go_forms() {
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("0.300s").unwrap(), Duration::from_millis(300));
+        assert_eq!(
+            parse_duration("0.300s").unwrap(),
+            Duration::from_millis(300)
+        );
         assert_eq!(parse_duration("300ms").unwrap(), Duration::from_millis(300));
         assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));

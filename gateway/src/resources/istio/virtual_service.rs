@@ -274,7 +274,10 @@ impl VirtualService {
     fn validate(&self) -> Result<(), FieldError> {
         let spec = &self.spec;
         if spec.hosts.is_empty() && !spec.gateways.is_empty() {
-            return Err(FieldError::new("spec.hosts", "at least one host is required"));
+            return Err(FieldError::new(
+                "spec.hosts",
+                "at least one host is required",
+            ));
         }
         for (i, h) in spec.hosts.iter().enumerate() {
             check_host(h, &format!("spec.hosts[{i}]"))?;
@@ -292,7 +295,10 @@ impl VirtualService {
 fn check_gateway_name(g: &str, at: &str) -> Result<(), FieldError> {
     let name = g.split_once('/').map_or(g, |(_, n)| n);
     if name.is_empty() || g.matches('/').count() > 1 || g.contains(' ') {
-        return Err(FieldError::new(at, format!("{g:?} is not a Gateway name (name or namespace/name)")));
+        return Err(FieldError::new(
+            at,
+            format!("{g:?} is not a Gateway name (name or namespace/name)"),
+        ));
     }
     Ok(())
 }
@@ -301,7 +307,11 @@ fn check_gateway_name(g: &str, at: &str) -> Result<(), FieldError> {
 fn check_substitution(text: &str, at: &str) -> Result<(), FieldError> {
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
-        if c == '\\' && !chars.next().is_some_and(|d| d.is_ascii_digit() || d == '\\') {
+        if c == '\\'
+            && !chars
+                .next()
+                .is_some_and(|d| d.is_ascii_digit() || d == '\\')
+        {
             return Err(FieldError::new(
                 at,
                 format!("{text:?}: a backslash must be followed by a digit or a backslash"),
@@ -391,12 +401,18 @@ impl HttpRoute {
         if let Some(r) = &self.rewrite {
             if let Some(a) = &r.authority {
                 if http::HeaderValue::from_str(a).is_err() || a.is_empty() {
-                    return Err(FieldError::new(format!("{at}.rewrite.authority"), "not a valid host"));
+                    return Err(FieldError::new(
+                        format!("{at}.rewrite.authority"),
+                        "not a valid host",
+                    ));
                 }
             }
             if let Some(u) = &r.uri {
                 if u.is_empty() || u.contains(char::is_whitespace) {
-                    return Err(FieldError::new(format!("{at}.rewrite.uri"), format!("{u:?} is not a path")));
+                    return Err(FieldError::new(
+                        format!("{at}.rewrite.uri"),
+                        format!("{u:?} is not a path"),
+                    ));
                 }
             }
             if let Some(rr) = &r.uri_regex_rewrite {
@@ -412,7 +428,10 @@ impl HttpRoute {
                         format!("invalid regex: {}", crate::annotations::regex_error(e)),
                     )
                 })?;
-                check_substitution(&rr.rewrite, &format!("{at}.rewrite.uriRegexRewrite.rewrite"))?;
+                check_substitution(
+                    &rr.rewrite,
+                    &format!("{at}.rewrite.uriRegexRewrite.rewrite"),
+                )?;
             }
         }
         if let Some(r) = &self.redirect {
@@ -428,13 +447,23 @@ impl HttpRoute {
                 check_port(p, &format!("{at}.redirect.port"))?;
             }
             if let Some(s) = &r.scheme {
-                if s.is_empty() || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) {
-                    return Err(FieldError::new(format!("{at}.redirect.scheme"), format!("{s:?} is not a scheme")));
+                if s.is_empty()
+                    || !s
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+                {
+                    return Err(FieldError::new(
+                        format!("{at}.redirect.scheme"),
+                        format!("{s:?} is not a scheme"),
+                    ));
                 }
             }
             if let Some(a) = &r.authority {
                 if a.is_empty() || a.contains(['/', ' ']) {
-                    return Err(FieldError::new(format!("{at}.redirect.authority"), format!("{a:?} is not a host")));
+                    return Err(FieldError::new(
+                        format!("{at}.redirect.authority"),
+                        format!("{a:?} is not a host"),
+                    ));
                 }
             }
         }
@@ -455,7 +484,12 @@ impl HttpRoute {
                 ));
             }
             check_duration(&r.per_try_timeout, &format!("{at}.retries.perTryTimeout"))?;
-            for token in r.retry_on.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            for token in r
+                .retry_on
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+            {
                 let code_ok = token.parse::<u16>().is_ok_and(|c| (100..=599).contains(&c));
                 if !code_ok && !RETRY_ON.contains(&token) {
                     return Err(FieldError::new(
@@ -474,14 +508,20 @@ impl HttpRoute {
                 let dur = super::parse_duration(fd)
                     .map_err(|e| FieldError::new(format!("{at}.fixedDelay"), e))?;
                 if dur < std::time::Duration::from_millis(1) {
-                    return Err(FieldError::new(format!("{at}.fixedDelay"), "must be at least 1ms"));
+                    return Err(FieldError::new(
+                        format!("{at}.fixedDelay"),
+                        "must be at least 1ms",
+                    ));
                 }
                 if let Some(p) = &d.percentage {
                     p.validate(&format!("{at}.percentage"))?;
                 }
                 if let Some(p) = d.percent {
                     if !(0..=100).contains(&p) {
-                        return Err(FieldError::new(format!("{at}.percent"), format!("{p} is not within 0..100")));
+                        return Err(FieldError::new(
+                            format!("{at}.percent"),
+                            format!("{p} is not within 0..100"),
+                        ));
                     }
                 }
             }
@@ -522,7 +562,10 @@ impl HttpRoute {
             ] {
                 for (i, v) in list.iter().enumerate() {
                     if http::HeaderValue::from_str(v).is_err() {
-                        return Err(FieldError::new(format!("{at}.{what}[{i}]"), "not a valid header value"));
+                        return Err(FieldError::new(
+                            format!("{at}.{what}[{i}]"),
+                            "not a valid header value",
+                        ));
                     }
                 }
             }
@@ -554,7 +597,10 @@ impl HttpMatch {
                 ));
             }
         }
-        for (what, map) in [("headers", &self.headers), ("withoutHeaders", &self.without_headers)] {
+        for (what, map) in [
+            ("headers", &self.headers),
+            ("withoutHeaders", &self.without_headers),
+        ] {
             for (name, m) in map {
                 let at = format!("{at}.{what}.{name}");
                 check_header_name(name, &at)?;

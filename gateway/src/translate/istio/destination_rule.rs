@@ -75,7 +75,12 @@ fn covers(host: &str, cluster_host: &str) -> Option<u8> {
 }
 
 /// Put the rules' policies on the clusters of their hosts.
-pub fn apply(rules: &[&DestinationRule], clusters: &mut Clusters, secrets: &Secrets, out: &mut Output) {
+pub fn apply(
+    rules: &[&DestinationRule],
+    clusters: &mut Clusters,
+    secrets: &Secrets,
+    out: &mut Output,
+) {
     let mut sorted: Vec<&DestinationRule> = rules.to_vec();
     sorted.sort_by(|a, b| {
         (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
@@ -95,7 +100,9 @@ pub fn apply(rules: &[&DestinationRule], clusters: &mut Clusters, secrets: &Secr
             }
         }
         let Some((_, dr)) = best else { continue };
-        let Some(tp) = &dr.spec.traffic_policy else { continue };
+        let Some(tp) = &dr.spec.traffic_policy else {
+            continue;
+        };
         let port_level = tp
             .port_level_settings
             .iter()
@@ -104,9 +111,14 @@ pub fn apply(rules: &[&DestinationRule], clusters: &mut Clusters, secrets: &Secr
             .and_then(|p| p.load_balancer.as_ref())
             .or(tp.load_balancer.as_ref());
         let tls = port_level.and_then(|p| p.tls.as_ref()).or(tp.tls.as_ref());
-        let who = format!("destinationrule {}/{}", dr.metadata.namespace, dr.metadata.name);
+        let who = format!(
+            "destinationrule {}/{}",
+            dr.metadata.namespace, dr.metadata.name
+        );
         let Some(c) = Arc::get_mut(cluster) else {
-            out.warnings.push(format!("{who}: cluster {name} is shared; its policy is left as it was"));
+            out.warnings.push(format!(
+                "{who}: cluster {name} is shared; its policy is left as it was"
+            ));
             continue;
         };
         if let Some(policy) = lb.and_then(lb_policy) {
@@ -159,17 +171,23 @@ fn apply_tls(
     let (protocol, tls) = upstream_tls::resolve(&ann, namespace, registry, secrets, &mut notes);
     c.protocol = protocol;
     c.tls = tls;
-    out.warnings.extend(notes.into_iter().map(|n| format!("{who}: {n}")));
+    out.warnings
+        .extend(notes.into_iter().map(|n| format!("{who}: {n}")));
 }
 
 /// What a rule says that is not enforced.
 fn note(dr: &DestinationRule, out: &mut Output) {
-    let who = format!("destinationrule {}/{}", dr.metadata.namespace, dr.metadata.name);
+    let who = format!(
+        "destinationrule {}/{}",
+        dr.metadata.namespace, dr.metadata.name
+    );
     let mut note = |what: String| out.not_enforced.push(format!("{who}: {what}"));
     if !dr.spec.subsets.is_empty() {
         note("spec.subsets (destinations naming a subset go to every endpoint of the host)".into());
     }
-    let Some(tp) = &dr.spec.traffic_policy else { return };
+    let Some(tp) = &dr.spec.traffic_policy else {
+        return;
+    };
     let parts = std::iter::once((
         "spec.trafficPolicy".to_string(),
         &tp.load_balancer,
@@ -195,7 +213,9 @@ fn note(dr: &DestinationRule, out: &mut Output) {
         }
         if let Some(lb) = lb {
             if lb.simple == Some(SimpleLb::Passthrough) {
-                note(format!("{at}.loadBalancer.simple PASSTHROUGH (round robin)"));
+                note(format!(
+                    "{at}.loadBalancer.simple PASSTHROUGH (round robin)"
+                ));
             }
             if lb.locality_lb_setting.is_some() {
                 note(format!("{at}.loadBalancer.localityLbSetting"));
@@ -205,7 +225,9 @@ fn note(dr: &DestinationRule, out: &mut Output) {
             }
             if let Some(h) = &lb.consistent_hash {
                 if h.ring_hash.is_some() || h.maglev.is_some() || h.minimum_ring_size.is_some() {
-                    note(format!("{at}.loadBalancer.consistentHash ring size (the default ring is used)"));
+                    note(format!(
+                        "{at}.loadBalancer.consistentHash ring size (the default ring is used)"
+                    ));
                 }
             }
         }
@@ -214,7 +236,9 @@ fn note(dr: &DestinationRule, out: &mut Output) {
                 note(format!("{at}.tls.mode ISTIO_MUTUAL"));
             }
             if !t.ca_certificates.is_empty() || !t.client_certificate.is_empty() {
-                note(format!("{at}.tls certificate files (only credentialName Secrets are read)"));
+                note(format!(
+                    "{at}.tls certificate files (only credentialName Secrets are read)"
+                ));
             }
             if !t.subject_alt_names.is_empty() {
                 note(format!("{at}.tls.subjectAltNames"));

@@ -164,13 +164,31 @@ mod tests {
 
     #[test]
     fn hosts_meet_at_the_more_specific() {
-        assert_eq!(intersect("a.example.com", "*").as_deref(), Some("a.example.com"));
-        assert_eq!(intersect("*", "a.example.com").as_deref(), Some("a.example.com"));
+        assert_eq!(
+            intersect("a.example.com", "*").as_deref(),
+            Some("a.example.com")
+        );
+        assert_eq!(
+            intersect("*", "a.example.com").as_deref(),
+            Some("a.example.com")
+        );
         assert_eq!(intersect("*", "*").as_deref(), Some("*"));
-        assert_eq!(intersect("a.example.com", "*.example.com").as_deref(), Some("a.example.com"));
-        assert_eq!(intersect("*.example.com", "a.example.com").as_deref(), Some("a.example.com"));
-        assert_eq!(intersect("*.a.example.com", "*.example.com").as_deref(), Some("*.a.example.com"));
-        assert_eq!(intersect("*.example.com", "*.a.example.com").as_deref(), Some("*.a.example.com"));
+        assert_eq!(
+            intersect("a.example.com", "*.example.com").as_deref(),
+            Some("a.example.com")
+        );
+        assert_eq!(
+            intersect("*.example.com", "a.example.com").as_deref(),
+            Some("a.example.com")
+        );
+        assert_eq!(
+            intersect("*.a.example.com", "*.example.com").as_deref(),
+            Some("*.a.example.com")
+        );
+        assert_eq!(
+            intersect("*.example.com", "*.a.example.com").as_deref(),
+            Some("*.a.example.com")
+        );
         assert_eq!(intersect("example.com", "*.example.com"), None);
         assert_eq!(intersect("a.example.org", "a.example.com"), None);
     }

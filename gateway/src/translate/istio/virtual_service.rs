@@ -34,9 +34,7 @@ use crate::model::mirror::{MirrorPolicy, MILLION};
 use crate::model::retry::RetryPolicy;
 use crate::model::rewrite::{PathRewrite, Redirect, Rewrite, Substitution};
 use crate::model::{cluster_name, PathMatch, Route, WeightedCluster};
-use crate::resources::istio::virtual_service::{
-    Headers, HeaderOperations, HttpMatch, HttpRoute,
-};
+use crate::resources::istio::virtual_service::{HeaderOperations, Headers, HttpMatch, HttpRoute};
 use crate::resources::istio::{duration_of, MatchKind, StringMatch as IstioMatch};
 use crate::resources::{FieldError, VirtualService};
 use crate::translate::certificates::Secrets;
@@ -85,13 +83,19 @@ pub(in crate::translate) fn routes_of(
     let name: Arc<str> = format!("{ns}/{}", vs.metadata.name).into();
     let spec = &vs.spec;
     if !spec.tcp.is_empty() {
-        out.not_enforced.push(format!("{who}: spec.tcp (TCP routes are not served)"));
+        out.not_enforced
+            .push(format!("{who}: spec.tcp (TCP routes are not served)"));
     }
     if !spec.tls.is_empty() {
-        out.not_enforced.push(format!("{who}: spec.tls (TLS passthrough routes are not served)"));
+        out.not_enforced.push(format!(
+            "{who}: spec.tls (TLS passthrough routes are not served)"
+        ));
     }
-    let vs_gateways: Vec<(String, String)> =
-        spec.gateways.iter().filter_map(|g| gateway_ref(g, ns)).collect();
+    let vs_gateways: Vec<(String, String)> = spec
+        .gateways
+        .iter()
+        .filter_map(|g| gateway_ref(g, ns))
+        .collect();
     let any_match_gateway = spec
         .http
         .iter()
@@ -99,7 +103,9 @@ pub(in crate::translate) fn routes_of(
         .flat_map(|m| &m.gateways)
         .any(|g| gateway_ref(g, ns).is_some());
     if vs_gateways.is_empty() && !any_match_gateway {
-        out.not_enforced.push(format!("{who}: spec.gateways (mesh only: no route on the gateway)"));
+        out.not_enforced.push(format!(
+            "{who}: spec.gateways (mesh only: no route on the gateway)"
+        ));
         return Ok(());
     }
     let hosts: Vec<String> = spec.hosts.iter().map(|h| qualify(h, ns)).collect();
@@ -120,9 +126,11 @@ pub(in crate::translate) fn routes_of(
                 note_match(m, &who, &mat, out);
             }
             let gateways: Vec<(String, String)> = match m {
-                Some(m) if !m.gateways.is_empty() => {
-                    m.gateways.iter().filter_map(|g| gateway_ref(g, ns)).collect()
-                }
+                Some(m) if !m.gateways.is_empty() => m
+                    .gateways
+                    .iter()
+                    .filter_map(|g| gateway_ref(g, ns))
+                    .collect(),
                 _ => vs_gateways.clone(),
             };
             let port = m.map_or(0, |m| m.port);
@@ -132,14 +140,18 @@ pub(in crate::translate) fn routes_of(
             let mut targets: Vec<(Listener, Option<String>, bool)> = Vec::new();
             let mut seen: HashMap<(Listener, Option<String>), usize> = HashMap::new();
             for g in &gateways {
-                let Some(servers) = cx.servers.get(g) else { continue };
+                let Some(servers) = cx.servers.get(g) else {
+                    continue;
+                };
                 for s in servers.iter().filter(|s| port == 0 || s.port == port) {
                     for (allowed, server_host) in &s.hosts {
                         if allowed.as_ref().is_some_and(|a| a != ns) {
                             continue;
                         }
                         for h in &hosts {
-                            let Some(host) = intersect(h, server_host) else { continue };
+                            let Some(host) = intersect(h, server_host) else {
+                                continue;
+                            };
                             let host = (host != "*").then_some(host);
                             match seen.get(&(s.listener, host.clone())) {
                                 Some(&k) => targets[k].2 |= s.ssl_redirect,
@@ -245,7 +257,10 @@ fn string_match(m: &IstioMatch, at: &str) -> Result<StringMatch, FieldError> {
 
 /// The path matcher of a match's `uri` (and whether it is a literal prefix, for
 /// `rewrite.uri`).
-fn path_match(m: Option<&HttpMatch>, at: &str) -> Result<(PathMatch, bool, Option<String>), FieldError> {
+fn path_match(
+    m: Option<&HttpMatch>,
+    at: &str,
+) -> Result<(PathMatch, bool, Option<String>), FieldError> {
     let ci = m.is_some_and(|m| m.ignore_uri_case);
     let flag = if ci { "(?i)" } else { "" };
     let compile = |re: String| {
@@ -268,7 +283,11 @@ fn path_match(m: Option<&HttpMatch>, at: &str) -> Result<(PathMatch, bool, Optio
             ci,
             Some(p.to_string()),
         ),
-        MatchKind::Regex(r) => (PathMatch::Regex(compile(format!("{flag}(?:{r})$"))?), ci, None),
+        MatchKind::Regex(r) => (
+            PathMatch::Regex(compile(format!("{flag}(?:{r})$"))?),
+            ci,
+            None,
+        ),
     })
 }
 
@@ -301,9 +320,8 @@ fn request_match(m: Option<&HttpMatch>, at: &str) -> Result<RequestMatch, FieldE
         }
     }
     for (h, v) in &m.headers {
-        let name = HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).map_err(|_| {
-            FieldError::new(format!("{at}.headers.{h}"), "not a valid header name")
-        })?;
+        let name = HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes())
+            .map_err(|_| FieldError::new(format!("{at}.headers.{h}"), "not a valid header name"))?;
         rm.headers.push(HeaderMatcher {
             source: HeaderSource::Header(name),
             value: string_match(v, &format!("{at}.headers.{h}"))?,
@@ -384,21 +402,42 @@ fn route_of(
     let lone = http.route.len() == 1;
     for (k, d) in http.route.iter().enumerate() {
         let dat = format!("{at}.route[{k}]");
-        let weight = if lone { 100 } else { d.weight.unwrap_or(0).clamp(0, i64::from(u32::MAX / 1024)) as u32 };
+        let weight = if lone {
+            100
+        } else {
+            d.weight.unwrap_or(0).clamp(0, i64::from(u32::MAX / 1024)) as u32
+        };
         let mut dest = Dest {
             weight,
             host: qualify(&d.destination.host, ns),
-            port: d.destination.port.and_then(|p| u16::try_from(p.number).ok()),
+            port: d
+                .destination
+                .port
+                .and_then(|p| u16::try_from(p.number).ok()),
             subset: d.destination.subset.clone(),
         };
-        let mut wc: WeightedCluster = resolve(&dest, cx.ports, &UpstreamAnnotations::default(), ns, cx.secrets, &mut notes);
+        let mut wc: WeightedCluster = resolve(
+            &dest,
+            cx.ports,
+            &UpstreamAnnotations::default(),
+            ns,
+            cx.secrets,
+            &mut notes,
+        );
         if wc.cluster.is_none() && !dest.subset.is_empty() {
             out.not_enforced.push(format!(
                 "{who}: {dat}.destination.subset {} (subsets are not built: every endpoint of the host)",
                 dest.subset
             ));
             dest.subset.clear();
-            wc = resolve(&dest, cx.ports, &UpstreamAnnotations::default(), ns, cx.secrets, &mut notes);
+            wc = resolve(
+                &dest,
+                cx.ports,
+                &UpstreamAnnotations::default(),
+                ns,
+                cx.secrets,
+                &mut notes,
+            );
         }
         wc.headers = header_control(&d.headers, &format!("{dat}.headers"))?;
         destinations.push(wc);
@@ -408,8 +447,15 @@ fn route_of(
     }
     // Istio's default: no timeout.
     let timeout = Some(duration_of(&http.timeout).unwrap_or(Duration::ZERO));
-    let mut route = Route::new(name.clone(), path, ignore_case, destinations, timeout, ssl_redirect)
-        .with_request_match(request_match(m, &mat)?);
+    let mut route = Route::new(
+        name.clone(),
+        path,
+        ignore_case,
+        destinations,
+        timeout,
+        ssl_redirect,
+    )
+    .with_request_match(request_match(m, &mat)?);
     route.policy.header_control = header_control(&http.headers, &format!("{at}.headers"))?;
     if let Some(rw) = &http.rewrite {
         let host = match &rw.authority {
@@ -434,7 +480,10 @@ fn route_of(
                             "a `$` followed by a digit is not supported in a prefix rewrite",
                         ));
                     }
-                    PathRewrite::Regex { pattern, substitution }
+                    PathRewrite::Regex {
+                        pattern,
+                        substitution,
+                    }
                 }
                 // An exact or regex match: the whole path.
                 None => PathRewrite::Prefix(uri.clone()),
@@ -445,7 +494,10 @@ fn route_of(
             })?;
             let substitution = Substitution::parse(&rr.rewrite)
                 .map_err(|e| FieldError::new(format!("{at}.rewrite.uriRegexRewrite.rewrite"), e))?;
-            Some(PathRewrite::Regex { pattern, substitution })
+            Some(PathRewrite::Regex {
+                pattern,
+                substitution,
+            })
         } else {
             None
         };
@@ -521,7 +573,10 @@ fn route_of(
             }),
         };
         if !config.is_empty() {
-            route.policy.filters.push(Arc::new(FaultFilter::new(config)));
+            route
+                .policy
+                .filters
+                .push(Arc::new(FaultFilter::new(config)));
         }
     }
     if let Some(c) = &http.cors_policy {

@@ -54,13 +54,19 @@ fn parses_every_field_read() {
     let v = VirtualService::parse(VS.as_bytes()).unwrap();
     let r = &v.spec.http[0];
     assert_eq!(r.matches.len(), 2);
-    assert_eq!(r.matches[0].uri.as_ref().unwrap().prefix.as_deref(), Some("/api"));
+    assert_eq!(
+        r.matches[0].uri.as_ref().unwrap().prefix.as_deref(),
+        Some("/api")
+    );
     assert!(r.matches[1].ignore_uri_case);
     assert_eq!(r.route[0].weight, Some(90));
     assert_eq!(r.route[1].destination.port, None);
     assert_eq!(r.timeout.as_deref(), Some("1.5s"));
     assert_eq!(r.mirror_percentage.unwrap().value, 12.5);
-    assert_eq!(v.spec.http[1].redirect.as_ref().unwrap().redirect_code, Some(302));
+    assert_eq!(
+        v.spec.http[1].redirect.as_ref().unwrap().redirect_code,
+        Some(302)
+    );
     assert_eq!(v.spec.tcp.len(), 1);
 }
 
@@ -117,7 +123,10 @@ fn bad_values_name_their_field() {
         "spec.http[0].corsPolicy.maxAge: \"forever\" is not a duration (e.g. 1.5s, 300ms, 1m)"
     );
     assert_eq!(
-        err("- redirect: {uri: /moved, redirectCode: 302}", "- name: nothing"),
+        err(
+            "- redirect: {uri: /moved, redirectCode: 302}",
+            "- name: nothing"
+        ),
         "spec.http[1]: one of route, redirect, directResponse or delegate is required"
     );
     assert_eq!(
@@ -136,6 +145,9 @@ fn bad_values_name_their_field() {
 fn unknown_fields_are_accepted() {
     let y = VS
         .replace("  hosts:", "  exportTo: [\".\"]\n  hosts:")
-        .replace("    - uri: {prefix: /api}", "    - sourceLabels: {app: x}\n      statPrefix: s\n      uri: {prefix: /api}");
+        .replace(
+            "    - uri: {prefix: /api}",
+            "    - sourceLabels: {app: x}\n      statPrefix: s\n      uri: {prefix: /api}",
+        );
     assert!(VirtualService::parse(y.as_bytes()).is_ok());
 }
