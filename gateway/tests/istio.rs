@@ -16,7 +16,7 @@ fn within(count: usize, n: usize, p: f64) -> bool {
 /// A Service `name` in `namespace` on port 80 whose endpoints are `backends`.
 fn service(cfg: &ConfigDir, namespace: &str, name: &str, backends: &[&Backend]) {
     cfg.write(
-        &format!("services/{namespace}-{name}.yaml"),
+        &format!("services/{namespace}/{name}.yaml"),
         &format!(
             "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  ports:\n  - {{name: http, port: 80, targetPort: 8012}}\n"
         ),
@@ -30,7 +30,8 @@ fn service(cfg: &ConfigDir, namespace: &str, name: &str, backends: &[&Backend]) 
             b.addr.port()
         ));
     }
-    cfg.write(&format!("endpoints/{namespace}-{name}.yaml"), &eps);
+    // The file's base name is the object's name.
+    cfg.write(&format!("endpoints/{namespace}/{name}.yaml"), &eps);
 }
 
 /// net-istio's shipped Gateways (`config/202-gateway.yaml`, `config/203-local-gateway.yaml`

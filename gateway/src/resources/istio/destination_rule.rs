@@ -26,7 +26,8 @@ pub struct DestinationRuleSpec {
     /// The host whose clusters take the policy: a Service name (without dots: of the
     /// rule's namespace), an FQDN or `*.suffix` (required).
     pub host: String,
-    pub traffic_policy: Option<TrafficPolicy>,
+    /// Boxed: the policy is large and most rules have few of its parts.
+    pub traffic_policy: Option<Box<TrafficPolicy>>,
     /// Named subsets by endpoint labels.
     pub subsets: Vec<Subset>,
     /// Visibility (not read).
@@ -185,7 +186,7 @@ pub struct Subset {
     pub name: String,
     /// Endpoint labels.
     pub labels: BTreeMap<String, String>,
-    pub traffic_policy: Option<TrafficPolicy>,
+    pub traffic_policy: Option<Box<TrafficPolicy>>,
 }
 
 impl DestinationRule {

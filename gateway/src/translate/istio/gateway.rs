@@ -138,20 +138,8 @@ pub fn intersect(vs: &str, server: &str) -> Option<String> {
                 return None;
             }
         }
-        _ if vw => {
-            if wildcard_covers(vs, server) {
-                server
-            } else {
-                return None;
-            }
-        }
-        _ if sw => {
-            if wildcard_covers(server, vs) {
-                vs
-            } else {
-                return None;
-            }
-        }
+        _ if vw && wildcard_covers(vs, server) => server,
+        _ if sw && wildcard_covers(server, vs) => vs,
         _ if vs == server => vs,
         _ => return None,
     };
