@@ -319,3 +319,28 @@ fn a_bad_virtual_service_is_rejected_alone() {
     );
     assert!(!text.contains("apps/good"), "{text}");
 }
+
+/// `fault`: a delayed abort answers with the abort status after the delay; a route
+/// without a fault on the same host goes upstream.
+#[test]
+fn fault_delay_and_abort() {
+    let be = Backend::start("web");
+    let cfg = ConfigDir::new();
+    service(&cfg, "apps", "web", &[&be]);
+    cfg.write(
+        "gateways/gw.yaml",
+        "apiVersion: networking.istio.io/v1beta1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  selector: {higress: higress-system-higress-gateway}\n  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"*\"]\n",
+    );
+    cfg.write(
+        "virtualservices/web.yaml",
+        "apiVersion: networking.istio.io/v1beta1\nkind: VirtualService\nmetadata: {name: web, namespace: apps}\nspec:\n  hosts: [web.example.com]\n  gateways: [higress-system/gw]\n  http:\n  - match:\n    - uri: {prefix: /faulty}\n    fault:\n      delay: {fixedDelay: 200ms, percentage: {value: 100}}\n      abort: {httpStatus: 418, percentage: {value: 100}}\n    route:\n    - destination: {host: web}\n  - route:\n    - destination: {host: web}\n",
+    );
+    let gw = Gateway::start(cfg.path());
+    let t0 = std::time::Instant::now();
+    let r = get(gw.http, "web.example.com", "/faulty/x").unwrap();
+    assert_eq!(r.status, 418, "{}", r.text());
+    assert!(t0.elapsed() >= std::time::Duration::from_millis(200));
+    assert_eq!(be.requests(), 0);
+    assert_eq!(get(gw.http, "web.example.com", "/ok").unwrap().status, 200);
+    assert_eq!(be.requests(), 1);
+}
