@@ -22,6 +22,7 @@ pub mod chatgpt_proxy;
 pub mod cluster_key_rate_limit;
 pub mod config;
 pub mod cors;
+pub mod fault;
 pub mod ip_access;
 pub mod key_auth;
 pub mod key_rate_limit;

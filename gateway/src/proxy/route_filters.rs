@@ -12,7 +12,7 @@ use super::context::RequestCtx;
 use super::flags::ResponseFlags;
 use super::headers::{millis_value, X_ENVOY_UPSTREAM_SERVICE_TIME};
 use crate::model::http_filter::{
-    edit_parts, FilterStatus, LocalReply, MatchInput, ReplyFlags, ResponseParts,
+    edit_parts, FilterStatus, LocalReply, MatchInput, Pending, ReplyFlags, ResponseParts,
 };
 use crate::model::Route;
 
@@ -59,7 +59,19 @@ pub async fn run(
         cluster: ctx.cluster_name(),
         peer,
     };
-    match on_request(&route, req, &input) {
+    // A filter may make the request wait (a fault delay) and then decide.
+    let mut from = 0;
+    let outcome = loop {
+        match on_request(&route, req, &input, from) {
+            Step::Done => break Ok(()),
+            Step::Reply(i, reply) => break Err((i, reply)),
+            Step::Wait(i, pending) => match pending.0.await.reply {
+                Some(reply) => break Err((i, reply)),
+                None => from = i + 1,
+            },
+        }
+    };
+    match outcome {
         Ok(()) => {
             ctx.filtered = Some(route);
             Ok(None)
@@ -73,18 +85,31 @@ pub async fn run(
     }
 }
 
-/// Run `route`'s filters on the request; `Err((i, reply))` when filter `i` answered.
+/// Where running a route's filters on the request stopped.
+pub enum Step {
+    /// Every filter went on.
+    Done,
+    /// Filter `i` answered.
+    Reply(usize, LocalReply),
+    /// Filter `i` decides once this is done; the filters after it have not run.
+    Wait(usize, Pending),
+}
+
+/// Run `route`'s filters on the request, from filter `from` on.
 pub fn on_request(
     route: &Route,
     req: &mut RequestHeader,
     input: &MatchInput<'_>,
-) -> Result<(), (usize, LocalReply)> {
-    for (i, f) in route.policy.filters.iter().enumerate() {
-        if let FilterStatus::Reply(reply) = f.on_request_headers(req, input) {
-            return Err((i, reply));
+    from: usize,
+) -> Step {
+    for (i, f) in route.policy.filters.iter().enumerate().skip(from) {
+        match f.on_request_headers(req, input) {
+            FilterStatus::Continue => {}
+            FilterStatus::Reply(reply) => return Step::Reply(i, reply),
+            FilterStatus::Wait(p) => return Step::Wait(i, p),
         }
     }
-    Ok(())
+    Step::Done
 }
 
 /// Run the first `ran` of `route`'s filters on the response headers, last first. A
