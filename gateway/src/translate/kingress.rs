@@ -50,7 +50,7 @@ use crate::model::rewrite::Rewrite;
 use crate::model::{Cluster, PathMatch, Route, WeightedCluster};
 use crate::resources::kingress::{HttpOption, KHttpPath, KIngress, ServicePort, Visibility};
 use crate::resources::service::service_host;
-use crate::resources::{FieldError, SYSTEM_NAMESPACE};
+use crate::resources::FieldError;
 
 /// A KIngress the snapshot serves, for its status.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,12 +77,7 @@ pub struct Output {
 
 /// `<namespace>/<name>`, or the bare name in the gateway's namespace.
 pub fn route_name(k: &KIngress) -> String {
-    let m = &k.metadata;
-    if m.namespace == SYSTEM_NAMESPACE || m.namespace.is_empty() {
-        m.name.clone()
-    } else {
-        format!("{}/{}", m.namespace, m.name)
-    }
+    super::unique_route_name(&k.metadata)
 }
 
 /// Translate `kingresses` (ours, oldest first).

@@ -27,12 +27,16 @@ pub mod wasm_plugins;
 
 use crate::model::Protocol;
 use crate::resources::mcpbridge::RegistryProtocol;
-use crate::resources::{Ingress, SYSTEM_NAMESPACE};
+use crate::resources::{Ingress, ObjectMeta, SYSTEM_NAMESPACE};
 
 /// `<name>` in the gateway namespace, else `<namespace>/<name>` (Higress's
 /// GenerateUniqueRouteName).
 pub fn route_name(ing: &Ingress) -> String {
-    let m = &ing.metadata;
+    unique_route_name(&ing.metadata)
+}
+
+/// [`route_name`] of any object (a KIngress's routes are named the same way).
+pub fn unique_route_name(m: &ObjectMeta) -> String {
     if m.namespace == SYSTEM_NAMESPACE || m.namespace.is_empty() {
         m.name.clone()
     } else {
