@@ -100,6 +100,9 @@ pub struct Route {
     /// a KIngress's `Redirected` and an Istio server's `httpsRedirect` (Envoy's
     /// `require_tls`).
     pub ssl_redirect_code: u16,
+    /// Served on the HTTPS listener only (a host only TLS servers of Istio Gateways
+    /// have): plain HTTP gets 404, as Envoy has no route for it on that port.
+    pub tls_only: bool,
     /// What the route's annotations do besides choosing the destination.
     pub policy: RoutePolicy,
     /// What the request must carry besides host and path (`match-method`, header, query
@@ -129,6 +132,7 @@ impl Route {
             timeout,
             ssl_redirect,
             ssl_redirect_code: 308,
+            tls_only: false,
             policy: RoutePolicy::default(),
             request_match: None,
         }

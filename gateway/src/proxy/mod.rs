@@ -143,7 +143,10 @@ impl Gateway {
         } else {
             &ctx.snapshot.routes
         };
-        let Some(route) = table.find(host, path, req) else {
+        let Some(route) = table
+            .find(host, path, req)
+            .filter(|r| !r.tls_only || self.listener.tls)
+        else {
             return Err(LocalReply::Status(404, "", ResponseFlags::NO_ROUTE));
         };
         if route.ssl_redirect && !self.listener.tls {

@@ -29,6 +29,8 @@ pub struct ServerInfo {
     pub hosts: Vec<(Option<String>, String)>,
     /// `tls.httpsRedirect` on a plain-HTTP server.
     pub ssl_redirect: bool,
+    /// A plain-HTTP server (else it terminates TLS).
+    pub plain: bool,
 }
 
 /// Our Gateways' servers by (namespace, name).
@@ -109,6 +111,7 @@ pub fn servers(gateways: &[&IstioGateway], opts: &Options, out: &mut Output) -> 
                 port: s.port.number,
                 hosts,
                 ssl_redirect: s.is_plain_http() && s.tls.as_ref().is_some_and(|t| t.https_redirect),
+                plain: s.is_plain_http(),
             });
         }
         all.insert((ns.clone(), g.metadata.name.clone()), list);

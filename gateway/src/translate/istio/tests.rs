@@ -334,6 +334,29 @@ spec:
 }
 
 #[test]
+fn hosts_of_tls_servers_only_are_not_served_on_plain_http() {
+    let g = gateway(
+        r#"metadata: {name: gw, namespace: higress-system}
+spec:
+  selector: {}
+  servers:
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: ["*.example.com"]
+    tls: {mode: SIMPLE, credentialName: cert}
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: [both.example.com]
+"#,
+    );
+    let v = vs("metadata: {name: a, namespace: apps}\nspec:\n  hosts: [secure.example.com, both.example.com]\n  gateways: [higress-system/gw]\n  http:\n  - route:\n    - destination: {host: a}\n");
+    let (ext, _, out) = build_all(&[&g], &[&v], &clusters(&[])).ext();
+    let secure = ext.find("secure.example.com", "/", &req("/", &[])).unwrap();
+    assert!(secure.tls_only, "only the HTTPS server has it");
+    let both = ext.find("both.example.com", "/", &req("/", &[])).unwrap();
+    assert!(!both.tls_only, "a plain-HTTP server has it too");
+    assert!(out.tls.iter().any(|t| t.host == "*.example.com"));
+}
+
+#[test]
 fn not_enforced_fields_are_listed() {
     let g = gateway(GW);
     let v = vs(r#"metadata: {name: n, namespace: apps}

@@ -134,10 +134,11 @@ pub(in crate::translate) fn routes_of(
                 _ => vs_gateways.clone(),
             };
             let port = m.map_or(0, |m| m.port);
-            // (listener, host, redirect), in order, without repeats. The HTTP and HTTPS
-            // listeners share one table: a host redirects when a plain-HTTP server of
-            // it says `httpsRedirect` (the HTTPS listener never redirects).
-            let mut targets: Vec<(Listener, Option<String>, bool)> = Vec::new();
+            // (listener, host, redirect, plain), in order, without repeats. The HTTP and
+            // HTTPS listeners share one table: a host redirects when a plain-HTTP server
+            // of it says `httpsRedirect` (the HTTPS listener never redirects), and is
+            // served on plain HTTP only when some plain-HTTP server has it.
+            let mut targets: Vec<(Listener, Option<String>, bool, bool)> = Vec::new();
             let mut seen: HashMap<(Listener, Option<String>), usize> = HashMap::new();
             for g in &gateways {
                 let Some(servers) = cx.servers.get(g) else {
@@ -154,10 +155,13 @@ pub(in crate::translate) fn routes_of(
                             };
                             let host = (host != "*").then_some(host);
                             match seen.get(&(s.listener, host.clone())) {
-                                Some(&k) => targets[k].2 |= s.ssl_redirect,
+                                Some(&k) => {
+                                    targets[k].2 |= s.ssl_redirect;
+                                    targets[k].3 |= s.plain;
+                                }
                                 None => {
                                     seen.insert((s.listener, host.clone()), targets.len());
-                                    targets.push((s.listener, host, s.ssl_redirect));
+                                    targets.push((s.listener, host, s.ssl_redirect, s.plain));
                                 }
                             }
                         }
@@ -167,11 +171,14 @@ pub(in crate::translate) fn routes_of(
             if targets.is_empty() {
                 continue;
             }
-            let mut built: [Option<Arc<Route>>; 2] = [None, None];
-            for (listener, host, redirect) in targets {
-                let slot = &mut built[usize::from(redirect)];
+            // By (redirect, TLS only).
+            let mut built: [Option<Arc<Route>>; 4] = [None, None, None, None];
+            for (listener, host, redirect, plain) in targets {
+                let tls_only = !plain;
+                let slot = &mut built[usize::from(redirect) * 2 + usize::from(tls_only)];
                 if slot.is_none() {
-                    let r = route_of(&name, ns, http, m, redirect, cx, &who, &at, out)?;
+                    let mut r = route_of(&name, ns, http, m, redirect, cx, &who, &at, out)?;
+                    r.tls_only = tls_only;
                     *slot = Some(Arc::new(r));
                 }
                 let r = slot.clone().expect("built above");
