@@ -130,19 +130,22 @@ impl Tracer {
 /// name, ours for the rest (kept per provider at `p.index()`).
 fn export_stats(s: &TracerStats, p: Provider) -> ExportStats {
     let i = p.index();
-    let [sent, reports_sent, reports_failed] = match p {
+    let [sent, reports_sent, reports_dropped, reports_failed] = match p {
         Provider::SkyWalking => [
             s.skywalking_segments_sent.clone(),
+            Counter::default(),
             Counter::default(),
             Counter::default(),
         ],
         Provider::Zipkin => [
             s.zipkin_spans_sent.clone(),
             s.zipkin_reports_sent.clone(),
+            s.zipkin_reports_dropped.clone(),
             s.zipkin_reports_failed.clone(),
         ],
         Provider::OpenTelemetry => [
             s.opentelemetry_spans_sent.clone(),
+            Counter::default(),
             Counter::default(),
             Counter::default(),
         ],
@@ -150,7 +153,9 @@ fn export_stats(s: &TracerStats, p: Provider) -> ExportStats {
     ExportStats {
         spans_sent: sent,
         reports_sent,
+        reports_dropped,
         reports_failed,
+        errors: s.export_errors[i].clone(),
         dropped_queue_full: s.spans_dropped[i][0].clone(),
         dropped_export_failed: s.spans_dropped[i][1].clone(),
         queue_size: s.queue_size[i].clone(),

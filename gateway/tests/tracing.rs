@@ -326,8 +326,18 @@ fn dropped(gw: &Gateway, provider: &str) -> f64 {
         .sum()
 }
 
+/// `gateway_tracing_export_errors_total{provider, reason}`.
+fn export_errors(gw: &Gateway, provider: &str, reason: &str) -> f64 {
+    gw.metric(&format!(
+        "gateway_tracing_export_errors_total{{provider=\"{provider}\",reason=\"{reason}\"}}"
+    ))
+    .unwrap_or(0.0)
+}
+
 /// A collector that refuses, is slower than `timeout`, or is down: every request still
-/// succeeds, and the lost spans are counted.
+/// succeeds, the lost spans are counted, and so is each failed report, by reason and
+/// under Envoy's Zipkin names (a refused connection, a timeout or an error status is
+/// `reports_dropped`, as Envoy's router makes a local 503/504 of the first two).
 #[test]
 fn collector_faults_never_fail_requests() {
     let zipkin = ZipkinReceiver::start();
@@ -358,6 +368,9 @@ fn collector_faults_never_fail_requests() {
     wait_for("refused reports counted", || {
         (dropped(&gw, "zipkin") >= 1.0).then_some(())
     });
+    assert!(export_errors(&gw, "zipkin", "status") >= 1.0);
+    assert!(gw.metric("envoy_tracing_zipkin_reports_dropped").unwrap() >= 1.0);
+    assert_eq!(gw.metric("envoy_tracing_zipkin_reports_failed"), Some(0.0));
     // Slower than the 500 ms timeout.
     let before = dropped(&gw, "zipkin");
     zipkin.set_fault(&Fault {
@@ -374,9 +387,11 @@ fn collector_faults_never_fail_requests() {
     wait_for("timed-out reports counted", || {
         (dropped(&gw, "zipkin") > before).then_some(())
     });
+    assert!(export_errors(&gw, "zipkin", "timeout") >= 1.0);
     // Down: spans wait in the bounded queue (dropped and counted once it is full)
     // while the exporter reconnects with backoff; requests do not notice.
     let before = dropped(&gw, "zipkin");
+    let refused_before = export_errors(&gw, "zipkin", "connect");
     drop(zipkin);
     burst(20);
     wait_for("spans to a dead collector queued or counted", || {
@@ -384,6 +399,10 @@ fn collector_faults_never_fail_requests() {
             .metric("gateway_tracing_queue_size{provider=\"zipkin\"}")
             .unwrap_or(0.0);
         (queued > 0.0 || dropped(&gw, "zipkin") > before).then_some(())
+    });
+    // The refused connection shows as a counter, not only in the log.
+    wait_for("the refused connection counted", || {
+        (export_errors(&gw, "zipkin", "connect") > refused_before).then_some(())
     });
 }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use telemetry::export::Provider;
+use telemetry::export::{ExportErrors, Provider};
 use telemetry::stats::{Counter, Family, Gauge, Kind, Registry};
 
 use super::config::ConfigStats;
@@ -28,6 +28,9 @@ pub struct TracerStats {
     /// `gateway_tracing_spans_dropped_total{provider,reason}`, by provider (at
     /// [`Provider::index`]) then reason.
     pub spans_dropped: [[Counter; 2]; 3],
+    /// `gateway_tracing_export_errors_total{provider,reason}`, by provider (at
+    /// [`Provider::index`]) then reason (`connect`, `timeout`, `status`, `reset`).
+    pub export_errors: [ExportErrors; 3],
 }
 
 impl TracerStats {
@@ -43,7 +46,21 @@ impl TracerStats {
             "Spans dropped before export: queue full, or export failed.",
             Kind::Counter,
         );
+        let errors = r.family(
+            "gateway_tracing_export_errors_total",
+            "Failed exports to the trace collector, by reason: connect (refused or unresolved), timeout (connect or export), status (the collector answered with an error), reset (the connection broke).",
+            Kind::Counter,
+        );
         TracerStats {
+            export_errors: Provider::ALL.map(|p| {
+                let c = |reason: &str| errors.counter(&[("provider", p.as_str()), ("reason", reason)]);
+                ExportErrors {
+                    connect: c("connect"),
+                    timeout: c("timeout"),
+                    status: c("status"),
+                    reset: c("reset"),
+                }
+            }),
             zipkin_spans_sent: counter(
                 "envoy_tracing_zipkin_spans_sent",
                 "Spans sent to the Zipkin collector.",
@@ -54,11 +71,11 @@ impl TracerStats {
             ),
             zipkin_reports_dropped: counter(
                 "envoy_tracing_zipkin_reports_dropped",
-                "Zipkin reports the collector refused.",
+                "Zipkin reports not delivered: the collector unreachable, timed out, or answering other than 2xx.",
             ),
             zipkin_reports_failed: counter(
                 "envoy_tracing_zipkin_reports_failed",
-                "Zipkin reports that could not be sent.",
+                "Zipkin reports whose connection broke before an answer.",
             ),
             skywalking_segments_sent: counter(
                 "envoy_tracing_skywalking_segments_sent",

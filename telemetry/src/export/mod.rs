@@ -102,9 +102,19 @@ pub struct ExporterConfig {
 pub struct ExportStats {
     /// Zipkin / OTLP: spans; SkyWalking: segments.
     pub spans_sent: Counter,
-    /// Export calls that succeeded / failed (a failed one drops its batch).
+    /// Export calls that succeeded.
     pub reports_sent: Counter,
+    /// Reports not delivered with the collector unreachable or refusing them: a failed
+    /// or timed-out connect, an export that timed out, an answer that is not a
+    /// success. Envoy's Zipkin `reports_dropped` (its router turns a connect failure or
+    /// a timeout into a local 503/504, which the reporter counts there).
+    pub reports_dropped: Counter,
+    /// Export calls whose stream broke before an answer (Envoy's Zipkin
+    /// `reports_failed`: the AsyncClient's `onFailure`). Like a dropped report, the
+    /// batch is dropped, not retried.
     pub reports_failed: Counter,
+    /// Every failure by reason (`gateway_tracing_export_errors_total{reason}`).
+    pub errors: ExportErrors,
     /// Spans refused at `submit` because the queue was full (or draining).
     pub dropped_queue_full: Counter,
     /// Spans whose export failed or timed out, rejected by the collector, or still
@@ -112,6 +122,19 @@ pub struct ExportStats {
     pub dropped_export_failed: Counter,
     /// Spans waiting: queued or in the batch being sent.
     pub queue_size: Gauge,
+}
+
+/// Export failures by reason; each failure counts once.
+#[derive(Clone, Debug, Default)]
+pub struct ExportErrors {
+    /// The collector refused the connection (or its name did not resolve).
+    pub connect: Counter,
+    /// A connect or an export call ran past `timeout`.
+    pub timeout: Counter,
+    /// The collector answered with an error (HTTP status other than 2xx, gRPC status).
+    pub status: Counter,
+    /// The connection broke during an export.
+    pub reset: Counter,
 }
 
 /// One collector's exporter: a bounded queue and the task that empties it.

@@ -16,6 +16,15 @@ use tonic::transport::{Channel, Endpoint};
 
 pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// The collector answered, but not with a success: an HTTP status other than 2xx.
+#[derive(Debug, thiserror::Error)]
+#[error("collector answered {status}: {text}")]
+pub(crate) struct StatusError {
+    pub status: http::StatusCode,
+    /// The start of its body, for the log.
+    pub text: String,
+}
+
 /// The `host:port` to dial, from an endpoint that may carry a scheme or a trailing `/`.
 pub(crate) fn authority(endpoint: &str) -> Arc<str> {
     let e = endpoint.trim();
@@ -127,7 +136,7 @@ impl HttpClient {
         let body = resp.into_body().collect().await?.to_bytes();
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-            return Err(format!("collector answered {status}: {text}").into());
+            return Err(Box::new(StatusError { status, text }));
         }
         Ok(body)
     }

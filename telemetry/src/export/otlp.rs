@@ -431,7 +431,11 @@ mod tests {
         let (exp, stats) = started(cfg);
         assert!(exp.submit(Arc::new(sample_trace(1, 1))));
         wait_for("failure counted", || stats.dropped_export_failed.get() == 2).await;
-        assert_eq!(stats.reports_failed.get(), 1);
+        // An answer that is not a success: a dropped report (Envoy's non-202), reason
+        // `status`.
+        assert_eq!(stats.reports_dropped.get(), 1);
+        assert_eq!(stats.errors.status.get(), 1);
+        assert_eq!(stats.reports_failed.get(), 0);
         assert_eq!(stats.spans_sent.get(), 0);
         exp.drain(Duration::from_secs(1)).await;
         assert_eq!(server.requests().len(), 1, "not retried");

@@ -380,6 +380,10 @@ mod tests {
             stats.spans_sent.get() + stats.dropped_export_failed.get(),
             0
         );
+        // Each refused connect is counted at once (the batch is held, not dropped).
+        assert!(stats.errors.connect.get() >= 1);
+        assert_eq!(stats.reports_dropped.get(), stats.errors.connect.get());
+        assert_eq!(stats.reports_failed.get(), 0);
         let seen = serve(socket.listen(64).unwrap(), None);
         wait_for("queued segments delivered", || seen.segments().len() == 3).await;
         wait_for("counters", || {
@@ -414,7 +418,10 @@ mod tests {
             stats.dropped_export_failed.get() == 200 && stats.queue_size.get() == 0
         })
         .await;
-        assert!(stats.reports_failed.get() >= 1);
+        // A timed-out export is a dropped report, as Envoy's timeout is a local 504.
+        assert!(stats.errors.timeout.get() >= 1);
+        assert!(stats.reports_dropped.get() >= 1);
+        assert_eq!(stats.reports_failed.get(), 0);
         assert_eq!(stats.spans_sent.get(), 0);
         exp.drain(Duration::from_secs(1)).await;
         assert!(seen.segments().is_empty());

@@ -214,12 +214,18 @@ impl Worker {
                 match bounded(&mut self.stop, timeout, self.transport.connect()).await {
                     Bounded::Done(Ok(())) => {}
                     Bounded::Done(Err(e)) => {
+                        // Counted at once, though the batch is held for the next try:
+                        // a collector that refuses shows without the log.
+                        self.stats.errors.connect.inc();
+                        self.stats.reports_dropped.inc();
                         self.unhealthy(&format!("connect: {e}"));
                         self.transport.disconnect();
                         retry_at = Some(Instant::now() + backoff.next());
                         continue;
                     }
                     Bounded::TimedOut => {
+                        self.stats.errors.timeout.inc();
+                        self.stats.reports_dropped.inc();
                         self.unhealthy("connect timed out");
                         self.transport.disconnect();
                         retry_at = Some(Instant::now() + backoff.next());
@@ -246,14 +252,31 @@ impl Worker {
                     }
                     None
                 }
-                Bounded::Done(Err(e)) => Some(format!("export: {e}")),
-                Bounded::TimedOut => Some(format!("export timed out after {timeout:?}")),
-                Bounded::Stopped => Some("export cut short by the drain deadline".into()),
+                Bounded::Done(Err(e)) => {
+                    let answered = answered_with_error(&*e);
+                    let (reason, report) = if answered {
+                        (&self.stats.errors.status, &self.stats.reports_dropped)
+                    } else {
+                        (&self.stats.errors.reset, &self.stats.reports_failed)
+                    };
+                    reason.inc();
+                    report.inc();
+                    Some(format!("export: {e}"))
+                }
+                Bounded::TimedOut => {
+                    self.stats.errors.timeout.inc();
+                    self.stats.reports_dropped.inc();
+                    Some(format!("export timed out after {timeout:?}"))
+                }
+                Bounded::Stopped => {
+                    self.stats.errors.timeout.inc();
+                    self.stats.reports_dropped.inc();
+                    Some("export cut short by the drain deadline".into())
+                }
             };
             if let Some(why) = failure {
                 // Not retried: the collector may have taken part of it, and a retry
                 // could send it twice.
-                self.stats.reports_failed.inc();
                 self.stats.dropped_export_failed.add(spans);
                 self.unhealthy(&why);
                 self.transport.disconnect();
@@ -339,6 +362,22 @@ impl Worker {
         } else {
             tracing::debug!(provider, %endpoint, error = why, "trace collector still unavailable");
         }
+    }
+}
+
+/// Whether an export error is the collector's answer (an HTTP status, or a gRPC status
+/// other than those tonic makes up for a broken connection) rather than a broken
+/// connection.
+fn answered_with_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    if e.downcast_ref::<super::net::StatusError>().is_some() {
+        return true;
+    }
+    match e.downcast_ref::<tonic::Status>() {
+        Some(s) => !matches!(
+            s.code(),
+            tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown
+        ),
+        None => false,
     }
 }
 

@@ -396,7 +396,9 @@ mod tests {
             stats.dropped_export_failed.get() == 2 && stats.queue_size.get() == 0
         })
         .await;
-        assert_eq!(stats.reports_failed.get(), 1);
+        assert_eq!(stats.reports_dropped.get(), 1);
+        assert_eq!(stats.errors.timeout.get(), 1);
+        assert_eq!(stats.reports_failed.get(), 0);
         // A drain while the collector hangs still ends within its bound.
         let t0 = std::time::Instant::now();
         assert!(exp.submit(Arc::new(sample_trace(2, 1))));
