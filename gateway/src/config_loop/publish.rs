@@ -134,12 +134,14 @@ impl ConfigLoop {
             &mut istio_out,
         );
         let mut tls_warnings = Vec::new();
-        let extra_tls: Vec<_> = knative.tls.iter().chain(&istio_out.tls).cloned().collect();
+        // The KIngresses' routes first, then Istio's (after the Ingresses' below).
+        let mut more = knative.routes;
+        more.append(std::mem::take(&mut istio_out.routes));
         let certs = certificates::build(
             &inputs.ingresses,
             &inputs.domains,
             &inputs.secrets,
-            &extra_tls,
+            &more.tls,
             &self.opts.namespace,
             &mut tls_warnings,
         );
@@ -147,12 +149,9 @@ impl ConfigLoop {
         let t_clusters = t0.elapsed();
         let (mut hosts, route_warnings) =
             build_routes(&inputs, &clusters, &certs.force_https, &rate_limit_stats);
-        hosts.append(knative.external);
-        hosts.append(istio_out.external);
-        let mut local = knative.local;
-        local.append(istio_out.local);
+        hosts.append(more.external);
         let routes = hosts.into_table();
-        let local_routes = local.into_table();
+        let local_routes = more.local.into_table();
         let t_routes = t0.elapsed();
         let filters = self.cmgr.settings();
         self.update_tracer(&filters, &clusters);

@@ -5,7 +5,29 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::certificates::TlsEntry;
 use crate::model::{Route, RouteTable};
+
+/// What a translator besides the Ingresses' (KIngresses, Istio) adds to the listeners:
+/// routes for the gateway's listeners and for the cluster-local one, and certificates
+/// for the HTTPS listener.
+#[derive(Debug, Default)]
+pub struct ListenerRoutes {
+    /// Routes on `--http-addr` / `--https-addr`.
+    pub external: VirtualHosts,
+    /// Routes on the cluster-local listener (`--local-http-addr`).
+    pub local: VirtualHosts,
+    pub tls: Vec<TlsEntry>,
+}
+
+impl ListenerRoutes {
+    /// Add `other`'s after what is here.
+    pub fn append(&mut self, other: ListenerRoutes) {
+        self.external.append(other.external);
+        self.local.append(other.local);
+        self.tls.extend(other.tls);
+    }
+}
 
 /// Routes by host (`None`: the catch-all; `*.suffix`; an exact host, lowercase).
 #[derive(Debug, Default)]

@@ -36,10 +36,10 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue};
 
 use super::certificates::Secrets;
-pub use super::certificates::TlsEntry;
+use super::certificates::TlsEntry;
 use super::cors::cors_filter;
 use super::destinations::{resolve, ClusterPorts};
-use super::hosts::VirtualHosts;
+use super::hosts::{ListenerRoutes, VirtualHosts};
 use super::mirror::mirror_policy;
 use super::rewrite::IngressPolicy;
 use crate::annotations::Destination;
@@ -64,11 +64,9 @@ pub struct Served {
 /// What the KIngresses add to a snapshot.
 #[derive(Debug, Default)]
 pub struct Output {
-    /// Routes of `ExternalIP` rules (the gateway's listeners).
-    pub external: VirtualHosts,
-    /// Routes of `ClusterLocal` rules (the cluster-local listener).
-    pub local: VirtualHosts,
-    pub tls: Vec<TlsEntry>,
+    /// `ExternalIP` rules on the gateway's listeners, `ClusterLocal` ones on the
+    /// cluster-local listener, `spec.tls` certificates.
+    pub routes: ListenerRoutes,
     /// Problems, one per KIngress left out (`kingress default/hello: <field>: <what>`).
     pub warnings: Vec<String>,
     /// The KIngresses whose routes are in this output.
@@ -102,8 +100,8 @@ pub fn build(
             &mut local,
         ) {
             Ok(()) => {
-                out.external.append(external);
-                out.local.append(local);
+                out.routes.external.append(external);
+                out.routes.local.append(local);
                 out.served.push(Served {
                     namespace: k.metadata.namespace.clone(),
                     name: k.metadata.name.clone(),
@@ -119,7 +117,7 @@ pub fn build(
                 tls.secret_namespace.clone()
             };
             for host in &tls.hosts {
-                out.tls.push(TlsEntry {
+                out.routes.tls.push(TlsEntry {
                     origin: format!("kingress {name} spec.tls[{i}]"),
                     host: host.to_ascii_lowercase(),
                     namespace: namespace.clone(),
@@ -416,8 +414,8 @@ mod tests {
                 generation: 3
             }]
         );
-        let ext = out.external.into_table();
-        let local = out.local.into_table();
+        let ext = out.routes.external.into_table();
+        let local = out.routes.local.into_table();
         let h = "hello.default.example.com";
         let dev = [("x-env", "dev")];
         // A literal prefix, not element-wise; the header must match.
@@ -456,7 +454,7 @@ mod tests {
             .find("hello.default.svc.cluster.local", "/", &req("/", &[]))
             .is_some());
         assert_eq!(
-            out.tls,
+            out.routes.tls,
             [TlsEntry {
                 origin: "kingress default/hello spec.tls[0]".into(),
                 host: h.into(),
@@ -493,7 +491,7 @@ mod tests {
         k.annotations =
             crate::annotations::IngressAnnotations::parse(&k.metadata.annotations).unwrap();
         let out = build(&[&k], &clusters(), &Secrets::new());
-        let t = out.external.into_table();
+        let t = out.routes.external.into_table();
         let dev = [("x-env", "dev")];
         let r = t
             .find("hello.default.example.com", "/api", &req("/api", &dev))
@@ -527,7 +525,7 @@ mod tests {
     fn unknown_service_is_503_not_an_error() {
         let k = kingress(&SPLIT.replace("hello-00002, serviceNamespace", "gone, serviceNamespace"));
         let out = build(&[&k], &clusters(), &Secrets::new());
-        let t = out.external.into_table();
+        let t = out.routes.external.into_table();
         let dev = [("x-env", "dev")];
         let r = t
             .find("hello.default.example.com", "/api", &req("/api", &dev))

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use super::{Options, Output};
 use crate::resources::istio::gateway::TlsMode;
 use crate::resources::IstioGateway;
-use crate::translate::kingress::TlsEntry;
+use crate::translate::certificates::TlsEntry;
 
 /// Which route table a server's routes go to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,7 +44,7 @@ pub fn is_ours(g: &IstioGateway, opts: &Options) -> bool {
         .all(|(k, v)| opts.selector.get(k) == Some(v))
 }
 
-/// The servers of our Gateways; certificates of TLS servers go to `out.tls`.
+/// The servers of our Gateways; certificates of TLS servers go to `out.routes.tls`.
 pub fn servers(gateways: &[&IstioGateway], opts: &Options, out: &mut Output) -> Servers {
     let mut all = Servers::new();
     for g in gateways {
@@ -74,7 +74,7 @@ pub fn servers(gateways: &[&IstioGateway], opts: &Options, out: &mut Output) -> 
                     ));
                 } else {
                     for (_, host) in &hosts {
-                        out.tls.push(TlsEntry {
+                        out.routes.tls.push(TlsEntry {
                             origin: format!("{gname} {at}.tls"),
                             host: host.clone(),
                             namespace: ns.clone(),

@@ -21,8 +21,7 @@ use std::sync::Arc;
 
 use super::certificates::Secrets;
 use super::destinations::ClusterPorts;
-use super::hosts::VirtualHosts;
-use super::kingress::TlsEntry;
+use super::hosts::{ListenerRoutes, VirtualHosts};
 use crate::model::Cluster;
 use crate::resources::{DestinationRule, IstioGateway, VirtualService};
 
@@ -49,11 +48,8 @@ pub struct Options<'a> {
 /// What Istio's objects add to a snapshot.
 #[derive(Debug, Default)]
 pub struct Output {
-    /// Routes on the gateway's listeners.
-    pub external: VirtualHosts,
-    /// Routes on the cluster-local listener.
-    pub local: VirtualHosts,
-    pub tls: Vec<TlsEntry>,
+    /// Routes by listener, and the servers' certificates.
+    pub routes: ListenerRoutes,
     /// Problems, each naming the object and field.
     pub warnings: Vec<String>,
     /// Fields accepted but not enforced (`virtualservice default/x: spec.http[0].fault`).
@@ -98,8 +94,8 @@ pub fn build(
         let mut notes = Output::default();
         match virtual_service::routes_of(vs, &cx, &mut external, &mut local, &mut notes) {
             Ok(()) => {
-                out.external.append(external);
-                out.local.append(local);
+                out.routes.external.append(external);
+                out.routes.local.append(local);
             }
             Err(e) => out.warnings.push(format!(
                 "virtualservice {}/{}: {e}; its routes are left out",

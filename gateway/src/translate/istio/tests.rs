@@ -71,8 +71,8 @@ struct Built {
 impl Built {
     fn ext(self) -> (RouteTable, RouteTable, Output) {
         let mut out = self.out;
-        let ext = std::mem::take(&mut out.external).into_table();
-        let local = std::mem::take(&mut out.local).into_table();
+        let ext = std::mem::take(&mut out.routes.external).into_table();
+        let local = std::mem::take(&mut out.routes.local).into_table();
         (ext, local, out)
     }
 }
@@ -225,12 +225,12 @@ fn matches_in_order_weights_headers_rewrite() {
     // The VS is bound to every server of gw: 8081 is the local listener.
     assert!(local.find(h, "/exact", &req("/exact", &[])).is_some());
     // The HTTPS server's host does not meet web.example.com; its certificate is listed.
-    assert_eq!(out.tls.len(), 1);
+    assert_eq!(out.routes.tls.len(), 1);
     assert_eq!(
         (
-            out.tls[0].host.as_str(),
-            out.tls[0].secret.as_str(),
-            out.tls[0].namespace.as_str()
+            out.routes.tls[0].host.as_str(),
+            out.routes.tls[0].secret.as_str(),
+            out.routes.tls[0].namespace.as_str()
         ),
         ("secure.example.com", "secure-cert", "higress-system")
     );
@@ -353,7 +353,7 @@ spec:
     assert!(secure.tls_only, "only the HTTPS server has it");
     let both = ext.find("both.example.com", "/", &req("/", &[])).unwrap();
     assert!(!both.tls_only, "a plain-HTTP server has it too");
-    assert!(out.tls.iter().any(|t| t.host == "*.example.com"));
+    assert!(out.routes.tls.iter().any(|t| t.host == "*.example.com"));
 }
 
 #[test]
