@@ -32,7 +32,7 @@ use super::{regex_cache, route_name};
 use crate::annotations::Destination;
 use crate::filters::local_rate_limit::LocalRateLimitStats;
 use crate::model::matcher::RequestMatch;
-use crate::model::{Cluster, PathMatch, Route, RouteTable, WeightedCluster};
+use crate::model::{Cluster, PathMatch, Route, WeightedCluster};
 use crate::resources::ingress::IngressBackend;
 use crate::resources::{FieldError, Ingress};
 
@@ -52,31 +52,11 @@ struct Ctx<'a> {
     access: AccessInputs<'a>,
 }
 
-/// Compile the routes of `ingresses` (already filtered to our class, in age order).
-/// `secrets` serve `proxy-ssl-secret` and `auth-secret`; routes of the hosts in
-/// `force_https` redirect plain HTTP; local rate limits count into `rate_limit_stats`.
-pub fn build(
-    ingresses: &[&Ingress],
-    clusters: &BTreeMap<String, Arc<Cluster>>,
-    secrets: &Secrets,
-    force_https: &HashSet<String>,
-    rate_limit_stats: &LocalRateLimitStats,
-    warnings: &mut Vec<TranslateWarning>,
-) -> RouteTable {
-    regex_cache::new_generation();
-    build_hosts(
-        ingresses,
-        clusters,
-        secrets,
-        force_https,
-        rate_limit_stats,
-        warnings,
-    )
-    .into_table()
-}
-
-/// [`build`]'s virtual hosts, for other translators to add theirs to. The caller starts
-/// the regex cache's generation ([`regex_cache::new_generation`]) once per snapshot.
+/// Compile the routes of `ingresses` (already filtered to our class, in age order) into
+/// virtual hosts, for other translators to add theirs to. `secrets` serve
+/// `proxy-ssl-secret` and `auth-secret`; routes of the hosts in `force_https` redirect
+/// plain HTTP; local rate limits count into `rate_limit_stats`. The caller starts the
+/// regex cache's generation ([`regex_cache::new_generation`]) once per snapshot.
 pub fn build_hosts(
     ingresses: &[&Ingress],
     clusters: &BTreeMap<String, Arc<Cluster>>,
@@ -442,6 +422,28 @@ fn weighted(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::RouteTable;
+
+    /// The table of `ingresses` alone, in a new regex generation.
+    fn build(
+        ingresses: &[&Ingress],
+        clusters: &BTreeMap<String, Arc<Cluster>>,
+        secrets: &Secrets,
+        force_https: &HashSet<String>,
+        rate_limit_stats: &LocalRateLimitStats,
+        warnings: &mut Vec<TranslateWarning>,
+    ) -> RouteTable {
+        regex_cache::new_generation();
+        build_hosts(
+            ingresses,
+            clusters,
+            secrets,
+            force_https,
+            rate_limit_stats,
+            warnings,
+        )
+        .into_table()
+    }
     use crate::model::Protocol;
     use crate::resources::SYSTEM_NAMESPACE;
     use pingora_http::RequestHeader;
