@@ -60,9 +60,10 @@ fn revisions() -> (Backend, Backend, [u16; 2]) {
     (one, two, ports)
 }
 
-#[test]
-fn the_articles_steps() {
-    let (_one, _two, ports) = revisions();
+/// The revisions, and a gateway on the example's KIngress, Services, Endpoints and
+/// Secret.
+fn start_example() -> ((Backend, Backend), [u16; 2], ConfigDir, Gateway) {
+    let (one, two, ports) = revisions();
     let cfg = ConfigDir::new();
     copy_example(
         &cfg,
@@ -70,6 +71,12 @@ fn the_articles_steps() {
         &ports,
     );
     let gw = Gateway::start(cfg.path());
+    ((one, two), ports, cfg, gw)
+}
+
+#[test]
+fn the_articles_steps() {
+    let (_revisions, ports, cfg, gw) = start_example();
     assert!(
         gw.configz()["warnings"].as_array().unwrap().is_empty(),
         "{}",
@@ -177,14 +184,7 @@ fn the_articles_steps() {
 
 #[test]
 fn tls_http_option_and_bad_kingresses() {
-    let (_one, _two, ports) = revisions();
-    let cfg = ConfigDir::new();
-    copy_example(
-        &cfg,
-        &["services", "endpoints", "secrets", "kingresses"],
-        &ports,
-    );
-    let gw = Gateway::start(cfg.path());
+    let (_revisions, ports, cfg, gw) = start_example();
     // The KIngress's spec.tls serves the Secret of its namespace on the HTTPS listener.
     let ca = std::env::temp_dir().join(format!("knative-example-ca-{}.pem", std::process::id()));
     let secret: serde_yaml::Value = serde_yaml::from_str(&example(
