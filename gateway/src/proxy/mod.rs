@@ -248,6 +248,7 @@ impl Gateway {
             "http://"
         };
         let url: Arc<str> = [scheme, host, pq].concat().into();
+        let path_start = scheme.len() + host.len();
         let route_path = ctx.route.as_ref().map(|r| match &r.path {
             PathMatch::Exact(p) => p.as_str(),
             PathMatch::Prefix(p) if p.is_empty() => "/",
@@ -257,12 +258,12 @@ impl Gateway {
         let request_id = req
             .headers
             .get(headers::X_REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .or_else(|| ctx.request_id.as_ref().and_then(|v| v.to_str().ok()));
-        spans.finish(&spans::Finish {
-            method: req.method.as_str(),
-            path,
+            .or(ctx.request_id.as_deref())
+            .cloned();
+        spans.finish(spans::Finish {
+            method: req.method.clone(),
             url,
+            path: path_start..path_start + path.len(),
             protocol: if session.is_http2() {
                 "HTTP/2"
             } else {
@@ -270,7 +271,7 @@ impl Gateway {
             },
             status,
             flags: ctx.flags,
-            cluster: ctx.cluster_name(),
+            cluster: ctx.cluster_name_shared().cloned(),
             route: route_path,
             request_id,
             peer: session.client_addr().and_then(|a| a.as_inet()).copied(),
@@ -602,9 +603,11 @@ impl ProxyHttp for Gateway {
                 .add(headers::request_wire_size(upstream_request) as u64);
         }
         if let Some(t) = &ctx.trace {
-            t.inject(upstream_request);
+            // (A shared copy of the URI: the request is taken apart for the edit.)
+            let uri = upstream_request.uri.clone();
+            headers::edit_request(upstream_request, |h| t.inject(h, uri.path()));
         } else if let Some(n) = &ctx.not_sampled {
-            n.inject(upstream_request);
+            headers::edit_request(upstream_request, |h| n.inject(h));
         }
         if !ctx.mirror_decided
             && ctx

@@ -5,11 +5,9 @@
 //! `traceparent`, passing `tracestate` on. A malformed header is as good as none: the
 //! request starts a new trace.
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 
-use http::{HeaderMap, HeaderValue};
-use pingora_http::RequestHeader;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use telemetry::export::Provider;
 use telemetry::trace::{b3, sw8, w3c, SpanContext, SpanId, TraceId};
 
@@ -143,8 +141,25 @@ pub struct Outgoing<'a> {
     pub random_trace_id: bool,
 }
 
-/// Write the provider's headers on the upstream request, replacing incoming ones.
-pub fn inject(provider: Option<Provider>, o: &Outgoing<'_>, req: &mut RequestHeader) {
+const SW8: HeaderName = HeaderName::from_static("sw8");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+const B3: HeaderName = HeaderName::from_static("b3");
+const X_B3_TRACE_ID: HeaderName = HeaderName::from_static(b3::X_B3_TRACE_ID);
+const X_B3_SPAN_ID: HeaderName = HeaderName::from_static(b3::X_B3_SPAN_ID);
+const X_B3_PARENT_SPAN_ID: HeaderName = HeaderName::from_static(b3::X_B3_PARENT_SPAN_ID);
+const X_B3_SAMPLED: HeaderName = HeaderName::from_static(b3::X_B3_SAMPLED);
+
+/// A header value from text the encoders made (hex digits, base64, dashes): the
+/// `String`'s buffer becomes the value's, no copy.
+fn value(s: String) -> Option<HeaderValue> {
+    HeaderValue::try_from(s).ok()
+}
+
+/// Write the provider's headers on the upstream request's header map, replacing
+/// incoming ones. Names are constants and the map is edited directly: Pingora's
+/// `insert_header` would parse each name and keep its case map in step.
+pub fn inject(provider: Option<Provider>, o: &Outgoing<'_>, h: &mut HeaderMap) {
     match provider {
         Some(Provider::SkyWalking) => {
             let sw = sw8::encode(
@@ -157,21 +172,17 @@ pub fn inject(provider: Option<Provider>, o: &Outgoing<'_>, req: &mut RequestHea
                 &telemetry::trace::socket_addr_text(&o.peer),
                 o.sampled,
             );
-            let _ = req.insert_header("sw8", sw);
+            if let Some(v) = value(sw) {
+                h.insert(SW8, v);
+            }
         }
         Some(Provider::Zipkin) => {
-            set_b3(
-                req,
-                o.trace_id,
-                o.span_id,
-                Some(o.parent_span_id),
-                o.sampled,
-            );
+            set_b3(h, o.trace_id, o.span_id, Some(o.parent_span_id), o.sampled);
         }
         Some(Provider::OpenTelemetry) | None => {
-            set_traceparent(req, o.trace_id, o.span_id, o.sampled, o.random_trace_id);
-            if let Some(ts) = o.tracestate {
-                let _ = req.insert_header("tracestate", ts.to_string());
+            set_traceparent(h, o.trace_id, o.span_id, o.sampled, o.random_trace_id);
+            if let Some(v) = o.tracestate.and_then(|ts| HeaderValue::from_str(ts).ok()) {
+                h.insert(TRACESTATE, v);
             }
         }
     }
@@ -183,41 +194,55 @@ pub fn inject_not_sampled(
     provider: Option<Provider>,
     trace_id: &TraceId,
     span_id: SpanId,
-    req: &mut RequestHeader,
+    h: &mut HeaderMap,
 ) {
     match provider {
         Some(Provider::SkyWalking) => {}
-        Some(Provider::Zipkin) => set_b3(req, trace_id, span_id, None, false),
+        Some(Provider::Zipkin) => set_b3(h, trace_id, span_id, None, false),
         // Our ids are random.
         Some(Provider::OpenTelemetry) | None => {
-            set_traceparent(req, trace_id, span_id, false, true);
+            set_traceparent(h, trace_id, span_id, false, true);
         }
     }
 }
 
 /// The `x-b3-*` headers, replacing any single `b3` (it would contradict them).
 fn set_b3(
-    req: &mut RequestHeader,
+    h: &mut HeaderMap,
     trace_id: &TraceId,
     span_id: SpanId,
     parent: Option<SpanId>,
     sampled: bool,
 ) {
-    for (name, value) in b3::encode_multi(trace_id, span_id, parent, sampled)
-        .into_iter()
-        .flatten()
-    {
-        let _ = match value {
-            // `x-b3-sampled`: a literal, no copy.
-            Cow::Borrowed(v) => req.insert_header(name, HeaderValue::from_static(v)),
-            Cow::Owned(v) => req.insert_header(name, v),
-        };
+    let Some(ids) = b3::encode_ids(trace_id, span_id, parent) else {
+        return;
+    };
+    h.reserve(4);
+    if let Some(v) = value(ids.trace) {
+        h.insert(X_B3_TRACE_ID, v);
     }
-    let _ = req.remove_header("b3");
+    if let Some(v) = value(ids.span) {
+        h.insert(X_B3_SPAN_ID, v);
+    }
+    match ids.parent.and_then(value) {
+        Some(v) => {
+            h.insert(X_B3_PARENT_SPAN_ID, v);
+        }
+        None => {
+            h.remove(X_B3_PARENT_SPAN_ID);
+        }
+    }
+    h.insert(
+        X_B3_SAMPLED,
+        HeaderValue::from_static(if sampled { "1" } else { "0" }),
+    );
+    if h.contains_key(B3) {
+        h.remove(B3);
+    }
 }
 
 fn set_traceparent(
-    req: &mut RequestHeader,
+    h: &mut HeaderMap,
     trace_id: &TraceId,
     span_id: SpanId,
     sampled: bool,
@@ -230,8 +255,8 @@ fn set_traceparent(
     if random_trace_id {
         flags |= w3c::FLAG_RANDOM_TRACE_ID;
     }
-    if let Some(tp) = w3c::encode_with_flags(trace_id, span_id, flags) {
-        let _ = req.insert_header("traceparent", tp);
+    if let Some(v) = w3c::encode_with_flags(trace_id, span_id, flags).and_then(value) {
+        h.insert(TRACEPARENT, v);
     }
 }
 

@@ -25,7 +25,7 @@ use tonic::transport::Channel;
 use super::net::{self, Error, HttpClient};
 use super::sent::Sent;
 use super::{trace_id_u128, unix_nanos, ExporterConfig};
-use crate::trace::{AttrValue, RequestTrace, SpanKind};
+use crate::trace::{RequestTrace, SpanKind, Tag};
 
 /// W3C trace flags `sampled`; only sampled requests are exported.
 const FLAG_SAMPLED: u32 = 0x01;
@@ -186,24 +186,24 @@ fn spans(t: &RequestTrace) -> impl Iterator<Item = Span> + '_ {
                 .map(|p| p.0.to_be_bytes().to_vec())
                 .unwrap_or_default(),
             flags,
-            name: s.name.clone(),
+            name: t.span_name(s).into_owned(),
             kind: kind as i32,
             start_time_unix_nano: unix_nanos(s.start),
             end_time_unix_nano: unix_nanos(s.end),
-            attributes: s
-                .attributes
-                .iter()
-                .map(|(k, v)| {
-                    kv(
+            attributes: {
+                let mut a = Vec::with_capacity(12);
+                t.for_each_tag(s, |k, v| {
+                    a.push(kv(
                         k,
                         match v {
-                            AttrValue::Int(i) => any_value::Value::IntValue(*i),
-                            AttrValue::Bool(b) => any_value::Value::BoolValue(*b),
+                            Tag::Int(i) => any_value::Value::IntValue(i),
+                            Tag::Bool(b) => any_value::Value::BoolValue(b),
                             text => any_value::Value::StringValue(text.text().into_owned()),
                         },
-                    )
-                })
-                .collect(),
+                    ))
+                });
+                a
+            },
             status: s.error.then(|| Status {
                 code: status::StatusCode::Error as i32,
                 message: String::new(),

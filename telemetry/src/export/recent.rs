@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::{json, Map, Value};
 
 use super::unix_nanos;
-use crate::trace::{socket_addr_text, AttrValue, RequestTrace, SpanKind};
+use crate::trace::{socket_addr_text, RequestTrace, SpanKind, Tag};
 
 /// A ring of the last `capacity` [`RequestTrace`]s. `push` is a short lock and a
 /// pointer move; rendering copies the pointers out first, so it never holds up a
@@ -71,25 +71,22 @@ impl RecentTraces {
             for s in &t.spans {
                 let start_us = unix_nanos(s.start) / 1000;
                 let end_us = unix_nanos(s.end) / 1000;
-                let attributes: Map<String, Value> = s
-                    .attributes
-                    .iter()
-                    .map(|(k, v)| {
-                        let v = match v {
-                            AttrValue::Int(i) => Value::from(*i),
-                            AttrValue::Bool(b) => Value::Bool(*b),
-                            text => Value::String(text.text().into_owned()),
-                        };
-                        (k.to_string(), v)
-                    })
-                    .collect();
+                let mut attributes = Map::new();
+                t.for_each_tag(s, |k, v| {
+                    let v = match v {
+                        Tag::Int(i) => Value::from(i),
+                        Tag::Bool(b) => Value::Bool(b),
+                        text => Value::String(text.text().into_owned()),
+                    };
+                    attributes.insert(k.to_string(), v);
+                });
                 spans.push(json!({
                     "trace_id": trace_id,
                     "segment_id": t.segment_id,
                     "span_id": s.span_id.to_string(),
                     "parent_span_id": s.parent_span_id.map(|p| p.to_string()),
                     "kind": match s.kind { SpanKind::Server => "server", SpanKind::Client => "client" },
-                    "name": s.name,
+                    "name": t.span_name(s),
                     "start": humantime::format_rfc3339_micros(s.start).to_string(),
                     "end": humantime::format_rfc3339_micros(s.end).to_string(),
                     "start_unix_us": start_us,

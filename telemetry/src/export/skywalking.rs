@@ -19,7 +19,7 @@ use tonic::transport::Channel;
 use super::net::{self, Error};
 use super::sent::Sent;
 use super::{unix_nanos, ExporterConfig};
-use crate::trace::{socket_addr_text, AttrValue, RequestTrace, SpanKind};
+use crate::trace::{socket_addr_text, RequestTrace, SpanKind};
 
 /// EnvoyProxy in SkyWalking's component-libraries.yml.
 const COMPONENT_ENVOY_PROXY: i32 = 9000;
@@ -121,20 +121,22 @@ pub(crate) fn segment(t: &RequestTrace, service: &str, instance: &str) -> Segmen
             start_time: (unix_nanos(s.start) / 1_000_000) as i64,
             end_time: (unix_nanos(s.end) / 1_000_000) as i64,
             refs,
-            operation_name: s.name.clone(),
+            operation_name: t.span_name(s).into_owned(),
             peer: s.peer.as_ref().map(socket_addr_text).unwrap_or_default(),
             span_type: span_type as i32,
             span_layer: SpanLayer::Http as i32,
             component_id: COMPONENT_ENVOY_PROXY,
             is_error: s.error,
-            tags: s
-                .attributes
-                .iter()
-                .map(|(k, v)| KeyStringValuePair {
-                    key: k.to_string(),
-                    value: attr_string(v),
-                })
-                .collect(),
+            tags: {
+                let mut tags = Vec::with_capacity(10);
+                t.for_each_tag(s, |k, v| {
+                    tags.push(KeyStringValuePair {
+                        key: k.to_string(),
+                        value: v.text().into_owned(),
+                    })
+                });
+                tags
+            },
             logs: Vec::new(),
             skip_analysis: false,
         });
@@ -147,11 +149,6 @@ pub(crate) fn segment(t: &RequestTrace, service: &str, instance: &str) -> Segmen
         service_instance: instance.to_string(),
         is_size_limited: false,
     }
-}
-
-/// SkyWalking tags are strings.
-pub(crate) fn attr_string(v: &AttrValue) -> String {
-    v.text().into_owned()
 }
 
 #[cfg(test)]

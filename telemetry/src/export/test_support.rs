@@ -49,6 +49,7 @@ pub(crate) fn sample_trace(i: u64, clients: usize) -> RequestTrace {
             (Cow::Borrowed("sampled"), AttrValue::Bool(true)),
             (Cow::Borrowed("request.index"), AttrValue::Int(i as i64)),
         ],
+        status: 0,
         error: true,
         peer: Some("10.0.0.1:5555".parse().unwrap()),
     }];
@@ -64,6 +65,7 @@ pub(crate) fn sample_trace(i: u64, clients: usize) -> RequestTrace {
                 Cow::Borrowed("upstream_address"),
                 AttrValue::Str(format!("127.0.0.1:{}", 8000 + j).into()),
             )],
+            status: 0,
             error: false,
             peer: Some(format!("127.0.0.1:{}", 8000 + j).parse().unwrap()),
         });
@@ -74,6 +76,7 @@ pub(crate) fn sample_trace(i: u64, clients: usize) -> RequestTrace {
         spans,
         sw_parent: None,
         tracestate: None,
+        http: None,
     }
 }
 

@@ -1,7 +1,6 @@
 //! Zipkin: v2 JSON spans, `POST /api/v2/spans`, on one kept-alive HTTP/1.1
 //! connection.
 
-use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -11,7 +10,7 @@ use super::net::{self, Error, HttpClient};
 use super::sent::Sent;
 use super::{trace_id_u128, unix_nanos, ExporterConfig};
 use crate::trace::ids::hex_digits;
-use crate::trace::{push_ipv4, AttrValue, RequestTrace, Span, SpanKind};
+use crate::trace::{push_ipv4, RequestTrace, Span, SpanKind, Tag};
 
 pub(crate) struct Client {
     http: HttpClient,
@@ -77,7 +76,7 @@ pub(crate) fn write_spans(
             if n > 0 {
                 out.push(',');
             }
-            write_span(out, trace_id, s, service_json);
+            write_span(out, t, trace_id, s, service_json);
             n += 1;
         }
     }
@@ -85,7 +84,7 @@ pub(crate) fn write_spans(
     n
 }
 
-fn write_span(out: &mut String, trace_id: u128, s: &Span, service_json: &str) {
+fn write_span(out: &mut String, t: &RequestTrace, trace_id: u128, s: &Span, service_json: &str) {
     let mut num = itoa::Buffer::new();
     let start_us = unix_nanos(s.start) / 1000;
     // Zipkin wants a positive duration when one is given.
@@ -102,7 +101,7 @@ fn write_span(out: &mut String, trace_id: u128, s: &Span, service_json: &str) {
         SpanKind::Server => "\",\"kind\":\"SERVER\",\"name\":",
         SpanKind::Client => "\",\"kind\":\"CLIENT\",\"name\":",
     });
-    json_str(out, &s.name);
+    json_str(out, &t.span_name(s));
     out.push_str(",\"timestamp\":");
     out.push_str(num.format(start_us));
     out.push_str(",\"duration\":");
@@ -130,40 +129,47 @@ fn write_span(out: &mut String, trace_id: u128, s: &Span, service_json: &str) {
     // Tags are strings in Zipkin.
     out.push_str(",\"tags\":{");
     let mut has_error = false;
-    for (i, (k, v)) in s.attributes.iter().enumerate() {
-        if i > 0 {
+    let mut first = true;
+    t.for_each_tag(s, |k, v| {
+        if !first {
             out.push(',');
         }
+        first = false;
         has_error |= k == "error";
-        json_cow(out, k);
+        json_str(out, k);
         out.push(':');
         match v {
-            AttrValue::Str(v) => json_cow(out, v),
-            AttrValue::Shared(v) => json_str(out, v),
-            AttrValue::Int(v) => {
+            Tag::Lit(v) => {
+                debug_assert!(first_escape(v.as_bytes()).is_none(), "{v:?}");
                 out.push('"');
-                out.push_str(num.format(*v));
+                out.push_str(v);
                 out.push('"');
             }
-            AttrValue::Bool(v) => out.push_str(if *v { "\"true\"" } else { "\"false\"" }),
+            Tag::Text(v) => json_str(out, v),
+            Tag::Int(v) => {
+                out.push('"');
+                out.push_str(num.format(v));
+                out.push('"');
+            }
+            Tag::Bool(v) => out.push_str(if v { "\"true\"" } else { "\"false\"" }),
             // Digits, dots, colons and brackets: nothing to escape.
-            AttrValue::Addr(SocketAddr::V4(a)) => {
+            Tag::Addr(SocketAddr::V4(a)) => {
                 out.push('"');
                 push_ipv4(out, *a.ip());
                 out.push(':');
                 out.push_str(num.format(a.port()));
                 out.push('"');
             }
-            AttrValue::Ip(IpAddr::V4(ip)) => {
+            Tag::Ip(IpAddr::V4(ip)) => {
                 out.push('"');
-                push_ipv4(out, *ip);
+                push_ipv4(out, ip);
                 out.push('"');
             }
-            v @ (AttrValue::Addr(_) | AttrValue::Ip(_)) => json_str(out, &v.text()),
+            v @ (Tag::Addr(_) | Tag::Ip(_)) => json_str(out, &v.text()),
         }
-    }
+    });
     if s.error && !has_error {
-        if !s.attributes.is_empty() {
+        if !first {
             out.push(',');
         }
         out.push_str("\"error\":\"true\"");
@@ -204,23 +210,6 @@ fn first_escape(bytes: &[u8]) -> Option<usize> {
         .iter()
         .position(|&b| byte_needs_escape(b))
         .map(|p| i + p)
-}
-
-/// A tag key or value. A borrowed one is a literal of the gateway's own (`"component"`,
-/// `"HTTP/1.1"`) with nothing to escape, so it is not scanned: most of a span's
-/// strings are such literals.
-#[allow(clippy::ptr_arg)] // Borrowed or owned is the point.
-fn json_cow(out: &mut String, s: &Cow<'static, str>) {
-    match s {
-        Cow::Borrowed(lit) => {
-            debug_assert!(first_escape(lit.as_bytes()).is_none(), "{lit:?}");
-            out.reserve(lit.len() + 2);
-            out.push('"');
-            out.push_str(lit);
-            out.push('"');
-        }
-        Cow::Owned(s) => json_str(out, s),
-    }
 }
 
 /// A JSON string literal (RFC 8259 escapes).

@@ -154,15 +154,37 @@ pub fn encode_multi(
     parent: Option<SpanId>,
     sampled: bool,
 ) -> Option<Vec<(&'static str, Cow<'static, str>)>> {
-    let trace = trace_id.as_u128()?;
+    let ids = encode_ids(trace_id, span_id, parent)?;
     let mut headers = Vec::with_capacity(4);
-    headers.push((X_B3_TRACE_ID, trace_hex(trace).into()));
-    headers.push((X_B3_SPAN_ID, span_hex(span_id).into()));
-    if let Some(p) = parent {
-        headers.push((X_B3_PARENT_SPAN_ID, span_hex(p).into()));
+    headers.push((X_B3_TRACE_ID, ids.trace.into()));
+    headers.push((X_B3_SPAN_ID, ids.span.into()));
+    if let Some(p) = ids.parent {
+        headers.push((X_B3_PARENT_SPAN_ID, p.into()));
     }
     headers.push((X_B3_SAMPLED, if sampled { "1" } else { "0" }.into()));
     Some(headers)
+}
+
+/// The id headers' values of [`encode_multi`], for a caller that writes them into a
+/// header map itself (the sampled flag is a literal).
+#[derive(Debug, PartialEq, Eq)]
+pub struct MultiIds {
+    /// `x-b3-traceid`.
+    pub trace: String,
+    /// `x-b3-spanid`.
+    pub span: String,
+    /// `x-b3-parentspanid`.
+    pub parent: Option<String>,
+}
+
+/// [`encode_multi`]'s ids; `None` for a text trace id.
+pub fn encode_ids(trace_id: &TraceId, span_id: SpanId, parent: Option<SpanId>) -> Option<MultiIds> {
+    let trace = trace_id.as_u128()?;
+    Some(MultiIds {
+        trace: trace_hex(trace),
+        span: span_hex(span_id),
+        parent: parent.map(span_hex),
+    })
 }
 
 /// A `b3` value: `{TraceId}-{SpanId}`, then the sampling state when there is one

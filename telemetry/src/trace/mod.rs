@@ -1,10 +1,12 @@
 //! Trace context and spans: ids, the propagation codecs (`sw8`, B3, W3C), the sampler
-//! and the span model the exporters take. Codecs are pure functions; nothing here does
-//! I/O.
+//! and the span model the exporters take (with the names and tags each provider gives a
+//! request's facts). Codecs are pure functions; nothing here does I/O.
 
 pub mod b3;
 pub mod context;
+mod http_tags;
 pub mod ids;
+pub mod provider;
 pub mod sampler;
 pub mod span;
 pub mod sw8;
@@ -12,5 +14,7 @@ pub mod w3c;
 
 pub use context::{SpanContext, SwParent};
 pub use ids::{SpanId, TraceId};
+pub use http_tags::{sw_operation, HttpFacts, Tag};
+pub use provider::Provider;
 pub use sampler::Sampler;
 pub use span::{push_ipv4, socket_addr_text, AttrValue, RequestTrace, Span, SpanKind};

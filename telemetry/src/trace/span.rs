@@ -1,5 +1,10 @@
 //! Finished spans, as the exporters take them: one [`RequestTrace`] per sampled
 //! request, holding its server span and a client span per upstream attempt.
+//!
+//! A request's spans carry raw facts (ids, times, the status, and the request's
+//! [`HttpFacts`] once per trace); names and tags in the provider's vocabulary are
+//! made from them only when an exporter writes the spans out, on its own thread
+//! ([`RequestTrace::span_name`], [`RequestTrace::for_each_tag`]).
 
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -7,6 +12,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::context::SwParent;
+use super::http_tags::{HttpFacts, Tag};
 use super::ids::{SpanId, TraceId};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +43,19 @@ pub enum AttrValue {
 }
 
 impl AttrValue {
+    /// The value as a [`Tag`], borrowed.
+    pub fn as_tag(&self) -> Tag<'_> {
+        match self {
+            AttrValue::Str(Cow::Borrowed(s)) => Tag::Lit(s),
+            AttrValue::Str(Cow::Owned(s)) => Tag::Text(s),
+            AttrValue::Shared(s) => Tag::Text(s),
+            AttrValue::Int(i) => Tag::Int(*i),
+            AttrValue::Bool(b) => Tag::Bool(*b),
+            AttrValue::Addr(a) => Tag::Addr(*a),
+            AttrValue::Ip(ip) => Tag::Ip(*ip),
+        }
+    }
+
     /// The value as text (what SkyWalking's and Zipkin's string tags carry).
     pub fn text(&self) -> Cow<'_, str> {
         match self {
@@ -63,13 +82,17 @@ pub struct Span {
     /// server span's for a client span.
     pub parent_span_id: Option<SpanId>,
     pub kind: SpanKind,
-    /// The provider's span name (SkyWalking: the operation name).
+    /// The span's name (SkyWalking: the operation name) when the trace has no
+    /// [`HttpFacts`] to name it from; empty otherwise.
     pub name: String,
     pub start: SystemTime,
     pub end: SystemTime,
-    /// Tags / attributes, in the provider's vocabulary (the gateway picks the keys;
-    /// a borrowed key is plain text, as for [`AttrValue::Str`]).
+    /// Tags beyond those made from the trace's [`HttpFacts`] (a borrowed key is plain
+    /// text, as for [`AttrValue::Str`]). The gateway's spans have none.
     pub attributes: Vec<(Cow<'static, str>, AttrValue)>,
+    /// The HTTP status this span saw (a client span: its attempt's response; 0 for
+    /// none). The server span's is [`HttpFacts::status`].
+    pub status: u16,
     /// Error flag (5xx, upstream failure).
     pub error: bool,
     /// The remote address of a client span (the upstream endpoint), or of the
@@ -89,6 +112,9 @@ pub struct RequestTrace {
     pub sw_parent: Option<SwParent>,
     /// W3C `tracestate` as received.
     pub tracestate: Option<String>,
+    /// What the spans' names and tags are made from (`None`: `name` and `attributes`
+    /// of each span say it all).
+    pub http: Option<HttpFacts>,
 }
 
 /// An IPv4 address's dotted form, appended. `Ipv4Addr`'s `Display` goes through
