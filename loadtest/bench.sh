@@ -5,25 +5,41 @@
 #
 #   loadtest/bench.sh [--plot [PNG]]   --plot: also a chart (gnuplot), default
 #                                      target/bench-report.png
-# The gateway runs twice: `gateway` records stats and is scraped every second (as
-# Prometheus would), `gw-norec` has per-request recording switched off
-# (`--stats-recording off`), so the table shows what recording costs; `gw-trace` traces
-# every request (Zipkin, sampling 100) to a live collector (bench_helper.py's). The
-# `-gzip` rows fetch 10 KB of JSON gzip'd; the `-tls` rows fetch over HTTPS (keep-alive,
-# one ECDSA P-256 certificate shared by nginx and the gateway, which takes it from a
-# domain ConfigMap and a Secret as the Higress console writes them). `gw-wasm` runs
-# Higress's compiled `transformer` plugin (PyPI gpustack-higress-plugins, from the test
-# peers' venv) on the route, adding a request and a response header; `gw-wasm0` runs
-# loadtest/wasm_noop.wat, which adds the same two headers and nothing else: what the
-# Wasm host itself costs per plugin. Under callgrind only, `gw-policy` is the gateway
-# with a route carrying a regex path, request and response header control and CORS (the
-# requests carry an `Origin` it allows): what route policy from annotations costs;
-# `gw-keyauth` runs Higress's key-auth and key-rate-limit (named by their oci:// images,
-# so native) on every request (each carries consumer `bench`'s key); `gw-redis-limit`
-# runs cluster-key-rate-limit counting every request in a local redis-server (one EVAL
-# each), limits never reached; `gw-knative` serves the bench host from a KIngress as
+# The rows (wrk: req/s, latency, CPU time per request of the serving process, its RSS;
+# a goal is a ratio of CPU time, and under callgrind of instructions, per request):
+#   direct          wrk straight at the backend (nginx, `return 200 "ok\n"`)
+#   floor, nginx, haproxy   pingora-floor (a Pingora proxy that only forwards), nginx and
+#                   haproxy as reverse proxies
+#   gateway         recording stats, scraped every second as by Prometheus; <= 1.08x floor
+#   gw-norec        --stats-recording off: what recording costs
+#   gw-trace        tracing every request (Zipkin) to a live collector (bench_helper.py's)
+#   gw-otlp, gw-sw  the same by OTLP gRPC and SkyWalking, to the test peers' collectors
+#                   (gateway/tests/peers); <= 1.10x gateway
+#   gw-trace1       Zipkin sampling 1 %; <= 1.01x gateway
+#   gw-trace-down   Zipkin to a port nothing listens on: spans dropped cheaply; <= 1.05x
+#   gw-keyauth      Higress's key-auth + key-rate-limit (oci:// images, so native) on every
+#                   request, each carrying consumer `bench`'s key; <= 1.05x gateway
+#   gw-redis-limit  cluster-key-rate-limit counting every request in a local redis-server
+#                   (one EVAL each, limits never reached)
+#   gw-wasm0        loadtest/wasm_noop.wat adding a request and a response header: the
+#                   Wasm host's own cost per plugin; <= 1.05x gateway
+#   gw-wasm         Higress's compiled `transformer` (PyPI gpustack-higress-plugins, from
+#                   the test peers' venv) adding the same headers; <= 2.9x gateway
+#   floor-json, ngx-json, gw-json   /api/item: 400 bytes of JSON and a dozen response
+#                   headers, as an API answers; gw-json <= 1.08x floor-json
+#   ngx-gzip, hap-gzip, gw-gzip     10 KB of JSON gzip'd
+#   ngx-tls, gw-tls HTTPS, keep-alive, one ECDSA P-256 certificate (the gateway takes it
+#                   from a domain ConfigMap and a Secret as the Higress console writes them)
+# gw-json, gw-gzip and gw-tls are the `gateway` process, the other gw- rows one each.
+# Under callgrind (instructions per request, one keep-alive connection): floor, nginx,
+# gateway, floor-json, nginx-json (ngx-json's nginx), gw-json, the tracing rows, gw-norec,
+# gw-keyauth, gw-redis-limit, gw-wasm0, gw-wasm, and two rows of their own: `gw-policy`,
+# a route with a regex path, request and response header control and CORS (the requests
+# carry an `Origin` it allows; <= 1.03x gateway), and `gw-knative`, the bench host from a KIngress as
 # Knative writes it (a 50/50 split between two revisions, each setting its revision
-# headers upstream) instead of the Ingress.
+# headers upstream) instead of the Ingress. The script checks before or after the load
+# that each row really does what it claims (plugin headers, 401 without a key, a Redis
+# key, gzip, the JSON answer whole, spans sent, connect errors counted).
 # Everything runs on 127.0.0.1, each proxy with one worker, one shared nginx backend.
 #
 # Environment:
@@ -38,8 +54,8 @@
 #                     backend and wrk on CPU 0 (wrk on CPU 1 for `direct`), so a proxy
 #                     never shares its core with the load it serves; 0: no pinning
 #   BENCH_INSTRUCTIONS  1 (default outside smoke runs when valgrind is installed):
-#                     also count instructions per request of floor, nginx and gateway
-#                     under callgrind, which unlike req/s repeats exactly run to run
+#                     also count instructions per request of the callgrind rows above,
+#                     which unlike req/s repeat exactly run to run
 #   BENCH_SCALE=1     also the scale rows (loadtest/scale.sh, a few minutes): 10,000
 #                     one-path Ingresses: req/s of their host against a one-path host, one
 #                     changed Ingress to live (p50/p99), RSS per route, and instructions per
@@ -83,7 +99,9 @@ HOST=bench.local
 # Every request carries it (bench_helper.py's API_KEY): consumer `bench` of gw-keyauth,
 # the key gw-redis-limit counts by; the other rows only parse it.
 API_KEY=bench-key-0123456789
-TARGETS=(direct floor nginx haproxy gateway gw-norec gw-trace gw-keyauth gw-redis-limit gw-wasm0 gw-wasm ngx-gzip hap-gzip gw-gzip ngx-tls gw-tls)
+TARGETS=(direct floor nginx haproxy gateway gw-norec gw-trace gw-otlp gw-sw gw-trace1 gw-trace-down
+  gw-keyauth gw-redis-limit gw-wasm0 gw-wasm floor-json ngx-json gw-json ngx-gzip hap-gzip gw-gzip
+  ngx-tls gw-tls)
 PIN=${BENCH_PIN:-}
 if [[ -z $PIN ]]; then
   if (($(nproc) >= 2)) && command -v taskset >/dev/null 2>&1; then PIN=1; else PIN=0; fi
@@ -117,6 +135,10 @@ if [[ -x $PEERS_PYTHON ]]; then
 fi
 if [[ -z $TRANSFORMER || ! -f $TRANSFORMER ]]; then
   missing+=("the transformer Wasm plugin, for gw-wasm (PyPI gpustack-higress-plugins in target/peers-venv: NEED_PEERS_VENV=1 bash scripts/prereqs.sh)")
+fi
+# gw-otlp's and gw-sw's collectors are the test peers, on the same venv's gRPC stubs.
+if ! "$PEERS_PYTHON" -c 'import grpc, opentelemetry.proto, skywalking.protocol' 2>/dev/null; then
+  missing+=("the test peers' Python (grpcio, opentelemetry-proto, apache-skywalking), for gw-otlp and gw-sw: NEED_PEERS_VENV=1 bash scripts/prereqs.sh, or GATEWAY_TEST_PYTHON")
 fi
 if ((${#missing[@]})); then
   echo "bench.sh: missing prerequisites:" >&2
@@ -212,10 +234,12 @@ wait_http() { # label log url timeout pid [host]
   fi
 }
 
-read -r P_BACKEND P_NGINX P_FLOOR P_GW P_STATS P_ADMIN P_GW2 P_STATS2 P_ADMIN2 \
-  P_GW3 P_STATS3 P_ADMIN3 P_ZIPKIN P_NGX_TLS P_GW_TLS P_HAP P_GW4 P_STATS4 P_ADMIN4 \
-  P_GW5 P_STATS5 P_ADMIN5 P_GW6 P_STATS6 P_ADMIN6 P_GW7 P_STATS7 P_ADMIN7 P_REDIS \
-  < <(python3 "$HELPER" ports 29)
+# Every port of the run is drawn at once (ports drawn by separate calls could repeat):
+# the named ones (C_: the callgrind rows'), then GW_PORTS, three for each gateway row
+# (start_gateway). P_DOWN is gw-trace-down's collector: nothing ever listens there.
+read -r P_BACKEND P_NGINX P_FLOOR P_HAP P_NGX_TLS P_GW_TLS P_REDIS P_ZIPKIN P_OTLP P_OTLP_HTTP \
+  P_SW P_DOWN C_HTTP C_STATS C_ADMIN GW_PORTS < <(python3 "$HELPER" ports 60)
+read -r -a GW_PORTS <<<"$GW_PORTS"
 
 # The HTTPS rows' certificate (wrk sends no useful SNI for 127.0.0.1: the gateway serves
 # it as the catch-all certificate, nginx as its only one).
@@ -258,6 +282,13 @@ mkdir -p "$TMP/www"
 chmod o+x "$TMP"
 python3 -c 'import json; print(json.dumps([{"id": i, "name": "item-%d" % i, "tags": ["a", "b"], "price": i * 1.5} for i in range(160)])[:10240], end="")' \
   >"$TMP/www/json10k"
+# The -json rows' answer: what an API typically returns for one item, 400 bytes of JSON
+# and a dozen response headers (so the per-header work of a proxy shows, which `ok\n`
+# hides).
+mkdir -p "$TMP/www/api"
+cat >"$TMP/www/api/item" <<'EOF'
+{"id":"c0a8012e-5f3b-4c1d-9e7a-2b6d8f4e1a90","sku":"BK-2291-XL","name":"Trail running shoe, waterproof","brand":"Northpeak","price":{"amount":129.9,"currency":"EUR"},"stock":{"available":37,"warehouse":"FRA-2"},"rating":4.6,"reviews":212,"tags":["outdoor","running","gore-tex"],"images":["/img/bk-2291-1.jpg","/img/bk-2291-2.jpg"],"updated_at":"2026-11-30T08:41:12Z","links":{"self":"/api/item"}}
+EOF
 nginx_conf backend "    server {
         listen 127.0.0.1:$P_BACKEND;
         location = /json10k {
@@ -265,6 +296,23 @@ nginx_conf backend "    server {
             default_type application/json;
             etag off;
             add_header Last-Modified \"\";
+        }
+        location = /api/item {
+            root $TMP/www;
+            default_type application/json;
+            etag off;
+            add_header Cache-Control \"private, max-age=0, no-cache\";
+            add_header X-Request-Time 0.004;
+            add_header X-Upstream catalog-7d9f8b6c5-x2k4q;
+            add_header Strict-Transport-Security \"max-age=31536000; includeSubDomains\";
+            add_header X-Content-Type-Options nosniff;
+            add_header Vary \"Accept-Encoding, Origin\";
+            add_header X-Frame-Options DENY;
+            add_header X-RateLimit-Limit 1000;
+            add_header X-RateLimit-Remaining 998;
+            add_header X-RateLimit-Reset 1764838800;
+            add_header Set-Cookie \"session=9f8e7d6c5b4a39281706f5e4d3c2b1a0; Path=/; Max-Age=3600; HttpOnly; Secure; SameSite=Lax\";
+            add_header X-Correlation-Id 5b1e2c7a-0d4f-4a8e-b6c3-9f2e1d7a4b60;
         }
         location / {
             default_type text/plain;
@@ -333,9 +381,16 @@ backend be
     server s1 127.0.0.1:$P_BACKEND
 EOF
 
+# One config directory per gateway row. The tracing rows differ only by higress-config's
+# `tracing:` (provider, sampling percent) and where the static McpBridge registry puts
+# `collector.static`.
 python3 "$HELPER" gateway-config "$TMP/gwconf" "$P_BACKEND"
-python3 "$HELPER" gateway-config "$TMP/gwconf-trace" "$P_BACKEND" "$P_ZIPKIN"
 python3 "$HELPER" gateway-tls "$TMP/gwconf" "$TMP/tls/cert.pem" "$TMP/tls/key.pem"
+python3 "$HELPER" gateway-config "$TMP/gwconf-trace" "$P_BACKEND" "$P_ZIPKIN" zipkin 100
+python3 "$HELPER" gateway-config "$TMP/gwconf-otlp" "$P_BACKEND" "$P_OTLP" opentelemetry 100
+python3 "$HELPER" gateway-config "$TMP/gwconf-sw" "$P_BACKEND" "$P_SW" skywalking 100
+python3 "$HELPER" gateway-config "$TMP/gwconf-trace1" "$P_BACKEND" "$P_ZIPKIN" zipkin 1
+python3 "$HELPER" gateway-config "$TMP/gwconf-trace-down" "$P_BACKEND" "$P_DOWN" zipkin 100
 python3 "$HELPER" gateway-config "$TMP/gwconf-wasm" "$P_BACKEND"
 python3 "$HELPER" gateway-wasm "$TMP/gwconf-wasm" "$TRANSFORMER"
 python3 "$HELPER" gateway-config "$TMP/gwconf-wasm0" "$P_BACKEND"
@@ -375,103 +430,180 @@ PIDS+=("$PID_FLOOR")
 PID_HAP=$!
 PIDS+=("$PID_HAP")
 
+# The collectors, on CPU 0 beside wrk and the backend: bench_helper.py's Zipkin one
+# (gw-trace, gw-trace1), and the test peers' OTLP (gw-otlp) and SkyWalking (gw-sw) ones.
+# A peer exits when its stdin reaches EOF (gateway/tests/peers/peerlib.py): here a pipe
+# from a `sleep` that cleanup stops with the rest, so the peers end with the run;
+# --max-seconds bounds them should this script be killed outright.
+"${ON_CPU0[@]}" python3 "$HELPER" zipkin-collector "$P_ZIPKIN" "$TMP/zipkin-spans.txt" \
+  >"$TMP/zipkin.log" 2>&1 &
+PIDS+=("$!")
+PEER_SECONDS=$((3600 + 2 * ${#TARGETS[@]} * (WARMUP + ROUNDS * (DURATION + 5))))
+exec {PEER_STDIN}< <(exec sleep "$PEER_SECONDS")
+PIDS+=("$!")
+start_peer() { # label script [args...]: a test peer on CPU 0, log $TMP/<label>.log -> PEER_PID
+  local label=$1 script=$2
+  shift 2
+  "${ON_CPU0[@]}" "$PEERS_PYTHON" "$ROOT/gateway/tests/peers/$script" "$@" \
+    --max-seconds "$PEER_SECONDS" <&"$PEER_STDIN" >"$TMP/$label.log" 2>&1 &
+  PEER_PID=$!
+  PIDS+=("$PEER_PID")
+}
+wait_ready() { # label pid seconds: the peer printed its READY line (all its ports listen)
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    grep -q '^READY ' "$TMP/$1.log" 2>/dev/null && return 0
+    alive "$2" || break
+    sleep 0.1
+  done
+  echo "bench.sh: $1 did not come up (no READY line)" >&2
+  show_log "$1" "$TMP/$1.log"
+  exit 1
+}
+start_peer otlp-collector otlp_receiver.py --grpc-port "$P_OTLP" --http-port "$P_OTLP_HTTP"
+PID_OTLP=$PEER_PID
+start_peer sw-collector sw_collector.py --port "$P_SW"
+PID_SW=$PEER_PID
+
 gateway_args() { # config-dir http-port stats-port admin-port [extra args...]; GW_HTTPS=addr
   GW_ARGS=(run --config-dir "$1" --http-addr "127.0.0.1:$2" --https-addr "${GW_HTTPS:-off}" --local-http-addr off
     --stats-addr "127.0.0.1:$3" --admin-addr "127.0.0.1:$4" --threads 1 --access-log off "${@:5}")
 }
 
-GW_HTTPS=127.0.0.1:$P_GW_TLS gateway_args "$TMP/gwconf" "$P_GW" "$P_STATS" "$P_ADMIN"
-"${ON_CPU1[@]}" "$GATEWAY_BIN" "${GW_ARGS[@]}" >"$TMP/gateway.log" 2>&1 &
-PID_GW=$!
-PIDS+=("$PID_GW")
-
-gateway_args "$TMP/gwconf" "$P_GW2" "$P_STATS2" "$P_ADMIN2" --stats-recording off
-"${ON_CPU1[@]}" "$GATEWAY_BIN" "${GW_ARGS[@]}" >"$TMP/gw-norec.log" 2>&1 &
-PID_GW2=$!
-PIDS+=("$PID_GW2")
-
-"${ON_CPU0[@]}" python3 "$HELPER" zipkin-collector "$P_ZIPKIN" "$TMP/zipkin-spans.txt" \
-  >"$TMP/zipkin.log" 2>&1 &
-PID_ZIPKIN=$!
-PIDS+=("$PID_ZIPKIN")
-gateway_args "$TMP/gwconf-trace" "$P_GW3" "$P_STATS3" "$P_ADMIN3"
-"${ON_CPU1[@]}" "$GATEWAY_BIN" "${GW_ARGS[@]}" >"$TMP/gw-trace.log" 2>&1 &
-PID_GW3=$!
-PIDS+=("$PID_GW3")
-
+# The gateway rows that have a process of their own (gw-json, gw-gzip and gw-tls are the
+# `gateway` process), in GW_ROWS: one worker each on CPU 1, log $TMP/<row>.log, ports in
+# GW_HTTP, GW_STATS and GW_ADMIN, pid in GW_PID.
+GW_ROWS=()
+declare -A GW_HTTP GW_STATS GW_ADMIN GW_PID
+start_gateway() { # row config-dir [extra args...]; GW_HTTPS=addr
+  local row=$1 conf=$2 http=${GW_PORTS[0]:-} stats=${GW_PORTS[1]:-} admin=${GW_PORTS[2]:-}
+  shift 2
+  if [[ -z $admin ]]; then
+    echo "bench.sh: out of ports for $row (draw more)" >&2
+    exit 1
+  fi
+  GW_PORTS=("${GW_PORTS[@]:3}")
+  gateway_args "$conf" "$http" "$stats" "$admin" "$@"
+  "${ON_CPU1[@]}" "$GATEWAY_BIN" "${GW_ARGS[@]}" >"$TMP/$row.log" 2>&1 &
+  GW_PID[$row]=$!
+  PIDS+=("$!")
+  GW_HTTP[$row]=$http
+  GW_STATS[$row]=$stats
+  GW_ADMIN[$row]=$admin
+  GW_ROWS+=("$row")
+}
+GW_HTTPS=127.0.0.1:$P_GW_TLS start_gateway gateway "$TMP/gwconf"
+start_gateway gw-norec "$TMP/gwconf" --stats-recording off
+start_gateway gw-trace "$TMP/gwconf-trace"
+start_gateway gw-otlp "$TMP/gwconf-otlp"
+start_gateway gw-sw "$TMP/gwconf-sw"
+start_gateway gw-trace1 "$TMP/gwconf-trace1"
+start_gateway gw-trace-down "$TMP/gwconf-trace-down"
 # Modules compile once at start-up (cold: a fresh cache in the temp dir).
-gateway_args "$TMP/gwconf-wasm" "$P_GW4" "$P_STATS4" "$P_ADMIN4" --wasm-cache-dir "$TMP/wasm-cache"
-"${ON_CPU1[@]}" "$GATEWAY_BIN" "${GW_ARGS[@]}" >"$TMP/gw-wasm.log" 2>&1 &
-PID_GW4=$!
-PIDS+=("$PID_GW4")
-gateway_args "$TMP/gwconf-wasm0" "$P_GW5" "$P_STATS5" "$P_ADMIN5"
-"${ON_CPU1[@]}" "$GATEWAY_BIN" "${GW_ARGS[@]}" >"$TMP/gw-wasm0.log" 2>&1 &
-PID_GW5=$!
-PIDS+=("$PID_GW5")
-gateway_args "$TMP/gwconf-keyauth" "$P_GW6" "$P_STATS6" "$P_ADMIN6"
-"${ON_CPU1[@]}" "$GATEWAY_BIN" "${GW_ARGS[@]}" >"$TMP/gw-keyauth.log" 2>&1 &
-PID_GW6=$!
-PIDS+=("$PID_GW6")
-gateway_args "$TMP/gwconf-redis" "$P_GW7" "$P_STATS7" "$P_ADMIN7"
-"${ON_CPU1[@]}" "$GATEWAY_BIN" "${GW_ARGS[@]}" >"$TMP/gw-redis-limit.log" 2>&1 &
-PID_GW7=$!
-PIDS+=("$PID_GW7")
+start_gateway gw-wasm "$TMP/gwconf-wasm" --wasm-cache-dir "$TMP/wasm-cache"
+start_gateway gw-wasm0 "$TMP/gwconf-wasm0"
+start_gateway gw-keyauth "$TMP/gwconf-keyauth"
+start_gateway gw-redis-limit "$TMP/gwconf-redis"
+
+url_of() {
+  case $1 in
+    direct) echo "http://127.0.0.1:$P_BACKEND/" ;;
+    floor) echo "http://127.0.0.1:$P_FLOOR/" ;;
+    floor-json) echo "http://127.0.0.1:$P_FLOOR/api/item" ;;
+    nginx) echo "http://127.0.0.1:$P_NGINX/" ;;
+    ngx-json) echo "http://127.0.0.1:$P_NGINX/api/item" ;;
+    ngx-gzip) echo "http://127.0.0.1:$P_NGINX/json10k" ;;
+    ngx-tls) echo "https://127.0.0.1:$P_NGX_TLS/" ;;
+    haproxy) echo "http://127.0.0.1:$P_HAP/" ;;
+    hap-gzip) echo "http://127.0.0.1:$P_HAP/json10k" ;;
+    gw-json) echo "http://127.0.0.1:${GW_HTTP[gateway]}/api/item" ;;
+    gw-gzip) echo "http://127.0.0.1:${GW_HTTP[gateway]}/json10k" ;;
+    gw-tls) echo "https://127.0.0.1:$P_GW_TLS/" ;;
+    *) echo "http://127.0.0.1:${GW_HTTP[$1]}/" ;; # gateway and the other gw- rows
+  esac
+}
+
+pid_of() {
+  case $1 in
+    direct) echo "$PID_BACKEND" ;;
+    floor | floor-json) echo "$PID_FLOOR" ;;
+    nginx | ngx-*) echo "$PID_NGINX" ;;
+    haproxy | hap-*) echo "$PID_HAP" ;;
+    gw-json | gw-gzip | gw-tls) echo "${GW_PID[gateway]}" ;;
+    *) echo "${GW_PID[$1]}" ;;
+  esac
+}
 
 wait_http "nginx proxy" "$TMP/proxy/error.log" "http://127.0.0.1:$P_NGINX/" 10 "$PID_NGINX" "$HOST"
 wait_http "pingora-floor" "$TMP/floor.log" "http://127.0.0.1:$P_FLOOR/" 10 "$PID_FLOOR" "$HOST"
 wait_http "haproxy" "$TMP/haproxy/haproxy.log" "http://127.0.0.1:$P_HAP/" 10 "$PID_HAP" "$HOST"
-wait_http "gateway (/healthz/ready)" "$TMP/gateway.log" "http://127.0.0.1:$P_STATS/healthz/ready" 30 "$PID_GW"
-wait_http "gateway" "$TMP/gateway.log" "http://127.0.0.1:$P_GW/" 10 "$PID_GW" "$HOST"
-wait_http "gw-norec" "$TMP/gw-norec.log" "http://127.0.0.1:$P_GW2/" 30 "$PID_GW2" "$HOST"
-wait_http "gw-trace" "$TMP/gw-trace.log" "http://127.0.0.1:$P_GW3/" 30 "$PID_GW3" "$HOST"
-wait_http "gw-wasm" "$TMP/gw-wasm.log" "http://127.0.0.1:$P_GW4/" 180 "$PID_GW4" "$HOST"
-wait_http "gw-wasm0" "$TMP/gw-wasm0.log" "http://127.0.0.1:$P_GW5/" 60 "$PID_GW5" "$HOST"
-# (wait-http sends no key: these two are waited for by their readiness.)
-wait_http "gw-keyauth" "$TMP/gw-keyauth.log" "http://127.0.0.1:$P_STATS6/healthz/ready" 30 "$PID_GW6"
-wait_http "gw-redis-limit" "$TMP/gw-redis-limit.log" "http://127.0.0.1:$P_STATS7/healthz/ready" 30 "$PID_GW7"
+wait_ready otlp-collector "$PID_OTLP" 60
+wait_ready sw-collector "$PID_SW" 60
+wait_http "gateway (/healthz/ready)" "$TMP/gateway.log" "http://127.0.0.1:${GW_STATS[gateway]}/healthz/ready" 30 "${GW_PID[gateway]}"
+for row in "${GW_ROWS[@]}"; do
+  case $row in
+    # (wait-http sends no key: these two are waited for by their readiness.)
+    gw-keyauth | gw-redis-limit)
+      wait_http "$row" "$TMP/$row.log" "http://127.0.0.1:${GW_STATS[$row]}/healthz/ready" 30 "${GW_PID[$row]}" ;;
+    gw-wasm) wait_http "$row" "$TMP/$row.log" "$(url_of "$row")" 180 "${GW_PID[$row]}" "$HOST" ;;
+    gw-wasm0) wait_http "$row" "$TMP/$row.log" "$(url_of "$row")" 60 "${GW_PID[$row]}" "$HOST" ;;
+    *) wait_http "$row" "$TMP/$row.log" "$(url_of "$row")" 30 "${GW_PID[$row]}" "$HOST" ;;
+  esac
+done
 # key-auth really runs (a request without the key gets 401), and the cluster limit
 # really counts in Redis (its key is there after one request).
-if [[ $(curl -s -o /dev/null -w '%{http_code}' -H "Host: $HOST" "http://127.0.0.1:$P_GW6/") != 401 ]]; then
+if [[ $(curl -s -o /dev/null -w '%{http_code}' -H "Host: $HOST" "$(url_of gw-keyauth)") != 401 ]]; then
   echo "bench.sh: gw-keyauth does not authenticate (no 401 without a key)" >&2
   show_log gw-keyauth "$TMP/gw-keyauth.log"
   exit 1
 fi
-curl -s -o /dev/null -H "Host: $HOST" -H "apikey: $API_KEY" "http://127.0.0.1:$P_GW7/"
+curl -s -o /dev/null -H "Host: $HOST" -H "apikey: $API_KEY" "$(url_of gw-redis-limit)"
 if ! redis-cli -p "$P_REDIS" --scan --pattern 'higress-cluster-key-rate-limit:bench:*' | grep -q .; then
   echo "bench.sh: gw-redis-limit counted nothing in Redis" >&2
   show_log gw-redis-limit "$TMP/gw-redis-limit.log"
   exit 1
 fi
 # The wasm rows must really run their plugin: its response header is there.
-check_plugin() { # label port value
-  if ! curl -s -o /dev/null -D - -H "Host: $HOST" "http://127.0.0.1:$2/" | tr -d '\r' |
-    grep -qi "^x-bench-plugin: $3\$"; then
-    echo "bench.sh: $1 does not run its plugin (no x-bench-plugin: $3 response header)" >&2
+check_plugin() { # row value
+  if ! curl -s -o /dev/null -D - -H "Host: $HOST" "$(url_of "$1")" | tr -d '\r' |
+    grep -qi "^x-bench-plugin: $2\$"; then
+    echo "bench.sh: $1 does not run its plugin (no x-bench-plugin: $2 response header)" >&2
     show_log "$1" "$TMP/$1.log"
     exit 1
   fi
 }
-check_plugin gw-wasm "$P_GW4" transformer
-check_plugin gw-wasm0 "$P_GW5" noop
-wait_http "nginx https" "$TMP/proxy/error.log" "https://127.0.0.1:$P_NGX_TLS/" 10 "$PID_NGINX" "$HOST"
-wait_http "gateway https" "$TMP/gateway.log" "https://127.0.0.1:$P_GW_TLS/" 10 "$PID_GW" "$HOST"
+check_plugin gw-wasm transformer
+check_plugin gw-wasm0 noop
+wait_http "nginx https" "$TMP/proxy/error.log" "$(url_of ngx-tls)" 10 "$PID_NGINX" "$HOST"
+wait_http "gateway https" "$TMP/gateway.log" "$(url_of gw-tls)" 10 "${GW_PID[gateway]}" "$HOST"
 # The gzip rows compare compressed responses: both proxies must really compress.
-for t in "ngx-gzip http://127.0.0.1:$P_NGINX/json10k" "gw-gzip http://127.0.0.1:$P_GW/json10k" \
-  "hap-gzip http://127.0.0.1:$P_HAP/json10k"; do
-  enc=$(curl -s -o /dev/null -D - -H "Host: $HOST" -H "Accept-Encoding: gzip" "${t#* }" |
+for t in ngx-gzip gw-gzip hap-gzip; do
+  enc=$(curl -s -o /dev/null -D - -H "Host: $HOST" -H "Accept-Encoding: gzip" "$(url_of "$t")" |
     tr -d '\r' | awk -F': ' 'tolower($1) == "content-encoding" {print $2}')
   if [[ $enc != gzip ]]; then
-    echo "bench.sh: ${t%% *} does not answer /json10k with gzip (content-encoding: '$enc')" >&2
+    echo "bench.sh: $t does not answer /json10k with gzip (content-encoding: '$enc')" >&2
+    exit 1
+  fi
+done
+# The -json rows must pass the API answer whole: its body and the backend's headers.
+for t in floor-json ngx-json gw-json; do
+  hdrs=$(curl -s -o "$TMP/$t.body" -D - -H "Host: $HOST" "$(url_of "$t")" | tr -d '\r')
+  if ! cmp -s "$TMP/$t.body" "$TMP/www/api/item" ||
+    ! grep -qi '^content-type: application/json' <<<"$hdrs" ||
+    ! grep -qi '^set-cookie: session=' <<<"$hdrs" ||
+    ! grep -qi '^x-ratelimit-remaining: 998$' <<<"$hdrs"; then
+    echo "bench.sh: $t does not pass /api/item through (body or headers differ); it answered:" >&2
+    echo "$hdrs" >&2
     exit 1
   fi
 done
 
 # The recording gateway is scraped every second, as by Prometheus, for the whole run.
-scrape_loop() {
+scrape_loop() { # gateway-pid stats-port
   local n=0 failed=0
-  while alive "$PID_GW"; do
+  while alive "$1"; do
     if curl -sf -o /dev/null -H 'Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5' \
-      "http://127.0.0.1:$P_STATS/stats/prometheus"; then
+      "http://127.0.0.1:$2/stats/prometheus"; then
       n=$((n + 1))
     else
       failed=$((failed + 1))
@@ -480,50 +612,8 @@ scrape_loop() {
     sleep 1
   done
 }
-"${ON_CPU0[@]}" bash -c "$(declare -f alive scrape_loop); PID_GW=$PID_GW P_STATS=$P_STATS TMP=$TMP; scrape_loop" &
+"${ON_CPU0[@]}" bash -c "$(declare -f alive scrape_loop); TMP=$TMP; scrape_loop ${GW_PID[gateway]} ${GW_STATS[gateway]}" &
 PIDS+=("$!")
-
-url_of() {
-  case $1 in
-    direct) echo "http://127.0.0.1:$P_BACKEND/" ;;
-    floor) echo "http://127.0.0.1:$P_FLOOR/" ;;
-    nginx) echo "http://127.0.0.1:$P_NGINX/" ;;
-    haproxy) echo "http://127.0.0.1:$P_HAP/" ;;
-    gateway) echo "http://127.0.0.1:$P_GW/" ;;
-    gw-norec) echo "http://127.0.0.1:$P_GW2/" ;;
-    gw-trace) echo "http://127.0.0.1:$P_GW3/" ;;
-    gw-wasm) echo "http://127.0.0.1:$P_GW4/" ;;
-    gw-wasm0) echo "http://127.0.0.1:$P_GW5/" ;;
-    gw-keyauth) echo "http://127.0.0.1:$P_GW6/" ;;
-    gw-redis-limit) echo "http://127.0.0.1:$P_GW7/" ;;
-    ngx-gzip) echo "http://127.0.0.1:$P_NGINX/json10k" ;;
-    gw-gzip) echo "http://127.0.0.1:$P_GW/json10k" ;;
-    hap-gzip) echo "http://127.0.0.1:$P_HAP/json10k" ;;
-    ngx-tls) echo "https://127.0.0.1:$P_NGX_TLS/" ;;
-    gw-tls) echo "https://127.0.0.1:$P_GW_TLS/" ;;
-  esac
-}
-
-pid_of() {
-  case $1 in
-    direct) echo "$PID_BACKEND" ;;
-    floor) echo "$PID_FLOOR" ;;
-    nginx) echo "$PID_NGINX" ;;
-    haproxy) echo "$PID_HAP" ;;
-    gateway) echo "$PID_GW" ;;
-    gw-norec) echo "$PID_GW2" ;;
-    gw-trace) echo "$PID_GW3" ;;
-    gw-wasm) echo "$PID_GW4" ;;
-    gw-wasm0) echo "$PID_GW5" ;;
-    gw-keyauth) echo "$PID_GW6" ;;
-    gw-redis-limit) echo "$PID_GW7" ;;
-    ngx-gzip) echo "$PID_NGINX" ;;
-    gw-gzip) echo "$PID_GW" ;;
-    hap-gzip) echo "$PID_HAP" ;;
-    ngx-tls) echo "$PID_NGINX" ;;
-    gw-tls) echo "$PID_GW" ;;
-  esac
-}
 
 cpu_ticks() { # pid: user+system clock ticks of it and its children (nginx workers)
   local total=0 p s f
@@ -569,7 +659,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     run_wrk "$t" "$DURATION" "$out"
     echo "$t $(($(cpu_ticks "$(pid_of "$t")") - ticks)) $(awk '/requests in/ {print $1}' "$out")" >>"$RES/cpu.txt"
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-    echo "round $r/$ROUNDS  $(printf '%-8s' "$t") ${rps:-?} req/s"
+    echo "round $r/$ROUNDS  $(printf '%-14s' "$t") ${rps:-?} req/s"
   done
 done
 
@@ -596,9 +686,65 @@ python3 "$HELPER" cpu "$(getconf CLK_TCK)" "$RES/cpu.txt"
 
 echo
 echo "== RSS after load =="
-python3 "$HELPER" rss "gateway=$PID_GW" "gw-norec=$PID_GW2" "gw-trace=$PID_GW3" "gw-keyauth=$PID_GW6" "gw-redis-limit=$PID_GW7" "gw-wasm=$PID_GW4" "gw-wasm0=$PID_GW5" "floor=$PID_FLOOR" "nginx-proxy=$PID_NGINX" "haproxy=$PID_HAP"
-echo "gw-trace: $(cat "$TMP/zipkin-spans.txt" 2>/dev/null || echo 0) spans reached the Zipkin collector;" \
-  "$(curl -s "http://127.0.0.1:$P_STATS3/stats/prometheus" | awk '/^envoy_tracing_zipkin_spans_sent / {s=$2} /^gateway_tracing_spans_dropped_total\{provider="zipkin"/ {d+=$2} END {printf "exporter: %d sent, %d dropped", s, d}')"
+rss_pairs=()
+for row in "${GW_ROWS[@]}"; do rss_pairs+=("$row=${GW_PID[$row]}"); done
+python3 "$HELPER" rss "${rss_pairs[@]}" "floor=$PID_FLOOR" "nginx-proxy=$PID_NGINX" "haproxy=$PID_HAP"
+
+# The tracing rows do what they claim, by each gateway's own exporter counters: spans
+# reach the OTLP and SkyWalking collectors, gw-trace1 samples about 1 % (a sampled
+# request is 2 spans, server and client), gw-trace-down's spans fail to connect.
+metric() { # row regex: the sum of the samples on the row's /stats/prometheus it matches
+  curl -s "http://127.0.0.1:${GW_STATS[$1]}/stats/prometheus" |
+    awk -v re="$2" '$0 ~ re {s += $2} END {printf "%d\n", s}'
+}
+wait_metric() { # row regex: the metric once above 0 (the last batch may still be on its way), at most 10 s
+  local i v
+  for ((i = 0; i < 20; i++)); do
+    v=$(metric "$1" "$2")
+    ((v > 0)) && break
+    sleep 0.5
+  done
+  echo "$v"
+}
+dropped() { # row provider
+  metric "$1" "^gateway_tracing_spans_dropped_total[{]provider=\"$2\""
+}
+echo
+echo "== tracing rows (each gateway's exporter counters) =="
+sent=$(wait_metric gw-trace '^envoy_tracing_zipkin_spans_sent ')
+echo "gw-trace: $sent spans sent, $(dropped gw-trace zipkin) dropped;" \
+  "$(cat "$TMP/zipkin-spans.txt" 2>/dev/null || echo 0) spans reached the Zipkin collector (with gw-trace1's)"
+sent=$(wait_metric gw-otlp '^envoy_tracing_opentelemetry_spans_sent ')
+echo "gw-otlp: $sent spans sent to the OTLP gRPC collector, $(dropped gw-otlp opentelemetry) dropped"
+if ((sent == 0)); then
+  echo "bench.sh: gw-otlp sent no span to the OTLP collector" >&2
+  show_log otlp-collector "$TMP/otlp-collector.log"
+  status=1
+fi
+sent=$(wait_metric gw-sw '^envoy_tracing_skywalking_segments_sent ')
+echo "gw-sw: $sent segments sent to the SkyWalking collector, $(dropped gw-sw skywalking) dropped"
+if ((sent == 0)); then
+  echo "bench.sh: gw-sw sent no segment to the SkyWalking collector" >&2
+  show_log sw-collector "$TMP/sw-collector.log"
+  status=1
+fi
+sent=$(wait_metric gw-trace1 '^envoy_tracing_zipkin_spans_sent ')
+reqs=$(metric gw-trace1 '^envoy_http_downstream_rq_total')
+echo "gw-trace1: $sent spans sent for $reqs requests" \
+  "($(awk -v s="$sent" -v r="$reqs" 'BEGIN {if (r > 0) printf "%.2f", 100 * s / r; else print "-"}') per 100 requests; 2 expected at 1 %)"
+# (5x the expected rate would be no 1 % sampling; none at all, no tracing.)
+if ((sent == 0 || sent * 10 > reqs)); then
+  echo "bench.sh: gw-trace1 does not sample about 1 % of its requests" >&2
+  status=1
+fi
+errors=$(wait_metric gw-trace-down '^gateway_tracing_export_errors_total[{]provider="zipkin",reason="connect"[}] ')
+echo "gw-trace-down: $errors connect errors, $(dropped gw-trace-down zipkin) spans dropped," \
+  "$(metric gw-trace-down '^envoy_tracing_zipkin_spans_sent ') sent"
+if ((errors == 0)); then
+  echo "bench.sh: gw-trace-down counted no connect error: is its collector port really down?" >&2
+  status=1
+fi
+echo
 read -r SCRAPES SCRAPE_FAILS <"$TMP/scrapes.txt" || true
 echo "gateway /stats/prometheus scraped every 1 s during the run: ${SCRAPES:-0} scrapes, ${SCRAPE_FAILS:-?} failed"
 if [[ ${SCRAPE_FAILS:-1} != 0 ]]; then
@@ -618,10 +764,10 @@ fi
 echo
 echo "== config change latency: $CONFIG_CHANGES rewrites of ingresses/bench.yaml (write temp + rename) =="
 if ! timeout -k 5 $((CONFIG_CHANGES * 6 + 10)) \
-  python3 "$HELPER" config-latency "$TMP/gwconf" "127.0.0.1:$P_ADMIN" "$CONFIG_CHANGES"; then
+  python3 "$HELPER" config-latency "$TMP/gwconf" "127.0.0.1:${GW_ADMIN[gateway]}" "$CONFIG_CHANGES"; then
   status=1
 fi
-if ! alive "$PID_GW"; then
+if ! alive "${GW_PID[gateway]}"; then
   echo "bench.sh: the gateway exited during the benchmark" >&2
   status=1
 fi
@@ -642,7 +788,6 @@ if [[ $INSTRUCTIONS == 1 ]]; then
   CG=$TMP/callgrind
   mkdir -p "$CG"
   : >"$CG/counts.txt"
-  read -r C_HTTP C_STATS C_ADMIN <<<"$(python3 "$HELPER" ports 3)"
   nginx_conf proxycg "    upstream backend {
         server 127.0.0.1:$P_BACKEND;
         keepalive 64;
@@ -656,13 +801,15 @@ if [[ $INSTRUCTIONS == 1 ]]; then
             proxy_set_header Connection \"\";
         }
     }" off
-  cg_run() { # label command...
+  cg_run() { # label command...; CG_PATH: the path requested (default /)
     local label=$1 pid i
     shift
-    "${ON_CPU1[@]}" valgrind --tool=callgrind --callgrind-out-file="$CG/$label.%p" "$@" \
+    # Instrumentation off until the proxy answers (the helper then switches it on, before
+    # the warm-up): start-up runs several times faster, the counts are the same.
+    "${ON_CPU1[@]}" valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$CG/$label.%p" "$@" \
       >"$CG/$label.log" 2>&1 &
     pid=$!
-    if ! python3 "$HELPER" instructions "$label" "$C_HTTP" "$CG_REQUESTS" "$pid" "$CG/$label" \
+    if ! python3 "$HELPER" instructions "$label" "$C_HTTP" "$CG_REQUESTS" "$pid" "$CG/$label" "${CG_PATH:-/}" \
       >>"$CG/counts.txt"; then
       status=1
       show_log "$label under callgrind" "$CG/$label.log"
@@ -672,28 +819,39 @@ if [[ $INSTRUCTIONS == 1 ]]; then
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   }
+  cg_gateway() { # label config-dir [gateway args...]: the gateway under callgrind
+    local label=$1 conf=$2
+    shift 2
+    gateway_args "$conf" "$C_HTTP" "$C_STATS" "$C_ADMIN" "$@"
+    cg_run "$label" "$GATEWAY_BIN" "${GW_ARGS[@]}"
+  }
   cg_run floor "$FLOOR_BIN" "127.0.0.1:$C_HTTP" "127.0.0.1:$P_BACKEND" 1
   cg_run nginx "$NGINX" -p "$TMP/proxycg" -c "$TMP/proxycg/nginx.conf" -e "$TMP/proxycg/error.log"
-  gateway_args "$TMP/gwconf" "$C_HTTP" "$C_STATS" "$C_ADMIN"
-  cg_run gateway "$GATEWAY_BIN" "${GW_ARGS[@]}"
-  gateway_args "$TMP/gwconf-trace" "$C_HTTP" "$C_STATS" "$C_ADMIN"
-  cg_run gw-trace "$GATEWAY_BIN" "${GW_ARGS[@]}"
-  gateway_args "$TMP/gwconf" "$C_HTTP" "$C_STATS" "$C_ADMIN" --stats-recording off
-  cg_run gw-norec "$GATEWAY_BIN" "${GW_ARGS[@]}"
+  cg_gateway gateway "$TMP/gwconf"
+  # The API answer: 400 bytes of JSON and a dozen headers.
+  CG_PATH=/api/item cg_run floor-json "$FLOOR_BIN" "127.0.0.1:$C_HTTP" "127.0.0.1:$P_BACKEND" 1
+  CG_PATH=/api/item cg_run nginx-json "$NGINX" -p "$TMP/proxycg" -c "$TMP/proxycg/nginx.conf" -e "$TMP/proxycg/error.log"
+  CG_PATH=/api/item cg_gateway gw-json "$TMP/gwconf"
+  # The tracing rows export to the collectors of the wrk rows, still running.
+  cg_gateway gw-trace "$TMP/gwconf-trace"
+  cg_gateway gw-otlp "$TMP/gwconf-otlp"
+  cg_gateway gw-sw "$TMP/gwconf-sw"
+  cg_gateway gw-trace1 "$TMP/gwconf-trace1"
+  cg_gateway gw-trace-down "$TMP/gwconf-trace-down"
+  cg_gateway gw-norec "$TMP/gwconf" --stats-recording off
   python3 "$HELPER" gateway-config "$TMP/gwconf-policy" "$P_BACKEND"
   python3 "$HELPER" gateway-policy "$TMP/gwconf-policy"
-  gateway_args "$TMP/gwconf-policy" "$C_HTTP" "$C_STATS" "$C_ADMIN"
-  cg_run gw-policy "$GATEWAY_BIN" "${GW_ARGS[@]}"
-  python3 "$HELPER" gateway-config "$TMP/gwconf-keyauth" "$P_BACKEND"
-  python3 "$HELPER" gateway-keyauth "$TMP/gwconf-keyauth"
-  gateway_args "$TMP/gwconf-keyauth" "$C_HTTP" "$C_STATS" "$C_ADMIN"
-  cg_run gw-keyauth "$GATEWAY_BIN" "${GW_ARGS[@]}"
-  gateway_args "$TMP/gwconf-redis" "$C_HTTP" "$C_STATS" "$C_ADMIN"
-  cg_run gw-redis-limit "$GATEWAY_BIN" "${GW_ARGS[@]}"
+  cg_gateway gw-policy "$TMP/gwconf-policy"
+  cg_gateway gw-keyauth "$TMP/gwconf-keyauth"
+  cg_gateway gw-redis-limit "$TMP/gwconf-redis"
   python3 "$HELPER" gateway-config "$TMP/gwconf-knative" "$P_BACKEND"
   python3 "$HELPER" gateway-knative "$TMP/gwconf-knative" "$P_BACKEND"
-  gateway_args "$TMP/gwconf-knative" "$C_HTTP" "$C_STATS" "$C_ADMIN"
-  cg_run gw-knative "$GATEWAY_BIN" "${GW_ARGS[@]}"
+  cg_gateway gw-knative "$TMP/gwconf-knative"
+  # (No module cache: the wrk row's entries do not match under valgrind, which shows the
+  # compiler other CPU features; with instrumentation off the Go plugin compiles in about
+  # a minute.) Last: the slowest.
+  cg_gateway gw-wasm0 "$TMP/gwconf-wasm0"
+  cg_gateway gw-wasm "$TMP/gwconf-wasm"
   python3 "$HELPER" instructions-summary "$CG/counts.txt"
 fi
 
@@ -708,13 +866,7 @@ fi
 if ((status != 0)); then
   echo
   echo "bench.sh: FAILED (see above)" >&2
-  show_log gateway "$TMP/gateway.log"
-  show_log gw-norec "$TMP/gw-norec.log"
-  show_log gw-trace "$TMP/gw-trace.log"
-  show_log gw-wasm "$TMP/gw-wasm.log"
-  show_log gw-wasm0 "$TMP/gw-wasm0.log"
-  show_log gw-keyauth "$TMP/gw-keyauth.log"
-  show_log gw-redis-limit "$TMP/gw-redis-limit.log"
+  for row in "${GW_ROWS[@]}"; do show_log "$row" "$TMP/$row.log"; done
   show_log pingora-floor "$TMP/floor.log"
   show_log "nginx proxy" "$TMP/proxy/error.log"
   show_log haproxy "$TMP/haproxy/haproxy.log"

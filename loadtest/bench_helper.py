@@ -3,7 +3,10 @@
 
 Subcommands:
   ports N                          print N distinct free loopback TCP ports
-  gateway-config DIR BACKEND_PORT  write the gateway's config directory
+  gateway-config DIR BACKEND_PORT [COLLECTOR_PORT [PROVIDER [SAMPLING]]]
+                                   write the gateway's config directory; with a collector
+                                   port, tracing to it (PROVIDER zipkin, opentelemetry or
+                                   skywalking, default zipkin; SAMPLING percent, default 100)
   gateway-tls DIR CERT KEY         add HTTPS for every host (Secret + default domain)
   gateway-wasm DIR MODULE          add the transformer plugin (file MODULE) on every route
   gateway-policy DIR               put the gw-policy annotations on the bench route
@@ -24,10 +27,11 @@ Subcommands:
   plot RESULTS_DIR PNG TARGET...   chart of the run (gnuplot)
   config-latency DIR ADMIN_ADDR N  N config changes, time from rename to a higher
                                    /debug/configz version; exit 1 if any timed out
-  instructions LABEL PORT N PID OUT
+  instructions LABEL PORT N PID OUT [PATH]
                                    PID runs under callgrind writing OUT.<pid>*: warm up,
-                                   zero its counters, send N requests over one keep-alive
-                                   connection, dump, print instructions per request
+                                   zero its counters, send N requests for PATH (default /)
+                                   over one keep-alive connection, dump, print
+                                   instructions per request
   instructions-summary FILE        ratios of the `label count` lines in FILE
 """
 
@@ -75,7 +79,13 @@ def cmd_ports(n):
 
 # --------------------------------------------------------------------------- config
 
-def mcpbridge_yaml(backend_port, collector_port=None):
+# The collector's port in the McpBridge registry and in `tracing:` (the cluster is
+# `outbound|<port>||collector.static`), each provider's usual one; the registry's domain
+# says where it really listens.
+COLLECTOR_PORTS = {"zipkin": 9411, "opentelemetry": 4317, "skywalking": 11800}
+
+
+def mcpbridge_yaml(backend_port, collector_port=None, provider="zipkin"):
     y = (
         "apiVersion: networking.higress.io/v1\n"
         "kind: McpBridge\n"
@@ -93,13 +103,14 @@ def mcpbridge_yaml(backend_port, collector_port=None):
             "  - type: static\n"
             "    name: collector\n"
             f'    domain: "127.0.0.1:{collector_port}"\n'
-            "    port: 9411\n"
+            f"    port: {COLLECTOR_PORTS[provider]}\n"
         )
     return y
 
 
-def tracing_config_yaml():
-    """higress-config: Zipkin tracing of every request to the `collector` registry."""
+def tracing_config_yaml(provider="zipkin", sampling=100):
+    """higress-config: tracing of `sampling` percent of requests by `provider` to the
+    `collector` registry (Higress's form: exactly one provider block)."""
     return (
         "apiVersion: v1\n"
         "kind: ConfigMap\n"
@@ -109,11 +120,11 @@ def tracing_config_yaml():
         "  higress: |\n"
         "    tracing:\n"
         "      enable: true\n"
-        "      sampling: 100\n"
+        f"      sampling: {sampling}\n"
         "      timeout: 500\n"
-        "      zipkin:\n"
+        f"      {provider}:\n"
         "        service: collector.static\n"
-        '        port: "9411"\n'
+        f'        port: "{COLLECTOR_PORTS[provider]}"\n'
     )
 
 
@@ -172,15 +183,22 @@ def wait_version_above(read_version, v, deadline):
         time.sleep(0.002)
 
 
-def cmd_gateway_config(d, backend_port, collector_port=None):
-    """With a collector port: tracing at 100% to a Zipkin collector there."""
+def cmd_gateway_config(d, backend_port, collector_port=None, provider="zipkin", sampling="100"):
+    """With a collector port: tracing of SAMPLING percent of requests by PROVIDER to a
+    collector there (nothing need listen: gw-trace-down's is down)."""
+    if provider not in COLLECTOR_PORTS:
+        sys.exit(f"gateway-config: unknown tracing provider {provider!r} "
+                 f"(one of {', '.join(COLLECTOR_PORTS)})")
+    if not 0 <= float(sampling) <= 100:
+        sys.exit(f"gateway-config: sampling {sampling} is not a percent")
     for k in ("configmaps", "ingresses", "mcpbridges"):
         os.makedirs(os.path.join(d, k), exist_ok=True)
     write_atomic(os.path.join(d, "mcpbridges/default.yaml"),
-                 mcpbridge_yaml(backend_port, collector_port))
+                 mcpbridge_yaml(backend_port, collector_port, provider))
     write_atomic(os.path.join(d, INGRESS), ingress_yaml(TIMEOUTS[0]))
     if collector_port:
-        write_atomic(os.path.join(d, "configmaps/higress-config.yaml"), tracing_config_yaml())
+        write_atomic(os.path.join(d, "configmaps/higress-config.yaml"),
+                     tracing_config_yaml(provider, sampling))
 
 
 def cmd_gateway_policy(d):
@@ -618,11 +636,17 @@ def cmd_report(results_dir, targets):
           f"gateway/haproxy = {fmt_ratio(med('gateway'), med('haproxy'))}  "
           f"gateway/gw-norec = {fmt_ratio(med('gateway'), med('gw-norec'))} (stats recorded and scraped vs not recorded)  "
           f"gw-trace/gateway = {fmt_ratio(med('gw-trace'), med('gateway'))} (tracing 100% to a live Zipkin collector vs off)  "
+          f"gw-otlp/gateway = {fmt_ratio(med('gw-otlp'), med('gateway'))} (OTLP gRPC, 100%)  "
+          f"gw-sw/gateway = {fmt_ratio(med('gw-sw'), med('gateway'))} (SkyWalking, 100%)  "
+          f"gw-trace1/gateway = {fmt_ratio(med('gw-trace1'), med('gateway'))} (Zipkin, 1%)  "
+          f"gw-trace-down/gateway = {fmt_ratio(med('gw-trace-down'), med('gateway'))} (Zipkin 100%, collector down)  "
           f"gw-wasm/gateway = {fmt_ratio(med('gw-wasm'), med('gateway'))} (the transformer Wasm plugin on the route vs none)  "
           f"gw-wasm0/gateway = {fmt_ratio(med('gw-wasm0'), med('gateway'))} (a no-op Wasm plugin: the host's own cost)  "
           f"gw-wasm/nginx = {fmt_ratio(med('gw-wasm'), med('nginx'))}  "
           f"gw-gzip/ngx-gzip = {fmt_ratio(med('gw-gzip'), med('ngx-gzip'))} (10 KB JSON gzip'd at level 9, window 4 KB)  "
-          f"gw-tls/ngx-tls = {fmt_ratio(med('gw-tls'), med('ngx-tls'))} (HTTPS, keep-alive, ECDSA P-256)")
+          f"gw-tls/ngx-tls = {fmt_ratio(med('gw-tls'), med('ngx-tls'))} (HTTPS, keep-alive, ECDSA P-256)  "
+          f"gw-json/floor-json = {fmt_ratio(med('gw-json'), med('floor-json'))} (a 400-byte JSON answer with 12 headers)  "
+          f"gw-json/ngx-json = {fmt_ratio(med('gw-json'), med('ngx-json'))}")
     for t, what, goal in (("gw-keyauth", "native key-auth + key-rate-limit", None),
                           ("gw-redis-limit", "cluster-key-rate-limit, one Redis EVAL a request", 1.3)):
         if t in cpu and "gateway" in cpu:
@@ -643,7 +667,9 @@ def cmd_report(results_dir, targets):
     paired = []
     for a, b in (("gateway", "nginx"), ("gateway", "haproxy"), ("gateway", "floor"),
                  ("gateway", "gw-norec"),
-                 ("gw-trace", "gateway"), ("gw-trace", "nginx"), ("gw-wasm", "gateway"),
+                 ("gw-trace", "gateway"), ("gw-trace", "nginx"), ("gw-otlp", "gateway"),
+                 ("gw-sw", "gateway"), ("gw-trace1", "gateway"), ("gw-trace-down", "gateway"),
+                 ("gw-json", "floor-json"), ("gw-json", "ngx-json"), ("gw-wasm", "gateway"),
                  ("gw-keyauth", "gateway"), ("gw-redis-limit", "gateway"),
                  ("gw-wasm0", "gateway"), ("gw-wasm", "nginx"), ("gw-gzip", "ngx-gzip"),
                  ("gw-gzip", "hap-gzip"),
@@ -693,7 +719,7 @@ def cmd_rss(pairs):
         pid = int(pid)
         own = vmrss_kib(pid)
         if own is None:
-            print(f"  {label:<12} pid {pid}: not running")
+            print(f"  {label:<14} pid {pid}: not running")
             continue
         kids = [(k, vmrss_kib(k)) for k in children(pid)]
         kids = [(k, v) for k, v in kids if v is not None]
@@ -702,7 +728,7 @@ def cmd_rss(pairs):
         if kids:
             parts = [f"master {own / 1024:.1f}"] + [f"child {k} {v / 1024:.1f}" for k, v in kids]
             detail = "  (" + ", ".join(parts) + " MiB)"
-        print(f"  {label:<12} VmRSS {total / 1024:7.1f} MiB{detail}")
+        print(f"  {label:<14} VmRSS {total / 1024:7.1f} MiB{detail}")
 
 
 def cmd_rss_file(path, pairs):
@@ -832,7 +858,8 @@ def cmd_cpu(hz, path):
     print(f"CPU per request in the proxy process (median over rounds; clock ticks of 1/{hz:.0f} s):")
     med = {}
     for t in ("direct", "floor", "nginx", "haproxy", "gateway", "gw-norec", "gw-trace",
-              "gw-keyauth", "gw-redis-limit", "gw-wasm0", "gw-wasm", "ngx-gzip", "hap-gzip",
+              "gw-otlp", "gw-sw", "gw-trace1", "gw-trace-down", "gw-keyauth", "gw-redis-limit",
+              "gw-wasm0", "gw-wasm", "floor-json", "ngx-json", "gw-json", "ngx-gzip", "hap-gzip",
               "gw-gzip", "ngx-tls", "gw-tls"):
         if t in per:
             med[t] = statistics.median(per[t])
@@ -840,32 +867,40 @@ def cmd_cpu(hz, path):
             print(f"  {label:<14} {med[t]:7.1f} us/request  (min {min(per[t]):.1f}, max {max(per[t]):.1f})")
     if med.get("floor") and med.get("nginx") and "gateway" in med:
         extra = f", {med['gateway'] / med['haproxy']:.2f}x haproxy" if med.get("haproxy") else ""
-        print(f"gateway CPU/request = {med['gateway'] / med['floor']:.2f}x floor, "
+        r = med["gateway"] / med["floor"]
+        print(f"gateway CPU/request = {r:.2f}x floor ({goal_note(r, CG_VERSUS['gateway'][2])}), "
               f"{med['gateway'] / med['nginx']:.2f}x nginx{extra}   "
               f"floor = {med['floor'] / med['nginx']:.2f}x nginx")
+    if med.get("floor-json") and "gw-json" in med:
+        r = med["gw-json"] / med["floor-json"]
+        extra = f", {med['gw-json'] / med['ngx-json']:.2f}x ngx-json" if med.get("ngx-json") else ""
+        print(f"json: gw-json CPU/request = {r:.2f}x floor-json ({goal_note(r, CG_VERSUS['gw-json'][2])}){extra}")
     if med.get("gw-norec") and "gateway" in med:
         print(f"stats recording: gateway CPU/request = {med['gateway'] / med['gw-norec']:.3f}x gw-norec")
     if med.get("ngx-gzip") and "gw-gzip" in med:
         print(f"gzip: gw-gzip CPU/request = {med['gw-gzip'] / med['ngx-gzip']:.2f}x ngx-gzip")
     if med.get("ngx-tls") and "gw-tls" in med:
         print(f"https: gw-tls CPU/request = {med['gw-tls'] / med['ngx-tls']:.2f}x ngx-tls")
-    if med.get("gateway") and "gw-trace" in med:
-        print(f"tracing: gw-trace CPU/request = {med['gw-trace'] / med['gateway']:.2f}x gateway")
-    if med.get("gateway") and "gw-wasm" in med:
-        print(f"wasm: gw-wasm CPU/request = {med['gw-wasm'] / med['gateway']:.2f}x gateway")
-    if med.get("gateway") and "gw-wasm0" in med:
-        print(f"wasm: gw-wasm0 CPU/request = {med['gw-wasm0'] / med['gateway']:.2f}x gateway")
+    # Rows against the plain gateway, with their goals (CG_VERSUS, shared with callgrind).
+    for kind, t in (("tracing", "gw-trace"), ("tracing", "gw-otlp"), ("tracing", "gw-sw"),
+                    ("tracing", "gw-trace1"), ("tracing", "gw-trace-down"),
+                    ("wasm", "gw-wasm"), ("wasm", "gw-wasm0")):
+        if med.get("gateway") and t in med:
+            r = med[t] / med["gateway"]
+            _, what, goal = CG_VERSUS[t]
+            goal = f" ({goal_note(r, goal)})" if goal else ""
+            print(f"{kind}: {t} CPU/request = {r:.2f}x gateway{goal}  [{what}]")
 
 
 # ---------------------------------------------------------------------- instructions
 
-def keepalive_requests(port, n, deadline):
-    """n GET requests over one HTTP/1.1 connection; each must answer 2xx."""
+def keepalive_requests(port, n, deadline, path="/"):
+    """n GET requests for `path` over one HTTP/1.1 connection; each must answer 2xx."""
     s = socket.create_connection(("127.0.0.1", port), timeout=max(1.0, deadline - time.time()))
     f = s.makefile("rb")
     # Every row gets the same request; its `Origin` makes the CORS of `gw-policy` act
     # (the other proxies only parse it).
-    req = f"GET / HTTP/1.1\r\nHost: {HOST}\r\nOrigin: {ORIGIN}\r\napikey: {API_KEY}\r\n\r\n".encode()
+    req = f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nOrigin: {ORIGIN}\r\napikey: {API_KEY}\r\n\r\n".encode()
     try:
         for _ in range(n):
             if time.time() > deadline:
@@ -894,27 +929,76 @@ def callgrind_total(path):
     raise RuntimeError(f"no totals in {path}")
 
 
-def cmd_instructions(label, port, n, pid, out):
+WARMUP_REQUESTS = 200
+
+
+def cmd_instructions(label, port, n, pid, out, path="/"):
     port, n = int(port), int(n)
-    deadline = time.time() + 120
-    # Under valgrind start-up takes seconds: poll until the proxy answers.
+    # bench.sh starts callgrind with instrumentation off (--instr-atstart=no): start-up
+    # runs several times faster (the Go plugin of gw-wasm compiles in under a minute
+    # instead of minutes). Poll until the proxy answers, switch it on, warm up.
+    start_deadline = time.time() + 300
     while True:
         try:
-            keepalive_requests(port, 200, deadline)
+            keepalive_requests(port, 1, start_deadline, path)
             break
         except (OSError, RuntimeError):
-            if time.time() > deadline:
-                sys.exit(f"{label}: not answering on port {port} under callgrind")
+            if time.time() > start_deadline:
+                sys.exit(f"{label}: not answering {path} on port {port} under callgrind")
             time.sleep(0.5)
+    subprocess.run(["callgrind_control", "-i", "on", pid], check=True, capture_output=True)
+    warm_deadline = time.time() + 300
+    while True:
+        t0 = time.time()
+        try:
+            keepalive_requests(port, WARMUP_REQUESTS, warm_deadline, path)
+            break
+        except (OSError, RuntimeError) as e:
+            if time.time() > warm_deadline:
+                sys.exit(f"{label}: warm-up failed under callgrind: {e}")
+            time.sleep(0.5)
+    # The counted run's deadline scales with the pace of the warm-up (which runs code
+    # valgrind has yet to translate, so it is the slower): gw-wasm's Go plugin takes tens
+    # of ms a request under callgrind.
+    pace = (time.time() - t0) / WARMUP_REQUESTS
+    deadline = time.time() + max(120.0, 3 * pace * n)
     before = set(glob.glob(f"{out}.{pid}*"))
     subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
-    keepalive_requests(port, n, deadline)
+    try:
+        keepalive_requests(port, n, deadline, path)
+    except (OSError, RuntimeError) as e:
+        sys.exit(f"{label}: counted run failed: {e}")
     subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True)
     dumps = sorted(set(glob.glob(f"{out}.{pid}*")) - before)
     if not dumps:
         sys.exit(f"{label}: callgrind wrote no dump")
     per = callgrind_total(dumps[-1]) / n
     print(f"{label} {per:.0f}")
+
+
+# Callgrind rows measured against another row: (that row, what the row adds, goal: at
+# most this ratio, or None). The other rows are measured against floor and nginx (the
+# `-json` rows against floor-json and nginx-json: same answer).
+CG_VERSUS = {
+    "gateway": ("floor", "the gateway over bare Pingora", 1.08),
+    "gw-json": ("floor-json", "a 400-byte JSON answer with 12 headers", 1.08),
+    "gw-policy": ("gateway", "regex path, header control, CORS", 1.03),
+    "gw-keyauth": ("gateway", "native key-auth + key-rate-limit", 1.05),
+    "gw-redis-limit": ("gateway", "cluster-key-rate-limit, one Redis EVAL a request", None),
+    "gw-knative": ("gateway", "KIngress 50/50 split, revision headers per split", None),
+    "gw-trace": ("gateway", "tracing 100%, Zipkin", None),
+    "gw-otlp": ("gateway", "tracing 100%, OTLP gRPC", 1.10),
+    "gw-sw": ("gateway", "tracing 100%, SkyWalking", 1.10),
+    "gw-trace1": ("gateway", "tracing 1%, Zipkin", 1.01),
+    "gw-trace-down": ("gateway", "tracing 100%, Zipkin collector down", 1.05),
+    "gw-wasm0": ("gateway", "no-op Wasm plugin: the host's cost", 1.05),
+    "gw-wasm": ("gateway", "Higress transformer, Go Wasm", 2.9),
+}
+
+
+def goal_note(ratio, goal):
+    """`goal <= 1.10x`, with `: OVER` when the ratio is above it."""
+    return f"goal <= {goal:.2f}x" + (": OVER" if ratio > goal else "")
 
 
 def cmd_instructions_summary(path):
@@ -924,17 +1008,15 @@ def cmd_instructions_summary(path):
             label, value = line.split()
             counts[label] = float(value)
     for label, v in counts.items():
-        ratios = [f"{v / counts[o]:.2f}x {o}" for o in ("floor", "nginx") if o in counts and o != label]
-        if label == "gw-policy" and counts.get("gateway"):
-            ratios.append(f"{v / counts['gateway']:.3f}x gateway (regex path, header control, CORS)")
-        if label == "gw-keyauth" and counts.get("gateway"):
-            ratios.append(f"{v / counts['gateway']:.3f}x gateway (native key-auth + key-rate-limit, goal < 1.05x)")
-        if label == "gw-redis-limit" and counts.get("gateway"):
-            ratios.append(f"{v / counts['gateway']:.3f}x gateway (cluster-key-rate-limit, one Redis EVAL a request)")
-        if label == "gw-knative" and counts.get("gateway"):
-            ratios.append(f"{v / counts['gateway']:.3f}x gateway (KIngress 50/50 split, revision headers per split)")
-        if label == "gw-trace" and counts.get("gateway"):
-            ratios.append(f"{v / counts['gateway']:.3f}x gateway (tracing 100%)")
+        refs = ("floor-json", "nginx-json") if label.endswith("-json") else ("floor", "nginx")
+        versus = CG_VERSUS.get(label)
+        ratios = [f"{v / counts[o]:.2f}x {o}" for o in refs
+                  if o in counts and o != label and not (versus and versus[0] == o)]
+        if versus and counts.get(versus[0]):
+            other, what, goal = versus
+            r = v / counts[other]
+            goal = f", {goal_note(r, goal)}" if goal else ""
+            ratios.insert(0, f"{r:.3f}x {other} ({what}{goal})")
         if label == "gateway" and counts.get("gw-norec"):
             extra = v - counts["gw-norec"]
             ratios.append(f"{v / counts['gw-norec']:.3f}x gw-norec "
