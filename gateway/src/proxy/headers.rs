@@ -38,6 +38,10 @@ pub fn new_request_id(req: &RequestHeader) -> Option<HeaderValue> {
 pub struct Forwarded {
     pub peer: Option<IpAddr>,
     pub tls: bool,
+    /// Headers each upstream request will get later (trace propagation): room made
+    /// now, so that adding them to the upstream copy, whose map is as big as this one,
+    /// does not regrow and rehash it.
+    pub later: usize,
 }
 
 /// Edge headers, set once on the routed downstream request as Envoy's connection
@@ -57,7 +61,9 @@ pub fn forwarded_request(
 ) {
     use http::header::Entry;
     edit_request(req, |h| {
-        h.reserve(EDGE_HEADERS + route_control.map_or(0, |c| c.set.len() + c.add.len()));
+        h.reserve(
+            EDGE_HEADERS + fwd.later + route_control.map_or(0, |c| c.set.len() + c.add.len()),
+        );
         if let Entry::Vacant(v) = h.entry(X_REQUEST_ID) {
             v.insert(super::request_id::generate());
         }
@@ -231,6 +237,7 @@ mod tests {
         Forwarded {
             peer: peer.map(|p| p.parse().unwrap()),
             tls,
+            later: 0,
         }
     }
 

@@ -428,6 +428,11 @@ impl ProxyHttp for Gateway {
                 .and_then(|a| a.as_inet())
                 .map(|a| a.ip()),
             tls: self.listener.tls,
+            later: if ctx.trace.is_some() || ctx.not_sampled.is_some() {
+                propagation::MAX_HEADERS
+            } else {
+                0
+            },
         };
         let global = &ctx.snapshot.filters.global;
         let method = &session.req_header().method;

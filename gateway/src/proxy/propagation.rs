@@ -150,6 +150,9 @@ const X_B3_SPAN_ID: HeaderName = HeaderName::from_static(b3::X_B3_SPAN_ID);
 const X_B3_PARENT_SPAN_ID: HeaderName = HeaderName::from_static(b3::X_B3_PARENT_SPAN_ID);
 const X_B3_SAMPLED: HeaderName = HeaderName::from_static(b3::X_B3_SAMPLED);
 
+/// The most headers [`inject`] adds (B3's four).
+pub const MAX_HEADERS: usize = 4;
+
 /// A header value from text the encoders made (hex digits, base64, dashes): the
 /// `String`'s buffer becomes the value's, no copy.
 fn value(s: String) -> Option<HeaderValue> {
@@ -217,7 +220,6 @@ fn set_b3(
     let Some(ids) = b3::encode_ids(trace_id, span_id, parent) else {
         return;
     };
-    h.reserve(4);
     if let Some(v) = value(ids.trace) {
         h.insert(X_B3_TRACE_ID, v);
     }

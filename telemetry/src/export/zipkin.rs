@@ -69,14 +69,21 @@ pub(crate) fn write_spans(
     service_json: &str,
 ) -> u64 {
     let mut n = 0;
+    // The tags a request's spans share, written once per request and copied.
+    let mut shared = String::new();
     out.push('[');
     for t in batch {
         let trace_id = trace_id_u128(&t.trace_id);
+        let mut hex = [0; 32];
+        let trace_hex = hex_digits(&mut hex, trace_id);
+        shared.clear();
+        let mut first = true;
+        t.for_each_shared_tag(|k, v| write_tag(&mut shared, &mut first, k, v));
         for s in &t.spans {
             if n > 0 {
                 out.push(',');
             }
-            write_span(out, t, trace_id, s, service_json);
+            write_span(out, t, trace_hex, s, service_json, &shared);
             n += 1;
         }
     }
@@ -84,13 +91,60 @@ pub(crate) fn write_spans(
     n
 }
 
-fn write_span(out: &mut String, t: &RequestTrace, trace_id: u128, s: &Span, service_json: &str) {
+/// `"key":"value"` (Zipkin tags are strings), after a comma unless `first`.
+fn write_tag(out: &mut String, first: &mut bool, k: &str, v: Tag<'_>) {
+    if !*first {
+        out.push(',');
+    }
+    *first = false;
+    json_str(out, k);
+    out.push(':');
+    let mut num = itoa::Buffer::new();
+    match v {
+        Tag::Lit(v) => {
+            debug_assert!(first_escape(v.as_bytes()).is_none(), "{v:?}");
+            out.push('"');
+            out.push_str(v);
+            out.push('"');
+        }
+        Tag::Text(v) => json_str(out, v),
+        Tag::Int(v) => {
+            out.push('"');
+            out.push_str(num.format(v));
+            out.push('"');
+        }
+        Tag::Bool(v) => out.push_str(if v { "\"true\"" } else { "\"false\"" }),
+        // Digits, dots, colons and brackets: nothing to escape.
+        Tag::Addr(SocketAddr::V4(a)) => {
+            out.push('"');
+            push_ipv4(out, *a.ip());
+            out.push(':');
+            out.push_str(num.format(a.port()));
+            out.push('"');
+        }
+        Tag::Ip(IpAddr::V4(ip)) => {
+            out.push('"');
+            push_ipv4(out, ip);
+            out.push('"');
+        }
+        v @ (Tag::Addr(_) | Tag::Ip(_)) => json_str(out, &v.text()),
+    }
+}
+
+fn write_span(
+    out: &mut String,
+    t: &RequestTrace,
+    trace_hex: &str,
+    s: &Span,
+    service_json: &str,
+    shared_tags: &str,
+) {
     let mut num = itoa::Buffer::new();
     let start_us = unix_nanos(s.start) / 1000;
     // Zipkin wants a positive duration when one is given.
     let duration_us = (unix_nanos(s.end) / 1000).saturating_sub(start_us).max(1);
     out.push_str("{\"traceId\":\"");
-    out.push_str(hex_digits(&mut [0; 32], trace_id));
+    out.push_str(trace_hex);
     out.push_str("\",\"id\":\"");
     out.push_str(hex_digits(&mut [0; 16], s.span_id.0.into()));
     if let Some(p) = s.parent_span_id {
@@ -130,44 +184,17 @@ fn write_span(out: &mut String, t: &RequestTrace, trace_id: u128, s: &Span, serv
     out.push_str(",\"tags\":{");
     let mut has_error = false;
     let mut first = true;
-    t.for_each_tag(s, |k, v| {
+    t.for_each_own_tag(s, |k, v| {
+        has_error |= k == "error";
+        write_tag(out, &mut first, k, v);
+    });
+    if !shared_tags.is_empty() {
         if !first {
             out.push(',');
         }
         first = false;
-        has_error |= k == "error";
-        json_str(out, k);
-        out.push(':');
-        match v {
-            Tag::Lit(v) => {
-                debug_assert!(first_escape(v.as_bytes()).is_none(), "{v:?}");
-                out.push('"');
-                out.push_str(v);
-                out.push('"');
-            }
-            Tag::Text(v) => json_str(out, v),
-            Tag::Int(v) => {
-                out.push('"');
-                out.push_str(num.format(v));
-                out.push('"');
-            }
-            Tag::Bool(v) => out.push_str(if v { "\"true\"" } else { "\"false\"" }),
-            // Digits, dots, colons and brackets: nothing to escape.
-            Tag::Addr(SocketAddr::V4(a)) => {
-                out.push('"');
-                push_ipv4(out, *a.ip());
-                out.push(':');
-                out.push_str(num.format(a.port()));
-                out.push('"');
-            }
-            Tag::Ip(IpAddr::V4(ip)) => {
-                out.push('"');
-                push_ipv4(out, ip);
-                out.push('"');
-            }
-            v @ (Tag::Addr(_) | Tag::Ip(_)) => json_str(out, &v.text()),
-        }
-    });
+        out.push_str(shared_tags);
+    }
     if s.error && !has_error {
         if !first {
             out.push(',');

@@ -126,35 +126,44 @@ impl RequestTrace {
         }
     }
 
-    /// Every tag of span `s`, in order: its own `attributes`, then those the provider
-    /// makes of the trace's facts.
+    /// Every tag of span `s`, in order: its own (`attributes`, then what only this
+    /// span of the trace has), then those every span of the trace shares.
     pub fn for_each_tag<'a>(&'a self, s: &'a Span, mut tag: impl FnMut(&'a str, Tag<'a>)) {
+        self.for_each_own_tag(s, &mut tag);
+        self.for_each_shared_tag(tag);
+    }
+
+    /// The tags of span `s` that the trace's other spans do not share: its
+    /// `attributes`, then its status and peer.
+    pub fn for_each_own_tag<'a>(&'a self, s: &'a Span, mut tag: impl FnMut(&'a str, Tag<'a>)) {
         for (k, v) in &s.attributes {
             tag(k, v.as_tag());
         }
         if let Some(f) = &self.http {
-            facts_tags(f, s, tag);
+            own_tags(f, s, tag);
+        }
+    }
+
+    /// The tags every span of the trace carries alike (the request's method, URL,
+    /// cluster, ...): an exporter may write them once per trace and copy them.
+    pub fn for_each_shared_tag<'a>(&'a self, tag: impl FnMut(&'a str, Tag<'a>)) {
+        if let Some(f) = &self.http {
+            shared_tags(f, tag);
         }
     }
 }
 
-fn facts_tags<'a>(f: &'a HttpFacts, s: &'a Span, mut tag: impl FnMut(&'a str, Tag<'a>)) {
+fn own_tags<'a>(f: &'a HttpFacts, s: &'a Span, mut tag: impl FnMut(&'a str, Tag<'a>)) {
     let client = s.kind == SpanKind::Client;
     let status = if client { s.status } else { f.status };
-    let method = Tag::Text(f.method.as_str());
-    let url = Tag::Text(&f.url);
     match f.provider {
         Some(p @ (Provider::SkyWalking | Provider::Zipkin)) => {
             let sw = p == Provider::SkyWalking;
-            tag("http.method", method);
-            tag(if sw { "url" } else { "http.url" }, url);
             // Text in both vocabularies; the exporters write the number as a string.
             tag(
                 if sw { "status_code" } else { "http.status_code" },
                 Tag::Int(status.into()),
             );
-            tag("http.protocol", Tag::Lit(f.protocol));
-            tag("component", Tag::Lit("proxy"));
             if let (true, Some(peer)) = (client, s.peer) {
                 if !sw {
                     tag("peer.address", Tag::Addr(peer));
@@ -163,13 +172,9 @@ fn facts_tags<'a>(f: &'a HttpFacts, s: &'a Span, mut tag: impl FnMut(&'a str, Ta
             }
         }
         Some(Provider::OpenTelemetry) | None => {
-            tag("http.request.method", method);
-            tag("url.full", url);
-            tag("url.path", Tag::Text(f.path()));
             if status != 0 {
                 tag("http.response.status_code", Tag::Int(status.into()));
             }
-            tag("network.protocol.name", Tag::Lit("http"));
             if client {
                 if let Some(peer) = s.peer {
                     tag("server.address", Tag::Ip(peer.ip()));
@@ -183,6 +188,26 @@ fn facts_tags<'a>(f: &'a HttpFacts, s: &'a Span, mut tag: impl FnMut(&'a str, Ta
                     tag("client.address", Tag::Ip(p.ip()));
                 }
             }
+        }
+    }
+}
+
+fn shared_tags<'a>(f: &'a HttpFacts, mut tag: impl FnMut(&'a str, Tag<'a>)) {
+    let method = Tag::Text(f.method.as_str());
+    let url = Tag::Text(&f.url);
+    match f.provider {
+        Some(p @ (Provider::SkyWalking | Provider::Zipkin)) => {
+            let sw = p == Provider::SkyWalking;
+            tag("http.method", method);
+            tag(if sw { "url" } else { "http.url" }, url);
+            tag("http.protocol", Tag::Lit(f.protocol));
+            tag("component", Tag::Lit("proxy"));
+        }
+        Some(Provider::OpenTelemetry) | None => {
+            tag("http.request.method", method);
+            tag("url.full", url);
+            tag("url.path", Tag::Text(f.path()));
+            tag("network.protocol.name", Tag::Lit("http"));
         }
     }
     tag(
