@@ -275,7 +275,7 @@ mod tests {
     use super::super::test_support::*;
     use super::super::Provider;
     use super::*;
-    use crate::trace::{SpanId, TraceId};
+    use crate::trace::{AttrValue, SpanId, TraceId};
     use serde_json::{json, Value};
 
     fn spans_posted(server: &HttpCollector) -> Vec<Value> {

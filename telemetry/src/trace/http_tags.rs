@@ -15,7 +15,7 @@ use std::sync::Arc;
 use http::{HeaderValue, Method};
 
 use super::provider::Provider;
-use super::span::{socket_addr_text, push_ipv4, RequestTrace, Span, SpanKind};
+use super::span::{push_ipv4, socket_addr_text, RequestTrace, Span, SpanKind};
 
 /// What a sampled request's spans are named and tagged from.
 #[derive(Clone, Debug, PartialEq)]
@@ -114,9 +114,9 @@ impl RequestTrace {
             (Some(Provider::Zipkin), SpanKind::Server) => {
                 Cow::Owned([method, " ", f.path()].concat())
             }
-            (Some(Provider::Zipkin), SpanKind::Client) => Cow::Owned(
-                ["router ", f.cluster.as_deref().unwrap_or("-"), " egress"].concat(),
-            ),
+            (Some(Provider::Zipkin), SpanKind::Client) => {
+                Cow::Owned(["router ", f.cluster.as_deref().unwrap_or("-"), " egress"].concat())
+            }
             // OpenTelemetry HTTP server spans: `{method} {http.route}`.
             (_, SpanKind::Server) => match &f.route {
                 Some(r) => Cow::Owned([method, " ", r].concat()),
@@ -161,7 +161,11 @@ fn own_tags<'a>(f: &'a HttpFacts, s: &'a Span, mut tag: impl FnMut(&'a str, Tag<
             let sw = p == Provider::SkyWalking;
             // Text in both vocabularies; the exporters write the number as a string.
             tag(
-                if sw { "status_code" } else { "http.status_code" },
+                if sw {
+                    "status_code"
+                } else {
+                    "http.status_code"
+                },
                 Tag::Int(status.into()),
             );
             if let (true, Some(peer)) = (client, s.peer) {
@@ -289,7 +293,9 @@ mod tests {
 
     fn tags(t: &RequestTrace, i: usize) -> Vec<(String, String)> {
         let mut out = Vec::new();
-        t.for_each_tag(&t.spans[i], |k, v| out.push((k.to_string(), v.text().into_owned())));
+        t.for_each_tag(&t.spans[i], |k, v| {
+            out.push((k.to_string(), v.text().into_owned()))
+        });
         out
     }
 
@@ -313,7 +319,10 @@ mod tests {
             ("http.status_code", "503"),
             ("http.protocol", "HTTP/1.1"),
             ("component", "proxy"),
-            ("upstream_cluster", "outbound|80||shop.default.svc.cluster.local"),
+            (
+                "upstream_cluster",
+                "outbound|80||shop.default.svc.cluster.local",
+            ),
             ("response_flags", "UF"),
             ("guid:x-request-id", "req-1"),
         ] {
@@ -335,7 +344,9 @@ mod tests {
         assert!(has(&client, "url", "http://shop.example/items/7?color=red"));
         assert!(has(&client, "status_code", "502"));
         assert!(has(&client, "upstream_address", "10.0.0.9:8080"));
-        assert!(!client.iter().any(|(k, _)| k == "peer.address" || k == "http.url"));
+        assert!(!client
+            .iter()
+            .any(|(k, _)| k == "peer.address" || k == "http.url"));
     }
 
     #[test]
@@ -368,7 +379,9 @@ mod tests {
     fn a_client_span_without_a_response_has_no_otel_status_and_zipkin_status_0() {
         let mut t = trace(Some(Provider::OpenTelemetry));
         t.spans[1].status = 0;
-        assert!(!tags(&t, 1).iter().any(|(k, _)| k == "http.response.status_code"));
+        assert!(!tags(&t, 1)
+            .iter()
+            .any(|(k, _)| k == "http.response.status_code"));
         t.http.as_mut().unwrap().provider = Some(Provider::Zipkin);
         assert!(has(&tags(&t, 1), "http.status_code", "0"));
     }

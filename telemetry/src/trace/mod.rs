@@ -13,8 +13,8 @@ pub mod sw8;
 pub mod w3c;
 
 pub use context::{SpanContext, SwParent};
-pub use ids::{SpanId, TraceId};
 pub use http_tags::{sw_operation, HttpFacts, Tag};
+pub use ids::{SpanId, TraceId};
 pub use provider::Provider;
 pub use sampler::Sampler;
-pub use span::{push_ipv4, socket_addr_text, AttrValue, RequestTrace, Span, SpanKind};
+pub use span::{ipv4_text, push_ipv4, socket_addr_text, AttrValue, RequestTrace, Span, SpanKind};

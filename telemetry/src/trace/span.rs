@@ -121,7 +121,12 @@ pub struct RequestTrace {
 /// `fmt` padding support and costs several times more; addresses are written for
 /// every span, so the digits go into a stack buffer and the string grows once.
 pub fn push_ipv4(out: &mut String, ip: Ipv4Addr) {
-    let mut buf = [0u8; 15];
+    out.push_str(ipv4_text(&mut [0; 15], ip));
+}
+
+/// An IPv4 address's dotted form, written into `buf` (for writers that are not a
+/// `String`, like the OTLP encoder's byte buffer).
+pub fn ipv4_text(buf: &mut [u8; 15], ip: Ipv4Addr) -> &str {
     let mut n = 0;
     for (i, o) in ip.octets().into_iter().enumerate() {
         if i > 0 {
@@ -140,7 +145,7 @@ pub fn push_ipv4(out: &mut String, ip: Ipv4Addr) {
         n += 1;
     }
     // Only ASCII digits and dots were written.
-    out.push_str(std::str::from_utf8(&buf[..n]).unwrap_or_default());
+    std::str::from_utf8(&buf[..n]).unwrap_or_default()
 }
 
 /// `ip:port` (`[v6]:port`), as `SocketAddr`'s `Display` writes it.

@@ -1,47 +1,42 @@
 //! OpenTelemetry: OTLP traces over gRPC (`TraceService/Export`) or, with
 //! `otlp_http`, OTLP/HTTP protobuf (`POST /v1/traces`).
 //!
-//! Built from opentelemetry-proto's generated types rather than the SDK's `SpanData`
-//! and opentelemetry-otlp: our spans are already finished with their ids, times and
-//! kinds, and going through the SDK would add its batch processor (a second queue
-//! whose drops our `dropped_*` stats could not count), its runtime and an HTTP client
-//! stack, only to produce the same messages.
+//! Written straight in protobuf wire format (`wire`) rather than through the SDK's
+//! `SpanData` and opentelemetry-otlp: our spans are already finished with their ids,
+//! times and kinds, and going through the SDK would add its batch processor (a second
+//! queue whose drops our `dropped_*` stats could not count), its runtime and an HTTP
+//! client stack, only to produce the same messages. Answers are decoded with
+//! opentelemetry-proto's generated types.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use bytes::{BufMut, Bytes};
+use http::uri::PathAndQuery;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{
-    span, status, ResourceSpans, ScopeSpans, Span, Status,
-};
 use prost::Message;
+use tonic::codec::{Codec, EncodeBuf, Encoder, ProstCodec};
 use tonic::transport::Channel;
 
 use super::net::{self, Error, HttpClient};
 use super::sent::Sent;
-use super::{trace_id_u128, unix_nanos, ExporterConfig};
-use crate::trace::{RequestTrace, SpanKind, Tag};
+use super::ExporterConfig;
+use crate::trace::RequestTrace;
 
-/// W3C trace flags `sampled`; only sampled requests are exported.
-const FLAG_SAMPLED: u32 = 0x01;
-/// `SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK` / `SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK`:
-/// whether the parent is known to be remote (the server span's caller) or local.
-const FLAG_HAS_IS_REMOTE: u32 = 0x100;
-const FLAG_IS_REMOTE: u32 = 0x200;
+mod wire;
+
+const SERVICE: &str = "opentelemetry.proto.collector.trace.v1.TraceService";
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 enum Mode {
-    Grpc(Option<TraceServiceClient<Channel>>),
+    Grpc(Option<tonic::client::Grpc<Channel>>),
     Http(HttpClient),
 }
 
 pub(crate) struct Client {
     authority: Arc<str>,
-    resource: Resource,
+    encoder: wire::Encoder,
     mode: Mode,
 }
 
@@ -55,7 +50,7 @@ impl Client {
         };
         Client {
             authority,
-            resource: resource(&cfg.service_name, &cfg.instance),
+            encoder: wire::Encoder::new(&cfg.service_name, &cfg.instance),
             mode,
         }
     }
@@ -70,7 +65,7 @@ impl Client {
     pub(crate) async fn connect(&mut self) -> Result<(), Error> {
         match &mut self.mode {
             Mode::Grpc(c) => {
-                *c = Some(TraceServiceClient::new(
+                *c = Some(tonic::client::Grpc::new(
                     net::grpc_channel(&self.authority).await?,
                 ));
                 Ok(())
@@ -87,15 +82,11 @@ impl Client {
     }
 
     pub(crate) async fn export(&mut self, batch: &[Arc<RequestTrace>]) -> Result<Sent, Error> {
-        let req = request(&self.resource, batch);
+        let body = self.encoder.request(batch);
         let spans = batch.iter().map(|t| t.spans.len() as u64).sum::<u64>();
         let resp = match &mut self.mode {
-            Mode::Grpc(c) => {
-                let c = c.as_mut().ok_or("not connected")?;
-                c.export(tonic::Request::new(req)).await?.into_inner()
-            }
+            Mode::Grpc(c) => export_grpc(c.as_mut().ok_or("not connected")?, body).await?,
             Mode::Http(c) => {
-                let body = Bytes::from(req.encode_to_vec());
                 let answer = c.post("/v1/traces", "application/x-protobuf", body).await?;
                 // A collector may answer 200 with an empty body; that is full success.
                 ExportTraceServiceResponse::decode(answer).unwrap_or_default()
@@ -118,99 +109,57 @@ impl Client {
     }
 }
 
-fn kv(key: &str, v: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue { value: Some(v) }),
+/// `TraceService/Export` with an encoded request, as the generated
+/// `TraceServiceClient::export` makes the call (the same readiness error, method
+/// extension, path and answer decoding), so errors are the same `tonic::Status`es.
+async fn export_grpc(
+    c: &mut tonic::client::Grpc<Channel>,
+    body: Bytes,
+) -> Result<ExportTraceServiceResponse, tonic::Status> {
+    c.ready()
+        .await
+        .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {e}")))?;
+    let mut req = tonic::Request::new(body);
+    req.extensions_mut()
+        .insert(tonic::GrpcMethod::new(SERVICE, "Export"));
+    let path = PathAndQuery::from_static(EXPORT_PATH);
+    Ok(c.unary(req, path, Encoded::default()).await?.into_inner())
+}
+
+type Prost = ProstCodec<ExportTraceServiceRequest, ExportTraceServiceResponse>;
+
+/// A request already in protobuf form goes out as it is; the answer is decoded by
+/// prost.
+#[derive(Default)]
+struct Encoded(Prost);
+
+impl Codec for Encoded {
+    type Encode = Bytes;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = AsIs;
+    type Decoder = <Prost as Codec>::Decoder;
+
+    fn encoder(&mut self) -> AsIs {
+        AsIs
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        self.0.decoder()
     }
 }
 
-fn resource(service: &str, instance: &str) -> Resource {
-    Resource {
-        attributes: vec![
-            kv(
-                "service.name",
-                any_value::Value::StringValue(service.into()),
-            ),
-            kv(
-                "service.instance.id",
-                any_value::Value::StringValue(instance.into()),
-            ),
-            kv("host.name", any_value::Value::StringValue(instance.into())),
-        ],
-        ..Default::default()
-    }
-}
+/// Copies the request into tonic's frame buffer, as prost's encoder would write it
+/// there.
+struct AsIs;
 
-/// One `ResourceSpans` (the gateway) with one scope holding every span of the batch.
-pub(crate) fn request(
-    resource: &Resource,
-    batch: &[Arc<RequestTrace>],
-) -> ExportTraceServiceRequest {
-    let spans = batch.iter().flat_map(|t| spans(t)).collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(resource.clone()),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "higress-gateway".into(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    ..Default::default()
-                }),
-                spans,
-                schema_url: String::new(),
-            }],
-            schema_url: String::new(),
-        }],
-    }
-}
+impl Encoder for AsIs {
+    type Item = Bytes;
+    type Error = tonic::Status;
 
-fn spans(t: &RequestTrace) -> impl Iterator<Item = Span> + '_ {
-    let trace_id = trace_id_u128(&t.trace_id).to_be_bytes().to_vec();
-    let trace_state = t.tracestate.clone().unwrap_or_default();
-    t.spans.iter().map(move |s| {
-        let (kind, remote_parent) = match s.kind {
-            SpanKind::Server => (span::SpanKind::Server, s.parent_span_id.is_some()),
-            SpanKind::Client => (span::SpanKind::Client, false),
-        };
-        let mut flags = FLAG_SAMPLED | FLAG_HAS_IS_REMOTE;
-        if remote_parent {
-            flags |= FLAG_IS_REMOTE;
-        }
-        Span {
-            trace_id: trace_id.clone(),
-            span_id: s.span_id.0.to_be_bytes().to_vec(),
-            trace_state: trace_state.clone(),
-            parent_span_id: s
-                .parent_span_id
-                .map(|p| p.0.to_be_bytes().to_vec())
-                .unwrap_or_default(),
-            flags,
-            name: t.span_name(s).into_owned(),
-            kind: kind as i32,
-            start_time_unix_nano: unix_nanos(s.start),
-            end_time_unix_nano: unix_nanos(s.end),
-            attributes: {
-                let mut a = Vec::with_capacity(12);
-                t.for_each_tag(s, |k, v| {
-                    a.push(kv(
-                        k,
-                        match v {
-                            Tag::Int(i) => any_value::Value::IntValue(i),
-                            Tag::Bool(b) => any_value::Value::BoolValue(b),
-                            text => any_value::Value::StringValue(text.text().into_owned()),
-                        },
-                    ))
-                });
-                a
-            },
-            status: s.error.then(|| Status {
-                code: status::StatusCode::Error as i32,
-                message: String::new(),
-            }),
-            ..Default::default()
-        }
-    })
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -222,6 +171,8 @@ mod tests {
         TraceService, TraceServiceServer,
     };
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
+    use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
+    use opentelemetry_proto::tonic::trace::v1::{span, status, Span};
     use tonic::{Request, Response, Status as GrpcStatus};
 
     use super::super::test_support::*;
@@ -234,6 +185,8 @@ mod tests {
         seen: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
         /// Spans to report as rejected in each answer.
         reject: i64,
+        /// Answer every export with this status instead.
+        fail: Option<tonic::Code>,
     }
 
     #[tonic::async_trait]
@@ -243,6 +196,9 @@ mod tests {
             req: Request<ExportTraceServiceRequest>,
         ) -> Result<Response<ExportTraceServiceResponse>, GrpcStatus> {
             self.seen.lock().unwrap().push(req.into_inner());
+            if let Some(code) = self.fail {
+                return Err(GrpcStatus::new(code, "refused"));
+            }
             Ok(Response::new(ExportTraceServiceResponse {
                 partial_success: (self.reject > 0).then(|| ExportTracePartialSuccess {
                     rejected_spans: self.reject,
@@ -398,6 +354,32 @@ mod tests {
         assert_eq!(stats.dropped_export_failed.get(), 1);
     }
 
+    /// The answer's status still reaches the worker as a `tonic::Status`: a refusal is
+    /// the collector's answer, `Unavailable` a broken connection.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn grpc_error_statuses_are_classified_as_before() {
+        for (code, answered) in [
+            (tonic::Code::InvalidArgument, true),
+            (tonic::Code::Unavailable, false),
+        ] {
+            let c = Collector {
+                fail: Some(code),
+                ..Default::default()
+            };
+            let endpoint = serve_grpc(c.clone());
+            let (exp, stats) = started(config(Provider::OpenTelemetry, endpoint));
+            assert!(exp.submit(Arc::new(sample_trace(1, 1))));
+            wait_for("failure counted", || stats.dropped_export_failed.get() == 2).await;
+            assert_eq!(c.seen.lock().unwrap().len(), 1);
+            assert_eq!(stats.spans_sent.get(), 0);
+            assert_eq!(stats.errors.status.get(), u64::from(answered), "{code:?}");
+            assert_eq!(stats.reports_dropped.get(), u64::from(answered));
+            assert_eq!(stats.errors.reset.get(), u64::from(!answered));
+            assert_eq!(stats.reports_failed.get(), u64::from(!answered));
+            exp.drain(Duration::from_secs(1)).await;
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn http_export_posts_protobuf_to_v1_traces() {
         let server = HttpCollector::start(200, None).await;
@@ -439,17 +421,5 @@ mod tests {
         assert_eq!(stats.spans_sent.get(), 0);
         exp.drain(Duration::from_secs(1)).await;
         assert_eq!(server.requests().len(), 1, "not retried");
-    }
-
-    #[test]
-    fn a_skywalking_text_trace_id_maps_to_a_stable_128_bit_id() {
-        let mut t = sample_trace(1, 1);
-        t.trace_id = TraceId::Text("a4ec.79.1621838110455".into());
-        let a: Vec<_> = spans(&t).collect();
-        let b: Vec<_> = spans(&t).collect();
-        assert_eq!(a[0].trace_id.len(), 16);
-        assert_eq!(a[0].trace_id, b[0].trace_id);
-        assert_eq!(a[0].trace_id, a[1].trace_id);
-        assert_ne!(a[0].trace_id, [0u8; 16]);
     }
 }

@@ -1,0 +1,697 @@
+//! The export request written straight in protobuf wire format, into one buffer kept
+//! from batch to batch: the bytes prost gives for the `ExportTraceServiceRequest` the
+//! exporter used to build (same fields, in tag order as prost writes them, proto3
+//! defaults left out, minimal varint lengths), without the message tree. That tree
+//! cost a `Vec` per id and a `String` per name, trace state, attribute key and value,
+//! for every span, all freed again once encoded.
+//!
+//! Field numbers are opentelemetry-proto 0.29's (`trace.proto`, `common.proto`,
+//! `resource.proto`, `trace_service.proto`); the tests hold the bytes to prost's
+//! encoding of the same request.
+
+use std::fmt::{self, Write as _};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use opentelemetry_proto::tonic::trace::v1::{span, status};
+
+use super::super::{trace_id_u128, unix_nanos};
+use crate::trace::{ipv4_text, RequestTrace, SpanKind, Tag};
+
+/// W3C trace flags `sampled`; only sampled requests are exported.
+const FLAG_SAMPLED: u32 = 0x01;
+/// `SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK` / `SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK`:
+/// whether the parent is known to be remote (the server span's caller) or local.
+const FLAG_HAS_IS_REMOTE: u32 = 0x100;
+const FLAG_IS_REMOTE: u32 = 0x200;
+
+const VARINT: u8 = 0;
+const I64: u8 = 1;
+const LEN: u8 = 2;
+const I32: u8 = 5;
+
+/// A field's key, for fields 1 to 15 (one byte).
+const fn key(field: u8, wire_type: u8) -> u8 {
+    field << 3 | wire_type
+}
+
+/// A field's key, for fields 16 to 2047 (two bytes).
+const fn key2(field: u16, wire_type: u8) -> [u8; 2] {
+    let k = field << 3 | wire_type as u16;
+    [k as u8 & 0x7f | 0x80, (k >> 7) as u8]
+}
+
+// ExportTraceServiceRequest.
+const REQUEST_RESOURCE_SPANS: u8 = key(1, LEN);
+// ResourceSpans.
+const RESOURCE_SPANS_RESOURCE: u8 = key(1, LEN);
+const RESOURCE_SPANS_SCOPE_SPANS: u8 = key(2, LEN);
+// Resource.
+const RESOURCE_ATTRIBUTES: u8 = key(1, LEN);
+// ScopeSpans.
+const SCOPE_SPANS_SCOPE: u8 = key(1, LEN);
+const SCOPE_SPANS_SPANS: u8 = key(2, LEN);
+// InstrumentationScope.
+const SCOPE_NAME: u8 = key(1, LEN);
+const SCOPE_VERSION: u8 = key(2, LEN);
+// Span.
+const SPAN_TRACE_ID: u8 = key(1, LEN);
+const SPAN_SPAN_ID: u8 = key(2, LEN);
+const SPAN_TRACE_STATE: u8 = key(3, LEN);
+const SPAN_PARENT_SPAN_ID: u8 = key(4, LEN);
+const SPAN_NAME: u8 = key(5, LEN);
+const SPAN_KIND: u8 = key(6, VARINT);
+const SPAN_START: u8 = key(7, I64);
+const SPAN_END: u8 = key(8, I64);
+const SPAN_ATTRIBUTES: u8 = key(9, LEN);
+const SPAN_STATUS: u8 = key(15, LEN);
+const SPAN_FLAGS: [u8; 2] = key2(16, I32);
+// Status (its `message` stays empty, so left out).
+const STATUS_CODE: u8 = key(3, VARINT);
+// KeyValue.
+const KV_KEY: u8 = key(1, LEN);
+const KV_VALUE: u8 = key(2, LEN);
+// AnyValue (a oneof: the field set is written even when its value is the default).
+const ANY_STRING: u8 = key(1, LEN);
+const ANY_BOOL: u8 = key(2, VARINT);
+const ANY_INT: u8 = key(3, VARINT);
+
+// Enum values below 128: one varint byte each.
+const KIND_SERVER: u8 = span::SpanKind::Server as u8;
+const KIND_CLIENT: u8 = span::SpanKind::Client as u8;
+const STATUS_ERROR: u8 = status::StatusCode::Error as u8;
+const _: () = assert!(
+    (span::SpanKind::Server as i32) < 0x80
+        && (span::SpanKind::Client as i32) < 0x80
+        && (status::StatusCode::Error as i32) < 0x80
+);
+
+/// The scope the gateway's spans are reported under.
+const SCOPE: &str = "higress-gateway";
+
+/// Writes export requests. What every request repeats is encoded once.
+pub(crate) struct Encoder {
+    /// `ResourceSpans.resource`, key and length included.
+    resource: Vec<u8>,
+    /// `ScopeSpans.scope`, key and length included.
+    scope: Vec<u8>,
+    /// Where requests are written. The bytes handed out share its allocation, which
+    /// it takes back for a later batch once they are dropped (after the send).
+    buf: BytesMut,
+    /// The last request's size: the next one starts with that much room.
+    last_len: usize,
+}
+
+impl Encoder {
+    pub(crate) fn new(service: &str, instance: &str) -> Self {
+        let mut b = BytesMut::new();
+        b.put_u8(RESOURCE_SPANS_RESOURCE);
+        let resource = open(&mut b, 1);
+        for (k, v) in [
+            ("service.name", service),
+            ("service.instance.id", instance),
+            ("host.name", instance),
+        ] {
+            put_attr(&mut b, RESOURCE_ATTRIBUTES, k, Tag::Text(v));
+        }
+        close(&mut b, resource);
+        let resource = b.split().to_vec();
+
+        b.put_u8(SCOPE_SPANS_SCOPE);
+        let scope = open(&mut b, 1);
+        put_str(&mut b, SCOPE_NAME, SCOPE);
+        put_str(&mut b, SCOPE_VERSION, env!("CARGO_PKG_VERSION"));
+        close(&mut b, scope);
+        Encoder {
+            resource,
+            scope: b.to_vec(),
+            buf: BytesMut::new(),
+            last_len: 4096,
+        }
+    }
+
+    /// One `ResourceSpans` (the gateway) with one scope holding every span of `batch`.
+    pub(crate) fn request(&mut self, batch: &[Arc<RequestTrace>]) -> Bytes {
+        let buf = &mut self.buf;
+        buf.clear();
+        buf.reserve(self.last_len);
+        buf.put_u8(REQUEST_RESOURCE_SPANS);
+        // Three bytes of length: batches of 16 KiB to 2 MiB, as a loaded gateway's are.
+        let resource_spans = open(buf, 3);
+        buf.put_slice(&self.resource);
+        buf.put_u8(RESOURCE_SPANS_SCOPE_SPANS);
+        let scope_spans = open(buf, 3);
+        buf.put_slice(&self.scope);
+        for t in batch {
+            put_spans(buf, t);
+        }
+        close(buf, scope_spans);
+        close(buf, resource_spans);
+        self.last_len = buf.len();
+        buf.split().freeze()
+    }
+}
+
+/// Each span of `t` as a `ScopeSpans.spans` entry.
+fn put_spans(buf: &mut BytesMut, t: &RequestTrace) {
+    let trace_id = trace_id_u128(&t.trace_id).to_be_bytes();
+    let trace_state = t.tracestate.as_deref().unwrap_or_default();
+    for s in &t.spans {
+        buf.put_u8(SCOPE_SPANS_SPANS);
+        // Two bytes of length: a span with its tags is 128 bytes to 16 KiB.
+        let at = open(buf, 2);
+        buf.put_slice(&[SPAN_TRACE_ID, 16]);
+        buf.put_slice(&trace_id);
+        buf.put_slice(&[SPAN_SPAN_ID, 8]);
+        buf.put_slice(&s.span_id.0.to_be_bytes());
+        put_str(buf, SPAN_TRACE_STATE, trace_state);
+        if let Some(p) = s.parent_span_id {
+            buf.put_slice(&[SPAN_PARENT_SPAN_ID, 8]);
+            buf.put_slice(&p.0.to_be_bytes());
+        }
+        put_str(buf, SPAN_NAME, &t.span_name(s));
+        let (kind, remote_parent) = match s.kind {
+            SpanKind::Server => (KIND_SERVER, s.parent_span_id.is_some()),
+            SpanKind::Client => (KIND_CLIENT, false),
+        };
+        buf.put_slice(&[SPAN_KIND, kind]);
+        put_fixed64(buf, SPAN_START, unix_nanos(s.start));
+        put_fixed64(buf, SPAN_END, unix_nanos(s.end));
+        t.for_each_tag(s, |k, v| put_attr(buf, SPAN_ATTRIBUTES, k, v));
+        if s.error {
+            buf.put_slice(&[SPAN_STATUS, 2, STATUS_CODE, STATUS_ERROR]);
+        }
+        let mut flags = FLAG_SAMPLED | FLAG_HAS_IS_REMOTE;
+        if remote_parent {
+            flags |= FLAG_IS_REMOTE;
+        }
+        buf.put_slice(&SPAN_FLAGS);
+        buf.put_u32_le(flags);
+        close(buf, at);
+    }
+}
+
+/// An `AnyValue`.
+#[derive(Clone, Copy)]
+enum Value<'a> {
+    Str(&'a str),
+    Int(i64),
+    Bool(bool),
+}
+
+/// A tag as a `KeyValue` in field `field` (the resource's or a span's attributes).
+fn put_attr(buf: &mut BytesMut, field: u8, key: &str, v: Tag<'_>) {
+    let value = match v {
+        Tag::Lit(s) | Tag::Text(s) => Value::Str(s),
+        Tag::Int(i) => Value::Int(i),
+        Tag::Bool(b) => Value::Bool(b),
+        Tag::Addr(_) | Tag::Ip(_) => {
+            let mut text = StackText::default();
+            match text.address(v) {
+                Some(s) => put_kv(buf, field, key, Value::Str(s)),
+                None => put_kv(buf, field, key, Value::Str(&v.text())),
+            }
+            return;
+        }
+    };
+    put_kv(buf, field, key, value);
+}
+
+fn put_kv(buf: &mut BytesMut, field: u8, key: &str, value: Value<'_>) {
+    // The lengths are known before writing, so nothing is moved afterwards.
+    let any_len = 1 + match value {
+        Value::Str(s) => varint_len(s.len() as u64) + s.len(),
+        Value::Int(i) => varint_len(i as u64),
+        Value::Bool(_) => 1,
+    };
+    let key_len = if key.is_empty() {
+        0
+    } else {
+        1 + varint_len(key.len() as u64) + key.len()
+    };
+    let kv_len = key_len + 1 + varint_len(any_len as u64) + any_len;
+    buf.reserve(1 + varint_len(kv_len as u64) + kv_len);
+    buf.put_u8(field);
+    put_varint(buf, kv_len as u64);
+    put_str(buf, KV_KEY, key);
+    buf.put_u8(KV_VALUE);
+    put_varint(buf, any_len as u64);
+    match value {
+        Value::Str(s) => {
+            buf.put_u8(ANY_STRING);
+            put_varint(buf, s.len() as u64);
+            buf.put_slice(s.as_bytes());
+        }
+        // int64: negative numbers as their two's complement, ten bytes.
+        Value::Int(i) => {
+            buf.put_u8(ANY_INT);
+            put_varint(buf, i as u64);
+        }
+        Value::Bool(b) => buf.put_slice(&[ANY_BOOL, b.into()]),
+    }
+}
+
+/// A string field, left out when empty (proto3's default).
+fn put_str(buf: &mut BytesMut, key: u8, s: &str) {
+    if s.is_empty() {
+        return;
+    }
+    buf.put_u8(key);
+    put_varint(buf, s.len() as u64);
+    buf.put_slice(s.as_bytes());
+}
+
+/// A fixed64 field, left out when 0 (proto3's default).
+fn put_fixed64(buf: &mut BytesMut, key: u8, v: u64) {
+    if v != 0 {
+        buf.put_u8(key);
+        buf.put_u64_le(v);
+    }
+}
+
+fn varint_len(v: u64) -> usize {
+    // Seven bits a byte; 0 takes one.
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// `v` as a varint at the start of `out`; returns its length.
+fn varint(mut v: u64, out: &mut [u8; 10]) -> usize {
+    let mut n = 0;
+    while v >= 0x80 {
+        out[n] = v as u8 | 0x80;
+        v >>= 7;
+        n += 1;
+    }
+    out[n] = v as u8;
+    n + 1
+}
+
+fn put_varint(buf: &mut BytesMut, v: u64) {
+    let mut b = [0; 10];
+    let n = varint(v, &mut b);
+    buf.put_slice(&b[..n]);
+}
+
+/// A length-delimited message being written: where its length goes, and the bytes
+/// set aside for it.
+struct Open {
+    at: usize,
+    room: usize,
+}
+
+/// Set aside `room` bytes for the length of the message about to be written: the
+/// varint size it most likely needs, so that usually nothing moves.
+fn open(buf: &mut BytesMut, room: usize) -> Open {
+    let at = buf.len();
+    buf.put_bytes(0, room);
+    Open { at, room }
+}
+
+/// Write the length of the message written since `open` in front of it, as a
+/// minimal varint; the message moves when that takes more or fewer bytes than were
+/// set aside (no padded varints: not every decoder takes them).
+fn close(buf: &mut BytesMut, o: Open) {
+    let body = o.at + o.room;
+    let len = buf.len() - body;
+    let mut v = [0; 10];
+    let n = varint(len as u64, &mut v);
+    if n != o.room {
+        let end = buf.len();
+        if n > o.room {
+            buf.resize(end + n - o.room, 0);
+        }
+        buf.copy_within(body..end, o.at + n);
+        buf.truncate(o.at + n + len);
+    }
+    buf[o.at..o.at + n].copy_from_slice(&v[..n]);
+}
+
+/// An address's text, as [`Tag::text`] gives it, made on the stack.
+struct StackText {
+    /// The longest, `[v6%scope]:port`, takes 58 bytes.
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl Default for StackText {
+    fn default() -> Self {
+        StackText {
+            buf: [0; 64],
+            len: 0,
+        }
+    }
+}
+
+impl fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+impl StackText {
+    /// The text of an address tag (`None`: not an address, or it did not fit).
+    fn address(&mut self, v: Tag<'_>) -> Option<&str> {
+        // IPv4 without `fmt`, as `Tag::text` writes it (see `push_ipv4`).
+        let written = match v {
+            Tag::Addr(SocketAddr::V4(a)) => self
+                .write_str(ipv4_text(&mut [0; 15], *a.ip()))
+                .and_then(|()| self.write_char(':'))
+                .and_then(|()| self.write_str(itoa::Buffer::new().format(a.port()))),
+            Tag::Ip(IpAddr::V4(ip)) => self.write_str(ipv4_text(&mut [0; 15], ip)),
+            Tag::Addr(a) => write!(self, "{a}"),
+            Tag::Ip(ip) => write!(self, "{ip}"),
+            _ => Err(fmt::Error),
+        };
+        written.ok()?;
+        // Only whole `str`s were copied in.
+        std::str::from_utf8(&self.buf[..self.len]).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::time::Duration;
+
+    use http::{HeaderValue, Method};
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{
+        any_value, AnyValue, InstrumentationScope, KeyValue,
+    };
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+    use prost::Message;
+
+    use super::*;
+    use crate::export::test_support::{sample_trace, t0};
+    use crate::trace::{AttrValue, HttpFacts, Provider, SpanId, TraceId};
+
+    // The request as the exporter built it before, from prost's types: what the
+    // encoder's bytes must decode to.
+
+    fn kv(key: &str, v: any_value::Value) -> KeyValue {
+        KeyValue {
+            key: key.to_string(),
+            value: Some(AnyValue { value: Some(v) }),
+        }
+    }
+
+    fn resource(service: &str, instance: &str) -> Resource {
+        Resource {
+            attributes: vec![
+                kv(
+                    "service.name",
+                    any_value::Value::StringValue(service.into()),
+                ),
+                kv(
+                    "service.instance.id",
+                    any_value::Value::StringValue(instance.into()),
+                ),
+                kv("host.name", any_value::Value::StringValue(instance.into())),
+            ],
+            ..Default::default()
+        }
+    }
+
+    fn request(resource: &Resource, batch: &[Arc<RequestTrace>]) -> ExportTraceServiceRequest {
+        let spans = batch.iter().flat_map(|t| spans(t)).collect();
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(resource.clone()),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(InstrumentationScope {
+                        name: "higress-gateway".into(),
+                        version: env!("CARGO_PKG_VERSION").into(),
+                        ..Default::default()
+                    }),
+                    spans,
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            }],
+        }
+    }
+
+    fn spans(t: &RequestTrace) -> impl Iterator<Item = Span> + '_ {
+        let trace_id = trace_id_u128(&t.trace_id).to_be_bytes().to_vec();
+        let trace_state = t.tracestate.clone().unwrap_or_default();
+        t.spans.iter().map(move |s| {
+            let (kind, remote_parent) = match s.kind {
+                SpanKind::Server => (span::SpanKind::Server, s.parent_span_id.is_some()),
+                SpanKind::Client => (span::SpanKind::Client, false),
+            };
+            let mut flags = FLAG_SAMPLED | FLAG_HAS_IS_REMOTE;
+            if remote_parent {
+                flags |= FLAG_IS_REMOTE;
+            }
+            Span {
+                trace_id: trace_id.clone(),
+                span_id: s.span_id.0.to_be_bytes().to_vec(),
+                trace_state: trace_state.clone(),
+                parent_span_id: s
+                    .parent_span_id
+                    .map(|p| p.0.to_be_bytes().to_vec())
+                    .unwrap_or_default(),
+                flags,
+                name: t.span_name(s).into_owned(),
+                kind: kind as i32,
+                start_time_unix_nano: unix_nanos(s.start),
+                end_time_unix_nano: unix_nanos(s.end),
+                attributes: {
+                    let mut a = Vec::with_capacity(12);
+                    t.for_each_tag(s, |k, v| {
+                        a.push(kv(
+                            k,
+                            match v {
+                                Tag::Int(i) => any_value::Value::IntValue(i),
+                                Tag::Bool(b) => any_value::Value::BoolValue(b),
+                                text => any_value::Value::StringValue(text.text().into_owned()),
+                            },
+                        ))
+                    });
+                    a
+                },
+                status: s.error.then(|| Status {
+                    code: status::StatusCode::Error as i32,
+                    message: String::new(),
+                }),
+                ..Default::default()
+            }
+        })
+    }
+
+    /// Encoded, then decoded by prost: equal to the old request, and byte for byte
+    /// what prost writes for it (same field order, defaults left out, minimal
+    /// lengths).
+    /// Returns the request's size.
+    fn assert_as_prost(
+        enc: &mut Encoder,
+        service: &str,
+        instance: &str,
+        batch: &[RequestTrace],
+    ) -> usize {
+        let batch: Vec<_> = batch.iter().cloned().map(Arc::new).collect();
+        let got = enc.request(&batch);
+        let want = request(&resource(service, instance), &batch);
+        assert_eq!(
+            ExportTraceServiceRequest::decode(got.clone()).unwrap(),
+            want
+        );
+        assert!(got == want.encode_to_vec(), "bytes differ from prost's");
+        got.len()
+    }
+
+    fn facts(provider: Option<Provider>) -> HttpFacts {
+        let url = "http://shop.example/items/7?color=red";
+        HttpFacts {
+            provider,
+            method: Method::POST,
+            path: 19..27,
+            url: url.into(),
+            protocol: "HTTP/1.1",
+            status: 503,
+            flags: Cow::Borrowed("UF"),
+            cluster: Some("outbound|80||shop.default.svc.cluster.local".into()),
+            route: Some("/items".into()),
+            request_id: Some(HeaderValue::from_static("req-1")),
+            peer: Some("10.1.2.3:5000".parse().unwrap()),
+        }
+    }
+
+    /// Requests as the gateway records them (with facts, in every vocabulary) and as
+    /// the demo and tests do (named and tagged span by span), in the shapes that
+    /// change what is written.
+    fn traces() -> Vec<RequestTrace> {
+        let providers = [
+            Some(Provider::SkyWalking),
+            Some(Provider::Zipkin),
+            Some(Provider::OpenTelemetry),
+            None,
+        ];
+        let mut out = Vec::new();
+        for (i, p) in providers.into_iter().enumerate() {
+            // A W3C parent with tracestate; a plain client; an IPv6 client.
+            let mut t = sample_trace(i as u64, 2);
+            t.http = Some(facts(p));
+            t.trace_id = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+            t.spans[0].parent_span_id = Some(SpanId(0x00f0_67aa_0ba9_02b7));
+            t.tracestate = Some("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7".into());
+            t.spans[1].status = 502;
+            t.spans[1].error = true;
+            t.spans[2].peer = Some("[2001:db8::7]:8443".parse().unwrap());
+            out.push(t);
+
+            // A new trace: no parent, no tracestate, no answer, IPv6 downstream and
+            // upstream with a scope id, escapes and non-ASCII text everywhere.
+            let mut t = sample_trace(10 + i as u64, 1);
+            let url = "https://h\u{e9}.example/caf\u{e9}/\"q\"\\x?\u{1f600}=\n\t";
+            let mut f = facts(p);
+            f.method = Method::from_bytes(b"PURGE").unwrap();
+            f.path = url.find("/caf").unwrap()..url.find('?').unwrap();
+            f.url = url.into();
+            f.status = 0;
+            f.flags = Cow::Owned("UF,URX".into());
+            f.cluster = None;
+            f.route = (i % 2 == 0).then(|| "/caf\u{e9}/{id}\u{0}".into());
+            // Not text: left out.
+            f.request_id = (i % 2 == 1).then(|| HeaderValue::from_bytes(b"r\xe9q").unwrap());
+            f.peer = Some("[fe80::1%2]:5000".parse().unwrap());
+            t.http = Some(f);
+            t.spans[0].error = false;
+            t.spans[1].peer = Some("[fe80::1:2%4294967295]:65535".parse().unwrap());
+            t.tracestate = Some(String::new());
+            out.push(t);
+        }
+
+        // No facts: own names and attributes of every kind.
+        let mut t = sample_trace(20, 2);
+        t.trace_id = TraceId::Text("a4ec.79.1621838110455".into());
+        t.tracestate = Some("k=v".into());
+        t.spans[0].name = "GET /a\"b\\c\n\u{1}\u{e9}\u{1f600}".into();
+        t.spans[0].attributes = vec![
+            ("neg".into(), AttrValue::Int(-1)),
+            ("min".into(), AttrValue::Int(i64::MIN)),
+            ("max".into(), AttrValue::Int(i64::MAX)),
+            ("zero".into(), AttrValue::Int(0)),
+            ("no".into(), AttrValue::Bool(false)),
+            ("empty".into(), AttrValue::Str("".into())),
+            ("".into(), AttrValue::Str("keyless".into())),
+            (
+                "s".into(),
+                AttrValue::Shared("a\"\\b \u{65e5}\u{672c}".into()),
+            ),
+            ("a4".into(), AttrValue::Addr("10.0.0.1:80".parse().unwrap())),
+            ("a6".into(), AttrValue::Addr("[::1]:9000".parse().unwrap())),
+            ("i4".into(), AttrValue::Ip("192.168.100.7".parse().unwrap())),
+            ("i6".into(), AttrValue::Ip("fe80::1".parse().unwrap())),
+            (
+                "v4in6".into(),
+                AttrValue::Ip("::ffff:10.1.2.3".parse().unwrap()),
+            ),
+            ("k\u{e9}y".into(), AttrValue::Str("x".repeat(200).into())),
+        ];
+        // A span under 128 bytes (one byte of length), a nameless one, times at or
+        // before the epoch (0, left out).
+        t.spans[1].attributes.clear();
+        t.spans[1].name.clear();
+        t.spans[2].start = std::time::UNIX_EPOCH - Duration::from_secs(1);
+        t.spans[2].end = std::time::UNIX_EPOCH;
+        out.push(t);
+
+        // A span over 16 KiB (three bytes of length).
+        let mut t = sample_trace(21, 0);
+        t.trace_id = TraceId::Hex(0);
+        t.spans[0].attributes.push((
+            "big".into(),
+            AttrValue::Shared("\u{e9}".repeat(10_000).into()),
+        ));
+        out.push(t);
+        out
+    }
+
+    #[test]
+    fn requests_are_prosts_encoding_of_the_old_request() {
+        let all = traces();
+        let mut enc = Encoder::new("higress-gateway.higress-system", "gw-0");
+        let service = "higress-gateway.higress-system";
+        // Each alone, and none: small requests, whose lengths take fewer bytes than
+        // set aside. Then all in one.
+        for t in &all {
+            assert_as_prost(&mut enc, service, "gw-0", std::slice::from_ref(t));
+        }
+        assert!(assert_as_prost(&mut enc, service, "gw-0", &[]) < 1 << 14);
+        assert!(assert_as_prost(&mut enc, service, "gw-0", &all) > 1 << 14);
+        // Over 2 MiB: four bytes of length, more than set aside.
+        let big: Vec<_> = (0..100).flat_map(|_| all.iter().cloned()).collect();
+        assert!(assert_as_prost(&mut enc, service, "gw-0", &big) > 1 << 21);
+
+        let (service, instance) = ("caf\u{e9} \"gw\"\n", "");
+        let mut enc = Encoder::new(service, instance);
+        assert_as_prost(&mut enc, service, instance, &all[..2]);
+    }
+
+    #[test]
+    fn a_request_handed_out_is_not_touched_by_the_next() {
+        let mut enc = Encoder::new("svc", "gw-0");
+        let all: Vec<_> = traces().into_iter().map(Arc::new).collect();
+        let first = enc.request(&all[..3]);
+        let copy = first.to_vec();
+        let second = enc.request(&all[3..]);
+        assert_eq!(first, copy);
+        assert_eq!(
+            ExportTraceServiceRequest::decode(second).unwrap(),
+            request(&resource("svc", "gw-0"), &all[3..])
+        );
+        drop(first);
+        // Its room taken back, the buffer writes the same request again.
+        assert_eq!(enc.request(&all[..3]), copy);
+    }
+
+    #[test]
+    fn lengths_are_minimal_varints_whatever_room_was_set_aside() {
+        for len in [0, 1, 127, 128, 300, 16_383, 16_384, 2_097_151, 2_097_152] {
+            for room in 1..=3 {
+                let mut buf = BytesMut::new();
+                buf.put_slice(b"ab");
+                let o = open(&mut buf, room);
+                buf.put_bytes(7, len);
+                close(&mut buf, o);
+                let mut want = b"ab".to_vec();
+                prost::encoding::encode_varint(len as u64, &mut want);
+                want.resize(want.len() + len, 7);
+                assert!(buf[..] == want[..], "len {len}, room {room}");
+                assert_eq!(varint_len(len as u64), want.len() - 2 - len);
+            }
+        }
+        assert_eq!(varint_len(u64::MAX), 10);
+        let mut b = [0; 10];
+        assert_eq!(varint(u64::from(16u8 << 3 | I32), &mut b), 2);
+        assert_eq!(b[..2], SPAN_FLAGS);
+    }
+
+    #[test]
+    fn a_skywalking_text_trace_id_maps_to_a_stable_128_bit_id() {
+        let mut t = sample_trace(1, 1);
+        t.trace_id = TraceId::Text("a4ec.79.1621838110455".into());
+        let batch = [Arc::new(t)];
+        let mut enc = Encoder::new("svc", "gw-0");
+        let decode = |b: Bytes| {
+            let req = ExportTraceServiceRequest::decode(b).unwrap();
+            req.resource_spans[0].scope_spans[0].spans.clone()
+        };
+        let a = decode(enc.request(&batch));
+        let b = decode(enc.request(&batch));
+        assert_eq!(a[0].trace_id.len(), 16);
+        assert_eq!(a[0].trace_id, b[0].trace_id);
+        assert_eq!(a[0].trace_id, a[1].trace_id);
+        assert_ne!(a[0].trace_id, [0u8; 16]);
+        assert_eq!(a[0].start_time_unix_nano, unix_nanos(t0()));
+    }
+}
