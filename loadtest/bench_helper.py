@@ -986,7 +986,7 @@ CG_VERSUS = {
     "gw-keyauth": ("gateway", "native key-auth + key-rate-limit", 1.05),
     "gw-redis-limit": ("gateway", "cluster-key-rate-limit, one Redis EVAL a request", None),
     "gw-knative": ("gateway", "KIngress 50/50 split, revision headers per split", None),
-    "gw-trace": ("gateway", "tracing 100%, Zipkin", None),
+    "gw-trace": ("gateway", "tracing 100%, Zipkin", 1.10),
     "gw-otlp": ("gateway", "tracing 100%, OTLP gRPC", 1.10),
     "gw-sw": ("gateway", "tracing 100%, SkyWalking", 1.10),
     "gw-trace1": ("gateway", "tracing 1%, Zipkin", 1.01),
