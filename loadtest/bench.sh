@@ -714,20 +714,20 @@ echo "== tracing rows (each gateway's exporter counters) =="
 sent=$(wait_metric gw-trace '^envoy_tracing_zipkin_spans_sent ')
 echo "gw-trace: $sent spans sent, $(dropped gw-trace zipkin) dropped;" \
   "$(cat "$TMP/zipkin-spans.txt" 2>/dev/null || echo 0) spans reached the Zipkin collector (with gw-trace1's)"
-sent=$(wait_metric gw-otlp '^envoy_tracing_opentelemetry_spans_sent ')
-echo "gw-otlp: $sent spans sent to the OTLP gRPC collector, $(dropped gw-otlp opentelemetry) dropped"
-if ((sent == 0)); then
-  echo "bench.sh: gw-otlp sent no span to the OTLP collector" >&2
-  show_log otlp-collector "$TMP/otlp-collector.log"
-  status=1
-fi
-sent=$(wait_metric gw-sw '^envoy_tracing_skywalking_segments_sent ')
-echo "gw-sw: $sent segments sent to the SkyWalking collector, $(dropped gw-sw skywalking) dropped"
-if ((sent == 0)); then
-  echo "bench.sh: gw-sw sent no segment to the SkyWalking collector" >&2
-  show_log sw-collector "$TMP/sw-collector.log"
-  status=1
-fi
+must_send() { # row provider metric unit collector-name collector-log
+  local sent
+  sent=$(wait_metric "$1" "^$3 ")
+  echo "$1: $sent $4 sent to the $5, $(dropped "$1" "$2") dropped"
+  if ((sent == 0)); then
+    echo "bench.sh: $1 sent no $4 to the $5" >&2
+    show_log "$5" "$6"
+    status=1
+  fi
+}
+must_send gw-otlp opentelemetry envoy_tracing_opentelemetry_spans_sent spans \
+  "OTLP gRPC collector" "$TMP/otlp-collector.log"
+must_send gw-sw skywalking envoy_tracing_skywalking_segments_sent segments \
+  "SkyWalking collector" "$TMP/sw-collector.log"
 sent=$(wait_metric gw-trace1 '^envoy_tracing_zipkin_spans_sent ')
 reqs=$(metric gw-trace1 '^envoy_http_downstream_rq_total')
 echo "gw-trace1: $sent spans sent for $reqs requests" \

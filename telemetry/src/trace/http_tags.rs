@@ -233,6 +233,25 @@ fn shared_tags<'a>(f: &'a HttpFacts, mut tag: impl FnMut(&'a str, Tag<'a>)) {
     }
 }
 
+/// The facts the tests of the tags and of the exporters' encodings share: a POST whose
+/// URL has a query, a cluster, a route, flags and a request id.
+#[cfg(test)]
+pub(crate) fn sample_facts(provider: Option<Provider>) -> HttpFacts {
+    HttpFacts {
+        provider,
+        method: Method::POST,
+        path: 19..27,
+        url: "http://shop.example/items/7?color=red".into(),
+        protocol: "HTTP/1.1",
+        status: 503,
+        flags: Cow::Borrowed("UF"),
+        cluster: Some("outbound|80||shop.default.svc.cluster.local".into()),
+        route: Some("/items".into()),
+        request_id: Some(HeaderValue::from_static("req-1")),
+        peer: Some("10.1.2.3:5000".parse().unwrap()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
@@ -251,7 +270,6 @@ mod tests {
     }
 
     fn trace(provider: Option<Provider>) -> RequestTrace {
-        let url: Arc<str> = "http://shop.example/items/7?color=red".into();
         let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let server = SpanId(1);
         let span = |kind, id, status, peer: &str| Span {
@@ -275,19 +293,7 @@ mod tests {
             ],
             sw_parent: None,
             tracestate: None,
-            http: Some(HttpFacts {
-                provider,
-                method: Method::POST,
-                path: 19..27,
-                url,
-                protocol: "HTTP/1.1",
-                status: 503,
-                flags: Cow::Borrowed("UF"),
-                cluster: Some("outbound|80||shop.default.svc.cluster.local".into()),
-                route: Some("/items".into()),
-                request_id: Some(HeaderValue::from_static("req-1")),
-                peer: Some("10.1.2.3:5000".parse().unwrap()),
-            }),
+            http: Some(sample_facts(provider)),
         }
     }
 

@@ -4,7 +4,7 @@
 
 pub mod b3;
 pub mod context;
-mod http_tags;
+pub(crate) mod http_tags;
 pub mod ids;
 pub mod provider;
 pub mod sampler;

@@ -509,20 +509,7 @@ mod tests {
     }
 
     fn facts(provider: Option<Provider>) -> HttpFacts {
-        let url = "http://shop.example/items/7?color=red";
-        HttpFacts {
-            provider,
-            method: Method::POST,
-            path: 19..27,
-            url: url.into(),
-            protocol: "HTTP/1.1",
-            status: 503,
-            flags: Cow::Borrowed("UF"),
-            cluster: Some("outbound|80||shop.default.svc.cluster.local".into()),
-            route: Some("/items".into()),
-            request_id: Some(HeaderValue::from_static("req-1")),
-            peer: Some("10.1.2.3:5000".parse().unwrap()),
-        }
+        crate::trace::http_tags::sample_facts(provider)
     }
 
     /// Requests as the gateway records them (with facts, in every vocabulary) and as
