@@ -103,6 +103,21 @@ impl Tracer {
         }
     }
 
+    /// Whether a request starting now should record its spans: not while the
+    /// exporter's queue is full (they would only be dropped). The demo's tracer, with no
+    /// exporter, always records (for `/debug/traces`).
+    pub fn has_room(&self) -> bool {
+        self.exporter.as_ref().is_none_or(Exporter::has_room)
+    }
+
+    /// Count the spans of a request that was sampled but not recorded (see
+    /// [`Tracer::has_room`]) as dropped for a full queue.
+    pub fn dropped(&self, spans: u64) {
+        if let Some(e) = &self.exporter {
+            e.dropped(spans);
+        }
+    }
+
     /// Drain a replaced tracer's exporter once no request uses the tracer any more.
     pub fn retire(tracer: Arc<Tracer>) {
         tokio::spawn(async move {

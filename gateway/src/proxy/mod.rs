@@ -972,10 +972,10 @@ impl ProxyHttp for Gateway {
             info.response_size = session.body_bytes_sent() as u64;
             w.on_log(session);
         }
-        let trace_id = ctx
-            .trace
-            .take()
-            .map(|t| self.finish_trace(session, ctx, t, status));
+        let trace_id = ctx.trace.take().map(|t| match t.records() {
+            true => self.finish_trace(session, ctx, t, status),
+            false => t.drop_unrecorded(),
+        });
         if self.access_log.enabled() {
             self.access_log
                 .write(access_log::line(session, ctx, status, trace_id.as_deref()));

@@ -44,6 +44,10 @@ pub struct RequestSpans {
     random_trace_id: bool,
     start: SystemTime,
     attempts: Vec<Attempt>,
+    /// `false`: sampled, and its context goes upstream as such, but the exporter's
+    /// queue was full when it started: its spans are counted as dropped at the end
+    /// instead of being built only to be dropped.
+    record: bool,
 }
 
 /// What the finished server span reports: shared handles, nothing formatted (the
@@ -142,7 +146,19 @@ impl RequestSpans {
             random_trace_id,
             start: SystemTime::now() - started.elapsed(),
             attempts: Vec::new(),
+            record: tracer.has_room(),
         }))
+    }
+
+    /// Whether the spans will be built and submitted at the end (see `record`).
+    pub fn records(&self) -> bool {
+        self.record
+    }
+
+    /// A request that is not recorded ends: its spans count as dropped.
+    pub fn drop_unrecorded(mut self: Box<Self>) -> String {
+        self.tracer.dropped(1 + self.attempts.len() as u64);
+        std::mem::take(&mut self.trace_text)
     }
 
     /// The trace id as the access log and exemplars show it.
@@ -152,7 +168,12 @@ impl RequestSpans {
 
     /// An upstream attempt begins; one before it that did not finish has failed.
     pub fn begin_attempt(&mut self, peer: SocketAddr) {
-        let now = SystemTime::now();
+        // An unrecorded request needs the attempt's id (it goes upstream), not its times.
+        let now = if self.record {
+            SystemTime::now()
+        } else {
+            SystemTime::UNIX_EPOCH
+        };
         if let Some(prev) = self.attempts.last_mut() {
             if prev.end.is_none() {
                 prev.end = Some(now);
@@ -170,6 +191,9 @@ impl RequestSpans {
 
     /// The current attempt's response is complete.
     pub fn attempt_done(&mut self) {
+        if !self.record {
+            return;
+        }
         if let Some(a) = self.attempts.last_mut() {
             a.end.get_or_insert_with(SystemTime::now);
         }

@@ -163,6 +163,19 @@ impl Exporter {
         self.provider
     }
 
+    /// Whether a trace submitted now would be queued: `false` while the queue is
+    /// full (the collector down or slower than the traffic). A request that starts then
+    /// need not record spans only to have them dropped; it counts them with
+    /// [`Exporter::dropped`].
+    pub fn has_room(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) < self.capacity
+    }
+
+    /// Count `spans` dropped because the queue was full, without submitting them.
+    pub fn dropped(&self, spans: u64) {
+        self.stats.dropped_queue_full.add(spans);
+    }
+
     /// Queue a finished request's spans. Never blocks and needs no runtime, so any
     /// thread may call it. `false`: dropped (queue full) and counted.
     pub fn submit(&self, t: Arc<RequestTrace>) -> bool {

@@ -374,11 +374,16 @@ mod tests {
             ..config(Provider::Zipkin, addr.to_string())
         };
         let (exp, stats) = started(cfg);
+        assert!(exp.has_room());
         let accepted = (0..4)
             .filter(|&i| exp.submit(Arc::new(sample_trace(i, 1))))
             .count();
         assert_eq!(accepted, 2);
         assert_eq!(stats.dropped_queue_full.get(), 4);
+        // Full: a request starting now is told so, and counts what it did not record.
+        assert!(!exp.has_room());
+        exp.dropped(3);
+        assert_eq!(stats.dropped_queue_full.get(), 7);
         // The scenario, not a wait: the collector stays down for a few refused connects.
         tokio::time::sleep(Duration::from_millis(700)).await;
         assert!(
@@ -392,11 +397,12 @@ mod tests {
         })
         .await;
         assert_eq!(spans_posted(&server).len(), 4);
+        assert!(exp.has_room());
         assert!(exp.submit(Arc::new(sample_trace(10, 1))), "room again");
         exp.drain(Duration::from_secs(5)).await;
         assert_eq!(spans_posted(&server).len(), 6);
         assert_eq!(stats.dropped_export_failed.get(), 0);
-        assert_eq!(stats.dropped_queue_full.get(), 6);
+        assert_eq!(stats.dropped_queue_full.get(), 9);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
