@@ -3,7 +3,7 @@
 
 use http::{HeaderName, HeaderValue};
 
-use super::memory::{code, give, ok, read, write_u32, Ret};
+use super::memory::{code, give, ok, read, two_slices, write_u32, Ret};
 use super::state::HostState;
 use crate::wasm::abi::{self, map, Pairs, Status};
 use crate::wasm::stream::StreamView;
@@ -223,7 +223,19 @@ fn edit_header(
     key: &[u8],
     edit: Edit<'_>,
 ) -> Result<(), Status> {
-    let key = lower(key);
+    let mut buf = [0u8; 64];
+    let lowered;
+    let key: &[u8] = match buf.get_mut(..key.len()) {
+        Some(b) => {
+            b.copy_from_slice(key);
+            b.make_ascii_lowercase();
+            b
+        }
+        None => {
+            lowered = lower(key);
+            &lowered
+        }
+    };
     let v = match map_type {
         map::REQUEST_HEADERS | map::RESPONSE_HEADERS => state.view().ok_or(Status::BadArgument)?,
         map::REQUEST_TRAILERS | map::RESPONSE_TRAILERS => return Err(Status::NotFound),
@@ -306,16 +318,17 @@ fn add_or_replace(
     (vp, vl): (i32, i32),
     replace: bool,
 ) -> Ret {
-    let (key, val) = match (read(c, kp, kl), read(c, vp, vl)) {
-        (Ok(k), Ok(v)) => (k, v),
-        (Err(s), _) | (_, Err(s)) => return ok(s),
+    // Plugins add headers on most requests: name and value are read in place.
+    let (key, val, state) = match two_slices(c, (kp, kl), (vp, vl)) {
+        Ok(t) => t,
+        Err(s) => return ok(s),
     };
     let edit = if replace {
-        Edit::Replace(&val)
+        Edit::Replace(val)
     } else {
-        Edit::Add(&val)
+        Edit::Add(val)
     };
-    code(edit_header(c.data_mut(), mt, &key, edit))
+    code(edit_header(state, mt, key, edit))
 }
 
 host_fns! { "env" -> Ret;

@@ -25,6 +25,27 @@ fn mem(caller: &Caller<'_, HostState>) -> Result<Memory, Status> {
     caller.data().memory.ok_or(Status::InvalidMemoryAccess)
 }
 
+/// Two ranges of guest memory, borrowed beside the host state: for host calls that
+/// only look at their arguments (a header's name and value), no copies.
+pub(super) fn two_slices<'a>(
+    caller: &'a mut Caller<'_, HostState>,
+    (ap, al): (i32, i32),
+    (bp, bl): (i32, i32),
+) -> Result<(&'a [u8], &'a [u8], &'a mut HostState), Status> {
+    let m = mem(caller)?;
+    let (data, state) = m.data_and_store_mut(caller);
+    let data: &'a [u8] = data;
+    let range = |p: i32, l: i32| -> Result<&'a [u8], Status> {
+        let (p, l) = (p as u32 as usize, l as u32 as usize);
+        if l == 0 {
+            return Ok(&[]);
+        }
+        data.get(p..p.checked_add(l).ok_or(Status::InvalidMemoryAccess)?)
+            .ok_or(Status::InvalidMemoryAccess)
+    };
+    Ok((range(ap, al)?, range(bp, bl)?, state))
+}
+
 /// A copy of guest memory `[ptr, ptr+len)`; `(0, 0)` is empty.
 pub(super) fn read(caller: &Caller<'_, HostState>, ptr: i32, len: i32) -> Result<Vec<u8>, Status> {
     let (p, l) = (ptr as u32 as usize, len as u32 as usize);
