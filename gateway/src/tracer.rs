@@ -104,7 +104,8 @@ impl Tracer {
     }
 
     /// Whether a request starting now should record its spans: not while the
-    /// exporter's queue is full (they would only be dropped). The demo's tracer, with no
+    /// exporter's queue is full or its collector refuses connections (they would
+    /// only be dropped). The demo's tracer, with no
     /// exporter, always records (for `/debug/traces`).
     pub fn has_room(&self) -> bool {
         self.exporter.as_ref().is_none_or(Exporter::has_room)

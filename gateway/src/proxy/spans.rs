@@ -44,8 +44,8 @@ pub struct RequestSpans {
     random_trace_id: bool,
     start: SystemTime,
     attempts: Vec<Attempt>,
-    /// `false`: sampled, and its context goes upstream as such, but the exporter's
-    /// queue was full when it started: its spans are counted as dropped at the end
+    /// `false`: sampled, and its context goes upstream as such, but the exporter had
+    /// no room when it started (queue full, collector refusing): its spans are counted as dropped at the end
     /// instead of being built only to be dropped.
     record: bool,
 }

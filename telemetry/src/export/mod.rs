@@ -24,11 +24,11 @@ mod zipkin;
 #[cfg(test)]
 mod test_support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::stats::{Counter, Gauge};
@@ -104,11 +104,8 @@ pub struct ExportErrors {
 pub struct Exporter {
     provider: Provider,
     tx: mpsc::Sender<Arc<RequestTrace>>,
-    /// Requests queued or in flight; the capacity check (the channel alone can't
-    /// count the batch the task holds while the collector is down).
-    queued: Arc<AtomicUsize>,
-    /// Wakes the task when a batch's worth is queued (see `worker::Worker::fill`).
-    batch_ready: Arc<Notify>,
+    /// The queue count, the batch wake-up and whether the collector is reachable.
+    shared: Arc<worker::Shared>,
     capacity: usize,
     stats: ExportStats,
     /// `Some(deadline)` asks the task to finish; dropping it (the exporter dropped
@@ -121,7 +118,7 @@ impl std::fmt::Debug for Exporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Exporter")
             .field("provider", &self.provider)
-            .field("queued", &self.queued.load(Ordering::Relaxed))
+            .field("queued", &self.shared.queued.load(Ordering::Relaxed))
             .field("capacity", &self.capacity)
             .finish()
     }
@@ -134,24 +131,21 @@ impl Exporter {
         let capacity = cfg.queue_capacity.max(1);
         let (tx, rx) = mpsc::channel(capacity);
         let (stop_tx, stop_rx) = watch::channel(None);
-        let queued = Arc::new(AtomicUsize::new(0));
-        let batch_ready = Arc::new(Notify::new());
+        let shared = Arc::new(worker::Shared::new());
         let transport = worker::Transport::new(&cfg);
         let w = worker::Worker::new(
             cfg.clone(),
             transport,
             rx,
             stop_rx,
-            queued.clone(),
-            batch_ready.clone(),
+            shared.clone(),
             stats.clone(),
         );
         let task = rt.spawn(w.run());
         Exporter {
             provider: cfg.provider,
             tx,
-            queued,
-            batch_ready,
+            shared,
             capacity,
             stats,
             stop: stop_tx,
@@ -163,12 +157,15 @@ impl Exporter {
         self.provider
     }
 
-    /// Whether a trace submitted now would be queued: `false` while the queue is
-    /// full (the collector down or slower than the traffic). A request that starts then
-    /// need not record spans only to have them dropped; it counts them with
-    /// [`Exporter::dropped`].
+    /// Whether a trace submitted now is worth recording: `false` while the queue is
+    /// full (the collector slower than the traffic) or the collector refuses
+    /// connections (its last connect failed; the batch the task holds keeps it
+    /// retrying). A request that starts then need not record spans only to have them
+    /// dropped; it counts them with [`Exporter::dropped`]. Envoy's Zipkin reporter
+    /// likewise drops what it cannot report rather than keeping it for later.
     pub fn has_room(&self) -> bool {
-        self.queued.load(Ordering::Relaxed) < self.capacity
+        self.shared.reachable.load(Ordering::Relaxed)
+            && self.shared.queued.load(Ordering::Relaxed) < self.capacity
     }
 
     /// Count `spans` dropped because the queue was full, without submitting them.
@@ -180,9 +177,9 @@ impl Exporter {
     /// thread may call it. `false`: dropped (queue full) and counted.
     pub fn submit(&self, t: Arc<RequestTrace>) -> bool {
         let spans = t.spans.len() as u64;
-        let before = self.queued.fetch_add(1, Ordering::AcqRel);
+        let before = self.shared.queued.fetch_add(1, Ordering::AcqRel);
         if before >= self.capacity {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
+            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
             self.stats.dropped_queue_full.add(spans);
             return false;
         }
@@ -190,13 +187,13 @@ impl Exporter {
         self.stats.queue_size.add(spans as i64);
         if self.tx.try_send(t).is_err() {
             // Only when the task is gone (its runtime shut down).
-            self.queued.fetch_sub(1, Ordering::AcqRel);
+            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
             self.stats.queue_size.add(-(spans as i64));
             self.stats.dropped_queue_full.add(spans);
             return false;
         }
         if (before + 1).is_multiple_of(worker::BATCH_MAX) {
-            self.batch_ready.notify_one();
+            self.shared.batch_ready.notify_one();
         }
         true
     }
@@ -209,13 +206,13 @@ impl Exporter {
             tx,
             stop,
             mut task,
-            batch_ready,
+            shared,
             ..
         } = self;
         // Dropping the only sender is what stops accepting: the task sees the end of
         // the queue once it has taken everything in it.
         drop(tx);
-        batch_ready.notify_one();
+        shared.batch_ready.notify_one();
         let _ = stop.send(Some(deadline));
         // The task itself gives up at the deadline; the grace covers its last counting.
         let grace = Duration::from_millis(500);

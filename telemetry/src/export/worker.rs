@@ -2,7 +2,7 @@
 //! collector, send each batch once within the timeout, count the outcome.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -134,13 +134,34 @@ impl Backoff {
     }
 }
 
+/// What the exporter and its task share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// Requests queued or in flight; the capacity check (the channel alone can't
+    /// count the batch the task holds while the collector is down).
+    pub(crate) queued: AtomicUsize,
+    /// Wakes the task when a batch's worth is queued (see [`Worker::fill`]).
+    pub(crate) batch_ready: Notify,
+    /// Cleared by a failed connect, set by a successful one (`Exporter::has_room`).
+    pub(crate) reachable: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn new() -> Self {
+        Shared {
+            queued: AtomicUsize::new(0),
+            batch_ready: Notify::new(),
+            reachable: AtomicBool::new(true),
+        }
+    }
+}
+
 pub(crate) struct Worker {
     cfg: ExporterConfig,
     transport: Transport,
     rx: mpsc::Receiver<Arc<RequestTrace>>,
     stop: Stop,
-    queued: Arc<AtomicUsize>,
-    batch_ready: Arc<Notify>,
+    shared: Arc<Shared>,
     stats: ExportStats,
     /// The collector last answered; failures are logged loudly only on the change.
     healthy: bool,
@@ -156,8 +177,7 @@ impl Worker {
         transport: Transport,
         rx: mpsc::Receiver<Arc<RequestTrace>>,
         stop: watch::Receiver<Option<Instant>>,
-        queued: Arc<AtomicUsize>,
-        batch_ready: Arc<Notify>,
+        shared: Arc<Shared>,
         stats: ExportStats,
     ) -> Self {
         Worker {
@@ -165,8 +185,7 @@ impl Worker {
             transport,
             rx,
             stop: Stop { rx: stop, at: None },
-            queued,
-            batch_ready,
+            shared,
             stats,
             healthy: true,
         }
@@ -212,8 +231,9 @@ impl Worker {
                     }
                 }
                 match bounded(&mut self.stop, timeout, self.transport.connect()).await {
-                    Bounded::Done(Ok(())) => {}
+                    Bounded::Done(Ok(())) => self.shared.reachable.store(true, Ordering::Relaxed),
                     Bounded::Done(Err(e)) => {
+                        self.shared.reachable.store(false, Ordering::Relaxed);
                         // Counted at once, though the batch is held for the next try:
                         // a collector that refuses shows without the log.
                         self.stats.errors.connect.inc();
@@ -224,6 +244,7 @@ impl Worker {
                         continue;
                     }
                     Bounded::TimedOut => {
+                        self.shared.reachable.store(false, Ordering::Relaxed);
                         self.stats.errors.timeout.inc();
                         self.stats.reports_dropped.inc();
                         self.unhealthy("connect timed out");
@@ -327,7 +348,7 @@ impl Worker {
             }
             let flush = tokio::select! {
                 biased;
-                () = self.batch_ready.notified() => false,
+                () = self.shared.batch_ready.notified() => false,
                 () = sleep_until(flush_at) => true,
                 () = self.stop.reached() => return false,
             };
@@ -348,7 +369,7 @@ impl Worker {
         if batch.is_empty() {
             return;
         }
-        self.queued.fetch_sub(batch.len(), Ordering::AcqRel);
+        self.shared.queued.fetch_sub(batch.len(), Ordering::AcqRel);
         self.stats.queue_size.add(-(span_count(batch) as i64));
         batch.clear();
     }

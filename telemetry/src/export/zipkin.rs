@@ -406,6 +406,25 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refusing_collector_means_no_room_until_a_connect_succeeds() {
+        let (socket, addr) = reserved_port();
+        let (exp, stats) = started(config(Provider::Zipkin, addr.to_string()));
+        assert!(exp.has_room(), "room before anything was tried");
+        assert!(exp.submit(Arc::new(sample_trace(0, 1))));
+        // The first flush dials and is refused: requests are told not to record,
+        // though the queue is nearly empty.
+        wait_for("the refused connect", || stats.errors.connect.get() >= 1).await;
+        assert!(!exp.has_room());
+        // The held batch keeps the exporter retrying; once the collector listens the
+        // connect succeeds and there is room again.
+        let server = HttpCollector::serve(socket.listen(64).unwrap(), 202, None);
+        wait_for("the held batch delivered", || stats.spans_sent.get() == 2).await;
+        assert!(exp.has_room());
+        exp.drain(Duration::from_secs(5)).await;
+        assert_eq!(spans_posted(&server).len(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn slow_collector_times_out_batches_and_drain_stays_bounded() {
         let server = HttpCollector::start(202, Some(Duration::from_secs(30))).await;
         let cfg = ExporterConfig {
