@@ -15,6 +15,7 @@
 
 mod net;
 mod otlp;
+mod proto_wire;
 mod recent;
 mod sent;
 mod skywalking;

@@ -3,15 +3,17 @@
 
 use std::future::Future;
 use std::io;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tonic::codec::{Codec, EncodeBuf, ProstCodec};
 use tonic::transport::{Channel, Endpoint};
 
 pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -77,6 +79,47 @@ impl tonic::codegen::Service<http::Uri> for Dialer {
 pub(crate) async fn grpc_channel(authority: &Arc<str>) -> Result<Channel, Error> {
     let ep = Endpoint::from_shared(format!("http://{authority}"))?;
     Ok(ep.connect_with_connector(Dialer(authority.clone())).await?)
+}
+
+/// The gRPC codec for requests already in protobuf form (the exporters' `wire`
+/// encoders): each message goes out as it is; the answer `U` is decoded by prost.
+pub(crate) struct Encoded<U>(PhantomData<fn() -> U>);
+
+impl<U> Default for Encoded<U> {
+    fn default() -> Self {
+        Encoded(PhantomData)
+    }
+}
+
+type Prost<U> = ProstCodec<U, U>;
+
+impl<U: prost::Message + Default + Send + 'static> Codec for Encoded<U> {
+    type Encode = Bytes;
+    type Decode = U;
+    type Encoder = AsIs;
+    type Decoder = <Prost<U> as Codec>::Decoder;
+
+    fn encoder(&mut self) -> AsIs {
+        AsIs
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        Prost::<U>::default().decoder()
+    }
+}
+
+/// Copies a message into tonic's frame buffer, as prost's encoder would write it
+/// there.
+pub(crate) struct AsIs;
+
+impl tonic::codec::Encoder for AsIs {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
 }
 
 /// One kept-alive HTTP/1.1 connection to the collector.

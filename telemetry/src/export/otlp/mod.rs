@@ -10,16 +10,13 @@
 
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes};
+use bytes::Bytes;
 use http::uri::PathAndQuery;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
-use tonic::codec::{Codec, EncodeBuf, Encoder, ProstCodec};
 use tonic::transport::Channel;
 
-use super::net::{self, Error, HttpClient};
+use super::net::{self, Encoded, Error, HttpClient};
 use super::sent::Sent;
 use super::ExporterConfig;
 use crate::trace::RequestTrace;
@@ -126,42 +123,6 @@ async fn export_grpc(
     Ok(c.unary(req, path, Encoded::default()).await?.into_inner())
 }
 
-type Prost = ProstCodec<ExportTraceServiceRequest, ExportTraceServiceResponse>;
-
-/// A request already in protobuf form goes out as it is; the answer is decoded by
-/// prost.
-#[derive(Default)]
-struct Encoded(Prost);
-
-impl Codec for Encoded {
-    type Encode = Bytes;
-    type Decode = ExportTraceServiceResponse;
-    type Encoder = AsIs;
-    type Decoder = <Prost as Codec>::Decoder;
-
-    fn encoder(&mut self) -> AsIs {
-        AsIs
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        self.0.decoder()
-    }
-}
-
-/// Copies the request into tonic's frame buffer, as prost's encoder would write it
-/// there.
-struct AsIs;
-
-impl Encoder for AsIs {
-    type Item = Bytes;
-    type Error = tonic::Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
@@ -170,7 +131,9 @@ mod tests {
     use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
         TraceService, TraceServiceServer,
     };
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTracePartialSuccess, ExportTraceServiceRequest,
+    };
     use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
     use opentelemetry_proto::tonic::trace::v1::{span, status, Span};
     use tonic::{Request, Response, Status as GrpcStatus};

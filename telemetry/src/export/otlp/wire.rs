@@ -9,15 +9,17 @@
 //! `resource.proto`, `trace_service.proto`); the tests hold the bytes to prost's
 //! encoding of the same request.
 
-use std::fmt::{self, Write as _};
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use opentelemetry_proto::tonic::trace::v1::{span, status};
 
+use super::super::proto_wire::{
+    close, key, key2, open, put_fixed64, put_str, put_varint, varint_len, with_text, I32, I64, LEN,
+    VARINT,
+};
 use super::super::{trace_id_u128, unix_nanos};
-use crate::trace::{ipv4_text, RequestTrace, SpanKind, Tag};
+use crate::trace::{RequestTrace, SpanKind, Tag};
 
 /// W3C trace flags `sampled`; only sampled requests are exported.
 const FLAG_SAMPLED: u32 = 0x01;
@@ -25,22 +27,6 @@ const FLAG_SAMPLED: u32 = 0x01;
 /// whether the parent is known to be remote (the server span's caller) or local.
 const FLAG_HAS_IS_REMOTE: u32 = 0x100;
 const FLAG_IS_REMOTE: u32 = 0x200;
-
-const VARINT: u8 = 0;
-const I64: u8 = 1;
-const LEN: u8 = 2;
-const I32: u8 = 5;
-
-/// A field's key, for fields 1 to 15 (one byte).
-const fn key(field: u8, wire_type: u8) -> u8 {
-    field << 3 | wire_type
-}
-
-/// A field's key, for fields 16 to 2047 (two bytes).
-const fn key2(field: u16, wire_type: u8) -> [u8; 2] {
-    let k = field << 3 | wire_type as u16;
-    [k as u8 & 0x7f | 0x80, (k >> 7) as u8]
-}
 
 // ExportTraceServiceRequest.
 const REQUEST_RESOURCE_SPANS: u8 = key(1, LEN);
@@ -207,12 +193,7 @@ fn put_attr(buf: &mut BytesMut, field: u8, key: &str, v: Tag<'_>) {
         Tag::Int(i) => Value::Int(i),
         Tag::Bool(b) => Value::Bool(b),
         Tag::Addr(_) | Tag::Ip(_) => {
-            let mut text = StackText::default();
-            match text.address(v) {
-                Some(s) => put_kv(buf, field, key, Value::Str(s)),
-                None => put_kv(buf, field, key, Value::Str(&v.text())),
-            }
-            return;
+            return with_text(v, |s| put_kv(buf, field, key, Value::Str(s)));
         }
     };
     put_kv(buf, field, key, value);
@@ -249,129 +230,6 @@ fn put_kv(buf: &mut BytesMut, field: u8, key: &str, value: Value<'_>) {
             put_varint(buf, i as u64);
         }
         Value::Bool(b) => buf.put_slice(&[ANY_BOOL, b.into()]),
-    }
-}
-
-/// A string field, left out when empty (proto3's default).
-fn put_str(buf: &mut BytesMut, key: u8, s: &str) {
-    if s.is_empty() {
-        return;
-    }
-    buf.put_u8(key);
-    put_varint(buf, s.len() as u64);
-    buf.put_slice(s.as_bytes());
-}
-
-/// A fixed64 field, left out when 0 (proto3's default).
-fn put_fixed64(buf: &mut BytesMut, key: u8, v: u64) {
-    if v != 0 {
-        buf.put_u8(key);
-        buf.put_u64_le(v);
-    }
-}
-
-fn varint_len(v: u64) -> usize {
-    // Seven bits a byte; 0 takes one.
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
-}
-
-/// `v` as a varint at the start of `out`; returns its length.
-fn varint(mut v: u64, out: &mut [u8; 10]) -> usize {
-    let mut n = 0;
-    while v >= 0x80 {
-        out[n] = v as u8 | 0x80;
-        v >>= 7;
-        n += 1;
-    }
-    out[n] = v as u8;
-    n + 1
-}
-
-fn put_varint(buf: &mut BytesMut, v: u64) {
-    let mut b = [0; 10];
-    let n = varint(v, &mut b);
-    buf.put_slice(&b[..n]);
-}
-
-/// A length-delimited message being written: where its length goes, and the bytes
-/// set aside for it.
-struct Open {
-    at: usize,
-    room: usize,
-}
-
-/// Set aside `room` bytes for the length of the message about to be written: the
-/// varint size it most likely needs, so that usually nothing moves.
-fn open(buf: &mut BytesMut, room: usize) -> Open {
-    let at = buf.len();
-    buf.put_bytes(0, room);
-    Open { at, room }
-}
-
-/// Write the length of the message written since `open` in front of it, as a
-/// minimal varint; the message moves when that takes more or fewer bytes than were
-/// set aside (no padded varints: not every decoder takes them).
-fn close(buf: &mut BytesMut, o: Open) {
-    let body = o.at + o.room;
-    let len = buf.len() - body;
-    let mut v = [0; 10];
-    let n = varint(len as u64, &mut v);
-    if n != o.room {
-        let end = buf.len();
-        if n > o.room {
-            buf.resize(end + n - o.room, 0);
-        }
-        buf.copy_within(body..end, o.at + n);
-        buf.truncate(o.at + n + len);
-    }
-    buf[o.at..o.at + n].copy_from_slice(&v[..n]);
-}
-
-/// An address's text, as [`Tag::text`] gives it, made on the stack.
-struct StackText {
-    /// The longest, `[v6%scope]:port`, takes 58 bytes.
-    buf: [u8; 64],
-    len: usize,
-}
-
-impl Default for StackText {
-    fn default() -> Self {
-        StackText {
-            buf: [0; 64],
-            len: 0,
-        }
-    }
-}
-
-impl fmt::Write for StackText {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len + s.len();
-        self.buf
-            .get_mut(self.len..end)
-            .ok_or(fmt::Error)?
-            .copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
-impl StackText {
-    /// The text of an address tag (`None`: not an address, or it did not fit).
-    fn address(&mut self, v: Tag<'_>) -> Option<&str> {
-        // IPv4 without `fmt`, as `Tag::text` writes it (see `push_ipv4`).
-        let written = match v {
-            Tag::Addr(SocketAddr::V4(a)) => self
-                .write_str(ipv4_text(&mut [0; 15], *a.ip()))
-                .and_then(|()| self.write_char(':'))
-                .and_then(|()| self.write_str(itoa::Buffer::new().format(a.port()))),
-            Tag::Ip(IpAddr::V4(ip)) => self.write_str(ipv4_text(&mut [0; 15], ip)),
-            Tag::Addr(a) => write!(self, "{a}"),
-            Tag::Ip(ip) => write!(self, "{ip}"),
-            _ => Err(fmt::Error),
-        };
-        written.ok()?;
-        // Only whole `str`s were copied in.
-        std::str::from_utf8(&self.buf[..self.len]).ok()
     }
 }
 
@@ -639,28 +497,6 @@ mod tests {
         drop(first);
         // Its room taken back, the buffer writes the same request again.
         assert_eq!(enc.request(&all[..3]), copy);
-    }
-
-    #[test]
-    fn lengths_are_minimal_varints_whatever_room_was_set_aside() {
-        for len in [0, 1, 127, 128, 300, 16_383, 16_384, 2_097_151, 2_097_152] {
-            for room in 1..=3 {
-                let mut buf = BytesMut::new();
-                buf.put_slice(b"ab");
-                let o = open(&mut buf, room);
-                buf.put_bytes(7, len);
-                close(&mut buf, o);
-                let mut want = b"ab".to_vec();
-                prost::encoding::encode_varint(len as u64, &mut want);
-                want.resize(want.len() + len, 7);
-                assert!(buf[..] == want[..], "len {len}, room {room}");
-                assert_eq!(varint_len(len as u64), want.len() - 2 - len);
-            }
-        }
-        assert_eq!(varint_len(u64::MAX), 10);
-        let mut b = [0; 10];
-        assert_eq!(varint(u64::from(16u8 << 3 | I32), &mut b), 2);
-        assert_eq!(b[..2], SPAN_FLAGS);
     }
 
     #[test]

@@ -6,30 +6,34 @@
 //! Each batch goes on its own client stream over the kept channel, so the
 //! collector's `Commands` answer confirms the whole batch arrived. (Envoy keeps one
 //! stream open forever and never learns whether a segment was taken.)
+//!
+//! Segments are written straight in protobuf wire format (`wire`) and go on the
+//! stream as they are; only the `Commands` answer is decoded, with the skywalking
+//! crate's generated type.
 
 use std::sync::Arc;
 
-use skywalking::proto::v3::trace_segment_report_service_client::TraceSegmentReportServiceClient;
-use skywalking::proto::v3::{
-    KeyStringValuePair, RefType, SegmentObject, SegmentReference, SpanLayer, SpanObject, SpanType,
-};
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+use skywalking::proto::v3::Commands;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::Channel;
 
-use super::net::{self, Error};
+use super::net::{self, Encoded, Error};
 use super::sent::Sent;
-use super::{unix_nanos, ExporterConfig};
-use crate::trace::{socket_addr_text, RequestTrace, SpanKind};
+use super::ExporterConfig;
+use crate::trace::RequestTrace;
 
-/// EnvoyProxy in SkyWalking's component-libraries.yml.
-const COMPONENT_ENVOY_PROXY: i32 = 9000;
+mod wire;
+
+const SERVICE: &str = "skywalking.v3.TraceSegmentReportService";
+const COLLECT_PATH: &str = "/skywalking.v3.TraceSegmentReportService/collect";
 
 pub(crate) struct Client {
     authority: Arc<str>,
-    service: String,
-    instance: String,
     token: Option<AsciiMetadataValue>,
-    client: Option<TraceSegmentReportServiceClient<Channel>>,
+    encoder: wire::Encoder,
+    client: Option<tonic::client::Grpc<Channel>>,
 }
 
 impl Client {
@@ -47,9 +51,8 @@ impl Client {
             });
         Client {
             authority: net::authority(&cfg.endpoint),
-            service: cfg.service_name.clone(),
-            instance: cfg.instance.clone(),
             token,
+            encoder: wire::Encoder::new(&cfg.service_name, &cfg.instance),
             client: None,
         }
     }
@@ -60,7 +63,7 @@ impl Client {
 
     pub(crate) async fn connect(&mut self) -> Result<(), Error> {
         let ch = net::grpc_channel(&self.authority).await?;
-        self.client = Some(TraceSegmentReportServiceClient::new(ch));
+        self.client = Some(tonic::client::Grpc::new(ch));
         Ok(())
     }
 
@@ -70,15 +73,8 @@ impl Client {
 
     pub(crate) async fn export(&mut self, batch: &[Arc<RequestTrace>]) -> Result<Sent, Error> {
         let client = self.client.as_mut().ok_or("not connected")?;
-        let segments: Vec<SegmentObject> = batch
-            .iter()
-            .map(|t| segment(t, &self.service, &self.instance))
-            .collect();
-        let mut req = tonic::Request::new(tokio_stream::iter(segments));
-        if let Some(tok) = &self.token {
-            req.metadata_mut().insert("authentication", tok.clone());
-        }
-        client.collect(req).await?;
+        let segments = self.encoder.segments(batch);
+        collect(client, segments, self.token.as_ref()).await?;
         Ok(Sent {
             units: batch.len() as u64,
             rejected_spans: 0,
@@ -86,69 +82,28 @@ impl Client {
     }
 }
 
-/// The request's segment: the server span as the entry span (id 0), each client span
-/// as an exit span (ids 1.. in order) whose parent is the entry span.
-pub(crate) fn segment(t: &RequestTrace, service: &str, instance: &str) -> SegmentObject {
-    let trace_id = t.trace_id.to_string();
-    let has_entry = t.spans.iter().any(|s| s.kind == SpanKind::Server);
-    let mut next_exit = 1;
-    let mut spans = Vec::with_capacity(t.spans.len());
-    for s in &t.spans {
-        let (span_id, parent_span_id, span_type) = match s.kind {
-            SpanKind::Server => (0, -1, SpanType::Entry),
-            SpanKind::Client => {
-                let id = next_exit;
-                next_exit += 1;
-                (id, if has_entry { 0 } else { -1 }, SpanType::Exit)
-            }
-        };
-        let refs = match (&t.sw_parent, s.kind) {
-            (Some(p), SpanKind::Server) => vec![SegmentReference {
-                ref_type: RefType::CrossProcess as i32,
-                trace_id: trace_id.clone(),
-                parent_trace_segment_id: p.segment_id.clone(),
-                parent_span_id: p.span_id,
-                parent_service: p.service.clone(),
-                parent_service_instance: p.instance.clone(),
-                parent_endpoint: p.endpoint.clone(),
-                network_address_used_at_peer: p.address.clone(),
-            }],
-            _ => Vec::new(),
-        };
-        spans.push(SpanObject {
-            span_id,
-            parent_span_id,
-            start_time: (unix_nanos(s.start) / 1_000_000) as i64,
-            end_time: (unix_nanos(s.end) / 1_000_000) as i64,
-            refs,
-            operation_name: t.span_name(s).into_owned(),
-            peer: s.peer.as_ref().map(socket_addr_text).unwrap_or_default(),
-            span_type: span_type as i32,
-            span_layer: SpanLayer::Http as i32,
-            component_id: COMPONENT_ENVOY_PROXY,
-            is_error: s.error,
-            tags: {
-                let mut tags = Vec::with_capacity(10);
-                t.for_each_tag(s, |k, v| {
-                    tags.push(KeyStringValuePair {
-                        key: k.to_string(),
-                        value: v.text().into_owned(),
-                    })
-                });
-                tags
-            },
-            logs: Vec::new(),
-            skip_analysis: false,
-        });
+/// `TraceSegmentReportService/collect` with encoded segments, as the generated
+/// `TraceSegmentReportServiceClient::collect` makes the call (the same readiness
+/// error, method extension, path and answer decoding), so errors are the same
+/// `tonic::Status`es.
+async fn collect(
+    c: &mut tonic::client::Grpc<Channel>,
+    segments: Vec<Bytes>,
+    token: Option<&AsciiMetadataValue>,
+) -> Result<Commands, tonic::Status> {
+    c.ready()
+        .await
+        .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {e}")))?;
+    let mut req = tonic::Request::new(tokio_stream::iter(segments));
+    if let Some(tok) = token {
+        req.metadata_mut().insert("authentication", tok.clone());
     }
-    SegmentObject {
-        trace_id,
-        trace_segment_id: t.segment_id.clone(),
-        spans,
-        service: service.to_string(),
-        service_instance: instance.to_string(),
-        is_size_limited: false,
-    }
+    req.extensions_mut()
+        .insert(tonic::GrpcMethod::new(SERVICE, "collect"));
+    let path = PathAndQuery::from_static(COLLECT_PATH);
+    Ok(c.client_streaming(req, path, Encoded::default())
+        .await?
+        .into_inner())
 }
 
 #[cfg(test)]
@@ -157,7 +112,7 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    use skywalking::proto::v3::Commands;
+    use skywalking::proto::v3::{RefType, SegmentObject, SpanLayer, SpanObject, SpanType};
     use tonic::codegen::{http, BoxFuture, Context, Poll, Service};
     use tonic::server::NamedService;
     use tonic::{Request, Response, Status, Streaming};
@@ -449,13 +404,5 @@ mod tests {
         );
         assert_eq!(stats.dropped_export_failed.get(), 0);
         assert_eq!(stats.queue_size.get(), 0);
-    }
-
-    #[test]
-    fn exit_spans_without_an_entry_span_are_roots() {
-        let mut t = sample_trace(1, 1);
-        t.spans.remove(0);
-        let seg = segment(&t, "s", "i");
-        assert_eq!((seg.spans[0].span_id, seg.spans[0].parent_span_id), (1, -1));
     }
 }
