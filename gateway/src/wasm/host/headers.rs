@@ -248,7 +248,7 @@ fn edit_header(
         state.actions.request_headers_changed = true;
         if key.starts_with(b":") {
             return match edit {
-                Edit::Add(val) | Edit::Replace(val) => set_request_pseudo(&v, &key, val),
+                Edit::Add(val) | Edit::Replace(val) => set_request_pseudo(&v, key, val),
                 Edit::Remove => Ok(()),
             };
         }
@@ -265,7 +265,7 @@ fn edit_header(
         }
         return Ok(());
     }
-    let name = HeaderName::from_bytes(&key).map_err(|_| Status::BadArgument)?;
+    let name = HeaderName::from_bytes(key).map_err(|_| Status::BadArgument)?;
     // SAFETY: inside the lent call.
     unsafe {
         match map_type {
