@@ -252,10 +252,16 @@ def overview():
                    "Callbacks stopped at --wasm-callback-deadline.", w=8),
         timeseries("VM rebuilds", [q(rate("gateway_wasm_vm_rebuilds_total", by="plugin"),
                                      "{{plugin}}")], "ops",
-                   "VMs built again after a failure.", w=8),
+                   "VMs built again: after a failure, or because the plugin asked "
+                   "(wasm_need_rebuild, as Higress's Go SDK does at a request count or "
+                   "memory threshold).", w=8),
         timeseries("Plugin latency p99", [wasm_quantile(0.99)], "ms",
                    "Time of one callback, per plugin.", w=8),
         timeseries("Plugin latency p50", [wasm_quantile(0.5)], "ms", w=8),
+        timeseries("Plugin VM memory", [
+            q("sum by (plugin) (gateway_wasm_vm_memory_bytes{%s})" % GW, "{{plugin}}")],
+            "bytes", "Linear memory of each plugin's VMs, all worker threads. A Go "
+            "plugin's only grows until its VM is rebuilt.", w=8),
     ]
     return dashboard("gateway-overview", "Gateway overview",
                      "Requests, latency, connections and config of the gateway, from its "

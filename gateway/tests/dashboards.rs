@@ -302,6 +302,7 @@ const CAUSED: &[&str] = &[
     "gateway_wasm_calls_total",
     "gateway_wasm_failures_total",
     "gateway_wasm_vm_rebuilds_total",
+    "gateway_wasm_vm_memory_bytes",
 ];
 
 #[test]

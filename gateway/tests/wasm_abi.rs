@@ -267,6 +267,9 @@ fn deadline_and_memory_limit_stop_a_callback() {
         1.0
     );
     assert_eq!(mode(&gw, "E").status, 200);
+    let vm_memory = || metric(&gw, "gateway_wasm_vm_memory_bytes", p);
+    let small = vm_memory();
+    assert!(small > 0.0 && small < 1_048_576.0, "{small}");
     // Growing past the memory limit is refused; the module traps and that is counted as
     // the limit.
     let r = mode(&gw, "G");
@@ -280,6 +283,8 @@ fn deadline_and_memory_limit_stop_a_callback() {
         1.0
     );
     assert_eq!(mode(&gw, "E").status, 200);
+    // The grown VM's memory went with it.
+    assert!(vm_memory() < 1_048_576.0, "{}", vm_memory());
     // Other requests were never held up: the callback latency histogram saw them all.
     assert!(
         gw.metric(&format!(
@@ -288,6 +293,65 @@ fn deadline_and_memory_limit_stop_a_callback() {
         .unwrap_or(0.0)
             > 0.0
     );
+}
+
+#[test]
+fn plugin_asks_for_a_new_vm_and_running_streams_finish_on_the_old_one() {
+    let (be, auth) = (Backend::start("be"), Backend::start("auth"));
+    let cfg = config(&be, &auth);
+    // One worker thread: every request meets the same slot.
+    let gw = start(&cfg, "", &["--threads", "1"]);
+    let p = "plugin=\"higress-system.wat\"";
+    let fresh = |r: &test_support::Response| upstream_header(r, "x-vm-fresh").is_some();
+    let r = mode(&gw, "N");
+    assert_eq!(r.status, 200);
+    assert!(fresh(&r), "the first request meets a fresh VM");
+    assert!(!fresh(&mode(&gw, "N")));
+    let rebuilds = || metric(&gw, "gateway_wasm_vm_rebuilds_total", p);
+    let vm_memory = || metric(&gw, "gateway_wasm_vm_memory_bytes", p);
+    assert_eq!(rebuilds(), 0.0);
+    let one_vm = vm_memory();
+    assert!(one_vm >= 65536.0, "{one_vm}");
+    // W asks for a new VM from its request headers; the rest of its stream stays on the
+    // VM it started on, and the next request gets a new one.
+    let w = mode(&gw, "W");
+    assert_eq!(w.status, 200);
+    assert_eq!(w.header("x-wat-response"), Some("1"));
+    assert!(!fresh(&w));
+    assert!(fresh(&mode(&gw, "N")));
+    assert_eq!(rebuilds(), 1.0);
+    wait_for("the old VM dropped with its last stream", || {
+        (vm_memory() == one_vm).then_some(())
+    });
+    // Again, with W still waiting 2 s at the backend when the next request comes.
+    let before = be.requests();
+    let http = gw.http;
+    let slow = std::thread::spawn(move || {
+        request(http, "GET", HOST, "/delay/2000", &[("x-mode", "W")]).unwrap()
+    });
+    wait_for("the W request at the backend", || {
+        (be.requests() > before).then_some(())
+    });
+    // The next request starts on a new VM while W's stream is still open on the old one.
+    let r = mode(&gw, "N");
+    assert_eq!(r.status, 200);
+    assert!(
+        fresh(&r),
+        "a request after wasm_need_rebuild meets a new VM"
+    );
+    assert_eq!(rebuilds(), 2.0);
+    assert_eq!(vm_memory(), 2.0 * one_vm, "both VMs are alive");
+    // W's response callback still ran, on the VM that has its context.
+    let w = slow.join().unwrap();
+    assert_eq!(w.status, 200, "{}", w.text());
+    assert_eq!(w.header("x-wat-response"), Some("1"));
+    assert!(!fresh(&w));
+    // The old VM went with its last stream.
+    wait_for("the old VM dropped", || {
+        (vm_memory() == one_vm).then_some(())
+    });
+    assert!(!fresh(&mode(&gw, "N")));
+    assert_eq!(rebuilds(), 2.0);
 }
 
 #[test]

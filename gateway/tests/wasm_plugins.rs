@@ -1,7 +1,8 @@
 //! Real compiled Higress plugins (PyPI `gpustack-higress-plugins` 0.5.1) in the real
 //! gateway, asserting on what the upstream and the client see: `transformer` 2.0.0,
 //! `gpustack-ext-auth` (an HTTP call to an auth cluster), `ai-statistics` (token metrics
-//! after OpenAI-style requests to a loopback model stand-in), and
+//! after OpenAI-style requests to a loopback model stand-in, and the VM rebuild it asks
+//! for after 1000 requests), and
 //! `gpustack-set-header-pre-route`; rule matching by route, domain and service; phase
 //! and priority order; route policy annotations around a plugin in Envoy's order; a
 //! refused configuration; a live config change on an open
@@ -435,6 +436,52 @@ fn ai_statistics_token_metrics_in_prometheus() {
         text.contains("# TYPE route_upstream_model_consumer_metric_input_token counter"),
         "{text}"
     );
+}
+
+/// ai-statistics is built with Higress's SDK options `WithRebuildAfterRequests(1000)` and
+/// `WithRebuildMaxMemBytes(200 MiB)`: after its 1000th request it sets
+/// `wasm_need_rebuild`, and the gateway gives the next request a new VM.
+#[test]
+fn ai_statistics_gets_the_vm_rebuild_it_asks_for() {
+    let be = Backend::start("be");
+    let cfg = ConfigDir::routing_all_to(&be);
+    let gw = Gateway::start_with_plugins(
+        &cfg,
+        &["--threads", "1"],
+        &[(
+            "ai-statistics",
+            &url("ai-statistics", "2.0.0"),
+            "phase: UNSPECIFIED_PHASE\npriority: 200\ndefaultConfig: {}",
+        )],
+    );
+    let p = "plugin=\"higress-system.ai-statistics\"";
+    let rebuilds = || gw.metric(&format!("gateway_wasm_vm_rebuilds_total{{{p}}}"));
+    let memory = || gw.metric(&format!("gateway_wasm_vm_memory_bytes{{{p}}}"));
+    let mut conn = Conn::open(gw.http).unwrap();
+    let mut send = |n: usize| {
+        for _ in 0..n {
+            let r = conn.request("GET", "any.test", "/get", &[]).unwrap();
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+    };
+    send(999);
+    assert_eq!(rebuilds(), Some(0.0));
+    let grown = memory().unwrap();
+    assert!(grown > 0.0);
+    // The 1000th request asks: its VM goes with its stream, and no VM is left until the
+    // 1001st request meets a new one.
+    send(1);
+    wait_for(
+        "the old VM dropped after the 1000th request's log phase",
+        || (memory() == Some(0.0)).then_some(()),
+    );
+    assert_eq!(rebuilds(), Some(0.0));
+    send(1);
+    assert_eq!(rebuilds(), Some(1.0));
+    let fresh = memory().unwrap();
+    assert!(fresh > 0.0 && fresh <= grown, "{fresh} after {grown}");
+    send(998);
+    assert_eq!(rebuilds(), Some(1.0));
 }
 
 #[test]

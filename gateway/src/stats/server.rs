@@ -105,6 +105,7 @@ pub struct WasmStats {
     pub failures: Arc<Family>,
     pub rebuilds: Arc<Family>,
     pub latency: Arc<Family>,
+    pub memory: Arc<Family>,
 }
 
 /// Buckets of `gateway_wasm_callback_duration_milliseconds`: callbacks take
@@ -212,13 +213,18 @@ impl ServerStats {
             ),
             rebuilds: r.family(
                 "gateway_wasm_vm_rebuilds_total",
-                "Wasm VMs built again after a failure, per plugin.",
+                "Wasm VMs built again, after a failure or because the plugin asked (wasm_need_rebuild), per plugin.",
                 Kind::Counter,
             ),
             latency: r.histogram_family(
                 "gateway_wasm_callback_duration_milliseconds",
                 "Time of one Wasm plugin callback (ms), per plugin.",
                 WASM_CALLBACK_BUCKETS,
+            ),
+            memory: r.family(
+                "gateway_wasm_vm_memory_bytes",
+                "Linear memory of a Wasm plugin's VMs (bytes), all worker threads, per plugin.",
+                Kind::Gauge,
             ),
         };
         ServerStats {

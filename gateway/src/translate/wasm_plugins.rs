@@ -300,6 +300,7 @@ impl PluginSet {
             ],
             rebuilds: s.rebuilds.counter(&labels),
             latency: s.latency.histogram(&labels),
+            memory: s.memory.gauge(&labels),
         };
         let plugin = LoadedPlugin::new(
             shared,

@@ -7,12 +7,18 @@
 //!
 //! A VM whose call failed (trap, deadline, memory, exit) is dropped and built again for
 //! the next request; requests that had contexts in it skip the plugin from then on.
+//!
+//! A plugin may ask for a new VM itself, as Higress's Go SDK does after a number of
+//! requests or when `plugin_vm_memory` passes a threshold (`wasm_need_rebuild` set to
+//! `true`). Then new streams start on a new VM while the old one keeps serving the
+//! streams it has, and is dropped with the last of them, as Envoy keeps a replaced VM
+//! alive for the filters that hold it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use telemetry::stats::{Counter, Histogram};
+use telemetry::stats::{Counter, Gauge, Histogram};
 use thread_local::ThreadLocal;
 
 use super::host::{PendingCall, PluginShared, Resolver};
@@ -27,9 +33,12 @@ pub struct PluginStats {
     pub calls: Counter,
     /// By [`Failure::reason`]: trap, deadline, memory, exit.
     pub failures: [Counter; 4],
+    /// VMs built again: after a failure, or because the plugin asked.
     pub rebuilds: Counter,
     /// Time per callback (ms).
     pub latency: Histogram,
+    /// Linear memory of the plugin's live VMs (bytes), all threads.
+    pub memory: Gauge,
 }
 
 impl PluginStats {
@@ -65,7 +74,7 @@ impl std::fmt::Debug for LoadedPlugin {
 
 /// A thread's VM of a plugin, and the generation it is at (a rebuild is a new one).
 pub struct VmSlot {
-    vm: Mutex<Option<PluginVm>>,
+    vms: Mutex<Vms>,
     generation: AtomicU64,
     plugin: Weak<LoadedPlugin>,
     /// The tick period the running ticker serves (0: none).
@@ -103,7 +112,11 @@ impl LoadedPlugin {
         self.vms
             .get_or(|| {
                 Arc::new(VmSlot {
-                    vm: Mutex::new(None),
+                    vms: Mutex::new(Vms {
+                        current: None,
+                        retired: Vec::new(),
+                        memory: self.stats.memory.clone(),
+                    }),
                     generation: AtomicU64::new(0),
                     plugin: Arc::downgrade(self),
                     ticking: AtomicU64::new(0),
@@ -117,6 +130,54 @@ impl LoadedPlugin {
         // Its queues notify no one: the data plane's VMs register them again.
         let nobody: Weak<dyn QueueOwner> = Weak::<VmSlot>::new();
         PluginVm::start(&self.runtime, &self.module, self.shared.clone(), nobody).map(drop)
+    }
+}
+
+/// A slot's VMs: the one new streams start on, and those the plugin asked to replace
+/// that still serve the streams they started.
+struct Vms {
+    current: Option<PluginVm>,
+    /// By generation; each is dropped with its last stream.
+    retired: Vec<(u64, PluginVm)>,
+    /// The plugin's `gateway_wasm_vm_memory_bytes`: what these VMs added is taken
+    /// back when they go.
+    memory: Gauge,
+}
+
+impl Vms {
+    /// New streams go to a new VM; the current one keeps its streams (if any).
+    fn retire(&mut self, generation: u64) {
+        let Some(vm) = self.current.take() else {
+            return;
+        };
+        if vm.live_streams() == 0 {
+            self.memory.add(-(vm.reported_memory() as i64));
+        } else {
+            self.retired.push((generation, vm));
+        }
+    }
+
+    /// Drop a retired VM (`Some(index)`) or the current one.
+    fn drop_vm(&mut self, retired: Option<usize>) {
+        let vm = match retired {
+            Some(i) => Some(self.retired.swap_remove(i).1),
+            None => self.current.take(),
+        };
+        if let Some(vm) = vm {
+            self.memory.add(-(vm.reported_memory() as i64));
+        }
+    }
+}
+
+impl Drop for Vms {
+    fn drop(&mut self) {
+        let held: u64 = self
+            .current
+            .iter()
+            .chain(self.retired.iter().map(|(_, vm)| vm))
+            .map(PluginVm::reported_memory)
+            .sum();
+        self.memory.add(-(held as i64));
     }
 }
 
@@ -148,8 +209,20 @@ impl VmSlot {
         let Some(plugin) = self.plugin.upgrade() else {
             return Ran::Stale;
         };
-        let mut guard = self.vm.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.is_none() {
+        let mut guard = self.vms.lock().unwrap_or_else(|e| e.into_inner());
+        let vms = &mut *guard;
+        let current = self.generation();
+        // A stream of a VM the plugin asked to replace stays on that VM (whose generation
+        // is still the slot's until the new VM is built).
+        let retired = match generation {
+            Some(g) => match vms.retired.iter().position(|(r, _)| *r == g) {
+                Some(i) => Some(i),
+                None if g != current => return Ran::Stale,
+                None => None,
+            },
+            None => None,
+        };
+        if retired.is_none() && vms.current.is_none() {
             if generation.is_some() {
                 return Ran::Stale;
             }
@@ -161,12 +234,12 @@ impl VmSlot {
                 Arc::downgrade(&owner),
             ) {
                 Ok(vm) => {
-                    // A slot's first VM is a build; any later one replaces a failed VM.
-                    if self.generation() > 0 {
+                    // A slot's first VM is a build; any later one is a rebuild.
+                    if current > 0 {
                         plugin.stats.rebuilds.inc();
                     }
                     self.generation.fetch_add(1, Ordering::Relaxed);
-                    *guard = Some(vm);
+                    vms.current = Some(vm);
                 }
                 Err(e) => {
                     tracing::error!(plugin = %plugin.name(), error = %e, "Wasm VM could not start");
@@ -174,27 +247,47 @@ impl VmSlot {
                     return Ran::Failed(Failure::Trap(e));
                 }
             }
-        } else if generation.is_some_and(|g| g != self.generation()) {
-            return Ran::Stale;
         }
-        let Some(vm) = guard.as_mut() else {
-            return Ran::Stale;
+        let vm = match retired {
+            Some(i) => &mut vms.retired[i].1,
+            None => match vms.current.as_mut() {
+                Some(vm) => vm,
+                None => return Ran::Stale,
+            },
         };
         let started = Instant::now();
         plugin.stats.calls.inc();
         let r = f(vm);
         plugin.stats.latency.record_ms(started.elapsed());
+        vm.report_memory(&vms.memory);
         let tick = vm.tick_ms();
         match r {
             Ok(v) => {
+                let ticking = match retired {
+                    Some(i) => {
+                        if vms.retired[i].1.live_streams() == 0 {
+                            vms.drop_vm(Some(i));
+                        }
+                        false
+                    }
+                    None => {
+                        if vm.wants_rebuild() {
+                            vms.retire(self.generation());
+                            tracing::debug!(plugin = %plugin.name(), "the plugin asked for a new VM (wasm_need_rebuild): new streams get one");
+                        }
+                        true
+                    }
+                };
                 drop(guard);
-                self.keep_ticking(tick);
+                if ticking {
+                    self.keep_ticking(tick);
+                }
                 Ran::Done(v)
             }
             Err(failure) => {
                 plugin.stats.failure(&failure);
                 tracing::warn!(plugin = %plugin.name(), error = %failure, "Wasm plugin failed; its VM is rebuilt for the next request");
-                *guard = None;
+                vms.drop_vm(retired);
                 Ran::Failed(failure)
             }
         }

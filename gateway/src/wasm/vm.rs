@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use wasmtime::{Config, Engine, Instance, InstancePre, Linker, Module, Store, TypedFunc};
 
+use telemetry::stats::Gauge;
+
 use super::abi::AbiVersion;
 use super::host::{
     self, CallAnswer, CallResponse, HostState, MemoryLimit, PendingCall, PluginShared,
@@ -257,6 +259,8 @@ pub struct PluginVm {
     root: u32,
     next_id: u32,
     deadline_ticks: u64,
+    /// Linear memory size last added to the plugin's memory gauge (bytes).
+    reported_memory: u64,
 }
 
 impl PluginVm {
@@ -339,6 +343,7 @@ impl PluginVm {
             root: 1,
             next_id: 2,
             deadline_ticks: startup_ticks,
+            reported_memory: 0,
         };
         vm.store.data_mut().root_id = 1;
         vm.store.data_mut().contexts.insert(1);
@@ -416,6 +421,35 @@ impl PluginVm {
             self.delete(done)?;
         }
         Ok(r)
+    }
+
+    /// The plugin asked for a new VM (`wasm_need_rebuild`).
+    pub fn wants_rebuild(&self) -> bool {
+        self.store.data().need_rebuild
+    }
+
+    /// Bring `gauge` up to date with this VM's linear memory size (it only grows).
+    pub fn report_memory(&mut self, gauge: &Gauge) {
+        let now = self
+            .store
+            .data()
+            .memory
+            .map_or(0, |m| m.data_size(&self.store) as u64);
+        let before = std::mem::replace(&mut self.reported_memory, now);
+        if now != before {
+            gauge.add(now as i64 - before as i64);
+        }
+    }
+
+    /// What [`Self::report_memory`] last reported.
+    pub fn reported_memory(&self) -> u64 {
+        self.reported_memory
+    }
+
+    /// Stream contexts not deleted yet (those waiting for `proxy_done` included).
+    pub fn live_streams(&self) -> usize {
+        let h = self.store.data();
+        h.contexts.iter().filter(|&&c| c != h.root_id).count()
     }
 
     /// What the last calls asked for (actions and HTTP calls), taken.

@@ -50,6 +50,9 @@ host_fns! { "env" -> Ret;
         if raw == b"clear_route_cache" {
             st.actions.keep_route = value == b"off";
         }
+        if raw == b"wasm_need_rebuild" && value == b"true" {
+            st.need_rebuild = true;
+        }
         st.props.entry(st.effective).or_default().insert(raw, value);
         ok(Status::Ok)
     }

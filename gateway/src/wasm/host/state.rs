@@ -173,6 +173,9 @@ pub struct HostState {
     pub done_later: Vec<u32>,
     /// The first warnings and errors the plugin logged (why it refused its config, often).
     pub problems: Vec<String>,
+    /// The plugin set `wasm_need_rebuild` to `true` (Higress's SDK does at a request count
+    /// or a `plugin_vm_memory` threshold): new streams go to a new VM.
+    pub need_rebuild: bool,
 }
 
 impl HostState {
@@ -203,6 +206,7 @@ impl HostState {
             awaiting_done: HashSet::new(),
             done_later: Vec::new(),
             problems: Vec::new(),
+            need_rebuild: false,
         }
     }
 
