@@ -404,6 +404,40 @@ fn collector_faults_never_fail_requests() {
     wait_for("the refused connection counted", || {
         (export_errors(&gw, "zipkin", "connect") > refused_before).then_some(())
     });
+    // From then on requests are not recorded: their context still goes upstream and
+    // the access log has their trace id, but no latency exemplar points at a trace
+    // that will never reach a collector.
+    let trace = "5b8aa5a2d2c872e8321cf37308d69df2";
+    let r = request(
+        gw.http,
+        "GET",
+        "z.test",
+        "/unrecorded",
+        &[
+            ("x-b3-traceid", trace),
+            ("x-b3-spanid", "051581bf3cb55c13"),
+            ("x-b3-sampled", "1"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["headers"]["x-b3-traceid"], trace);
+    assert_eq!(r.json()["headers"]["x-b3-sampled"], "1");
+    let entry = gw.wait_access("the access log line", |e| e["path"] == "/unrecorded");
+    assert_eq!(entry["trace_id"], trace);
+    let om = request(
+        gw.stats,
+        "GET",
+        "stats",
+        "/stats/prometheus",
+        &[("accept", "application/openmetrics-text;version=1.0.0")],
+    )
+    .unwrap()
+    .text();
+    assert!(
+        om.contains("trace_id=") && !om.contains(trace),
+        "an exemplar for an unrecorded trace in\n{om}"
+    );
 }
 
 /// Under continuous load, tracing off -> SkyWalking -> OTLP -> off by editing

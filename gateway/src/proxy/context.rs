@@ -98,6 +98,16 @@ impl RequestCtx {
         }
     }
 
+    /// The trace id a latency sample links to: only a trace whose spans are reported
+    /// (an unrecorded one, dropped for a full queue or a refusing collector, would
+    /// lead nowhere).
+    pub fn exemplar_trace(&self) -> Option<&str> {
+        self.trace
+            .as_ref()
+            .filter(|t| t.records())
+            .map(|t| t.trace_id())
+    }
+
     pub fn attempts(&self) -> u32 {
         self.tried.len() as u32
     }

@@ -201,7 +201,7 @@ impl Gateway {
             t.attempt_done();
         }
         if let (true, Some(c)) = (stats::recording(), &ctx.cluster) {
-            let trace_id = ctx.trace.as_ref().map(|t| t.trace_id());
+            let trace_id = ctx.exemplar_trace();
             c.stats.response_complete(ctx.start.elapsed(), trace_id);
         }
     }
@@ -215,7 +215,7 @@ impl Gateway {
             c.stats.cx_tx_bytes.add(session.body_bytes_read() as u64);
         }
         let elapsed = ctx.start.elapsed();
-        let trace_id = ctx.trace.as_ref().map(|t| t.trace_id());
+        let trace_id = ctx.exemplar_trace();
         self.hcm.request_done(status, elapsed, trace_id);
         let istio = match ctx.destination_cluster() {
             Some(c) => &c.stats.istio,
@@ -972,9 +972,9 @@ impl ProxyHttp for Gateway {
             info.response_size = session.body_bytes_sent() as u64;
             w.on_log(session);
         }
-        let trace_id = ctx.trace.take().map(|t| match t.records() {
-            true => self.finish_trace(session, ctx, t, status),
-            false => t.drop_unrecorded(),
+        let trace_id = ctx.trace.take().and_then(|t| match t.records() {
+            true => Some(self.finish_trace(session, ctx, t, status)),
+            false => t.drop_unrecorded(self.access_log.enabled()),
         });
         if self.access_log.enabled() {
             self.access_log

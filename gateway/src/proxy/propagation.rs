@@ -220,13 +220,10 @@ fn set_b3(
     let Some(ids) = b3::encode_ids(trace_id, span_id, parent) else {
         return;
     };
-    if let Some(v) = value(ids.trace) {
-        h.insert(X_B3_TRACE_ID, v);
-    }
-    if let Some(v) = value(ids.span) {
-        h.insert(X_B3_SPAN_ID, v);
-    }
-    match ids.parent.and_then(value) {
+    let (trace, span, parent) = ids.values();
+    h.insert(X_B3_TRACE_ID, trace);
+    h.insert(X_B3_SPAN_ID, span);
+    match parent {
         Some(v) => {
             h.insert(X_B3_PARENT_SPAN_ID, v);
         }

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use http::{HeaderMap, HeaderValue};
@@ -31,8 +31,9 @@ struct Attempt {
 pub struct RequestSpans {
     tracer: Arc<Tracer>,
     trace_id: TraceId,
-    /// `trace_id` as text, formatted once for the stats exemplars and the access log.
-    trace_text: String,
+    /// `trace_id` as text, formatted once for the stats exemplars and the access log,
+    /// when one of them asks.
+    trace_text: OnceLock<String>,
     server_id: SpanId,
     /// The caller's span (W3C / B3), parent of the server span.
     parent_id: Option<SpanId>,
@@ -136,7 +137,7 @@ impl RequestSpans {
         };
         Started::Sampled(Box::new(RequestSpans {
             tracer: tracer.clone(),
-            trace_text: trace_id.to_text(),
+            trace_text: OnceLock::new(),
             trace_id,
             server_id: SpanId::random(),
             parent_id,
@@ -155,15 +156,22 @@ impl RequestSpans {
         self.record
     }
 
-    /// A request that is not recorded ends: its spans count as dropped.
-    pub fn drop_unrecorded(mut self: Box<Self>) -> String {
+    /// A request that is not recorded ends: its spans count as dropped. Its trace id's
+    /// text if `text` (for the access log).
+    pub fn drop_unrecorded(mut self: Box<Self>, text: bool) -> Option<String> {
         self.tracer.dropped(1 + self.attempts.len() as u64);
-        std::mem::take(&mut self.trace_text)
+        text.then(|| self.take_text())
     }
 
     /// The trace id as the access log and exemplars show it.
     pub fn trace_id(&self) -> &str {
-        &self.trace_text
+        self.trace_text.get_or_init(|| self.trace_id.to_text())
+    }
+
+    fn take_text(&mut self) -> String {
+        self.trace_text
+            .take()
+            .unwrap_or_else(|| self.trace_id.to_text())
     }
 
     /// An upstream attempt begins; one before it that did not finish has failed.
@@ -285,6 +293,6 @@ impl RequestSpans {
             }),
         };
         self.tracer.submit(trace);
-        std::mem::take(&mut self.trace_text)
+        self.take_text()
     }
 }

@@ -51,6 +51,8 @@ impl Default for Limits {
 
 pub struct Runtime {
     pub engine: Engine,
+    /// The engine's configuration, for the short-lived engines that compile.
+    config: Config,
     linker: Linker<HostState>,
     pub limits: Limits,
 }
@@ -104,6 +106,7 @@ impl Runtime {
         let linker = host::linker(&engine)?;
         Ok(Arc::new(Runtime {
             engine,
+            config: cfg,
             linker,
             limits,
         }))
@@ -112,8 +115,7 @@ impl Runtime {
     /// Compile `bytes` (binary or WAT) and check it is a Proxy-Wasm module the host can
     /// link.
     pub fn compile(&self, bytes: &[u8]) -> Result<Arc<CompiledModule>, String> {
-        let module =
-            Module::new(&self.engine, bytes).map_err(|e| format!("not a Wasm module: {e:#}"))?;
+        let module = self.compile_apart(bytes)?;
         let abi =
             AbiVersion::from_exports(module.exports().map(|e| e.name())).ok_or_else(|| {
                 "missing or unknown Proxy-Wasm ABI version (no proxy_abi_version_* export)"
@@ -134,6 +136,39 @@ impl Runtime {
             sha256: sha256_hex(bytes),
             env_imports,
         }))
+    }
+}
+
+impl Runtime {
+    /// Compile on an engine of its own, then load the result into the runtime's engine.
+    /// Cranelift keeps its compile contexts in the engine for reuse, each as large as
+    /// the largest function it compiled: for a Go plugin (6 MB of Wasm, some huge
+    /// functions) that held about 30 MiB for good. A throw-away engine takes them with
+    /// it; loading the compiled image costs a few milliseconds.
+    fn compile_apart(&self, bytes: &[u8]) -> Result<Module, String> {
+        let compiled =
+            Engine::new(&self.config).and_then(|engine| Module::new(&engine, bytes)?.serialize());
+        let image = match compiled {
+            Ok(image) => image,
+            // The runtime's engine says what is wrong with the module.
+            Err(_) => {
+                return Module::new(&self.engine, bytes)
+                    .map_err(|e| format!("not a Wasm module: {e:#}"))
+            }
+        };
+        // mimalloc returns a thread's freed pages when that thread next allocates; the
+        // compile threads (rayon's pool) sit idle from now on, so ask them now.
+        // SAFETY: mi_collect only tidies the calling thread's own heap.
+        unsafe { libmimalloc_sys::mi_collect(true) };
+        rayon::broadcast(|_| unsafe { libmimalloc_sys::mi_collect(true) });
+        // SAFETY: `image` was serialized a moment ago by an engine of the same config.
+        match unsafe { Module::deserialize(&self.engine, &image) } {
+            Ok(m) => Ok(m),
+            Err(e) => {
+                tracing::warn!(error = %e, "a compiled module did not load; compiling it again");
+                Module::new(&self.engine, bytes).map_err(|e| format!("not a Wasm module: {e:#}"))
+            }
+        }
     }
 }
 

@@ -10,10 +10,13 @@
 
 use std::borrow::Cow;
 
+use bytes::Bytes;
+use http::HeaderValue;
+
 use thiserror::Error;
 
 use super::context::SpanContext;
-use super::ids::{push_hex, SpanId, TraceId};
+use super::ids::{hex_digits, push_hex, SpanId, TraceId};
 use super::w3c::{parse_hex_u128, parse_hex_u64, trim_ows};
 
 pub const B3: &str = "b3";
@@ -156,34 +159,79 @@ pub fn encode_multi(
 ) -> Option<Vec<(&'static str, Cow<'static, str>)>> {
     let ids = encode_ids(trace_id, span_id, parent)?;
     let mut headers = Vec::with_capacity(4);
-    headers.push((X_B3_TRACE_ID, ids.trace.into()));
-    headers.push((X_B3_SPAN_ID, ids.span.into()));
-    if let Some(p) = ids.parent {
-        headers.push((X_B3_PARENT_SPAN_ID, p.into()));
+    headers.push((X_B3_TRACE_ID, ids.trace().to_string().into()));
+    headers.push((X_B3_SPAN_ID, ids.span().to_string().into()));
+    if let Some(p) = ids.parent() {
+        headers.push((X_B3_PARENT_SPAN_ID, p.to_string().into()));
     }
     headers.push((X_B3_SAMPLED, if sampled { "1" } else { "0" }.into()));
     Some(headers)
 }
 
-/// The id headers' values of [`encode_multi`], for a caller that writes them into a
-/// header map itself (the sampled flag is a literal).
+/// The id headers' values of [`encode_multi`] in one buffer (trace id, span id, then
+/// the parent's), for a caller that writes them into a header map itself (the sampled
+/// flag is a literal).
 #[derive(Debug, PartialEq, Eq)]
 pub struct MultiIds {
+    buf: Bytes,
+    trace_end: usize,
+    span_end: usize,
+}
+
+impl MultiIds {
+    fn text(&self, r: std::ops::Range<usize>) -> &str {
+        // Only hex digits were written.
+        std::str::from_utf8(&self.buf[r]).unwrap_or_default()
+    }
+
     /// `x-b3-traceid`.
-    pub trace: String,
+    pub fn trace(&self) -> &str {
+        self.text(0..self.trace_end)
+    }
+
     /// `x-b3-spanid`.
-    pub span: String,
+    pub fn span(&self) -> &str {
+        self.text(self.trace_end..self.span_end)
+    }
+
     /// `x-b3-parentspanid`.
-    pub parent: Option<String>,
+    pub fn parent(&self) -> Option<&str> {
+        (self.span_end < self.buf.len()).then(|| self.text(self.span_end..self.buf.len()))
+    }
+
+    /// The three as header values, slices of the one buffer: no copy, and no
+    /// validation (the request path writes them on every traced request).
+    pub fn values(&self) -> (HeaderValue, HeaderValue, Option<HeaderValue>) {
+        let value = |r: std::ops::Range<usize>| {
+            // SAFETY: lowercase hex digits are visible ASCII, valid in a header value.
+            unsafe { HeaderValue::from_maybe_shared_unchecked(self.buf.slice(r)) }
+        };
+        let parent = (self.span_end < self.buf.len()).then(|| value(self.span_end..self.buf.len()));
+        (
+            value(0..self.trace_end),
+            value(self.trace_end..self.span_end),
+            parent,
+        )
+    }
 }
 
 /// [`encode_multi`]'s ids; `None` for a text trace id.
 pub fn encode_ids(trace_id: &TraceId, span_id: SpanId, parent: Option<SpanId>) -> Option<MultiIds> {
     let trace = trace_id.as_u128()?;
+    let mut buf = Vec::with_capacity(64);
+    let mut digits = [0u8; 32];
+    let width = if trace >> 64 == 0 { 16 } else { 32 };
+    buf.extend_from_slice(hex_digits(&mut digits[..width], trace).as_bytes());
+    let trace_end = buf.len();
+    buf.extend_from_slice(hex_digits(&mut digits[..16], u128::from(span_id.0)).as_bytes());
+    let span_end = buf.len();
+    if let Some(p) = parent {
+        buf.extend_from_slice(hex_digits(&mut digits[..16], u128::from(p.0)).as_bytes());
+    }
     Some(MultiIds {
-        trace: trace_hex(trace),
-        span: span_hex(span_id),
-        parent: parent.map(span_hex),
+        buf: Bytes::from(buf),
+        trace_end,
+        span_end,
     })
 }
 
@@ -218,12 +266,6 @@ pub fn encode_single(
         }
     }
     Some(s)
-}
-
-fn span_hex(id: SpanId) -> String {
-    let mut s = String::with_capacity(16);
-    push_hex(&mut s, u128::from(id.0), 16);
-    s
 }
 
 fn trace_hex(trace: u128) -> String {
@@ -286,6 +328,26 @@ mod tests {
             B3::Context(c) => c,
             other => panic!("no context: {other:?}"),
         }
+    }
+
+    #[test]
+    fn id_values_share_one_buffer_and_keep_64_bit_traces_short() {
+        let ids = encode_ids(
+            &TraceId::Hex(0x0af7_6519_16cd_43dd),
+            SpanId(0x00f0_67aa_0ba9_02b7),
+            Some(SpanId(1)),
+        )
+        .unwrap();
+        let (trace, span, parent) = ids.values();
+        assert_eq!(trace, "0af7651916cd43dd");
+        assert_eq!(span, "00f067aa0ba902b7");
+        assert_eq!(parent.unwrap(), "0000000000000001");
+        let wide = encode_ids(&TraceId::Hex(1 << 64 | 0xab), SpanId(2), None).unwrap();
+        let (trace, span, parent) = wide.values();
+        assert_eq!(trace, "000000000000000100000000000000ab");
+        assert_eq!(span, "0000000000000002");
+        assert!(parent.is_none() && wide.parent().is_none());
+        assert_eq!(wide.trace(), trace.to_str().unwrap());
     }
 
     fn multi(h: &[(&'static str, &'static str)]) -> Result<Option<B3>, B3Error> {
