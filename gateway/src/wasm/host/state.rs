@@ -147,10 +147,11 @@ pub struct HostState {
     /// The stream lent for this call, and its context.
     pub stream: Option<StreamView>,
     pub stream_ctx: u32,
-    /// Live context ids (root included).
-    pub contexts: HashSet<u32>,
+    /// Live context ids (root included). Ids are the host's own: a fast hash (SipHash
+    /// was a few hundred instructions per request here).
+    pub contexts: HashSet<u32, foldhash::fast::RandomState>,
     /// Values set with `proxy_set_property`, per context, by raw path.
-    pub props: HashMap<u32, HashMap<Vec<u8>, Vec<u8>>>,
+    pub props: HashMap<u32, HashMap<Vec<u8>, Vec<u8>>, foldhash::fast::RandomState>,
     pub actions: Actions,
     pub pending_calls: Vec<PendingCall>,
     pub next_token: u32,
@@ -187,8 +188,8 @@ impl HostState {
             effective: 0,
             stream: None,
             stream_ctx: 0,
-            contexts: HashSet::new(),
-            props: HashMap::new(),
+            contexts: HashSet::default(),
+            props: HashMap::default(),
             actions: Actions::default(),
             pending_calls: Vec::new(),
             next_token: 0,
