@@ -174,6 +174,8 @@ pub struct HostState {
     pub done_later: Vec<u32>,
     /// The first warnings and errors the plugin logged (why it refused its config, often).
     pub problems: Vec<String>,
+    /// Header names this VM edited lately (see `headers.rs`).
+    pub(super) header_names: Vec<super::headers::KnownHeader>,
 }
 
 impl HostState {
@@ -204,6 +206,7 @@ impl HostState {
             awaiting_done: HashSet::new(),
             done_later: Vec::new(),
             problems: Vec::new(),
+            header_names: Vec::new(),
         }
     }
 
