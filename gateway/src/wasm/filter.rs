@@ -151,6 +151,8 @@ pub struct WasmRequest {
     held_body: Option<Bytes>,
     /// A request header was edited by a plugin, and none asked to keep the route.
     pub reroute: bool,
+    /// Among those edits, one of what every route lookup reads.
+    route_keys: bool,
     keep_route: bool,
     /// Streaming request body: what went upstream so far (for a retry's replay), while
     /// it fits Pingora's replay buffer.
@@ -198,6 +200,7 @@ impl WasmRequest {
             authority: None,
             held_body: None,
             reroute: false,
+            route_keys: false,
             keep_route: false,
             sent: Some(BytesMut::new()),
             body_attempt: 0,
@@ -257,6 +260,9 @@ impl WasmRequest {
         if e.actions.request_headers_changed {
             self.reroute = true;
         }
+        if e.actions.route_keys_changed {
+            self.route_keys = true;
+        }
         if e.actions.keep_route {
             self.keep_route = true;
         }
@@ -270,8 +276,11 @@ impl WasmRequest {
     }
 
     /// Whether routing must be looked up again (a plugin edited request headers).
-    pub fn needs_reroute(&self) -> bool {
-        self.reroute && !self.keep_route
+    /// `headers_matter`: a lookup could differ when only other headers changed. If not,
+    /// and the plugins left the host, path and method alone, it would find the same
+    /// route, and is skipped (a weighted destination keeps its first draw).
+    pub fn needs_reroute(&self, headers_matter: bool) -> bool {
+        self.reroute && !self.keep_route && (self.route_keys || headers_matter)
     }
 
     /// Wait for context `c`'s HTTP calls, handing each answer to its root context with

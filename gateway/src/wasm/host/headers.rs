@@ -285,6 +285,9 @@ fn edit_header(
     let pseudo = key.starts_with(b":");
     if map_type == map::REQUEST_HEADERS {
         state.actions.request_headers_changed = true;
+        if pseudo || key.eq_ignore_ascii_case(b"host") {
+            state.actions.route_keys_changed = true;
+        }
     }
     if pseudo {
         // By their lowercase names; other pseudo names of the response are refused as
