@@ -581,3 +581,37 @@ fn vm_config_env_reaches_the_vm_environment() {
     let err = gw.wait_rejection("bad-env");
     assert!(err.contains("spec.vmConfig.env[0].name"), "{err}");
 }
+
+/// A plugin's request header edit re-routes the request when a route matches on headers
+/// (the lookup is skipped only when none does and the host, path and method stayed).
+#[test]
+fn request_header_edit_routes_again_by_header_match() {
+    let (be, auth, other) = (
+        Backend::start("be"),
+        Backend::start("auth"),
+        Backend::start("other"),
+    );
+    let cfg = config(&be, &auth);
+    cfg.static_registries(&[
+        ("be", be.addr.to_string(), 80),
+        ("auth", auth.addr.to_string(), 80),
+        ("other", other.addr.to_string(), 80),
+    ]);
+    // Mode P replaces `x-mode: P` with `P2`: the request now matches this route.
+    cfg.ingress(
+        "p2",
+        &[
+            ("higress.io/destination", "other.static"),
+            ("higress.io/exact-match-header-x-mode", "P2"),
+        ],
+        &[(None, "Prefix", "/")],
+    );
+    let gw = start(&cfg, "", &[]);
+    let r = mode(&gw, "P");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["backend"], "other");
+    assert_eq!(upstream_header(&r, "x-mode").as_deref(), Some("P2"));
+    // Without the edit the header route does not match.
+    let r = mode(&gw, "E");
+    assert_eq!(r.json()["backend"], "be");
+}

@@ -188,6 +188,8 @@ pub struct RouteTable {
     wildcard: Vec<(String, usize)>,
     any: Option<usize>,
     vhosts: Vec<VirtualHost>,
+    /// Some route matches on the method, headers or query: see [`RouteTable::reads_requests`].
+    reads_requests: bool,
 }
 
 impl RouteTable {
@@ -199,6 +201,7 @@ impl RouteTable {
             // Built by pushing (and collected in place from larger items): the spare
             // capacity would stay for the table's life, about 90 bytes per route.
             routes.shrink_to_fit();
+            table.reads_requests |= routes.iter().any(|r| r.request_match.is_some());
             let idx = table.vhosts.len();
             let index = PathIndex::build(&routes);
             table.vhosts.push(VirtualHost { routes, index });
@@ -214,6 +217,12 @@ impl RouteTable {
         }
         table.wildcard.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
         table
+    }
+
+    /// Whether a route looks at more of a request than its host and path: if none does,
+    /// a request whose other headers changed finds the route it found before.
+    pub fn reads_requests(&self) -> bool {
+        self.reads_requests
     }
 
     /// Find the route for `host` (may carry `:port`) and `path` (query already removed);

@@ -325,7 +325,16 @@ impl Gateway {
         let mut w = WasmRequest::new(&ctx.snapshot.plugins, self.stream_info(session, ctx));
         let limit = ctx.snapshot.filters.global.downstream_buffer_limit;
         let verdict = w.on_request(session, limit).await;
-        let reroute = w.needs_reroute();
+        let table = if self.listener.local {
+            &ctx.snapshot.local_routes
+        } else {
+            &ctx.snapshot.routes
+        };
+        // Another lookup reads the host, path and method, and other headers only for
+        // routes that match on them; route filters, run since the lookup, may have edited
+        // any of it.
+        let headers_matter = table.reads_requests() || ctx.filtered.is_some();
+        let reroute = w.needs_reroute(headers_matter);
         let w = ctx.wasm.insert(w);
         match verdict? {
             Verdict::Continue => {}

@@ -69,6 +69,18 @@ struct PluginCtx {
     response_buffer: BytesMut,
 }
 
+impl PluginCtx {
+    /// Body pieces go through this plugin's VM: it is not skipped and has the callback
+    /// (a missing one would continue, with nothing to do, at the cost of a VM entry).
+    fn request_body(&self) -> bool {
+        !self.skip && self.plugin.module.request_body
+    }
+
+    fn response_body(&self) -> bool {
+        !self.skip && self.plugin.module.response_body
+    }
+}
+
 /// What one callback's outcome means for the chain.
 enum Step {
     Next,
@@ -101,6 +113,16 @@ fn data_outcome(status: i32, eos: bool, piece: BytesMut, kept: &mut BytesMut) ->
     }
 }
 
+/// A callback stopped with nothing left that could resume it: the body is wanted
+/// (headers that may wait for it), else the chain goes on rather than hang.
+fn stopped(status: i32, wants_body: bool) -> (i32, Step) {
+    if wants_body && status == headers_status::STOP_ITERATION {
+        (status, Step::WantBody)
+    } else {
+        (status, Step::Next)
+    }
+}
+
 /// Which callback `after` follows: its side, headers or body, and whether the plugin
 /// may hold the headers for the body.
 #[derive(Clone, Copy)]
@@ -129,6 +151,8 @@ pub struct WasmRequest {
     held_body: Option<Bytes>,
     /// A request header was edited by a plugin, and none asked to keep the route.
     pub reroute: bool,
+    /// Among those edits, one of what every route lookup reads.
+    route_keys: bool,
     keep_route: bool,
     /// Streaming request body: what went upstream so far (for a retry's replay), while
     /// it fits Pingora's replay buffer.
@@ -176,6 +200,7 @@ impl WasmRequest {
             authority: None,
             held_body: None,
             reroute: false,
+            route_keys: false,
             keep_route: false,
             sent: Some(BytesMut::new()),
             body_attempt: 0,
@@ -191,49 +216,29 @@ impl WasmRequest {
         &mut self.info
     }
 
-    /// The context of plugin `i` of the chain, made on first use.
-    fn context(&mut self, i: usize) -> Option<usize> {
-        if let Some(pos) = self.ctx_of(i) {
-            return Some(pos);
-        }
-        let ChainEntry::Plugin(plugin) = &self.chain[i] else {
-            return None;
-        };
-        let plugin = plugin.clone();
-        let slot = plugin.slot();
-        let s = slot.clone();
-        match slot.run(None, move |vm| Ok((vm.create_context()?, s.generation()))) {
-            Ran::Done((id, generation)) => {
-                self.ctxs.push(PluginCtx {
-                    index: i,
-                    plugin,
-                    slot,
-                    id,
-                    generation,
-                    skip: false,
-                    finished: false,
-                    request_buffer: BytesMut::new(),
-                    response_buffer: BytesMut::new(),
-                });
-                Some(self.ctxs.len() - 1)
-            }
-            Ran::Stale => None,
-            Ran::Failed(_) => {
-                // Recorded as skipped so the fail strategy is applied once.
-                self.ctxs.push(PluginCtx {
-                    index: i,
-                    plugin,
-                    slot,
-                    id: 0,
-                    generation: 0,
-                    skip: true,
-                    finished: true,
-                    request_buffer: BytesMut::new(),
-                    response_buffer: BytesMut::new(),
-                });
-                None
-            }
-        }
+    /// Record plugin `i`'s context (`made`: its id and VM generation; `None`: it could
+    /// not be made, and the plugin is skipped from here on).
+    fn add_context(
+        &mut self,
+        i: usize,
+        plugin: Arc<LoadedPlugin>,
+        slot: Arc<VmSlot>,
+        made: Option<(u32, u64)>,
+    ) -> usize {
+        let (id, generation) = made.unwrap_or_default();
+        self.ctxs.push(PluginCtx {
+            index: i,
+            plugin,
+            slot,
+            id,
+            generation,
+            // Recorded as skipped so the fail strategy is applied once.
+            skip: made.is_none(),
+            finished: made.is_none(),
+            request_buffer: BytesMut::new(),
+            response_buffer: BytesMut::new(),
+        });
+        self.ctxs.len() - 1
     }
 
     /// A failed call: skip the plugin (fail-open) or end the request (fail-close).
@@ -255,6 +260,9 @@ impl WasmRequest {
         if e.actions.request_headers_changed {
             self.reroute = true;
         }
+        if e.actions.route_keys_changed {
+            self.route_keys = true;
+        }
         if e.actions.keep_route {
             self.keep_route = true;
         }
@@ -268,8 +276,11 @@ impl WasmRequest {
     }
 
     /// Whether routing must be looked up again (a plugin edited request headers).
-    pub fn needs_reroute(&self) -> bool {
-        self.reroute && !self.keep_route
+    /// `headers_matter`: a lookup could differ when only other headers changed. If not,
+    /// and the plugins left the host, path and method alone, it would find the same
+    /// route, and is skipped (a weighted destination keeps its first draw).
+    pub fn needs_reroute(&self, headers_matter: bool) -> bool {
+        self.reroute && !self.keep_route && (self.route_keys || headers_matter)
     }
 
     /// Wait for context `c`'s HTTP calls, handing each answer to its root context with
@@ -331,15 +342,16 @@ impl WasmRequest {
         Waited::Drained
     }
 
-    /// After a callback returned `status` with effects `e`: what the chain does next.
-    async fn after(
+    /// After a callback returned `status` with effects `e`: what the chain does next,
+    /// when that needs no waiting (most callbacks continue and make no calls; deciding
+    /// it outside an async fn spares building and polling one). `Err`: the status and
+    /// the calls to wait for, with [`Self::after_calls`].
+    fn after(
         &mut self,
         c: usize,
-        session: &mut Session,
         r: Ran<(i32, Effects)>,
         at: Callback,
-        response: Option<Editable>,
-    ) -> (i32, Step) {
+    ) -> Result<(i32, Step), (i32, Vec<PendingCall>)> {
         let Callback {
             side,
             headers,
@@ -349,9 +361,9 @@ impl WasmRequest {
             Ran::Done(x) => x,
             Ran::Stale => {
                 self.ctxs[c].skip = true;
-                return (0, Step::Next);
+                return Ok((0, Step::Next));
             }
-            Ran::Failed(f) => return (0, self.failed(c, &f)),
+            Ran::Failed(f) => return Ok((0, self.failed(c, &f))),
         };
         tracing::trace!(plugin = %self.ctxs[c].plugin.name(), ?side, headers, status, calls = e.calls.len(), "Wasm callback returned");
         let resumed = match side {
@@ -360,7 +372,7 @@ impl WasmRequest {
         };
         let calls = match self.effects(e) {
             Ok(calls) => calls,
-            Err(v) => return (status, Step::End(v)),
+            Err(v) => return Ok((status, Step::End(v))),
         };
         let go_on = if headers {
             status == headers_status::CONTINUE
@@ -373,20 +385,28 @@ impl WasmRequest {
                 calls,
                 self.ctxs[c].plugin.shared.resolve.as_ref(),
             ));
-            return (0, Step::Next);
+            return Ok((0, Step::Next));
         }
         if !calls.is_empty() {
-            match self.wait(c, session, calls, side, response).await {
-                Waited::Continued => return (0, Step::Next),
-                Waited::End(v) => return (status, Step::End(v)),
-                Waited::Drained => {}
-            }
+            return Err((status, calls));
         }
-        if wants_body && status == headers_status::STOP_ITERATION {
-            return (status, Step::WantBody);
+        Ok(stopped(status, wants_body))
+    }
+
+    /// The rest of [`Self::after`]: a stopped callback's calls are waited for.
+    async fn after_calls(
+        &mut self,
+        c: usize,
+        session: &mut Session,
+        (status, calls): (i32, Vec<PendingCall>),
+        at: Callback,
+        response: Option<Editable>,
+    ) -> (i32, Step) {
+        match self.wait(c, session, calls, at.side, response).await {
+            Waited::Continued => (0, Step::Next),
+            Waited::End(v) => (status, Step::End(v)),
+            Waited::Drained => stopped(status, at.wants_body),
         }
-        // Stopped with nothing left that could resume it: go on rather than hang.
-        (status, Step::Next)
     }
 
     async fn request_headers(&mut self, i: usize, session: &mut Session, eos: bool) -> Step {
@@ -396,27 +416,41 @@ impl WasmRequest {
                 .native_request_headers(i, &f, session.req_header_mut(), eos)
                 .await;
         }
-        let Some(c) = self.context(i) else {
-            return self.created_failed(i);
-        };
-        if self.ctxs[c].skip {
+        let ChainEntry::Plugin(plugin) = &self.chain[i] else {
             return Step::Next;
-        }
-        let ctx = &self.ctxs[c];
-        let (id, slot, generation) = (ctx.id, ctx.slot.clone(), ctx.generation);
+        };
+        let plugin = plugin.clone();
+        let slot = plugin.slot();
+        let s = slot.clone();
         let req = session.req_header_mut();
         let n = req.headers.len() + 4;
         let v = view(&self.info, req);
-        let r = slot.run(Some(generation), |vm| {
-            let s = vm.on_request_headers(id, n, eos, v)?;
-            Ok((s, vm.take_effects()))
+        // The context is made and sees its headers in one turn on the VM (one lock,
+        // one timing: most of what a callback costs beside the guest's own work).
+        let mut made = None;
+        let r = slot.run(None, |vm| {
+            let id = vm.create_context()?;
+            made = Some((id, s.generation()));
+            let status = vm.on_request_headers(id, n, eos, v)?;
+            Ok((status, vm.take_effects()))
         });
+        if made.is_none() {
+            // The VM would not start or the context not be made (or the plugin is gone).
+            if matches!(r, Ran::Failed(_)) {
+                self.add_context(i, plugin, slot, None);
+            }
+            return self.created_failed(i);
+        }
+        let c = self.add_context(i, plugin, slot, made);
         let at = Callback {
             side: Side::Request,
             headers: true,
             wants_body: !eos,
         };
-        self.after(c, session, r, at, None).await.1
+        match self.after(c, r, at) {
+            Ok(done) => done.1,
+            Err(wait) => self.after_calls(c, session, wait, at, None).await.1,
+        }
     }
 
     /// The context of plugin `i` could not be made: its VM would not start.
@@ -452,7 +486,10 @@ impl WasmRequest {
             headers: false,
             wants_body: false,
         };
-        self.after(c, session, r, at, None).await
+        match self.after(c, r, at) {
+            Ok(done) => done,
+            Err(wait) => self.after_calls(c, session, wait, at, None).await,
+        }
     }
 
     /// The request phase: header callbacks in chain order, the held body if one of them
@@ -562,13 +599,13 @@ impl WasmRequest {
                 return Ok(());
             }
         }
-        if self.no_request_body || self.ctxs.iter().all(|c| c.skip) {
+        if self.no_request_body || self.ctxs.iter().all(|c| !c.request_body()) {
             return Ok(());
         }
         let had_data = data.is_some();
         let mut chunk = data.take().map(BytesMut::from).unwrap_or_default();
         for c in 0..self.ctxs.len() {
-            if self.ctxs[c].skip {
+            if !self.ctxs[c].request_body() {
                 continue;
             }
             let mut buf = std::mem::take(&mut self.ctxs[c].request_buffer);
@@ -650,19 +687,18 @@ impl WasmRequest {
                 Ok((s, vm.take_effects()))
             });
             // Answers to HTTP calls made here may still edit this response.
-            let (status, step) = self
-                .after(
-                    c,
-                    session,
-                    r,
-                    Callback {
-                        side: Side::Response,
-                        headers: true,
-                        wants_body: false,
-                    },
-                    Some(Editable(ptr)),
-                )
-                .await;
+            let at = Callback {
+                side: Side::Response,
+                headers: true,
+                wants_body: false,
+            };
+            let (status, step) = match self.after(c, r, at) {
+                Ok(done) => done,
+                Err(wait) => {
+                    self.after_calls(c, session, wait, at, Some(Editable(ptr)))
+                        .await
+                }
+            };
             match step {
                 Step::End(Verdict::Respond(lr)) => {
                     *resp = local_header(&lr);
@@ -691,13 +727,13 @@ impl WasmRequest {
             *body = if eos { Some(replacement.clone()) } else { None };
             return Ok(());
         }
-        if self.no_response_body || self.ctxs.iter().all(|c| c.skip) {
+        if self.no_response_body || self.ctxs.iter().all(|c| !c.response_body()) {
             return Ok(());
         }
         let had_data = body.is_some();
         let mut chunk = body.take().map(BytesMut::from).unwrap_or_default();
         for c in (0..self.ctxs.len()).rev() {
-            if self.ctxs[c].skip {
+            if !self.ctxs[c].response_body() {
                 continue;
             }
             let ctx = &mut self.ctxs[c];

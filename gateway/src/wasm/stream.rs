@@ -117,6 +117,9 @@ pub struct Actions {
     pub close: bool,
     /// Request headers were edited (the route may have to be looked up again).
     pub request_headers_changed: bool,
+    /// What every route lookup reads was edited (`:authority`, `host`, `:path`,
+    /// `:method`), or the plugin cleared the route cache itself.
+    pub route_keys_changed: bool,
     /// `proxy_set_property(["clear_route_cache"], "off")`.
     pub keep_route: bool,
 }

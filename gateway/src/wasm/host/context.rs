@@ -58,7 +58,9 @@ host_fns! { "env" -> Ret;
     }
 
     fn proxy_clear_route_cache(mut c) {
-        c.data_mut().actions.request_headers_changed = true;
+        let actions = &mut c.data_mut().actions;
+        actions.request_headers_changed = true;
+        actions.route_keys_changed = true;
         ok(Status::Ok)
     }
 

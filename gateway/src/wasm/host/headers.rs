@@ -1,7 +1,9 @@
 //! Header maps: the request's and response's headers (pseudo-headers included, as
 //! Envoy shows them), an HTTP call's response headers and trailers, read and edited.
 
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
+use pingora_http::IntoCaseHeaderName;
 
 use super::memory::{code, give, ok, read, two_slices, write_u32, Ret};
 use super::state::HostState;
@@ -106,19 +108,20 @@ fn map_value(state: &HostState, map_type: i32, key: &[u8]) -> Result<Option<Vec<
     }
 }
 
-/// Pingora's request and response headers, edited alike.
+/// Pingora's request and response headers, edited alike. Names come with the bytes
+/// Pingora keeps for the wire (`case`), which it parses again itself.
 trait HeaderEdits {
-    fn add(&mut self, name: HeaderName, value: HeaderValue) -> bool;
-    fn put(&mut self, name: HeaderName, value: HeaderValue) -> bool;
+    fn add(&mut self, case: Bytes, value: HeaderValue) -> bool;
+    fn put(&mut self, case: Bytes, value: HeaderValue) -> bool;
     fn drop_header(&mut self, name: &HeaderName);
 }
 
 impl HeaderEdits for pingora_http::RequestHeader {
-    fn add(&mut self, name: HeaderName, value: HeaderValue) -> bool {
-        self.append_header(name, value).is_ok()
+    fn add(&mut self, case: Bytes, value: HeaderValue) -> bool {
+        self.append_header(case, value).is_ok()
     }
-    fn put(&mut self, name: HeaderName, value: HeaderValue) -> bool {
-        self.insert_header(name, value).is_ok()
+    fn put(&mut self, case: Bytes, value: HeaderValue) -> bool {
+        self.insert_header(case, value).is_ok()
     }
     fn drop_header(&mut self, name: &HeaderName) {
         self.remove_header(name);
@@ -126,24 +129,23 @@ impl HeaderEdits for pingora_http::RequestHeader {
 }
 
 impl HeaderEdits for pingora_http::ResponseHeader {
-    fn add(&mut self, name: HeaderName, value: HeaderValue) -> bool {
-        self.append_header(name, value).is_ok()
+    fn add(&mut self, case: Bytes, value: HeaderValue) -> bool {
+        self.append_header(case, value).is_ok()
     }
-    fn put(&mut self, name: HeaderName, value: HeaderValue) -> bool {
-        self.insert_header(name, value).is_ok()
+    fn put(&mut self, case: Bytes, value: HeaderValue) -> bool {
+        self.insert_header(case, value).is_ok()
     }
     fn drop_header(&mut self, name: &HeaderName) {
         self.remove_header(name);
     }
 }
 
-fn apply_edit(h: &mut impl HeaderEdits, name: HeaderName, edit: Edit) -> Result<(), Status> {
-    let value = |v: &[u8]| HeaderValue::from_bytes(v).map_err(|_| Status::BadArgument);
+fn apply_edit(h: &mut impl HeaderEdits, known: &mut KnownHeader, edit: Edit) -> Result<(), Status> {
     let ok = match edit {
-        Edit::Add(v) => h.add(name, value(v)?),
-        Edit::Replace(v) => h.put(name, value(v)?),
+        Edit::Add(v) => h.add(known.case.clone(), known.value(v)?),
+        Edit::Replace(v) => h.put(known.case.clone(), known.value(v)?),
         Edit::Remove => {
-            h.drop_header(&name);
+            h.drop_header(&known.name);
             true
         }
     };
@@ -152,6 +154,55 @@ fn apply_edit(h: &mut impl HeaderEdits, name: HeaderName, edit: Edit) -> Result<
     } else {
         Err(Status::BadArgument)
     }
+}
+
+/// How many header names a VM keeps.
+const KNOWN_HEADERS: usize = 16;
+
+/// A header name a VM edited lately. Plugins edit the same few names, often with the
+/// same values, on every request: kept, an edit neither lowercases nor parses the name
+/// nor copies the value again (Pingora still parses the name itself).
+pub(super) struct KnownHeader {
+    /// The name as the plugin gave it.
+    key: Box<[u8]>,
+    name: HeaderName,
+    /// The name Pingora writes: what it makes of `name` (standard names title-cased,
+    /// others as they are).
+    case: Bytes,
+    /// The value last added or set under it.
+    value: Option<HeaderValue>,
+}
+
+impl KnownHeader {
+    fn value(&mut self, v: &[u8]) -> Result<HeaderValue, Status> {
+        if let Some(known) = self.value.as_ref().filter(|k| k.as_bytes() == v) {
+            return Ok(known.clone());
+        }
+        let value = HeaderValue::from_bytes(v).map_err(|_| Status::BadArgument)?;
+        self.value = Some(value.clone());
+        Ok(value)
+    }
+}
+
+/// The known header of `key` (the name as the plugin gave it), made if new;
+/// `BadArgument` for what is not a header name.
+fn known_header<'s>(state: &'s mut HostState, key: &[u8]) -> Result<&'s mut KnownHeader, Status> {
+    let names = &mut state.header_names;
+    if let Some(i) = names.iter().position(|k| &*k.key == key) {
+        return Ok(&mut names[i]);
+    }
+    let name = HeaderName::from_bytes(&lower(key)).map_err(|_| Status::BadArgument)?;
+    let case = Bytes::copy_from_slice(name.clone().into_case_header_name().as_slice());
+    if names.len() == KNOWN_HEADERS {
+        names.remove(0);
+    }
+    names.push(KnownHeader {
+        key: key.into(),
+        name,
+        case,
+        value: None,
+    });
+    Ok(names.last_mut().expect("just pushed"))
 }
 
 /// The entries of a map, pseudo-headers first, as `(name, value)`.
@@ -223,19 +274,6 @@ fn edit_header(
     key: &[u8],
     edit: Edit<'_>,
 ) -> Result<(), Status> {
-    let mut buf = [0u8; 64];
-    let lowered;
-    let key: &[u8] = match buf.get_mut(..key.len()) {
-        Some(b) => {
-            b.copy_from_slice(key);
-            b.make_ascii_lowercase();
-            b
-        }
-        None => {
-            lowered = lower(key);
-            &lowered
-        }
-    };
     let v = match map_type {
         map::REQUEST_HEADERS | map::RESPONSE_HEADERS => state.view().ok_or(Status::BadArgument)?,
         map::REQUEST_TRAILERS | map::RESPONSE_TRAILERS => return Err(Status::NotFound),
@@ -244,33 +282,42 @@ fn edit_header(
         }
         _ => return Err(Status::BadArgument),
     };
+    let pseudo = key.starts_with(b":");
     if map_type == map::REQUEST_HEADERS {
         state.actions.request_headers_changed = true;
-        if key.starts_with(b":") {
+        if pseudo || key.eq_ignore_ascii_case(b"host") {
+            state.actions.route_keys_changed = true;
+        }
+    }
+    if pseudo {
+        // By their lowercase names; other pseudo names of the response are refused as
+        // header names below.
+        let key = lower(key);
+        if map_type == map::REQUEST_HEADERS {
             return match edit {
-                Edit::Add(val) | Edit::Replace(val) => set_request_pseudo(&v, key, val),
+                Edit::Add(val) | Edit::Replace(val) => set_request_pseudo(&v, &key, val),
                 Edit::Remove => Ok(()),
             };
         }
-    }
-    if map_type == map::RESPONSE_HEADERS && key == b":status" {
-        if let Edit::Add(val) | Edit::Replace(val) = edit {
-            let code: u16 = std::str::from_utf8(val)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or(Status::BadArgument)?;
-            // SAFETY: inside the lent call.
-            let resp = unsafe { v.response_mut() }.ok_or(Status::BadArgument)?;
-            resp.set_status(code).map_err(|_| Status::BadArgument)?;
+        if key == b":status" {
+            if let Edit::Add(val) | Edit::Replace(val) = edit {
+                let code: u16 = std::str::from_utf8(val)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or(Status::BadArgument)?;
+                // SAFETY: inside the lent call.
+                let resp = unsafe { v.response_mut() }.ok_or(Status::BadArgument)?;
+                resp.set_status(code).map_err(|_| Status::BadArgument)?;
+            }
+            return Ok(());
         }
-        return Ok(());
     }
-    let name = HeaderName::from_bytes(key).map_err(|_| Status::BadArgument)?;
+    let known = known_header(state, key)?;
     // SAFETY: inside the lent call.
     unsafe {
         match map_type {
-            map::REQUEST_HEADERS => apply_edit(v.request(), name, edit),
-            _ => apply_edit(v.response_mut().ok_or(Status::BadArgument)?, name, edit),
+            map::REQUEST_HEADERS => apply_edit(v.request(), known, edit),
+            _ => apply_edit(v.response_mut().ok_or(Status::BadArgument)?, known, edit),
         }
     }
 }

@@ -147,10 +147,11 @@ pub struct HostState {
     /// The stream lent for this call, and its context.
     pub stream: Option<StreamView>,
     pub stream_ctx: u32,
-    /// Live context ids (root included).
-    pub contexts: HashSet<u32>,
+    /// Live context ids (root included). Ids are the host's own: a fast hash (SipHash
+    /// was a few hundred instructions per request here).
+    pub contexts: HashSet<u32, foldhash::fast::RandomState>,
     /// Values set with `proxy_set_property`, per context, by raw path.
-    pub props: HashMap<u32, HashMap<Vec<u8>, Vec<u8>>>,
+    pub props: HashMap<u32, HashMap<Vec<u8>, Vec<u8>>, foldhash::fast::RandomState>,
     pub actions: Actions,
     pub pending_calls: Vec<PendingCall>,
     pub next_token: u32,
@@ -176,6 +177,8 @@ pub struct HostState {
     /// The plugin set `wasm_need_rebuild` to `true` (Higress's SDK does at a request count
     /// or a `plugin_vm_memory` threshold): new streams go to a new VM.
     pub need_rebuild: bool,
+    /// Header names this VM edited lately (see `headers.rs`).
+    pub(super) header_names: Vec<super::headers::KnownHeader>,
 }
 
 impl HostState {
@@ -190,8 +193,8 @@ impl HostState {
             effective: 0,
             stream: None,
             stream_ctx: 0,
-            contexts: HashSet::new(),
-            props: HashMap::new(),
+            contexts: HashSet::default(),
+            props: HashMap::default(),
             actions: Actions::default(),
             pending_calls: Vec::new(),
             next_token: 0,
@@ -207,6 +210,7 @@ impl HostState {
             done_later: Vec::new(),
             problems: Vec::new(),
             need_rebuild: false,
+            header_names: Vec::new(),
         }
     }
 
