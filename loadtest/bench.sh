@@ -16,6 +16,7 @@
 #   gw-otlp, gw-sw  the same by OTLP gRPC and SkyWalking, to the test peers' collectors
 #                   (gateway/tests/peers); <= 1.10x gateway
 #   gw-trace1       Zipkin sampling 1 %; <= 1.01x gateway
+#   gw-trace10      Zipkin sampling 10 % (callgrind only)
 #   gw-trace-down   Zipkin to a port nothing listens on: spans dropped cheaply; <= 1.05x
 #   gw-keyauth      Higress's key-auth + key-rate-limit (oci:// images, so native) on every
 #                   request, each carrying consumer `bench`'s key; <= 1.05x gateway
@@ -837,6 +838,8 @@ if [[ $INSTRUCTIONS == 1 ]]; then
   cg_gateway gw-otlp "$TMP/gwconf-otlp"
   cg_gateway gw-sw "$TMP/gwconf-sw"
   cg_gateway gw-trace1 "$TMP/gwconf-trace1"
+  python3 "$HELPER" gateway-config "$TMP/gwconf-trace10" "$P_BACKEND" "$P_ZIPKIN" zipkin 10
+  cg_gateway gw-trace10 "$TMP/gwconf-trace10"
   cg_gateway gw-trace-down "$TMP/gwconf-trace-down"
   cg_gateway gw-norec "$TMP/gwconf" --stats-recording off
   python3 "$HELPER" gateway-config "$TMP/gwconf-policy" "$P_BACKEND"

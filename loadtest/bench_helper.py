@@ -990,6 +990,7 @@ CG_VERSUS = {
     "gw-otlp": ("gateway", "tracing 100%, OTLP gRPC", 1.10),
     "gw-sw": ("gateway", "tracing 100%, SkyWalking", 1.10),
     "gw-trace1": ("gateway", "tracing 1%, Zipkin", 1.01),
+    "gw-trace10": ("gateway", "tracing 10%, Zipkin", None),
     "gw-trace-down": ("gateway", "tracing 100%, Zipkin collector down", 1.05),
     "gw-wasm0": ("gateway", "no-op Wasm plugin: the host's cost", 1.05),
     "gw-wasm": ("gateway", "Higress transformer, Go Wasm", 2.9),
