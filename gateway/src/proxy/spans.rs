@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use http::{HeaderMap, HeaderValue};
+use smallvec::SmallVec;
 use telemetry::export::Provider;
 use telemetry::trace::{
     sw_operation, HttpFacts, RequestTrace, Span, SpanId, SpanKind, SwParent, TraceId,
@@ -44,7 +45,8 @@ pub struct RequestSpans {
     /// W3C trace-flags bit 1: the trace id is random (ours always are).
     random_trace_id: bool,
     start: SystemTime,
-    attempts: Vec<Attempt>,
+    /// Held inline: nearly every request makes one attempt.
+    attempts: SmallVec<[Attempt; 1]>,
     /// `false`: sampled, and its context goes upstream as such, but the exporter had
     /// no room when it started (queue full, collector refusing): its spans are counted as dropped at the end
     /// instead of being built only to be dropped.
@@ -135,6 +137,7 @@ impl RequestSpans {
         } else {
             String::new()
         };
+        let record = tracer.has_room();
         Started::Sampled(Box::new(RequestSpans {
             tracer: tracer.clone(),
             trace_text: OnceLock::new(),
@@ -145,9 +148,14 @@ impl RequestSpans {
             tracestate,
             segment_id,
             random_trace_id,
-            start: SystemTime::now() - started.elapsed(),
-            attempts: Vec::new(),
-            record: tracer.has_room(),
+            // An unrecorded request needs its ids (they go upstream), not its times.
+            start: if record {
+                SystemTime::now() - started.elapsed()
+            } else {
+                SystemTime::UNIX_EPOCH
+            },
+            attempts: SmallVec::new(),
+            record,
         }))
     }
 
