@@ -31,7 +31,7 @@
 
 /// Host functions of one Wasm import module, and the `add` that links them:
 ///
-/// ```ignore
+/// ```text
 /// host_fns! { "env" -> Ret;
 ///     /// What it does.
 ///     fn proxy_done(mut c) { ... }
