@@ -425,15 +425,7 @@ fn collector_faults_never_fail_requests() {
     assert_eq!(r.json()["headers"]["x-b3-sampled"], "1");
     let entry = gw.wait_access("the access log line", |e| e["path"] == "/unrecorded");
     assert_eq!(entry["trace_id"], trace);
-    let om = request(
-        gw.stats,
-        "GET",
-        "stats",
-        "/stats/prometheus",
-        &[("accept", "application/openmetrics-text;version=1.0.0")],
-    )
-    .unwrap()
-    .text();
+    let om = openmetrics(&gw);
     assert!(
         om.contains("trace_id=") && !om.contains(trace),
         "an exemplar for an unrecorded trace in\n{om}"
@@ -583,15 +575,7 @@ fn debug_traces_access_log_and_exemplars() {
     assert!(traces["spans"].as_array().unwrap().len() >= 2);
     let entry = gw.wait_access("the access log line", |e| e["path"] == "/x");
     assert_eq!(entry["trace_id"], trace);
-    let om = request(
-        gw.stats,
-        "GET",
-        "stats",
-        "/stats/prometheus",
-        &[("accept", "application/openmetrics-text;version=1.0.0")],
-    )
-    .unwrap()
-    .text();
+    let om = openmetrics(&gw);
     assert!(
         om.lines()
             .any(|l| l.starts_with("envoy_http_downstream_rq_time_bucket")
@@ -672,4 +656,17 @@ fn sampling_decisions_reach_the_app() {
     assert_eq!(seen["headers"]["x-b3-sampled"], "0", "{seen:#}");
     assert_eq!(seen["extracted"]["b3"]["sampled"], false);
     assert!(seen["headers"].get("traceparent").is_none());
+}
+
+/// The stats as OpenMetrics (the format that carries exemplars).
+fn openmetrics(gw: &Gateway) -> String {
+    request(
+        gw.stats,
+        "GET",
+        "stats",
+        "/stats/prometheus",
+        &[("accept", "application/openmetrics-text;version=1.0.0")],
+    )
+    .unwrap()
+    .text()
 }
