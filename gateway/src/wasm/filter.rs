@@ -335,7 +335,7 @@ impl WasmRequest {
             }
             if resumed {
                 // Answers still to come go to the root context without the stream.
-                slot.detach(inflight);
+                slot.detach(inflight, generation);
                 return Waited::Continued;
             }
         }
@@ -381,10 +381,10 @@ impl WasmRequest {
             status == data_status::CONTINUE
         };
         if go_on || resumed {
-            self.ctxs[c].slot.detach(http_call::dispatch(
-                calls,
-                self.ctxs[c].plugin.shared.resolve.as_ref(),
-            ));
+            self.ctxs[c].slot.detach(
+                http_call::dispatch(calls, self.ctxs[c].plugin.shared.resolve.as_ref()),
+                self.ctxs[c].generation,
+            );
             return Ok((0, Step::Next));
         }
         if !calls.is_empty() {
@@ -776,10 +776,10 @@ impl WasmRequest {
                 }
                 Err(v) => return Err(v),
             };
-            slot.detach(http_call::dispatch(
-                calls,
-                self.ctxs[c].plugin.shared.resolve.as_ref(),
-            ));
+            slot.detach(
+                http_call::dispatch(calls, self.ctxs[c].plugin.shared.resolve.as_ref()),
+                self.ctxs[c].generation,
+            );
             match data_outcome(status, eos, buf, &mut self.ctxs[c].response_buffer) {
                 Some(next) => chunk = next,
                 None => {
@@ -858,10 +858,10 @@ impl WasmRequest {
                 Ok(vm.take_effects())
             });
             if let Ran::Done(e) = r {
-                slot.detach(http_call::dispatch(
-                    e.calls,
-                    self.ctxs[c].plugin.shared.resolve.as_ref(),
-                ));
+                slot.detach(
+                    http_call::dispatch(e.calls, self.ctxs[c].plugin.shared.resolve.as_ref()),
+                    generation,
+                );
             }
         }
     }

@@ -319,22 +319,24 @@ impl VmSlot {
         let Some(resolve) = self.resolver() else {
             return;
         };
-        self.detach(http_call::dispatch(calls, resolve.as_ref()));
+        self.detach(
+            http_call::dispatch(calls, resolve.as_ref()),
+            self.generation(),
+        );
     }
 
     /// Calls on their way whose stream no longer waits: each answer goes to the root
-    /// context, without a stream, when it comes.
+    /// context, without a stream, when it comes. `generation`: the VM that made them
+    /// (only it may get their answers; a VM the plugin asked to replace included).
     #[inline]
-    pub fn detach(self: &Arc<Self>, calls: Vec<InFlight>) {
+    pub fn detach(self: &Arc<Self>, calls: Vec<InFlight>, generation: u64) {
         // Most callbacks make none: decided where it is called, without a call.
         if !calls.is_empty() {
-            self.detach_all(calls);
+            self.detach_all(calls, generation);
         }
     }
 
-    fn detach_all(self: &Arc<Self>, calls: Vec<InFlight>) {
-        // Only the VM that made the calls may get their answers.
-        let generation = self.generation();
+    fn detach_all(self: &Arc<Self>, calls: Vec<InFlight>, generation: u64) {
         for call in calls {
             let slot = self.clone();
             tokio::spawn(async move {
