@@ -37,6 +37,19 @@ pub(crate) fn put_str(buf: &mut BytesMut, key: u8, s: &str) {
     buf.put_slice(s.as_bytes());
 }
 
+/// [`put_str`] of the pieces of `parts` as one string, without joining them first.
+pub(crate) fn put_str_parts(buf: &mut BytesMut, key: u8, parts: &[&str]) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    if len == 0 {
+        return;
+    }
+    buf.put_u8(key);
+    put_varint(buf, len as u64);
+    for p in parts {
+        buf.put_slice(p.as_bytes());
+    }
+}
+
 /// The bytes [`put_str`] writes for a string of `len` bytes under a one-byte key.
 pub(crate) fn str_field_len(len: usize) -> usize {
     if len == 0 {

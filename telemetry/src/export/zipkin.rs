@@ -97,8 +97,15 @@ fn write_tag(out: &mut String, first: &mut bool, k: &str, v: Tag<'_>) {
         out.push(',');
     }
     *first = false;
-    json_str(out, k);
-    out.push(':');
+    // Tag names are the exporters' own constants or a plugin's `trace_span_tag.*`.
+    if first_escape(k.as_bytes()).is_none() {
+        out.push('"');
+        out.push_str(k);
+        out.push_str("\":");
+    } else {
+        json_str(out, k);
+        out.push(':');
+    }
     let mut num = itoa::Buffer::new();
     match v {
         Tag::Lit(v) => {
@@ -155,7 +162,7 @@ fn write_span(
         SpanKind::Server => "\",\"kind\":\"SERVER\",\"name\":",
         SpanKind::Client => "\",\"kind\":\"CLIENT\",\"name\":",
     });
-    json_str(out, &t.span_name(s));
+    json_str_parts(out, &t.span_name_parts(s));
     out.push_str(",\"timestamp\":");
     out.push_str(num.format(start_us));
     out.push_str(",\"duration\":");
@@ -243,6 +250,21 @@ fn first_escape(bytes: &[u8]) -> Option<usize> {
 fn json_str(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
+    json_escaped(out, s);
+    out.push('"');
+}
+
+/// One JSON string literal of the pieces of `parts`, one after the other.
+fn json_str_parts(out: &mut String, parts: &[&str]) {
+    out.push('"');
+    for p in parts {
+        json_escaped(out, p);
+    }
+    out.push('"');
+}
+
+/// `s` with RFC 8259 escapes, unquoted.
+fn json_escaped(out: &mut String, s: &str) {
     let bytes = s.as_bytes();
     let mut plain = 0;
     while let Some(off) = first_escape(&bytes[plain..]) {
@@ -265,7 +287,6 @@ fn json_str(out: &mut String, s: &str) {
         plain = i + 1;
     }
     out.push_str(&s[plain..]);
-    out.push('"');
 }
 
 #[cfg(test)]

@@ -104,25 +104,32 @@ pub fn sw_operation(path: &str) -> &str {
 impl RequestTrace {
     /// Span `s`'s name in the provider's vocabulary.
     pub fn span_name<'a>(&'a self, s: &'a Span) -> Cow<'a, str> {
+        match self.span_name_parts(s) {
+            [one, "", ""] => Cow::Borrowed(one),
+            parts => Cow::Owned(parts.concat()),
+        }
+    }
+
+    /// [`Self::span_name`] as the pieces it is made of, for an encoder that writes them
+    /// one after the other instead of allocating the name.
+    pub fn span_name_parts<'a>(&'a self, s: &'a Span) -> [&'a str; 3] {
         let Some(f) = &self.http else {
-            return Cow::Borrowed(&s.name);
+            return [&s.name, "", ""];
         };
         let method = f.method.as_str();
         match (f.provider, s.kind) {
             // SkyWalking's endpoint list: the path, without the query (low cardinality).
-            (Some(Provider::SkyWalking), _) => Cow::Borrowed(sw_operation(f.path())),
-            (Some(Provider::Zipkin), SpanKind::Server) => {
-                Cow::Owned([method, " ", f.path()].concat())
-            }
+            (Some(Provider::SkyWalking), _) => [sw_operation(f.path()), "", ""],
+            (Some(Provider::Zipkin), SpanKind::Server) => [method, " ", f.path()],
             (Some(Provider::Zipkin), SpanKind::Client) => {
-                Cow::Owned(["router ", f.cluster.as_deref().unwrap_or("-"), " egress"].concat())
+                ["router ", f.cluster.as_deref().unwrap_or("-"), " egress"]
             }
             // OpenTelemetry HTTP server spans: `{method} {http.route}`.
             (_, SpanKind::Server) => match &f.route {
-                Some(r) => Cow::Owned([method, " ", r].concat()),
-                None => Cow::Borrowed(method),
+                Some(r) => [method, " ", r],
+                None => [method, "", ""],
             },
-            (_, SpanKind::Client) => Cow::Borrowed(method),
+            (_, SpanKind::Client) => [method, "", ""],
         }
     }
 

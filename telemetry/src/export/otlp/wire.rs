@@ -15,8 +15,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use opentelemetry_proto::tonic::trace::v1::{span, status};
 
 use super::super::proto_wire::{
-    close, key, key2, open, put_fixed64, put_str, put_varint, varint_len, with_text, I32, I64, LEN,
-    VARINT,
+    close, key, key2, open, put_fixed64, put_str, put_str_parts, put_varint, varint_len, with_text,
+    I32, I64, LEN, VARINT,
 };
 use super::super::{trace_id_u128, unix_nanos};
 use crate::trace::{RequestTrace, SpanKind, Tag};
@@ -156,7 +156,7 @@ fn put_spans(buf: &mut BytesMut, t: &RequestTrace) {
             buf.put_slice(&[SPAN_PARENT_SPAN_ID, 8]);
             buf.put_slice(&p.0.to_be_bytes());
         }
-        put_str(buf, SPAN_NAME, &t.span_name(s));
+        put_str_parts(buf, SPAN_NAME, &t.span_name_parts(s));
         let (kind, remote_parent) = match s.kind {
             SpanKind::Server => (KIND_SERVER, s.parent_span_id.is_some()),
             SpanKind::Client => (KIND_CLIENT, false),
