@@ -226,3 +226,31 @@ fn invalid_config_is_rejected_whole_and_old_one_stays() {
         .iter()
         .any(|v| v.as_str().unwrap().contains("idleTimeout")));
 }
+
+/// What is accepted but does nothing says so in `/debug/configz`: `mcpServer` in
+/// `higress-config`, and a ConfigMap nothing reads (Higress's `higress-https`).
+#[test]
+fn mcp_server_and_unread_configmaps_are_listed_as_not_enforced() {
+    let (cfg, _be, gw) = setup();
+    let not_enforced = || gw.configz()["not_enforced"].to_string();
+    assert!(!not_enforced().contains("mcpServer"), "{}", not_enforced());
+    apply(&cfg, &gw, "mcpServer:\n  enable: true\n");
+    assert!(
+        not_enforced().contains("higress-config: mcpServer"),
+        "{}",
+        not_enforced()
+    );
+    let v = gw.version();
+    cfg.write(
+        "configmaps/higress-https.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: higress-https\ndata:\n  cert: |\n    automaticHttps: true\n",
+    );
+    gw.wait_version_after(v);
+    assert!(
+        not_enforced().contains("configmap higress-system/higress-https: not read"),
+        "{}",
+        not_enforced()
+    );
+    // The global config itself is read, so it is not listed.
+    assert!(!not_enforced().contains("configmap higress-system/higress-config"));
+}

@@ -11,6 +11,7 @@ use crate::controllers::ConfigmapMgr;
 use crate::filters::local_rate_limit::LocalRateLimitStats;
 use crate::model::filter_settings::{Collector, FilterSettings};
 use crate::model::Cluster;
+use crate::resources::configmap::HIGRESS_CONFIG_NAME;
 use crate::resources::domain::DomainConfig;
 use crate::resources::{
     EndpointSlice, Endpoints, Ingress, KIngress, McpBridge, Resource, Service, SYSTEM_NAMESPACE,
@@ -35,6 +36,8 @@ struct Inputs<'a> {
     secrets: Secrets,
     /// The console's domain ConfigMaps, by name.
     domains: Vec<&'a DomainConfig>,
+    /// ConfigMaps the gateway does not read (neither `higress-config` nor `domain-*`).
+    unread_configmaps: Vec<String>,
     services: Vec<&'a Service>,
     slices: Vec<&'a EndpointSlice>,
     endpoints: Vec<&'a Endpoints>,
@@ -62,7 +65,13 @@ impl<'a> Inputs<'a> {
                             .or_insert_with(|| s.clone());
                     }
                 }
-                Resource::ConfigMap(cm) => me.domains.extend(cm.domain.as_ref()),
+                Resource::ConfigMap(cm) => match &cm.domain {
+                    Some(d) => me.domains.push(d),
+                    None if key.name != HIGRESS_CONFIG_NAME => me
+                        .unread_configmaps
+                        .push(format!("configmap {}/{}", key.namespace, key.name)),
+                    None => {}
+                },
                 Resource::Service(s) => me.services.push(s),
                 Resource::EndpointSlice(s) => me.slices.push(s),
                 Resource::Endpoints(e) => me.endpoints.push(e),
@@ -182,6 +191,12 @@ impl ConfigLoop {
         }
         self.warnings.extend(lb_notes);
         self.not_enforced = collect_not_enforced(&self.cmgr, skipped, &inputs.ingresses);
+        // Accepted, but nothing reads them (higress-https's automatic certificates, ...).
+        self.not_enforced.extend(
+            inputs.unread_configmaps.iter().map(|c| {
+                format!("{c}: not read (only higress-config and domain-* ConfigMaps are)")
+            }),
+        );
         self.not_enforced.extend(self.plugins.not_enforced());
         self.not_enforced.extend(istio_out.not_enforced);
         // The annotations a KIngress's routes do not act on.

@@ -133,7 +133,11 @@ impl ConfigmapMgr {
     }
 
     pub fn not_enforced(&self) -> Vec<String> {
-        self.items.iter().flat_map(|i| i.not_enforced()).collect()
+        let mut out: Vec<String> = self.items.iter().flat_map(|i| i.not_enforced()).collect();
+        if self.current.mcp_server.is_some() {
+            out.push("higress-config: mcpServer (the MCP server is not built here)".into());
+        }
+        out
     }
 }
 
@@ -141,6 +145,19 @@ impl ConfigmapMgr {
 mod tests {
     use super::*;
     use telemetry::export::Provider;
+
+    #[test]
+    fn mcp_server_is_listed_as_not_enforced() {
+        let mut mgr = ConfigmapMgr::new();
+        assert!(mgr.not_enforced().iter().all(|n| !n.contains("mcpServer")));
+        let cfg = HigressConfig::parse(b"mcpServer:\n  enable: true\n").unwrap();
+        mgr.update(cfg).unwrap();
+        assert!(
+            mgr.not_enforced().iter().any(|n| n.contains("mcpServer")),
+            "{:?}",
+            mgr.not_enforced()
+        );
+    }
 
     #[test]
     fn invalid_config_changes_nothing() {
