@@ -199,3 +199,31 @@ impl HttpCollector {
         self.seen.lock().unwrap().clone()
     }
 }
+
+/// Attributes at the edges of every value kind (extreme integers, empty keys and
+/// values, text to escape, IPv4 / IPv6 / mapped addresses, a long value), for the
+/// encoders' round-trip tests.
+pub(crate) fn edge_attributes() -> Vec<(Cow<'static, str>, AttrValue)> {
+    vec![
+        ("neg".into(), AttrValue::Int(-1)),
+        ("min".into(), AttrValue::Int(i64::MIN)),
+        ("max".into(), AttrValue::Int(i64::MAX)),
+        ("zero".into(), AttrValue::Int(0)),
+        ("no".into(), AttrValue::Bool(false)),
+        ("empty".into(), AttrValue::Str("".into())),
+        ("".into(), AttrValue::Str("keyless".into())),
+        (
+            "s".into(),
+            AttrValue::Shared("a\"\\b \u{65e5}\u{672c}".into()),
+        ),
+        ("a4".into(), AttrValue::Addr("10.0.0.1:80".parse().unwrap())),
+        ("a6".into(), AttrValue::Addr("[::1]:9000".parse().unwrap())),
+        ("i4".into(), AttrValue::Ip("192.168.100.7".parse().unwrap())),
+        ("i6".into(), AttrValue::Ip("fe80::1".parse().unwrap())),
+        (
+            "v4in6".into(),
+            AttrValue::Ip("::ffff:10.1.2.3".parse().unwrap()),
+        ),
+        ("k\u{e9}y".into(), AttrValue::Str("x".repeat(200).into())),
+    ]
+}

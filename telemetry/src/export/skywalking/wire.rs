@@ -219,7 +219,7 @@ mod tests {
     use skywalking::proto::v3::{KeyStringValuePair, SegmentObject, SegmentReference, SpanObject};
 
     use super::*;
-    use crate::export::test_support::sample_trace;
+    use crate::export::test_support::{edge_attributes, sample_trace};
     use crate::trace::{AttrValue, Provider};
 
     /// The segment as the exporter built it before, from the skywalking crate's
@@ -384,29 +384,10 @@ mod tests {
         });
         t.spans[0].name = "GET /a\"b\\c\n\u{1}\u{e9}\u{1f600}".into();
         t.spans[0].peer = None;
-        t.spans[0].attributes = vec![
-            ("neg".into(), AttrValue::Int(-1)),
-            ("min".into(), AttrValue::Int(i64::MIN)),
-            ("max".into(), AttrValue::Int(i64::MAX)),
-            ("zero".into(), AttrValue::Int(0)),
-            ("no".into(), AttrValue::Bool(false)),
-            ("empty".into(), AttrValue::Str("".into())),
-            ("".into(), AttrValue::Str("keyless".into())),
-            ("".into(), AttrValue::Str("".into())),
-            (
-                "s".into(),
-                AttrValue::Shared("a\"\\b \u{65e5}\u{672c}".into()),
-            ),
-            ("a4".into(), AttrValue::Addr("10.0.0.1:80".parse().unwrap())),
-            ("a6".into(), AttrValue::Addr("[::1]:9000".parse().unwrap())),
-            ("i4".into(), AttrValue::Ip("192.168.100.7".parse().unwrap())),
-            ("i6".into(), AttrValue::Ip("fe80::1".parse().unwrap())),
-            (
-                "v4in6".into(),
-                AttrValue::Ip("::ffff:10.1.2.3".parse().unwrap()),
-            ),
-            ("k\u{e9}y".into(), AttrValue::Str("x".repeat(200).into())),
-        ];
+        t.spans[0].attributes = edge_attributes();
+        t.spans[0]
+            .attributes
+            .push(("".into(), AttrValue::Str("".into())));
         // A span under 128 bytes (one byte of length), a nameless one, times at or
         // before the epoch (0, left out).
         t.spans[1].attributes.clear();
