@@ -121,9 +121,35 @@ struct Common {
     /// Stats listener: /stats/prometheus and /healthz/ready.
     #[arg(long, env = "GATEWAY_STATS_ADDR", default_value = "0.0.0.0:15020")]
     stats_addr: String,
-    /// Admin listener: /debug/configz, /config_dump (keep it on loopback).
+    /// Admin listener: /debug/configz, /config_dump, /clusters. On loopback (the
+    /// default) it refuses other peers; bound elsewhere it is read-only unless
+    /// --admin-allow-writes.
     #[arg(long, env = "GATEWAY_ADMIN_ADDR", default_value = "127.0.0.1:15000")]
     admin_addr: String,
+    /// Serve the admin writes (POST /healthcheck/fail, /healthcheck/ok, /quitquitquit)
+    /// on a non-loopback --admin-addr too.
+    #[arg(long, env = "GATEWAY_ADMIN_ALLOW_WRITES")]
+    admin_allow_writes: bool,
+    /// After SIGTERM: how long in-flight requests get before the process exits anyway
+    /// (keep it under the pod's termination grace period, 30 s in the manifests).
+    #[arg(long, env = "GATEWAY_DRAIN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
+    /// HTTP/1: longest a request head may take to arrive from its first byte; a slower
+    /// client is disconnected (slowloris). `0s`: no limit (Envoy's default).
+    #[arg(long, env = "GATEWAY_REQUEST_HEADERS_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    request_headers_timeout: Duration,
+    /// Connections each proxy listener keeps open at most; more are closed at accept
+    /// (`envoy_listener_downstream_cx_overflow`). 0: no limit.
+    #[arg(long, env = "GATEWAY_MAX_CONNECTIONS", default_value = "0")]
+    max_connections: usize,
+    /// Requests in progress (all listeners) past which new ones get 503 `envoy
+    /// overloaded`. 0: no limit.
+    #[arg(long, env = "GATEWAY_MAX_ACTIVE_REQUESTS", default_value = "0")]
+    max_active_requests: usize,
+    /// Heap size (bytes, or with KiB / MiB / GiB) past which new requests get 503
+    /// `envoy overloaded` until it falls back. 0: no limit.
+    #[arg(long, env = "GATEWAY_OVERLOAD_MAX_HEAP", default_value = "0", value_parser = parse_size)]
+    overload_max_heap: usize,
     /// Worker threads for the HTTP listener (default: one per core).
     #[arg(long, env = "GATEWAY_THREADS")]
     threads: Option<usize>,
@@ -185,6 +211,13 @@ struct Common {
 
 /// `1048576`, `512KiB`, `64MiB`, `1GiB`.
 fn parse_bytes(s: &str) -> Result<usize, String> {
+    Some(parse_size(s)?)
+        .filter(|&b| b >= 1 << 16)
+        .ok_or_else(|| format!("{:?}: must be at least 64KiB (one Wasm page)", s.trim()))
+}
+
+/// `0`, `1048576`, `512KiB`, `64MiB`, `1GiB`.
+fn parse_size(s: &str) -> Result<usize, String> {
     let s = s.trim();
     let (num, unit) = s
         .find(|c: char| !c.is_ascii_digit())
@@ -200,8 +233,7 @@ fn parse_bytes(s: &str) -> Result<usize, String> {
         u => return Err(format!("{s:?}: unknown unit {u:?} (use KiB, MiB or GiB)")),
     };
     n.checked_mul(scale)
-        .filter(|&b| b >= 1 << 16)
-        .ok_or_else(|| format!("{s:?}: must be at least 64KiB (one Wasm page)"))
+        .ok_or_else(|| format!("{s:?}: too large"))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -241,6 +273,14 @@ fn options(common: &Common, config_dir: PathBuf) -> Options {
         gateway_selector: common.gateway_selector.clone(),
         stats_addr: common.stats_addr.clone(),
         admin_addr: common.admin_addr.clone(),
+        limits: gateway::server::ServingLimits {
+            drain_timeout: common.drain_timeout,
+            request_headers_timeout: common.request_headers_timeout,
+            max_connections: common.max_connections,
+            max_active_requests: common.max_active_requests,
+            overload_max_heap: common.overload_max_heap,
+            admin_allow_writes: common.admin_allow_writes,
+        },
         threads: common
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),

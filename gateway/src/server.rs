@@ -15,12 +15,14 @@ use pingora_core::server::{ExecutionPhase, Server};
 use pingora_core::services::listening::Service;
 use tokio::sync::mpsc;
 
-use crate::admin::{AdminApp, StatsApp};
+use crate::admin::listener::{self as admin_listener, Peers};
+use crate::admin::{AdminApp, Lifecycle, StatsApp};
 use crate::config_loop::{self, ConfigLoop, ConfigStatus, LoopOptions, StatusCell};
 use crate::dns;
 use crate::proxy::access_log::{AccessLog, Target};
 use crate::proxy::app::GatewayListener;
 use crate::proxy::https::HttpsService;
+use crate::proxy::overload::{self, Overload};
 use crate::proxy::redirect::Ports;
 use crate::proxy::{Gateway, ListenerInfo};
 use crate::snapshot::{self, SnapshotCell};
@@ -34,11 +36,38 @@ use telemetry::export::RecentTraces;
 /// Sampled requests kept for `/debug/traces`.
 const RECENT_TRACES: usize = 300;
 
-/// Longest SIGTERM drain: in-flight requests (and open WebSockets) get this long.
-const DRAIN: Duration = Duration::from_secs(10);
-
 /// How long start-up waits for the first answer of each `dns` registry name.
 const INITIAL_DNS_WAIT: Duration = Duration::from_secs(5);
+
+/// What protects the process from its clients and itself (see docs/reliability.md).
+#[derive(Clone, Debug)]
+pub struct ServingLimits {
+    /// After SIGTERM: how long in-flight requests (and open WebSockets) get.
+    pub drain_timeout: Duration,
+    /// HTTP/1: longest a request head may take from its first byte (0: none).
+    pub request_headers_timeout: Duration,
+    /// Connections each proxy listener keeps open at most (0: none).
+    pub max_connections: usize,
+    /// Requests in progress past which new ones get 503 (0: none).
+    pub max_active_requests: usize,
+    /// Heap bytes past which new requests get 503 (0: none).
+    pub overload_max_heap: usize,
+    /// Admin writes on a non-loopback admin address.
+    pub admin_allow_writes: bool,
+}
+
+impl Default for ServingLimits {
+    fn default() -> Self {
+        ServingLimits {
+            drain_timeout: Duration::from_secs(20),
+            request_headers_timeout: Duration::from_secs(60),
+            max_connections: 0,
+            max_active_requests: 0,
+            overload_max_heap: 0,
+            admin_allow_writes: false,
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -56,6 +85,7 @@ pub struct Options {
     pub gateway_selector: String,
     pub stats_addr: String,
     pub admin_addr: String,
+    pub limits: ServingLimits,
     pub threads: usize,
     pub access_log: Target,
     pub dns_resolver: Option<SocketAddr>,
@@ -303,7 +333,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         threads,
         // SIGTERM: Pingora stops accepting at once; `drain_on_sigterm` exits as soon as
         // in-flight requests are done, before this bound.
-        grace_period_seconds: Some(DRAIN.as_secs() + 1),
+        grace_period_seconds: Some(opts.limits.drain_timeout.as_secs() + 1),
         graceful_shutdown_timeout_seconds: Some(1),
         // Pingora's fast timers live in a per-thread tree until their deadline, even when
         // cancelled: one per 10 ms tick per duration, thousands at load for a 180 s
@@ -316,8 +346,25 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     server.bootstrap();
     let conf = server.configuration.clone();
 
+    let limits = &opts.limits;
+    let lifecycle = Lifecycle::new(stats.state.clone());
     let in_flight = Arc::new(AtomicUsize::new(0));
-    drain_on_sigterm(&server, in_flight.clone(), access_log.clone());
+    drain_on_sigterm(
+        &server,
+        in_flight.clone(),
+        access_log.clone(),
+        (lifecycle.clone(), limits.drain_timeout),
+    );
+    let overload = Arc::new(Overload::new(limits.max_active_requests));
+    if limits.overload_max_heap > 0 {
+        overload::watch_heap(
+            overload.clone(),
+            limits.overload_max_heap,
+            stats.overload_active.clone(),
+            crate::stats::heap_bytes,
+        )
+        .context("starting the heap watch of --overload-max-heap")?;
+    }
     if opts.kube.is_some() {
         signal_running(&server, &opts.http_addr, listening_tx);
     }
@@ -331,12 +378,18 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         let gateway = Gateway::new(
             snapshot.clone(),
             access_log.clone(),
-            in_flight.clone(),
+            (in_flight.clone(), overload.clone()),
             hcm.clone(),
             ListenerInfo { tls, ports, local },
         );
         let proxy = pingora_proxy::http_proxy(&conf, gateway);
-        GatewayListener::new(proxy, snapshot.clone(), hcm.clone())
+        GatewayListener::new(
+            proxy,
+            snapshot.clone(),
+            hcm.clone(),
+            limits.max_connections,
+            limits.request_headers_timeout,
+        )
     };
     let mut http = Service::new("gateway http".to_string(), listener_app(&hcm, false, false));
     http.add_tcp(&opts.http_addr);
@@ -370,26 +423,35 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     });
     stats.count_connections_of(listeners);
 
-    let mut stats_svc = Service::new(
-        "stats".to_string(),
-        StatsApp {
-            registry: stats.registry.clone(),
-            snapshot: snapshot.clone(),
+    // Bound before the proxy listeners, served on their own thread (`admin/listener.rs`).
+    let admin_bound = opts
+        .admin_addr
+        .parse::<SocketAddr>()
+        .with_context(|| format!("--admin-addr {}: expected ip:port", opts.admin_addr))?;
+    admin_listener::spawn(vec![
+        admin_listener::Endpoint {
+            name: "stats",
+            listener: admin_listener::bind(&opts.stats_addr)?,
+            handler: Arc::new(StatsApp {
+                registry: stats.registry.clone(),
+                snapshot: snapshot.clone(),
+                lifecycle: lifecycle.clone(),
+            }),
+            peers: Peers::Any,
         },
-    );
-    stats_svc.add_tcp(&opts.stats_addr);
-    stats_svc.threads = Some(1);
-
-    let mut admin = Service::new(
-        "admin".to_string(),
-        AdminApp {
-            status,
-            snapshot,
-            recent,
+        admin_listener::Endpoint {
+            name: "admin",
+            listener: admin_listener::bind(&opts.admin_addr)?,
+            handler: Arc::new(AdminApp {
+                status,
+                snapshot,
+                recent,
+                lifecycle,
+                writes: admin_bound.ip().is_loopback() || limits.admin_allow_writes,
+            }),
+            peers: Peers::for_address(&admin_bound),
         },
-    );
-    admin.add_tcp(&opts.admin_addr);
-    admin.threads = Some(1);
+    ])?;
 
     server.add_service(http);
     if let Some(https) = https {
@@ -398,8 +460,6 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     if let Some(local) = local {
         server.add_service(local);
     }
-    server.add_service(stats_svc);
-    server.add_service(admin);
     tracing::info!(http = %opts.http_addr, https = opts.https_addr.as_deref().unwrap_or("off"), local_http = opts.local_http_addr.as_deref().unwrap_or("off"), stats = %opts.stats_addr, admin = %opts.admin_addr, "gateway listening (HTTPS once TLS is configured)");
     server.run_forever();
 }
@@ -447,17 +507,24 @@ fn signal_running(server: &Server, http_addr: &str, listening: tokio::sync::watc
     }
 }
 
-/// On SIGTERM Pingora stops accepting and stops reusing idle connections; this waits
-/// for in-flight requests to finish (at most `DRAIN`), flushes the access log and exits 0.
-fn drain_on_sigterm(server: &Server, in_flight: Arc<AtomicUsize>, access_log: Arc<AccessLog>) {
+/// On SIGTERM Pingora stops accepting and stops reusing idle connections; this sets
+/// `envoy_server_state` to draining, waits for in-flight requests to finish (at most
+/// `--drain-timeout`), flushes the access log and exits 0.
+fn drain_on_sigterm(
+    server: &Server,
+    in_flight: Arc<AtomicUsize>,
+    access_log: Arc<AccessLog>,
+    (lifecycle, drain): (Arc<Lifecycle>, Duration),
+) {
     let mut phases = server.watch_execution_phase();
     let spawned = std::thread::Builder::new()
         .name("drain".into())
         .spawn(move || {
             while let Ok(phase) = phases.blocking_recv() {
                 if matches!(phase, ExecutionPhase::GracefulTerminate) {
-                    let deadline = Instant::now() + DRAIN;
-                    tracing::info!("SIGTERM: draining in-flight requests");
+                    lifecycle.start_draining();
+                    let deadline = Instant::now() + drain;
+                    tracing::info!(in_flight = in_flight.load(Ordering::Relaxed), drain_timeout = ?drain, "SIGTERM: draining in-flight requests");
                     while in_flight.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
                         std::thread::sleep(Duration::from_millis(10));
                     }

@@ -8,7 +8,7 @@
 //! future per request off the HTTP/1 path.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -118,15 +118,65 @@ pub struct GatewayListener {
     h2: Arc<GatewayApp>,
     h1: Arc<HttpProxy<Gateway>>,
     stats: HcmStats,
+    limit: Arc<ConnectionLimit>,
+    headers_timeout: idle::HeadersTimeout,
 }
 
 impl GatewayListener {
-    pub fn new(proxy: HttpProxy<Gateway>, snapshot: SnapshotCell, stats: HcmStats) -> Self {
+    /// `max_connections`: connections kept open at most (`--max-connections`; 0: no
+    /// limit); `headers_timeout`: `--request-headers-timeout` (0: none).
+    pub fn new(
+        proxy: HttpProxy<Gateway>,
+        snapshot: SnapshotCell,
+        stats: HcmStats,
+        max_connections: usize,
+        headers_timeout: Duration,
+    ) -> Self {
         let h1 = Arc::new(proxy);
         GatewayListener {
+            headers_timeout: idle::HeadersTimeout {
+                limit: headers_timeout,
+                closed: stats.rq_header_timeout.clone(),
+            },
             h2: Arc::new(GatewayApp::new(h1.clone(), snapshot)),
             h1,
             stats,
+            limit: Arc::new(ConnectionLimit {
+                max: max_connections,
+                open: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// Take a place for a new connection, or count the overflow when the listener is
+    /// full (the caller then closes the connection, as Envoy does at accept).
+    pub fn admit(&self) -> Option<Admitted> {
+        let limit = &self.limit;
+        if limit.max == 0 {
+            return Some(Admitted(None));
+        }
+        if limit.open.fetch_add(1, Ordering::Relaxed) >= limit.max {
+            limit.open.fetch_sub(1, Ordering::Relaxed);
+            self.stats.cx_overflow.inc();
+            return None;
+        }
+        Some(Admitted(Some(limit.clone())))
+    }
+}
+
+/// `--max-connections` of one listener.
+struct ConnectionLimit {
+    max: usize,
+    open: AtomicUsize,
+}
+
+/// A connection's place under its listener's limit, given back when dropped.
+pub struct Admitted(Option<Arc<ConnectionLimit>>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if let Some(limit) = &self.0 {
+            limit.open.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -182,6 +232,12 @@ impl ServerApp for GatewayListener {
         mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        // TLS connections took their place before the handshake (`https.rs`).
+        let _admitted = if stream.get_ssl_digest().is_some() {
+            None
+        } else {
+            Some(self.admit()?)
+        };
         let open = ActiveConnection::open(&self.stats);
         let global = self.h2.snapshot.load().filters.global.clone();
         // Bound what the kernel buffers for a slow reader (Envoy's per-connection
@@ -203,7 +259,7 @@ impl ServerApp for GatewayListener {
                 return ServerApp::process_new(&self.h2, Box::new(stream), shutdown).await;
             }
             self.stats.cx_http1_total.inc();
-            idle::spawn_watchdog(&activity, self.h2.snapshot.clone());
+            idle::spawn_watchdog(&activity, self.h2.snapshot.clone(), &self.headers_timeout);
             drop(activity);
             return ServerApp::process_new(&self.h1, Box::new(stream), shutdown).await;
         }
@@ -231,7 +287,7 @@ impl ServerApp for GatewayListener {
         self.stats.cx_http1_total.inc();
         // HTTP/1: the idle timeout is this connection's watchdog, not a timer per wait.
         let (stream, activity) = TrackedStream::new(stream, open.bytes());
-        idle::spawn_watchdog(&activity, self.h2.snapshot.clone());
+        idle::spawn_watchdog(&activity, self.h2.snapshot.clone(), &self.headers_timeout);
         drop(activity);
         ServerApp::process_new(&self.h1, Box::new(stream), shutdown).await
     }

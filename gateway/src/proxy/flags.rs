@@ -15,8 +15,9 @@ impl ResponseFlags {
     pub const DOWNSTREAM_CLOSED: u16 = 1 << 6; // DC
     pub const RETRY_EXHAUSTED: u16 = 1 << 7; // URX
     pub const RATE_LIMITED: u16 = 1 << 8; // RL
+    pub const OVERLOAD: u16 = 1 << 9; // OM
 
-    const NAMES: [(u16, &'static str); 9] = [
+    const NAMES: [(u16, &'static str); 10] = [
         (Self::NO_HEALTHY_UPSTREAM, "UH"),
         (Self::UPSTREAM_TIMEOUT, "UT"),
         (Self::LOCAL_RESET, "LR"),
@@ -26,6 +27,7 @@ impl ResponseFlags {
         (Self::RATE_LIMITED, "RL"),
         (Self::DOWNSTREAM_CLOSED, "DC"),
         (Self::RETRY_EXHAUSTED, "URX"),
+        (Self::OVERLOAD, "OM"),
     ];
 
     pub fn set(&mut self, flag: u16) {
@@ -42,7 +44,7 @@ impl ResponseFlags {
 
     /// The flags as Envoy's `ResponseFlag` bits (the `response.flags` attribute).
     pub fn envoy_bits(self) -> u64 {
-        const ENVOY: [(u16, u64); 9] = [
+        const ENVOY: [(u16, u64); 10] = [
             (ResponseFlags::NO_HEALTHY_UPSTREAM, 0x2),
             (ResponseFlags::UPSTREAM_TIMEOUT, 0x4),
             (ResponseFlags::LOCAL_RESET, 0x8),
@@ -52,6 +54,7 @@ impl ResponseFlags {
             (ResponseFlags::RATE_LIMITED, 0x800),
             (ResponseFlags::DOWNSTREAM_CLOSED, 0x4000),
             (ResponseFlags::RETRY_EXHAUSTED, 0x8000),
+            (ResponseFlags::OVERLOAD, 0x200_0000),
         ];
         ENVOY
             .iter()

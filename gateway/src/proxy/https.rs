@@ -252,6 +252,10 @@ async fn accept_loop(
                 continue;
             }
         };
+        // Over the listener's connection limit: closed before the handshake costs anything.
+        let Some(admitted) = app.admit() else {
+            continue;
+        };
         let _ = stream.set_nodelay();
         let (app, acceptor, snapshot, stats, shutdown) = (
             app.clone(),
@@ -261,6 +265,7 @@ async fn accept_loop(
             shutdown.clone(),
         );
         tokio::spawn(async move {
+            let _admitted = admitted;
             let selector = CertSelector {
                 snapshot: &snapshot,
                 unmatched: AtomicBool::new(false),

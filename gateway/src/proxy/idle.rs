@@ -71,6 +71,14 @@ impl ConnActivity {
         }
     }
 
+    /// When the bytes of a request whose head is not read yet started arriving.
+    fn head_started(&self) -> Option<std::time::Instant> {
+        match self.first_byte.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(clock_base() + Duration::from_nanos(n - 1)),
+        }
+    }
+
     /// Mark a request in progress until the returned guard is dropped.
     pub fn begin(self: &Arc<Self>) -> ActiveRequest {
         self.active.fetch_add(1, Ordering::Relaxed);
@@ -95,26 +103,57 @@ fn clock_base() -> std::time::Instant {
     *BASE.get_or_init(std::time::Instant::now)
 }
 
-/// Watch a connection until it closes, ending it after the configured idle time.
-pub fn spawn_watchdog(activity: &Arc<ConnActivity>, snapshot: SnapshotCell) {
-    let activity = activity.clone();
-    tokio::spawn(async move { watch(&activity, snapshot).await });
+/// `--request-headers-timeout`: how long a request's head may take to arrive, from its
+/// first byte (0: no limit), and the counter of connections it closed.
+#[derive(Clone)]
+pub struct HeadersTimeout {
+    pub limit: Duration,
+    pub closed: Counter,
 }
 
-async fn watch(conn: &ConnActivity, snapshot: SnapshotCell) {
+/// Watch a connection until it closes, ending it after the configured idle time, or
+/// when a request head takes longer than `headers.limit` (a slowloris client).
+pub fn spawn_watchdog(
+    activity: &Arc<ConnActivity>,
+    snapshot: SnapshotCell,
+    headers: &HeadersTimeout,
+) {
+    let activity = activity.clone();
+    let headers = headers.clone();
+    tokio::spawn(async move { watch(&activity, snapshot, headers).await });
+}
+
+/// How often the watchdog looks for a limit of `d` (0: none).
+fn tick_for(d: Duration) -> Duration {
+    if d.is_zero() {
+        RECHECK
+    } else {
+        (d / 8).clamp(Duration::from_millis(50), RECHECK)
+    }
+}
+
+async fn watch(conn: &ConnActivity, snapshot: SnapshotCell, headers: HeadersTimeout) {
     let mut seen = None;
     let mut quiet_since = Instant::now();
     loop {
         let idle = snapshot.load().filters.global.downstream_idle_timeout;
-        let tick = if idle.is_zero() {
-            RECHECK
-        } else {
-            (idle / 8).clamp(Duration::from_millis(50), RECHECK)
-        };
+        let tick = tick_for(idle).min(tick_for(headers.limit));
         tokio::select! {
             () = tokio::time::sleep(tick) => {}
             // The connection closed on its own: nothing left to watch.
             () = conn.gone.notified() => return,
+        }
+        if !headers.limit.is_zero() && conn.active.load(Ordering::Relaxed) == 0 {
+            if let Some(started) = conn.head_started() {
+                if started.elapsed() >= headers.limit {
+                    // Envoy answers 408 first; a client this slow is closed on.
+                    tracing::debug!("closing an HTTP/1 connection: request headers timed out");
+                    headers.closed.inc();
+                    conn.closing.store(true, Ordering::Release);
+                    conn.reader.wake();
+                    return;
+                }
+            }
         }
         let now = Instant::now();
         let events = conn.events.load(Ordering::Relaxed);
@@ -336,7 +375,14 @@ mod tests {
         let stream: Stream = Box::new(pingora_core::protocols::l4::stream::Stream::from(server));
         let (tracked, activity) = TrackedStream::new(stream, None);
         // No idle timeout in the default config: the watchdog would sleep RECHECK (5 s).
-        let task = tokio::spawn(async move { watch(&activity, crate::snapshot::new_cell()).await });
+        let headers = HeadersTimeout {
+            limit: Duration::ZERO,
+            closed: Counter::default(),
+        };
+        let task =
+            tokio::spawn(
+                async move { watch(&activity, crate::snapshot::new_cell(), headers).await },
+            );
         tokio::task::yield_now().await;
         drop(tracked);
         tokio::time::timeout(Duration::from_secs(2), task)

@@ -4,6 +4,9 @@ use bytes::Bytes;
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
+use super::context::RequestCtx;
+use super::{headers, redirect, request_host, Gateway};
+
 pub const NO_HEALTHY_UPSTREAM: &str = "no healthy upstream";
 pub const UPSTREAM_TIMEOUT: &str = "upstream request timeout";
 pub const CONNECT_FAILURE: &str =
@@ -60,4 +63,52 @@ async fn write(
         session.write_response_body(Some(body), true).await?;
     }
     Ok(())
+}
+
+/// How routing ends when the gateway answers itself.
+pub(super) enum LocalReply {
+    /// Status, plain-text body, response flag.
+    Status(u16, &'static str, u16),
+    /// 308 to `https://` (the route's `ssl-redirect`).
+    HttpsRedirect,
+}
+
+impl Gateway {
+    /// Answer a request routing did not send upstream.
+    pub(super) async fn local_reply(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        reply: LocalReply,
+    ) -> pingora_error::Result<bool> {
+        // Local replies keep their id beside the request, for the access log.
+        ctx.request_id = headers::new_request_id(session.req_header()).map(Box::new);
+        match reply {
+            LocalReply::Status(status, body, flag) => {
+                if flag != 0 {
+                    ctx.flags.set(flag);
+                }
+                ctx.local_status = Some(status);
+                // 431 leaves the request body unread: do not reuse the connection.
+                send(session, status, body, status != 431).await?;
+            }
+            LocalReply::HttpsRedirect => {
+                let req = session.req_header();
+                let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+                match redirect::https_location(request_host(req), path, self.listener.ports) {
+                    Some(location) => {
+                        let code = ctx.route.as_ref().map_or(308, |r| r.ssl_redirect_code);
+                        ctx.local_status = Some(code);
+                        redirect::send(session, code, &location).await?;
+                    }
+                    None => {
+                        // Envoy refuses such an authority outright.
+                        ctx.local_status = Some(400);
+                        send(session, 400, "", false).await?;
+                    }
+                }
+            }
+        }
+        Ok(true)
+    }
 }

@@ -16,6 +16,7 @@ pub mod idle;
 pub mod load_balance;
 pub mod local_reply;
 pub mod mirror;
+pub mod overload;
 pub mod propagation;
 pub mod redirect;
 pub mod request_id;
@@ -46,6 +47,7 @@ use access_log::AccessLog;
 use context::{RequestCtx, UpstreamTiming, FALLBACK_DESTINATION};
 use flags::ResponseFlags;
 use load_balance::roll;
+use local_reply::LocalReply;
 
 /// Envoy's default upstream connect timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,16 +67,18 @@ pub struct Gateway {
     snapshot: SnapshotCell,
     access_log: Arc<AccessLog>,
     in_flight: Arc<AtomicUsize>,
+    overload: Arc<overload::Overload>,
     hcm: HcmStats,
     listener: ListenerInfo,
 }
 
 impl Gateway {
-    /// `in_flight` counts requests being served (for the SIGTERM drain).
+    /// `in_flight` counts requests being served (for the SIGTERM drain and the
+    /// overload limit).
     pub fn new(
         snapshot: SnapshotCell,
         access_log: Arc<AccessLog>,
-        in_flight: Arc<AtomicUsize>,
+        (in_flight, overload): (Arc<AtomicUsize>, Arc<overload::Overload>),
         hcm: HcmStats,
         listener: ListenerInfo,
     ) -> Self {
@@ -82,18 +86,11 @@ impl Gateway {
             snapshot,
             access_log,
             in_flight,
+            overload,
             hcm,
             listener,
         }
     }
-}
-
-/// How routing ends when the gateway answers itself.
-enum LocalReply {
-    /// Status, plain-text body, response flag.
-    Status(u16, &'static str, u16),
-    /// 308 to `https://` (the route's `ssl-redirect`).
-    HttpsRedirect,
 }
 
 /// Host as the client sent it: `Host` (HTTP/1) or `:authority` (HTTP/2).
@@ -278,44 +275,6 @@ impl Gateway {
         })
     }
 
-    /// Answer a request routing did not send upstream.
-    async fn local_reply(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        reply: LocalReply,
-    ) -> pingora_error::Result<bool> {
-        // Local replies keep their id beside the request, for the access log.
-        ctx.request_id = headers::new_request_id(session.req_header()).map(Box::new);
-        match reply {
-            LocalReply::Status(status, body, flag) => {
-                if flag != 0 {
-                    ctx.flags.set(flag);
-                }
-                ctx.local_status = Some(status);
-                // 431 leaves the request body unread: do not reuse the connection.
-                local_reply::send(session, status, body, status != 431).await?;
-            }
-            LocalReply::HttpsRedirect => {
-                let req = session.req_header();
-                let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
-                match redirect::https_location(request_host(req), path, self.listener.ports) {
-                    Some(location) => {
-                        let code = ctx.route.as_ref().map_or(308, |r| r.ssl_redirect_code);
-                        ctx.local_status = Some(code);
-                        redirect::send(session, code, &location).await?;
-                    }
-                    None => {
-                        // Envoy refuses such an authority outright.
-                        ctx.local_status = Some(400);
-                        local_reply::send(session, 400, "", false).await?;
-                    }
-                }
-            }
-        }
-        Ok(true)
-    }
-
     /// The request phase of the Wasm plugin chain; `true` when the request was answered.
     async fn request_plugins(
         &self,
@@ -415,6 +374,11 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<bool> {
+        if self.overload.refuses(&self.in_flight) {
+            self.hcm.rq_overload_close.inc();
+            let reply = LocalReply::Status(503, overload::OVERLOADED, ResponseFlags::OVERLOAD);
+            return self.local_reply(session, ctx, reply).await;
+        }
         if let Some(tracer) = &ctx.snapshot.tracer {
             match spans::RequestSpans::start(tracer, &session.req_header().headers, ctx.start) {
                 spans::Started::Sampled(t) => ctx.trace = Some(t),

@@ -24,6 +24,15 @@ pub struct HcmStats {
     pub cx_active: Gauge,
     pub cx_rx_bytes: Counter,
     pub cx_tx_bytes: Counter,
+    /// Requests refused with 503 `envoy overloaded` (`--max-active-requests`,
+    /// `--overload-max-heap`).
+    pub rq_overload_close: Counter,
+    /// HTTP/1 connections closed because a request head took longer than
+    /// `--request-headers-timeout`.
+    pub rq_header_timeout: Counter,
+    /// Connections closed at accept because the listener had `--max-connections` open
+    /// (Envoy's listener stat, labelled `envoy_listener_address`).
+    pub cx_overflow: Counter,
     /// Istio metrics of requests that reached no service (no route, unknown host).
     pub no_destination: Arc<IstioStats>,
     /// The gzip compressor's.
@@ -85,6 +94,24 @@ impl HcmStats {
                 "envoy_http_downstream_cx_tx_bytes_total",
                 "Bytes sent on downstream connections.",
             ),
+            rq_overload_close: counter(
+                "envoy_http_downstream_rq_overload_close",
+                "Requests refused with 503 because the gateway is overloaded.",
+            ),
+            rq_header_timeout: counter(
+                "envoy_http_downstream_rq_header_timeout",
+                "Connections closed because a request's headers did not arrive within the request headers timeout.",
+            ),
+            cx_overflow: r
+                .family(
+                    "envoy_listener_downstream_cx_overflow",
+                    "Connections closed at accept because the listener's connection limit was reached.",
+                    Kind::Counter,
+                )
+                .counter(&[(
+                    "envoy_listener_address",
+                    super::listener::listener_address(listen_addr).as_str(),
+                )]),
             gzip: CompressorStats::register(r, &labels),
             no_destination: Arc::new(IstioStats::new(istio.clone(), Destination::unknown())),
         }

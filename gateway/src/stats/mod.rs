@@ -24,7 +24,7 @@ pub use config::ConfigStats;
 pub use hcm::{hcm_prefix, HcmStats};
 pub use istio::{Destination, IstioFamilies, IstioStats};
 pub use listener::ListenerTlsStats;
-pub use server::{ServerStats, TracerStats, WasmStats};
+pub use server::{heap_bytes, ServerStats, TracerStats, WasmStats};
 pub use stat_name::{ClusterIdentity, StatNamePattern};
 
 static RECORDING: AtomicBool = AtomicBool::new(true);

@@ -123,6 +123,11 @@ pub struct ServerStats {
     pub tracing: TracerStats,
     pub wasm: WasmStats,
     total_connections: Gauge,
+    /// `envoy_server_state`: 0 live, 1 draining (after SIGTERM or `/quitquitquit`).
+    pub state: Gauge,
+    /// `envoy_overload_envoy_overload_actions_stop_accepting_requests_active`: 1 while
+    /// `--overload-max-heap` is exceeded and new requests are refused.
+    pub overload_active: Gauge,
     _fixed: Vec<Gauge>,
 }
 
@@ -146,7 +151,6 @@ impl ServerStats {
                 gauge("envoy_server_concurrency", "Worker threads."),
                 concurrency as i64,
             ),
-            (gauge("envoy_server_state", "0: live."), 0),
         ];
         let fixed: Vec<Gauge> = fixed
             .into_iter()
@@ -155,6 +159,11 @@ impl ServerStats {
                 g
             })
             .collect();
+        let state = gauge("envoy_server_state", "0: live, 1: draining.");
+        let overload_active = gauge(
+            "envoy_overload_envoy_overload_actions_stop_accepting_requests_active",
+            "1 while the heap is over --overload-max-heap and new requests get 503.",
+        );
         let uptime = gauge("envoy_server_uptime", "Seconds since the server started.");
         let allocated = gauge(
             "envoy_server_memory_allocated",
@@ -234,6 +243,8 @@ impl ServerStats {
             tracing,
             wasm,
             total_connections,
+            state,
+            overload_active,
             _fixed: fixed,
         }
     }
@@ -246,6 +257,12 @@ impl ServerStats {
             total.set(listeners.iter().map(|l| l.cx_active.get()).sum());
         });
     }
+}
+
+/// Bytes the allocator has committed for the heap (what `envoy_server_memory_allocated`
+/// shows), the measure `--overload-max-heap` compares with.
+pub fn heap_bytes() -> usize {
+    memory().commit
 }
 
 struct Memory {

@@ -337,7 +337,19 @@ impl Gateway {
             None => vec!["--local-http-addr".to_string(), local.to_string()],
         };
         let stats: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        // An `--admin-addr` in `extra` (e.g. 0.0.0.0:PORT) is reached on loopback.
+        let admin_arg = extra
+            .windows(2)
+            .find(|w| w[0] == "--admin-addr")
+            .map(|w| w[1]);
+        let admin: SocketAddr = match admin_arg.and_then(|a| a.parse::<SocketAddr>().ok()) {
+            Some(a) => SocketAddr::from(([127, 0, 0, 1], a.port())),
+            None => format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        };
+        let own_admin = match admin_arg {
+            Some(_) => vec![],
+            None => vec!["--admin-addr".to_string(), admin.to_string()],
+        };
         let stderr = std::fs::File::create(logdir.path().join("gateway.log")).unwrap();
         let child = Command::new(gateway_bin())
             .arg("run")
@@ -346,7 +358,7 @@ impl Gateway {
             .args(&own_https)
             .args(&own_local)
             .args(["--stats-addr", &stats.to_string()])
-            .args(["--admin-addr", &admin.to_string()])
+            .args(&own_admin)
             .args(if extra.contains(&"--threads") {
                 &[][..]
             } else {

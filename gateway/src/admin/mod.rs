@@ -1,17 +1,67 @@
 //! The stats listener (`/stats/prometheus`, `/healthz/ready`; read-only) and the admin
-//! listener (`/debug/configz`, `/config_dump`, `/ready`; loopback by default).
+//! listener (`/debug/configz`, `/config_dump`, `/clusters`, `/ready`, and the writes
+//! `/healthcheck/fail|ok`, `/quitquitquit`; loopback by default).
+//!
+//! Both run on a thread of their own ([`listener`]), outside Pingora's services, so they
+//! keep answering while the proxy listeners drain after SIGTERM, as Envoy's admin does:
+//! `envoy_server_state` and `/ready` then say so.
 
+mod clusters;
+pub mod listener;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use http::Response;
-use pingora_core::apps::http_app::ServeHttp;
-use pingora_core::protocols::http::ServerSession;
+use http::{Method, Response};
 use telemetry::export::RecentTraces;
-use telemetry::stats::{negotiate, Registry, RenderOptions};
+use telemetry::stats::{negotiate, Gauge, Registry, RenderOptions};
 
 use crate::config_loop::StatusCell;
 use crate::snapshot::SnapshotCell;
+
+/// The process's serving state, shared by the drain, the admin writes and the
+/// readiness answers.
+pub struct Lifecycle {
+    draining: AtomicBool,
+    /// `/healthcheck/fail` was called (and no `/healthcheck/ok` since).
+    health_failed: AtomicBool,
+    /// `envoy_server_state`.
+    state: Gauge,
+}
+
+impl Lifecycle {
+    pub fn new(state: Gauge) -> Arc<Self> {
+        state.set(0);
+        Arc::new(Lifecycle {
+            draining: AtomicBool::new(false),
+            health_failed: AtomicBool::new(false),
+            state,
+        })
+    }
+
+    /// SIGTERM: `envoy_server_state` 1 (draining); readiness fails from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        self.state.set(1);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// What a handler sees of a request.
+pub struct AdminRequest<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub accept: Option<&'a str>,
+}
+
+/// A listener's request handler.
+pub trait Handler: Send + Sync + 'static {
+    fn respond(&self, req: &AdminRequest<'_>) -> Response<Vec<u8>>;
+}
 
 fn reply(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
     Response::builder()
@@ -22,8 +72,12 @@ fn reply(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
         .unwrap_or_else(|_| Response::new(Vec::new()))
 }
 
-fn ready(snapshot: &SnapshotCell) -> Response<Vec<u8>> {
-    if snapshot.load().is_live() {
+fn ready(snapshot: &SnapshotCell, life: &Lifecycle) -> Response<Vec<u8>> {
+    if life.is_draining() {
+        reply(503, "text/plain", b"DRAINING\n".to_vec())
+    } else if life.health_failed.load(Ordering::Relaxed) {
+        reply(503, "text/plain", b"health check failed\n".to_vec())
+    } else if snapshot.load().is_live() {
         reply(200, "text/plain", b"LIVE\n".to_vec())
     } else {
         reply(
@@ -92,25 +146,37 @@ fn prometheus_stats(
     }
 }
 
+/// Only `GET` and `HEAD` read.
+fn method_not_allowed(allowed: &str) -> Response<Vec<u8>> {
+    let mut r = reply(
+        405,
+        "text/plain",
+        format!("method not allowed; use {allowed}\n").into_bytes(),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(allowed) {
+        r.headers_mut().insert(http::header::ALLOW, v);
+    }
+    r
+}
+
+fn is_read(m: &Method) -> bool {
+    *m == Method::GET || *m == Method::HEAD
+}
+
 pub struct StatsApp {
     pub registry: Arc<Registry>,
     pub snapshot: SnapshotCell,
+    pub lifecycle: Arc<Lifecycle>,
 }
 
-#[async_trait]
-impl ServeHttp for StatsApp {
-    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let req = session.req_header();
-        match req.uri.path() {
-            "/stats/prometheus" => {
-                // A header that is not visible ASCII is as good as none: text format.
-                let accept = req
-                    .headers
-                    .get(http::header::ACCEPT)
-                    .and_then(|v| v.to_str().ok());
-                prometheus_stats(&self.registry, req.uri.query(), accept)
+impl Handler for StatsApp {
+    fn respond(&self, req: &AdminRequest<'_>) -> Response<Vec<u8>> {
+        match req.path {
+            "/stats/prometheus" | "/healthz/ready" if !is_read(req.method) => {
+                method_not_allowed("GET, HEAD")
             }
-            "/healthz/ready" => ready(&self.snapshot),
+            "/stats/prometheus" => prometheus_stats(&self.registry, req.query, req.accept),
+            "/healthz/ready" => ready(&self.snapshot, &self.lifecycle),
             _ => reply(404, "text/plain", b"not found\n".to_vec()),
         }
     }
@@ -121,12 +187,60 @@ pub struct AdminApp {
     pub snapshot: SnapshotCell,
     /// Recent sampled requests, for `/debug/traces`.
     pub recent: Arc<RecentTraces>,
+    pub lifecycle: Arc<Lifecycle>,
+    /// Whether `POST /healthcheck/fail|ok` and `/quitquitquit` are served: always on a
+    /// loopback admin address, elsewhere only with `--admin-allow-writes`.
+    pub writes: bool,
 }
 
-#[async_trait]
-impl ServeHttp for AdminApp {
-    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let status = self.status.load();
+impl AdminApp {
+    fn write(&self, path: &str) -> Response<Vec<u8>> {
+        if !self.writes {
+            return reply(
+                403,
+                "text/plain",
+                b"admin writes are off on a non-loopback admin address; start with --admin-allow-writes\n"
+                    .to_vec(),
+            );
+        }
+        match path {
+            "/healthcheck/fail" => {
+                self.lifecycle.health_failed.store(true, Ordering::Relaxed);
+                tracing::warn!("admin: /healthcheck/fail; readiness fails until /healthcheck/ok");
+            }
+            "/healthcheck/ok" => {
+                self.lifecycle.health_failed.store(false, Ordering::Relaxed);
+                tracing::info!("admin: /healthcheck/ok");
+            }
+            _ => {
+                tracing::info!("admin: /quitquitquit; draining as on SIGTERM");
+                // The same path as a SIGTERM: Pingora stops accepting, the drain follows.
+                // A moment later, so this answer is written before an idle gateway exits.
+                std::thread::spawn(|| {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    // SAFETY: kill on our own pid has no memory effects.
+                    unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+                });
+            }
+        }
+        reply(200, "text/plain", b"OK\n".to_vec())
+    }
+}
+
+const WRITES: [&str; 3] = ["/healthcheck/fail", "/healthcheck/ok", "/quitquitquit"];
+
+impl Handler for AdminApp {
+    fn respond(&self, req: &AdminRequest<'_>) -> Response<Vec<u8>> {
+        if WRITES.contains(&req.path) {
+            return if *req.method == Method::POST {
+                self.write(req.path)
+            } else {
+                method_not_allowed("POST")
+            };
+        }
+        if !is_read(req.method) {
+            return method_not_allowed("GET, HEAD");
+        }
         let json = |v: &serde_json::Value| {
             reply(
                 200,
@@ -134,18 +248,27 @@ impl ServeHttp for AdminApp {
                 serde_json::to_vec_pretty(v).unwrap_or_default(),
             )
         };
-        match session.req_header().uri.path() {
-            "/debug/configz" => json(&status.configz()),
-            "/config_dump" => json(&serde_json::json!({
-                "configz": status.configz(),
-                "resources": status.resources(),
-            })),
-            "/ready" => ready(&self.snapshot),
+        match req.path {
+            "/debug/configz" => json(&self.status.load().configz()),
+            "/config_dump" => {
+                let status = self.status.load();
+                json(&serde_json::json!({
+                    "configz": status.configz(),
+                    "resources": status.resources(),
+                }))
+            }
+            "/clusters" => reply(
+                200,
+                "text/plain",
+                clusters::render(&self.snapshot.load()).into_bytes(),
+            ),
+            "/ready" => ready(&self.snapshot, &self.lifecycle),
             "/debug/traces" => json(&self.recent.to_json()),
             _ => reply(
                 404,
                 "text/plain",
-                b"not found; try /debug/configz, /config_dump, /debug/traces, /ready\n".to_vec(),
+                b"not found; try /debug/configz, /config_dump, /clusters, /debug/traces, /ready\n"
+                    .to_vec(),
             ),
         }
     }
