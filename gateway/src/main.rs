@@ -249,7 +249,15 @@ enum LogFormat {
 }
 
 fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+    // Pingora's debug lines dump request and response headers (credentials in them), so
+    // a blanket `RUST_LOG=debug` keeps Pingora at info; naming `pingora` opts in.
+    let directives = match std::env::var("RUST_LOG") {
+        Ok(v) if v.contains("pingora") => v,
+        Ok(v) => format!("{v},pingora_core=info,pingora_proxy=info"),
+        Err(_) => "info,pingora_core=warn,pingora_proxy=warn".to_string(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|e| {
+        eprintln!("gateway: RUST_LOG {directives:?}: {e}; logging at info");
         tracing_subscriber::EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn")
     });
     let builder = tracing_subscriber::fmt()

@@ -113,6 +113,21 @@ fn ingresses(objects: &Objects) -> serde_json::Value {
 }
 
 fn describe_resource(r: &Resource) -> serde_json::Value {
-    // A Secret serializes redacted (key names and certificate facts only).
-    serde_json::to_value(r).unwrap_or(serde_json::Value::Null)
+    // A Secret serializes redacted (key names and certificate facts only); credentials
+    // elsewhere (plugin configs, registries, ConfigMap documents) are redacted here.
+    let mut v = serde_json::to_value(r).unwrap_or(serde_json::Value::Null);
+    crate::resources::redact::redact(&mut v);
+    if let Resource::ConfigMap(_) = r {
+        if let Some(data) = v.pointer_mut("/data").and_then(|d| d.as_object_mut()) {
+            for value in data.values_mut() {
+                let redacted = value
+                    .as_str()
+                    .and_then(crate::resources::redact::redact_document);
+                if let Some(text) = redacted {
+                    *value = serde_json::Value::String(text);
+                }
+            }
+        }
+    }
+    v
 }

@@ -15,6 +15,7 @@ pub mod istio;
 pub mod kingress;
 pub mod mcpbridge;
 pub mod meta;
+pub mod redact;
 pub mod schema;
 pub mod secret;
 pub mod service;

@@ -105,29 +105,9 @@ pub fn check_native(wp: &WasmPlugin) -> Result<(), crate::error::FieldError> {
     .map_err(|e| config_field(wp, e))
 }
 
-/// Secrets in a configuration shown by `/debug/configz`: credentials, API keys and
-/// passwords become `"<redacted>"`.
+/// Secrets in a configuration shown by `/debug/configz` become `"<redacted>"`.
 fn redact(mut v: serde_json::Value) -> serde_json::Value {
-    fn walk(v: &mut serde_json::Value) {
-        match v {
-            serde_json::Value::Object(m) => {
-                for (k, x) in m.iter_mut() {
-                    let k = k.to_ascii_lowercase();
-                    if ["credential", "apikey", "apitokens", "password", "secret"]
-                        .iter()
-                        .any(|s| k.contains(s))
-                    {
-                        *x = json!("<redacted>");
-                    } else {
-                        walk(x);
-                    }
-                }
-            }
-            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
-            _ => {}
-        }
-    }
-    walk(&mut v);
+    crate::resources::redact::redact(&mut v);
     v
 }
 

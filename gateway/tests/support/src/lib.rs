@@ -280,8 +280,27 @@ impl Gateway {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Gateway {
+        Self::start_retrying(mode, extra, env, None)
+    }
+
+    /// `gateway run --config-dir DIR ...` as user and group `uid` (the test must run as
+    /// root); its access log goes to stdout (discarded), as nothing else is writable.
+    pub fn start_as(config: &Path, extra: &[&str], uid: u32) -> Gateway {
+        let mode = [
+            std::ffi::OsString::from("--config-dir"),
+            config.as_os_str().to_owned(),
+        ];
+        Self::start_retrying(&mode, extra, &[], Some(uid))
+    }
+
+    fn start_retrying(
+        mode: &[std::ffi::OsString],
+        extra: &[&str],
+        env: &[(&str, &str)],
+        uid: Option<u32>,
+    ) -> Gateway {
         for _ in 0..3 {
-            let gw = Self::start_once(mode, extra, env);
+            let gw = Self::start_once(mode, extra, env, uid);
             if !gw.log().contains(" is in use, will try again") {
                 return gw;
             }
@@ -290,7 +309,12 @@ impl Gateway {
         panic!("the gateway's ports were taken three times in a row");
     }
 
-    fn start_once(mode: &[std::ffi::OsString], extra: &[&str], env: &[(&str, &str)]) -> Gateway {
+    fn start_once(
+        mode: &[std::ffi::OsString],
+        extra: &[&str],
+        env: &[(&str, &str)],
+        uid: Option<u32>,
+    ) -> Gateway {
         let logdir = tempfile::tempdir().unwrap();
         let access_log = logdir.path().join("access.log");
         // An `--http-addr` in `extra` (e.g. 0.0.0.0:PORT) replaces the loopback default,
@@ -351,7 +375,16 @@ impl Gateway {
             None => vec!["--admin-addr".to_string(), admin.to_string()],
         };
         let stderr = std::fs::File::create(logdir.path().join("gateway.log")).unwrap();
-        let child = Command::new(gateway_bin())
+        let mut cmd = Command::new(gateway_bin());
+        if let Some(uid) = uid {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(uid).env("HOME", "/nonexistent");
+        }
+        let access_log_arg = match uid {
+            Some(_) => std::ffi::OsString::from("stdout"),
+            None => access_log.clone().into_os_string(),
+        };
+        let child = cmd
             .arg("run")
             .args(mode)
             .args(&own_http)
@@ -365,7 +398,7 @@ impl Gateway {
                 &["--threads", "2"][..]
             })
             .arg("--access-log")
-            .arg(&access_log)
+            .arg(&access_log_arg)
             .args(extra)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
