@@ -130,6 +130,10 @@ struct Common {
     /// on a non-loopback --admin-addr too.
     #[arg(long, env = "GATEWAY_ADMIN_ALLOW_WRITES")]
     admin_allow_writes: bool,
+    /// HTTPS: serve a request whose Host is another TLS domain than the one its SNI
+    /// selected (Higress's behaviour) instead of answering 421 Misdirected Request.
+    #[arg(long, env = "GATEWAY_ALLOW_MISDIRECTED_HOSTS")]
+    allow_misdirected_hosts: bool,
     /// After SIGTERM: how long in-flight requests get before the process exits anyway
     /// (keep it under the pod's termination grace period, 30 s in the manifests).
     #[arg(long, env = "GATEWAY_DRAIN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
@@ -288,6 +292,7 @@ fn options(common: &Common, config_dir: PathBuf) -> Options {
             max_active_requests: common.max_active_requests,
             overload_max_heap: common.overload_max_heap,
             admin_allow_writes: common.admin_allow_writes,
+            allow_misdirected_hosts: common.allow_misdirected_hosts,
         },
         threads: common
             .threads

@@ -54,6 +54,9 @@ pub struct ServingLimits {
     pub overload_max_heap: usize,
     /// Admin writes on a non-loopback admin address.
     pub admin_allow_writes: bool,
+    /// Serve every TLS domain's routes whatever the SNI (Higress's behaviour) instead of
+    /// answering 421.
+    pub allow_misdirected_hosts: bool,
 }
 
 impl Default for ServingLimits {
@@ -65,6 +68,7 @@ impl Default for ServingLimits {
             max_active_requests: 0,
             overload_max_heap: 0,
             admin_allow_writes: false,
+            allow_misdirected_hosts: false,
         }
     }
 }
@@ -380,7 +384,12 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             access_log.clone(),
             (in_flight.clone(), overload.clone()),
             hcm.clone(),
-            ListenerInfo { tls, ports, local },
+            ListenerInfo {
+                tls,
+                ports,
+                local,
+                check_sni: tls && !limits.allow_misdirected_hosts,
+            },
         );
         let proxy = pingora_proxy::http_proxy(&conf, gateway);
         GatewayListener::new(

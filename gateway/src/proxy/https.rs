@@ -47,6 +47,23 @@ pub fn server_name(session: &pingora_proxy::Session) -> Option<&str> {
     digest.extension.get::<ServerName>().map(|s| &*s.0)
 }
 
+/// Whether a request on a TLS connection names a TLS domain other than the one its
+/// SNI selected (domain fronting, or HTTP/2 connection reuse across certificates):
+/// Envoy's filter chain then serves only the SNI's routes. A host without a
+/// certificate of its own is not misdirected.
+pub fn misdirected(
+    session: &pingora_proxy::Session,
+    certs: &crate::model::certs::CertStore,
+) -> bool {
+    let host = crate::model::strip_port(super::request_host(session.req_header()));
+    let Some(served) = certs.find(Some(host)) else {
+        return false;
+    };
+    certs
+        .find(server_name(session))
+        .is_none_or(|selected| selected.secret != served.secret)
+}
+
 /// Picks the certificate of one connection's handshake from the current snapshot.
 struct CertSelector<'a> {
     snapshot: &'a SnapshotCell,

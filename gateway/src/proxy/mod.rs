@@ -61,6 +61,8 @@ pub struct ListenerInfo {
     pub ports: redirect::Ports,
     /// The cluster-local listener: routes by the snapshot's `local_routes`.
     pub local: bool,
+    /// HTTPS: answer 421 to a request for another TLS domain than its SNI's.
+    pub check_sni: bool,
 }
 
 pub struct Gateway {
@@ -389,6 +391,8 @@ impl ProxyHttp for Gateway {
         let limit = ctx.snapshot.filters.global.max_request_headers_bytes;
         let routed = if headers::request_headers_size(session.req_header()) > limit {
             Err(LocalReply::Status(431, local_reply::HEADERS_TOO_LARGE, 0))
+        } else if self.listener.check_sni && https::misdirected(session, &ctx.snapshot.certs) {
+            Err(LocalReply::Status(421, "", 0))
         } else {
             self.route(session, ctx)
         };
