@@ -146,7 +146,7 @@ fn validate_prints_the_exact_line_of_each_case() {
                 put(dir.path(), &c.target, &c.bytes);
                 let (code, lines) = validate(dir.path());
                 assert_eq!(code, Some(1), "{}: {lines:?}", c.id);
-                assert_eq!(lines, [c.expect.clone()], "{}", c.id);
+                assert_eq!(lines, std::slice::from_ref(&c.expect), "{}", c.id);
             });
         }
     });
