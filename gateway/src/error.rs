@@ -19,6 +19,17 @@ impl FieldError {
         }
     }
 
+    /// `<field path>: <message>`, the path `.` when the problem is the whole document
+    /// (what `gateway validate` and the rejection log print after the file and object).
+    pub fn located(&self) -> String {
+        let path = if self.path.is_empty() {
+            "."
+        } else {
+            self.path.as_str()
+        };
+        format!("{path}: {}", self.message)
+    }
+
     /// The same error below `prefix` (e.g. `data.higress`).
     pub fn under(mut self, prefix: &str) -> Self {
         self.path = if self.path.is_empty() {

@@ -49,12 +49,7 @@ pub fn check_dir(dir: &Path) -> Result<Vec<String>, FileSourceError> {
 }
 
 fn line(origin: &str, object: &str, e: &FieldError) -> String {
-    let path = if e.path.is_empty() {
-        "."
-    } else {
-        e.path.as_str()
-    };
-    format!("{origin}: {object}: {path}: {}", e.message)
+    format!("{origin}: {object}: {}", e.located())
 }
 
 /// Canary paths without a main Ingress, among the Ingresses of each class (the run

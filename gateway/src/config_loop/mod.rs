@@ -228,7 +228,7 @@ impl ConfigLoop {
                 let res = match result {
                     Ok(r) => r,
                     Err(e) => {
-                        self.reject(key, origin, e.to_string());
+                        self.reject(key, origin, e.located());
                         return false;
                     }
                 };
@@ -256,7 +256,7 @@ impl ConfigLoop {
                             }
                             Ok(_) => {}
                             Err(e) => {
-                                self.reject(key, origin, e.under("data.higress").to_string());
+                                self.reject(key, origin, e.under("data.higress").located());
                                 return false;
                             }
                         }
@@ -332,8 +332,10 @@ impl ConfigLoop {
         changed
     }
 
+    /// Count and log a rejected change; `error` is `<field path>: <message>`, so the log
+    /// line reads as `gateway validate` prints the problem.
     fn reject(&mut self, key: ResourceKey, origin: String, error: String) {
-        tracing::error!(file = %origin, object = %key, "rejected: {error}; the last good version stays in force");
+        tracing::error!(file = %origin, object = %key, "rejected {origin}: {key}: {error}; the last good version stays in force");
         self.stats.rejected.inc();
         self.rejected.insert(
             key,

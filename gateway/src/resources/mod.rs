@@ -227,17 +227,91 @@ impl Resource {
 pub(crate) fn from_yaml<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, FieldError> {
     let de = serde_yaml::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
+        let path = field_path(e.path());
+        let serde_path = e.path().to_string();
         let inner = e.into_inner();
         let mut msg = inner.to_string();
         // serde_yaml may lead with the path itself; we report it separately.
-        if let Some(rest) = msg.strip_prefix(&format!("{path}: ")) {
+        if let Some(rest) = msg.strip_prefix(&format!("{serde_path}: ")) {
             msg = rest.to_string();
         }
         // It appends " at line N column M"; keep it, it helps find the spot.
         if msg.is_empty() {
             msg = "invalid document".into();
         }
-        FieldError::new(if path == "." { String::new() } else { path }, msg)
+        // The typed parse stops at the first value it cannot take, which in a document
+        // that is not YAML at all may come before the syntax error: say which it is.
+        if let Err(syntax) = serde_yaml::from_slice::<serde::de::IgnoredAny>(bytes) {
+            return FieldError::new(path, format!("invalid YAML: {syntax}"));
+        }
+        FieldError::new(path, plain_types(&msg))
     })
+}
+
+/// A field path as the gateway's checks write them: `spec.rules[0].host`, a key that is
+/// not a plain name in brackets (`data["tls.crt"]`), and nothing past a key the parser
+/// could not read (serde's `?`).
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for seg in path.iter() {
+        match seg {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                let plain = !key.is_empty()
+                    && key
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                if plain {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(key);
+                } else {
+                    out.push_str(&format!("[{key:?}]"));
+                }
+            }
+            Segment::Unknown => break,
+        }
+    }
+    out
+}
+
+/// serde's message with the Rust type names it expected said the way a YAML author
+/// reads them (`expected struct Downstream` is a map, `expected u16` a port-sized
+/// integer).
+fn plain_types(msg: &str) -> String {
+    const TYPES: [(&str, &str); 10] = [
+        ("expected u8", "expected an integer within 0..255"),
+        ("expected u16", "expected an integer within 0..65535"),
+        ("expected u32", "expected an integer within 0..4294967295"),
+        ("expected u64", "expected a non-negative integer"),
+        ("expected usize", "expected a non-negative integer"),
+        (
+            "expected i32",
+            "expected an integer within -2147483648..2147483647",
+        ),
+        ("expected i64", "expected an integer"),
+        ("expected f32", "expected a number"),
+        ("expected f64", "expected a number"),
+        ("expected a borrowed string", "expected a string"),
+    ];
+    let mut out = msg.to_string();
+    if let Some(at) = out.find("expected struct ") {
+        let rest = &out[at + "expected struct ".len()..];
+        let end = rest
+            .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .unwrap_or(rest.len());
+        out.replace_range(at..at + "expected struct ".len() + end, "expected a map");
+    }
+    for (from, to) in TYPES {
+        // Whole words only: `expected u16` is not a prefix of `expected u160`.
+        if let Some(at) = out.find(from) {
+            let after = out[at + from.len()..].chars().next();
+            if !after.is_some_and(|c| c.is_ascii_alphanumeric()) {
+                out.replace_range(at..at + from.len(), to);
+            }
+        }
+    }
+    out
 }

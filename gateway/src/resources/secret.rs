@@ -226,10 +226,25 @@ fn base64_problem(e: &base64::DecodeError) -> String {
     }
 }
 
+/// What OpenSSL found wrong, without its codes and source locations (which differ from
+/// one OpenSSL build to the next and tell a user nothing).
+fn reasons(e: &openssl::error::ErrorStack) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for r in e.errors().iter().filter_map(|e| e.reason()) {
+        if !out.contains(&r) {
+            out.push(r);
+        }
+    }
+    if out.is_empty() {
+        return "OpenSSL could not decode it".into();
+    }
+    out.join(", ")
+}
+
 /// Every certificate of a PEM bundle; at least one.
 fn certs(pem: &[u8], key: &str) -> Result<Vec<X509>, FieldError> {
     let list = X509::stack_from_pem(pem)
-        .map_err(|e| FieldError::new(at(key), format!("not a PEM certificate: {e}")))?;
+        .map_err(|e| FieldError::new(at(key), format!("not a PEM certificate: {}", reasons(&e))))?;
     if list.is_empty() {
         return Err(FieldError::new(
             at(key),
@@ -251,8 +266,12 @@ fn key_pair(
         ));
     }
     // An empty passphrase: OpenSSL must never ask for one on a terminal.
-    let pkey = PKey::private_key_from_pem_callback(key, |_| Ok(0))
-        .map_err(|e| FieldError::new(at(key_key), format!("not a PEM private key: {e}")))?;
+    let pkey = PKey::private_key_from_pem_callback(key, |_| Ok(0)).map_err(|e| {
+        FieldError::new(
+            at(key_key),
+            format!("not a PEM private key: {}", reasons(&e)),
+        )
+    })?;
     let leaf = &chain[0];
     let matches = leaf
         .public_key()

@@ -9,6 +9,12 @@
 //! `write + rename`); anything else (a folder created or removed, lost events, a name two
 //! files share) and a timer every 5 s rescan the whole directory. With 10,000 files a
 //! full rescan reads for tens of milliseconds; one changed file is re-read alone.
+//!
+//! A file that cannot be taken as it is (over [`MAX_FILE_BYTES`], unreadable such as a
+//! symlink loop, or changing while it is read) is an object that failed to parse: the
+//! config loop rejects it and keeps its last good version. A kind's folder that is not a
+//! directory (a file took its place) keeps every object read from it, and is rejected as
+//! the object `<Kind> */*`. A file gone between the listing and the read is deleted.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -17,6 +23,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::Change;
+use crate::error::FieldError;
 use crate::resources::{Kind, Resource, ResourceKey, SYSTEM_NAMESPACE};
 
 /// Quiet time after the last file event before a re-read. Higress (Istio's debounce)
@@ -24,6 +31,14 @@ use crate::resources::{Kind, Resource, ResourceKey, SYSTEM_NAMESPACE};
 /// Ingresses, and still coalesces an editor's write + rename or a tool's burst of
 /// writes (microseconds apart) into one batch.
 pub const DEBOUNCE: Duration = Duration::from_millis(25);
+
+/// Largest object file read, in bytes (4 MiB): far above any real object (10,000
+/// Ingresses are 5 MB in 10,000 files), and small enough that a stray dump or log in a
+/// kind's folder cannot make the config thread hold tens of megabytes.
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+
+/// How often a file that changed while it was read is read again before it is reported.
+const TORN_READ_RETRIES: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileSourceError {
@@ -42,6 +57,8 @@ pub struct Scan {
     /// What each file's metadata said when it was read: the periodic safety check
     /// compares these instead of reading 10,000 files again.
     stamps: HashMap<PathBuf, Stamp>,
+    /// Kinds whose folder exists but cannot be listed (a file took its place), with why.
+    broken: BTreeMap<Kind, String>,
 }
 
 #[derive(Clone)]
@@ -50,6 +67,9 @@ struct File {
     digest: Digest,
     /// The contents as read, until parsed.
     bytes: Option<Vec<u8>>,
+    /// Why the contents could not be taken (too large, unreadable, changing); the digest
+    /// is then that of the message, so the same problem is reported once.
+    problem: Option<FieldError>,
 }
 
 /// SHA-1 of a file's contents: no accidental collision among config files, and hashing
@@ -65,6 +85,7 @@ fn digest(bytes: &[u8]) -> Digest {
 impl PartialEq for Scan {
     fn eq(&self, other: &Self) -> bool {
         self.files.len() == other.files.len()
+            && self.broken == other.broken
             && self
                 .files
                 .iter()
@@ -94,14 +115,83 @@ impl Stamp {
     }
 }
 
-/// A file's contents and the metadata of what was read (one open, no extra stat).
-fn read_stamped(path: &Path) -> std::io::Result<(Vec<u8>, Stamp)> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let stamp = Stamp::of(&f.metadata()?);
-    let mut bytes = Vec::with_capacity(stamp.len as usize);
-    f.read_to_end(&mut bytes)?;
-    Ok((bytes, stamp))
+/// What reading one object file gave.
+enum Read {
+    /// The contents, and the metadata of what was read.
+    Bytes(Vec<u8>, Stamp),
+    /// Gone since it was listed (or named by an event): the object is deleted.
+    Gone,
+    /// Not to be taken: the file's problem, reported as the object's.
+    Problem(FieldError),
+}
+
+/// Read one object file: at most [`MAX_FILE_BYTES`], and only contents that stayed put
+/// while they were read (a writer that does not rename into place can be caught half
+/// way: the metadata before and after the read differ, or the length read is not the
+/// file's); such a read is tried again a few times, then reported.
+fn read_object(path: &Path) -> Read {
+    use std::io::Read as _;
+    let problem = |m: String| Read::Problem(FieldError::new("", m));
+    let mut attempt = 0;
+    loop {
+        let mut f = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Read::Gone,
+            Err(e) => return problem(format!("cannot read the file: {e}")),
+        };
+        let before = match f.metadata() {
+            Ok(m) if m.is_dir() => return problem("is a directory".into()),
+            Ok(m) => Stamp::of(&m),
+            Err(e) => return problem(format!("cannot read the file: {e}")),
+        };
+        if before.len > MAX_FILE_BYTES {
+            return problem(too_large(before.len));
+        }
+        let mut bytes = Vec::with_capacity(before.len as usize);
+        if let Err(e) = (&mut f).take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes) {
+            return problem(format!("cannot read the file: {e}"));
+        }
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return problem(too_large(bytes.len() as u64));
+        }
+        let after = f.metadata().ok().map(|m| Stamp::of(&m));
+        if after == Some(before) && bytes.len() as u64 == before.len {
+            return Read::Bytes(bytes, before);
+        }
+        attempt += 1;
+        if attempt > TORN_READ_RETRIES {
+            return problem(format!(
+                "the file changed while it was read ({} bytes read, its size says {}); it is read again at its next change",
+                bytes.len(),
+                after.map_or(before.len, |a| a.len)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn too_large(len: u64) -> String {
+    format!("file too large: {len} bytes, the limit is {MAX_FILE_BYTES} (4 MiB)")
+}
+
+/// Whether a kind's folder can be listed: `Ok(false)` when it does not exist (no
+/// objects of that kind), `Err` when something else is there.
+fn folder_state(folder: &Path) -> Result<bool, String> {
+    match std::fs::metadata(folder) {
+        Ok(m) if m.is_dir() => Ok(true),
+        Ok(_) => Err("not a directory (a file is where the folder should be)".into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(format!("cannot read the folder: {e}")),
+    }
+}
+
+/// The key under which a kind's broken folder is rejected: every object of that kind.
+fn folder_key(kind: Kind) -> ResourceKey {
+    ResourceKey {
+        kind,
+        namespace: "*".into(),
+        name: "*".into(),
+    }
 }
 
 impl Scan {
@@ -111,39 +201,52 @@ impl Scan {
             .map_err(|e| FileSourceError::Unreadable(dir.display().to_string(), e))?;
         let mut scan = Scan::default();
         for kind in Kind::ALL {
-            let mut paths = Vec::new();
-            collect(&dir.join(kind.folder()), &mut paths);
-            paths.sort();
-            for path in paths {
-                let Some(name) = object_name(&path) else {
+            let folder = dir.join(kind.folder());
+            match folder_state(&folder) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(why) => {
+                    scan.broken.insert(kind, why);
                     continue;
-                };
-                let Ok((bytes, stamp)) = read_stamped(&path) else {
-                    continue;
-                };
-                scan.stamps.insert(path.clone(), stamp);
-                let origin = path
-                    .strip_prefix(dir)
-                    .unwrap_or(&path)
-                    .display()
-                    .to_string();
-                let key = ResourceKey {
-                    kind,
-                    namespace: namespace_of(kind, &bytes),
-                    name,
-                };
-                if let Some(prev) = scan.files.get(&key) {
-                    tracing::warn!(file = %origin, other = %prev.origin, "two files name the same object; the later one wins");
                 }
-                let file = File {
-                    origin,
-                    digest: digest(&bytes),
-                    bytes: Some(bytes),
-                };
-                scan.files.insert(key, file);
             }
+            let mut paths = Vec::new();
+            collect(&folder, &mut paths);
+            paths.sort();
+            scan.read_files(dir, kind, paths);
         }
         Ok(scan)
+    }
+
+    /// Read the listed object files of `kind` (a file gone since the listing is left out).
+    fn read_files(&mut self, dir: &Path, kind: Kind, paths: Vec<PathBuf>) {
+        for path in paths {
+            let Some(name) = object_name(&path) else {
+                continue;
+            };
+            let origin = path
+                .strip_prefix(dir)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            let file = match read_object(&path) {
+                Read::Gone => continue,
+                Read::Bytes(bytes, stamp) => {
+                    self.stamps.insert(path.clone(), stamp);
+                    File::read(origin, bytes)
+                }
+                Read::Problem(p) => File::problem(origin, p),
+            };
+            let key = ResourceKey {
+                kind,
+                namespace: file.namespace(kind),
+                name,
+            };
+            if let Some(prev) = self.files.get(&key) {
+                tracing::warn!(file = %file.origin, other = %prev.origin, "two files name the same object; the later one wins");
+            }
+            self.files.insert(key, file);
+        }
     }
 
     /// Every object as an upsert (the initial load); drops the bytes read.
@@ -154,13 +257,44 @@ impl Scan {
     /// What changed from `self` to `next`; drops the bytes `next` read.
     pub fn diff(&self, next: &mut Scan) -> Vec<Change> {
         let mut out = Vec::new();
+        // A broken folder keeps what was read from it; it is reported once, and cleared
+        // when the folder is back.
+        for (kind, why) in &next.broken {
+            for (key, file) in self.files.iter().filter(|(k, _)| k.kind == *kind) {
+                next.files
+                    .entry(key.clone())
+                    .or_insert_with(|| file.clone());
+            }
+            if self.broken.get(kind) != Some(why) {
+                out.push(Change::Upsert {
+                    key: folder_key(*kind),
+                    origin: kind.folder().to_string(),
+                    result: Err(FieldError::new(
+                        "",
+                        format!("{why}; every {kind} read from it stays in force"),
+                    )),
+                });
+            }
+        }
+        for kind in self.broken.keys() {
+            if !next.broken.contains_key(kind) {
+                out.push(Change::Delete {
+                    key: folder_key(*kind),
+                    origin: kind.folder().to_string(),
+                });
+            }
+        }
         for (key, file) in &mut next.files {
             let bytes = file.bytes.take();
             if self.files.get(key).map(|f| f.digest) != Some(file.digest) {
+                let result = match &file.problem {
+                    Some(p) => Err(p.clone()),
+                    None => parse(key, bytes.as_deref()),
+                };
                 out.push(Change::Upsert {
                     key: key.clone(),
                     origin: file.origin.clone(),
-                    result: parse(key, bytes.as_deref()),
+                    result,
                 });
             }
         }
@@ -173,6 +307,37 @@ impl Scan {
             }
         }
         out
+    }
+}
+
+impl File {
+    fn read(origin: String, bytes: Vec<u8>) -> File {
+        File {
+            origin,
+            digest: digest(&bytes),
+            bytes: Some(bytes),
+            problem: None,
+        }
+    }
+
+    fn problem(origin: String, problem: FieldError) -> File {
+        // Salted: no file's contents can have the digest of a problem.
+        let text = format!("\0problem\0{}", problem.message);
+        File {
+            origin,
+            digest: digest(text.as_bytes()),
+            bytes: None,
+            problem: Some(problem),
+        }
+    }
+
+    /// The namespace its object is keyed in (a file whose contents could not be taken is
+    /// keyed in [`SYSTEM_NAMESPACE`], as one that does not parse).
+    fn namespace(&self, kind: Kind) -> String {
+        match &self.bytes {
+            Some(b) => namespace_of(kind, b),
+            None => SYSTEM_NAMESPACE.to_string(),
+        }
     }
 }
 
@@ -211,7 +376,7 @@ impl Scan {
     /// Re-read only `paths` (as file events named them) and apply them to `self`.
     /// Returns the changes, or `None` (and leaves `self` as it was) when only a full
     /// rescan can tell: a path outside `dir`, a folder, a file whose object another
-    /// file also names, an unreadable file.
+    /// file also names, a kind's folder that is not (or was not) a directory.
     pub fn reread(&mut self, dir: &Path, paths: &BTreeSet<PathBuf>) -> Option<Vec<Change>> {
         let mut found = Vec::new();
         // Keys whose file now names another namespace; removed once nothing says `None`.
@@ -233,25 +398,29 @@ impl Scan {
                     continue;
                 }
                 (Some(kind), true) => {
-                    if path.is_dir() {
+                    if path.is_dir()
+                        || self.broken.contains_key(&kind)
+                        || folder_state(&dir.join(kind.folder())) != Ok(true)
+                    {
                         return None;
                     }
                     let Some(name) = object_name(path) else {
                         continue;
                     };
                     let origin = rel.display().to_string();
-                    let bytes = match read_stamped(path) {
-                        Ok(b) => Some(b),
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                        Err(_) => return None,
+                    let read = match read_object(path) {
+                        Read::Bytes(b, stamp) => Some((File::read(origin.clone(), b), Some(stamp))),
+                        // No stamp: the safety check looks at it again.
+                        Read::Problem(p) => Some((File::problem(origin.clone(), p), None)),
+                        Read::Gone => None,
                     };
                     // The key this file had: its namespace may be what changed.
                     let before = kind
                         .keeps_namespace()
                         .then(|| self.key_of(kind, &origin))
                         .flatten();
-                    let namespace = match (&bytes, &before) {
-                        (Some((b, _)), _) => namespace_of(kind, b),
+                    let namespace = match (&read, &before) {
+                        (Some((f, _)), _) => f.namespace(kind),
                         (None, Some(k)) => k.namespace.clone(),
                         (None, None) => SYSTEM_NAMESPACE.to_string(),
                     };
@@ -264,7 +433,7 @@ impl Scan {
                         return None;
                     }
                     moved.extend(before.filter(|k| *k != key));
-                    found.push((key, origin, path, bytes));
+                    found.push((key, origin, path, read));
                 }
             }
         }
@@ -277,22 +446,24 @@ impl Scan {
                 });
             }
         }
-        for (key, origin, path, bytes) in found {
-            match bytes {
-                Some((b, stamp)) => {
-                    self.stamps.insert(path.clone(), stamp);
-                    let digest = digest(&b);
-                    if self.files.get(&key).map(|f| f.digest) != Some(digest) {
+        for (key, origin, path, read) in found {
+            match read {
+                Some((mut file, stamp)) => {
+                    match stamp {
+                        Some(stamp) => self.stamps.insert(path.clone(), stamp),
+                        None => self.stamps.remove(path),
+                    };
+                    if self.files.get(&key).map(|f| f.digest) != Some(file.digest) {
+                        let bytes = file.bytes.take();
+                        let result = match &file.problem {
+                            Some(p) => Err(p.clone()),
+                            None => parse(&key, bytes.as_deref()),
+                        };
                         out.push(Change::Upsert {
                             key: key.clone(),
-                            origin: origin.clone(),
-                            result: Resource::parse(key.kind, &b, &key.name, &key.namespace),
-                        });
-                        let file = File {
                             origin,
-                            digest,
-                            bytes: None,
-                        };
+                            result,
+                        });
                         self.files.insert(key, file);
                     }
                 }
@@ -377,9 +548,29 @@ fn is_read_only(kind: &notify::EventKind) -> bool {
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    collect_below(dir, out, &mut Vec::new());
+}
+
+/// A directory's identity, to tell a symlink back to a folder being listed.
+fn dir_id(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// `collect` below `dir`, whose ancestors being listed are `open`: a folder reached
+/// again through a symlink (a loop, such as `ingresses/again -> .` or `ingresses/up ->
+/// ..`) is not listed again, else two such links would make 2^40 paths before the
+/// kernel's limit on nested links stops the walk.
+fn collect_below(dir: &Path, out: &mut Vec<PathBuf>, open: &mut Vec<(u64, u64)>) {
+    let id = dir_id(dir);
+    if id.is_some_and(|id| open.contains(&id)) {
+        tracing::warn!(folder = %dir.display(), "symlink loop in the config directory; not followed");
+        return;
+    }
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
+    open.extend(id);
     for e in entries.flatten() {
         let p = e.path();
         // The entry's type comes with the directory listing: no stat per file (10,000
@@ -390,10 +581,13 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
             Err(_) => p.is_dir(),
         };
         if is_dir {
-            collect(&p, out);
+            collect_below(&p, out, open);
         } else {
             out.push(p);
         }
+    }
+    if id.is_some() {
+        open.pop();
     }
 }
 
@@ -645,6 +839,90 @@ mod tests {
         let outside: BTreeSet<PathBuf> = [PathBuf::from("/elsewhere/x.yaml")].into();
         assert!(scan.reread(d, &outside).is_none());
         assert!(scan == before, "a refused reread changes nothing");
+    }
+
+    #[test]
+    fn a_file_deleted_between_listing_and_reading_is_a_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("ingresses")).unwrap();
+        std::fs::write(d.join("ingresses/a.yaml"), "spec: {}\n").unwrap();
+        std::fs::write(d.join("ingresses/b.yaml"), "spec: {}\n").unwrap();
+        let mut before = Scan::read(d).unwrap();
+        before.all();
+        // Listed, then gone before its read: left out, no problem reported.
+        let mut paths = Vec::new();
+        collect(&d.join("ingresses"), &mut paths);
+        paths.sort();
+        std::fs::remove_file(d.join("ingresses/b.yaml")).unwrap();
+        let mut next = Scan::default();
+        next.read_files(d, Kind::Ingress, paths);
+        let ch = before.diff(&mut next);
+        assert!(
+            matches!(&ch[..], [Change::Delete { key, .. }] if key.name == "b"),
+            "{ch:?}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_changes_while_read_is_reported_not_taken() {
+        // procfs files say size 0 and read as more: what a read racing a writer that
+        // does not rename into place sees, every time.
+        let Read::Problem(p) = read_object(Path::new("/proc/self/status")) else {
+            panic!("a read whose length is not the file's must not be taken");
+        };
+        assert!(
+            p.message
+                .starts_with("the file changed while it was read (")
+                && p.message
+                    .ends_with("its size says 0); it is read again at its next change"),
+            "{}",
+            p.message
+        );
+        assert_eq!(p.path, "");
+    }
+
+    #[test]
+    fn a_problem_file_is_rejected_once_and_a_broken_folder_keeps_its_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("mcpbridges")).unwrap();
+        std::fs::create_dir_all(d.join("ingresses")).unwrap();
+        std::fs::write(d.join("mcpbridges/default.yaml"), "spec: {}\n").unwrap();
+        std::os::unix::fs::symlink("x.yaml", d.join("ingresses/x.yaml")).unwrap();
+        let mut s1 = Scan::read(d).unwrap();
+        let all = s1.all();
+        assert!(
+            matches!(&all[..], [Change::Upsert { key, result: Err(e), .. }, Change::Upsert { result: Ok(_), .. }]
+                if key.name == "x" && e.message.contains("symbolic links")),
+            "{all:?}"
+        );
+        // Read again: the same problem is no change.
+        let mut s2 = Scan::read(d).unwrap();
+        assert!(s1.diff(&mut s2).is_empty());
+        // The folder replaced by a file: one rejection, the McpBridge is not deleted.
+        std::fs::remove_dir_all(d.join("mcpbridges")).unwrap();
+        std::fs::write(d.join("mcpbridges"), "x").unwrap();
+        let mut s3 = Scan::read(d).unwrap();
+        let ch = s2.diff(&mut s3);
+        assert!(
+            matches!(&ch[..], [Change::Upsert { key, origin, result: Err(_) }]
+                if key.to_string() == "McpBridge */*" && origin == "mcpbridges"),
+            "{ch:?}"
+        );
+        assert!(
+            s3.diff(&mut Scan::read(d).unwrap()).is_empty(),
+            "reported once"
+        );
+        // Back: the rejection clears, nothing else changed.
+        std::fs::remove_file(d.join("mcpbridges")).unwrap();
+        std::fs::create_dir_all(d.join("mcpbridges")).unwrap();
+        std::fs::write(d.join("mcpbridges/default.yaml"), "spec: {}\n").unwrap();
+        let ch = s3.diff(&mut Scan::read(d).unwrap());
+        assert!(
+            matches!(&ch[..], [Change::Delete { key, .. }] if key.name == "*"),
+            "{ch:?}"
+        );
     }
 
     #[test]
