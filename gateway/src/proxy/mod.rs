@@ -16,6 +16,7 @@ pub mod idle;
 pub mod load_balance;
 pub mod local_reply;
 pub mod mirror;
+pub mod normalize;
 pub mod overload;
 pub mod propagation;
 pub mod redirect;
@@ -387,9 +388,13 @@ impl ProxyHttp for Gateway {
                 spans::Started::NotSampled(n) => ctx.not_sampled = n,
             }
         }
-        // The downstream codec's limit: on what the client sent, not on plugin edits.
+        normalize::apply(session.req_header_mut());
+        // The downstream codec's limits: on what the client sent, not on plugin edits.
         let limit = ctx.snapshot.filters.global.max_request_headers_bytes;
-        let routed = if headers::request_headers_size(session.req_header()) > limit {
+        let req = session.req_header();
+        let routed = if headers::request_headers_size(req) > limit
+            || req.headers.len() > normalize::MAX_REQUEST_HEADERS
+        {
             Err(LocalReply::Status(431, local_reply::HEADERS_TOO_LARGE, 0))
         } else if self.listener.check_sni && https::misdirected(session, &ctx.snapshot.certs) {
             Err(LocalReply::Status(421, "", 0))
@@ -455,6 +460,13 @@ impl ProxyHttp for Gateway {
                 ctx.local_status = Some(status);
                 return Ok(true);
             }
+        }
+        // Going upstream: the gateway says `100 Continue` itself, as Envoy does.
+        if normalize::expects_continue(session.req_header()) {
+            session
+                .req_header_mut()
+                .remove_header(&http::header::EXPECT);
+            session.write_continue_response().await?;
         }
         Ok(false)
     }
