@@ -451,3 +451,191 @@ fn faults_after_the_response_head_cut_the_downstream_response() {
         1.0,
     );
 }
+
+/// A DestinationRule `name` for `host` with `outlierDetection: {<outlier>}`.
+fn outlier_rule(cfg: &ConfigDir, name: &str, host: &str, outlier: &str) {
+    cfg.write(
+        &format!("destinationrules/{name}.yaml"),
+        &format!(
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {name}, namespace: higress-system}}\nspec:\n  host: {host}\n  trafficPolicy:\n    outlierDetection: {{{outlier}}}\n"
+        ),
+    );
+}
+
+/// A static registry `<name>.static` over several endpoints, routed from `<name>.com`.
+fn pools(cfg: &ConfigDir, pools: &[(&str, &[SocketAddr])]) {
+    let regs: Vec<(&str, String, u16)> = pools
+        .iter()
+        .map(|(n, eps)| {
+            let list: Vec<String> = eps.iter().map(|a| a.to_string()).collect();
+            (*n, list.join(","), 80)
+        })
+        .collect();
+    cfg.static_registries(&regs);
+    for (n, _) in pools {
+        cfg.host_route(n, &format!("{n}.com"), &format!("{n}.static"));
+    }
+}
+
+fn outlier_stat(gw: &Gateway, stat: &str, name: &str) -> Option<f64> {
+    cluster_stat(gw, &format!("outlier_detection_{stat}"), name)
+}
+
+#[test]
+fn outlier_detection_ejects_a_failing_endpoint_and_brings_it_back() {
+    let good = Faulty::start(|_| Fault::Ok);
+    let bad = Faulty::start(|_| Fault::Unavailable);
+    let cfg = ConfigDir::new();
+    let both = [good.addr, bad.addr];
+    pools(&cfg, &[("pool", &both), ("plain", &both)]);
+    outlier_rule(
+        &cfg,
+        "pool",
+        "pool.static",
+        "consecutive5xxErrors: 3, interval: 1s, baseEjectionTime: 2s",
+    );
+    let gw = Gateway::start(cfg.path());
+    // The stats exist from the start, at zero, for the cluster with a detector only.
+    assert_eq!(outlier_stat(&gw, "ejections_active", "pool"), Some(0.0));
+    assert_eq!(outlier_stat(&gw, "ejections_active", "plain"), None);
+
+    // Round robin: every other request meets the failing endpoint; its third 503 in a
+    // row ejects it.
+    let mut codes = Vec::new();
+    while bad.total() < 3 {
+        codes.push(get(gw.http, "pool.com", "/p").unwrap().status);
+        assert!(codes.len() <= 8, "{codes:?}");
+    }
+    assert_eq!(outlier_stat(&gw, "ejections_active", "pool"), Some(1.0));
+    for (stat, want) in [
+        ("ejections_enforced_total", 1.0),
+        ("ejections_enforced_consecutive_5xx", 1.0),
+        ("ejections_detected_consecutive_5xx", 1.0),
+        ("ejections_overflow", 0.0),
+    ] {
+        assert_eq!(outlier_stat(&gw, stat, "pool"), Some(want), "{stat}");
+    }
+    assert_eq!(cluster_stat(&gw, "membership_healthy", "pool"), Some(1.0));
+    let ejected_at = Instant::now();
+    // Ejected: every request goes to the good endpoint.
+    for _ in 0..10 {
+        assert_eq!(get(gw.http, "pool.com", "/p").unwrap().status, 200);
+    }
+    assert_eq!(bad.total(), 3, "no request reached the ejected endpoint");
+
+    // Back after the 2 s base ejection time (at the next 1 s sweep).
+    wait_for("the endpoint back", || {
+        (outlier_stat(&gw, "ejections_active", "pool") == Some(0.0)).then_some(())
+    });
+    let back = ejected_at.elapsed();
+    assert!(back >= Duration::from_millis(1900), "{back:?}");
+    assert!(back < Duration::from_secs(5), "{back:?}");
+    assert_eq!(cluster_stat(&gw, "membership_healthy", "pool"), Some(2.0));
+    for _ in 0..4 {
+        get(gw.http, "pool.com", "/p").unwrap();
+    }
+    assert!(bad.total() > 3, "requests reach it again");
+
+    // Without a DestinationRule nothing is ejected (off by default, as in Istio).
+    let before = bad.total();
+    for _ in 0..12 {
+        get(gw.http, "plain.com", "/p").unwrap();
+    }
+    assert_eq!(bad.total() - before, 6);
+}
+
+#[test]
+fn ejections_stop_at_the_maximum_percentage_and_none_left_is_503_uh() {
+    let bad: Vec<Faulty> = (0..4)
+        .map(|_| Faulty::start(|_| Fault::Unavailable))
+        .collect();
+    let cfg = ConfigDir::new();
+    pools(
+        &cfg,
+        &[
+            ("capped", &[bad[0].addr, bad[1].addr]),
+            ("all", &[bad[2].addr, bad[3].addr]),
+        ],
+    );
+    // Default 10 %: one endpoint of two may go (at least one always may), not both.
+    outlier_rule(&cfg, "capped", "capped.static", "consecutive5xxErrors: 2");
+    outlier_rule(
+        &cfg,
+        "all",
+        "all.static",
+        "consecutive5xxErrors: 2, maxEjectionPercent: 100",
+    );
+    let gw = Gateway::start(cfg.path());
+    for _ in 0..8 {
+        assert_eq!(get(gw.http, "capped.com", "/").unwrap().status, 503);
+    }
+    assert_eq!(outlier_stat(&gw, "ejections_active", "capped"), Some(1.0));
+    assert!(outlier_stat(&gw, "ejections_overflow", "capped").unwrap() >= 1.0);
+    // Every later detection on the other endpoint overflows (its gateway failures
+    // too, detected though not enforced, as in Envoy).
+    assert_eq!(
+        outlier_stat(&gw, "ejections_enforced_total", "capped"),
+        Some(1.0)
+    );
+    assert!(outlier_stat(&gw, "ejections_detected_consecutive_5xx", "capped").unwrap() >= 2.0);
+
+    // 100 %: both go, and then no endpoint is left: 503 `UH`, nothing sent upstream.
+    for _ in 0..4 {
+        get(gw.http, "all.com", "/").unwrap();
+    }
+    assert_eq!(outlier_stat(&gw, "ejections_active", "all"), Some(2.0));
+    let sent = bad[2].total() + bad[3].total();
+    let r = get(gw.http, "all.com", "/none").unwrap();
+    assert_eq!((r.status, r.text().as_str()), (503, "no healthy upstream"));
+    assert_eq!(bad[2].total() + bad[3].total(), sent);
+    let e = gw.wait_access("the UH entry", |e| e["path"] == "/none");
+    assert_eq!(e["response_flags"], "UH");
+    assert_eq!(cluster_stat(&gw, "membership_healthy", "all"), Some(0.0));
+}
+
+#[test]
+fn half_of_a_cluster_refused_retries_go_to_the_others_until_ejected() {
+    let good: Vec<Faulty> = (0..2).map(|_| Faulty::start(|_| Fault::Ok)).collect();
+    let dead: Vec<SocketAddr> = (0..2)
+        .map(|_| {
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+        })
+        .collect();
+    let eps = [dead[0], good[0].addr, dead[1], good[1].addr];
+    let cfg = ConfigDir::new();
+    pools(&cfg, &[("half", &eps), ("guarded", &eps)]);
+    outlier_rule(
+        &cfg,
+        "guarded",
+        "guarded.static",
+        "consecutive5xxErrors: 1, maxEjectionPercent: 50, baseEjectionTime: 60s",
+    );
+    let gw = Gateway::start(cfg.path());
+
+    // The gateway's default retries take every request past the refused endpoints.
+    for _ in 0..20 {
+        let r = get(gw.http, "half.com", "/").unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let fails = cluster_stat(&gw, "upstream_cx_connect_fail", "half").unwrap();
+    assert!(fails >= 10.0, "{fails}");
+    assert_eq!(cluster_stat(&gw, "upstream_rq_retry", "half"), Some(fails));
+    let e = gw.wait_access("a retried request", |e| {
+        e["authority"] == "half.com" && e["response_flags"] == "UF"
+    });
+    assert_eq!(e["response_code"], 200);
+
+    // With outlier detection a refused connection counts as a 503: each refused
+    // endpoint goes at its first failure, and then no request meets them.
+    for _ in 0..20 {
+        assert_eq!(get(gw.http, "guarded.com", "/").unwrap().status, 200);
+    }
+    assert_eq!(outlier_stat(&gw, "ejections_active", "guarded"), Some(2.0));
+    assert_eq!(
+        cluster_stat(&gw, "upstream_cx_connect_fail", "guarded"),
+        Some(2.0)
+    );
+}
