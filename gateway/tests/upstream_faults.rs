@@ -639,3 +639,111 @@ fn half_of_a_cluster_refused_retries_go_to_the_others_until_ejected() {
         Some(2.0)
     );
 }
+
+/// A DNS server on loopback UDP: A queries get 127.0.0.1 while `up`, SERVFAIL after.
+struct Dns {
+    addr: SocketAddr,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    queries: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Dns {
+    fn start() -> Dns {
+        use std::sync::atomic::Ordering::Relaxed;
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = sock.local_addr().unwrap();
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let queries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (u, q) = (up.clone(), queries.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            loop {
+                let Ok((n, peer)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                q.fetch_add(1, Relaxed);
+                let _ = sock.send_to(&dns_answer(&buf[..n], u.load(Relaxed)), peer);
+            }
+        });
+        Dns { addr, up, queries }
+    }
+}
+
+/// The answer to one query: the question echoed, then 127.0.0.1 for an A query when
+/// `up` (nothing for other types), or SERVFAIL.
+fn dns_answer(q: &[u8], up: bool) -> Vec<u8> {
+    // The question: labels up to the root label, then type and class.
+    let mut end = 12;
+    while q[end] != 0 {
+        end += 1 + q[end] as usize;
+    }
+    let qtype = u16::from_be_bytes([q[end + 1], q[end + 2]]);
+    end += 5;
+    let answer = up && qtype == 1;
+    let mut r = vec![
+        q[0],
+        q[1],
+        0x80 | (q[2] & 0x01),
+        0x80 | if up { 0 } else { 2 },
+        0,
+        1,
+        0,
+        answer as u8,
+        0,
+        0,
+        0,
+        0,
+    ];
+    r.extend_from_slice(&q[12..end]);
+    if answer {
+        // Name by pointer to the question, A, IN, TTL 1 s, 4 bytes.
+        r.extend_from_slice(&[0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 1, 0, 4, 127, 0, 0, 1]);
+    }
+    r
+}
+
+#[test]
+fn a_dns_registry_whose_dns_fails_keeps_its_last_good_endpoints() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let dns = Dns::start();
+    let app = Faulty::start(|_| Fault::Ok);
+    let cfg = ConfigDir::new();
+    cfg.write(
+        "mcpbridges/default.yaml",
+        &format!(
+            "apiVersion: networking.higress.io/v1\nkind: McpBridge\nmetadata:\n  name: default\nspec:\n  registries:\n  - {{type: dns, name: app, domain: app.test, port: {}}}\n",
+            app.addr.port()
+        ),
+    );
+    cfg.host_route("app", "app.com", "app.dns");
+    let resolver = dns.addr.to_string();
+    let gw = Gateway::start_with(
+        cfg.path(),
+        &["--dns-resolver", &resolver, "--dns-refresh", "300ms"],
+    );
+    let port = app.addr.port();
+    let stat = |s: &str| {
+        gw.metric(&format!(
+            "envoy_cluster_{s}{{cluster_name=\"outbound|{port}||app.dns\"}}"
+        ))
+    };
+    assert_eq!(get(gw.http, "app.com", "/").unwrap().status, 200);
+    // Refreshes with the same answer rebuild nothing.
+    wait_for("a refresh with nothing new", || {
+        (stat("update_no_rebuild").unwrap_or(0.0) >= 1.0).then_some(())
+    });
+    assert_eq!(stat("update_failure"), Some(0.0));
+
+    // The DNS server fails: every refresh counts as a failure, the endpoints stay.
+    dns.up.store(false, Relaxed);
+    let seen = dns.queries.load(Relaxed);
+    wait_for("two failed refreshes", || {
+        (stat("update_failure").unwrap_or(0.0) >= 2.0).then_some(())
+    });
+    assert!(dns.queries.load(Relaxed) > seen);
+    for _ in 0..3 {
+        assert_eq!(get(gw.http, "app.com", "/").unwrap().status, 200);
+    }
+    assert_eq!(stat("membership_total"), Some(1.0));
+    assert!(stat("update_attempt").unwrap() >= 3.0);
+}

@@ -53,6 +53,12 @@ pub struct ClusterStats {
     pub ssl_connection_error: Counter,
     pub membership_total: Gauge,
     pub membership_healthy: Gauge,
+    /// Refreshes of a `dns` registry's endpoints: tried, answered, answered with
+    /// nothing new, failed (the last good endpoints kept).
+    pub update_attempt: Counter,
+    pub update_success: Counter,
+    pub update_no_rebuild: Counter,
+    pub update_failure: Counter,
     pub istio: IstioStats,
     /// `outlier_detection.*`, made when the cluster first gets a detector (Envoy has
     /// them only for clusters with outlier detection).
@@ -149,6 +155,10 @@ struct ClusterFamilies {
     ssl_connection_error: Arc<Family>,
     membership_total: Arc<Family>,
     membership_healthy: Arc<Family>,
+    update_attempt: Arc<Family>,
+    update_success: Arc<Family>,
+    update_no_rebuild: Arc<Family>,
+    update_failure: Arc<Family>,
     outlier: Arc<OutlierFamilies>,
 }
 
@@ -232,6 +242,22 @@ impl ClusterFamilies {
                 "envoy_cluster_membership_healthy",
                 "Endpoints in the cluster considered healthy (not ejected).",
             ),
+            update_attempt: counter(
+                "envoy_cluster_update_attempt",
+                "Endpoint refreshes tried (DNS resolutions of a dns registry).",
+            ),
+            update_success: counter(
+                "envoy_cluster_update_success",
+                "Endpoint refreshes answered.",
+            ),
+            update_no_rebuild: counter(
+                "envoy_cluster_update_no_rebuild",
+                "Endpoint refreshes answered with the endpoints the cluster had.",
+            ),
+            update_failure: counter(
+                "envoy_cluster_update_failure",
+                "Endpoint refreshes that failed (the last good endpoints are kept).",
+            ),
             outlier: Arc::new(OutlierFamilies::register(r)),
         }
     }
@@ -266,6 +292,10 @@ impl ClusterStats {
             ssl_connection_error: f.ssl_connection_error.counter(&l),
             membership_total: f.membership_total.gauge(&l),
             membership_healthy: f.membership_healthy.gauge(&l),
+            update_attempt: f.update_attempt.counter(&l),
+            update_success: f.update_success.counter(&l),
+            update_no_rebuild: f.update_no_rebuild.counter(&l),
+            update_failure: f.update_failure.counter(&l),
             istio,
             outlier: OnceLock::new(),
             outlier_families: f.outlier.clone(),
