@@ -347,11 +347,33 @@ impl ConfigLoop {
         );
     }
 
-    /// Take a DNS answer. Returns whether endpoints changed.
+    /// Take a DNS answer. Returns whether endpoints changed. A failure keeps the last
+    /// good endpoints; each answer counts in the stats of the clusters it feeds, as
+    /// Envoy's DNS clusters count refreshes (`update_attempt`, then `update_success`,
+    /// with `update_no_rebuild` when nothing changed, or `update_failure`).
     pub fn apply_dns(&mut self, a: DnsAnswer) -> bool {
+        let changed = match &a.result {
+            Ok(ips) => self.dns.get(&a.name) != Some(ips),
+            Err(_) => false,
+        };
+        let live = self.snapshot.load();
+        for name in clusters::clusters_resolving(&bridges_in(&self.objects), &a.name) {
+            if let Some(c) = live.clusters.get(&name) {
+                let s = &c.stats;
+                s.update_attempt.inc();
+                match (&a.result, changed) {
+                    (Err(_), _) => s.update_failure.inc(),
+                    (Ok(_), true) => s.update_success.inc(),
+                    (Ok(_), false) => {
+                        s.update_success.inc();
+                        s.update_no_rebuild.inc();
+                    }
+                }
+            }
+        }
         match a.result {
             Ok(ips) => {
-                if self.dns.get(&a.name) == Some(&ips) {
+                if !changed {
                     return false;
                 }
                 tracing::info!(name = %a.name, ?ips, "dns answer changed");

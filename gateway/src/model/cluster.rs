@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::load_balancer::{LbPolicy, LoadBalancer};
+use super::outlier::{OutlierConfig, OutlierDetector};
 use super::protocol::Protocol;
 use super::upstream_tls::UpstreamTls;
 use crate::stats::{ClusterIdentity, ClusterStats, ClusterStatsCache};
@@ -36,6 +37,9 @@ pub struct Cluster {
     /// Keeps this cluster's pooled connections apart from another cluster's to the same
     /// address (Envoy pools per cluster), so bytes count for the right one.
     pub pool_key: u64,
+    /// Passive outlier detection (a DestinationRule's `outlierDetection`); none by
+    /// default, as in Istio.
+    pub outlier: Option<Arc<OutlierDetector>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -88,6 +92,7 @@ impl Cluster {
             service_port: None,
             lb: LoadBalancer::default(),
             service_port_index: None,
+            outlier: None,
         }
     }
 
@@ -103,6 +108,16 @@ impl Cluster {
         self.lb = LoadBalancer::new(policy, &self.endpoints);
     }
 
+    /// Detect outliers among the endpoints with `config` (the live detector when the
+    /// cluster had one with the same settings and endpoints).
+    pub fn set_outlier_detection(&mut self, config: OutlierConfig) {
+        self.outlier = Some(OutlierDetector::for_cluster(
+            config,
+            &self.endpoints,
+            &self.stats,
+        ));
+    }
+
     /// An endpoint (index, address) for a request without a hash key, skipping the
     /// indices in `tried` while any untried one is left.
     pub fn pick(&self, tried: &[u32]) -> Option<(u32, SocketAddr)> {
@@ -112,14 +127,21 @@ impl Cluster {
     /// The endpoint (index, address) the cluster's policy picks: `hash` is the request's
     /// hash for a hashing policy, `random` a uniform random number; the indices in
     /// `tried` are skipped while any untried one is left (retries go to another
-    /// endpoint where there is one).
+    /// endpoint where there is one); ejected endpoints are never picked (`None` when
+    /// all are).
     pub fn pick_with(
         &self,
         hash: Option<u64>,
         random: u64,
         tried: &[u32],
     ) -> Option<(u32, SocketAddr)> {
-        let i = self.lb.pick(self.endpoints.len(), hash, random, tried)?;
+        let n = self.endpoints.len();
+        let i = match &self.outlier {
+            None => self.lb.pick(n, hash, random, tried)?,
+            Some(d) => self
+                .lb
+                .pick_healthy(n, hash, random, tried, |i| !d.is_ejected(i))?,
+        };
         Some((i, *self.endpoints.get(i as usize)?))
     }
 }

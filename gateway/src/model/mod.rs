@@ -13,6 +13,7 @@ pub mod http_filter;
 pub mod load_balancer;
 pub mod matcher;
 pub mod mirror;
+pub mod outlier;
 pub mod path_regex;
 pub mod plugin_chain;
 pub mod protocol;

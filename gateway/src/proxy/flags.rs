@@ -15,19 +15,25 @@ impl ResponseFlags {
     pub const DOWNSTREAM_CLOSED: u16 = 1 << 6; // DC
     pub const RETRY_EXHAUSTED: u16 = 1 << 7; // URX
     pub const RATE_LIMITED: u16 = 1 << 8; // RL
-    pub const OVERLOAD: u16 = 1 << 9; // OM
+    pub const UPSTREAM_REMOTE_RESET: u16 = 1 << 9; // UR
+    pub const UPSTREAM_PROTOCOL_ERROR: u16 = 1 << 10; // UPE
+    pub const OVERLOAD: u16 = 1 << 11; // OM
+    pub const DOWNSTREAM_PROTOCOL_ERROR: u16 = 1 << 12; // DPE
 
-    const NAMES: [(u16, &'static str); 10] = [
+    const NAMES: [(u16, &'static str); 13] = [
         (Self::NO_HEALTHY_UPSTREAM, "UH"),
         (Self::UPSTREAM_TIMEOUT, "UT"),
         (Self::LOCAL_RESET, "LR"),
+        (Self::UPSTREAM_REMOTE_RESET, "UR"),
         (Self::CONNECT_FAILURE, "UF"),
         (Self::CONNECTION_TERMINATION, "UC"),
         (Self::NO_ROUTE, "NR"),
         (Self::RATE_LIMITED, "RL"),
         (Self::DOWNSTREAM_CLOSED, "DC"),
         (Self::RETRY_EXHAUSTED, "URX"),
+        (Self::UPSTREAM_PROTOCOL_ERROR, "UPE"),
         (Self::OVERLOAD, "OM"),
+        (Self::DOWNSTREAM_PROTOCOL_ERROR, "DPE"),
     ];
 
     pub fn set(&mut self, flag: u16) {
@@ -44,17 +50,20 @@ impl ResponseFlags {
 
     /// The flags as Envoy's `ResponseFlag` bits (the `response.flags` attribute).
     pub fn envoy_bits(self) -> u64 {
-        const ENVOY: [(u16, u64); 10] = [
+        const ENVOY: [(u16, u64); 13] = [
             (ResponseFlags::NO_HEALTHY_UPSTREAM, 0x2),
             (ResponseFlags::UPSTREAM_TIMEOUT, 0x4),
             (ResponseFlags::LOCAL_RESET, 0x8),
+            (ResponseFlags::UPSTREAM_REMOTE_RESET, 0x10),
             (ResponseFlags::CONNECT_FAILURE, 0x20),
             (ResponseFlags::CONNECTION_TERMINATION, 0x40),
             (ResponseFlags::NO_ROUTE, 0x100),
             (ResponseFlags::RATE_LIMITED, 0x800),
             (ResponseFlags::DOWNSTREAM_CLOSED, 0x4000),
             (ResponseFlags::RETRY_EXHAUSTED, 0x8000),
+            (ResponseFlags::UPSTREAM_PROTOCOL_ERROR, 0x80_0000),
             (ResponseFlags::OVERLOAD, 0x200_0000),
+            (ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR, 0x4_0000),
         ];
         ENVOY
             .iter()
@@ -94,5 +103,11 @@ mod tests {
         f.set(ResponseFlags::RATE_LIMITED);
         assert_eq!(f.render(), "UF,RL,URX");
         assert_eq!(f.envoy_bits(), 0x20 | 0x800 | 0x8000);
+        let mut g = ResponseFlags::default();
+        g.set(ResponseFlags::UPSTREAM_PROTOCOL_ERROR);
+        g.set(ResponseFlags::RETRY_EXHAUSTED);
+        g.set(ResponseFlags::UPSTREAM_REMOTE_RESET);
+        assert_eq!(g.render(), "UR,URX,UPE");
+        assert_eq!(g.envoy_bits(), 0x10 | 0x8000 | 0x80_0000);
     }
 }

@@ -11,6 +11,7 @@ use pingora_http::RequestHeader;
 use pingora_proxy::Session;
 
 use super::context::{RequestCtx, NO_ENDPOINT};
+use super::flags::ResponseFlags;
 use crate::model::load_balancer::{cookie_value, xxh64, xxh64_chain};
 use crate::model::{HashPolicy, LbPolicy};
 
@@ -42,9 +43,15 @@ pub fn pick_endpoint(session: &Session, ctx: &mut RequestCtx) -> pingora_error::
             (hash, (u64::from(roll()) << 32) | u64::from(roll()))
         }
     };
-    let (index, addr) = cluster
-        .pick_with(hash, random, ctx.tried.as_slice())
-        .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "cluster has no endpoints"))?;
+    let Some((index, addr)) = cluster.pick_with(hash, random, ctx.tried.as_slice()) else {
+        // Routing sends requests only to clusters with endpoints: outlier detection
+        // ejected them all.
+        ctx.flags.set(ResponseFlags::NO_HEALTHY_UPSTREAM);
+        return Err(Error::explain(
+            super::faults::NO_HEALTHY_UPSTREAM,
+            "every endpoint is ejected",
+        ));
+    };
     if lb.counts_active() {
         // A retry leaves its failed endpoint: that request is no longer active there.
         let previous = std::mem::replace(&mut ctx.lb_active, index);

@@ -9,6 +9,7 @@ pub mod app;
 pub mod coalesce;
 pub mod compressor;
 pub mod context;
+pub mod faults;
 pub mod flags;
 pub mod headers;
 pub mod https;
@@ -35,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_error::{Error, ErrorSource, ErrorType};
+use pingora_error::{Error, ErrorType};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
@@ -645,6 +646,7 @@ impl ProxyHttp for Gateway {
         if upstream_response.status.is_informational() && upstream_response.status != 101 {
             return Ok(());
         }
+        faults::on_response(ctx, upstream_response.status.as_u16());
         if ctx
             .route
             .as_ref()
@@ -816,17 +818,19 @@ impl ProxyHttp for Gateway {
             }
         }
         ctx.flags.set(ResponseFlags::CONNECT_FAILURE);
+        faults::on_connect_failure(ctx);
         e
     }
 
     fn error_while_proxy(
         &self,
-        _peer: &HttpPeer,
+        peer: &HttpPeer,
         session: &mut Session,
         mut e: Box<Error>,
         ctx: &mut RequestCtx,
         _client_reused: bool,
     ) -> Box<Error> {
+        faults::on_attempt_error(ctx, peer, &e);
         // A reset before response headers is retried (docs/configuration.md's retry
         // policy, or the route's); a route timeout or anything after headers is not.
         e.set_retry(retry::after_error(session, ctx, &e));
@@ -870,31 +874,7 @@ impl ProxyHttp for Gateway {
                 };
             }
         }
-        let (status, body, flag) = match (e.esource(), e.etype()) {
-            (ErrorSource::Downstream, _) => (0, "", ResponseFlags::DOWNSTREAM_CLOSED),
-            (_, ErrorType::ReadTimedout) => (
-                504,
-                local_reply::UPSTREAM_TIMEOUT,
-                ResponseFlags::UPSTREAM_TIMEOUT,
-            ),
-            (_, ErrorType::HTTPStatus(code)) => (*code, "", 0),
-            (ErrorSource::Upstream, _)
-                if ctx.flags.has(ResponseFlags::CONNECT_FAILURE)
-                    && !ctx.upstream_headers_received =>
-            {
-                (
-                    503,
-                    local_reply::CONNECT_FAILURE,
-                    ResponseFlags::CONNECT_FAILURE,
-                )
-            }
-            (ErrorSource::Upstream, _) => (
-                503,
-                local_reply::CONNECTION_TERMINATION,
-                ResponseFlags::CONNECTION_TERMINATION,
-            ),
-            _ => (500, "", ResponseFlags::LOCAL_RESET),
-        };
+        let (status, body, flag) = faults::reply(e, ctx);
         if flag != 0 {
             ctx.flags.set(flag);
         }

@@ -37,6 +37,14 @@ pub struct ClusterStats {
     pub cx_active: Gauge,
     pub cx_connect_fail: Counter,
     pub cx_connect_timeout: Counter,
+    /// Connections the upstream closed or reset with a request on them
+    /// (`upstream_cx_destroy_remote_with_active_rq`).
+    pub cx_destroy_remote_with_active_rq: Counter,
+    /// Connections the gateway closed with a request on them: a timeout, a protocol
+    /// error (`upstream_cx_destroy_local_with_active_rq`).
+    pub cx_destroy_local_with_active_rq: Counter,
+    /// Responses that broke HTTP (`upstream_cx_protocol_error`).
+    pub cx_protocol_error: Counter,
     pub cx_rx_bytes: Counter,
     pub cx_tx_bytes: Counter,
     /// TLS connections established (`ssl.handshake`).
@@ -45,7 +53,76 @@ pub struct ClusterStats {
     pub ssl_connection_error: Counter,
     pub membership_total: Gauge,
     pub membership_healthy: Gauge,
+    /// Refreshes of a `dns` registry's endpoints: tried, answered, answered with
+    /// nothing new, failed (the last good endpoints kept).
+    pub update_attempt: Counter,
+    pub update_success: Counter,
+    pub update_no_rebuild: Counter,
+    pub update_failure: Counter,
     pub istio: IstioStats,
+    /// `outlier_detection.*`, made when the cluster first gets a detector (Envoy has
+    /// them only for clusters with outlier detection).
+    outlier: OnceLock<OutlierStats>,
+    outlier_families: Arc<OutlierFamilies>,
+}
+
+/// Envoy's `cluster.<name>.outlier_detection.*` (the consecutive detectors').
+#[derive(Debug)]
+pub struct OutlierStats {
+    pub ejections_active: Gauge,
+    pub ejections_enforced_total: Counter,
+    pub ejections_overflow: Counter,
+    pub ejections_enforced_consecutive_5xx: Counter,
+    pub ejections_detected_consecutive_5xx: Counter,
+    pub ejections_enforced_consecutive_gateway_failure: Counter,
+    pub ejections_detected_consecutive_gateway_failure: Counter,
+}
+
+struct OutlierFamilies {
+    ejections_active: Arc<Family>,
+    ejections_enforced_total: Arc<Family>,
+    ejections_overflow: Arc<Family>,
+    ejections_enforced_consecutive_5xx: Arc<Family>,
+    ejections_detected_consecutive_5xx: Arc<Family>,
+    ejections_enforced_consecutive_gateway_failure: Arc<Family>,
+    ejections_detected_consecutive_gateway_failure: Arc<Family>,
+}
+
+impl OutlierFamilies {
+    fn register(r: &Registry) -> Self {
+        let counter = |name, help| r.family(name, help, Kind::Counter);
+        OutlierFamilies {
+            ejections_active: r.family(
+                "envoy_cluster_outlier_detection_ejections_active",
+                "Endpoints ejected by outlier detection now.",
+                Kind::Gauge,
+            ),
+            ejections_enforced_total: counter(
+                "envoy_cluster_outlier_detection_ejections_enforced_total",
+                "Ejections enforced, of any kind.",
+            ),
+            ejections_overflow: counter(
+                "envoy_cluster_outlier_detection_ejections_overflow",
+                "Ejections not made because of the maximum ejection percentage.",
+            ),
+            ejections_enforced_consecutive_5xx: counter(
+                "envoy_cluster_outlier_detection_ejections_enforced_consecutive_5xx",
+                "Consecutive 5xx ejections enforced.",
+            ),
+            ejections_detected_consecutive_5xx: counter(
+                "envoy_cluster_outlier_detection_ejections_detected_consecutive_5xx",
+                "Consecutive 5xx outliers detected (enforced or not).",
+            ),
+            ejections_enforced_consecutive_gateway_failure: counter(
+                "envoy_cluster_outlier_detection_ejections_enforced_consecutive_gateway_failure",
+                "Consecutive gateway failure (502, 503, 504) ejections enforced.",
+            ),
+            ejections_detected_consecutive_gateway_failure: counter(
+                "envoy_cluster_outlier_detection_ejections_detected_consecutive_gateway_failure",
+                "Consecutive gateway failure outliers detected (enforced or not).",
+            ),
+        }
+    }
 }
 
 impl std::fmt::Debug for ClusterStats {
@@ -69,12 +146,20 @@ struct ClusterFamilies {
     cx_active: Arc<Family>,
     cx_connect_fail: Arc<Family>,
     cx_connect_timeout: Arc<Family>,
+    cx_destroy_remote_with_active_rq: Arc<Family>,
+    cx_destroy_local_with_active_rq: Arc<Family>,
+    cx_protocol_error: Arc<Family>,
     cx_rx_bytes: Arc<Family>,
     cx_tx_bytes: Arc<Family>,
     ssl_handshake: Arc<Family>,
     ssl_connection_error: Arc<Family>,
     membership_total: Arc<Family>,
     membership_healthy: Arc<Family>,
+    update_attempt: Arc<Family>,
+    update_success: Arc<Family>,
+    update_no_rebuild: Arc<Family>,
+    update_failure: Arc<Family>,
+    outlier: Arc<OutlierFamilies>,
 }
 
 impl ClusterFamilies {
@@ -121,6 +206,18 @@ impl ClusterFamilies {
                 "envoy_cluster_upstream_cx_connect_timeout",
                 "Upstream connection attempts that timed out.",
             ),
+            cx_destroy_remote_with_active_rq: counter(
+                "envoy_cluster_upstream_cx_destroy_remote_with_active_rq",
+                "Upstream connections closed or reset by the upstream with a request on them.",
+            ),
+            cx_destroy_local_with_active_rq: counter(
+                "envoy_cluster_upstream_cx_destroy_local_with_active_rq",
+                "Upstream connections closed by the gateway with a request on them (timeouts, protocol errors).",
+            ),
+            cx_protocol_error: counter(
+                "envoy_cluster_upstream_cx_protocol_error",
+                "Upstream responses that broke HTTP (invalid head or framing).",
+            ),
             cx_rx_bytes: counter(
                 "envoy_cluster_upstream_cx_rx_bytes_total",
                 "Bytes received from upstream: response heads and bodies (HTTP/1.1 sizes, no chunk framing).",
@@ -143,8 +240,25 @@ impl ClusterFamilies {
             ),
             membership_healthy: gauge(
                 "envoy_cluster_membership_healthy",
-                "Endpoints in the cluster considered healthy.",
+                "Endpoints in the cluster considered healthy (not ejected).",
             ),
+            update_attempt: counter(
+                "envoy_cluster_update_attempt",
+                "Endpoint refreshes tried (DNS resolutions of a dns registry).",
+            ),
+            update_success: counter(
+                "envoy_cluster_update_success",
+                "Endpoint refreshes answered.",
+            ),
+            update_no_rebuild: counter(
+                "envoy_cluster_update_no_rebuild",
+                "Endpoint refreshes answered with the endpoints the cluster had.",
+            ),
+            update_failure: counter(
+                "envoy_cluster_update_failure",
+                "Endpoint refreshes that failed (the last good endpoints are kept).",
+            ),
+            outlier: Arc::new(OutlierFamilies::register(r)),
         }
     }
 }
@@ -169,14 +283,48 @@ impl ClusterStats {
             cx_active: f.cx_active.gauge(&l),
             cx_connect_fail: f.cx_connect_fail.counter(&l),
             cx_connect_timeout: f.cx_connect_timeout.counter(&l),
+            cx_destroy_remote_with_active_rq: f.cx_destroy_remote_with_active_rq.counter(&l),
+            cx_destroy_local_with_active_rq: f.cx_destroy_local_with_active_rq.counter(&l),
+            cx_protocol_error: f.cx_protocol_error.counter(&l),
             cx_rx_bytes: f.cx_rx_bytes.counter(&l),
             cx_tx_bytes: f.cx_tx_bytes.counter(&l),
             ssl_handshake: f.ssl_handshake.counter(&l),
             ssl_connection_error: f.ssl_connection_error.counter(&l),
             membership_total: f.membership_total.gauge(&l),
             membership_healthy: f.membership_healthy.gauge(&l),
+            update_attempt: f.update_attempt.counter(&l),
+            update_success: f.update_success.counter(&l),
+            update_no_rebuild: f.update_no_rebuild.counter(&l),
+            update_failure: f.update_failure.counter(&l),
             istio,
+            outlier: OnceLock::new(),
+            outlier_families: f.outlier.clone(),
         }
+    }
+
+    /// The outlier detection stats, made (at zero) on first use.
+    pub fn outlier(&self) -> &OutlierStats {
+        self.outlier.get_or_init(|| {
+            let f = &self.outlier_families;
+            let l = [("cluster_name", self.stat_name.as_str())];
+            OutlierStats {
+                ejections_active: f.ejections_active.gauge(&l),
+                ejections_enforced_total: f.ejections_enforced_total.counter(&l),
+                ejections_overflow: f.ejections_overflow.counter(&l),
+                ejections_enforced_consecutive_5xx: f
+                    .ejections_enforced_consecutive_5xx
+                    .counter(&l),
+                ejections_detected_consecutive_5xx: f
+                    .ejections_detected_consecutive_5xx
+                    .counter(&l),
+                ejections_enforced_consecutive_gateway_failure: f
+                    .ejections_enforced_consecutive_gateway_failure
+                    .counter(&l),
+                ejections_detected_consecutive_gateway_failure: f
+                    .ejections_detected_consecutive_gateway_failure
+                    .counter(&l),
+            }
+        })
     }
 
     /// A response from this cluster (or the gateway's 503/504 on its behalf after an

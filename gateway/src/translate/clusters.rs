@@ -28,6 +28,20 @@ pub fn dns_names(bridges: &[&McpBridge]) -> Vec<String> {
     v
 }
 
+/// The clusters (by name) whose endpoints come from resolving `name`.
+pub fn clusters_resolving(bridges: &[&McpBridge], name: &str) -> Vec<String> {
+    default_bridge(bridges)
+        .map(|b| {
+            b.spec
+                .registries
+                .iter()
+                .filter(|r| r.kind == "dns" && r.dns_names().iter().any(|n| n == name))
+                .map(|r| crate::model::cluster_name(r.port as u16, "", &r.host()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn default_bridge<'a>(bridges: &[&'a McpBridge]) -> Option<&'a McpBridge> {
     bridges
         .iter()
@@ -111,5 +125,10 @@ mod tests {
         );
         assert_eq!(skipped.len(), 1);
         assert_eq!(dns_names(&[&b]), vec!["a.example.com"]);
+        assert_eq!(
+            clusters_resolving(&[&b], "a.example.com"),
+            vec!["outbound|8080||d.dns"]
+        );
+        assert!(clusters_resolving(&[&b], "b.example.com").is_empty());
     }
 }

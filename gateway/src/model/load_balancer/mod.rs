@@ -202,19 +202,36 @@ impl LoadBalancer {
     /// `None`: the key was absent), `random` a uniform random number, `tried` the
     /// endpoints earlier attempts used (avoided while an untried one is left).
     pub fn pick(&self, n: usize, hash: Option<u64>, random: u64, tried: &[u32]) -> Option<u32> {
+        self.pick_healthy(n, hash, random, tried, |_| true)
+    }
+
+    /// [`Self::pick`] among the endpoints `healthy` accepts (those outlier detection
+    /// has not ejected); `None` when it accepts none (no panic routing: Istio turns it
+    /// off with outlier detection).
+    pub fn pick_healthy(
+        &self,
+        n: usize,
+        hash: Option<u64>,
+        random: u64,
+        tried: &[u32],
+        healthy: impl Fn(usize) -> bool,
+    ) -> Option<u32> {
         if n == 0 {
             return None;
         }
-        let untried = |i: usize| !tried.contains(&(i as u32));
+        let fresh = |i: usize| !tried.contains(&(i as u32)) && healthy(i);
+        // From `from` onwards: the first fresh endpoint, else the first healthy one.
+        let onwards = |from: usize| {
+            let order = (0..n).map(move |i| (from + i) % n);
+            order
+                .clone()
+                .find(|&i| fresh(i))
+                .or_else(|| order.clone().find(|&i| healthy(i)))
+        };
         let chosen = match &self.state {
             State::RoundRobin(next) => {
                 let start = next.fetch_add(1, Ordering::Relaxed);
-                return Some(
-                    (0..n)
-                        .map(|i| (start + i) % n)
-                        .find(|&i| untried(i))
-                        .unwrap_or(start % n) as u32,
-                );
+                return onwards(start % n).map(|i| i as u32);
             }
             State::Random => (random % n as u64) as usize,
             State::LeastRequest(active) => {
@@ -226,41 +243,43 @@ impl LoadBalancer {
                 } else {
                     first
                 };
-                if untried(pick) {
+                if fresh(pick) {
                     return Some(pick as u32);
                 }
-                // A retry: the least loaded endpoint not tried yet.
-                return Some(
-                    (0..n)
-                        .filter(|&i| untried(i))
-                        .min_by_key(|&i| load(i))
-                        .unwrap_or(pick) as u32,
-                );
+                // A retry (or an ejected pick): the least loaded endpoint not tried yet.
+                return (0..n)
+                    .filter(|&i| fresh(i))
+                    .min_by_key(|&i| load(i))
+                    .or_else(|| healthy(pick).then_some(pick))
+                    .or_else(|| (0..n).filter(|&i| healthy(i)).min_by_key(|&i| load(i)))
+                    .map(|i| i as u32);
             }
             State::Ring(ring) => {
                 let h = hash.unwrap_or(random);
                 let first = ring.choose(h, 0)? as usize;
-                if untried(first) {
+                if fresh(first) {
                     return Some(first as u32);
                 }
                 // A retry walks the ring onwards, as Envoy does under its previous-hosts
-                // retry predicate, to the first endpoint not tried yet.
-                (1..ring.len())
-                    .filter_map(|a| ring.choose(h, a))
-                    .map(|i| i as usize)
-                    .find(|&i| untried(i))
-                    .unwrap_or(first)
+                // retry predicate, to the first endpoint not tried yet; an ejected
+                // endpoint's keys go onwards too (as on Envoy's ring of healthy hosts).
+                let walk = (1..ring.len()).filter_map(|a| ring.choose(h, a).map(|i| i as usize));
+                if let Some(i) = walk.clone().find(|&i| fresh(i)) {
+                    return Some(i as u32);
+                }
+                if healthy(first) {
+                    return Some(first as u32);
+                }
+                match walk.clone().find(|&i| healthy(i)) {
+                    Some(i) => return Some(i as u32),
+                    None => first,
+                }
             }
         };
-        if untried(chosen) {
+        if fresh(chosen) {
             return Some(chosen as u32);
         }
-        Some(
-            (0..n)
-                .map(|i| (chosen + i) % n)
-                .find(|&i| untried(i))
-                .unwrap_or(chosen) as u32,
-        )
+        onwards(chosen).map(|i| i as u32)
     }
 }
 

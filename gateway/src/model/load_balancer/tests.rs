@@ -190,3 +190,36 @@ fn cookies_parse_and_print_as_envoy_does() {
         format!("{:016x}", xxh64(b"127.0.0.1:50000127.0.0.1:8080"))
     );
 }
+
+/// Ejected endpoints are never picked while another is healthy, by any policy; when
+/// all are ejected there is nothing to pick; retries still avoid tried endpoints.
+#[test]
+fn every_policy_skips_ejected_endpoints() {
+    let eps = endpoints(4);
+    let ejected = |i: usize| i == 1 || i == 2;
+    let mut next = randoms();
+    for policy in [
+        LbPolicy::RoundRobin,
+        LbPolicy::Random,
+        LbPolicy::LeastRequest,
+        LbPolicy::RingHash(HashPolicy::SourceIp),
+    ] {
+        let lb = LoadBalancer::new(policy.clone(), &eps);
+        let mut seen = [0usize; 4];
+        for _ in 0..400 {
+            let (h, r) = (next(), next());
+            let i = lb
+                .pick_healthy(4, Some(h), r, &[], |i| !ejected(i))
+                .unwrap();
+            seen[i as usize] += 1;
+            // A retry after endpoint `i` goes to the other healthy one.
+            let again = lb
+                .pick_healthy(4, Some(h), r, &[i], |i| !ejected(i))
+                .unwrap();
+            assert!(!ejected(again as usize) && again != i, "{policy:?}");
+        }
+        assert_eq!((seen[1], seen[2]), (0, 0), "{policy:?}: {seen:?}");
+        assert!(seen[0] > 0 && seen[3] > 0, "{policy:?}: {seen:?}");
+        assert_eq!(lb.pick_healthy(4, Some(1), 2, &[], |_| false), None);
+    }
+}

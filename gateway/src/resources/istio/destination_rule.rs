@@ -138,14 +138,23 @@ pub struct HttpSettings {
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct OutlierDetection {
+    /// 5xx responses in a row that eject an endpoint (0: none); default 5.
     pub consecutive_5xx_errors: Option<i64>,
+    /// 502/503/504 in a row that eject an endpoint (0 or absent: none).
     pub consecutive_gateway_errors: Option<i64>,
-    /// Sweep interval (a duration).
+    /// Istio's deprecated name for `consecutiveGatewayErrors`.
+    pub consecutive_errors: Option<i64>,
+    /// Sweep interval (a duration); default 10s.
     pub interval: Option<String>,
-    /// Minimum ejection (a duration).
+    /// Minimum ejection (a duration); default 30s.
     pub base_ejection_time: Option<String>,
-    /// Percent of endpoints that may be ejected (0..100).
+    /// Percent of endpoints that may be ejected (0..100; 0 or absent: 10).
     pub max_ejection_percent: Option<i64>,
+    /// Panic threshold (not read: the gateway has no panic routing, as Istio's default 0).
+    pub min_health_percent: Option<i64>,
+    /// Local-origin failures counted apart (not read).
+    pub split_external_local_origin_errors: Option<bool>,
+    pub consecutive_local_origin_failures: Option<i64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
@@ -311,6 +320,7 @@ fn check_parts(
             o.consecutive_gateway_errors,
             &format!("{at}.consecutiveGatewayErrors"),
         )?;
+        non_negative(o.consecutive_errors, &format!("{at}.consecutiveErrors"))?;
         check_duration(&o.interval, &format!("{at}.interval"))?;
         check_duration(&o.base_ejection_time, &format!("{at}.baseEjectionTime"))?;
         if let Some(m) = o.max_ejection_percent {

@@ -9,18 +9,20 @@
 //! - `tls` (`SIMPLE`, `MUTUAL`) makes the cluster speak TLS: SNI `sni`, verified unless
 //!   `insecureSkipVerify` when the `credentialName` Secret has a `ca.crt`, a client
 //!   certificate for `MUTUAL` from the same Secret;
+//! - `outlierDetection` gives the cluster a passive outlier detector
+//!   ([`outlier_config`]: Istio's translation onto Envoy's settings);
 //! - `portLevelSettings` replace the rule's settings on their port;
-//! - connection pools, outlier detection, subsets and `ISTIO_MUTUAL` are listed as not
-//!   enforced.
+//! - connection pools, subsets and `ISTIO_MUTUAL` are listed as not enforced.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Clusters, Output};
 use crate::annotations::UpstreamAnnotations;
+use crate::model::outlier::OutlierConfig;
 use crate::model::{CookiePolicy, HashPolicy, LbPolicy, Protocol};
 use crate::resources::istio::destination_rule::{
-    ClientTls, ClientTlsMode, LoadBalancerSettings, SimpleLb,
+    ClientTls, ClientTlsMode, LoadBalancerSettings, OutlierDetection, SimpleLb,
 };
 use crate::resources::istio::duration_of;
 use crate::resources::DestinationRule;
@@ -58,6 +60,39 @@ pub fn lb_policy(lb: &LoadBalancerSettings) -> Option<LbPolicy> {
         // none but the cluster's endpoints.
         SimpleLb::Passthrough => return None,
     })
+}
+
+/// Envoy's outlier detection as Istio writes it from `outlierDetection`: a threshold set
+/// to 0 turns its detector off, one set above 0 enforces it (the gateway failure
+/// detector only then); absent fields keep Envoy's defaults, `maxEjectionPercent` 0
+/// included.
+pub fn outlier_config(o: &OutlierDetection) -> OutlierConfig {
+    let mut c = OutlierConfig::default();
+    let count = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
+    // The deprecated `consecutiveErrors` counts gateway errors, as Istio maps it.
+    if let Some(v) = o.consecutive_errors.filter(|v| *v > 0) {
+        c.consecutive_gateway_failure = count(v);
+        c.enforcing_consecutive_gateway_failure = true;
+    }
+    if let Some(v) = o.consecutive_gateway_errors {
+        c.consecutive_gateway_failure = count(v);
+        c.enforcing_consecutive_gateway_failure = v > 0;
+    }
+    if let Some(v) = o.consecutive_5xx_errors {
+        c.consecutive_5xx = count(v);
+        c.enforcing_consecutive_5xx = v > 0;
+    }
+    if let Some(d) = duration_of(&o.interval).filter(|d| !d.is_zero()) {
+        c.interval = d;
+    }
+    if let Some(d) = duration_of(&o.base_ejection_time).filter(|d| !d.is_zero()) {
+        c.base_ejection_time = d;
+    }
+    c.max_ejection_time = c.max_ejection_time.max(c.base_ejection_time);
+    if let Some(p) = o.max_ejection_percent.filter(|p| *p > 0) {
+        c.max_ejection_percent = p.min(100) as u32;
+    }
+    c
 }
 
 /// Whether a rule for `host` (qualified) names a cluster of host `cluster_host`, and how
@@ -111,6 +146,9 @@ pub fn apply(
             .and_then(|p| p.load_balancer.as_ref())
             .or(tp.load_balancer.as_ref());
         let tls = port_level.and_then(|p| p.tls.as_ref()).or(tp.tls.as_ref());
+        let outlier = port_level
+            .and_then(|p| p.outlier_detection.as_ref())
+            .or(tp.outlier_detection.as_ref());
         let who = format!(
             "destinationrule {}/{}",
             dr.metadata.namespace, dr.metadata.name
@@ -126,6 +164,9 @@ pub fn apply(
         }
         if let Some(t) = tls {
             apply_tls(c, t, &dr.metadata.namespace, secrets, &who, out);
+        }
+        if let Some(o) = outlier {
+            c.set_outlier_detection(outlier_config(o));
         }
     }
 }
@@ -192,7 +233,7 @@ fn note(dr: &DestinationRule, out: &mut Output) {
         "spec.trafficPolicy".to_string(),
         &tp.load_balancer,
         tp.connection_pool.is_some(),
-        tp.outlier_detection.is_some(),
+        &tp.outlier_detection,
         &tp.tls,
     ))
     .chain(tp.port_level_settings.iter().enumerate().map(|(i, p)| {
@@ -200,7 +241,7 @@ fn note(dr: &DestinationRule, out: &mut Output) {
             format!("spec.trafficPolicy.portLevelSettings[{i}]"),
             &p.load_balancer,
             p.connection_pool.is_some(),
-            p.outlier_detection.is_some(),
+            &p.outlier_detection,
             &p.tls,
         )
     }));
@@ -208,8 +249,19 @@ fn note(dr: &DestinationRule, out: &mut Output) {
         if pool {
             note(format!("{at}.connectionPool"));
         }
-        if outlier {
-            note(format!("{at}.outlierDetection"));
+        if let Some(o) = outlier {
+            if o.min_health_percent.is_some_and(|p| p > 0) {
+                note(format!(
+                    "{at}.outlierDetection.minHealthPercent (no panic routing: with every endpoint ejected, 503)"
+                ));
+            }
+            if o.split_external_local_origin_errors == Some(true)
+                || o.consecutive_local_origin_failures.is_some()
+            {
+                note(format!(
+                    "{at}.outlierDetection local-origin errors (counted with the 5xx)"
+                ));
+            }
         }
         if let Some(lb) = lb {
             if lb.simple == Some(SimpleLb::Passthrough) {

@@ -440,3 +440,58 @@ fn destination_rule_tls_makes_the_cluster_speak_tls() {
     assert_eq!(tls.sni, crate::model::Sni::Fixed("web.example.com".into()));
     assert!(!tls.verify);
 }
+
+#[test]
+fn destination_rule_outlier_detection_makes_a_detector_as_istio_configures_envoy() {
+    let mut cs = clusters(&[
+        ("web.apps.svc.cluster.local", 80),
+        ("web.apps.svc.cluster.local", 8080),
+        ("api.apps.svc.cluster.local", 80),
+    ]);
+    let web = dr(r#"metadata: {name: web, namespace: apps}
+spec:
+  host: web
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 7, interval: 1s, baseEjectionTime: 2s, maxEjectionPercent: 50}
+    portLevelSettings:
+    - port: {number: 8080}
+      outlierDetection: {consecutive5xxErrors: 0, consecutiveGatewayErrors: 3, minHealthPercent: 20}
+"#);
+    let mut out = Output::default();
+    apply_destination_rules(&[&web], &mut cs, &Secrets::new(), &mut out);
+    let cfg = |n: &str| cs[n].outlier.as_ref().map(|d| d.config().clone());
+    let top = cfg("outbound|80||web.apps.svc.cluster.local").unwrap();
+    assert_eq!(
+        (top.consecutive_5xx, top.enforcing_consecutive_5xx),
+        (7, true)
+    );
+    assert!(!top.enforcing_consecutive_gateway_failure);
+    assert_eq!(top.interval, std::time::Duration::from_secs(1));
+    assert_eq!(top.base_ejection_time, std::time::Duration::from_secs(2));
+    assert_eq!(top.max_ejection_time, std::time::Duration::from_secs(300));
+    assert_eq!(top.max_ejection_percent, 50);
+    let port = cfg("outbound|8080||web.apps.svc.cluster.local").unwrap();
+    assert_eq!(
+        (port.consecutive_5xx, port.enforcing_consecutive_5xx),
+        (0, false)
+    );
+    assert_eq!(
+        (
+            port.consecutive_gateway_failure,
+            port.enforcing_consecutive_gateway_failure
+        ),
+        (3, true)
+    );
+    assert_eq!(
+        port.interval,
+        std::time::Duration::from_secs(10),
+        "port-level settings replace the rule's"
+    );
+    assert_eq!(port.max_ejection_percent, 10);
+    // Off unless a rule turns it on.
+    assert!(cfg("outbound|80||api.apps.svc.cluster.local").is_none());
+    assert_eq!(
+        out.not_enforced,
+        ["destinationrule apps/web: spec.trafficPolicy.portLevelSettings[0].outlierDetection.minHealthPercent (no panic routing: with every endpoint ejected, 503)"]
+    );
+}
