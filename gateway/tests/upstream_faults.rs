@@ -522,6 +522,14 @@ fn outlier_detection_ejects_a_failing_endpoint_and_brings_it_back() {
         assert_eq!(get(gw.http, "pool.com", "/p").unwrap().status, 200);
     }
     assert_eq!(bad.total(), 3, "no request reached the ejected endpoint");
+    // `/clusters` says which host is out, in Envoy's words.
+    let clusters = get(gw.admin, "x", "/clusters").unwrap().text();
+    let flag = |addr: std::net::SocketAddr, f: &str| {
+        let want = format!("::{addr}::health_flags::{f}");
+        clusters.lines().any(|l| l.starts_with("outbound|") && l.ends_with(&want))
+    };
+    assert!(flag(bad.addr, "/failed_outlier_check"), "{clusters}");
+    assert!(flag(good.addr, "healthy"), "{clusters}");
 
     // Back after the 2 s base ejection time (at the next 1 s sweep).
     wait_for("the endpoint back", || {

@@ -28,10 +28,17 @@ pub fn render(snap: &Snapshot) -> String {
             }
         }
         let _ = writeln!(out, "{name}::added_via_api::true");
-        for ep in &cluster.endpoints {
+        for (i, ep) in cluster.endpoints.iter().enumerate() {
             let host = format!("{name}::{ep}");
             let _ = writeln!(out, "{host}::hostname::{}", cluster.host);
-            let _ = writeln!(out, "{host}::health_flags::healthy");
+            // Envoy's flag for a host its outlier detector ejected.
+            let ejected = cluster.outlier.as_ref().is_some_and(|o| o.is_ejected(i));
+            let health = if ejected {
+                "/failed_outlier_check"
+            } else {
+                "healthy"
+            };
+            let _ = writeln!(out, "{host}::health_flags::{health}");
             let _ = writeln!(out, "{host}::weight::1");
             for (field, value) in [
                 ("region", ""),
