@@ -526,7 +526,9 @@ fn outlier_detection_ejects_a_failing_endpoint_and_brings_it_back() {
     let clusters = get(gw.admin, "x", "/clusters").unwrap().text();
     let flag = |addr: std::net::SocketAddr, f: &str| {
         let want = format!("::{addr}::health_flags::{f}");
-        clusters.lines().any(|l| l.starts_with("outbound|") && l.ends_with(&want))
+        clusters
+            .lines()
+            .any(|l| l.starts_with("outbound|") && l.ends_with(&want))
     };
     assert!(flag(bad.addr, "/failed_outlier_check"), "{clusters}");
     assert!(flag(good.addr, "healthy"), "{clusters}");

@@ -118,6 +118,8 @@ pub struct GatewayListener {
     h2: Arc<GatewayApp>,
     h1: Arc<HttpProxy<Gateway>>,
     stats: HcmStats,
+    /// The same, shared by the request-head checks of its HTTP/1 connections.
+    guard_stats: Arc<HcmStats>,
     limit: Arc<ConnectionLimit>,
     headers_timeout: idle::HeadersTimeout,
 }
@@ -140,6 +142,7 @@ impl GatewayListener {
             },
             h2: Arc::new(GatewayApp::new(h1.clone(), snapshot)),
             h1,
+            guard_stats: Arc::new(stats.clone()),
             stats,
             limit: Arc::new(ConnectionLimit {
                 max: max_connections,
@@ -252,7 +255,8 @@ impl ServerApp for GatewayListener {
         if stream.get_ssl_digest().is_some() {
             let _tls = ActiveTls::open(&self.stats);
             let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
-            let (stream, activity) = TrackedStream::new(stream, open.bytes());
+            let check = (!h2).then(|| idle::HeadCheck::new(self.guard_stats.clone()));
+            let (stream, activity) = TrackedStream::with_head_check(stream, open.bytes(), check);
             if h2 {
                 self.stats.cx_http2_total.inc();
                 drop(activity);
@@ -286,7 +290,8 @@ impl ServerApp for GatewayListener {
         }
         self.stats.cx_http1_total.inc();
         // HTTP/1: the idle timeout is this connection's watchdog, not a timer per wait.
-        let (stream, activity) = TrackedStream::new(stream, open.bytes());
+        let check = idle::HeadCheck::new(self.guard_stats.clone());
+        let (stream, activity) = TrackedStream::with_head_check(stream, open.bytes(), Some(check));
         idle::spawn_watchdog(&activity, self.h2.snapshot.clone(), &self.headers_timeout);
         drop(activity);
         ServerApp::process_new(&self.h1, Box::new(stream), shutdown).await

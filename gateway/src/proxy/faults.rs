@@ -123,6 +123,10 @@ pub fn on_attempt_error(ctx: &RequestCtx, peer: &HttpPeer, e: &Error) {
 /// away), its body and response flag.
 pub fn reply(e: &Error, ctx: &RequestCtx) -> (u16, &'static str, u16) {
     match (e.esource(), e.etype()) {
+        // A chunked request body that breaks its framing: Envoy's codec error.
+        (ErrorSource::Downstream, ErrorType::Custom("InvalidChunk")) => {
+            (400, "", ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR)
+        }
         (ErrorSource::Downstream, _) => (0, "", ResponseFlags::DOWNSTREAM_CLOSED),
         (_, ErrorType::ReadTimedout) => (
             504,

@@ -23,7 +23,9 @@ use tokio::time::Instant;
 
 use telemetry::stats::Counter;
 
+use super::head_guard;
 use crate::snapshot::SnapshotCell;
+use crate::stats::HcmStats;
 
 /// How often the watchdog re-reads the config when there is no idle timeout.
 const RECHECK: Duration = Duration::from_secs(5);
@@ -41,6 +43,8 @@ pub struct ConnActivity {
     first_byte: AtomicU64,
     /// Set by the watchdog: the next read reports end-of-stream.
     closing: AtomicBool,
+    /// The current request's head passed `head_guard` (cleared when the request ends).
+    head_checked: AtomicBool,
     /// The connection's pending read, woken when `closing` is set.
     reader: AtomicWaker,
     /// Signalled when the connection's stream is dropped: the watchdog ends with it.
@@ -92,6 +96,7 @@ pub struct ActiveRequest(Arc<ConnActivity>);
 
 impl Drop for ActiveRequest {
     fn drop(&mut self) {
+        self.0.head_checked.store(false, Ordering::Relaxed);
         self.0.bump();
         self.0.active.fetch_sub(1, Ordering::Relaxed);
     }
@@ -176,6 +181,30 @@ pub struct ByteCounters {
     pub tx: Counter,
 }
 
+/// HTTP/1 only: request heads checked by [`head_guard`] before Pingora parses them,
+/// refusals counted in the listener's stats.
+pub struct HeadCheck {
+    buffer: head_guard::HeadBuffer,
+    stats: Arc<HcmStats>,
+}
+
+impl std::fmt::Debug for HeadCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeadCheck")
+            .field("buffer", &self.buffer)
+            .finish()
+    }
+}
+
+impl HeadCheck {
+    pub fn new(stats: Arc<HcmStats>) -> Self {
+        HeadCheck {
+            buffer: head_guard::HeadBuffer::default(),
+            stats,
+        }
+    }
+}
+
 /// The downstream stream with its activity, handed to Pingora in place of the socket.
 #[derive(Debug)]
 pub struct TrackedStream {
@@ -183,9 +212,21 @@ pub struct TrackedStream {
     activity: Arc<ConnActivity>,
     /// `None` while stats recording is off.
     bytes: Option<ByteCounters>,
+    head: Option<Box<HeadCheck>>,
 }
 
 impl TrackedStream {
+    /// `head`: check HTTP/1 request heads (`None` for HTTP/2).
+    pub fn with_head_check(
+        inner: Stream,
+        bytes: Option<ByteCounters>,
+        head: Option<HeadCheck>,
+    ) -> (Self, Arc<ConnActivity>) {
+        let (mut s, a) = Self::new(inner, bytes);
+        s.head = head.map(Box::new);
+        (s, a)
+    }
+
     pub fn new(inner: Stream, bytes: Option<ByteCounters>) -> (Self, Arc<ConnActivity>) {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let activity = Arc::new(ConnActivity {
@@ -197,6 +238,7 @@ impl TrackedStream {
                 inner,
                 activity: activity.clone(),
                 bytes,
+                head: None,
             },
             activity,
         )
@@ -204,6 +246,27 @@ impl TrackedStream {
 }
 
 impl TrackedStream {
+    /// Feed new head bytes to the check; on a refusal answer it, close, and say so.
+    fn check_head(&mut self, bytes: &[u8], cx: &mut Context<'_>) -> Option<head_guard::Refusal> {
+        let check = self.head.as_mut()?;
+        match check.buffer.feed(bytes) {
+            head_guard::Verdict::Incomplete => None,
+            head_guard::Verdict::Accept => {
+                self.activity.head_checked.store(true, Ordering::Relaxed);
+                None
+            }
+            head_guard::Verdict::Refuse(r) => {
+                check.stats.rq_total.inc();
+                check.stats.request_done(r.status(), Duration::ZERO, None);
+                // Best effort: a fresh connection takes a short reply without waiting.
+                let _ = Pin::new(&mut self.inner).poll_write(cx, r.response());
+                let _ = Pin::new(&mut self.inner).poll_flush(cx);
+                self.activity.closing.store(true, Ordering::Release);
+                Some(r)
+            }
+        }
+    }
+
     fn count_sent(&self, r: &Poll<std::io::Result<usize>>) {
         if let (Some(b), Poll::Ready(Ok(n))) = (&self.bytes, r) {
             b.tx.add(*n as u64);
@@ -249,6 +312,16 @@ impl AsyncRead for TrackedStream {
                     self.activity.bump();
                     if let Some(b) = &self.bytes {
                         b.rx.add(n as u64);
+                    }
+                    let new_head = self.head.is_some()
+                        && self.activity.active.load(Ordering::Relaxed) == 0
+                        && !self.activity.head_checked.load(Ordering::Relaxed);
+                    if new_head {
+                        if let Some(refusal) = self.check_head(&buf.filled()[before..], cx) {
+                            // Pingora never sees the head: to it the client went away.
+                            buf.set_filled(before);
+                            tracing::debug!(status = refusal.status(), "refused a request head");
+                        }
                     }
                 }
                 ready

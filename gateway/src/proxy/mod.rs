@@ -11,6 +11,7 @@ pub mod compressor;
 pub mod context;
 pub mod faults;
 pub mod flags;
+pub mod head_guard;
 pub mod headers;
 pub mod https;
 pub mod idle;
