@@ -51,6 +51,8 @@ pub struct RequestCtx {
     /// The request was sent to the default backend after a `custom-http-errors` code
     /// (its upstream requests carry the redirect's path and headers).
     pub redirected: bool,
+    /// An HTTP/1 upgrade whose request body is held open downstream (`upgrade.rs`).
+    pub upgrade_held: bool,
     /// Route timeout (annotation or `downstream.routeTimeout`), if any.
     pub deadline: Option<Instant>,
     pub flags: ResponseFlags,
@@ -217,6 +219,7 @@ impl RequestCtx {
             upstream_headers_received: false,
             upstream_complete: false,
             redirected: false,
+            upgrade_held: false,
             deadline: None,
             flags: ResponseFlags::default(),
             local_status: None,

@@ -28,6 +28,7 @@ pub mod rewrite;
 pub mod route_filters;
 pub mod spans;
 mod stream_info;
+pub mod upgrade;
 pub mod upstream_conn;
 pub mod zlib;
 
@@ -591,6 +592,7 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<()> {
+        ctx.upgrade_held = upgrade::hold_open(session, upstream_request);
         // Here the request has a connection: Envoy's `upstream_rq_total` counts it.
         if let (true, Some(c)) = (stats::recording(), &ctx.cluster) {
             c.stats.rq_total.inc();
@@ -713,6 +715,10 @@ impl ProxyHttp for Gateway {
         let status = response.status.as_u16();
         if response.status.is_informational() && status != 101 {
             return Ok(());
+        }
+        if ctx.upgrade_held && status != 101 {
+            // A refused upgrade: the body held open will never come; this connection ends.
+            session.set_keepalive(None);
         }
         // Envoy decides on headers that end the stream: no body, nothing to compress.
         let no_body = session.req_header().method == http::Method::HEAD
