@@ -67,7 +67,6 @@ impl Cluster {
                 port_name: &port_name,
                 subset: "",
             },
-            protocol.is_grpc(),
         );
         stats.membership_total.set(endpoints.len() as i64);
         stats.membership_healthy.set(endpoints.len() as i64);

@@ -85,6 +85,11 @@ pub struct RequestCtx {
     /// The gateway made the affinity cookie (its value is made again from the
     /// connection's addresses for the `Set-Cookie` of the upstream response).
     pub cookie_made: bool,
+    /// A gRPC request (`grpc.rs`): HTTP/2 with a gRPC content type.
+    pub grpc: bool,
+    /// The `grpc-status` of the upstream's trailers ([`super::grpc::INVALID_STATUS`]
+    /// when not a defined code).
+    pub grpc_status: Option<u8>,
     in_flight: Arc<AtomicUsize>,
 }
 
@@ -232,6 +237,8 @@ impl RequestCtx {
             lb_hash: 0,
             lb_active: NO_ENDPOINT,
             cookie_made: false,
+            grpc: false,
+            grpc_status: None,
         }
     }
 }

@@ -16,11 +16,13 @@ impl ResponseFlags {
     pub const RETRY_EXHAUSTED: u16 = 1 << 7; // URX
     pub const RATE_LIMITED: u16 = 1 << 8; // RL
     pub const OVERLOAD: u16 = 1 << 9; // OM
+    pub const UPSTREAM_REMOTE_RESET: u16 = 1 << 10; // UR
 
-    const NAMES: [(u16, &'static str); 10] = [
+    const NAMES: [(u16, &'static str); 11] = [
         (Self::NO_HEALTHY_UPSTREAM, "UH"),
         (Self::UPSTREAM_TIMEOUT, "UT"),
         (Self::LOCAL_RESET, "LR"),
+        (Self::UPSTREAM_REMOTE_RESET, "UR"),
         (Self::CONNECT_FAILURE, "UF"),
         (Self::CONNECTION_TERMINATION, "UC"),
         (Self::NO_ROUTE, "NR"),
@@ -44,10 +46,11 @@ impl ResponseFlags {
 
     /// The flags as Envoy's `ResponseFlag` bits (the `response.flags` attribute).
     pub fn envoy_bits(self) -> u64 {
-        const ENVOY: [(u16, u64); 10] = [
+        const ENVOY: [(u16, u64); 11] = [
             (ResponseFlags::NO_HEALTHY_UPSTREAM, 0x2),
             (ResponseFlags::UPSTREAM_TIMEOUT, 0x4),
             (ResponseFlags::LOCAL_RESET, 0x8),
+            (ResponseFlags::UPSTREAM_REMOTE_RESET, 0x10),
             (ResponseFlags::CONNECT_FAILURE, 0x20),
             (ResponseFlags::CONNECTION_TERMINATION, 0x40),
             (ResponseFlags::NO_ROUTE, 0x100),
@@ -94,5 +97,7 @@ mod tests {
         f.set(ResponseFlags::RATE_LIMITED);
         assert_eq!(f.render(), "UF,RL,URX");
         assert_eq!(f.envoy_bits(), 0x20 | 0x800 | 0x8000);
+        f.set(ResponseFlags::UPSTREAM_REMOTE_RESET);
+        assert_eq!(f.render(), "UR,UF,RL,URX");
     }
 }

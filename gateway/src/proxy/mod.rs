@@ -10,6 +10,7 @@ pub mod coalesce;
 pub mod compressor;
 pub mod context;
 pub mod flags;
+pub mod grpc;
 pub mod headers;
 pub mod https;
 pub mod idle;
@@ -157,7 +158,10 @@ impl Gateway {
             ctx.route = Some(route.clone());
             return Ok(());
         }
-        let timeout = route.timeout.unwrap_or(global.route_timeout);
+        let mut timeout = route.timeout.unwrap_or(global.route_timeout);
+        if ctx.grpc {
+            timeout = grpc::timeout(req, timeout);
+        }
         if !timeout.is_zero() {
             ctx.deadline = Some(ctx.start + timeout);
         }
@@ -226,7 +230,8 @@ impl Gateway {
             .response_written()
             .map_or(0, headers::response_wire_size) as u64
             + session.body_bytes_sent() as u64;
-        istio.record(status, ctx.flags, elapsed, request_bytes, response_bytes);
+        let protocol = grpc::outcome(session, ctx, status);
+        istio.record(status, protocol, ctx.flags, elapsed, request_bytes, response_bytes);
     }
 
     /// End a sampled request's spans and hand them to its tracer; the trace id's text.
@@ -376,6 +381,7 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<bool> {
+        ctx.grpc = grpc::is_grpc(session);
         if self.overload.refuses(&self.in_flight) {
             self.hcm.rq_overload_close.inc();
             let reply = LocalReply::Status(503, overload::OVERLOADED, ResponseFlags::OVERLOAD);
@@ -765,6 +771,18 @@ impl ProxyHttp for Gateway {
         Ok(None)
     }
 
+    async fn response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        trailers: &mut http::HeaderMap,
+        ctx: &mut RequestCtx,
+    ) -> pingora_error::Result<Option<bytes::Bytes>> {
+        if ctx.grpc {
+            ctx.grpc_status = grpc::status_in(trailers);
+        }
+        Ok(None)
+    }
+
     fn fail_to_connect(
         &self,
         session: &mut Session,
@@ -876,6 +894,11 @@ impl ProxyHttp for Gateway {
                     ResponseFlags::CONNECT_FAILURE,
                 )
             }
+            (ErrorSource::Upstream, _) if grpc::remote_reset(e) => (
+                503,
+                local_reply::REMOTE_RESET,
+                ResponseFlags::UPSTREAM_REMOTE_RESET,
+            ),
             (ErrorSource::Upstream, _) => (
                 503,
                 local_reply::CONNECTION_TERMINATION,
@@ -903,6 +926,7 @@ impl ProxyHttp for Gateway {
         if status != 0 {
             if session.response_written().is_some() {
                 code = session.response_written().map_or(0, |r| r.status.as_u16());
+                grpc::reset_started(session);
             } else {
                 ctx.local_status = Some(status);
                 let sent = match (&ctx.transport_failure, status) {
