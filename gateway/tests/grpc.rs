@@ -94,7 +94,13 @@ fn client(target: SocketAddr, ca: Option<&Path>, calls: &str) -> HashMap<String,
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("NO_PROXY", "127.0.0.1,localhost")
         .env("no_proxy", "127.0.0.1,localhost");
-    for k in ["http_proxy", "https_proxy", "grpc_proxy", "HTTP_PROXY", "HTTPS_PROXY"] {
+    for k in [
+        "http_proxy",
+        "https_proxy",
+        "grpc_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+    ] {
         cmd.env_remove(k);
     }
     if let Some(ca) = ca {
@@ -189,9 +195,13 @@ fn h2c_calls_trailers_and_istio_labels() {
             .find(|c| c["method"] == "Sleep")
             .and_then(|c| c["time_remaining"].as_f64())
     });
-    assert!((15.0..=21.0).contains(&left), "deadline left upstream: {left}");
+    assert!(
+        (15.0..=21.0).contains(&left),
+        "deadline left upstream: {left}"
+    );
 
-    let e = s.gw.wait_access("the bidi entry", |e| e["path"] == "/test.Echo/Chat");
+    let e =
+        s.gw.wait_access("the bidi entry", |e| e["path"] == "/test.Echo/Chat");
     assert_eq!(e["protocol"], "HTTP/2");
     assert_eq!(e["response_code"], 200);
     assert_eq!(e["response_flags"], "-");
@@ -227,7 +237,8 @@ fn tls_downstream_carries_the_same_calls() {
     let s = setup();
     let r = client(s.gw.https, Some(&s.ca.pem_path()), CALLS);
     assert_calls_pass_through(&r);
-    let e = s.gw.wait_access("a TLS entry", |e| e["path"] == "/test.Echo/Count");
+    let e =
+        s.gw.wait_access("a TLS entry", |e| e["path"] == "/test.Echo/Count");
     assert_eq!(e["protocol"], "HTTP/2", "ALPN h2: {e}");
     assert_eq!(e["requested_server_name"], HOST);
     assert_eq!(e["response_code"], 200);
@@ -251,7 +262,10 @@ fn upstream_resets_become_trailers_only_unavailable() {
             reset["details"],
             "upstream connect error or disconnect/reset before headers. reset reason: remote reset"
         );
-        assert!(reset["initial"].as_object().unwrap().is_empty(), "trailers only: {reset}");
+        assert!(
+            reset["initial"].as_object().unwrap().is_empty(),
+            "trailers only: {reset}"
+        );
         let close = &r["close"];
         assert_eq!(close["code"], "UNAVAILABLE", "{close}");
         assert_eq!(
@@ -266,14 +280,23 @@ fn upstream_resets_become_trailers_only_unavailable() {
         // No route: 404 as a trailers-only UNIMPLEMENTED.
         if let Some(nr) = r.get("no_route") {
             assert_eq!(nr["code"], "UNIMPLEMENTED", "{nr}");
-            assert!(nr["initial"].as_object().unwrap().is_empty(), "trailers only: {nr}");
+            assert!(
+                nr["initial"].as_object().unwrap().is_empty(),
+                "trailers only: {nr}"
+            );
         }
     }
     let flags = |path: &str| -> Vec<String> {
         s.gw.access_entries()
             .into_iter()
             .filter(|e| e["path"] == path)
-            .map(|e| format!("{} {}", e["response_code"], e["response_flags"].as_str().unwrap()))
+            .map(|e| {
+                format!(
+                    "{} {}",
+                    e["response_code"],
+                    e["response_flags"].as_str().unwrap()
+                )
+            })
             .collect()
     };
     wait_for("the access log", || {
@@ -283,7 +306,11 @@ fn upstream_resets_become_trailers_only_unavailable() {
     assert_eq!(flags("/reset.Close/Call"), ["200 UC,URX", "200 UC,URX"]);
     assert_eq!(flags("/reset.Mid/Call"), ["200 UR", "200 UR"]);
     assert_eq!(
-        s.peer.records_of("raw").iter().filter(|r| r["mode"] == "reset").count(),
+        s.peer
+            .records_of("raw")
+            .iter()
+            .filter(|r| r["mode"] == "reset")
+            .count(),
         6,
         "two calls, each tried three times"
     );
@@ -306,7 +333,14 @@ fn upstream_resets_become_trailers_only_unavailable() {
 fn curl_grpc(gw: &Gateway, host: &str, path: &str, grpc_timeout: &str) -> (String, f64) {
     let start = Instant::now();
     let out = Command::new("curl")
-        .args(["-s", "--http2-prior-knowledge", "-D", "-", "-o", "/dev/null"])
+        .args([
+            "-s",
+            "--http2-prior-knowledge",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+        ])
         .args(["--max-time", "20", "-H", &format!("Host: {host}")])
         .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
         .args(["-H", &format!("grpc-timeout: {grpc_timeout}")])
@@ -318,7 +352,10 @@ fn curl_grpc(gw: &Gateway, host: &str, path: &str, grpc_timeout: &str) -> (Strin
         .spawn()
         .and_then(|mut c| {
             use std::io::Write;
-            c.stdin.take().unwrap().write_all(b"\x00\x00\x00\x00\x01x")?;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"\x00\x00\x00\x00\x01x")?;
             c.wait_with_output()
         })
         .expect("curl");
@@ -336,23 +373,34 @@ fn grpc_timeout_is_honoured_and_capped_by_the_route_timeout() {
     let (head, took) = curl_grpc(&s.gw, HOST, "/reset.Hang/Call", "300m");
     assert!(head.starts_with("http/2 200"), "{head}");
     assert!(head.contains("grpc-status: 4\r\n"), "{head}");
-    assert!(head.contains("grpc-message: upstream request timeout\r\n"), "{head}");
-    assert!(head.contains("content-type: application/grpc\r\n"), "{head}");
+    assert!(
+        head.contains("grpc-message: upstream request timeout\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains("content-type: application/grpc\r\n"),
+        "{head}"
+    );
     assert!((0.3..5.0).contains(&took), "took {took} s");
     // A route timeout of 1 s caps a longer grpc-timeout.
     let (head, took) = curl_grpc(&s.gw, "capped.test", "/test.Echo/Sleep", "30S");
     assert!(head.contains("grpc-status: 4\r\n"), "{head}");
-    assert!((1.0..10.0).contains(&took), "capped at the route's 1 s: took {took} s");
+    assert!(
+        (1.0..10.0).contains(&took),
+        "capped at the route's 1 s: took {took} s"
+    );
     // And a shorter one goes first.
     let (head, took) = curl_grpc(&s.gw, "capped.test", "/test.Echo/Sleep", "200m");
     assert!(head.contains("grpc-status: 4\r\n"), "{head}");
-    assert!(took < 0.9, "the header's 200 ms, not the route's 1 s: took {took} s");
-    let timeouts = s
-        .gw
-        .access_entries()
-        .into_iter()
-        .filter(|e| e["response_flags"] == "UT" && e["response_code"] == 200)
-        .count();
+    assert!(
+        took < 0.9,
+        "the header's 200 ms, not the route's 1 s: took {took} s"
+    );
+    let timeouts =
+        s.gw.access_entries()
+            .into_iter()
+            .filter(|e| e["response_flags"] == "UT" && e["response_code"] == 200)
+            .count();
     assert_eq!(timeouts, 3, "{:#?}", s.gw.access_entries());
     assert_eq!(
         istio_count(
@@ -363,7 +411,9 @@ fn grpc_timeout_is_honoured_and_capped_by_the_route_timeout() {
         3.0
     );
     // A plain HTTP request on the capped route keeps its 504.
-    let r = test_support::client::request_with_body(s.gw.http, "POST", "capped.test", "/x", &[], b"").unwrap();
+    let r =
+        test_support::client::request_with_body(s.gw.http, "POST", "capped.test", "/x", &[], b"")
+            .unwrap();
     assert_eq!(r.status, 504, "{}", r.text());
     assert_eq!(r.text(), "upstream request timeout");
 }

@@ -85,11 +85,8 @@ pub struct RequestCtx {
     /// The gateway made the affinity cookie (its value is made again from the
     /// connection's addresses for the `Set-Cookie` of the upstream response).
     pub cookie_made: bool,
-    /// A gRPC request (`grpc.rs`): HTTP/2 with a gRPC content type.
-    pub grpc: bool,
-    /// The `grpc-status` of the upstream's trailers ([`super::grpc::INVALID_STATUS`]
-    /// when not a defined code).
-    pub grpc_status: Option<u8>,
+    /// Whether the request is gRPC, and its trailers' status (`grpc.rs`).
+    pub grpc: super::grpc::GrpcState,
     in_flight: Arc<AtomicUsize>,
 }
 
@@ -237,8 +234,7 @@ impl RequestCtx {
             lb_hash: 0,
             lb_active: NO_ENDPOINT,
             cookie_made: false,
-            grpc: false,
-            grpc_status: None,
+            grpc: super::grpc::GrpcState::NOT_GRPC,
         }
     }
 }

@@ -38,6 +38,47 @@ const MAX_STATUS: u8 = 16;
 /// A `grpc-status` that is not a defined code (Envoy's `InvalidCode`, shown as -1).
 pub const INVALID_STATUS: u8 = u8::MAX;
 
+/// A request's gRPC side in one byte (the request context stays small): not gRPC, gRPC
+/// with no status from trailers (yet), or gRPC with its trailers' `grpc-status`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GrpcState(u8);
+
+impl GrpcState {
+    pub const NOT_GRPC: GrpcState = GrpcState(0);
+    pub const GRPC: GrpcState = GrpcState(1);
+
+    /// The state of a request: [`is_grpc`].
+    pub fn of(session: &Session) -> GrpcState {
+        if is_grpc(session) {
+            GrpcState::GRPC
+        } else {
+            GrpcState::NOT_GRPC
+        }
+    }
+
+    pub fn is_grpc(self) -> bool {
+        self != GrpcState::NOT_GRPC
+    }
+
+    /// A gRPC request whose trailers carried `status` ([`status_in`]).
+    pub fn with_trailers(status: Option<u8>) -> GrpcState {
+        match status {
+            None => GrpcState::GRPC,
+            Some(INVALID_STATUS) => GrpcState(u8::MAX),
+            Some(s) => GrpcState(s + 2),
+        }
+    }
+
+    /// The `grpc-status` of the trailers, if any were seen.
+    pub fn trailer_status(self) -> Option<u8> {
+        match self.0 {
+            0 | 1 => None,
+            u8::MAX => Some(INVALID_STATUS),
+            s => Some(s - 2),
+        }
+    }
+}
+
 /// Whether the request is gRPC (Envoy's `isGrpcRequestHeaders`), for an HTTP/2 request.
 pub fn is_grpc(session: &Session) -> bool {
     session.is_http2() && has_grpc_content_type(session.req_header())
@@ -115,12 +156,17 @@ pub fn status_in(headers: &HeaderMap) -> Option<u8> {
 /// status from the trailers, else the response headers (trailers-only), else mapped from
 /// the HTTP status sent (none when nothing was sent), as Envoy's `getGrpcStatus` reads it.
 pub fn outcome(session: &Session, ctx: &RequestCtx, status: u16) -> RequestProtocol {
-    if !ctx.grpc {
+    if !ctx.grpc.is_grpc() {
         return RequestProtocol::Http;
     }
     let status = ctx
-        .grpc_status
-        .or_else(|| session.response_written().and_then(|r| status_in(&r.headers)))
+        .grpc
+        .trailer_status()
+        .or_else(|| {
+            session
+                .response_written()
+                .and_then(|r| status_in(&r.headers))
+        })
         .or_else(|| (status != 0).then(|| status_of_http(status)));
     RequestProtocol::Grpc(status)
 }
@@ -193,9 +239,26 @@ mod tests {
         assert_eq!(parse_timeout(b"1M"), Some(ms(60_000)));
         assert_eq!(parse_timeout(b"1H"), Some(ms(3_600_000)));
         assert_eq!(parse_timeout(b"1500u"), Some(Duration::from_micros(1500)));
-        assert_eq!(parse_timeout(b"99999999n"), Some(Duration::from_nanos(99_999_999)));
-        for bad in [&b""[..], b"m", b"100", b"123456789m", b"-1S", b"1s", b"1.5S", b" 1S"] {
-            assert_eq!(parse_timeout(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            parse_timeout(b"99999999n"),
+            Some(Duration::from_nanos(99_999_999))
+        );
+        for bad in [
+            &b""[..],
+            b"m",
+            b"100",
+            b"123456789m",
+            b"-1S",
+            b"1s",
+            b"1.5S",
+            b" 1S",
+        ] {
+            assert_eq!(
+                parse_timeout(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -252,8 +315,22 @@ mod tests {
     }
 
     #[test]
+    fn state_keeps_the_trailers_status() {
+        assert!(!GrpcState::NOT_GRPC.is_grpc());
+        assert_eq!(GrpcState::GRPC.trailer_status(), None);
+        for s in [Some(0), Some(16), Some(INVALID_STATUS), None] {
+            let st = GrpcState::with_trailers(s);
+            assert!(st.is_grpc());
+            assert_eq!(st.trailer_status(), s);
+        }
+    }
+
+    #[test]
     fn messages_are_percent_encoded() {
-        assert_eq!(percent_encode("upstream request timeout"), "upstream request timeout");
+        assert_eq!(
+            percent_encode("upstream request timeout"),
+            "upstream request timeout"
+        );
         assert_eq!(percent_encode("100% done\n"), "100%25 done%0A");
         assert_eq!(percent_encode("é"), "%C3%A9");
     }

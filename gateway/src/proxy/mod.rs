@@ -159,7 +159,7 @@ impl Gateway {
             return Ok(());
         }
         let mut timeout = route.timeout.unwrap_or(global.route_timeout);
-        if ctx.grpc {
+        if ctx.grpc.is_grpc() {
             timeout = grpc::timeout(req, timeout);
         }
         if !timeout.is_zero() {
@@ -231,7 +231,14 @@ impl Gateway {
             .map_or(0, headers::response_wire_size) as u64
             + session.body_bytes_sent() as u64;
         let protocol = grpc::outcome(session, ctx, status);
-        istio.record(status, protocol, ctx.flags, elapsed, request_bytes, response_bytes);
+        istio.record(
+            status,
+            protocol,
+            ctx.flags,
+            elapsed,
+            request_bytes,
+            response_bytes,
+        );
     }
 
     /// End a sampled request's spans and hand them to its tracer; the trace id's text.
@@ -381,7 +388,7 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<bool> {
-        ctx.grpc = grpc::is_grpc(session);
+        ctx.grpc = grpc::GrpcState::of(session);
         if self.overload.refuses(&self.in_flight) {
             self.hcm.rq_overload_close.inc();
             let reply = LocalReply::Status(503, overload::OVERLOADED, ResponseFlags::OVERLOAD);
@@ -777,8 +784,8 @@ impl ProxyHttp for Gateway {
         trailers: &mut http::HeaderMap,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<Option<bytes::Bytes>> {
-        if ctx.grpc {
-            ctx.grpc_status = grpc::status_in(trailers);
+        if ctx.grpc.is_grpc() {
+            ctx.grpc = grpc::GrpcState::with_trailers(grpc::status_in(trailers));
         }
         Ok(None)
     }

@@ -280,10 +280,7 @@ mod tests {
     fn one_series_per_code_and_flags_with_istio_labels() {
         let r = Registry::new();
         let fams = IstioFamilies::register(&r, "higress-system");
-        let s = IstioStats::new(
-            fams,
-            Destination::of_host("httpbin.dns", "higress-system"),
-        );
+        let s = IstioStats::new(fams, Destination::of_host("httpbin.dns", "higress-system"));
         let ms = Duration::from_millis(2);
         s.record(200, HTTP, ResponseFlags::default(), ms, 100, 300);
         s.record(200, HTTP, ResponseFlags::default(), ms, 100, 300);
