@@ -47,7 +47,7 @@ fn setup() -> Setup {
         "  - {{type: static, name: be, domain: \"{}\", port: 80}}\n",
         peer.addr("grpc")
     ));
-    for mode in ["reset", "close", "midreset", "hang"] {
+    for mode in ["reset", "close", "midreset", "hang", "midhang"] {
         reg.push_str(&format!(
             "  - {{type: static, name: {mode}, domain: \"{}\", port: 80, protocol: grpc}}\n",
             peer.addr(mode)
@@ -60,6 +60,14 @@ fn setup() -> Setup {
     ingress(&cfg, "close", HOST, "/reset.Close/", "close.static", &[]);
     ingress(&cfg, "mid", HOST, "/reset.Mid/", "midreset.static", &[]);
     ingress(&cfg, "hang", HOST, "/reset.Hang/", "hang.static", &[]);
+    ingress(
+        &cfg,
+        "midhang",
+        HOST,
+        "/reset.MidHang/",
+        "midhang.static",
+        &[],
+    );
     ingress(
         &cfg,
         "capped",
@@ -164,6 +172,14 @@ fn assert_calls_pass_through(r: &HashMap<String, Value>) {
     );
     assert_eq!(fail["trailing"]["x-error-detail"], "quota", "{fail}");
     assert_eq!(fail["trailing"]["x-why-bin"], "0102", "{fail}");
+    // 3 MiB each way, past HTTP/2's flow-control windows on both legs.
+    let big = &r["big"];
+    assert_eq!(big["code"], "OK", "{big}");
+    assert_eq!(big["size"], 3 << 20, "{big}");
+    assert_eq!(
+        big["received"], big["sent"],
+        "the same bytes came back: {big}"
+    );
     let late = &r["fail_after"];
     assert_eq!(late["code"], "ABORTED", "{late}");
     assert_eq!(messages(late), ["first", "second"]);
@@ -171,7 +187,7 @@ fn assert_calls_pass_through(r: &HashMap<String, Value>) {
     assert_eq!(late["trailing"]["x-error-detail"], "late", "{late}");
 }
 
-const CALLS: &str = "unary,server_stream,client_stream,bidi,fail,fail_after,sleep_ok";
+const CALLS: &str = "unary,server_stream,client_stream,bidi,fail,fail_after,sleep_ok,big";
 
 /// An `istio_requests_total` sample of `be.static` whose labels contain `labels`.
 fn istio_count(gw: &Gateway, service: &str, labels: &str) -> f64 {
@@ -208,10 +224,13 @@ fn h2c_calls_trailers_and_istio_labels() {
     assert_eq!(e["upstream_cluster"], "outbound|80||be.static");
 
     // Istio's labels: per request, gRPC with the status from the trailers (or the
-    // trailers-only headers); 7 OK calls before the bench's 300.
-    wait_for("the Istio samples", || {
-        (istio_count(&s.gw, "be.static", "request_protocol=\"grpc\",response_code=\"200\",grpc_response_status=\"0\",response_flags=\"-\"") >= 305.0).then_some(())
+    // trailers-only headers): 6 OK calls, then the bench's 300.
+    let ok = "request_protocol=\"grpc\",response_code=\"200\",grpc_response_status=\"0\",response_flags=\"-\"";
+    let n = wait_for("the Istio samples", || {
+        let n = istio_count(&s.gw, "be.static", ok);
+        (n >= 306.0).then_some(n)
     });
+    assert_eq!(n, 306.0);
     for (status, what) in [("8", "RESOURCE_EXHAUSTED"), ("10", "ABORTED")] {
         let labels = format!("request_protocol=\"grpc\",response_code=\"200\",grpc_response_status=\"{status}\",response_flags=\"-\"");
         assert_eq!(istio_count(&s.gw, "be.static", &labels), 1.0, "{what}");
@@ -415,6 +434,25 @@ fn grpc_timeout_is_honoured_and_capped_by_the_route_timeout() {
             "request_protocol=\"grpc\",response_code=\"200\",grpc_response_status=\"4\",response_flags=\"UT\""
         ),
         3.0
+    );
+    // A stream whose response started and then stalls is reset at the deadline (curl
+    // takes the NO_ERROR reset after a message as a clean end; grpcio reads INTERNAL).
+    let (head, _) = curl_grpc(&s.gw, HOST, "/reset.MidHang/Call", "500m");
+    assert!(head.starts_with("http/2 200"), "{head}");
+    assert!(!head.contains("grpc-status"), "headers only: {head}");
+    let e =
+        s.gw.wait_access("the stalled stream", |e| e["path"] == "/reset.MidHang/Call");
+    assert_eq!(e["response_flags"], "UT", "{e}");
+    let ms = e["duration"].as_u64().unwrap();
+    assert!((500..5000).contains(&ms), "500m: {ms} ms");
+    // No grpc-status anywhere: UNKNOWN, inferred from the 200 as Envoy does.
+    assert_eq!(
+        istio_count(
+            &s.gw,
+            "midhang.static",
+            "request_protocol=\"grpc\",response_code=\"200\",grpc_response_status=\"2\",response_flags=\"UT\""
+        ),
+        1.0
     );
     // A plain HTTP request on the capped route keeps its 504.
     let r =

@@ -3,9 +3,10 @@
 No protoc: the service `test.Echo` is a generic handler on raw bytes (messages are
 UTF-8 text), so the wire is real gRPC framing without generated stubs.
 
-server: `READY {"grpc": port, "reset": port, "close": port, "midreset": port, "hang": port}`
+server: `READY {"grpc": port, "reset": port, "close": port, "midreset": port, "hang": port,
+  "midhang": port}`
   test.Echo/Echo       unary: the request back; initial metadata `x-initial`, trailing
-                       metadata `x-trailer` (text) and `x-trace-bin` (binary)
+                       metadata `x-trailer` (text) and `x-trace-bin` (binary); any size
   test.Echo/Count      server streaming: N messages `m0..m{N-1}` for the request "N"
   test.Echo/Sum        client streaming: the sum of the integers sent
   test.Echo/Chat       bidirectional: `echo:<msg>` for each message, as it arrives
@@ -14,8 +15,8 @@ server: `READY {"grpc": port, "reset": port, "close": port, "midreset": port, "h
   test.Echo/FailAfter  server streaming: two messages, then ABORTED with trailing metadata
 Raw HTTP/2 listeners stand in for a backend that breaks: `reset` answers every stream
 with RST_STREAM, `close` closes the connection on the first request, `midreset` sends
-response headers and one message, then RST_STREAM; `hang` never answers (so only the
-gateway's timeout can end the call).
+response headers and one message, then RST_STREAM; `hang` never answers and `midhang`
+stops after the headers and one message (so only the gateway's timeout can end those).
 
 client: runs the named calls through `--target` and prints one JSON object per call:
   {"call", "code", "details", "initial", "trailing", "messages", "ms"}
@@ -72,8 +73,10 @@ def serve(a):
     def echo(req, context):
         note("Echo", context)
         context.send_initial_metadata([("x-initial", "yes")])
+        # (A large message is named by its length: metadata is small and printable.)
+        said = req.decode() if len(req) <= 64 else f"{len(req)} bytes"
         context.set_trailing_metadata(
-            [("x-trailer", "echo:" + req.decode()), ("x-trace-bin", b"\x00\x01\xfe")]
+            [("x-trailer", "echo:" + said), ("x-trace-bin", b"\x00\x01\xfe")]
         )
         return req
 
@@ -125,7 +128,7 @@ def serve(a):
     port = server.add_insecure_port(f"{peerlib.LOOPBACK}:0")
     server.start()
     ports = {"grpc": port}
-    for mode in ("reset", "close", "midreset", "hang"):
+    for mode in ("reset", "close", "midreset", "hang", "midhang"):
         ports[mode] = raw_h2(mode, rec)
     peerlib.ready(**ports)
     peerlib.block_forever()
@@ -180,12 +183,14 @@ def raw_conn(sock, mode, rec):
                 if mode == "close":
                     sock.shutdown(socket.SHUT_RDWR)
                     return
-                if mode == "midreset":
+                if mode in ("midreset", "midhang"):
                     msg = b"partial"
                     sock.sendall(
                         frame(HEADERS, END_HEADERS, stream, GRPC_200)
                         + frame(DATA, 0, stream, b"\x00" + struct.pack(">I", len(msg)) + msg)
                     )
+                    if mode == "midhang":
+                        continue
                     # The message must reach the client before the stream breaks.
                     time.sleep(0.2)
                 sock.sendall(frame(RST_STREAM, 0, stream, struct.pack(">I", INTERNAL_ERROR)))
@@ -301,6 +306,25 @@ def bidi(ch, name):
         return result(name, None, got, start, error=e)
 
 
+def big(ch, name):
+    """A 3 MiB message each way (over HTTP/2's flow-control windows): digests of what was
+    sent and what came back, not the bytes."""
+    import hashlib
+
+    body = bytes(range(256)) * (3 * 4096)
+    fn = ch.unary_unary(f"/{SERVICE}/Echo", identity, identity)
+    start = time.monotonic()
+    resp, call = fn.with_call(body, timeout=30.0)
+    return {
+        "call": name,
+        "code": call.code().name,
+        "sent": hashlib.sha256(body).hexdigest(),
+        "received": hashlib.sha256(resp).hexdigest(),
+        "size": len(resp),
+        "ms": round((time.monotonic() - start) * 1000.0, 1),
+    }
+
+
 def bench(ch, name, n):
     """n unary calls one after another: latency percentiles (ms)."""
     fn = ch.unary_unary(f"/{SERVICE}/Echo", identity, identity)
@@ -329,6 +353,7 @@ def run_client(a):
         "close": lambda: unary(ch, "/reset.Close/Call", b"x", "close"),
         "midreset": lambda: server_stream(ch, "/reset.Mid/Call", b"x", "midreset"),
         "no_route": lambda: unary(channel(a, "nowhere.test"), "Echo", b"x", "no_route"),
+        "big": lambda: big(ch, "big"),
         "bench": lambda: bench(ch, "bench", a.n),
     }
     for name in a.calls.split(","):
