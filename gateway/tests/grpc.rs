@@ -68,6 +68,8 @@ fn setup() -> Setup {
         "midhang.static",
         &[],
     );
+    let deny = [("higress.io/blacklist-source-range", "127.0.0.1/32")];
+    ingress(&cfg, "denied", HOST, "/denied.Svc/", "be.static", &deny);
     ingress(
         &cfg,
         "capped",
@@ -264,13 +266,17 @@ fn tls_downstream_carries_the_same_calls() {
 }
 
 #[test]
-fn upstream_resets_become_trailers_only_unavailable() {
+fn resets_and_local_replies_are_trailers_only_grpc() {
     let s = setup();
     // (No `no_route` over TLS: its other authority has no certificate.)
-    let plain = "reset,close,midreset,no_route";
+    let plain = "reset,close,midreset,no_route,denied";
     for (target, ca, calls) in [
         (s.gw.http, None, plain),
-        (s.gw.https, Some(s.ca.pem_path()), "reset,close,midreset"),
+        (
+            s.gw.https,
+            Some(s.ca.pem_path()),
+            "reset,close,midreset,denied",
+        ),
     ] {
         let r = client(target, ca.as_deref(), calls);
         // Before the response: Envoy's local reply, as a trailers-only UNAVAILABLE with
@@ -296,6 +302,14 @@ fn upstream_resets_become_trailers_only_unavailable() {
         let mid = &r["midreset"];
         assert_eq!(mid["code"], "INTERNAL", "{mid}");
         assert_eq!(messages(mid), ["partial"]);
+        // A route filter's reply (the IP deny list's 403): PERMISSION_DENIED.
+        let denied = &r["denied"];
+        assert_eq!(denied["code"], "PERMISSION_DENIED", "{target}: {denied}");
+        assert_eq!(denied["details"], "RBAC: access denied");
+        assert!(
+            denied["initial"].as_object().unwrap().is_empty(),
+            "trailers only: {denied}"
+        );
         // No route: 404 as a trailers-only UNIMPLEMENTED.
         if let Some(nr) = r.get("no_route") {
             assert_eq!(nr["code"], "UNIMPLEMENTED", "{nr}");

@@ -15,7 +15,6 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::HeaderMap;
 use pingora_core::protocols::http::ServerSession;
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -185,29 +184,53 @@ pub fn percent_encode(text: &str) -> String {
     out
 }
 
-/// Answer a gRPC request with a trailers-only response: HTTP 200 and `grpc_status`, the
-/// text (if any) as `grpc-message`, no body (Envoy's local reply for gRPC requests).
-pub async fn local_reply(
-    session: &mut Session,
+/// Make `resp` the trailers-only gRPC form of a reply the gateway makes (Envoy's local
+/// reply for gRPC requests): HTTP 200, `content-type: application/grpc`, `grpc-status`
+/// (unless the reply set one) and `text`, if any, as `grpc-message`; no body, so no
+/// `content-length`. Other headers stay.
+pub fn shape_reply(
+    resp: &mut ResponseHeader,
     grpc_status: u8,
-    text: &Bytes,
+    text: &[u8],
 ) -> pingora_error::Result<()> {
-    let mut resp = ResponseHeader::build(200, Some(4))?;
+    resp.set_status(200)?;
     resp.insert_header(http::header::CONTENT_TYPE, "application/grpc")?;
-    resp.insert_header(GRPC_STATUS, grpc_status.to_string())?;
+    resp.remove_header(&http::header::CONTENT_LENGTH);
+    if !resp.headers.contains_key(GRPC_STATUS) {
+        resp.insert_header(GRPC_STATUS, grpc_status.to_string())?;
+    }
     if !text.is_empty() {
         let text = String::from_utf8_lossy(text);
         resp.insert_header(GRPC_MESSAGE, percent_encode(text.trim_end_matches('\n')))?;
     }
+    Ok(())
+}
+
+/// Send a reply [`shape_reply`] made: HEADERS with END_STREAM (gRPC clients read a DATA
+/// frame ending the stream after the headers as a broken response).
+pub async fn send_trailers_only(
+    session: &mut Session,
+    resp: ResponseHeader,
+) -> pingora_error::Result<()> {
     match session.as_downstream_mut() {
-        // HEADERS with END_STREAM: gRPC clients read a DATA frame ending the stream
-        // after the headers as a broken response.
         ServerSession::H2(s) => s.write_response_header(Box::new(resp), true),
         _ => {
+            let mut resp = resp;
             resp.insert_header(http::header::CONTENT_LENGTH, 0)?;
             session.write_response_header(Box::new(resp), true).await
         }
     }
+}
+
+/// Answer a gRPC request with a trailers-only response carrying `grpc_status` and `text`.
+pub async fn local_reply(
+    session: &mut Session,
+    grpc_status: u8,
+    text: &[u8],
+) -> pingora_error::Result<()> {
+    let mut resp = ResponseHeader::build(200, Some(4))?;
+    shape_reply(&mut resp, grpc_status, text)?;
+    send_trailers_only(session, resp).await
 }
 
 /// Whether an upstream error is the HTTP/2 upstream resetting the stream (RST_STREAM):

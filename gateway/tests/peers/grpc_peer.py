@@ -352,6 +352,7 @@ def run_client(a):
         "reset": lambda: unary(ch, "/reset.Before/Call", b"x", "reset"),
         "close": lambda: unary(ch, "/reset.Close/Call", b"x", "close"),
         "midreset": lambda: server_stream(ch, "/reset.Mid/Call", b"x", "midreset"),
+        "denied": lambda: unary(ch, "/denied.Svc/Call", b"x", "denied"),
         "no_route": lambda: unary(channel(a, "nowhere.test"), "Echo", b"x", "no_route"),
         "big": lambda: big(ch, "big"),
         "bench": lambda: bench(ch, "bench", a.n),
