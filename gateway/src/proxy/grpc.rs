@@ -139,6 +139,13 @@ pub fn status_of_http(code: u16) -> u8 {
     }
 }
 
+/// The upstream's response trailers: a gRPC request keeps their `grpc-status`.
+pub fn on_trailers(ctx: &mut RequestCtx, trailers: &HeaderMap) {
+    if ctx.grpc.is_grpc() {
+        ctx.grpc = GrpcState::with_trailers(status_in(trailers));
+    }
+}
+
 /// `grpc-status` in `headers` (response headers or trailers), if any.
 pub fn status_in(headers: &HeaderMap) -> Option<u8> {
     let v = headers.get(GRPC_STATUS)?;

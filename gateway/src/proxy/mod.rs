@@ -224,21 +224,14 @@ impl Gateway {
             Some(c) => &c.stats.istio,
             None => &*self.hcm.no_destination,
         };
-        let request_bytes = headers::request_wire_size(session.req_header()) as u64
+        let req_bytes = headers::request_wire_size(session.req_header()) as u64
             + session.body_bytes_read() as u64;
-        let response_bytes = session
+        let resp_bytes = session
             .response_written()
             .map_or(0, headers::response_wire_size) as u64
             + session.body_bytes_sent() as u64;
         let protocol = grpc::outcome(session, ctx, status);
-        istio.record(
-            status,
-            protocol,
-            ctx.flags,
-            elapsed,
-            request_bytes,
-            response_bytes,
-        );
+        istio.record(status, protocol, ctx.flags, elapsed, req_bytes, resp_bytes);
     }
 
     /// End a sampled request's spans and hand them to its tracer; the trace id's text.
@@ -784,9 +777,7 @@ impl ProxyHttp for Gateway {
         trailers: &mut http::HeaderMap,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<Option<bytes::Bytes>> {
-        if ctx.grpc.is_grpc() {
-            ctx.grpc = grpc::GrpcState::with_trailers(grpc::status_in(trailers));
-        }
+        grpc::on_trailers(ctx, trailers);
         Ok(None)
     }
 
