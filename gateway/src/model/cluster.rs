@@ -62,17 +62,14 @@ impl Cluster {
     ) -> Self {
         let name = cluster_name(port, "", host);
         let port_name = format!("{protocol:?}").to_lowercase();
-        let stats = stats_cache.get(
-            &ClusterIdentity {
-                name: &name,
-                host,
-                port,
-                target_port: endpoints.first().map_or(port, |e| e.port()),
-                port_name: &port_name,
-                subset: "",
-            },
-            protocol.is_grpc(),
-        );
+        let stats = stats_cache.get(&ClusterIdentity {
+            name: &name,
+            host,
+            port,
+            target_port: endpoints.first().map_or(port, |e| e.port()),
+            port_name: &port_name,
+            subset: "",
+        });
         stats.membership_total.set(endpoints.len() as i64);
         stats.membership_healthy.set(endpoints.len() as i64);
         let pool_key = std::hash::BuildHasher::hash_one(

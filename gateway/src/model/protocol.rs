@@ -23,9 +23,4 @@ impl Protocol {
     pub fn is_tls(self) -> bool {
         matches!(self, Protocol::Https | Protocol::Grpcs)
     }
-
-    /// Whether it is gRPC (Istio's stats label the cluster so).
-    pub fn is_grpc(self) -> bool {
-        matches!(self, Protocol::Grpc | Protocol::Grpcs)
-    }
 }

@@ -87,6 +87,8 @@ pub struct RequestCtx {
     /// The gateway made the affinity cookie (its value is made again from the
     /// connection's addresses for the `Set-Cookie` of the upstream response).
     pub cookie_made: bool,
+    /// Whether the request is gRPC, and its trailers' status (`grpc.rs`).
+    pub grpc: super::grpc::GrpcState,
     in_flight: Arc<AtomicUsize>,
 }
 
@@ -235,6 +237,7 @@ impl RequestCtx {
             lb_hash: 0,
             lb_active: NO_ENDPOINT,
             cookie_made: false,
+            grpc: super::grpc::GrpcState::NOT_GRPC,
         }
     }
 }

@@ -151,6 +151,11 @@ pub fn reply(e: &Error, ctx: &RequestCtx) -> (u16, &'static str, u16) {
                 ResponseFlags::CONNECT_FAILURE,
             )
         }
+        (ErrorSource::Upstream, _) if super::grpc::remote_reset(e) => (
+            503,
+            local_reply::REMOTE_RESET,
+            ResponseFlags::UPSTREAM_REMOTE_RESET,
+        ),
         (ErrorSource::Upstream, _) => (
             503,
             local_reply::CONNECTION_TERMINATION,

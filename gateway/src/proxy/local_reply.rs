@@ -5,7 +5,7 @@ use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
 use super::context::RequestCtx;
-use super::{headers, redirect, request_host, Gateway};
+use super::{grpc, headers, redirect, request_host, Gateway};
 
 pub const NO_HEALTHY_UPSTREAM: &str = "no healthy upstream";
 pub const UPSTREAM_TIMEOUT: &str = "upstream request timeout";
@@ -13,6 +13,8 @@ pub const CONNECT_FAILURE: &str =
     "upstream connect error or disconnect/reset before headers. reset reason: connection failure";
 pub const CONNECTION_TERMINATION: &str =
     "upstream connect error or disconnect/reset before headers. reset reason: connection termination";
+pub const REMOTE_RESET: &str =
+    "upstream connect error or disconnect/reset before headers. reset reason: remote reset";
 pub const HEADERS_TOO_LARGE: &str = "Request Header Fields Too Large";
 pub const PAYLOAD_TOO_LARGE: &str = "Payload Too Large";
 
@@ -48,6 +50,15 @@ async fn write(
     body: Bytes,
     keepalive: bool,
 ) -> pingora_error::Result<()> {
+    if grpc::is_grpc(session) {
+        // The route timeout is DEADLINE_EXCEEDED, as current Envoy answers (releases
+        // before 2026, such as Higress ships, mapped its 504 to UNAVAILABLE).
+        let code = match (status, &body[..]) {
+            (504, b) if b == UPSTREAM_TIMEOUT.as_bytes() => grpc::DEADLINE_EXCEEDED,
+            _ => grpc::status_of_http(status),
+        };
+        return grpc::local_reply(session, code, &body).await;
+    }
     let mut resp = ResponseHeader::build(status, Some(3))?;
     if !body.is_empty() {
         resp.insert_header(http::header::CONTENT_TYPE, "text/plain")?;

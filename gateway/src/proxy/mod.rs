@@ -11,6 +11,7 @@ pub mod compressor;
 pub mod context;
 pub mod faults;
 pub mod flags;
+pub mod grpc;
 pub mod head_guard;
 pub mod headers;
 pub mod https;
@@ -161,7 +162,10 @@ impl Gateway {
             ctx.route = Some(route.clone());
             return Ok(());
         }
-        let timeout = route.timeout.unwrap_or(global.route_timeout);
+        let mut timeout = route.timeout.unwrap_or(global.route_timeout);
+        if ctx.grpc.is_grpc() {
+            timeout = grpc::timeout(req, timeout);
+        }
         if !timeout.is_zero() {
             ctx.deadline = Some(ctx.start + timeout);
         }
@@ -224,13 +228,14 @@ impl Gateway {
             Some(c) => &c.stats.istio,
             None => &*self.hcm.no_destination,
         };
-        let request_bytes = headers::request_wire_size(session.req_header()) as u64
+        let req_bytes = headers::request_wire_size(session.req_header()) as u64
             + session.body_bytes_read() as u64;
-        let response_bytes = session
+        let resp_bytes = session
             .response_written()
             .map_or(0, headers::response_wire_size) as u64
             + session.body_bytes_sent() as u64;
-        istio.record(status, ctx.flags, elapsed, request_bytes, response_bytes);
+        let protocol = grpc::outcome(session, ctx, status);
+        istio.record(status, protocol, ctx.flags, elapsed, req_bytes, resp_bytes);
     }
 
     /// End a sampled request's spans and hand them to its tracer; the trace id's text.
@@ -380,6 +385,7 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<bool> {
+        ctx.grpc = grpc::GrpcState::of(session);
         if self.overload.refuses(&self.in_flight) {
             self.hcm.rq_overload_close.inc();
             let reply = LocalReply::Status(503, overload::OVERLOADED, ResponseFlags::OVERLOAD);
@@ -786,6 +792,16 @@ impl ProxyHttp for Gateway {
         Ok(None)
     }
 
+    async fn response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        trailers: &mut http::HeaderMap,
+        ctx: &mut RequestCtx,
+    ) -> pingora_error::Result<Option<bytes::Bytes>> {
+        grpc::on_trailers(ctx, trailers);
+        Ok(None)
+    }
+
     fn fail_to_connect(
         &self,
         session: &mut Session,
@@ -902,6 +918,7 @@ impl ProxyHttp for Gateway {
         if status != 0 {
             if session.response_written().is_some() {
                 code = session.response_written().map_or(0, |r| r.status.as_u16());
+                grpc::reset_started(session);
             } else {
                 ctx.local_status = Some(status);
                 let sent = match (&ctx.transport_failure, status) {

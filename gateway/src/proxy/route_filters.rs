@@ -10,6 +10,7 @@ use pingora_proxy::Session;
 
 use super::context::RequestCtx;
 use super::flags::ResponseFlags;
+use super::grpc;
 use super::headers::{millis_value, X_ENVOY_UPSTREAM_SERVICE_TIME};
 use crate::model::http_filter::{
     edit_parts, FilterStatus, LocalReply, MatchInput, Pending, ReplyFlags, ResponseParts,
@@ -211,10 +212,20 @@ pub async fn send(
     reply: LocalReply,
 ) -> pingora_error::Result<u16> {
     let mut header = header_of(&reply);
+    let grpc = grpc::is_grpc(session);
+    if grpc {
+        // Envoy shapes a gRPC request's local reply before the response filters see it.
+        let code = grpc::status_of_http(reply.status);
+        grpc::shape_reply(&mut header, code, &reply.body)?;
+    }
     edit_parts(&mut header, |p| {
         on_response(route, i, session.req_header(), p)
     });
     let status = header.status.as_u16();
+    if grpc {
+        grpc::send_trailers_only(session, header).await?;
+        return Ok(status);
+    }
     let body = Bytes::from(reply.body);
     // The request body was not read: the connection is reused only when there is none.
     if !session.is_body_done() {

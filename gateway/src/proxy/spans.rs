@@ -74,6 +74,7 @@ pub struct Finish<'a> {
 /// Failures of the upstream that mark the server span as an error too.
 const UPSTREAM_FAILURE: u16 = ResponseFlags::CONNECT_FAILURE
     | ResponseFlags::CONNECTION_TERMINATION
+    | ResponseFlags::UPSTREAM_REMOTE_RESET
     | ResponseFlags::UPSTREAM_TIMEOUT
     | ResponseFlags::NO_HEALTHY_UPSTREAM
     | ResponseFlags::RETRY_EXHAUSTED;

@@ -404,13 +404,12 @@ impl ClusterStatsCache {
     }
 
     /// The stats of a cluster, the same as last time when its stat name is the same.
-    pub fn get(&mut self, id: &ClusterIdentity<'_>, grpc: bool) -> Arc<ClusterStats> {
+    pub fn get(&mut self, id: &ClusterIdentity<'_>) -> Arc<ClusterStats> {
         let stat_name = self.pattern.apply(id);
         if let Some(s) = self.by_name.get(&stat_name) {
             return s.clone();
         }
-        let dest =
-            Destination::of_host(id.host, &self.namespace, if grpc { "grpc" } else { "http" });
+        let dest = Destination::of_host(id.host, &self.namespace);
         let istio = IstioStats::new(self.istio.clone(), dest);
         let s = Arc::new(ClusterStats::register(&self.families, &stat_name, istio));
         self.by_name.insert(stat_name, s.clone());
@@ -443,7 +442,7 @@ mod tests {
             port_name: "http",
             subset: "",
         };
-        let s = cache.get(&ident, false);
+        let s = cache.get(&ident);
         for code in [200, 200, 404, 503, 999] {
             s.rq_total.inc();
             s.response(code);
@@ -474,8 +473,8 @@ mod tests {
             port_name: "http",
             subset: "",
         };
-        cache.get(&ident, false).rq_total.add(3);
-        let again = cache.get(&ident, false);
+        cache.get(&ident).rq_total.add(3);
+        let again = cache.get(&ident);
         assert_eq!(
             again.rq_total.get(),
             3,
@@ -484,7 +483,7 @@ mod tests {
         cache.set_pattern(StatNamePattern::new(
             "outbound_%SERVICE_PORT%_%SUBSET_NAME%_%SERVICE_FQDN%",
         ));
-        let renamed = cache.get(&ident, false);
+        let renamed = cache.get(&ident);
         assert_eq!(renamed.stat_name, "outbound_80__a.static");
         assert_eq!(renamed.rq_total.get(), 0);
         let keep = [renamed.stat_name.as_str()].into_iter().collect();

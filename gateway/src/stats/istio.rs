@@ -60,15 +60,13 @@ pub struct Destination {
     pub service: String,
     pub name: String,
     pub namespace: String,
-    /// `http` or `grpc`.
-    pub protocol: &'static str,
 }
 
 impl Destination {
     /// A Kubernetes FQDN names its service and namespace; any other host (an McpBridge
     /// registry's) is its own name, in the gateway's namespace, as Istio reports a
     /// ServiceEntry host.
-    pub fn of_host(host: &str, gateway_namespace: &str, protocol: &'static str) -> Self {
+    pub fn of_host(host: &str, gateway_namespace: &str) -> Self {
         let (name, namespace) = match host.strip_suffix(".svc.cluster.local") {
             Some(rest) => match rest.split_once('.') {
                 Some((n, ns)) => (n.to_string(), ns.to_string()),
@@ -80,7 +78,6 @@ impl Destination {
             service: host.to_string(),
             name,
             namespace,
-            protocol,
         }
     }
 
@@ -90,7 +87,29 @@ impl Destination {
             service: UNKNOWN.into(),
             name: UNKNOWN.into(),
             namespace: UNKNOWN.into(),
-            protocol: "http",
+        }
+    }
+}
+
+/// What a request was, for `request_protocol` and `grpc_response_status`: as Istio's
+/// stats filter decides it per request from its content type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RequestProtocol {
+    /// `http`, with an empty gRPC status.
+    #[default]
+    Http,
+    /// `grpc`, with its status (`None`: none known, an empty label; `u8::MAX`: not a
+    /// defined code, `-1` as Envoy shows it).
+    Grpc(Option<u8>),
+}
+
+impl RequestProtocol {
+    fn labels(self) -> (&'static str, String) {
+        match self {
+            RequestProtocol::Http => ("http", String::new()),
+            RequestProtocol::Grpc(None) => ("grpc", String::new()),
+            RequestProtocol::Grpc(Some(u8::MAX)) => ("grpc", "-1".into()),
+            RequestProtocol::Grpc(Some(s)) => ("grpc", s.to_string()),
         }
     }
 }
@@ -115,16 +134,29 @@ impl IstioSeries {
 
 /// Highest status code with its own slot; others share the slot of code 0.
 const MAX_CODE: usize = 599;
+/// Slots of successful gRPC requests (HTTP 200, no flags): a status 0..=16 each, one
+/// for none known and one for an undefined code.
+const GRPC_SLOTS: usize = 19;
+
+fn grpc_slot(status: Option<u8>) -> usize {
+    match status {
+        Some(s) if s <= 16 => s as usize,
+        None => 17,
+        Some(_) => 18,
+    }
+}
 
 /// Istio metrics of one destination. Series are created on first use of a code (and
 /// flags) and found again by index, so a request formats no label after that.
 pub struct IstioStats {
     families: Arc<IstioFamilies>,
     dest: Destination,
-    /// By response code, for requests without response flags (the common case).
+    /// By response code, for HTTP requests without response flags (the common case).
     plain: Box<[OnceLock<IstioSeries>]>,
-    /// Requests with flags (failures): few, short lock, never across I/O.
-    flagged: Mutex<Vec<(u16, ResponseFlags, IstioSeries)>>,
+    /// By gRPC status, for gRPC requests answered 200 without response flags.
+    grpc: Box<[OnceLock<IstioSeries>]>,
+    /// Other requests (failures): few, short lock, never across I/O.
+    flagged: Mutex<Vec<(u16, RequestProtocol, ResponseFlags, IstioSeries)>>,
 }
 
 impl IstioStats {
@@ -133,6 +165,7 @@ impl IstioStats {
             families,
             dest,
             plain: (0..=MAX_CODE).map(|_| OnceLock::new()).collect(),
+            grpc: (0..GRPC_SLOTS).map(|_| OnceLock::new()).collect(),
             flagged: Mutex::new(Vec::new()),
         }
     }
@@ -145,6 +178,7 @@ impl IstioStats {
     pub fn record(
         &self,
         code: u16,
+        protocol: RequestProtocol,
         flags: ResponseFlags,
         elapsed: Duration,
         request_bytes: u64,
@@ -152,18 +186,27 @@ impl IstioStats {
     ) {
         let code = if code as usize > MAX_CODE { 0 } else { code };
         if flags == ResponseFlags::default() {
-            self.plain[code as usize]
-                .get_or_init(|| self.make(code, flags))
-                .record(elapsed, request_bytes, response_bytes);
-            return;
+            let slot = match protocol {
+                RequestProtocol::Http => Some(&self.plain[code as usize]),
+                RequestProtocol::Grpc(s) if code == 200 => Some(&self.grpc[grpc_slot(s)]),
+                RequestProtocol::Grpc(_) => None,
+            };
+            if let Some(slot) = slot {
+                slot.get_or_init(|| self.make(code, protocol, flags))
+                    .record(elapsed, request_bytes, response_bytes);
+                return;
+            }
         }
         let series = {
             let mut v = self.flagged.lock().unwrap_or_else(|e| e.into_inner());
-            match v.iter().find(|(c, f, _)| *c == code && *f == flags) {
-                Some((_, _, s)) => s.clone(),
+            match v
+                .iter()
+                .find(|(c, p, f, _)| *c == code && *p == protocol && *f == flags)
+            {
+                Some((_, _, _, s)) => s.clone(),
                 None => {
-                    let s = self.make(code, flags);
-                    v.push((code, flags, s.clone()));
+                    let s = self.make(code, protocol, flags);
+                    v.push((code, protocol, flags, s.clone()));
                     s
                 }
             }
@@ -171,10 +214,11 @@ impl IstioStats {
         series.record(elapsed, request_bytes, response_bytes);
     }
 
-    fn make(&self, code: u16, flags: ResponseFlags) -> IstioSeries {
+    fn make(&self, code: u16, protocol: RequestProtocol, flags: ResponseFlags) -> IstioSeries {
         let f = &self.families;
         let d = &self.dest;
         let code = code.to_string();
+        let (protocol, grpc_status) = protocol.labels();
         let flags = flags.render();
         let labels: [(&str, &str); 25] = [
             ("reporter", "source"),
@@ -197,9 +241,9 @@ impl IstioStats {
             ("destination_service_name", &d.name),
             ("destination_service_namespace", &d.namespace),
             ("destination_cluster", UNKNOWN),
-            ("request_protocol", d.protocol),
+            ("request_protocol", protocol),
             ("response_code", &code),
-            ("grpc_response_status", ""),
+            ("grpc_response_status", &grpc_status),
             ("response_flags", &flags),
             ("connection_security_policy", UNKNOWN),
         ];
@@ -218,33 +262,32 @@ mod tests {
 
     #[test]
     fn destinations_from_hosts() {
-        let d = Destination::of_host("bff.app-system.svc.cluster.local", "higress-system", "http");
+        let d = Destination::of_host("bff.app-system.svc.cluster.local", "higress-system");
         assert_eq!(
             (d.name.as_str(), d.namespace.as_str()),
             ("bff", "app-system")
         );
-        let d = Destination::of_host("httpbin.dns", "higress-system", "grpc");
+        let d = Destination::of_host("httpbin.dns", "higress-system");
         assert_eq!(
             (d.service.as_str(), d.name.as_str(), d.namespace.as_str()),
             ("httpbin.dns", "httpbin.dns", "higress-system")
         );
     }
 
+    const HTTP: RequestProtocol = RequestProtocol::Http;
+
     #[test]
     fn one_series_per_code_and_flags_with_istio_labels() {
         let r = Registry::new();
         let fams = IstioFamilies::register(&r, "higress-system");
-        let s = IstioStats::new(
-            fams,
-            Destination::of_host("httpbin.dns", "higress-system", "http"),
-        );
+        let s = IstioStats::new(fams, Destination::of_host("httpbin.dns", "higress-system"));
         let ms = Duration::from_millis(2);
-        s.record(200, ResponseFlags::default(), ms, 100, 300);
-        s.record(200, ResponseFlags::default(), ms, 100, 300);
+        s.record(200, HTTP, ResponseFlags::default(), ms, 100, 300);
+        s.record(200, HTTP, ResponseFlags::default(), ms, 100, 300);
         let mut uf = ResponseFlags::default();
         uf.set(ResponseFlags::CONNECT_FAILURE);
-        s.record(503, uf, ms, 100, 91);
-        s.record(503, uf, ms, 100, 91);
+        s.record(503, HTTP, uf, ms, 100, 91);
+        s.record(503, HTTP, uf, ms, 100, 91);
         let m = r.render();
         let ok = m
             .lines()
@@ -274,5 +317,35 @@ mod tests {
                 && l.contains("response_code=\"200\"")
                 && l.contains("le=\"500\"}")
                 && l.ends_with(" 2")));
+    }
+
+    #[test]
+    fn grpc_requests_carry_protocol_and_status() {
+        let r = Registry::new();
+        let fams = IstioFamilies::register(&r, "higress-system");
+        let s = IstioStats::new(fams, Destination::of_host("g.dns", "higress-system"));
+        let ms = Duration::from_millis(1);
+        let ok = ResponseFlags::default();
+        s.record(200, RequestProtocol::Grpc(Some(0)), ok, ms, 1, 1);
+        s.record(200, RequestProtocol::Grpc(Some(0)), ok, ms, 1, 1);
+        s.record(200, RequestProtocol::Grpc(Some(8)), ok, ms, 1, 1);
+        s.record(200, HTTP, ok, ms, 1, 1);
+        let mut uc = ResponseFlags::default();
+        uc.set(ResponseFlags::CONNECTION_TERMINATION);
+        s.record(200, RequestProtocol::Grpc(Some(14)), uc, ms, 1, 1);
+        s.record(0, RequestProtocol::Grpc(None), uc, ms, 1, 0);
+        let m = r.render();
+        let line = |needle: &str| {
+            m.lines()
+                .find(|l| l.starts_with("istio_requests_total{") && l.contains(needle))
+                .unwrap_or_else(|| panic!("no {needle} in\n{m}"))
+                .to_string()
+        };
+        let grpc_ok = line("request_protocol=\"grpc\",response_code=\"200\",grpc_response_status=\"0\",response_flags=\"-\"");
+        assert!(grpc_ok.ends_with("} 2"), "{grpc_ok}");
+        line("request_protocol=\"grpc\",response_code=\"200\",grpc_response_status=\"8\",response_flags=\"-\"");
+        line("request_protocol=\"http\",response_code=\"200\",grpc_response_status=\"\"");
+        line("request_protocol=\"grpc\",response_code=\"200\",grpc_response_status=\"14\",response_flags=\"UC\"");
+        line("request_protocol=\"grpc\",response_code=\"0\",grpc_response_status=\"\",response_flags=\"UC\"");
     }
 }

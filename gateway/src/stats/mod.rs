@@ -22,7 +22,7 @@ pub use cluster::{ClusterStats, ClusterStatsCache};
 pub use compressor::CompressorStats;
 pub use config::ConfigStats;
 pub use hcm::{hcm_prefix, HcmStats};
-pub use istio::{Destination, IstioFamilies, IstioStats};
+pub use istio::{Destination, IstioFamilies, IstioStats, RequestProtocol};
 pub use listener::ListenerTlsStats;
 pub use server::{heap_bytes, ServerStats, TracerStats, WasmStats};
 pub use stat_name::{ClusterIdentity, StatNamePattern};
