@@ -16,7 +16,7 @@ pub const MAX_ATTEMPTS: u32 = 3;
 pub const NO_ENDPOINT: u32 = u32::MAX;
 /// [`RequestCtx::destination`] when the request goes to the route's default backend
 /// (`route.policy.fallback`) rather than one of its destinations.
-pub const FALLBACK_DESTINATION: u32 = u32::MAX;
+pub const FALLBACK_DESTINATION: u16 = u16::MAX;
 
 /// Where the upstream exchange of the current attempt stands.
 #[derive(Clone, Copy, Debug)]
@@ -37,8 +37,8 @@ pub struct RequestCtx {
     pub request_id: Option<Box<http::HeaderValue>>,
     pub route: Option<Arc<Route>>,
     /// Index of the chosen destination in `route.destinations`, or
-    /// [`FALLBACK_DESTINATION`] (u32: the context stays small).
-    pub destination: Option<u32>,
+    /// [`FALLBACK_DESTINATION`] (u16: the context stays small).
+    pub destination: Option<u16>,
     pub cluster: Option<Arc<Cluster>>,
     /// Endpoints tried, one per attempt ([`RequestCtx::attempts`] counts them).
     pub tried: Tried,
@@ -150,7 +150,7 @@ impl RequestCtx {
 }
 
 /// Destination `index` of `route` ([`FALLBACK_DESTINATION`]: its default backend).
-pub fn weighted(route: &Route, index: u32) -> Option<&WeightedCluster> {
+pub fn weighted(route: &Route, index: u16) -> Option<&WeightedCluster> {
     match index {
         FALLBACK_DESTINATION => Some(&route.policy.fallback.as_ref()?.destination),
         i => route.destinations.get(i as usize),

@@ -178,7 +178,7 @@ impl Gateway {
                 ResponseFlags::NO_HEALTHY_UPSTREAM,
             ));
         };
-        ctx.destination = u32::try_from(index).ok();
+        ctx.destination = u16::try_from(index).ok();
         match &dest.cluster {
             Some(c) if !c.endpoints.is_empty() => {
                 ctx.cluster = Some(c.clone());

@@ -3,17 +3,14 @@ use crate::stats::{ClusterIdentity, ClusterStatsCache};
 
 fn stats(cache: &mut ClusterStatsCache, host: &str) -> Arc<ClusterStats> {
     let name = format!("outbound|80||{host}");
-    cache.get(
-        &ClusterIdentity {
-            name: &name,
-            host,
-            port: 80,
-            target_port: 80,
-            port_name: "http",
-            subset: "",
-        },
-        false,
-    )
+    cache.get(&ClusterIdentity {
+        name: &name,
+        host,
+        port: 80,
+        target_port: 80,
+        port_name: "http",
+        subset: "",
+    })
 }
 
 fn endpoints(n: u16) -> Vec<SocketAddr> {
