@@ -8,6 +8,8 @@ pub mod config_loop;
 pub mod controllers;
 pub mod demo;
 pub mod dns;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod error;
 pub mod filters;
 pub mod http1;
