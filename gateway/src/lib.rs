@@ -8,10 +8,10 @@ pub mod config_loop;
 pub mod controllers;
 pub mod demo;
 pub mod dns;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod error;
 pub mod filters;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http1;
 pub mod model;
 pub mod proxy;

@@ -51,7 +51,10 @@ fn replay(target: &str) {
             failed.push(path.display().to_string());
         }
     }
-    assert!(failed.is_empty(), "{target}: inputs that panic: {failed:#?}");
+    assert!(
+        failed.is_empty(),
+        "{target}: inputs that panic: {failed:#?}"
+    );
 }
 
 macro_rules! replay_tests {

@@ -30,7 +30,12 @@ pub fn sw8(data: &[u8]) {
     if again.len() <= sw8::MAX_LEN {
         let mut want = c.clone();
         let w = want.sw.as_mut().unwrap();
-        for f in [&mut w.service, &mut w.instance, &mut w.endpoint, &mut w.address] {
+        for f in [
+            &mut w.service,
+            &mut w.instance,
+            &mut w.endpoint,
+            &mut w.address,
+        ] {
             if f.is_empty() {
                 *f = "-".into();
             }
@@ -80,7 +85,6 @@ pub fn b3_single(data: &[u8]) {
     };
     assert_eq!(b3::decode_single(&again), Ok(b));
 }
-
 
 /// Any set of `x-b3-*` values (the input's lines, in header order; an empty line is
 /// an absent header): decoding never panics, and a decoded context survives
@@ -154,7 +158,11 @@ pub fn resp(data: &[u8]) {
 fn encode(reply: &Reply, out: &mut Vec<u8>) {
     match reply {
         Reply::Simple(s) | Reply::Error(s) => {
-            out.push(if matches!(reply, Reply::Simple(_)) { b'+' } else { b'-' });
+            out.push(if matches!(reply, Reply::Simple(_)) {
+                b'+'
+            } else {
+                b'-'
+            });
             out.extend_from_slice(s);
             out.extend_from_slice(b"\r\n");
         }

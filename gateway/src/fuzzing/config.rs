@@ -36,7 +36,10 @@ pub fn higress_config(data: &[u8]) {
     let settings = mgr.settings();
     if let Some(g) = &settings.gzip {
         if let Err(e) = GzipEncoder::new(&g.deflate) {
-            panic!("validated gzip settings {:?} refused by zlib: {e}", g.deflate);
+            panic!(
+                "validated gzip settings {:?} refused by zlib: {e}",
+                g.deflate
+            );
         }
     }
     let _ = mgr.describe();

@@ -26,9 +26,12 @@ pub use codecs::{b3_multi, b3_single, resp, sw8, w3c};
 pub use config::{higress_config, resource, translate};
 pub use wasm_host::{wasm_host, wasm_host_functions};
 
+/// A target's entry function: the raw input, no result (a panic is a finding).
+pub type Target = fn(&[u8]);
+
 /// Every target by name: `fuzz/fuzz_targets/<name>.rs` calls the function, its seeds are
 /// `fuzz/corpus/<name>/`, its crash inputs kept as `fuzz/regressions/<name>/`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("sw8", sw8),
     ("w3c", w3c),
     ("b3_single", b3_single),
@@ -117,8 +120,10 @@ pub fn accept_encoding(data: &[u8]) {
         };
         let _ = h.append_header(name, value);
     }
-    static SETUP: OnceLock<(Arc<crate::model::filter_settings::GzipSettings>, CompressorStats)> =
-        OnceLock::new();
+    static SETUP: OnceLock<(
+        Arc<crate::model::filter_settings::GzipSettings>,
+        CompressorStats,
+    )> = OnceLock::new();
     let (settings, stats) = SETUP.get_or_init(|| {
         let gzip = ConfigmapMgr::new()
             .settings()

@@ -71,10 +71,11 @@ fn host_functions(engine: &wasmtime::Engine) -> Vec<(String, String, Vec<ValType
         hit: false,
     };
     let mut store = wasmtime::Store::new(engine, HostState::new(wasi, limiter, plugin(Vec::new())));
-    let mut out: Vec<_> = linker
+    let defined: Vec<(String, String, wasmtime::Extern)> = linker
         .iter(&mut store)
-        .filter_map(|(module, name, ext)| Some((module.to_string(), name.to_string(), ext)))
-        .collect::<Vec<_>>()
+        .map(|(module, name, ext)| (module.to_string(), name.to_string(), ext))
+        .collect();
+    let mut out: Vec<_> = defined
         .into_iter()
         .filter_map(|(module, name, ext)| {
             let ty = ext.into_func()?.ty(&store);
@@ -245,7 +246,9 @@ fn runtime() -> &'static (Arc<Runtime>, Arc<CompiledModule>) {
         };
         let rt = Runtime::new(limits, None, false).expect("the Wasm runtime starts");
         let wat = driver_wat(&host_functions(&rt.engine));
-        let module = rt.compile(wat.as_bytes()).expect("the driver module compiles");
+        let module = rt
+            .compile(wat.as_bytes())
+            .expect("the driver module compiles");
         (rt, module)
     })
 }
