@@ -10,6 +10,8 @@ pub mod demo;
 pub mod dns;
 pub mod error;
 pub mod filters;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http1;
 pub mod model;
 pub mod proxy;

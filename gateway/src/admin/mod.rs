@@ -128,7 +128,7 @@ fn percent_decode(s: &str) -> Option<String> {
 
 /// `/stats/prometheus`: text format 0.0.4, or OpenMetrics when the scraper's `Accept`
 /// prefers it (Prometheus does by default; it then gets exemplars).
-fn prometheus_stats(
+pub(crate) fn prometheus_stats(
     registry: &Registry,
     query: Option<&str>,
     accept: Option<&str>,

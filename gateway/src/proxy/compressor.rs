@@ -55,8 +55,12 @@ pub fn choose(headers: &HeaderMap) -> AcceptChoice {
     let mut best: Option<(&str, f32)> = None;
     let mut gzip_refused = false;
     for v in values {
-        let Ok(v) = v.to_str() else { continue };
-        for entry in v.split(',') {
+        // Entry by entry, as Envoy reads the joined header: bytes that are not visible
+        // ASCII spoil their own entry only, not the codings beside it.
+        for entry in v.as_bytes().split(|&b| b == b',') {
+            let Ok(entry) = std::str::from_utf8(entry) else {
+                continue;
+            };
             let mut parts = entry.split(';');
             let coding = parts.next().unwrap_or("").trim();
             let mut q = 1.0f32;
@@ -328,6 +332,13 @@ mod tests {
         assert_eq!(accept("gzip;q=abc, identity;q=0.1"), Identity);
         assert_eq!(accept("gzip;q=0.001"), Gzip);
         assert_eq!(accept(""), NotValid);
+        // A coding with bytes beyond ASCII is an unknown one; the others still count.
+        let mut h = HeaderMap::new();
+        h.insert(
+            ACCEPT_ENCODING,
+            HeaderValue::from_bytes(b"x-\xe9t\xe9, gzip;q=0.5").unwrap(),
+        );
+        assert_eq!(choose(&h), Gzip);
     }
 
     fn settings() -> GzipSettings {

@@ -98,22 +98,24 @@ impl PluginMetrics {
         let (family, labels) = export_name(name);
         let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let help = format!("Defined by Wasm plugin {plugin}.");
-        let m = match kind {
-            metric::COUNTER => Metric::Counter(
-                self.registry
-                    .family(&family, &help, Kind::Counter)
-                    .counter(&labels),
-            ),
-            metric::GAUGE => Metric::Gauge(
-                self.registry
-                    .family(&family, &help, Kind::Gauge)
-                    .gauge(&labels),
-            ),
-            _ => Metric::Histogram(
-                self.registry
-                    .histogram_family(&family, &help, ENVOY_DEFAULT_BUCKETS)
-                    .histogram(&labels),
-            ),
+        let (family_kind, bounds) = match kind {
+            metric::COUNTER => (Kind::Counter, &[][..]),
+            metric::GAUGE => (Kind::Gauge, &[][..]),
+            _ => (Kind::Histogram, ENVOY_DEFAULT_BUCKETS),
+        };
+        // Two plugin names can export as one family (`a.b`, `a_b`), and a name can be a
+        // gateway family's: of another kind, the definition is refused.
+        let family = self
+            .registry
+            .try_family(&family, &help, family_kind, bounds)
+            .map_err(|e| {
+                tracing::warn!(plugin, metric = name, error = %e, "Wasm metric not defined");
+                Status::BadArgument
+            })?;
+        let m = match family_kind {
+            Kind::Counter => Metric::Counter(family.counter(&labels)),
+            Kind::Gauge => Metric::Gauge(family.gauge(&labels)),
+            _ => Metric::Histogram(family.histogram(&labels)),
         };
         let id = t.metrics.len() as u32 + 1;
         t.metrics.push(m);
@@ -189,6 +191,32 @@ mod tests {
         );
         assert_eq!(export_name("my.counter-1").0, "my_counter_1");
         assert_eq!(export_name("9lives").0, "_9lives");
+    }
+
+    #[test]
+    fn a_name_taken_by_another_kind_is_refused() {
+        let r = Arc::new(Registry::new());
+        r.family("envoy_server_live", "1 when live.", Kind::Gauge)
+            .gauge(&[]);
+        let m = PluginMetrics::new(r.clone());
+        let c = m.define(metric::COUNTER, "a.b", "p").unwrap();
+        // `a_b` exports as the counter's family: as a histogram or gauge it is refused.
+        assert_eq!(
+            m.define(metric::HISTOGRAM, "a_b", "p"),
+            Err(Status::BadArgument)
+        );
+        assert_eq!(
+            m.define(metric::GAUGE, "a_b", "p"),
+            Err(Status::BadArgument)
+        );
+        assert_eq!(
+            m.define(metric::COUNTER, "envoy_server_live", "p"),
+            Err(Status::BadArgument)
+        );
+        // What was defined still works, and the same kind shares the family.
+        assert_eq!(m.increment(c, 2), Status::Ok);
+        let c2 = m.define(metric::COUNTER, "a_b", "p").unwrap();
+        assert_eq!(m.get(c2), Ok(2));
     }
 
     #[test]

@@ -19,4 +19,4 @@ pub use family::{Family, Kind, RenderOptions};
 pub use format::{negotiate, Format};
 pub use handle::{Counter, Gauge};
 pub use histogram::{format_value, Histogram, ENVOY_DEFAULT_BUCKETS};
-pub use registry::{Registry, DEFAULT_RETENTION};
+pub use registry::{KindMismatch, Registry, DEFAULT_RETENTION};

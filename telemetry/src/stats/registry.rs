@@ -12,6 +12,15 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(5 * 60);
 
 type ScrapeHook = Arc<dyn Fn() + Send + Sync>;
 
+/// A family asked for by a name that a family of another kind already has.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{name} is already a {existing:?} family, not a {asked:?} one")]
+pub struct KindMismatch {
+    pub name: String,
+    pub existing: Kind,
+    pub asked: Kind,
+}
+
 /// All families of one process, rendered in Envoy's order (see [`Registry::render_with`]).
 pub struct Registry {
     families: Mutex<Vec<Arc<Family>>>,
@@ -43,6 +52,27 @@ impl Registry {
     /// The histogram family with this name and bucket bounds, registered on first use.
     pub fn histogram_family(&self, name: &str, help: &str, bounds: &'static [f64]) -> Arc<Family> {
         self.register(name, help, Kind::Histogram, bounds)
+    }
+
+    /// As [`Registry::family`] (`bounds` for histograms, else empty), for names that come
+    /// from outside the gateway (Wasm plugins' metrics): a name a family of another kind
+    /// already has is an error, where asking that family for a series would panic.
+    pub fn try_family(
+        &self,
+        name: &str,
+        help: &str,
+        kind: Kind,
+        bounds: &'static [f64],
+    ) -> Result<Arc<Family>, KindMismatch> {
+        let f = self.register(name, help, kind, bounds);
+        if f.kind() != kind {
+            return Err(KindMismatch {
+                name: name.to_string(),
+                existing: f.kind(),
+                asked: kind,
+            });
+        }
+        Ok(f)
     }
 
     fn register(&self, name: &str, help: &str, kind: Kind, bounds: &'static [f64]) -> Arc<Family> {
