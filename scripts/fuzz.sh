@@ -40,13 +40,16 @@ if [ $# -gt 0 ]; then
 else
   mapfile -t targets < <(cargo +nightly fuzz list)
 fi
-echo "== building ${#targets[@]} fuzz targets (nightly, AddressSanitizer) =="
-cargo +nightly fuzz build "${targets[@]:0:1}" >/dev/null
-for t in "${targets[@]:1}"; do
-  cargo +nightly fuzz build "$t" >/dev/null
+mkdir -p work
+echo "== building ${#targets[@]} fuzz targets (nightly, AddressSanitizer; log: fuzz/work/build.log) =="
+: >work/build.log
+for t in "${targets[@]}"; do
+  if ! cargo +nightly fuzz build "$t" >>work/build.log 2>&1; then
+    tail -n 30 work/build.log >&2
+    exit 1
+  fi
 done
 
-mkdir -p work
 failed=()
 summary=()
 for t in "${targets[@]}"; do
