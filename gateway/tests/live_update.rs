@@ -19,27 +19,6 @@ struct Tally {
     closed: AtomicUsize,
 }
 
-/// A WebSocket echo server on loopback.
-async fn ws_echo_server() -> std::net::SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
-                    return;
-                };
-                while let Some(Ok(m)) = ws.next().await {
-                    if m.is_text() && ws.send(m).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 fn base_ingresses(cfg: &ConfigDir) {
     cfg.host_route("main", "live.test", "a.static");
     cfg.host_route("ws", "ws.test", "ws.static");
@@ -52,7 +31,7 @@ fn fifty_changes_under_traffic_lose_nothing() {
         .enable_all()
         .build()
         .unwrap();
-    let ws_addr = rt.block_on(ws_echo_server());
+    let ws_addr = rt.block_on(test_support::ws::echo_server());
     let a = Backend::start("a");
     let cfg = ConfigDir::new();
     cfg.static_registries(&[

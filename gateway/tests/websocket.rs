@@ -7,27 +7,6 @@ use test_support::*;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-/// A WebSocket echo server on loopback.
-async fn ws_echo_server() -> std::net::SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
-                    return;
-                };
-                while let Some(Ok(m)) = ws.next().await {
-                    if m.is_text() && ws.send(m).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 #[test]
 fn two_hundred_tunnels_in_a_row_all_echo() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -35,7 +14,7 @@ fn two_hundred_tunnels_in_a_row_all_echo() {
         .enable_all()
         .build()
         .unwrap();
-    let ws_addr = rt.block_on(ws_echo_server());
+    let ws_addr = rt.block_on(test_support::ws::echo_server());
     let cfg = ConfigDir::new();
     cfg.static_registries(&[("ws", ws_addr.to_string(), 80)]);
     cfg.host_route("ws", "ws.test", "ws.static");

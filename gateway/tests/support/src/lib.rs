@@ -15,6 +15,7 @@ pub mod scripted;
 pub mod tls;
 pub mod tracing_peers;
 pub mod wasm;
+pub mod ws;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
