@@ -376,11 +376,23 @@ impl Gateway {
             None => vec!["--admin-addr".to_string(), admin.to_string()],
         };
         let stderr = std::fs::File::create(logdir.path().join("gateway.log")).unwrap();
-        let mut cmd = Command::new(gateway_bin());
-        if let Some(uid) = uid {
-            use std::os::unix::process::CommandExt;
-            cmd.uid(uid).gid(uid).env("HOME", "/nonexistent");
-        }
+        let mut cmd = match uid {
+            None => Command::new(gateway_bin()),
+            Some(uid) => {
+                use std::os::unix::fs::PermissionsExt;
+                use std::os::unix::process::CommandExt;
+                // The checkout may sit where another user cannot reach (/root): the
+                // binary runs from a copy anyone can read and execute.
+                let bin = logdir.path().join("gateway");
+                std::fs::copy(gateway_bin(), &bin).expect("copy the gateway binary");
+                for (path, mode) in [(logdir.path(), 0o755), (bin.as_path(), 0o755)] {
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+                }
+                let mut c = Command::new(&bin);
+                c.uid(uid).gid(uid).env("HOME", "/nonexistent");
+                c
+            }
+        };
         let access_log_arg = match uid {
             Some(_) => std::ffi::OsString::from("stdout"),
             None => access_log.clone().into_os_string(),
