@@ -359,6 +359,19 @@ fn resets_and_local_replies_are_trailers_only_grpc() {
     // Headers without a grpc-status, then a reset: Envoy infers UNKNOWN from the 200.
     assert_eq!(grpc("midreset.static", "2", "UR"), 2.0);
     assert_eq!(grpc("unknown", "12", "NR"), 1.0);
+    // Envoy's count of streams the upstream reset: every try of the reset calls; a
+    // closed connection is not one.
+    let rx_reset = |cluster: &str| {
+        let m = s.gw.metrics();
+        m.lines()
+            .find(|l| {
+                l.starts_with("envoy_cluster_upstream_rq_rx_reset{")
+                    && l.contains(&format!("||{cluster}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    assert_eq!(rx_reset("reset.static"), Some(6.0));
+    assert_eq!(rx_reset("close.static"), Some(0.0));
 }
 
 /// A gRPC call with `grpc-timeout` by curl (so no client deadline races the gateway's):

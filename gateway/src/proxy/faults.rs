@@ -112,6 +112,7 @@ pub fn on_attempt_error(ctx: &RequestCtx, peer: &HttpPeer, e: &Error) {
                     s.cx_destroy_local_with_active_rq.inc();
                 }
             }
+            AttemptEnd::RemoteClose if super::grpc::remote_reset(e) => s.rq_rx_reset.inc(),
             AttemptEnd::RemoteClose => s.cx_destroy_remote_with_active_rq.inc(),
             _ => {}
         }

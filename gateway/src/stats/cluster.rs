@@ -45,6 +45,9 @@ pub struct ClusterStats {
     pub cx_destroy_local_with_active_rq: Counter,
     /// Responses that broke HTTP (`upstream_cx_protocol_error`).
     pub cx_protocol_error: Counter,
+    /// Requests whose stream the upstream reset (`upstream_rq_rx_reset`; HTTP/2
+    /// `RST_STREAM`).
+    pub rq_rx_reset: Counter,
     pub cx_rx_bytes: Counter,
     pub cx_tx_bytes: Counter,
     /// TLS connections established (`ssl.handshake`).
@@ -149,6 +152,7 @@ struct ClusterFamilies {
     cx_destroy_remote_with_active_rq: Arc<Family>,
     cx_destroy_local_with_active_rq: Arc<Family>,
     cx_protocol_error: Arc<Family>,
+    rq_rx_reset: Arc<Family>,
     cx_rx_bytes: Arc<Family>,
     cx_tx_bytes: Arc<Family>,
     ssl_handshake: Arc<Family>,
@@ -218,6 +222,10 @@ impl ClusterFamilies {
                 "envoy_cluster_upstream_cx_protocol_error",
                 "Upstream responses that broke HTTP (invalid head or framing).",
             ),
+            rq_rx_reset: counter(
+                "envoy_cluster_upstream_rq_rx_reset",
+                "Upstream requests whose stream the upstream reset (HTTP/2 RST_STREAM).",
+            ),
             cx_rx_bytes: counter(
                 "envoy_cluster_upstream_cx_rx_bytes_total",
                 "Bytes received from upstream: response heads and bodies (HTTP/1.1 sizes, no chunk framing).",
@@ -286,6 +294,7 @@ impl ClusterStats {
             cx_destroy_remote_with_active_rq: f.cx_destroy_remote_with_active_rq.counter(&l),
             cx_destroy_local_with_active_rq: f.cx_destroy_local_with_active_rq.counter(&l),
             cx_protocol_error: f.cx_protocol_error.counter(&l),
+            rq_rx_reset: f.rq_rx_reset.counter(&l),
             cx_rx_bytes: f.cx_rx_bytes.counter(&l),
             cx_tx_bytes: f.cx_tx_bytes.counter(&l),
             ssl_handshake: f.ssl_handshake.counter(&l),
