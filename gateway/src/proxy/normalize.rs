@@ -13,9 +13,8 @@ pub const MAX_REQUEST_HEADERS: usize = 100;
 /// The path with its dot segments removed, or `None` when it has none (the usual case,
 /// decided without allocating).
 pub fn normalize_path(path: &str) -> Option<String> {
-    let b = path.as_bytes();
-    let dotted =
-        b.windows(2).any(|w| w == b"/." || w == b"/%") || path == "." || path.starts_with("%2");
+    // Origin-form paths start with `/`: a dot segment (plain or escaped) follows one.
+    let dotted = path.as_bytes().windows(2).any(|w| w == b"/." || w == b"/%");
     if !dotted {
         return None;
     }
