@@ -126,6 +126,16 @@ struct Common {
     /// --admin-allow-writes.
     #[arg(long, env = "GATEWAY_ADMIN_ADDR", default_value = "127.0.0.1:15000")]
     admin_addr: String,
+    /// The console (/ui and /api/console/...) on a listener of its own instead of the
+    /// admin listener; every page but the login then needs the console password.
+    /// Default: none (the console is on the admin listener).
+    #[arg(long, env = "GATEWAY_CONSOLE_ADDR")]
+    console_addr: Option<String>,
+    /// A trace's page in your tracing UI, `{trace_id}` replaced, linked from the
+    /// console's trace view (e.g. `http://localhost:16686/trace/{trace_id}` for Jaeger).
+    /// Default: none.
+    #[arg(long, env = "GATEWAY_TRACE_UI_URL")]
+    trace_ui_url: Option<String>,
     /// Serve the admin writes (POST /healthcheck/fail, /healthcheck/ok, /quitquitquit)
     /// on a non-loopback --admin-addr too.
     #[arg(long, env = "GATEWAY_ADMIN_ALLOW_WRITES")]
@@ -285,6 +295,8 @@ fn options(common: &Common, config_dir: PathBuf) -> Options {
         gateway_selector: common.gateway_selector.clone(),
         stats_addr: common.stats_addr.clone(),
         admin_addr: common.admin_addr.clone(),
+        console_addr: common.console_addr.clone(),
+        trace_ui_url: common.trace_ui_url.clone(),
         limits: gateway::server::ServingLimits {
             drain_timeout: common.drain_timeout,
             request_headers_timeout: common.request_headers_timeout,

@@ -89,6 +89,12 @@ pub struct Options {
     pub gateway_selector: String,
     pub stats_addr: String,
     pub admin_addr: String,
+    /// `--console-addr`: the console on a listener of its own, every endpoint behind the
+    /// login; `None`: on the admin listener.
+    pub console_addr: Option<String>,
+    /// `--trace-ui-url`: a trace's page in SkyWalking / Jaeger / Zipkin / Tempo,
+    /// `{trace_id}` replaced.
+    pub trace_ui_url: Option<String>,
     pub limits: ServingLimits,
     pub threads: usize,
     pub access_log: Target,
@@ -437,7 +443,38 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         .admin_addr
         .parse::<SocketAddr>()
         .with_context(|| format!("--admin-addr {}: expected ip:port", opts.admin_addr))?;
-    admin_listener::spawn(vec![
+    let store = Arc::new(match &opts.kube {
+        Some(k) => crate::console::manage::Store::Kube {
+            namespace: k.namespace.clone(),
+        },
+        None => crate::console::manage::Store::Files(opts.config_dir.clone()),
+    });
+    let console = |login_for_reads| {
+        Arc::new(crate::console::Console {
+            status: status.clone(),
+            snapshot: snapshot.clone(),
+            recent: recent.clone(),
+            trace_ui_url: opts.trace_ui_url.clone(),
+            login_for_reads,
+            auth: Arc::new(crate::console::auth::Auth::new(store.clone())),
+            manage: Arc::new(crate::console::manage::Manager::new(store.clone())),
+        })
+    };
+    let mut endpoints = Vec::new();
+    let admin_console = match &opts.console_addr {
+        Some(addr) => {
+            endpoints.push(admin_listener::Endpoint {
+                name: "console",
+                listener: admin_listener::bind(addr)?,
+                handler: console(true),
+                peers: Peers::Any,
+            });
+            None
+        }
+        // On a loopback admin listener, reads are open (its peers are loopback).
+        None => Some(console(!admin_bound.ip().is_loopback())),
+    };
+    endpoints.extend([
         admin_listener::Endpoint {
             name: "stats",
             listener: admin_listener::bind(&opts.stats_addr)?,
@@ -457,10 +494,12 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
                 recent,
                 lifecycle,
                 writes: admin_bound.ip().is_loopback() || limits.admin_allow_writes,
+                console: admin_console,
             }),
             peers: Peers::for_address(&admin_bound),
         },
-    ])?;
+    ]);
+    admin_listener::spawn(endpoints)?;
 
     server.add_service(http);
     if let Some(https) = https {

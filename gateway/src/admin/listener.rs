@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 
@@ -20,6 +20,8 @@ use super::{AdminRequest, Handler};
 
 /// How long a client has to send a request head (a slow one is closed).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request body read (a console write carries one YAML object).
+pub const MAX_BODY: usize = 1 << 20;
 /// How often and how long a busy address is tried again at start-up.
 const BIND_RETRY: Duration = Duration::from_millis(500);
 const BIND_ATTEMPTS: u32 = 10;
@@ -130,17 +132,27 @@ async fn serve(ep: Endpoint) {
             let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let handler = handler.clone();
                 async move {
-                    let uri = req.uri();
-                    let accept = req
-                        .headers()
-                        .get(http::header::ACCEPT)
-                        .and_then(|v| v.to_str().ok());
-                    let resp = handler.respond(&AdminRequest {
-                        method: req.method(),
-                        path: uri.path(),
-                        query: uri.query(),
-                        accept,
-                    });
+                    let (head, body) = req.into_parts();
+                    let body = match Limited::new(body, MAX_BODY).collect().await {
+                        Ok(b) => b.to_bytes(),
+                        Err(_) => {
+                            let mut r = hyper::Response::new(Full::new(Bytes::from_static(
+                                b"request body too large or cut\n",
+                            )));
+                            *r.status_mut() = http::StatusCode::PAYLOAD_TOO_LARGE;
+                            return Ok::<_, Infallible>(r);
+                        }
+                    };
+                    let resp = handler
+                        .respond(&AdminRequest {
+                            method: head.method,
+                            path: head.uri.path().to_string(),
+                            query: head.uri.query().map(str::to_string),
+                            headers: head.headers,
+                            body,
+                            peer,
+                        })
+                        .await;
                     Ok::<_, Infallible>(resp.map(|b| Full::new(Bytes::from(b))))
                 }
             });

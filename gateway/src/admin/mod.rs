@@ -50,20 +50,60 @@ impl Lifecycle {
     }
 }
 
-/// What a handler sees of a request.
-pub struct AdminRequest<'a> {
-    pub method: &'a Method,
-    pub path: &'a str,
-    pub query: Option<&'a str>,
-    pub accept: Option<&'a str>,
+/// What a handler sees of a request: its head, its body (read whole, bounded by
+/// [`listener::MAX_BODY`]) and the peer it came from.
+pub struct AdminRequest {
+    pub method: Method,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: http::HeaderMap,
+    pub body: bytes::Bytes,
+    pub peer: std::net::SocketAddr,
+}
+
+impl AdminRequest {
+    /// A request with no headers or body, from loopback (unit tests, internal calls).
+    pub fn get(path_and_query: &str) -> Self {
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((p, q)) => (p.to_string(), Some(q.to_string())),
+            None => (path_and_query.to_string(), None),
+        };
+        AdminRequest {
+            method: Method::GET,
+            path,
+            query,
+            headers: http::HeaderMap::new(),
+            body: bytes::Bytes::new(),
+            peer: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+
+    /// A header's value, when it is text.
+    pub fn header(&self, name: impl http::header::AsHeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// A query parameter, percent-decoded (`+` stays `+`).
+    pub fn param(&self, key: &str) -> Option<String> {
+        self.query
+            .as_deref()?
+            .split('&')
+            .filter_map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (k == key).then_some(v)
+            })
+            .next()
+            .and_then(percent_decode)
+    }
 }
 
 /// A listener's request handler.
+#[async_trait::async_trait]
 pub trait Handler: Send + Sync + 'static {
-    fn respond(&self, req: &AdminRequest<'_>) -> Response<Vec<u8>>;
+    async fn respond(&self, req: &AdminRequest) -> Response<Vec<u8>>;
 }
 
-fn reply(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+pub(crate) fn reply(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
     Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, content_type)
@@ -109,7 +149,7 @@ fn render_options(query: Option<&str>) -> Result<RenderOptions, String> {
     Ok(opts)
 }
 
-fn percent_decode(s: &str) -> Option<String> {
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -147,7 +187,7 @@ pub(crate) fn prometheus_stats(
 }
 
 /// Only `GET` and `HEAD` read.
-fn method_not_allowed(allowed: &str) -> Response<Vec<u8>> {
+pub(crate) fn method_not_allowed(allowed: &str) -> Response<Vec<u8>> {
     let mut r = reply(
         405,
         "text/plain",
@@ -159,7 +199,7 @@ fn method_not_allowed(allowed: &str) -> Response<Vec<u8>> {
     r
 }
 
-fn is_read(m: &Method) -> bool {
+pub(crate) fn is_read(m: &Method) -> bool {
     *m == Method::GET || *m == Method::HEAD
 }
 
@@ -169,13 +209,18 @@ pub struct StatsApp {
     pub lifecycle: Arc<Lifecycle>,
 }
 
+#[async_trait::async_trait]
 impl Handler for StatsApp {
-    fn respond(&self, req: &AdminRequest<'_>) -> Response<Vec<u8>> {
-        match req.path {
-            "/stats/prometheus" | "/healthz/ready" if !is_read(req.method) => {
+    async fn respond(&self, req: &AdminRequest) -> Response<Vec<u8>> {
+        match req.path.as_str() {
+            "/stats/prometheus" | "/healthz/ready" if !is_read(&req.method) => {
                 method_not_allowed("GET, HEAD")
             }
-            "/stats/prometheus" => prometheus_stats(&self.registry, req.query, req.accept),
+            "/stats/prometheus" => prometheus_stats(
+                &self.registry,
+                req.query.as_deref(),
+                req.header(http::header::ACCEPT),
+            ),
             "/healthz/ready" => ready(&self.snapshot, &self.lifecycle),
             _ => reply(404, "text/plain", b"not found\n".to_vec()),
         }
@@ -191,6 +236,8 @@ pub struct AdminApp {
     /// Whether `POST /healthcheck/fail|ok` and `/quitquitquit` are served: always on a
     /// loopback admin address, elsewhere only with `--admin-allow-writes`.
     pub writes: bool,
+    /// `/ui` and `/api/console/...`, unless the console has its own `--console-addr`.
+    pub console: Option<Arc<crate::console::Console>>,
 }
 
 impl AdminApp {
@@ -229,16 +276,22 @@ impl AdminApp {
 
 const WRITES: [&str; 3] = ["/healthcheck/fail", "/healthcheck/ok", "/quitquitquit"];
 
+#[async_trait::async_trait]
 impl Handler for AdminApp {
-    fn respond(&self, req: &AdminRequest<'_>) -> Response<Vec<u8>> {
-        if WRITES.contains(&req.path) {
-            return if *req.method == Method::POST {
-                self.write(req.path)
+    async fn respond(&self, req: &AdminRequest) -> Response<Vec<u8>> {
+        if let Some(console) = &self.console {
+            if crate::console::serves(&req.path) {
+                return console.respond(req).await;
+            }
+        }
+        if WRITES.contains(&req.path.as_str()) {
+            return if req.method == Method::POST {
+                self.write(&req.path)
             } else {
                 method_not_allowed("POST")
             };
         }
-        if !is_read(req.method) {
+        if !is_read(&req.method) {
             return method_not_allowed("GET, HEAD");
         }
         let json = |v: &serde_json::Value| {
@@ -248,7 +301,7 @@ impl Handler for AdminApp {
                 serde_json::to_vec_pretty(v).unwrap_or_default(),
             )
         };
-        match req.path {
+        match req.path.as_str() {
             "/debug/configz" => json(&self.status.load().configz()),
             "/config_dump" => {
                 let status = self.status.load();
@@ -267,7 +320,7 @@ impl Handler for AdminApp {
             _ => reply(
                 404,
                 "text/plain",
-                b"not found; try /debug/configz, /config_dump, /clusters, /debug/traces, /ready\n"
+                b"not found; try /ui, /debug/configz, /config_dump, /clusters, /debug/traces, /ready\n"
                     .to_vec(),
             ),
         }

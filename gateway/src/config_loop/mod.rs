@@ -101,6 +101,8 @@ pub struct ConfigLoop {
     cmgr: ConfigmapMgr,
     dns: HashMap<String, Vec<IpAddr>>,
     version: u64,
+    /// When the current snapshot was published (the console shows it).
+    applied_at: std::time::SystemTime,
     warnings: Vec<String>,
     not_enforced: Vec<String>,
     snapshot: SnapshotCell,
@@ -145,6 +147,7 @@ impl ConfigLoop {
             cmgr: ConfigmapMgr::new(),
             dns: HashMap::new(),
             version: 0,
+            applied_at: std::time::SystemTime::now(),
             warnings: Vec::new(),
             not_enforced: Vec::new(),
             plugins: PluginSet::new(wasm, snapshot.clone()),

@@ -208,6 +208,7 @@ impl ConfigLoop {
                     .map(|a| format!("kingress {name}: annotation {a}")),
             );
         }
+        self.applied_at = std::time::SystemTime::now();
         self.refresh_status();
         tracing::info!(version = self.version, "config snapshot published");
         // The previous snapshot (10,000 routes take milliseconds to free) goes last,

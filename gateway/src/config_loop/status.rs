@@ -76,6 +76,7 @@ impl ConfigLoop {
             .collect();
         let configz = json!({
             "version": snap.version,
+            "applied_at": crate::clock::rfc3339(self.applied_at),
             "tls": snap.certs.describe(),
             "clusters": clusters,
             "plugins": self.plugins.describe(),

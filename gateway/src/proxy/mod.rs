@@ -281,6 +281,7 @@ impl Gateway {
             flags: ctx.flags,
             cluster: ctx.cluster_name_shared().cloned(),
             route: route_path,
+            route_name: ctx.route.as_ref().map(|r| r.name.clone()),
             request_id,
             peer: session.client_addr().and_then(|a| a.as_inet()).copied(),
         })

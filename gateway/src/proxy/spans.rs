@@ -67,6 +67,8 @@ pub struct Finish<'a> {
     pub cluster: Option<Arc<str>>,
     /// The matched route's path (OpenTelemetry's `http.route`).
     pub route: Option<&'a str>,
+    /// The matched route's name.
+    pub route_name: Option<Arc<str>>,
     pub request_id: Option<HeaderValue>,
     pub peer: Option<SocketAddr>,
 }
@@ -297,6 +299,7 @@ impl RequestSpans {
                 cluster: f.cluster,
                 // Only OpenTelemetry tags it.
                 route: f.route.filter(|_| otel_naming).map(Arc::from),
+                route_name: f.route_name,
                 request_id: f.request_id,
                 peer: f.peer,
             }),

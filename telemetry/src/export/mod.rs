@@ -36,7 +36,7 @@ use crate::stats::{Counter, Gauge};
 use crate::trace::RequestTrace;
 
 pub use crate::trace::Provider;
-pub use recent::RecentTraces;
+pub use recent::{spans_json, RecentTraces};
 
 /// The default number of requests an exporter queues at most.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;

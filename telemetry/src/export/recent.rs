@@ -65,38 +65,7 @@ impl RecentTraces {
     /// request first, each request's server span before its client spans.
     pub fn to_json(&self) -> Value {
         let traces = self.snapshot();
-        let mut spans = Vec::new();
-        for t in &traces {
-            let trace_id = t.trace_id.to_string();
-            for s in &t.spans {
-                let start_us = unix_nanos(s.start) / 1000;
-                let end_us = unix_nanos(s.end) / 1000;
-                let mut attributes = Map::new();
-                t.for_each_tag(s, |k, v| {
-                    let v = match v {
-                        Tag::Int(i) => Value::from(i),
-                        Tag::Bool(b) => Value::Bool(b),
-                        text => Value::String(text.text().into_owned()),
-                    };
-                    attributes.insert(k.to_string(), v);
-                });
-                spans.push(json!({
-                    "trace_id": trace_id,
-                    "segment_id": t.segment_id,
-                    "span_id": s.span_id.to_string(),
-                    "parent_span_id": s.parent_span_id.map(|p| p.to_string()),
-                    "kind": match s.kind { SpanKind::Server => "server", SpanKind::Client => "client" },
-                    "name": t.span_name(s),
-                    "start": humantime::format_rfc3339_micros(s.start).to_string(),
-                    "end": humantime::format_rfc3339_micros(s.end).to_string(),
-                    "start_unix_us": start_us,
-                    "duration_us": end_us.saturating_sub(start_us),
-                    "attributes": attributes,
-                    "error": s.error,
-                    "peer": s.peer.as_ref().map(socket_addr_text),
-                }));
-            }
-        }
+        let spans: Vec<Value> = traces.iter().flat_map(|t| spans_json(t)).collect();
         json!({
             "capacity": self.capacity,
             "count": traces.len(),
@@ -108,6 +77,43 @@ impl RecentTraces {
         // A panic elsewhere while holding it leaves a usable ring.
         self.ring.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// One request's spans as `/debug/traces` lists them: the server span first, then the
+/// client spans in attempt order.
+pub fn spans_json(t: &RequestTrace) -> Vec<Value> {
+    let trace_id = t.trace_id.to_string();
+    t.spans
+        .iter()
+        .map(|s| {
+            let start_us = unix_nanos(s.start) / 1000;
+            let end_us = unix_nanos(s.end) / 1000;
+            let mut attributes = Map::new();
+            t.for_each_tag(s, |k, v| {
+                let v = match v {
+                    Tag::Int(i) => Value::from(i),
+                    Tag::Bool(b) => Value::Bool(b),
+                    text => Value::String(text.text().into_owned()),
+                };
+                attributes.insert(k.to_string(), v);
+            });
+            json!({
+                "trace_id": trace_id,
+                "segment_id": t.segment_id,
+                "span_id": s.span_id.to_string(),
+                "parent_span_id": s.parent_span_id.map(|p| p.to_string()),
+                "kind": match s.kind { SpanKind::Server => "server", SpanKind::Client => "client" },
+                "name": t.span_name(s),
+                "start": humantime::format_rfc3339_micros(s.start).to_string(),
+                "end": humantime::format_rfc3339_micros(s.end).to_string(),
+                "start_unix_us": start_us,
+                "duration_us": end_us.saturating_sub(start_us),
+                "attributes": attributes,
+                "error": s.error,
+                "peer": s.peer.as_ref().map(socket_addr_text),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -39,6 +39,8 @@ pub struct HttpFacts {
     /// The matched route's path (OpenTelemetry's `http.route`; left out for the other
     /// providers, which do not tag it).
     pub route: Option<Arc<str>>,
+    /// The matched route's name (the console's filter; no provider tags it).
+    pub route_name: Option<Arc<str>>,
     pub request_id: Option<HeaderValue>,
     /// The downstream peer.
     pub peer: Option<SocketAddr>,
@@ -254,6 +256,7 @@ pub(crate) fn sample_facts(provider: Option<Provider>) -> HttpFacts {
         flags: Cow::Borrowed("UF"),
         cluster: Some("outbound|80||shop.default.svc.cluster.local".into()),
         route: Some("/items".into()),
+        route_name: None,
         request_id: Some(HeaderValue::from_static("req-1")),
         peer: Some("10.1.2.3:5000".parse().unwrap()),
     }
