@@ -11,6 +11,9 @@
 #   floor, nginx, haproxy   pingora-floor (a Pingora proxy that only forwards), nginx and
 #                   haproxy as reverse proxies
 #   gateway         recording stats, scraped every second as by Prometheus; <= 1.08x floor
+#   gw-console      the gateway scraped as `gateway` is, with a script also polling the
+#                   console's JSON endpoints (/api/console/metrics, series, traces,
+#                   config) every second, as an open console page does; <= 1.01x gateway
 #   gw-norec        --stats-recording off: what recording costs
 #   gw-trace        tracing every request (Zipkin) to a live collector (bench_helper.py's)
 #   gw-otlp, gw-sw  the same by OTLP gRPC and SkyWalking, to the test peers' collectors
@@ -100,7 +103,7 @@ HOST=bench.local
 # Every request carries it (bench_helper.py's API_KEY): consumer `bench` of gw-keyauth,
 # the key gw-redis-limit counts by; the other rows only parse it.
 API_KEY=bench-key-0123456789
-TARGETS=(direct floor nginx haproxy gateway gw-norec gw-trace gw-otlp gw-sw gw-trace1 gw-trace-down
+TARGETS=(direct floor nginx haproxy gateway gw-console gw-norec gw-trace gw-otlp gw-sw gw-trace1 gw-trace-down
   gw-keyauth gw-redis-limit gw-wasm0 gw-wasm floor-json ngx-json gw-json ngx-gzip hap-gzip gw-gzip
   ngx-tls gw-tls)
 PIN=${BENCH_PIN:-}
@@ -494,6 +497,7 @@ start_gateway() { # row config-dir [extra args...]; GW_HTTPS=addr
   GW_ROWS+=("$row")
 }
 GW_HTTPS=127.0.0.1:$P_GW_TLS start_gateway gateway "$TMP/gwconf"
+start_gateway gw-console "$TMP/gwconf"
 start_gateway gw-norec "$TMP/gwconf" --stats-recording off
 start_gateway gw-trace "$TMP/gwconf-trace"
 start_gateway gw-otlp "$TMP/gwconf-otlp"
@@ -614,6 +618,28 @@ scrape_loop() { # gateway-pid stats-port
   done
 }
 "${ON_CPU0[@]}" bash -c "$(declare -f alive scrape_loop); TMP=$TMP; scrape_loop ${GW_PID[gateway]} ${GW_STATS[gateway]}" &
+PIDS+=("$!")
+
+# gw-console: scraped the same way, and its console's JSON polled every second as an open
+# /ui page polls it (the page's own requests, by the same URLs).
+console_loop() { # gateway-pid stats-port admin-port
+  local n=0 failed=0 route url
+  route=$(curl -s "http://127.0.0.1:$3/api/console/config" |
+    python3 -c 'import json, sys; r = json.load(sys.stdin)["routes"]; print(r[0]["name"] if r else "")' 2>/dev/null)
+  while alive "$1"; do
+    for url in "http://127.0.0.1:$2/stats/prometheus" \
+      "http://127.0.0.1:$3/api/console/metrics" \
+      "http://127.0.0.1:$3/api/console/series?kind=route&name=$route" \
+      "http://127.0.0.1:$3/api/console/exemplars?kind=route&name=$route&from_ms=0&to_ms=99999999999999" \
+      "http://127.0.0.1:$3/api/console/traces" \
+      "http://127.0.0.1:$3/api/console/config"; do
+      if curl -sf -o /dev/null "$url"; then n=$((n + 1)); else failed=$((failed + 1)); fi
+    done
+    echo "$n $failed" >"$TMP/console-polls.txt"
+    sleep 1
+  done
+}
+"${ON_CPU0[@]}" bash -c "$(declare -f alive console_loop); TMP=$TMP; console_loop ${GW_PID[gw-console]} ${GW_STATS[gw-console]} ${GW_ADMIN[gw-console]}" &
 PIDS+=("$!")
 
 cpu_ticks() { # pid: user+system clock ticks of it and its children (nginx workers)
@@ -749,6 +775,11 @@ echo
 read -r SCRAPES SCRAPE_FAILS <"$TMP/scrapes.txt" || true
 echo "gateway /stats/prometheus scraped every 1 s during the run: ${SCRAPES:-0} scrapes, ${SCRAPE_FAILS:-?} failed"
 if [[ ${SCRAPE_FAILS:-1} != 0 ]]; then
+  status=1
+fi
+read -r POLLS POLL_FAILS <"$TMP/console-polls.txt" || true
+echo "gw-console: console JSON polled every 1 s during the run: ${POLLS:-0} requests, ${POLL_FAILS:-?} failed"
+if [[ ${POLL_FAILS:-1} != 0 ]]; then
   status=1
 fi
 

@@ -666,7 +666,7 @@ def cmd_report(results_dir, targets):
     # whole run than the ratio of medians above.
     paired = []
     for a, b in (("gateway", "nginx"), ("gateway", "haproxy"), ("gateway", "floor"),
-                 ("gateway", "gw-norec"),
+                 ("gateway", "gw-norec"), ("gw-console", "gateway"),
                  ("gw-trace", "gateway"), ("gw-trace", "nginx"), ("gw-otlp", "gateway"),
                  ("gw-sw", "gateway"), ("gw-trace1", "gateway"), ("gw-trace-down", "gateway"),
                  ("gw-json", "floor-json"), ("gw-json", "ngx-json"), ("gw-wasm", "gateway"),
@@ -857,7 +857,7 @@ def cmd_cpu(hz, path):
             per.setdefault(parts[0], []).append(int(parts[1]) * 1e6 / hz / int(parts[2]))
     print(f"CPU per request in the proxy process (median over rounds; clock ticks of 1/{hz:.0f} s):")
     med = {}
-    for t in ("direct", "floor", "nginx", "haproxy", "gateway", "gw-norec", "gw-trace",
+    for t in ("direct", "floor", "nginx", "haproxy", "gateway", "gw-console", "gw-norec", "gw-trace",
               "gw-otlp", "gw-sw", "gw-trace1", "gw-trace-down", "gw-keyauth", "gw-redis-limit",
               "gw-wasm0", "gw-wasm", "floor-json", "ngx-json", "gw-json", "ngx-gzip", "hap-gzip",
               "gw-gzip", "ngx-tls", "gw-tls"):
@@ -875,6 +875,10 @@ def cmd_cpu(hz, path):
         r = med["gw-json"] / med["floor-json"]
         extra = f", {med['gw-json'] / med['ngx-json']:.2f}x ngx-json" if med.get("ngx-json") else ""
         print(f"json: gw-json CPU/request = {r:.2f}x floor-json ({goal_note(r, CG_VERSUS['gw-json'][2])}){extra}")
+    if med.get("gateway") and "gw-console" in med:
+        r = med["gw-console"] / med["gateway"]
+        print(f"console: gw-console CPU/request = {r:.3f}x gateway ({goal_note(r, 1.01)})  "
+              f"[the console's JSON polled every second]")
     if med.get("gw-norec") and "gateway" in med:
         print(f"stats recording: gateway CPU/request = {med['gateway'] / med['gw-norec']:.3f}x gw-norec")
     if med.get("ngx-gzip") and "gw-gzip" in med:

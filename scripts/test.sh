@@ -23,9 +23,23 @@ echo "$structure_out"
 # --plot chart); redis-server (cluster-key-rate-limit and proxy_redis_* tests);
 # docker-registry (a real OCI registry on loopback that
 # gateway/tests/oci.rs pushes plugin images to with scripts/oci-push.py).
-export NEED_DEBS="nginx-light haproxy wrk dnsmasq-base curl openssl prometheus python3 python3-venv gnuplot-nox redis-server docker-registry"
+# chromium (Debian's) and Node.js run the console's browser tests
+# (gateway/tests/console_browser.rs drives gateway/tests/browser/console.mjs).
+export NEED_DEBS="nginx-light haproxy wrk dnsmasq-base curl openssl prometheus python3 python3-venv gnuplot-nox redis-server docker-registry chromium"
+command -v node >/dev/null 2>&1 || NEED_DEBS="$NEED_DEBS nodejs"
+command -v npm >/dev/null 2>&1 || NEED_DEBS="$NEED_DEBS npm"
 export NEED_PEERS_VENV=1
 . scripts/prereqs.sh
+
+# playwright-core, pinned by gateway/tests/browser/package-lock.json; installed again only
+# when the lock file changes (a stamp records its hash).
+browser=gateway/tests/browser
+want=$(sha256sum "$browser/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$browser/node_modules/.stamp" 2>/dev/null)" != "$want" ]; then
+  echo "installing the browser tests' npm packages in $browser" >&2
+  (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" >"$browser/node_modules/.stamp"
+fi
 
 cargo build --workspace --all-targets
 # A failing test must not end the script here: the smoke run and the summary still run,

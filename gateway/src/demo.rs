@@ -103,6 +103,9 @@ pub async fn serve_echo(listener: TcpListener) {
         let Ok((conn, peer)) = listener.accept().await else {
             continue;
         };
+        // Head and body go out in two writes: with Nagle on, the body waits for the
+        // gateway's delayed ACK (40 ms) on every reused connection.
+        let _ = conn.set_nodelay(true);
         tokio::spawn(async move {
             let _ = echo_connection(conn, peer).await;
         });

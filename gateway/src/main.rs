@@ -429,9 +429,11 @@ fn demo(common: &Common) -> anyhow::Result<()> {
         )
     };
     let admin = &common.admin_addr;
+    let console = common.console_addr.as_deref().unwrap_or(admin);
     let stats_port = common.stats_addr.rsplit(':').next().unwrap_or("15020");
     eprintln!(
         "\ngateway demo: echo upstream on {echo_addr}, config in {dir}/ (edit it: changes apply live)\n\
+         console: http://{console}/ui   (live traffic, latency, traces and the config)\n\
          try:\n  curl -s 'http://localhost:{port}/get?foo=bar' -H 'Host: {host}'\n{https_line}  \
          curl -s http://localhost:{stats_port}/stats/prometheus\n  \
          curl -s http://{admin}/debug/configz\n  \

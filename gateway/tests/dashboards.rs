@@ -417,56 +417,6 @@ fn every_panel_query_returns_data_for_traffic_sent() {
     prom.assert_target_healthy();
 }
 
-/// `gateway demo`, running; stopped when dropped (also when a test fails).
-struct Demo {
-    child: std::process::Child,
-    http: std::net::SocketAddr,
-    admin: std::net::SocketAddr,
-    /// The config directory the demo printed.
-    dir: PathBuf,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `gateway demo` on loopback ports of its own.
-fn start_demo() -> Demo {
-    let http: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(["demo", "--http-addr", &http.to_string()])
-        .args(["--https-addr", &format!("127.0.0.1:{}", free_port())])
-        .args(["--stats-addr", &format!("127.0.0.1:{}", free_port())])
-        .args(["--admin-addr", &admin.to_string(), "--access-log", "off"])
-        .stdout(std::process::Stdio::null())
-        .stderr(log.reopen().unwrap())
-        .spawn()
-        .unwrap();
-    wait_for("the demo to answer", || {
-        get(http, "foo.bar.com", "/get")
-            .ok()
-            .filter(|r| r.status == 200)
-    });
-    let printed = std::fs::read_to_string(log.path()).unwrap();
-    let dir = printed
-        .split("config in ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .map(|d| PathBuf::from(d.trim_end_matches('/')))
-        .unwrap_or_else(|| panic!("no config dir in the demo's output: {printed}"));
-    Demo {
-        child,
-        http,
-        admin,
-        dir,
-    }
-}
-
 #[test]
 fn k6_scripts_inspect_and_pass_against_the_demo() {
     let scripts: Vec<PathBuf> = std::fs::read_dir(repo_root().join("loadtest"))
@@ -485,7 +435,7 @@ fn k6_scripts_inspect_and_pass_against_the_demo() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let demo = start_demo();
+    let demo = test_support::demo::Demo::start(&[]);
     let (http, admin, dir) = (demo.http, demo.admin, &demo.dir);
     let base = format!("http://{http}");
     let (ok, out) = k6_run(
@@ -580,13 +530,13 @@ fn loadtest_readme_commands_run_as_printed() {
         k6_lines,
         "loadtest/README.md prints `k6 run` outside the block the test runs"
     );
-    let demo = start_demo();
+    let demo = test_support::demo::Demo::start(&[]);
     let (http, dir) = (demo.http, &demo.dir);
     // The placeholder the README prints for the directory the demo names after its pid.
     let placeholder = "/tmp/gateway-demo-<pid>";
     assert_eq!(
         dir.file_name().unwrap().to_string_lossy(),
-        format!("gateway-demo-{}", demo.child.id()),
+        format!("gateway-demo-{}", demo.pid()),
         "the demo's config dir is the README's {placeholder}"
     );
     let path = format!(

@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod demo;
 pub mod kube;
 pub mod llm;
 pub mod nginx;
