@@ -117,3 +117,53 @@ fn the_console_shows_traffic_traces_and_config_on_the_demo() {
         assert!(len > 10_000, "{} is {len} bytes", p.display());
     }
 }
+
+/// Managing the config in the browser, file mode: the password set on first visit, a
+/// service source, a domain and a route created, tracing turned on; the new route
+/// serves and its trace shows; the files written pass `gateway validate`.
+#[test]
+fn the_console_creates_a_service_source_a_domain_and_a_route() {
+    let be = backend::Backend::start("console-be");
+    let cfg = ConfigDir::new();
+    let gw = Gateway::start(cfg.path());
+    let host = "console.example.com";
+    run_browser(
+        "manage",
+        &[
+            ("CONSOLE", format!("http://{}", gw.admin)),
+            ("STATS", format!("http://{}", gw.stats)),
+            ("GATEWAY", format!("http://{}", gw.http)),
+            ("CONFIG_DIR", cfg.path().display().to_string()),
+            ("BACKEND", be.addr.to_string()),
+            ("ROUTE_HOST", host.to_string()),
+        ],
+        Duration::from_secs(240),
+    );
+    assert!(be.requests() > 0, "the backend was reached through the new route");
+    // What the console wrote is where Higress standalone keeps it, and valid.
+    for f in [
+        "mcpbridges/default.yaml",
+        "ingresses/console-route.yaml",
+        &format!("configmaps/domain-{host}.yaml"),
+        "configmaps/higress-config.yaml",
+        "secrets/higress-console.yaml",
+    ] {
+        assert!(cfg.path().join(f).exists(), "{f} was not written");
+    }
+    let secret = std::fs::read_to_string(cfg.path().join("secrets/higress-console.yaml")).unwrap();
+    assert!(
+        !secret.contains("console-pass-1234"),
+        "the password is stored hashed: {secret}"
+    );
+    let out = Command::new(gateway_bin())
+        .arg("validate")
+        .arg(cfg.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gateway validate on what the console wrote: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -89,7 +89,9 @@ async function launch() {
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
   page.on("console", (m) => {
-    if (m.type() === "error") errors.push(m.text());
+    // A 4xx the page expects (a refused write) is logged by the browser as an error:
+    // only the page's own errors count.
+    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) errors.push(m.text());
   });
   return { browser, page, offOrigin, errors, pageBytes: () => pageBytes };
 }
