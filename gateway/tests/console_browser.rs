@@ -139,7 +139,10 @@ fn the_console_creates_a_service_source_a_domain_and_a_route() {
         ],
         Duration::from_secs(240),
     );
-    assert!(be.requests() > 0, "the backend was reached through the new route");
+    assert!(
+        be.requests() > 0,
+        "the backend was reached through the new route"
+    );
     // What the console wrote is where Higress standalone keeps it, and valid.
     for f in [
         "mcpbridges/default.yaml",

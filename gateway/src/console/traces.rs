@@ -46,12 +46,13 @@ fn duration_ms(t: &RequestTrace) -> f64 {
     })
 }
 
+fn unix_us(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
 fn start_unix_us(t: &RequestTrace) -> u64 {
-    t.spans.first().map_or(0, |s| {
-        s.start
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as u64)
-    })
+    t.spans.first().map_or(0, |s| unix_us(s.start))
 }
 
 fn summary(t: &RequestTrace, template: &Option<String>) -> Value {
@@ -133,7 +134,30 @@ pub fn one(recent: &RecentTraces, trace_id: &str, template: &Option<String>) -> 
     if requests.is_empty() {
         return None;
     }
-    let mut spans: Vec<Value> = requests.iter().rev().flat_map(|t| spans_json(t)).collect();
+    let mut spans: Vec<Value> = Vec::new();
+    for t in requests.iter().rev() {
+        let mut own = spans_json(t);
+        // The plugin chain's phases, as children of the request's server span.
+        let server = own
+            .first()
+            .and_then(|s| s["span_id"].as_str())
+            .map(str::to_string);
+        for (i, p) in t.phases.iter().enumerate() {
+            let start_us = unix_us(p.start);
+            own.push(json!({
+                "trace_id": trace_id,
+                "span_id": format!("{}-phase{i}", server.as_deref().unwrap_or("")),
+                "parent_span_id": server,
+                "kind": "plugin",
+                "name": p.name,
+                "start_unix_us": start_us,
+                "duration_us": unix_us(p.end).saturating_sub(start_us),
+                "error": false,
+                "attributes": {},
+            }));
+        }
+        spans.extend(own);
+    }
     let t0 = spans
         .iter()
         .filter_map(|s| s["start_unix_us"].as_u64())

@@ -452,8 +452,15 @@ impl ProxyHttp for Gateway {
             // Filters with nothing to do on this request still see its response.
             ctx.filtered = ctx.route.clone();
         }
-        if !ctx.snapshot.plugins.is_empty() && self.request_plugins(session, ctx).await? {
-            return Ok(true);
+        if !ctx.snapshot.plugins.is_empty() {
+            let start = ctx.trace.is_some().then(std::time::SystemTime::now);
+            let answered = self.request_plugins(session, ctx).await?;
+            if let (Some(t), Some(start)) = (ctx.trace.as_mut(), start) {
+                t.phase("plugins: request headers", start);
+            }
+            if answered {
+                return Ok(true);
+            }
         }
         // The route's redirect or rewrite (cloned only when it has one).
         if let Some(route) = ctx
@@ -739,8 +746,12 @@ impl ProxyHttp for Gateway {
         // (route_filters::upstream_response), before the plugins, as Envoy's router does.
         // Plugins see the response before compression.
         if let Some(w) = ctx.wasm.as_mut() {
+            let start = ctx.trace.is_some().then(std::time::SystemTime::now);
             if let Err(v) = w.on_response_headers(session, response, no_body).await {
                 return Err(wasm_error(v, w));
+            }
+            if let (Some(t), Some(start)) = (ctx.trace.as_mut(), start) {
+                t.phase("plugins: response headers", start);
             }
         }
         // The route's filters ran before the plugins: they see the response after them

@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue};
 use smallvec::SmallVec;
 use telemetry::export::Provider;
 use telemetry::trace::{
-    sw_operation, HttpFacts, RequestTrace, Span, SpanId, SpanKind, SwParent, TraceId,
+    sw_operation, HttpFacts, Phase, RequestTrace, Span, SpanId, SpanKind, SwParent, TraceId,
 };
 
 use super::flags::ResponseFlags;
@@ -47,6 +47,8 @@ pub struct RequestSpans {
     start: SystemTime,
     /// Held inline: nearly every request makes one attempt.
     attempts: SmallVec<[Attempt; 1]>,
+    /// The plugin chain's phases, timed (for the console's waterfall).
+    phases: Vec<Phase>,
     /// `false`: sampled, and its context goes upstream as such, but the exporter had
     /// no room when it started (queue full, collector refusing): its spans are counted as dropped at the end
     /// instead of being built only to be dropped.
@@ -158,6 +160,7 @@ impl RequestSpans {
                 SystemTime::UNIX_EPOCH
             },
             attempts: SmallVec::new(),
+            phases: Vec::new(),
             record,
         }))
     }
@@ -209,6 +212,17 @@ impl RequestSpans {
     }
 
     /// The current attempt's response is complete.
+    /// A step of the gateway's own that ran from `start` until now.
+    pub fn phase(&mut self, name: &'static str, start: SystemTime) {
+        if self.record {
+            self.phases.push(Phase {
+                name,
+                start,
+                end: SystemTime::now(),
+            });
+        }
+    }
+
     pub fn attempt_done(&mut self) {
         if !self.record {
             return;
@@ -288,6 +302,7 @@ impl RequestSpans {
             spans,
             sw_parent: self.sw_parent.take(),
             tracestate: self.tracestate.take(),
+            phases: std::mem::take(&mut self.phases),
             http: Some(HttpFacts {
                 provider,
                 method: f.method,

@@ -212,13 +212,13 @@ async function checkWaterfall(page) {
       id: li.dataset.spanId,
       parent: li.dataset.parentSpanId,
       depth: Number(li.dataset.depth),
-      kind: li.classList.contains("server") ? "server" : "client",
+      kind: li.dataset.kind,
     })));
   assert.ok(spans.length >= 2, `spans: ${JSON.stringify(spans)}`);
   const server = spans.find((s) => s.kind === "server");
   const clients = spans.filter((s) => s.kind === "client");
   assert.ok(server && clients.length >= 1, JSON.stringify(spans));
-  for (const c of clients) {
+  for (const c of [...clients, ...spans.filter((s) => s.kind === "plugin")]) {
     assert.equal(c.parent, server.id, "a client span's parent is the server span");
     assert.equal(c.depth, server.depth + 1);
   }

@@ -77,6 +77,7 @@ pub(crate) fn sample_trace(i: u64, clients: usize) -> RequestTrace {
         sw_parent: None,
         tracestate: None,
         http: None,
+        phases: Vec::new(),
     }
 }
 

@@ -304,6 +304,7 @@ mod tests {
             sw_parent: None,
             tracestate: None,
             http: Some(sample_facts(provider)),
+            phases: Vec::new(),
         }
     }
 

@@ -17,4 +17,6 @@ pub use http_tags::{sw_operation, HttpFacts, Tag};
 pub use ids::{SpanId, TraceId};
 pub use provider::Provider;
 pub use sampler::Sampler;
-pub use span::{ipv4_text, push_ipv4, socket_addr_text, AttrValue, RequestTrace, Span, SpanKind};
+pub use span::{
+    ipv4_text, push_ipv4, socket_addr_text, AttrValue, Phase, RequestTrace, Span, SpanKind,
+};

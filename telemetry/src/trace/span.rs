@@ -115,6 +115,18 @@ pub struct RequestTrace {
     /// What the spans' names and tags are made from (`None`: `name` and `attributes`
     /// of each span say it all).
     pub http: Option<HttpFacts>,
+    /// Time spent in the gateway's own steps (the plugin chain's phases), for the
+    /// console's waterfall; no exporter sends them.
+    pub phases: Vec<Phase>,
+}
+
+/// One step of the gateway's own work on a request, timed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Phase {
+    /// What ran (`plugins: request headers`).
+    pub name: &'static str,
+    pub start: SystemTime,
+    pub end: SystemTime,
 }
 
 /// An IPv4 address's dotted form, appended. `Ipv4Addr`'s `Display` goes through

@@ -394,6 +394,7 @@ async function openTrace(id) {
       : s.name;
     return el("li", {
       class: "span " + s.kind + (s.error ? " error" : ""),
+      "data-kind": s.kind,
       "data-span-id": s.span_id,
       "data-parent-span-id": s.parent_span_id || "",
       "data-depth": s.depth,
