@@ -170,3 +170,62 @@ fn the_console_creates_a_service_source_a_domain_and_a_route() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The same in Kubernetes mode, against the API server stand-in: what the console
+/// writes are objects in the gateway's namespace, read back with kubectl.
+#[test]
+fn the_console_writes_kubernetes_objects() {
+    let api = test_support::kube::ApiServer::start();
+    let be = backend::Backend::start("console-kube-be");
+    let gw = api.gateway(&[]);
+    let host = "console-kube.example.com";
+    run_browser(
+        "manage",
+        &[
+            ("CONSOLE", format!("http://{}", gw.admin)),
+            ("STATS", format!("http://{}", gw.stats)),
+            ("GATEWAY", format!("http://{}", gw.http)),
+            ("BACKEND", be.addr.to_string()),
+            ("ROUTE_HOST", host.to_string()),
+        ],
+        Duration::from_secs(240),
+    );
+    assert!(
+        be.requests() > 0,
+        "the backend was reached through the new route"
+    );
+    let get = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["get", "-n", "higress-system", "-o", "json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&api.kubectl_ok(&all, None)).unwrap()
+    };
+    let bridge = get(&["mcpbridges.networking.higress.io", "default"]);
+    let registries = bridge["spec"]["registries"].as_array().unwrap();
+    assert!(
+        registries
+            .iter()
+            .any(|r| r["name"] == "console-be" && r["domain"] == be.addr.to_string()),
+        "{bridge}"
+    );
+    let ing = get(&["ingresses.networking.k8s.io", "console-route"]);
+    assert_eq!(ing["spec"]["rules"][0]["host"], host, "{ing}");
+    assert_eq!(
+        ing["metadata"]["annotations"]["higress.io/destination"]
+            .as_str()
+            .map(str::trim),
+        Some("console-be.static:80"),
+        "{ing}"
+    );
+    let domain = get(&["configmap", &format!("domain-{host}")]);
+    assert_eq!(domain["data"]["domain"], host, "{domain}");
+    let config = get(&["configmap", "higress-config"]);
+    assert!(
+        config["data"]["higress"]
+            .as_str()
+            .unwrap()
+            .contains("enable: true"),
+        "{config}"
+    );
+    let secret = get(&["secret", "higress-console"]);
+    assert!(secret["data"]["adminPasswordHash"].is_string(), "{secret}");
+}

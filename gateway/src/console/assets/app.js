@@ -7,6 +7,7 @@ const state = {
   tab: "traffic",
   entity: null, // "route:<name>" or "cluster:<name>"
   chartTable: false,
+  sortBy: "requests",
   series: null,
   exemplars: [],
   metrics: null,
@@ -110,7 +111,9 @@ function setupTabs() {
 // ---- traffic ---------------------------------------------------------------------
 
 function entityRows(list, kind) {
-  const rows = list.map((e) =>
+  const key = state.sortBy;
+  const sorted = [...list].sort((a, b) => (b[key] || 0) - (a[key] || 0) || (b.requests || 0) - (a.requests || 0));
+  const rows = sorted.map((e) =>
     el(
       "tr",
       {},
@@ -687,6 +690,10 @@ async function slowTick() {
 document.addEventListener("DOMContentLoaded", async () => {
   setupTabs();
   document.getElementById("entity").addEventListener("change", (ev) => pickEntity(ev.target.value));
+  document.getElementById("sort-by").addEventListener("change", (ev) => {
+    state.sortBy = ev.target.value;
+    if (state.metrics) renderMetrics(state.metrics);
+  });
   document.getElementById("chart-as-table").addEventListener("click", (ev) => {
     state.chartTable = !state.chartTable;
     ev.target.setAttribute("aria-pressed", String(state.chartTable));
