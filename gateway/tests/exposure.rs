@@ -129,6 +129,35 @@ fn planted_secrets_appear_in_no_output_and_no_log() {
         "access log".into(),
         std::fs::read_to_string(&gw.access_log).unwrap_or_default(),
     ));
+    // The console's reads (open on loopback) show none of them either.
+    for path in [
+        "/api/console/config",
+        "/api/console/traces",
+        "/api/console/settings",
+    ] {
+        let r = get(gw.admin, "x", path).unwrap();
+        assert_eq!(r.status, 200, "{path}");
+        outputs.push((path.to_string(), r.text()));
+    }
+    let traces: serde_json::Value = serde_json::from_str(
+        &outputs
+            .last()
+            .map(|_| get(gw.admin, "x", "/api/console/traces").unwrap().text())
+            .unwrap(),
+    )
+    .unwrap();
+    for t in traces["traces"].as_array().into_iter().flatten() {
+        let path = format!("/api/console/traces/{}", t["trace_id"].as_str().unwrap());
+        outputs.push((path.clone(), get(gw.admin, "x", &path).unwrap().text()));
+    }
+    // Without a session the config items (which carry credentials) are not shown.
+    for path in [
+        "/api/console/resources/plugins",
+        "/api/console/resources/service-sources",
+    ] {
+        let r = get(gw.admin, "x", path).unwrap();
+        assert_eq!(r.status, 401, "{path}");
+    }
     // The outputs are not empty: the objects are there, redacted.
     let dump = &outputs[1].1;
     assert!(

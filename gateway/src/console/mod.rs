@@ -112,11 +112,11 @@ impl Handler for Console {
         let session = self.auth.session(req);
         let is_page = req.path == "/ui" || req.path.starts_with("/ui/");
         if is_read(&req.method) {
-            if self.login_for_reads
-                && session.is_none()
-                && !is_page
-                && req.path != "/api/console/settings"
-            {
+            // The config items carry credentials (plugin configs, registry secrets):
+            // they are for the logged-in editor, wherever the console listens.
+            let needs_login = req.path.starts_with("/api/console/resources")
+                || (self.login_for_reads && !is_page && req.path != "/api/console/settings");
+            if needs_login && session.is_none() {
                 return error(401, "log in first");
             }
             if let Some(r) = self.manage.read(req).await {
