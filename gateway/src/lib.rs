@@ -5,6 +5,7 @@ pub mod admin;
 pub mod annotations;
 pub mod clock;
 pub mod config_loop;
+pub mod console;
 pub mod controllers;
 pub mod demo;
 pub mod dns;
