@@ -342,3 +342,62 @@ fn the_sampler_thread_samples_every_second() {
         .any(|c| c.trim() == "console-sampler");
     assert!(threads, "the sampler runs on its named thread");
 }
+
+#[test]
+fn a_busy_entity_past_the_cap_takes_the_room_of_an_idle_one() {
+    let mut f = Fixture::new(2);
+    let handles = f.routes(&["a", "b", "c", "d"]);
+    f.at(0);
+    let tracked = |f: &Fixture| -> Vec<String> {
+        let mut v: Vec<String> = f.series.overview()["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let first = tracked(&f);
+    let by_name = |n: &str| handles.iter().find(|h| &*h.name == n).unwrap().clone();
+    let waiting: Vec<String> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|n| n.to_string())
+        .filter(|n| !first.contains(n))
+        .collect();
+    // Both tracked ones get requests; a waiting one too: no tracked one is idle.
+    for n in &first {
+        by_name(n).request_done(200, ms(1), None, ResponseFlags::default());
+    }
+    f.at(1);
+    let busy = by_name(&waiting[0]);
+    busy.request_done(200, ms(1), None, ResponseFlags::default());
+    f.at(2);
+    assert_eq!(
+        tracked(&f),
+        first,
+        "the tracked ones had requests in the window"
+    );
+    assert_eq!(f.series.overview()["dropped_entities"], json!(2));
+
+    // Past the window without requests on one of them: it makes room.
+    by_name(&first[1]).request_done(200, ms(1), None, ResponseFlags::default());
+    f.at(902);
+    busy.request_done(200, ms(1), None, ResponseFlags::default());
+    f.at(903);
+    let now = tracked(&f);
+    assert!(now.contains(&waiting[0]), "{now:?}");
+    assert!(
+        now.contains(&first[1]),
+        "the one with requests stays: {now:?}"
+    );
+    busy.request_done(200, ms(1), None, ResponseFlags::default());
+    busy.request_done(200, ms(1), None, ResponseFlags::default());
+    f.at(904);
+    let s = f.series.series("route", &waiting[0]).unwrap();
+    assert_eq!(s["rq"], json!([2]), "counted from when it got room");
+    assert!(
+        f.series.memory_bytes() >= 2 * WAITING_ENTRY,
+        "the waiting ones are counted"
+    );
+}

@@ -7,9 +7,11 @@
 //! takes. Its own lock is shared with the JSON readers alone.
 //!
 //! Memory is bounded: at most `max_entities` routes and as many clusters (512 each by
-//! default; the ones past that are not tracked and are counted in `dropped_entities`),
-//! each 26.6 KB to 41.3 KB (see [`EntityRing`]) plus [`ENTITY_OVERHEAD`]. An entity out of
-//! its cache's roster for 15 minutes is forgotten.
+//! default), each 26.6 KB to 41.3 KB (see [`EntityRing`]) plus [`ENTITY_OVERHEAD`]. The
+//! ones past that are not tracked (`dropped_entities` counts them; 40 B each while
+//! listed) until one gets requests while a tracked one has had none for the whole
+//! window: that one makes room. An entity out of its cache's roster for 15 minutes is
+//! forgotten.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -36,6 +38,10 @@ pub const ENTITY_OVERHEAD: usize =
 /// What the sampler reads of a stats handle.
 trait Source {
     fn key(&self) -> &str;
+    /// The key as the store keeps it.
+    fn key_arc(&self) -> Arc<str> {
+        self.key().into()
+    }
     fn classes(&self) -> [u64; 5];
     fn histogram(&self) -> &Histogram;
     fn flags(&self) -> [u64; FLAGS];
@@ -44,6 +50,9 @@ trait Source {
 impl Source for RouteStats {
     fn key(&self) -> &str {
         &self.name
+    }
+    fn key_arc(&self) -> Arc<str> {
+        self.name.clone()
     }
     fn classes(&self) -> [u64; 5] {
         self.class_counts()
@@ -106,6 +115,8 @@ struct Entity {
     seen_sec: u32,
     /// Exemplars up to this time (ms) were looked at already.
     exemplar_mark_ms: u64,
+    /// The last second it had requests or latency samples in; 0: none yet.
+    active_sec: u32,
 }
 
 impl Entity {
@@ -126,6 +137,9 @@ impl Entity {
             std::array::from_fn(|i| delta(now.buckets[i], self.base.buckets[i]));
         let flags: [u32; FLAGS] = std::array::from_fn(|i| delta(now.flags[i], self.base.flags[i]));
         let rq = classes.iter().fold(0u32, |a, &n| a.saturating_add(n));
+        if rq > 0 || buckets.iter().any(|&n| n > 0) {
+            self.active_sec = sec;
+        }
         let h = s.histogram();
         self.ring.push(sec, rq, classes[4], &buckets, h.bounds());
         self.ring.add_flags(sec, &flags);
@@ -163,11 +177,18 @@ impl Entity {
 #[derive(Default)]
 struct Tracked {
     by_name: HashMap<Arc<str>, Entity>,
+    /// Roster entries without room, by name: their request count at the last sample
+    /// and that sample's second. One that counts more gets the room of an entity
+    /// without requests for the whole window, if there is one.
+    waiting: HashMap<Arc<str>, (u64, u32)>,
     /// The roster generation at the previous sample.
     generation: u64,
     /// Roster entries not tracked at the last sample for want of room.
     dropped: usize,
 }
+
+/// Bytes of one `waiting` entry (key, value, the map's control byte, rounded up).
+const WAITING_ENTRY: usize = 40;
 
 impl Tracked {
     fn sample<T: Source>(
@@ -181,6 +202,8 @@ impl Tracked {
         // Forgotten first, so their room is free for this sample.
         self.by_name
             .retain(|_, e| sec.saturating_sub(e.seen_sec) < WINDOW_S);
+        // Entities that may give their room to a busier one, made when first needed.
+        let mut idle: Option<Vec<Arc<str>>> = None;
         let mut dropped = 0;
         for (handle, born) in &list.entries {
             let s = &**handle;
@@ -188,13 +211,36 @@ impl Tracked {
                 e.sample(s, sec);
                 continue;
             }
-            if self.by_name.len() >= cap {
-                dropped += 1;
-                continue;
-            }
             // Listed since the last sample: everything it counted is new. Otherwise (the
             // first sample, or an entity that waited for room) only what comes next.
-            let fresh = !first && *born > self.generation;
+            let mut fresh = !first && *born > self.generation;
+            let mut active_sec = 0;
+            if self.by_name.len() >= cap {
+                let total: u64 = s.classes().iter().sum();
+                let busy = match self.waiting.get_mut(s.key()) {
+                    Some(w) => {
+                        let busy = w.0 != total;
+                        *w = (total, sec);
+                        busy
+                    }
+                    None => {
+                        self.waiting.insert(s.key_arc(), (total, sec));
+                        false
+                    }
+                };
+                let victim = busy
+                    .then(|| idle.get_or_insert_with(|| self.idle_entities(sec)).pop())
+                    .flatten();
+                let Some(victim) = victim else {
+                    dropped += 1;
+                    continue;
+                };
+                self.by_name.remove(&victim);
+                self.waiting.remove(s.key());
+                fresh = false;
+                // Busy: not a victim for the next one.
+                active_sec = sec;
+            }
             let mut e = Entity {
                 base: if fresh {
                     Reading::default()
@@ -204,14 +250,30 @@ impl Tracked {
                 ring: EntityRing::new(),
                 seen_sec: sec,
                 exemplar_mark_ms: if fresh { 0 } else { now_ms },
+                active_sec,
             };
             if fresh {
                 e.sample(s, sec);
             }
-            self.by_name.insert(s.key().into(), e);
+            self.by_name.insert(s.key_arc(), e);
         }
+        // Only the names still listed wait.
+        self.waiting.retain(|_, w| w.1 == sec);
         self.generation = list.generation;
         self.dropped = dropped;
+    }
+
+    /// Tracked entities without requests for the whole window, the longest idle last
+    /// (taken first).
+    fn idle_entities(&self, sec: u32) -> Vec<Arc<str>> {
+        let mut v: Vec<(u32, &Arc<str>)> = self
+            .by_name
+            .iter()
+            .filter(|(_, e)| sec.saturating_sub(e.active_sec) >= WINDOW_S)
+            .map(|(name, e)| (e.active_sec, name))
+            .collect();
+        v.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(a.1)));
+        v.into_iter().map(|(_, name)| name.clone()).collect()
     }
 }
 
@@ -392,6 +454,10 @@ impl Series {
                 .iter()
                 .flat_map(|t| t.by_name.iter())
                 .map(|(name, e)| e.bytes(name))
+                .sum::<usize>()
+            + [&inner.routes, &inner.clusters]
+                .iter()
+                .map(|t| t.waiting.capacity() * WAITING_ENTRY)
                 .sum::<usize>()
     }
 
