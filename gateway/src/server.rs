@@ -29,7 +29,7 @@ use crate::snapshot::{self, SnapshotCell};
 use crate::sources::file::{self, Scan};
 use crate::sources::kube::{self as kube_source, KubeOptions};
 use crate::sources::Change;
-use crate::stats::{ClusterStatsCache, HcmStats, ListenerTlsStats, ServerStats};
+use crate::stats::{ClusterStatsCache, HcmStats, ListenerTlsStats, RouteStatsCache, ServerStats};
 use crate::translate::wasm_plugins::WasmDeps;
 use telemetry::export::RecentTraces;
 
@@ -160,7 +160,7 @@ fn start_control_plane(
     snapshot: SnapshotCell,
     status: StatusCell,
     stats: &ServerStats,
-    cluster_stats: ClusterStatsCache,
+    stat_caches: (ClusterStatsCache, RouteStatsCache),
     tracing_deps: config_loop::TracingDeps,
     listening: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::sync::watch::Receiver<u64>> {
@@ -248,7 +248,7 @@ fn start_control_plane(
                     snapshot,
                     status,
                     config_stats,
-                    cluster_stats,
+                    stat_caches,
                     tracing_deps,
                     wasm,
                 );
@@ -305,6 +305,16 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let cluster_stats =
         ClusterStatsCache::new(stats.registry.clone(), crate::resources::SYSTEM_NAMESPACE);
     let istio = cluster_stats.istio_families().clone();
+    let route_stats = RouteStatsCache::new(stats.registry.clone());
+    // The console's last 15 minutes per route and cluster, sampled every second; held
+    // for the process's life (the admin listener's console endpoints read it).
+    let console_series = Arc::new(crate::console::series::Series::new(
+        route_stats.roster(),
+        cluster_stats.roster(),
+    ));
+    console_series
+        .start_sampler()
+        .context("starting the console's metric sampler")?;
     // Higress's gateway always has the local rate limit filter in its chain, so its
     // counters exist (at 0) from start-up; held here for the process's life.
     let _local_rate_limit =
@@ -319,7 +329,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         snapshot.clone(),
         status.clone(),
         &stats,
-        cluster_stats,
+        (cluster_stats, route_stats),
         config_loop::TracingDeps {
             stats: stats.tracing.clone(),
             recent: recent.clone(),
@@ -454,6 +464,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             status: status.clone(),
             snapshot: snapshot.clone(),
             recent: recent.clone(),
+            series: console_series.clone(),
             trace_ui_url: opts.trace_ui_url.clone(),
             login_for_reads,
             auth: Arc::new(crate::console::auth::Auth::new(store.clone())),

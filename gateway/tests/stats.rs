@@ -93,6 +93,18 @@ fn cluster_series(family: &str, cluster: &str) -> String {
     format!("{family}{{cluster_name=\"{cluster}\"}}")
 }
 
+fn route_series(route: &str, class: &str) -> String {
+    format!("gateway_route_rq_total{{route=\"{route}\",response_code_class=\"{class}\"}}")
+}
+
+/// Requests timed per route, all routes together.
+fn route_time_counts(m: &str) -> f64 {
+    m.lines()
+        .filter(|l| l.starts_with("gateway_route_rq_time_count{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
 fn code_series(code: &str, cluster: &str) -> String {
     let key = if code.ends_with("xx") {
         "response_code_class"
@@ -105,7 +117,8 @@ fn code_series(code: &str, cluster: &str) -> String {
 /// Upstream accounting as Envoy means it: requests by code and class, time, connections
 /// and bytes for a healthy cluster; connect failures, retries and the 503 for a cluster
 /// whose endpoint refuses; a timeout's 504; local replies (no route, no cluster) leave
-/// every cluster alone.
+/// every cluster alone. Per route, each request that matched one counts by class, the
+/// gateway's own replies on it included.
 #[test]
 fn cluster_stats_follow_envoy_accounting() {
     let be = Backend::start("be");
@@ -148,8 +161,27 @@ fn cluster_stats_follow_envoy_accounting() {
     wait_for("all requests recorded", || {
         (gw.metric(&rq_time_count) == Some(7.0)).then_some(())
     });
+    // Recorded right after the downstream stats, in the same step.
+    wait_for("the routed requests recorded per route", || {
+        (route_time_counts(&gw.metrics()) == 6.0).then_some(())
+    });
     let m = gw.metrics();
     let v = |s: String| value_in(&m, &s).unwrap_or_else(|| panic!("no {s} in\n{m}"));
+
+    // Per route, by the class of the status sent downstream: the gateway's own replies
+    // on a route (503 with no cluster, 504 on timeout) count on it; the request no
+    // route matched counts on none.
+    assert_eq!(v(route_series("ok", "2xx")), 3.0);
+    assert_eq!(v(route_series("ok", "5xx")), 0.0);
+    assert_eq!(v(route_series("down", "5xx")), 1.0);
+    assert_eq!(v(route_series("nowhere", "5xx")), 1.0);
+    assert_eq!(v(route_series("slow", "5xx")), 1.0);
+    assert_eq!(v(route_series("slow", "2xx")), 0.0);
+    assert_eq!(v("gateway_route_rq_time_count{route=\"ok\"}".into()), 3.0);
+    assert!(
+        v("gateway_route_rq_time_sum{route=\"slow\"}".into()) >= 900.0,
+        "the downstream request's time: the 1 s route timeout"
+    );
 
     // Healthy cluster: 3 over one keep-alive connection, plus the slow one.
     assert_eq!(
@@ -258,9 +290,9 @@ fn cluster_stats_follow_envoy_accounting() {
     assert_eq!(istio("unknown", "503", "UH"), 1.0);
 }
 
-/// Counts survive a reload for a cluster that stays; a removed cluster's series stay
-/// for the retention period and then leave; `mesh.outboundClusterStatName` renames
-/// the `cluster_name` label live.
+/// Counts survive a reload for a cluster that stays (and for a route, by name); a
+/// removed cluster's series stay for the retention period and then leave;
+/// `mesh.outboundClusterStatName` renames the `cluster_name` label live.
 #[test]
 fn cluster_stats_across_reloads() {
     let be = Backend::start("be");
@@ -297,6 +329,10 @@ fn cluster_stats_across_reloads() {
     );
     assert_eq!(get(gw.http, "a.test", "/").unwrap().status, 200);
     wait_for("a counted on", || (total(a) == Some(3.0)).then_some(()));
+    let route_a = || gw.metric(&route_series("a", "2xx"));
+    wait_for("route a counted on across the reload", || {
+        (route_a() == Some(3.0)).then_some(())
+    });
     wait_for("b's series retired", || total(b).is_none().then_some(()));
 
     // b comes back within no retention at all: it starts afresh, a is untouched.
@@ -316,6 +352,10 @@ fn cluster_stats_across_reloads() {
     assert_eq!(get(gw.http, "a.test", "/").unwrap().status, 200);
     wait_for("renamed series", || {
         (total("outbound_80__a.static") == Some(1.0)).then_some(())
+    });
+    // The route's stats are by route name: a renamed cluster leaves them be.
+    wait_for("route a still counting", || {
+        (route_a() == Some(4.0)).then_some(())
     });
 }
 

@@ -29,7 +29,7 @@ use crate::resources::configmap::HIGRESS_CONFIG_NAME;
 use crate::resources::{Kind, McpBridge, Resource, ResourceKey, WasmPlugin};
 use crate::snapshot::SnapshotCell;
 use crate::sources::Change;
-use crate::stats::{ClusterStatsCache, ConfigStats, StatNamePattern, TracerStats};
+use crate::stats::{ClusterStatsCache, ConfigStats, RouteStatsCache, StatNamePattern, TracerStats};
 use crate::tracer::Tracer;
 use crate::translate::clusters;
 use crate::translate::wasm_plugins::{PluginSet, WasmDeps};
@@ -110,6 +110,8 @@ pub struct ConfigLoop {
     stats: ConfigStats,
     /// Cluster stats by stat name, kept across snapshots.
     cluster_stats: ClusterStatsCache,
+    /// Route stats by route name, kept across snapshots.
+    route_stats: RouteStatsCache,
     /// `mesh.outboundClusterStatName` of `higress-config`.
     stat_pattern: StatNamePattern,
     tracing: TracingDeps,
@@ -135,7 +137,7 @@ impl ConfigLoop {
         snapshot: SnapshotCell,
         status: StatusCell,
         stats: ConfigStats,
-        cluster_stats: ClusterStatsCache,
+        (cluster_stats, route_stats): (ClusterStatsCache, RouteStatsCache),
         tracing: TracingDeps,
         wasm: WasmDeps,
     ) -> (Self, watch::Receiver<Vec<String>>) {
@@ -156,6 +158,7 @@ impl ConfigLoop {
             status,
             stats,
             cluster_stats,
+            route_stats,
             stat_pattern: StatNamePattern::default(),
             tracing,
             tracer: None,

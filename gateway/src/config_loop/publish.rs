@@ -10,14 +10,14 @@ use super::{ConfigLoop, LoopOptions, Objects};
 use crate::controllers::ConfigmapMgr;
 use crate::filters::local_rate_limit::LocalRateLimitStats;
 use crate::model::filter_settings::{Collector, FilterSettings};
-use crate::model::Cluster;
+use crate::model::{Cluster, RouteTable};
 use crate::resources::configmap::HIGRESS_CONFIG_NAME;
 use crate::resources::domain::DomainConfig;
 use crate::resources::{
     EndpointSlice, Endpoints, Ingress, KIngress, McpBridge, Resource, Service, SYSTEM_NAMESPACE,
 };
 use crate::snapshot::Snapshot;
-use crate::stats::{ClusterStatsCache, StatNamePattern};
+use crate::stats::{ClusterStatsCache, RouteStatsCache, StatNamePattern};
 use crate::tracer::{Tracer, TracerKey};
 use crate::translate::certificates::{self, Secrets};
 use crate::translate::hosts::VirtualHosts;
@@ -161,6 +161,7 @@ impl ConfigLoop {
         hosts.append(more.external);
         let routes = hosts.into_table();
         let local_routes = more.local.into_table();
+        resolve_route_stats(&mut self.route_stats, [&routes, &local_routes]);
         let t_routes = t0.elapsed();
         let filters = self.cmgr.settings();
         self.update_tracer(&filters, &clusters);
@@ -316,6 +317,17 @@ fn prune_cluster_stats(stats: &mut ClusterStatsCache, clusters: &Clusters) {
         .collect();
     stats.retain(&in_use);
     stats.registry().prune();
+}
+
+/// Give every route the stats of its name, and forget the names no route has now.
+fn resolve_route_stats(stats: &mut RouteStatsCache, tables: [&RouteTable; 2]) {
+    let mut names = HashSet::new();
+    for route in tables.into_iter().flat_map(RouteTable::routes) {
+        // A route carried over from an earlier snapshot already has its name's stats.
+        route.stats.get_or_init(|| stats.get(&route.name));
+        names.insert(&*route.name);
+    }
+    stats.retain(&names);
 }
 
 /// The virtual hosts of our Ingresses; hosts in `force_https` redirect plain HTTP.

@@ -50,7 +50,10 @@ impl Fixture {
             snapshot.clone(),
             status.clone(),
             server.config.clone(),
-            ClusterStatsCache::new(server.registry.clone(), SYSTEM_NAMESPACE),
+            (
+                ClusterStatsCache::new(server.registry.clone(), SYSTEM_NAMESPACE),
+                RouteStatsCache::new(server.registry.clone()),
+            ),
             TracingDeps {
                 stats: server.tracing.clone(),
                 recent: Arc::new(RecentTraces::new(8)),

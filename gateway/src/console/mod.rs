@@ -9,6 +9,9 @@ pub mod assets;
 pub mod auth;
 pub mod config_view;
 pub mod manage;
+pub mod metrics_quantile;
+pub mod metrics_ring;
+pub mod series;
 pub mod traces;
 
 use std::sync::Arc;
@@ -30,6 +33,8 @@ pub struct Console {
     pub status: StatusCell,
     pub snapshot: SnapshotCell,
     pub recent: Arc<RecentTraces>,
+    /// The last 15 minutes per route and cluster.
+    pub series: Arc<series::Series>,
     /// `--trace-ui-url`: a link per trace (`{trace_id}` replaced), or none.
     pub trace_ui_url: Option<String>,
     /// Every endpoint but the page and the login needs a session (`--console-addr`).
@@ -81,6 +86,23 @@ impl Console {
             ),
             "/api/console/traces" => {
                 json(200, &traces::list(&self.recent, req, &self.trace_ui_url))
+            }
+            "/api/console/metrics" => json(200, &self.series.overview()),
+            "/api/console/series" => {
+                let (kind, name) = (req.param("kind").unwrap_or_default(), req.param("name"));
+                match name.and_then(|n| self.series.series(&kind, &n)) {
+                    Some(v) => json(200, &v),
+                    None => error(404, "no such route or cluster in the last 15 minutes"),
+                }
+            }
+            "/api/console/exemplars" => {
+                let (kind, name) = (req.param("kind").unwrap_or_default(), req.param("name"));
+                let ms = |k: &str| req.param(k).and_then(|v| v.parse::<u64>().ok());
+                let (from, to) = (ms("from_ms").unwrap_or(0), ms("to_ms").unwrap_or(u64::MAX));
+                match name.and_then(|n| self.series.exemplars(&kind, &n, from, to)) {
+                    Some(v) => json(200, &v),
+                    None => error(404, "no such route or cluster in the last 15 minutes"),
+                }
             }
             _ => {
                 if let Some(id) = path.strip_prefix("/api/console/traces/") {

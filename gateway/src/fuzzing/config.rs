@@ -14,7 +14,7 @@ use crate::resources::configmap::HIGRESS_CONFIG_NAME;
 use crate::resources::{HigressConfig, Kind, Resource, ResourceKey, SYSTEM_NAMESPACE};
 use crate::snapshot;
 use crate::sources::Change;
-use crate::stats::{ClusterStatsCache, ServerStats};
+use crate::stats::{ClusterStatsCache, RouteStatsCache, ServerStats};
 use crate::translate::wasm_plugins::{check_native, WasmDeps};
 use telemetry::export::RecentTraces;
 
@@ -191,7 +191,10 @@ pub fn translate(data: &[u8]) {
         cell.clone(),
         status.clone(),
         server.config.clone(),
-        ClusterStatsCache::new(server.registry.clone(), SYSTEM_NAMESPACE),
+        (
+            ClusterStatsCache::new(server.registry.clone(), SYSTEM_NAMESPACE),
+            RouteStatsCache::new(server.registry.clone()),
+        ),
         TracingDeps {
             stats: server.tracing.clone(),
             recent: Arc::new(RecentTraces::new(8)),

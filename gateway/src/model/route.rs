@@ -5,7 +5,7 @@
 //! The order of routes within a host is decided by `translate/route_table.rs`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use pingora_http::RequestHeader;
@@ -19,6 +19,7 @@ use super::protocol::Protocol;
 use super::route_index::PathIndex;
 use super::route_policy::RoutePolicy;
 use super::upstream_tls::UpstreamTls;
+use crate::stats::RouteStats;
 
 #[derive(Debug)]
 pub enum PathMatch {
@@ -108,6 +109,10 @@ pub struct Route {
     /// What the request must carry besides host and path (`match-method`, header, query
     /// and canary matches); `None` (the common case) costs one check.
     pub request_match: Option<Box<RequestMatch>>,
+    /// `gateway_route_*` of the route's name, set by the config loop once the route
+    /// table is built (routes are shared before that); unset in tables built elsewhere
+    /// (tests, `gateway validate`), whose requests then record no route stats.
+    pub stats: OnceLock<Arc<RouteStats>>,
 }
 
 impl Route {
@@ -135,6 +140,7 @@ impl Route {
             tls_only: false,
             policy: RoutePolicy::default(),
             request_match: None,
+            stats: OnceLock::new(),
         }
     }
 
@@ -262,6 +268,11 @@ impl RouteTable {
             .find(|(suffix, _)| host.len() > suffix.len() && host.ends_with(suffix.as_str()))
             .map(|&(_, i)| i)
             .or(self.any)
+    }
+
+    /// Every route of every host (a route shared by hosts once per host).
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.vhosts.iter().flat_map(|v| v.routes.iter())
     }
 
     /// Routes in match order, for `/debug/configz`.

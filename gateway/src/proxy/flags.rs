@@ -36,6 +36,22 @@ impl ResponseFlags {
         (Self::DOWNSTREAM_PROTOCOL_ERROR, "DPE"),
     ];
 
+    /// How many flags there are: bit positions `0..COUNT`.
+    pub const COUNT: usize = 13;
+
+    /// The flags as a bit set, bit `i` for the flag [`ResponseFlags::short_name`]`(i)`.
+    pub fn bits(self) -> u16 {
+        self.0
+    }
+
+    /// Envoy's short name (`UF`) of the flag at bit position `index`.
+    pub fn short_name(index: usize) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(bit, _)| bit.trailing_zeros() as usize == index)
+            .map_or("", |(_, name)| name)
+    }
+
     pub fn set(&mut self, flag: u16) {
         self.0 |= flag;
     }
@@ -109,5 +125,16 @@ mod tests {
         g.set(ResponseFlags::UPSTREAM_REMOTE_RESET);
         assert_eq!(g.render(), "UR,URX,UPE");
         assert_eq!(g.envoy_bits(), 0x10 | 0x8000 | 0x80_0000);
+    }
+
+    #[test]
+    fn every_bit_has_a_short_name() {
+        let names: Vec<_> = (0..ResponseFlags::COUNT)
+            .map(ResponseFlags::short_name)
+            .collect();
+        assert_eq!(names[3], "UF");
+        assert_eq!(names[7], "URX");
+        assert!(names.iter().all(|n| !n.is_empty()), "{names:?}");
+        assert_eq!(ResponseFlags::short_name(ResponseFlags::COUNT), "");
     }
 }

@@ -27,6 +27,7 @@ pub mod request_id;
 pub mod retry;
 pub mod rewrite;
 pub mod route_filters;
+mod route_stats;
 pub mod spans;
 mod stream_info;
 pub mod upgrade;
@@ -224,6 +225,7 @@ impl Gateway {
         let elapsed = ctx.start.elapsed();
         let trace_id = ctx.exemplar_trace();
         self.hcm.request_done(status, elapsed, trace_id);
+        route_stats::record(ctx, status, elapsed, trace_id);
         let istio = match ctx.destination_cluster() {
             Some(c) => &c.stats.istio,
             None => &*self.hcm.no_destination,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use telemetry::stats::{Counter, Family, Gauge, Histogram, Kind, Registry, ENVOY_DEFAULT_BUCKETS};
 
 use super::istio::{Destination, IstioFamilies, IstioStats};
+use super::roster::Roster;
 use super::stat_name::{ClusterIdentity, StatNamePattern};
 use super::{class_index, CLASSES};
 
@@ -355,6 +356,11 @@ impl ClusterStats {
         }
     }
 
+    /// Responses by class (`upstream_rq_<class>`), `1xx` first.
+    pub fn class_counts(&self) -> [u64; 5] {
+        self.rq_class.each_ref().map(Counter::get)
+    }
+
     /// The upstream response completed `elapsed` after the request started.
     pub fn response_complete(&self, elapsed: Duration, trace_id: Option<&str>) {
         super::hcm::record_time(&self.rq_time, elapsed, trace_id);
@@ -372,6 +378,7 @@ pub struct ClusterStatsCache {
     namespace: String,
     pattern: StatNamePattern,
     by_name: HashMap<String, Arc<ClusterStats>>,
+    roster: Roster<ClusterStats>,
 }
 
 impl ClusterStatsCache {
@@ -383,6 +390,7 @@ impl ClusterStatsCache {
             namespace: namespace.to_string(),
             pattern: StatNamePattern::default(),
             by_name: HashMap::new(),
+            roster: Roster::default(),
         }
     }
 
@@ -425,9 +433,16 @@ impl ClusterStatsCache {
         s
     }
 
-    /// Forget clusters not in `keep` (stat names).
+    /// Forget clusters not in `keep` (stat names), and publish the rest to the roster.
     pub fn retain(&mut self, keep: &std::collections::HashSet<&str>) {
         self.by_name.retain(|name, _| keep.contains(name.as_str()));
+        self.roster.publish(self.by_name.values().cloned());
+    }
+
+    /// The clusters' stats in use, as of the last [`ClusterStatsCache::retain`] (for
+    /// the console's sampler).
+    pub fn roster(&self) -> Roster<ClusterStats> {
+        self.roster.clone()
     }
 }
 
@@ -498,5 +513,9 @@ mod tests {
         let keep = [renamed.stat_name.as_str()].into_iter().collect();
         cache.retain(&keep);
         assert_eq!(cache.by_name.len(), 1);
+        let roster = cache.roster().load();
+        assert_eq!(roster.entries.len(), 1, "published for the console");
+        assert!(Arc::ptr_eq(&roster.entries[0].0, &renamed));
+        assert_eq!(renamed.class_counts(), [0; 5]);
     }
 }

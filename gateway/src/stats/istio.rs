@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use telemetry::stats::{Counter, Family, Histogram, Kind, Registry, ENVOY_DEFAULT_BUCKETS};
 
+use super::flag_counts::FlagCounts;
 use crate::proxy::flags::ResponseFlags;
 
 /// Name of the gateway workload, as Higress deploys it.
@@ -157,6 +158,9 @@ pub struct IstioStats {
     grpc: Box<[OnceLock<IstioSeries>]>,
     /// Other requests (failures): few, short lock, never across I/O.
     flagged: Mutex<Vec<(u16, RequestProtocol, ResponseFlags, IstioSeries)>>,
+    /// The `response_flags` of those requests flag by flag, for the console's sampler,
+    /// which must not take `flagged`'s lock or the families'.
+    flag_counts: FlagCounts,
 }
 
 impl IstioStats {
@@ -167,11 +171,18 @@ impl IstioStats {
             plain: (0..=MAX_CODE).map(|_| OnceLock::new()).collect(),
             grpc: (0..GRPC_SLOTS).map(|_| OnceLock::new()).collect(),
             flagged: Mutex::new(Vec::new()),
+            flag_counts: FlagCounts::default(),
         }
     }
 
     pub fn destination(&self) -> &Destination {
         &self.dest
+    }
+
+    /// Requests recorded here per response flag, by bit position
+    /// ([`ResponseFlags::short_name`]).
+    pub fn flag_counts(&self) -> [u64; ResponseFlags::COUNT] {
+        self.flag_counts.get()
     }
 
     /// Count one finished request.
@@ -185,6 +196,9 @@ impl IstioStats {
         response_bytes: u64,
     ) {
         let code = if code as usize > MAX_CODE { 0 } else { code };
+        if flags != ResponseFlags::default() {
+            self.flag_counts.add(flags);
+        }
         if flags == ResponseFlags::default() {
             let slot = match protocol {
                 RequestProtocol::Http => Some(&self.plain[code as usize]),
@@ -305,6 +319,8 @@ mod tests {
             .unwrap_or_else(|| panic!("no UF series in\n{m}"));
         assert!(uf_line.contains("response_code=\"503\""));
         assert!(uf_line.ends_with("} 2"), "{uf_line}");
+        assert_eq!(s.flag_counts()[3], 2, "UF, flag by flag for the console");
+        assert_eq!(s.flag_counts().iter().sum::<u64>(), 2);
         assert_eq!(
             m.lines()
                 .filter(|l| l.starts_with("istio_requests_total{"))

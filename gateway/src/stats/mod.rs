@@ -2,7 +2,7 @@
 //! Istio's request metrics and our own `gateway_*` families.
 //!
 //! Every handle a request touches is resolved off the request path: per listener at
-//! start-up, per cluster when a snapshot is built (and kept across snapshots, so counts
+//! start-up, per cluster and per route when a snapshot is built (and kept across snapshots, so counts
 //! survive reloads). A request does relaxed atomic adds; the few series whose label
 //! values depend on the response (a new status code on a cluster) are created once, on
 //! first use, and found again by index.
@@ -10,9 +10,12 @@
 mod cluster;
 mod compressor;
 mod config;
+mod flag_counts;
 mod hcm;
 mod istio;
 mod listener;
+mod roster;
+mod route;
 mod server;
 mod stat_name;
 
@@ -21,9 +24,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub use cluster::{ClusterStats, ClusterStatsCache};
 pub use compressor::CompressorStats;
 pub use config::ConfigStats;
+pub use flag_counts::FlagCounts;
 pub use hcm::{hcm_prefix, HcmStats};
 pub use istio::{Destination, IstioFamilies, IstioStats, RequestProtocol};
 pub use listener::ListenerTlsStats;
+pub use roster::{Roster, RosterList};
+pub use route::{RouteStats, RouteStatsCache};
 pub use server::{heap_bytes, ServerStats, TracerStats, WasmStats};
 pub use stat_name::{ClusterIdentity, StatNamePattern};
 

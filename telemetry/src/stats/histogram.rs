@@ -116,6 +116,22 @@ impl Histogram {
         self.0.sum_milli.load(Ordering::Relaxed) as f64 / SUM_SCALE
     }
 
+    /// The bucket bounds (the `+Inf` bucket has none).
+    pub fn bounds(&self) -> &'static [f64] {
+        self.0.bounds
+    }
+
+    /// Copy each bucket's own (not cumulative) count into `out`, the `+Inf` bucket's
+    /// last, without allocating; returns how many were written (the fewer of the
+    /// buckets and `out.len()`). For samplers that read often.
+    pub fn bucket_counts(&self, out: &mut [u64]) -> usize {
+        let n = out.len().min(self.0.counts.len());
+        for (o, c) in out.iter_mut().zip(self.0.counts.iter()) {
+            *o = c.load(Ordering::Relaxed);
+        }
+        n
+    }
+
     /// `(upper bound, cumulative count)` per bound, then `(+Inf, total)`.
     pub fn cumulative(&self) -> Vec<(f64, u64)> {
         let mut total = 0;
@@ -177,6 +193,26 @@ mod tests {
         assert!(c[19].0.is_infinite());
         assert_eq!(h.count(), 9);
         assert_eq!(h.sum(), 0.5 + 0.51 + 1.0 + 7.0 + 3600000.0 + 3600000.5);
+    }
+
+    #[test]
+    fn bucket_counts_are_per_bucket() {
+        let h = Histogram::new(ENVOY_DEFAULT_BUCKETS);
+        for v in [0.2, 0.3, 7.0, 1e9] {
+            h.record(v);
+        }
+        let mut out = [9u64; 32];
+        assert_eq!(h.bucket_counts(&mut out), ENVOY_DEFAULT_BUCKETS.len() + 1);
+        assert_eq!(&out[..4], &[2, 0, 0, 1]);
+        assert_eq!(out[ENVOY_DEFAULT_BUCKETS.len()], 1, "+Inf");
+        assert_eq!(
+            out[ENVOY_DEFAULT_BUCKETS.len() + 1],
+            9,
+            "past the buckets: untouched"
+        );
+        let mut short = [0u64; 2];
+        assert_eq!(h.bucket_counts(&mut short), 2);
+        assert_eq!(h.bounds(), ENVOY_DEFAULT_BUCKETS);
     }
 
     #[test]
