@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use serde_json::{json, Value};
+use test_support::client::request_with_body;
 use test_support::kube::ApiServer;
 use test_support::*;
 

@@ -378,9 +378,55 @@ impl FileStore {
     }
 }
 
-/// YAML a human reads: block style, keys in the order given.
+/// YAML a human reads: block style, keys in the order Kubernetes manifests use
+/// (`apiVersion`, `kind`, `metadata`, then the body; a name before the rest), the other
+/// keys alphabetical.
 pub fn to_yaml(object: &Value) -> Result<String, StoreError> {
-    serde_yaml::to_string(object).map_err(StoreError::failed)
+    serde_yaml::to_string(&ordered(object)).map_err(StoreError::failed)
+}
+
+/// Keys that lead a map, in this order.
+const LEADING_KEYS: [&str; 15] = [
+    "apiVersion",
+    "kind",
+    "metadata",
+    "name",
+    "namespace",
+    "type",
+    "host",
+    "path",
+    "pathType",
+    "domain",
+    "port",
+    "labels",
+    "annotations",
+    "spec",
+    "data",
+];
+
+fn ordered(v: &Value) -> serde_yaml::Value {
+    match v {
+        Value::Object(m) => {
+            let rank = |k: &str| {
+                LEADING_KEYS
+                    .iter()
+                    .position(|l| *l == k)
+                    .unwrap_or(usize::MAX)
+            };
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.cmp(b)));
+            let mut out = serde_yaml::Mapping::new();
+            for k in keys {
+                out.insert(
+                    serde_yaml::Value::String(k.clone()),
+                    ordered(&m[k.as_str()]),
+                );
+            }
+            serde_yaml::Value::Mapping(out)
+        }
+        Value::Array(a) => serde_yaml::Value::Sequence(a.iter().map(ordered).collect()),
+        other => serde_yaml::to_value(other).unwrap_or(serde_yaml::Value::Null),
+    }
 }
 
 /// `<file>.tmp`, written and synced, renamed over `path`, and the folder synced: the
@@ -449,6 +495,10 @@ mod tests {
             .unwrap();
         let path = dir.path().join("configmaps/domain-a.com.yaml");
         let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: domain-a.com\n"),
+            "{text}"
+        );
         assert!(text.contains("enableHttps: off"), "{text}");
         assert_eq!(file_version(text.as_bytes()), v1);
         assert!(!dir.path().join("configmaps/domain-a.com.yaml.tmp").exists());
