@@ -96,8 +96,11 @@ impl ItemKind {
 
 /// A console error: `{"error", "field", "object", "file"}` (and `item_field`, the field
 /// of the item the page edits, when it is known).
+#[derive(Debug)]
+struct Failure(Box<FailureInfo>);
+
 #[derive(Debug, Default)]
-struct Failure {
+struct FailureInfo {
     status: u16,
     error: String,
     field: Option<String>,
@@ -108,18 +111,31 @@ struct Failure {
     version: Option<Option<String>>,
 }
 
+impl std::ops::Deref for Failure {
+    type Target = FailureInfo;
+    fn deref(&self) -> &FailureInfo {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Failure {
+    fn deref_mut(&mut self) -> &mut FailureInfo {
+        &mut self.0
+    }
+}
+
 impl Failure {
     fn new(status: u16, error: impl Into<String>) -> Self {
-        Failure {
+        Failure(Box::new(FailureInfo {
             status,
             error: error.into(),
-            ..Failure::default()
-        }
+            ..FailureInfo::default()
+        }))
     }
 
     fn item(e: ItemError) -> Self {
         let field = (!e.field.is_empty()).then_some(e.field);
-        Failure {
+        Failure(Box::new(FailureInfo {
             status: 400,
             error: match &field {
                 Some(f) => format!("{f}: {}", e.message),
@@ -127,23 +143,23 @@ impl Failure {
             },
             item_field: field.clone(),
             field,
-            ..Failure::default()
-        }
+            ..FailureInfo::default()
+        }))
     }
 
     fn stale(message: impl std::fmt::Display, current: Option<String>) -> Self {
-        Failure {
+        Failure(Box::new(FailureInfo {
             status: 409,
             error: format!("stale: {message}"),
             version: Some(current),
-            ..Failure::default()
-        }
+            ..FailureInfo::default()
+        }))
     }
 
     fn store(e: StoreError, kind: ItemKind, files: bool) -> Self {
         match e {
             StoreError::Conflict { message, current } => Failure::stale(message, current),
-            StoreError::Invalid(p) => Failure {
+            StoreError::Invalid(p) => Failure(Box::new(FailureInfo {
                 status: 400,
                 error: format!("{}: {}", p.object, p.error.located()),
                 item_field: items::item_field(kind.as_str(), &p.error.path),
@@ -151,25 +167,26 @@ impl Failure {
                 object: Some(p.object),
                 file: files.then_some(p.origin),
                 version: None,
-            },
+            })),
             StoreError::Failed(m) => Failure::new(500, m),
         }
     }
 
     fn response(self) -> Response<Vec<u8>> {
+        let f = *self.0;
         let mut v = json!({
-            "error": self.error,
-            "field": self.field,
-            "object": self.object,
-            "file": self.file,
+            "error": f.error,
+            "field": f.field,
+            "object": f.object,
+            "file": f.file,
         });
-        if let Some(f) = self.item_field {
-            v["item_field"] = f.into();
+        if let Some(field) = f.item_field {
+            v["item_field"] = field.into();
         }
-        if let Some(version) = self.version {
+        if let Some(version) = f.version {
             v["version"] = version.into();
         }
-        json(self.status, &v)
+        json(f.status, &v)
     }
 }
 
@@ -472,7 +489,7 @@ impl Manager {
             (None, Some(Value::String(text)))
                 if matches!(kind, ItemKind::Routes | ItemKind::Plugins) =>
             {
-                self.from_yaml(kind, name, text)?
+                self.object_from_yaml(kind, name, text)?
             }
             (None, Some(_)) => {
                 return Err(Failure::new(
@@ -498,7 +515,7 @@ impl Manager {
     }
 
     /// The advanced editor's whole object: of the kind the path says, named as it says.
-    fn from_yaml(&self, kind: ItemKind, name: &str, text: &str) -> Result<Value, Failure> {
+    fn object_from_yaml(&self, kind: ItemKind, name: &str, text: &str) -> Result<Value, Failure> {
         let mut obj: Value = serde_yaml::from_str(text).map_err(|e| {
             let mut f = Failure::new(400, format!("invalid YAML: {e}"));
             f.field = Some(String::new());
@@ -599,7 +616,7 @@ mod tests {
             Precondition::Version("a".into())
         );
         let f = precondition(true, Some("a"), &IfMatch::Any).unwrap_err();
-        assert_eq!((f.status, f.version), (409, Some(Some("a".into()))));
+        assert_eq!((f.status, f.version.clone()), (409, Some(Some("a".into()))));
         let f = precondition(true, Some("a"), &v("b")).unwrap_err();
         assert!(f.error.starts_with("stale: "), "{}", f.error);
         // A new one none, or the version of the object that will hold it.
