@@ -207,3 +207,32 @@ impl KubeStore {
         api.delete(name, &dp).await.map_err(api_error).map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16) -> ::kube::Error {
+        ::kube::Error::Api(Box::new(::kube::core::Status {
+            code,
+            message: "the object has been modified".into(),
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn the_api_servers_409_is_a_conflict_and_422_a_refusal() {
+        assert!(
+            matches!(api_error(status(409)), StoreError::Conflict { ref message, current: None } if message == "the object has been modified")
+        );
+        assert!(
+            matches!(api_error(status(422)), StoreError::Failed(ref m) if m.starts_with("the API server refused"))
+        );
+        assert!(matches!(api_error(status(500)), StoreError::Failed(_)));
+        assert_eq!(
+            api_resource(Kind::McpBridge).unwrap().api_version,
+            "networking.higress.io/v1"
+        );
+        assert!(api_resource(Kind::Service).is_none());
+    }
+}
