@@ -547,7 +547,9 @@ fn is_read_only(kind: &notify::EventKind) -> bool {
     )
 }
 
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+/// Every file below `dir`, symlinked folders followed once (the console finds an
+/// object's file with it).
+pub(crate) fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
     collect_below(dir, out, &mut Vec::new());
 }
 
@@ -592,7 +594,7 @@ fn collect_below(dir: &Path, out: &mut Vec<PathBuf>, open: &mut Vec<(u64, u64)>)
 }
 
 /// `name` of `name.yaml` / `name.yml`; `None` for any other file (temp files etc.).
-fn object_name(path: &Path) -> Option<String> {
+pub(crate) fn object_name(path: &Path) -> Option<String> {
     let file = path.file_name()?.to_str()?;
     let name = file
         .strip_suffix(".yaml")
