@@ -134,10 +134,17 @@ async function observe() {
   assert.match(alt, /Requests per second: last value/);
   await page.click("#chart-as-table");
 
-  // An exemplar on the latency chart opens its trace.
-  const marker = await poll("an exemplar on the latency chart", async () => page.$("#latency-chart circle.exemplar"));
-  const exemplarTrace = await marker.getAttribute("data-trace-id");
-  await marker.click();
+  // An exemplar on the latency chart opens its trace, by keyboard: focus the newest
+  // marker (in one step in the page, as the chart redraws every second until focus
+  // holds it) and press Enter.
+  await poll("an exemplar on the latency chart", async () => page.$("#latency-chart circle.exemplar"));
+  const exemplarTrace = await page.evaluate(() => {
+    const c = [...document.querySelectorAll("#latency-chart circle.exemplar")].pop();
+    c.focus();
+    return c.dataset.traceId;
+  });
+  assert.match(exemplarTrace, /^[0-9a-f]{32}$/);
+  await page.keyboard.press("Enter");
   await poll("the exemplar's trace", async () =>
     (await page.textContent("#waterfall-title").catch(() => "")).includes(exemplarTrace));
   await checkWaterfall(page);

@@ -6,7 +6,20 @@
 // Environment (beside console.mjs's): BACKEND (ip:port of a live HTTP backend),
 // ROUTE_HOST (the new domain).
 import assert from "node:assert/strict";
+import http from "node:http";
 import path from "node:path";
+
+/** GET `url` with this Host header (fetch may not set Host); resolves to the status. */
+function get(url, host) {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { headers: { Host: host } }, (res) => {
+      res.resume();
+      res.on("end", () => resolve(res.statusCode));
+    });
+    req.on("error", reject);
+    req.setTimeout(5000, () => req.destroy(new Error("timed out")));
+  });
+}
 
 export async function manage({ launch, poll, env, log, ARTIFACTS, CONSOLE }) {
   const { browser, page, offOrigin, errors } = await launch();
@@ -58,8 +71,6 @@ export async function manage({ launch, poll, env, log, ARTIFACTS, CONSOLE }) {
   assert.equal(wrong.ok, false);
   assert.match(wrong.text, /domain/);
 
-  await page.click("#tab-manage");
-  await page.waitForSelector("#manage-service-sources form");
   const source = await save("service-sources", { name: "console-be", type: "static", domain: env("BACKEND"), port: 80 });
   assert.ok(source.ok, source.text);
   await page.waitForSelector("#manage-domains form");
@@ -90,9 +101,12 @@ export async function manage({ launch, poll, env, log, ARTIFACTS, CONSOLE }) {
 
   // A request through the new route succeeds once the gateway has applied it...
   const gateway = env("GATEWAY");
+  let last;
   await poll("a 200 through the new route", async () => {
-    const r = await fetch(gateway + "/console-check", { headers: { Host: host } });
-    return r.status === 200;
+    last = await get(gateway + "/console-check", host);
+    return last === 200;
+  }).catch((e) => {
+    throw new Error(`${e.message} (last status ${last})`);
   });
   // ...and its trace shows in the console.
   await page.click("#tab-traces");
@@ -102,7 +116,7 @@ export async function manage({ launch, poll, env, log, ARTIFACTS, CONSOLE }) {
     return r ? r.name : null;
   });
   await poll("the new route's trace", async () => {
-    await fetch(gateway + "/console-check", { headers: { Host: host } });
+    await get(gateway + "/console-check", host);
     await page.selectOption("#trace-route", routeName).catch(() => {});
     await page.click('#trace-filter button[type="submit"]');
     await page.waitForTimeout(300);
@@ -113,20 +127,21 @@ export async function manage({ launch, poll, env, log, ARTIFACTS, CONSOLE }) {
   assert.match(await page.textContent("#waterfall"), new RegExp(routeName));
   await page.screenshot({ path: path.join(ARTIFACTS, "console-manage.png"), fullPage: true });
 
-  // A stale version is refused: read the domain, change it elsewhere, save the old one.
-  const stale = await page.evaluate(async (h) => {
-    const one = await (await fetch(`/api/console/resources/domains/${h}`)).json();
-    const put = (v) => fetch(`/api/console/resources/domains/${h}`, {
+  // A stale version is refused: two saves based on the same read of the tracing
+  // settings, the second after the first changed them.
+  const stale = await page.evaluate(async () => {
+    const one = await (await fetch("/api/console/resources/global/tracing")).json();
+    const put = (sampling) => fetch("/api/console/resources/global/tracing", {
       method: "PUT",
-      headers: { "Content-Type": "application/json", "If-Match": v },
-      body: JSON.stringify({ item: { name: h, enableHttps: "off", cert: null } }),
+      headers: { "Content-Type": "application/json", "If-Match": one.version },
+      body: JSON.stringify({ item: { ...one.item, sampling } }),
     });
-    const first = await put(one.version);
-    const second = await put(one.version);
+    const first = await put(50);
+    const second = await put(100);
     return [first.status, second.status];
-  }, host);
-  log("same version twice:", stale);
-  assert.equal(stale[1], 409);
+  });
+  log("two saves from one read:", stale);
+  assert.deepEqual(stale, [200, 409]);
 
   // Wrong passwords: refused, then rate limited.
   await page.click("#tab-manage");

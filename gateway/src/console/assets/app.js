@@ -7,6 +7,7 @@ const state = {
   tab: "traffic",
   entity: null, // "route:<name>" or "cluster:<name>"
   chartTable: false,
+  hold: false,
   sortBy: "requests",
   series: null,
   exemplars: [],
@@ -284,7 +285,9 @@ function lineChart(container, title, t, lines, unit, markers) {
 
 function renderCharts() {
   const s = state.series;
-  if (!s) return;
+  // Held still while the pointer or the keyboard is on a chart, so a marker being
+  // aimed at does not move away under it.
+  if (!s || state.hold) return;
   document.getElementById("chart-title").textContent = `Requests and latency: ${s.kind} ${s.name}`;
   lineChart(document.getElementById("rate-chart"), "Requests per second", s.t, [
     { label: "requests", values: s.rq, cls: "rq" },
@@ -564,7 +567,10 @@ const KINDS = [
   },
 ];
 
-function formFor(spec, item, version) {
+function formFor(spec, item, version, onSaved) {
+  // The version this form's next save is based on: what it was read at, then what
+  // its last save wrote.
+  let current = version;
   const values = item ? (spec.fromItem ? spec.fromItem(item) : item) : {};
   const msg = el("p", { class: "error", role: "alert" });
   const inputs = spec.fields.map(([name, type, hint]) => {
@@ -588,12 +594,14 @@ function formFor(spec, item, version) {
     ev.preventDefault();
     const f = Object.fromEntries(new FormData(form).entries());
     const body = spec.yaml ? { yaml: f.yaml } : { item: spec.toItem(f) };
+    msg.textContent = "";
     const res = await api(`/api/console/resources/${spec.kind}/${encodeURIComponent(f.name)}`,
-      { method: "PUT", body, ifMatch: version || "*" });
+      { method: "PUT", body, ifMatch: current || "*" });
     if (res.status === 200) {
+      current = res.body.version;
       msg.className = "ok";
       msg.textContent = `saved (version ${res.body.version})`;
-      setTimeout(loadManage, 300);
+      if (onSaved) onSaved();
     } else {
       msg.className = "error";
       msg.textContent = errorText(res.body, res.status);
@@ -604,34 +612,42 @@ function formFor(spec, item, version) {
 
 async function renderEditors(box) {
   const parts = [];
-  for (const spec of KINDS) {
+  for (const spec of KINDS) parts.push(kindSection(spec));
+  parts.push(await tracingEditor());
+  replace(box, parts);
+}
+
+// One kind's section: its items (each opens in the form, or is deleted) and the form.
+// A save refreshes the list only, so a form being filled elsewhere stays as it is.
+function kindSection(spec) {
+  const list = el("ul", { class: "items" });
+  const section = el("section", { class: "kind", id: "manage-" + spec.kind }, el("h2", {}, spec.title), list);
+  const refresh = async () => {
     const r = await api(`/api/console/resources/${spec.kind}`);
     const items = r.status === 200 ? r.body.items || [] : [];
-    const list = el("ul", {}, items.map((it) => el("li", {},
+    replace(list, items.map((it) => el("li", {},
       el("button", { class: "link", onclick: async () => {
         const one = await api(`/api/console/resources/${spec.kind}/${encodeURIComponent(it.name)}`);
         if (one.status !== 200) return;
         const item = spec.yaml ? { name: it.name, yaml: one.body.yaml } : { ...one.body.item, name: it.name };
-        section.querySelector("form").replaceWith(formFor(spec, item, one.body.version));
+        section.querySelector("form").replaceWith(formFor(spec, item, one.body.version, refresh));
       } }, it.name),
       " ",
       el("button", { class: "danger", "aria-label": `delete ${it.name}`, onclick: async () => {
         const res = await api(`/api/console/resources/${spec.kind}/${encodeURIComponent(it.name)}`,
           { method: "DELETE", ifMatch: it.version });
-        if (res.status === 200) loadManage();
+        if (res.status === 200) refresh();
       } }, "delete"))));
-    const section = el("section", { class: "kind", id: "manage-" + spec.kind },
-      el("h2", {}, spec.title), list, formFor(spec, null, null));
-    parts.push(section);
-  }
-  parts.push(await tracingEditor());
-  replace(box, parts);
+  };
+  section.append(formFor(spec, null, null, refresh));
+  refresh();
+  return section;
 }
 
 async function tracingEditor() {
   const r = await api("/api/console/resources/global/tracing");
   const t = r.status === 200 ? r.body.item || {} : {};
-  const version = r.status === 200 ? r.body.version : null;
+  let version = r.status === 200 ? r.body.version : null;
   const msg = el("p", { class: "error", role: "alert" });
   const enable = el("input", { type: "checkbox", id: "tracing-enable", name: "enable" });
   enable.checked = !!t.enable;
@@ -655,11 +671,13 @@ async function tracingEditor() {
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const f = Object.fromEntries(new FormData(form).entries());
+    msg.textContent = "";
     const item = {
       enable: enable.checked, sampling: Number(f.sampling), timeout: Number(f.timeout) || 500,
       provider: f.provider, service: f.service, port: Number(f.port),
     };
     const res = await api("/api/console/resources/global/tracing", { method: "PUT", body: { item }, ifMatch: version || "*" });
+    if (res.status === 200) version = res.body.version;
     msg.className = res.status === 200 ? "ok" : "error";
     msg.textContent = res.status === 200 ? "saved" : errorText(res.body, res.status);
   });
@@ -690,6 +708,15 @@ async function slowTick() {
 document.addEventListener("DOMContentLoaded", async () => {
   setupTabs();
   document.getElementById("entity").addEventListener("change", (ev) => pickEntity(ev.target.value));
+  const charts = document.getElementById("charts");
+  const hold = (on) => () => {
+    state.hold = on;
+    if (!on) renderCharts();
+  };
+  charts.addEventListener("pointerenter", hold(true));
+  charts.addEventListener("pointerleave", hold(false));
+  charts.addEventListener("focusin", hold(true));
+  charts.addEventListener("focusout", hold(false));
   document.getElementById("sort-by").addEventListener("change", (ev) => {
     state.sortBy = ev.target.value;
     if (state.metrics) renderMetrics(state.metrics);
