@@ -117,7 +117,7 @@ export async function manage({ launch, poll, env, log, ARTIFACTS, CONSOLE }) {
   });
   await poll("the new route's trace", async () => {
     await get(gateway + "/console-check", host);
-    await page.selectOption("#trace-route", routeName).catch(() => {});
+    await page.selectOption("#trace-route", routeName);
     await page.click('#trace-filter button[type="submit"]');
     await page.waitForTimeout(300);
     return (await page.$$("#trace-table tbody tr")).length > 0;

@@ -441,6 +441,13 @@ async function loadConfig() {
   if (r.status !== 200) return;
   const c = (state.config = r.body);
   renderConfigLine(c);
+  const routeSelect = document.getElementById("trace-route");
+  const names = ["", ...new Set(c.routes.map((rt) => rt.name))];
+  if ([...routeSelect.options].map((o) => o.value).join("\n") !== names.join("\n")) {
+    const keep = routeSelect.value;
+    replace(routeSelect, names.map((n) => el("option", { value: n }, n || "any")));
+    routeSelect.value = keep;
+  }
   if (state.tab !== "config") return;
   replace(document.getElementById("config-summary"),
     el("dl", {},
@@ -467,13 +474,6 @@ async function loadConfig() {
         el("td", {}, JSON.stringify(rt.match)),
         el("td", {}, (rt.destinations || []).map((d) => `${d.cluster} (${d.weight})`).join(", ")),
         el("td", {}, rt.plugins.length ? rt.plugins.map((p) => `${p.name} [${p.implementation}, ${p.phase}]`).join(" → ") : "–"))))));
-  const routeSelect = document.getElementById("trace-route");
-  const names = ["", ...new Set(c.routes.map((rt) => rt.name))];
-  if ([...routeSelect.options].map((o) => o.value).join("\n") !== names.join("\n")) {
-    const keep = routeSelect.value;
-    replace(routeSelect, names.map((n) => el("option", { value: n }, n || "any")));
-    routeSelect.value = keep;
-  }
 }
 
 // ---- manage ----------------------------------------------------------------------
