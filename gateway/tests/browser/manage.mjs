@@ -125,7 +125,7 @@ export async function manage({ launch, poll, env, log, ARTIFACTS, CONSOLE }) {
   await page.click("#trace-table tbody tr");
   await page.waitForSelector("#waterfall li.span.client");
   assert.match(await page.textContent("#waterfall"), new RegExp(routeName));
-  await page.screenshot({ path: path.join(ARTIFACTS, "console-manage.png"), fullPage: true });
+  await page.screenshot({ path: path.join(ARTIFACTS, `console-manage-${process.env.STORE || "files"}.png`), fullPage: true });
 
   // A stale version is refused: two saves based on the same read of the tracing
   // settings, the second after the first changed them.
