@@ -78,6 +78,22 @@ impl Drop for Load {
     }
 }
 
+/// The manage flow (`tests/browser/manage.mjs`) against `gw`, its new route to `be`.
+fn run_manage(gw: &Gateway, be: &backend::Backend, host: &str, store: &str) {
+    run_browser(
+        "manage",
+        &[
+            ("CONSOLE", format!("http://{}", gw.admin)),
+            ("STATS", format!("http://{}", gw.stats)),
+            ("GATEWAY", format!("http://{}", gw.http)),
+            ("BACKEND", be.addr.to_string()),
+            ("ROUTE_HOST", host.to_string()),
+            ("STORE", store.to_string()),
+        ],
+        Duration::from_secs(240),
+    );
+}
+
 /// On the demo, out of the box: live charts that match `/stats/prometheus`, an
 /// exemplar that opens its trace, the trace list by keyboard, a rejected change with
 /// its file and field, the page's weight and origin.
@@ -127,18 +143,7 @@ fn the_console_creates_a_service_source_a_domain_and_a_route() {
     let cfg = ConfigDir::new();
     let gw = Gateway::start(cfg.path());
     let host = "console.example.com";
-    run_browser(
-        "manage",
-        &[
-            ("CONSOLE", format!("http://{}", gw.admin)),
-            ("STATS", format!("http://{}", gw.stats)),
-            ("GATEWAY", format!("http://{}", gw.http)),
-            ("CONFIG_DIR", cfg.path().display().to_string()),
-            ("BACKEND", be.addr.to_string()),
-            ("ROUTE_HOST", host.to_string()),
-        ],
-        Duration::from_secs(240),
-    );
+    run_manage(&gw, &be, host, "files");
     assert!(
         be.requests() > 0,
         "the backend was reached through the new route"
@@ -158,16 +163,10 @@ fn the_console_creates_a_service_source_a_domain_and_a_route() {
         !secret.contains("console-pass-1234"),
         "the password is stored hashed: {secret}"
     );
-    let out = Command::new(gateway_bin())
-        .arg("validate")
-        .arg(cfg.path())
-        .output()
-        .unwrap();
+    let (status, text) = validate(cfg.path());
     assert!(
-        out.status.success(),
-        "gateway validate on what the console wrote: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        status.success(),
+        "gateway validate on what the console wrote: {text}"
     );
 }
 
@@ -179,17 +178,7 @@ fn the_console_writes_kubernetes_objects() {
     let be = backend::Backend::start("console-kube-be");
     let gw = api.gateway(&[]);
     let host = "console-kube.example.com";
-    run_browser(
-        "manage",
-        &[
-            ("CONSOLE", format!("http://{}", gw.admin)),
-            ("STATS", format!("http://{}", gw.stats)),
-            ("GATEWAY", format!("http://{}", gw.http)),
-            ("BACKEND", be.addr.to_string()),
-            ("ROUTE_HOST", host.to_string()),
-        ],
-        Duration::from_secs(240),
-    );
+    run_manage(&gw, &be, host, "kube");
     assert!(
         be.requests() > 0,
         "the backend was reached through the new route"

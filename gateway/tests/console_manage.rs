@@ -254,17 +254,8 @@ fn the_console_writes_a_directory_the_gateway_serves_and_validate_accepts() {
     );
     assert!(ingress.contains("ingressClassName: higress"), "{ingress}");
     assert!(!files(dir).keys().any(|f| f.ends_with(".tmp")));
-    let out = std::process::Command::new(gateway_bin())
-        .arg("validate")
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "gateway validate: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (status, text) = validate(dir);
+    assert!(status.success(), "gateway validate: {text}");
 
     // Reads: lists and one item with its YAML as stored.
     let list = c.get("/api/console/resources/service-sources").json();

@@ -31,6 +31,19 @@ fn request(
     }
 }
 
+/// `POST /api/console/login` with `body` from `peer`.
+async fn login(auth: &Auth, body: &str, peer: [u8; 4]) -> Response<Vec<u8>> {
+    auth.respond(&request(
+        Method::POST,
+        "/api/console/login",
+        body,
+        None,
+        peer,
+    ))
+    .await
+    .unwrap()
+}
+
 fn token_of(r: &Response<Vec<u8>>) -> String {
     let c = r.headers()[http::header::SET_COOKIE].to_str().unwrap();
     assert!(
@@ -183,16 +196,7 @@ async fn init_login_logout_in_a_directory() {
     // Login: a wrong password is 401, the right one a session; logout ends it.
     let wrong = r#"{"username":"admin","password":"nope-nope"}"#;
     let right = r#"{"username":"admin","password":"s3cret-pass"}"#;
-    let r = auth
-        .respond(&request(
-            Method::POST,
-            "/api/console/login",
-            wrong,
-            None,
-            remote,
-        ))
-        .await
-        .unwrap();
+    let r = login(&auth, wrong, remote).await;
     assert_eq!(r.status(), 401);
     let r = auth
         .respond(&request(
@@ -205,16 +209,7 @@ async fn init_login_logout_in_a_directory() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    let r = auth
-        .respond(&request(
-            Method::POST,
-            "/api/console/login",
-            right,
-            None,
-            remote,
-        ))
-        .await
-        .unwrap();
+    let r = login(&auth, right, remote).await;
     assert_eq!(r.status(), 200);
     let tok = token_of(&r);
     let req = request(Method::POST, "/api/console/logout", "", Some(&tok), remote);
@@ -228,41 +223,14 @@ async fn init_login_logout_in_a_directory() {
     assert!(auth.session(&req).is_none());
     // Three more failures make five in the minute: then 429, even for the right one.
     for _ in 0..3 {
-        let r = auth
-            .respond(&request(
-                Method::POST,
-                "/api/console/login",
-                wrong,
-                None,
-                remote,
-            ))
-            .await
-            .unwrap();
+        let r = login(&auth, wrong, remote).await;
         assert_eq!(r.status(), 401);
     }
-    let r = auth
-        .respond(&request(
-            Method::POST,
-            "/api/console/login",
-            right,
-            None,
-            remote,
-        ))
-        .await
-        .unwrap();
+    let r = login(&auth, right, remote).await;
     assert_eq!(r.status(), 429);
     assert!(r.headers().contains_key(http::header::RETRY_AFTER));
     *t.lock().unwrap() += FAILURE_WINDOW;
-    let r = auth
-        .respond(&request(
-            Method::POST,
-            "/api/console/login",
-            right,
-            None,
-            remote,
-        ))
-        .await
-        .unwrap();
+    let r = login(&auth, right, remote).await;
     assert_eq!(r.status(), 200);
     // Other paths are not auth's.
     assert!(auth

@@ -108,6 +108,21 @@ pub fn gateway_bin() -> PathBuf {
     bin
 }
 
+/// `gateway validate DIR`: its exit status and what it printed (stdout, then stderr).
+pub fn validate(dir: &Path) -> (std::process::ExitStatus, String) {
+    let out = Command::new(gateway_bin())
+        .arg("validate")
+        .arg(dir)
+        .output()
+        .expect("the gateway binary runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status, text)
+}
+
 /// A config directory in the standalone layout.
 pub struct ConfigDir {
     pub dir: tempfile::TempDir,
