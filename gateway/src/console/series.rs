@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
-use telemetry::stats::Histogram;
+use telemetry::stats::{Histogram, ENVOY_DEFAULT_BUCKETS};
 
 use super::metrics_quantile::histogram_quantile;
 use super::metrics_ring::{
@@ -43,7 +43,9 @@ trait Source {
         self.key().into()
     }
     fn classes(&self) -> [u64; 5];
-    fn histogram(&self) -> &Histogram;
+    /// `None` until the handle has recorded (a route's series start with its first
+    /// request).
+    fn histogram(&self) -> Option<&Histogram>;
     fn flags(&self) -> [u64; FLAGS];
 }
 
@@ -57,8 +59,8 @@ impl Source for RouteStats {
     fn classes(&self) -> [u64; 5] {
         self.class_counts()
     }
-    fn histogram(&self) -> &Histogram {
-        &self.rq_time
+    fn histogram(&self) -> Option<&Histogram> {
+        self.rq_time()
     }
     fn flags(&self) -> [u64; FLAGS] {
         self.flag_counts()
@@ -72,8 +74,8 @@ impl Source for ClusterStats {
     fn classes(&self) -> [u64; 5] {
         self.class_counts()
     }
-    fn histogram(&self) -> &Histogram {
-        &self.rq_time
+    fn histogram(&self) -> Option<&Histogram> {
+        Some(&self.rq_time)
     }
     fn flags(&self) -> [u64; FLAGS] {
         self.istio.flag_counts()
@@ -91,7 +93,9 @@ struct Reading {
 impl Reading {
     fn of(s: &impl Source) -> Self {
         let mut buckets = [0; BUCKETS];
-        s.histogram().bucket_counts(&mut buckets);
+        if let Some(h) = s.histogram() {
+            h.bucket_counts(&mut buckets);
+        }
         Reading {
             classes: s.classes(),
             buckets,
@@ -141,9 +145,10 @@ impl Entity {
             self.active_sec = sec;
         }
         let h = s.histogram();
-        self.ring.push(sec, rq, classes[4], &buckets, h.bounds());
+        let bounds = h.map_or(ENVOY_DEFAULT_BUCKETS, |h| h.bounds());
+        self.ring.push(sec, rq, classes[4], &buckets, bounds);
         self.ring.add_flags(sec, &flags);
-        if buckets.iter().any(|&n| n > 0) {
+        if let Some(h) = h.filter(|_| buckets.iter().any(|&n| n > 0)) {
             self.take_exemplars(h);
         }
         self.base = now;

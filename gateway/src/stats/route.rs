@@ -6,7 +6,7 @@
 //! `rq_time` in milliseconds.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use telemetry::stats::{Counter, Family, Histogram, Kind, Registry, ENVOY_DEFAULT_BUCKETS};
@@ -17,17 +17,25 @@ use super::{class_index, CLASSES};
 use crate::proxy::flags::ResponseFlags;
 
 /// The stats of one route name, shared by every snapshot whose routes have that name,
-/// so counts survive reloads.
+/// so counts survive reloads. Its series are registered with the route's first request:
+/// a route that never matches (most of 10,000 Ingresses at any moment) costs no series,
+/// no scrape lines and no histogram.
 pub struct RouteStats {
     /// The `route` label value.
     pub name: Arc<str>,
+    families: Arc<RouteFamilies>,
+    series: OnceLock<RouteSeries>,
+    /// Requests per response flag (not exported; the console reads them).
+    flags: FlagCounts,
+}
+
+/// The exported series of a route that has had a request.
+struct RouteSeries {
     /// `gateway_route_rq_total` by `response_code_class` 1xx..5xx.
     rq_class: [Counter; 5],
     /// `gateway_route_rq_time`: the downstream request's time (ms), as
     /// `envoy_http_downstream_rq_time` measures it.
-    pub rq_time: Histogram,
-    /// Requests per response flag (not exported; the console reads them).
-    flags: FlagCounts,
+    rq_time: Histogram,
 }
 
 impl std::fmt::Debug for RouteStats {
@@ -39,22 +47,32 @@ impl std::fmt::Debug for RouteStats {
 }
 
 impl RouteStats {
-    fn register(f: &RouteFamilies, name: Arc<str>) -> Self {
-        let l = ("route", &*name);
+    fn new(families: Arc<RouteFamilies>, name: Arc<str>) -> Self {
         RouteStats {
-            // At zero from the start, as the cluster's classes, so `rate()` sees the
-            // first request.
-            rq_class: CLASSES.map(|c| f.rq_total.counter(&[l, ("response_code_class", c)])),
-            rq_time: f.rq_time.histogram(&[l]),
-            flags: FlagCounts::default(),
             name,
+            families,
+            series: OnceLock::new(),
+            flags: FlagCounts::default(),
         }
+    }
+
+    fn series(&self) -> &RouteSeries {
+        self.series.get_or_init(|| {
+            let f = &self.families;
+            let l = ("route", &*self.name);
+            RouteSeries {
+                // All five classes at once, as the cluster's, so `rate()` sees the
+                // first 5xx.
+                rq_class: CLASSES.map(|c| f.rq_total.counter(&[l, ("response_code_class", c)])),
+                rq_time: f.rq_time.histogram(&[l]),
+            }
+        })
     }
 
     /// A request on this route has ended with `status` (0: none was sent) after
     /// `elapsed`; a sampled request's trace id becomes the latency bucket's exemplar.
-    /// One counter add and one histogram record (two adds); flagged requests (failures)
-    /// also count their flags.
+    /// One counter add and one histogram record (two adds) once the series exist;
+    /// flagged requests (failures) also count their flags.
     #[inline]
     pub fn request_done(
         &self,
@@ -63,10 +81,11 @@ impl RouteStats {
         trace_id: Option<&str>,
         flags: ResponseFlags,
     ) {
+        let s = self.series();
         if let Some(i) = class_index(status) {
-            self.rq_class[i].inc();
+            s.rq_class[i].inc();
         }
-        super::hcm::record_time(&self.rq_time, elapsed, trace_id);
+        super::hcm::record_time(&s.rq_time, elapsed, trace_id);
         if flags != ResponseFlags::default() {
             self.flags.add(flags);
         }
@@ -74,7 +93,14 @@ impl RouteStats {
 
     /// Requests by class, `1xx` first.
     pub fn class_counts(&self) -> [u64; 5] {
-        self.rq_class.each_ref().map(Counter::get)
+        self.series
+            .get()
+            .map_or([0; 5], |s| s.rq_class.each_ref().map(Counter::get))
+    }
+
+    /// `gateway_route_rq_time`, once the route has had a request.
+    pub fn rq_time(&self) -> Option<&Histogram> {
+        self.series.get().map(|s| &s.rq_time)
     }
 
     /// Requests per response flag, by bit position ([`ResponseFlags::short_name`]).
@@ -112,7 +138,7 @@ impl RouteFamilies {
 /// it continues its counts.
 pub struct RouteStatsCache {
     registry: Arc<Registry>,
-    families: RouteFamilies,
+    families: Arc<RouteFamilies>,
     by_name: HashMap<Arc<str>, Arc<RouteStats>>,
     roster: Roster<RouteStats>,
 }
@@ -120,7 +146,7 @@ pub struct RouteStatsCache {
 impl RouteStatsCache {
     pub fn new(registry: Arc<Registry>) -> Self {
         RouteStatsCache {
-            families: RouteFamilies::register(&registry),
+            families: Arc::new(RouteFamilies::register(&registry)),
             registry,
             by_name: HashMap::new(),
             roster: Roster::default(),
@@ -141,7 +167,7 @@ impl RouteStatsCache {
         if let Some(s) = self.by_name.get(name) {
             return s.clone();
         }
-        let s = Arc::new(RouteStats::register(&self.families, name.clone()));
+        let s = Arc::new(RouteStats::new(self.families.clone(), name.clone()));
         self.by_name.insert(name.clone(), s.clone());
         s
     }
@@ -161,6 +187,15 @@ impl RouteStatsCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_idle_route_has_no_series() {
+        let mut cache = RouteStatsCache::detached();
+        let idle = cache.get(&Arc::from("idle"));
+        assert_eq!(idle.class_counts(), [0; 5]);
+        assert!(idle.rq_time().is_none());
+        assert!(!cache.registry().render().contains("idle"));
+    }
 
     #[test]
     fn routes_count_by_class_and_time_and_keep_counts_by_name() {
@@ -189,7 +224,10 @@ mod tests {
         ] {
             assert!(m.lines().any(|l| l == line), "missing {line:?} in\n{m}");
         }
-        assert!(s.rq_time.exemplar(2).is_some(), "sampled: an exemplar");
+        assert!(
+            s.rq_time().unwrap().exemplar(2).is_some(),
+            "sampled: an exemplar"
+        );
         assert!(Arc::ptr_eq(&s, &cache.get(&name)), "same name, same stats");
         cache.retain(&["other"].into_iter().collect());
         assert!(cache.by_name.is_empty());
@@ -197,10 +235,20 @@ mod tests {
         let kept: HashSet<&str> = ["default/echo"].into_iter().collect();
         let again = cache.get(&name);
         cache.retain(&kept);
+        assert!(
+            again.rq_time().is_none(),
+            "no series before its first request"
+        );
+        again.request_done(
+            200,
+            Duration::from_millis(3),
+            None,
+            ResponseFlags::default(),
+        );
         assert_eq!(
             again.class_counts(),
-            [0, 2, 0, 0, 1],
-            "asked for again while the old handle lives: the same cells"
+            [0, 3, 0, 0, 1],
+            "asked for again while the old handle lives: its first request finds the same cells"
         );
         assert_eq!(cache.roster().load().entries.len(), 1);
     }
