@@ -690,6 +690,26 @@ for ((r = 1; r <= ROUNDS; r++)); do
   done
 done
 
+# The console's own cost, where it can be told from noise: CPU time (nanoseconds, every
+# thread's /proc schedstat) of gw-console and gateway over the same idle window, both
+# scraped every second, gw-console's console JSON also polled every second. Their
+# difference a second, against the gateway's requests a second under load, is what an
+# open console adds to a request.
+cpu_ns() { # pid: CPU time of all its threads so far (ns)
+  local t=0 n f
+  for f in /proc/"$1"/task/*/schedstat; do
+    read -r n _ <"$f" 2>/dev/null && t=$((t + n))
+  done
+  echo "$t"
+}
+IDLE=10
+[[ $SMOKE == 1 ]] && IDLE=2
+g0=$(cpu_ns "${GW_PID[gateway]}")
+c0=$(cpu_ns "${GW_PID[gw-console]}")
+sleep "$IDLE"
+echo "$IDLE $(($(cpu_ns "${GW_PID[gateway]}") - g0)) $(($(cpu_ns "${GW_PID[gw-console]}") - c0))" \
+  >"$RES/console-idle.txt"
+
 status=0
 # Each target's serving process, measured once the load is over, for the table.
 rss_pairs=()
@@ -710,6 +730,7 @@ printf '%s\n%s\n' "$CPU_BEFORE" "$(head -n 1 /proc/stat)" | awk '
 # CPU time the proxy process itself used per request: unlike req/s, it is not moved by
 # what wrk, the backend or the hypervisor take from the shared cores.
 python3 "$HELPER" cpu "$(getconf CLK_TCK)" "$RES/cpu.txt"
+python3 "$HELPER" console-cost "$RES" || status=1
 
 echo
 echo "== RSS after load =="

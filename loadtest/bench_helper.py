@@ -16,6 +16,7 @@ Subcommands:
   gateway-redis-limit DIR REDIS_PORT
                                    add cluster-key-rate-limit counting in the redis-server
                                    on REDIS_PORT (a static registry names it)
+  console-cost RESULTS_DIR         what polling the console every second adds to a request
   wait-http URL TIMEOUT [--host H] [--pid PID]
                                    poll URL until it answers 200 (exit 1 on timeout or
                                    if PID exits first)
@@ -845,6 +846,27 @@ def cmd_config_latency(d, admin_addr, n):
         sys.exit(1)
 
 
+def cmd_console_cost(results_dir):
+    """What polling the console's JSON every second adds to a request: gw-console's CPU
+    time a second at rest over the gateway row's (both scraped), divided by the gateway
+    row's req/s under load, against its CPU time a request. Goal: under 1 %."""
+    with open(os.path.join(results_dir, "console-idle.txt")) as f:
+        secs, gateway_ns, console_ns = (int(x) for x in f.read().split())
+    rows, _, _ = read_rows(results_dir, ["gateway"])
+    cpu = cpu_per_request(os.path.join(results_dir, "cpu.txt"), float(os.sysconf("SC_CLK_TCK")))
+    if "gateway" not in rows or "gateway" not in cpu:
+        print("console: no gateway row to compare with")
+        return
+    added_ms = (console_ns - gateway_ns) / 1e6 / secs
+    per_request_us = added_ms * 1e3 / rows["gateway"]["rps"]
+    share = 100 * per_request_us / cpu["gateway"][0]
+    print(f"console: polling its JSON every second costs {added_ms:.2f} ms CPU a second "
+          f"(at rest over {secs} s: gw-console {console_ns / 1e6 / secs:.2f} ms/s, gateway "
+          f"{gateway_ns / 1e6 / secs:.2f} ms/s); at the gateway row's {rows['gateway']['rps']:.0f} req/s "
+          f"that is {per_request_us * 1e3:+.1f} ns a request, {share:+.3f} % of its "
+          f"{cpu['gateway'][0]:.1f} us (goal < 1 %{': OVER' if share >= 1 else ''})")
+
+
 def cmd_cpu(hz, path):
     """CPU time per request of each proxy process: lines `target ticks requests`."""
     hz = float(hz)
@@ -1067,6 +1089,8 @@ def main():
         cmd_config_latency(*argv)
     elif cmd == "cpu":
         cmd_cpu(*argv)
+    elif cmd == "console-cost":
+        cmd_console_cost(*argv)
     elif cmd == "instructions":
         cmd_instructions(*argv)
     elif cmd == "instructions-summary":
