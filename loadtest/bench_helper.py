@@ -899,8 +899,10 @@ def cmd_cpu(hz, path):
         print(f"json: gw-json CPU/request = {r:.2f}x floor-json ({goal_note(r, CG_VERSUS['gw-json'][2])}){extra}")
     if med.get("gateway") and "gw-console" in med:
         r = med["gw-console"] / med["gateway"]
-        print(f"console: gw-console CPU/request = {r:.3f}x gateway ({goal_note(r, 1.01)})  "
-              f"[the console's JSON polled every second]")
+        # Two processes' CPU a request differ by a few % run to run (gw-norec shows it):
+        # the goal of < 1 % is judged by `console-cost`, at rest, to the nanosecond.
+        print(f"console: gw-console CPU/request = {r:.3f}x gateway  [the console's JSON polled "
+              f"every second; under load this is within the rows' noise, see the line below]")
     if med.get("gw-norec") and "gateway" in med:
         print(f"stats recording: gateway CPU/request = {med['gateway'] / med['gw-norec']:.3f}x gw-norec")
     if med.get("ngx-gzip") and "gw-gzip" in med:
