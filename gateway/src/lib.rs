@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod annotations;
+pub mod atomic_file;
 pub mod clock;
 pub mod config_loop;
 pub mod console;

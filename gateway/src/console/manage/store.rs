@@ -1,5 +1,5 @@
 //! Reading and writing whole objects where the config lives: the config directory
-//! (`DIR/<kind-plural>/<name>.yaml`, written to `<file>.tmp`, synced, then renamed) or
+//! (`DIR/<kind-plural>/<name>.yaml`, written atomically by `atomic_file`) or
 //! the Kubernetes API (create, or replace at the resourceVersion read). Every write is
 //! validated first by the code `gateway validate` and the config sources use; a rejected
 //! write changes nothing.
@@ -353,7 +353,7 @@ impl FileStore {
         if let Some(p) = problems.into_iter().next() {
             return Err(StoreError::Invalid(p));
         }
-        write_atomically(&path, text.as_bytes())
+        crate::atomic_file::write(&path, text.as_bytes())
             .map_err(|e| StoreError::failed(format!("{}: {e}", self.origin(&path))))?;
         Ok(file_version(text.as_bytes()))
     }
@@ -373,7 +373,7 @@ impl FileStore {
             return Err(StoreError::Invalid(p));
         }
         std::fs::remove_file(&path)
-            .and_then(|_| sync_dir(&path))
+            .and_then(|_| crate::atomic_file::sync_parent(&path))
             .map_err(|e| StoreError::failed(format!("{}: {e}", self.origin(&path))))
     }
 }
@@ -429,36 +429,6 @@ fn ordered(v: &Value) -> serde_yaml::Value {
     }
 }
 
-/// `<file>.tmp`, written and synced, renamed over `path`, and the folder synced: the
-/// watcher sees one complete file, and the write survives a crash once answered.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        sync_dir(path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-fn sync_dir(path: &Path) -> std::io::Result<()> {
-    match path.parent() {
-        Some(dir) => std::fs::File::open(dir)?.sync_all(),
-        None => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,7 +471,11 @@ mod tests {
         );
         assert!(text.contains("enableHttps: off"), "{text}");
         assert_eq!(file_version(text.as_bytes()), v1);
-        assert!(!dir.path().join("configmaps/domain-a.com.yaml.tmp").exists());
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("configmaps"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["domain-a.com.yaml"], "no temporary file left");
         // Created again, or at another version: refused, nothing written.
         let e = s
             .put(

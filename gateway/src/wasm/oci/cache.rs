@@ -64,22 +64,14 @@ impl Cache {
     /// Keep the module of `reference`, whose manifest digest is `hex`.
     pub fn store(&self, reference: &str, hex: &str, wasm: &[u8]) -> std::io::Result<()> {
         std::fs::create_dir_all(self.dir.join("refs"))?;
-        write_atomically(&self.wasm_path(hex), wasm)?;
+        crate::atomic_file::write(&self.wasm_path(hex), wasm)?;
         let entry = RefEntry {
             reference: reference.to_string(),
             digest: format!("sha256:{hex}"),
         };
         let json = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
-        write_atomically(&self.ref_path(reference), &json)
+        crate::atomic_file::write(&self.ref_path(reference), &json)
     }
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
 }
 
 /// Where pulled modules go: `<--wasm-cache-dir>/oci`, else `$XDG_CACHE_HOME/gateway/oci`,
