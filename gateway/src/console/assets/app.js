@@ -562,7 +562,21 @@ const KINDS = [
   },
   {
     kind: "plugins", title: "Plugins (WasmPlugin YAML)",
-    fields: [["name", "text"], ["yaml", "textarea", "the whole WasmPlugin object"]],
+    fields: [["name", "text"], ["yaml", "textarea", [
+      "apiVersion: extensions.higress.io/v1alpha1",
+      "kind: WasmPlugin",
+      "metadata:",
+      "  name: key-auth",
+      "  namespace: higress-system",
+      "spec:",
+      "  url: oci://higress-registry.cn-hangzhou.cr.aliyuncs.com/plugins/key-auth:1.0.0",
+      "  phase: AUTHN",
+      "  priority: 310",
+      "  defaultConfig: {consumers: [{name: consumer1, credential: \"...\"}], keys: [apikey]}",
+      "  matchRules:",
+      "  - ingress: [my-route]",
+      "    config: {allow: [consumer1]}",
+    ].join("\n")]],
     yaml: true,
   },
 ];
