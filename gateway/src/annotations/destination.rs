@@ -27,7 +27,10 @@ pub fn from_annotations(map: &Annotations) -> Result<Option<Vec<Destination>>, F
 pub struct Destination {
     /// Percent of the route's traffic, 0..=100 (default 100).
     pub weight: u32,
-    /// The registry host (`<name>.dns`, `<name>.static`, a Service host ...), lowercase.
+    /// The registry host (`<name>.dns`, `<name>.static`, a Service host,
+    /// `svc.DEFAULT-GROUP.public.nacos` ...), its case kept as written: registries
+    /// (Nacos groups, Eureka applications) name services in upper case, and Higress
+    /// matches them as written.
     pub host: String,
     /// `None`: the registry's port.
     pub port: Option<u16>,
@@ -79,20 +82,26 @@ pub fn parse(value: &str) -> Result<Vec<Destination>, FieldError> {
     Ok(out)
 }
 
+/// `<host>[:<port>]`, split at the last colon as Higress splits it: a host that holds a
+/// colon itself (a Dubbo service name in Nacos, `providers:com.example.Api:1.0.0:`)
+/// must be followed by its port.
 fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
     match s.rsplit_once(':') {
         Some((h, p)) if !h.is_empty() && !h.ends_with(']') || h.starts_with('[') => {
-            let port = p
-                .parse::<u16>()
-                .map_err(|_| format!("invalid port in {s:?}"))?;
-            if port == 0 {
-                return Err(format!("invalid port in {s:?}"));
-            }
-            Ok((h.to_ascii_lowercase(), Some(port)))
+            let port = p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| {
+                if h.contains(':') || p.bytes().any(|b| !b.is_ascii_digit()) {
+                    format!(
+                        "invalid port in {s:?} (a host with a colon in it needs its port: <host>:<port>)"
+                    )
+                } else {
+                    format!("invalid port in {s:?}")
+                }
+            })?;
+            Ok((h.to_string(), Some(port)))
         }
         Some(_) => Err(format!("invalid destination {s:?}")),
         None if s.is_empty() => Err("missing host".into()),
-        None => Ok((s.to_ascii_lowercase(), None)),
+        None => Ok((s.to_string(), None)),
     }
 }
 
@@ -120,6 +129,26 @@ mod tests {
         assert_eq!(d.len(), 2);
         assert_eq!((d[0].weight, d[0].port), (30, Some(8080)));
         assert_eq!((d[1].weight, d[1].subset.as_str()), (70, "v1"));
+    }
+
+    #[test]
+    fn hosts_keep_their_case_and_split_at_the_last_colon() {
+        let d = parse("svc.DEFAULT-GROUP.public.nacos:8080").unwrap();
+        assert_eq!(
+            (d[0].host.as_str(), d[0].port),
+            ("svc.DEFAULT-GROUP.public.nacos", Some(8080))
+        );
+        let d = parse("50% ORDER-SERVICE.eureka\n50% providers:com.example.Api:1.0.0:.DEFAULT-GROUP.public.nacos:20880").unwrap();
+        assert_eq!(d[0].host, "ORDER-SERVICE.eureka");
+        assert_eq!(
+            (d[1].host.as_str(), d[1].port),
+            (
+                "providers:com.example.Api:1.0.0:.DEFAULT-GROUP.public.nacos",
+                Some(20880)
+            )
+        );
+        let e = parse("providers:com.example.Api:1.0.0:.DEFAULT-GROUP.public.nacos").unwrap_err();
+        assert!(e.message.contains("needs its port"), "{}", e.message);
     }
 
     #[test]
