@@ -387,7 +387,12 @@ async function openTrace(id) {
   const r = await api("/api/console/traces/" + encodeURIComponent(id));
   const box = document.getElementById("waterfall");
   if (r.status !== 200) {
-    replace(box, el("p", { class: "error", role: "alert" }, `Trace ${id} is no longer held (${r.status}).`));
+    // Exemplars outlive the ring of the last 300 sampled requests; the tracing UI, when
+    // there is one, still has the trace.
+    const ui = state.settings && state.settings.trace_ui_url;
+    replace(box, el("p", { class: "error", role: "alert" },
+      `Trace ${id} is no longer among the last sampled requests the gateway keeps. `,
+      ui ? el("a", { href: ui.replace("{trace_id}", id), target: "_blank", rel: "noopener" }, "Open it in the tracing UI.") : null));
     return;
   }
   const w = r.body;
@@ -746,6 +751,8 @@ document.addEventListener("DOMContentLoaded", async () => {
     ev.preventDefault();
     loadTraces();
   });
+  const settings = await api("/api/console/settings");
+  state.settings = settings.status === 200 ? settings.body : null;
   const s = await api("/api/console/session");
   state.session = s.status === 200 ? s.body : null;
   renderWho();
