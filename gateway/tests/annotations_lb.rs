@@ -351,17 +351,8 @@ fn bad_values_are_rejected_with_the_annotation() {
         &[(&format!("{N}upstream-hash-by"), "$binary_remote_addr")],
         &[(None, "Prefix", "/")],
     );
-    let out = std::process::Command::new(gateway_bin())
-        .arg("validate")
-        .arg(cfg.path())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success(), "{text}");
+    let (status, text) = validate(cfg.path());
+    assert!(!status.success(), "{text}");
     assert!(
         text.contains("nginx.ingress.kubernetes.io/upstream-hash-by")
             && text.contains("$binary_remote_addr"),

@@ -3,7 +3,6 @@
 //! value, pattern), by cookie and by weight; a live `canary-weight` change under
 //! keep-alive traffic; bad values rejected with the Ingress and the annotation.
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -406,13 +405,8 @@ fn validate_names_the_ingress_and_annotation() {
         ],
         &[(Some("ok.test"), "Prefix", "/m")],
     );
-    let out = Command::new(gateway_bin())
-        .arg("validate")
-        .arg(cfg.path())
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (status, text) = validate(cfg.path());
+    assert_eq!(status.code(), Some(1), "{text}");
     assert!(
         text.contains("ingresses/shop.yaml: Ingress higress-system/shop: metadata.annotations[\"nginx.ingress.kubernetes.io/canary-weight\"]: \"abc\" is not an integer"),
         "{text}"

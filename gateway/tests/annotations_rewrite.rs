@@ -337,13 +337,8 @@ fn bad_values_are_rejected_naming_ingress_and_annotation() {
         &[DEST, ("higress.io/temporal-redirect", "ftp://x.com")],
         &[(None, "Prefix", "/")],
     );
-    let out = std::process::Command::new(gateway_bin())
-        .arg("validate")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (status, text) = validate(dir.path());
+    assert_eq!(status.code(), Some(1), "{text}");
     for want in [
         "ingresses/groups.yaml: Ingress higress-system/groups: metadata.annotations[\"higress.io/rewrite-target\"]: \"/$2\" references group 2 but the path \"/svc/(.*)\" has 1",
         "ingresses/lines.yaml: Ingress higress-system/lines: metadata.annotations[\"higress.io/request-header-control-add\"]: line 2: \"lonely\" is not `<name> <value>`",
