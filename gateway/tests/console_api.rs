@@ -17,7 +17,16 @@ fn json(addr: std::net::SocketAddr, path: &str) -> (u16, Value) {
 /// A route with the no-op Wasm plugin, every request traced (to a Zipkin that is not
 /// there: the console shows the gateway's own record).
 fn traced_config(be: &Backend) -> ConfigDir {
-    let cfg = ConfigDir::routing_all_to(be);
+    let cfg = ConfigDir::new();
+    cfg.static_registries(&[("be", be.addr.to_string(), 80)]);
+    cfg.ingress(
+        "r",
+        &[
+            ("higress.io/destination", "be.static"),
+            ("nginx.ingress.kubernetes.io/enable-cors", "true"),
+        ],
+        &[(None, "Prefix", "/")],
+    );
     cfg.higress_config(
         "tracing:\n  enable: true\n  sampling: 100\n  timeout: 500\n  zipkin:\n    service: zipkin.static\n    port: \"9411\"\n",
     );
@@ -125,11 +134,16 @@ fn traces_list_filter_and_open_as_a_waterfall_with_plugin_time() {
         .iter()
         .find(|r| r["name"] == "r")
         .unwrap();
+    // The route's own filter (its CORS annotation) first, then the plugin chain.
     assert_eq!(
-        route["plugins"][0]["name"], "higress-system.noop",
+        route["plugins"][0]["name"], "envoy.filters.http.cors",
         "{route}"
     );
-    assert_eq!(route["plugins"][0]["implementation"], "wasm");
+    assert_eq!(
+        route["plugins"][1]["name"], "higress-system.noop",
+        "{route}"
+    );
+    assert_eq!(route["plugins"][1]["implementation"], "wasm");
 
     // A rejected change: the last one, with file, object and field.
     let v = gw.version();

@@ -22,17 +22,20 @@ pub fn describe(status: &ConfigStatus, snapshot: &Snapshot) -> Value {
         let host = vhost["host"].as_str().unwrap_or("*");
         for r in vhost["routes"].as_array().into_iter().flatten() {
             let name = r["name"].as_str().unwrap_or("");
-            let chain: Vec<Value> = plugins
-                .iter()
-                .filter(|p| applies(p, name, host))
-                .map(|p| {
+            // The route's own filters (from its annotations) run first, then the
+            // plugin chain.
+            let own = r["filters"].as_array().into_iter().flatten().map(|f| {
+                json!({"name": f, "implementation": "native (annotation)", "phase": null, "priority": null})
+            });
+            let chain: Vec<Value> = own
+                .chain(plugins.iter().filter(|p| applies(p, name, host)).map(|p| {
                     json!({
                         "name": p["name"],
                         "implementation": p["implementation"],
                         "phase": p["phase"],
                         "priority": p["priority"],
                     })
-                })
+                }))
                 .collect();
             routes.push(json!({
                 "name": name,

@@ -102,6 +102,12 @@ impl Eq for Pending {}
 /// The per-request side of a native filter. Callbacks are synchronous and see what
 /// they may edit; a filter that has nothing to do in a phase keeps the default.
 pub trait HttpFilter: Send + Sync + fmt::Debug + std::any::Any {
+    /// The Envoy filter this one stands for (`envoy.filters.http.cors`), as the console
+    /// and `/debug/configz` list a route's filters.
+    fn name(&self) -> &'static str {
+        "filter"
+    }
+
     /// Whether [`HttpFilter::on_request_headers`] may act on a request with `method`
     /// (CORS answers `OPTIONS` only). `false` lets the proxy skip building the filter's
     /// input and edit the request once for the route (see `proxy/rewrite.rs`).

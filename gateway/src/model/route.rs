@@ -308,6 +308,7 @@ impl RouteTable {
                             "match": m,
                             "ignore_case": r.ignore_case,
                             "timeout_seconds": r.timeout.map(|t| t.as_secs_f64()),
+                            "filters": r.policy.filters.iter().map(|f| f.name()).collect::<Vec<_>>(),
                             "ssl_redirect": r.ssl_redirect,
                             "mirror": r.policy.mirror.as_ref().map(|m| serde_json::json!({
                                 "cluster": &*m.cluster_name,

@@ -478,7 +478,7 @@ async function loadConfig() {
         el("td", {}, rt.host),
         el("td", {}, JSON.stringify(rt.match)),
         el("td", {}, (rt.destinations || []).map((d) => `${d.cluster} (${d.weight})`).join(", ")),
-        el("td", {}, rt.plugins.length ? rt.plugins.map((p) => `${p.name} [${p.implementation}, ${p.phase}]`).join(" → ") : "–"))))));
+        el("td", {}, rt.plugins.length ? rt.plugins.map((p) => `${p.name} [${p.implementation}${p.phase ? ", " + p.phase : ""}]`).join(" → ") : "–"))))));
 }
 
 // ---- manage ----------------------------------------------------------------------

@@ -107,6 +107,10 @@ fn basic_credentials(value: &[u8]) -> Option<&[u8]> {
 }
 
 impl HttpFilter for BasicAuthFilter {
+    fn name(&self) -> &'static str {
+        "envoy.filters.http.basic_auth"
+    }
+
     fn on_request_headers(
         &self,
         req: &mut pingora_http::RequestHeader,

@@ -105,6 +105,10 @@ impl CorsFilter {
 }
 
 impl HttpFilter for CorsFilter {
+    fn name(&self) -> &'static str {
+        "envoy.filters.http.cors"
+    }
+
     fn acts_on_request(&self, method: &Method) -> bool {
         method == Method::OPTIONS
     }

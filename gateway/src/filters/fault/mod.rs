@@ -90,6 +90,10 @@ fn roll() -> u32 {
 }
 
 impl HttpFilter for FaultFilter {
+    fn name(&self) -> &'static str {
+        "envoy.filters.http.fault"
+    }
+
     fn on_request_headers(
         &self,
         _req: &mut RequestHeader,

@@ -43,6 +43,10 @@ impl IpAccessFilter {
 }
 
 impl HttpFilter for IpAccessFilter {
+    fn name(&self) -> &'static str {
+        "envoy.filters.http.rbac"
+    }
+
     fn on_request_headers(
         &self,
         _req: &mut pingora_http::RequestHeader,

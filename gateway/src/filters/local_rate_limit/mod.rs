@@ -52,6 +52,10 @@ impl LocalRateLimitFilter {
 }
 
 impl HttpFilter for LocalRateLimitFilter {
+    fn name(&self) -> &'static str {
+        "envoy.filters.http.local_ratelimit"
+    }
+
     fn on_request_headers(
         &self,
         _req: &mut pingora_http::RequestHeader,
