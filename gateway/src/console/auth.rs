@@ -149,15 +149,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// The session cookie's token, from any `Cookie` header.
 fn cookie_token(req: &AdminRequest) -> Option<&str> {
-    req.headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|kv| {
-            let (k, v) = kv.trim().split_once('=')?;
-            (k == COOKIE).then_some(v)
-        })
+    crate::model::cookie::cookie(&req.headers, COOKIE)
 }
 
 fn set_cookie(token: &str, max_age: u64) -> http::HeaderValue {

@@ -279,14 +279,7 @@ pub struct CookieMatcher {
 
 impl CookieMatcher {
     pub fn matches(&self, req: &RequestHeader) -> bool {
-        req.headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| std::str::from_utf8(v.as_bytes()).ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim_start().split_once('='))
-            .find(|(k, _)| *k == self.name)
-            .is_some_and(|(_, v)| v.trim_end() == self.value)
+        super::cookie::cookie(&req.headers, &self.name) == Some(self.value.as_str())
     }
 }
 

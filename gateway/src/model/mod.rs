@@ -6,6 +6,7 @@
 pub mod certs;
 pub mod cidr;
 pub mod cluster;
+pub mod cookie;
 pub mod filter_settings;
 pub mod header_control;
 pub mod host;

@@ -113,16 +113,9 @@ impl RuleItem {
                 let path = req.uri.path_and_query().map_or("", |p| p.as_str());
                 config::query_values(path, p).next().map(str::to_string)
             }
-            Source::Cookie(name) => req
-                .headers
-                .get_all(http::header::COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(';'))
-                .find_map(|kv| {
-                    let (k, v) = kv.trim().split_once('=')?;
-                    (k == name).then(|| v.to_string())
-                }),
+            Source::Cookie(name) => {
+                crate::model::cookie::cookie(&req.headers, name).map(str::to_string)
+            }
             Source::Consumer => req
                 .headers
                 .get(CONSUMER_HEADER)
