@@ -242,6 +242,11 @@ pub async fn local_reply(
 
 /// Whether an upstream error is the HTTP/2 upstream resetting the stream (RST_STREAM):
 /// Envoy's `remote reset` (`UR`), not a connection that ended.
+///
+/// Known gap: Pingora writes the request body and reads the response concurrently and
+/// keeps the first error. A reset that lands before the body is written can surface as
+/// the write's "inactive stream", which carries no reason, so that attempt counts as a
+/// connection that ended (`upstream_cx_destroy_remote_with_active_rq`) instead.
 pub fn remote_reset(e: &pingora_error::Error) -> bool {
     e.root_cause()
         .downcast_ref::<h2::Error>()

@@ -13,8 +13,8 @@ server: `READY {"grpc": port, "reset": port, "close": port, "midreset": port, "h
   test.Echo/Sleep      unary: sleeps the requested milliseconds (records the deadline left)
   test.Echo/Fail       unary: RESOURCE_EXHAUSTED with trailing metadata (trailers-only)
   test.Echo/FailAfter  server streaming: two messages, then ABORTED with trailing metadata
-Raw HTTP/2 listeners stand in for a backend that breaks: `reset` answers every stream
-with RST_STREAM, `close` closes the connection on the first request, `midreset` sends
+Raw HTTP/2 listeners stand in for a backend that breaks, each once the request has
+ended: `reset` answers every stream with RST_STREAM, `close` closes the connection, `midreset` sends
 response headers and one message, then RST_STREAM; `hang` never answers and `midhang`
 stops after the headers and one message (so only the gateway's timeout can end those).
 
@@ -178,6 +178,11 @@ def raw_conn(sock, mode, rec):
                 return
             elif ftype in (HEADERS, CONTINUATION) and flags & END_HEADERS:
                 rec.record({"kind": "raw", "mode": mode, "stream": stream})
+            if ftype in (HEADERS, DATA) and flags & END_STREAM:
+                # Break the stream once the request has ended, so the gateway has
+                # written the whole body: a reset that lands while the body is still
+                # going out reaches the proxy as a write to a closed stream, without
+                # its reason (see the note at `remote_reset` in the gateway).
                 if mode == "hang":
                     continue
                 if mode == "close":
