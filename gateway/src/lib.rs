@@ -18,6 +18,7 @@ pub mod http1;
 pub mod model;
 pub mod proxy;
 pub mod redis;
+pub mod registry;
 pub mod resources;
 pub mod server;
 pub mod snapshot;

@@ -1,6 +1,6 @@
-//! McpBridge (`networking.higress.io/v1`): service registries. Only `static` and `dns`
-//! registries are turned into clusters here; the other types are accepted for
-//! compatibility and reported as not enforced.
+//! McpBridge (`networking.higress.io/v1`): service registries. `static` and `dns`
+//! registries become clusters here; the others are watched by `crate::registry`, whose
+//! services become clusters as they are discovered.
 //!
 //! These types are also the CRD's schema (`crds.rs`): their doc comments are its
 //! descriptions. Fields of Higress's schema that this gateway does not read are typed
@@ -50,7 +50,8 @@ pub struct McpBridge {
 #[serde(default)]
 pub struct McpBridgeSpec {
     /// Service registries; each `static` or `dns` one becomes the cluster
-    /// `outbound|<port>||<name>.<type>`. Default: none.
+    /// `outbound|<port>||<name>.<type>`, each service another registry holds a cluster
+    /// named as Higress names it. Default: none.
     #[schemars(transform = no_default)]
     pub registries: Vec<Registry>,
     /// Outbound proxies that registries can reach their services through (`proxyName`).
@@ -65,8 +66,9 @@ pub struct McpBridgeSpec {
 #[serde(rename_all = "camelCase", default)]
 #[schemars(extend("required" = ["domain", "port", "type"]))]
 pub struct Registry {
-    /// Registry type: `static` and `dns` become clusters; `nacos`, `nacos2`, `nacos3`,
-    /// `zookeeper`, `consul` and `eureka` are accepted and not enforced. Required.
+    /// Registry type: `static` and `dns` become one cluster each; `nacos` (the v1 HTTP
+    /// API), `nacos2` and `nacos3` (Nacos 2's gRPC API), `zookeeper`, `consul` and `eureka`
+    /// are watched and each of their services becomes a cluster. Required.
     #[serde(rename = "type")]
     #[schemars(extend("enum" = KNOWN_TYPES), transform = no_default)]
     pub kind: String,
@@ -90,62 +92,55 @@ pub struct Registry {
     /// TLS server name for `https` / `grpcs`. Default: for a `dns` registry with a single
     /// domain, that domain; else none.
     pub sni: Option<String>,
-    /// Nacos address server (`nacos2`, `nacos3`). Not enforced.
+    /// Nacos address server (`nacos2`, `nacos3`): an endpoint that lists the Nacos
+    /// servers, instead of `domain`. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nacos_address_server: Option<String>,
+    /// Nacos access key (`nacos2`, `nacos3`; Alibaba Cloud MSE). Default: none.
     #[serde(skip_serializing)]
-    #[schemars(with = "Option<String>")]
-    pub nacos_address_server: NotRead,
-    /// Nacos access key (`nacos2`, `nacos3`). Not enforced.
+    pub nacos_access_key: Option<String>,
+    /// Nacos secret key (`nacos2`, `nacos3`). Default: none. Never shown.
     #[serde(skip_serializing)]
-    #[schemars(with = "Option<String>")]
-    pub nacos_access_key: NotRead,
-    /// Nacos secret key (`nacos2`, `nacos3`). Not enforced.
-    #[serde(skip_serializing)]
-    #[schemars(with = "Option<String>")]
-    pub nacos_secret_key: NotRead,
-    /// Nacos namespace id (Higress's default: `public`). Not enforced.
-    #[serde(skip_serializing)]
-    #[schemars(with = "Option<String>")]
-    pub nacos_namespace_id: NotRead,
-    /// Nacos namespace as it appears in host names (Higress's default: the id). Not
-    /// enforced.
-    #[serde(skip_serializing)]
-    #[schemars(with = "Option<String>")]
-    pub nacos_namespace: NotRead,
-    /// Nacos groups whose services are discovered (none: nothing is). Not enforced.
-    #[serde(skip_serializing)]
-    #[schemars(with = "Option<Vec<String>>")]
-    pub nacos_groups: NotRead,
-    /// Nacos refresh interval in nanoseconds (Higress raises anything below 10 s, unset
-    /// included, to 10 s). Not enforced.
-    #[serde(skip_serializing)]
-    #[schemars(with = "Option<i64>")]
-    pub nacos_refresh_interval: NotRead,
-    /// Consul namespace (Higress does not read it either). Not enforced.
+    pub nacos_secret_key: Option<String>,
+    /// Nacos namespace id services are discovered in. Default: `public`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nacos_namespace_id: Option<String>,
+    /// Nacos namespace as it appears in host names
+    /// (`<service>.<group>.<namespace>.nacos`). Default: the namespace id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nacos_namespace: Option<String>,
+    /// Nacos groups whose services are discovered. Default: none, and then nothing is
+    /// discovered, as in Higress.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nacos_groups: Option<Vec<String>>,
+    /// How often Nacos is polled for its services, in nanoseconds. Anything below 10 s,
+    /// unset included, is raised to 10 s, as in Higress.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nacos_refresh_interval: Option<i64>,
+    /// Consul namespace. Accepted and not read, as in Higress.
     #[serde(skip_serializing)]
     #[schemars(with = "Option<String>")]
     pub consul_namespace: NotRead,
-    /// Consul datacenter, part of the host `<service>.<datacenter>.consul`. Not enforced.
-    #[serde(skip_serializing)]
-    #[schemars(with = "Option<String>")]
-    pub consul_datacenter: NotRead,
-    /// Tag a Consul service must carry to be discovered. Not enforced.
-    #[serde(skip_serializing)]
-    #[schemars(with = "Option<String>")]
-    pub consul_service_tag: NotRead,
-    /// Consul refresh interval in nanoseconds (Higress raises anything below 10 s to
-    /// 10 s). Not enforced.
-    #[serde(skip_serializing)]
-    #[schemars(with = "Option<i64>")]
-    pub consul_refresh_interval: NotRead,
-    /// ZooKeeper roots scanned besides `/dubbo` and `/services`. Not enforced.
-    #[serde(skip_serializing)]
-    #[schemars(with = "Option<Vec<String>>")]
-    pub zk_services_path: NotRead,
-    /// Secret in the gateway's namespace with the registry's credentials
-    /// (`nacosUsername` / `nacosPassword`, or `consulToken`). Not enforced.
-    #[serde(skip_serializing)]
-    #[schemars(with = "Option<String>")]
-    pub auth_secret_name: NotRead,
+    /// Consul datacenter to discover in, and part of the host
+    /// `<service>.<datacenter>.consul`. Default: the agent's own (empty in the host).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consul_datacenter: Option<String>,
+    /// Tag a Consul service must carry (compared case-insensitively) to be discovered.
+    /// Default: none, every service is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consul_service_tag: Option<String>,
+    /// How often Consul's service list is refreshed, in nanoseconds. Anything below 10 s,
+    /// unset included, is raised to 10 s, as in Higress.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consul_refresh_interval: Option<i64>,
+    /// ZooKeeper roots scanned for Spring Cloud services besides `/services`; Dubbo
+    /// providers are read under `/dubbo`. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zk_services_path: Option<Vec<String>>,
+    /// Secret in the gateway's namespace with the registry's credentials: keys
+    /// `nacosUsername` / `nacosPassword` (Nacos), `consulToken` (Consul). Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_secret_name: Option<String>,
     /// Domains the registry's MCP servers are exposed on (none: all). Not enforced.
     #[serde(skip_serializing)]
     #[schemars(with = "Option<Vec<String>>")]
@@ -175,28 +170,43 @@ pub struct Registry {
     #[serde(skip_serializing)]
     #[schemars(with = "Option<String>")]
     pub proxy_name: NotRead,
-    /// Port given to discovered services instead of their instances' own. Not enforced.
-    #[serde(skip_serializing)]
-    #[schemars(with = "Option<RegistryVport>")]
-    pub vport: NotRead,
+    /// Port given to discovered services (their cluster's port) instead of their first
+    /// instance's. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vport: Option<RegistryVport>,
 }
 
-/// Port overrides for a registry's discovered services (not read by this gateway).
-#[derive(JsonSchema)]
+/// Port overrides for a registry's discovered services.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(default)]
 pub struct RegistryVport {
-    /// Port of every service without an entry in `services`.
+    /// Port of every service without an entry in `services`. Default: none.
     pub default: Option<u32>,
-    /// Ports of single services.
-    pub services: Option<Vec<VportService>>,
+    /// Ports of single services, by host. Default: none.
+    pub services: Vec<VportService>,
 }
 
-/// The port of one discovered service (not read by this gateway).
-#[derive(JsonSchema)]
+/// The port of one discovered service.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(default)]
 pub struct VportService {
-    /// The service's host.
-    pub name: Option<String>,
-    /// Its port.
-    pub value: Option<u32>,
+    /// The service's host (`<service>.<group>.<namespace>.nacos`, ...).
+    pub name: String,
+    /// Its port, 1 to 65535.
+    pub value: u32,
+}
+
+impl RegistryVport {
+    /// The port a service of `host` is given, if any.
+    pub fn port_of(&self, host: &str) -> Option<u16> {
+        self.services
+            .iter()
+            .find(|s| s.name == host)
+            .map(|s| s.value)
+            .or(self.default)
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p != 0)
+    }
 }
 
 /// An outbound proxy (not read by this gateway).
@@ -327,6 +337,22 @@ impl Registry {
                 ));
             }
         }
+        if let Some(v) = &self.vport {
+            if v.default.is_some_and(|p| p == 0 || p > 65535) {
+                return Err(FieldError::new(
+                    "vport.default",
+                    format!("must be 1..65535, got {}", v.default.unwrap_or(0)),
+                ));
+            }
+            for (i, s) in v.services.iter().enumerate() {
+                if s.value == 0 || s.value > 65535 {
+                    return Err(FieldError::new(
+                        format!("vport.services[{i}].value"),
+                        format!("must be 1..65535, got {}", s.value),
+                    ));
+                }
+            }
+        }
         match self.kind.as_str() {
             "static" => {
                 for d in split_domain(&self.domain) {
@@ -397,9 +423,12 @@ mod tests {
 
     #[test]
     fn fields_not_read_take_any_value_and_are_not_shown() {
-        let b = bridge("{type: nacos2, name: n, domain: nacos.example.com, port: 8848, nacosSecretKey: s3cret, nacosRefreshInterval: soon, vport: {default: [1]}, metadata: 7}").unwrap();
+        let b = bridge("{type: nacos2, name: n, domain: nacos.example.com, port: 8848, nacosSecretKey: s3cret, nacosRefreshInterval: 5000000000, vport: {default: 81, services: [{name: a.DEFAULT-GROUP.public.nacos, value: 82}]}, metadata: 7, mcpServerBaseUrl: [1]}").unwrap();
         let r = &b.spec.registries[0];
-        assert!(r.nacos_secret_key.is_some() && r.vport.is_some());
+        assert!(r.nacos_secret_key.is_some() && r.metadata.is_some());
+        let v = r.vport.as_ref().unwrap();
+        assert_eq!(v.port_of("a.DEFAULT-GROUP.public.nacos"), Some(82));
+        assert_eq!(v.port_of("b.DEFAULT-GROUP.public.nacos"), Some(81));
         let shown = serde_json::to_string(&b).unwrap();
         assert!(
             !shown.contains("s3cret") && !shown.contains("nacosSecretKey"),
@@ -419,5 +448,11 @@ mod tests {
         assert_eq!(e.path, "spec.registries[0].type");
         let e = bridge("{type: dns, name: s, domain: a.com, port: 1, protocol: quic}").unwrap_err();
         assert_eq!(e.path, "spec.registries[0].protocol");
+        let e = bridge("{type: nacos, name: s, domain: a.com, port: 1, nacosGroups: DEFAULT_GROUP}")
+            .unwrap_err();
+        assert_eq!(e.path, "spec.registries[0].nacosGroups");
+        let e = bridge("{type: eureka, name: s, domain: a.com, port: 1, vport: {default: 70000}}")
+            .unwrap_err();
+        assert_eq!(e.path, "spec.registries[0].vport.default");
     }
 }
