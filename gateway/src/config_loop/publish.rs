@@ -290,7 +290,10 @@ impl ConfigLoop {
 /// stats named by the mesh's pattern; also what was skipped as not supported.
 fn build_clusters(
     inputs: &Inputs,
-    (dns, registries): (&HashMap<String, Vec<IpAddr>>, &super::registries::Registries),
+    (dns, registries): (
+        &HashMap<String, Vec<IpAddr>>,
+        &super::registries::Registries,
+    ),
     pattern: &StatNamePattern,
     stats: &mut ClusterStatsCache,
 ) -> (Clusters, Vec<String>, Vec<String>) {

@@ -57,7 +57,10 @@ impl Registries {
     /// The watchers the `default` McpBridge wants, with the credentials of the Secrets
     /// (in the gateway's namespace) its registries name.
     pub fn wanted(&self, bridges: &[&McpBridge], secrets: &Secrets) -> Vec<RegistryConfig> {
-        let Some(b) = bridges.iter().find(|b| b.metadata.name == DEFAULT_MCPBRIDGE) else {
+        let Some(b) = bridges
+            .iter()
+            .find(|b| b.metadata.name == DEFAULT_MCPBRIDGE)
+        else {
             return Vec::new();
         };
         b.spec

@@ -291,7 +291,6 @@ impl Registry {
         RegistryProtocol::parse(self.protocol.as_deref().unwrap_or(""))
     }
 
-
     /// `static`: the `ip:port` endpoints of `domain`.
     pub fn static_endpoints(&self) -> Vec<SocketAddr> {
         split_domain(&self.domain)
@@ -452,8 +451,9 @@ mod tests {
         assert_eq!(e.path, "spec.registries[0].type");
         let e = bridge("{type: dns, name: s, domain: a.com, port: 1, protocol: quic}").unwrap_err();
         assert_eq!(e.path, "spec.registries[0].protocol");
-        let e = bridge("{type: nacos, name: s, domain: a.com, port: 1, nacosGroups: DEFAULT_GROUP}")
-            .unwrap_err();
+        let e =
+            bridge("{type: nacos, name: s, domain: a.com, port: 1, nacosGroups: DEFAULT_GROUP}")
+                .unwrap_err();
         assert_eq!(e.path, "spec.registries[0].nacosGroups");
         let e = bridge("{type: eureka, name: s, domain: a.com, port: 1, vport: {default: 70000}}")
             .unwrap_err();

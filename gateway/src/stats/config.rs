@@ -81,7 +81,6 @@ impl RegistryStats {
     }
 }
 
-
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -136,7 +136,10 @@ mod tests {
             &mut skipped,
         );
         assert_eq!(cs.len(), 2);
-        assert!(skipped.is_empty(), "a nacos registry is watched, not skipped");
+        assert!(
+            skipped.is_empty(),
+            "a nacos registry is watched, not skipped"
+        );
         assert_eq!(
             cs["outbound|80||s.static"].endpoints,
             vec!["127.0.0.1:9".parse().unwrap()]

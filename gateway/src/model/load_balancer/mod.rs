@@ -163,9 +163,8 @@ impl LoadBalancer {
         endpoints: &[SocketAddr],
         weights: Option<&[u32]>,
     ) -> LoadBalancer {
-        let weights = weights.filter(|w| {
-            w.len() == endpoints.len() && w.iter().any(|x| *x != w[0]) && w.len() > 1
-        });
+        let weights = weights
+            .filter(|w| w.len() == endpoints.len() && w.iter().any(|x| *x != w[0]) && w.len() > 1);
         let state = match (&policy, weights) {
             (LbPolicy::RoundRobin, Some(w)) => State::WeightedRoundRobin {
                 next: AtomicUsize::new(0),
@@ -336,7 +335,9 @@ const MAX_SCHEDULE: u64 = 4096;
 /// Each endpoint index as often as its weight, spread out (smooth weighted round robin:
 /// every step each endpoint gains its weight, the richest is picked and pays the total).
 fn schedule(weights: &[u32]) -> Box<[u32]> {
-    let gcd = weights.iter().fold(0u64, |g, w| gcd(g, u64::from((*w).max(1))));
+    let gcd = weights
+        .iter()
+        .fold(0u64, |g, w| gcd(g, u64::from((*w).max(1))));
     let mut w: Vec<u64> = weights
         .iter()
         .map(|x| u64::from((*x).max(1)) / gcd.max(1))

@@ -238,7 +238,11 @@ fn weights_split_round_robin_and_random_in_proportion() {
         for (i, w) in weights.iter().enumerate() {
             let want = 10_000 * *w as usize / 10;
             // Round robin is exact over whole schedules; random within 10 %.
-            let tol = if policy == LbPolicy::RoundRobin { 0 } else { want / 10 };
+            let tol = if policy == LbPolicy::RoundRobin {
+                0
+            } else {
+                want / 10
+            };
             assert!(seen[i].abs_diff(want) <= tol, "{policy:?}: {seen:?}");
         }
         // A retry still avoids the endpoint tried.
@@ -256,7 +260,11 @@ fn weighted_schedule_spreads_and_fits() {
     assert_eq!(schedule(&[10, 20]).len(), 3);
     // Huge weights are scaled down to the cap, each endpoint kept.
     let s = schedule(&[1, 1_000_000]);
-    assert!(s.len() as u64 <= MAX_SCHEDULE + 2 && s.contains(&0), "{}", s.len());
+    assert!(
+        s.len() as u64 <= MAX_SCHEDULE + 2 && s.contains(&0),
+        "{}",
+        s.len()
+    );
     // Equal weights are no weights: plain round robin.
     let lb = LoadBalancer::weighted(LbPolicy::RoundRobin, &endpoints(2), Some(&[5, 5]));
     assert!(matches!(lb.state, State::RoundRobin(_)));
