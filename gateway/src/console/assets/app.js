@@ -530,11 +530,33 @@ const KINDS = [
   {
     kind: "service-sources", title: "Service sources",
     fields: [
-      ["name", "text"], ["type", ["static", "dns", "nacos2", "zookeeper", "consul", "eureka"]],
-      ["domain", "text", "ip:port,ip:port (static) or host names (dns)"], ["port", "number"],
-      ["protocol", ["http", "https", "grpc"]],
+      ["name", "text"],
+      ["type", ["static", "dns", "nacos2", "nacos3", "nacos", "zookeeper", "consul", "eureka"]],
+      ["domain", "text", "ip:port,ip:port (static), host names (dns), the registry's address (others)"],
+      ["port", "number"], ["protocol", ["http", "https", "grpc"]],
+      ["nacosNamespaceId", "text", "Nacos: namespace id (default public)"],
+      ["nacosGroups", "text", "Nacos: groups, comma-separated (none: nothing is discovered)"],
+      ["zkServicesPath", "text", "ZooKeeper: Spring Cloud roots, comma-separated"],
+      ["consulDatacenter", "text", "Consul: datacenter"],
+      ["consulServiceTag", "text", "Consul: only services with this tag"],
+      ["authSecretName", "text", "Nacos / Consul: Secret with the credentials"],
     ],
-    toItem: (f) => ({ name: f.name, type: f.type, domain: f.domain, port: Number(f.port), protocol: f.protocol }),
+    toItem: (f) => {
+      const list = (s) => (s || "").split(",").map((x) => x.trim()).filter(Boolean);
+      const item = { name: f.name, type: f.type, domain: f.domain, port: Number(f.port), protocol: f.protocol };
+      for (const k of ["nacosNamespaceId", "consulDatacenter", "consulServiceTag", "authSecretName"]) {
+        if (f[k]) item[k] = f[k];
+      }
+      for (const k of ["nacosGroups", "zkServicesPath"]) {
+        if (list(f[k]).length) item[k] = list(f[k]);
+      }
+      return item;
+    },
+    fromItem: (it) => ({
+      ...it,
+      nacosGroups: (it.nacosGroups || []).join(", "),
+      zkServicesPath: (it.zkServicesPath || []).join(", "),
+    }),
   },
   {
     kind: "domains", title: "Domains",
