@@ -4,10 +4,16 @@
 //! `nacos-sdk` crate the gateway uses for `nacos2`/`nacos3`, plus raw requests for what
 //! the SDKs never send (unknown paths, missing parameters, no token).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nacos_sdk::api::naming::{
+    NamingChangeEvent, NamingEventListener, NamingServiceBuilder, ServiceInstance,
+};
+use nacos_sdk::api::props::ClientProps;
 use serde_json::{json, Value};
 use test_support::nacos::{run_sdk, NacosStandin};
+use test_support::WAIT;
 
 /// Bound for one SDK run: Python start-up and imports take a few seconds on a busy
 /// machine; the runs themselves take about two.
@@ -40,6 +46,7 @@ fn v1_hosts(n: &NacosStandin, query: &str) -> Vec<Value> {
 
 #[test]
 fn v1_sdk_registers_lists_and_watches_configs() {
+    isolate_home();
     let n = NacosStandin::start(&[]);
     let run = run_sdk("v1", &n.server_addr(), &[], SDK_RUN);
     assert!(run.success, "the v1 SDK run failed:\n{}", run.show());
@@ -63,7 +70,8 @@ fn v1_sdk_registers_lists_and_watches_configs() {
     }
     assert_eq!(run.step("beat")["answer"]["code"], 10200);
     assert_eq!(run.step("deregister")["left"], json!(["10.0.0.1"]));
-    let page = &run.step("configs")["page"];
+    let configs = run.step("configs");
+    let page = &configs["page"];
     assert_eq!(page["totalCount"], 2);
     assert_eq!(page["pagesAvailable"], 1);
     // The long poll answers as soon as the config changes, not at its 30 s timeout.
@@ -93,6 +101,7 @@ fn v1_sdk_registers_lists_and_watches_configs() {
 
 #[test]
 fn v1_sdk_logs_in_and_calls_without_a_token_are_refused() {
+    isolate_home();
     let n = NacosStandin::start(&["--auth", "gw:s3cret"]);
     let run = run_sdk(
         "v1",
@@ -152,7 +161,7 @@ fn v1_sdk_logs_in_and_calls_without_a_token_are_refused() {
         .http_request(
             "GET",
             "/nacos/v1/ns/service/list?pageNo=1&pageSize=10",
-            &[("accessToken", &token)],
+            &[("accessToken", token.as_str())],
             None,
         )
         .unwrap();
@@ -162,6 +171,7 @@ fn v1_sdk_logs_in_and_calls_without_a_token_are_refused() {
 
 #[test]
 fn http_answers_only_what_nacos_has() {
+    isolate_home();
     let n = NacosStandin::start(&[]);
     let cases: &[(&str, &str, Option<&str>, u16)] = &[
         // Paths real Nacos 2.x lacks, or that are not v1's.
@@ -244,6 +254,7 @@ fn http_answers_only_what_nacos_has() {
 
 #[test]
 fn ephemeral_instances_expire_without_beats_and_controls_apply() {
+    isolate_home();
     let n = NacosStandin::start(&[
         "--heartbeat-timeout",
         "1",
@@ -360,6 +371,7 @@ fn ephemeral_instances_expire_without_beats_and_controls_apply() {
 
 #[test]
 fn config_long_poll_holds_until_a_change_and_answers_the_key() {
+    isolate_home();
     let n = NacosStandin::start(&[]);
     let publish = |content: &str| {
         let r = n
@@ -439,4 +451,267 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+// ---- gRPC (Nacos 2) ------------------------------------------------------------------
+
+#[test]
+fn v2_sdk_registers_subscribes_and_listens_over_grpc() {
+    isolate_home();
+    let n = NacosStandin::start(&[]);
+    let control = n.peer.addr("control").to_string();
+    let run = run_sdk("v2", &n.server_addr(), &["--control", &control], SDK_RUN);
+    assert!(run.success, "the v2 SDK run failed:\n{}", run.show());
+    assert_eq!(
+        run.step("raw_grpc")["unregistered"],
+        "Connection is unregistered."
+    );
+    // The subscriber was pushed the second instance and then its removal.
+    let pushes = run.step("push_add")["pushes"].clone();
+    assert!(
+        pushes
+            .as_array()
+            .unwrap()
+            .contains(&json!([["10.1.0.1", 8080], ["10.1.0.2", 8080]])),
+        "{pushes}"
+    );
+    assert_eq!(run.step("push_remove")["last"], json!([["10.1.0.1", 8080]]));
+    assert_eq!(run.step("services")["services"], json!(["svc-g"]));
+    // The config change came as the server's push, not the SDK's 5 s listen loop.
+    let listener = run.step("listener");
+    assert_eq!(listener["changes"], json!(["x: 2"]));
+    assert!(listener["seconds"].as_f64().unwrap() < 2.0, "{listener}");
+
+    // Its connections ended with the process: their instances went with them; the
+    // service stays listed, empty, as Nacos keeps empty services for a while.
+    poll(
+        "the SDK's instances leave with its connections",
+        WAIT,
+        || {
+            let r = n
+                .http_request(
+                    "GET",
+                    "/nacos/v1/ns/instance/list?serviceName=svc-g",
+                    &[],
+                    None,
+                )
+                .unwrap();
+            r.json()["hosts"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+                .then_some(())
+        },
+    );
+    let r = n
+        .http_request(
+            "GET",
+            "/nacos/v1/ns/service/list?pageNo=1&pageSize=10",
+            &[],
+            None,
+        )
+        .unwrap();
+    assert_eq!(r.json(), json!({"count": 1, "doms": ["svc-g"]}));
+    let records = n.peer.records();
+    assert!(records
+        .iter()
+        .any(|r| r["kind"] == "register" && r["via"] == "grpc" && r["ip"] == "10.1.0.1"));
+    assert!(records
+        .iter()
+        .any(|r| r["kind"] == "deregister" && r["via"] == "disconnect"));
+}
+
+#[test]
+fn v2_sdk_needs_a_token_when_auth_is_on() {
+    isolate_home();
+    let n = NacosStandin::start(&["--auth", "gw:s3cret"]);
+    let control = n.peer.addr("control").to_string();
+    let run = run_sdk(
+        "v2",
+        &n.server_addr(),
+        &[
+            "--control",
+            &control,
+            "--user",
+            "gw",
+            "--password",
+            "s3cret",
+        ],
+        SDK_RUN,
+    );
+    assert!(
+        run.success,
+        "the v2 SDK run with auth failed:\n{}",
+        run.show()
+    );
+    assert_eq!(
+        run.step("no_token_rejected")["error"],
+        "Error [403]: user not found!"
+    );
+}
+
+/// Collects the Rust SDK's subscription pushes.
+struct Pushes(std::sync::Mutex<Vec<Vec<(String, i32, f64)>>>);
+
+impl NamingEventListener for Pushes {
+    fn event(&self, event: Arc<NamingChangeEvent>) {
+        let mut hosts: Vec<(String, i32, f64)> = event
+            .instances
+            .iter()
+            .flatten()
+            .map(|i| (i.ip.clone(), i.port, i.weight))
+            .collect();
+        hosts.sort_by(|a, b| a.0.cmp(&b.0));
+        self.0.lock().unwrap().push(hosts);
+    }
+}
+
+impl Pushes {
+    fn has(&self, ips: &[&str]) -> bool {
+        self.0
+            .lock()
+            .unwrap()
+            .last()
+            .is_some_and(|h| h.iter().map(|x| x.0.as_str()).collect::<Vec<_>>() == ips)
+    }
+}
+
+/// The Rust `nacos-sdk` crate (0.6.0, default features: config, naming, auth-by-http),
+/// which the gateway uses for `nacos2`/`nacos3`: register, list, service list and
+/// subscribe over gRPC, with the stand-in's HTTP side and its controls in between.
+#[test]
+fn rust_nacos_sdk_registers_lists_and_subscribes_over_grpc() {
+    isolate_home();
+    let n = NacosStandin::start(&["--auth", "gw:s3cret"]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let group = Some("DEFAULT_GROUP".to_string());
+    let token = {
+        let r = n
+            .http_request(
+                "POST",
+                "/nacos/v1/auth/login",
+                &[],
+                Some("username=gw&password=s3cret"),
+            )
+            .unwrap();
+        r.json()["accessToken"].as_str().unwrap().to_string()
+    };
+    let v1 = |query: &str| v1_hosts(&n, &format!("{query}&accessToken={token}"));
+
+    let props = ClientProps::new()
+        .server_addr(n.server_addr())
+        .namespace("")
+        .app_name("gateway-test")
+        .naming_load_cache_at_start(false)
+        .auth_username("gw")
+        .auth_password("s3cret");
+    let naming = rt
+        .block_on(
+            NamingServiceBuilder::new(props)
+                .enable_auth_plugin_http()
+                .build(),
+        )
+        .expect("the Rust SDK connects");
+    let instance = ServiceInstance {
+        ip: "10.2.0.1".into(),
+        port: 8080,
+        weight: 2.0,
+        metadata: [("protocol".to_string(), "http".to_string())].into(),
+        ..Default::default()
+    };
+    rt.block_on(naming.register_instance("rs-svc".into(), group.clone(), instance))
+        .expect("register over gRPC");
+
+    // Listed over gRPC and over HTTP alike.
+    let listed = rt
+        .block_on(naming.get_all_instances("rs-svc".into(), group.clone(), vec![], false))
+        .unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|i| (i.ip.as_str(), i.port, i.weight))
+            .collect::<Vec<_>>(),
+        [("10.2.0.1", 8080, 2.0)]
+    );
+    let hosts = v1("serviceName=rs-svc");
+    assert_eq!(hosts.len(), 1);
+    assert_eq!(hosts[0]["metadata"]["protocol"], "http");
+    let (names, count) = rt
+        .block_on(naming.get_service_list(1, 10, group.clone()))
+        .unwrap();
+    assert_eq!((names, count), (vec!["rs-svc".to_string()], 1));
+
+    // A subscription is pushed what HTTP and the controls change.
+    let pushes = Arc::new(Pushes(Default::default()));
+    rt.block_on(naming.subscribe("rs-svc".into(), group.clone(), vec![], pushes.clone()))
+        .unwrap();
+    let r = n
+        .http_request(
+            "POST",
+            &format!("/nacos/v1/ns/instance?serviceName=rs-svc&ip=10.2.0.2&port=8080&accessToken={token}"),
+            &[],
+            None,
+        )
+        .unwrap();
+    assert_eq!(r.text(), "ok");
+    poll("a push with the HTTP-registered instance", WAIT, || {
+        pushes.has(&["10.2.0.1", "10.2.0.2"]).then_some(())
+    });
+    n.control(
+        "/instance",
+        json!({"service": "rs-svc", "ip": "10.2.0.2", "port": 8080, "weight": 9.0}),
+    );
+    poll("a push with the new weight", WAIT, || {
+        pushes.0.lock().unwrap().last().and_then(|h| {
+            h.iter()
+                .any(|x| x.0 == "10.2.0.2" && x.2 == 9.0)
+                .then_some(())
+        })
+    });
+
+    // Dropped connections: the instance goes, then the SDK reconnects and registers it
+    // again (its redo), as with a real server.
+    let before = n.peer.records_of("connect").len();
+    n.control("/drop-grpc", json!({}));
+    poll("the SDK reconnects", WAIT, || {
+        (n.peer.records_of("connect").len() > before).then_some(())
+    });
+    poll("the SDK registers its instance again", WAIT, || {
+        v1("serviceName=rs-svc")
+            .iter()
+            .any(|h| h["ip"] == "10.2.0.1")
+            .then_some(())
+    });
+
+    rt.block_on(naming.deregister_instance(
+        "rs-svc".into(),
+        group.clone(),
+        ServiceInstance {
+            ip: "10.2.0.1".into(),
+            port: 8080,
+            ..Default::default()
+        },
+    ))
+    .unwrap();
+    poll("a push without the deregistered instance", WAIT, || {
+        pushes.has(&["10.2.0.2"]).then_some(())
+    });
+    assert!(v1("serviceName=rs-svc")
+        .iter()
+        .all(|h| h["ip"] != "10.2.0.1"));
+}
+
+/// The Rust SDK keeps a disk cache under `$HOME/nacos`: keep it out of the real home.
+/// Set once, before any test of this binary spawns a process or reads the environment.
+fn isolate_home() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let dir = std::env::temp_dir().join(format!("nacos-standin-home-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::env::set_var("HOME", dir);
+    });
 }

@@ -139,6 +139,35 @@ def control_state(a):
 # ---- v2: gRPC -----------------------------------------------------------------------
 
 
+def raw_grpc_checks(a):
+    """With the SDK's own Payload stubs: what a server says to requests the SDK never
+    sends wrong (an unknown type; a request before the bi-stream's setup)."""
+    import grpc
+    from google.protobuf.any_pb2 import Any
+    from v2.nacos.transport.grpcauto.nacos_grpc_service_pb2 import Metadata, Payload
+
+    host, port = a.server.rsplit(":", 1)
+    with grpc.insecure_channel(f"{host}:{int(port) + 1000}") as ch:
+        call = ch.unary_unary("/Request/request", request_serializer=Payload.SerializeToString,
+                              response_deserializer=Payload.FromString)
+
+        def ask(type_name, body):
+            p = Payload(metadata=Metadata(type=type_name, clientIp="127.0.0.1"),
+                        body=Any(value=json.dumps(body).encode()))
+            r = call(p, timeout=5)
+            return r.metadata.type, json.loads(r.body.value)
+
+        t, b = ask("ServerCheckRequest", {"headers": {}, "requestId": "1"})
+        check(t == "ServerCheckResponse" and b["connectionId"], f"server check: {t} {b}")
+        t, b = ask("NoSuchRequest", {})
+        check(t == "ErrorResponse" and b["errorCode"] == 302, f"unknown type: {t} {b}")
+        t, b = ask("InstanceRequest", {"namespace": "public", "serviceName": "x", "groupName": "DEFAULT_GROUP",
+                                       "type": "registerInstance", "instance": {"ip": "1.1.1.1", "port": 1}})
+        check(t == "ErrorResponse" and b["errorCode"] == 301, f"before setup: {t} {b}")
+        step("raw_grpc", unregistered=b["message"])
+
+
+
 async def run_v2_async(a):
     from v2.nacos import (ClientConfigBuilder, ConfigParam, DeregisterInstanceParam, GRPCConfig,
                           ListInstanceParam, ListServiceParam, NacosConfigService, NacosNamingService,
@@ -150,6 +179,7 @@ async def run_v2_async(a):
     if a.user:
         b = b.username(a.user).password(a.password)
     cfg = b.build()
+    raw_grpc_checks(a)
     naming = await NacosNamingService.create_naming_service(cfg)
     check(await naming.server_health(), "naming connected")
     step("connected")
