@@ -92,10 +92,16 @@ async fn client(key: &ClientKey) -> Result<NamingService, String> {
     } else if key.username.is_some() {
         builder = builder.enable_auth_plugin_http();
     }
-    let c = tokio::time::timeout(TIMEOUT, builder.build())
-        .await
-        .map_err(|_| format!("{} did not answer within {TIMEOUT:?}", key.address))?
-        .map_err(|e| format!("nacos client for {}: {e}", key.address))?;
+    // The SDK's build holds a tracing span guard across an await (its future is not
+    // Send), so it runs on a blocking thread of this runtime.
+    let rt = tokio::runtime::Handle::current();
+    let c = tokio::task::spawn_blocking(move || {
+        rt.block_on(tokio::time::timeout(TIMEOUT, builder.build()))
+    })
+    .await
+    .map_err(|e| format!("nacos client for {}: {e}", key.address))?
+    .map_err(|_| format!("{} did not answer within {TIMEOUT:?}", key.address))?
+    .map_err(|e| format!("nacos client for {}: {e}", key.address))?;
     let mut clients = CLIENTS.lock().unwrap_or_else(|e| e.into_inner());
     Ok(clients.entry(key.clone()).or_insert(c).clone())
 }
