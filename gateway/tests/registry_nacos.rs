@@ -205,10 +205,7 @@ impl Traffic {
                         }
                     }
                 }
-                let r = conn
-                    .as_mut()
-                    .unwrap()
-                    .request("GET", ROUTE_HOST, "/", &[]);
+                let r = conn.as_mut().unwrap().request("GET", ROUTE_HOST, "/", &[]);
                 n += 1;
                 match r {
                     Ok(r) => {
@@ -286,14 +283,20 @@ fn outage_then_back(
             && failure_count(gw, id) > failures_before)
             .then_some(())
     });
-    eprintln!("{id}: failure seen {:?} after the registry went down", t0.elapsed());
+    eprintln!(
+        "{id}: failure seen {:?} after the registry went down",
+        t0.elapsed()
+    );
     let r = registry(gw, id);
     assert!(
         r["last_error"].as_str().is_some_and(|e| !e.is_empty()),
         "{r}"
     );
     assert_eq!(endpoints(gw, id), kept, "the last endpoints are kept");
-    assert_eq!(gw.metric(&format!("gateway_registry_up{{registry=\"{id}\"}}")), Some(0.0));
+    assert_eq!(
+        gw.metric(&format!("gateway_registry_up{{registry=\"{id}\"}}")),
+        Some(0.0)
+    );
     burst(gw, 100);
 
     let (s, _) = nacos.control("/up", json!({}));
@@ -304,7 +307,10 @@ fn outage_then_back(
     test_support::wait_for("the registry reported ok again", || {
         (registry(gw, id)["status"] == "ok").then_some(())
     });
-    assert_eq!(gw.metric(&format!("gateway_registry_up{{registry=\"{id}\"}}")), Some(1.0));
+    assert_eq!(
+        gw.metric(&format!("gateway_registry_up{{registry=\"{id}\"}}")),
+        Some(1.0)
+    );
     burst(gw, 100);
 }
 
@@ -335,7 +341,10 @@ fn nacos_v1_instances_become_weighted_endpoints_and_follow_health_and_outages() 
     assert_eq!(svc["host"], HOST);
     assert_eq!(svc["protocol"], "http");
     burst(&gw, 50);
-    assert!(a.requests() > 0 && b.requests() > 0, "both instances take traffic");
+    assert!(
+        a.requests() > 0 && b.requests() > 0,
+        "both instances take traffic"
+    );
 
     // Weights 1:3: b takes three quarters.
     reg.call(
@@ -358,7 +367,11 @@ fn nacos_v1_instances_become_weighted_endpoints_and_follow_health_and_outages() 
     let took = wait_endpoints(&gw, id, &[(pa, 1)]);
     eprintln!("nacos: unhealthy instance removed {took:?} after its beats stopped (2 s timeout)");
     let (n, failed) = traffic.finish();
-    assert!(failed.is_empty(), "{} of {n} requests failed: {failed:?}", failed.len());
+    assert!(
+        failed.is_empty(),
+        "{} of {n} requests failed: {failed:?}",
+        failed.len()
+    );
     assert_drained(&gw, &b, "the unhealthy instance");
 
     // c is registered, then deregistered under traffic.
@@ -374,7 +387,11 @@ fn nacos_v1_instances_become_weighted_endpoints_and_follow_health_and_outages() 
     let took = wait_endpoints(&gw, id, &[(pa, 1)]);
     eprintln!("nacos: deregistered instance removed after {took:?}");
     let (n, failed) = traffic.finish();
-    assert!(failed.is_empty(), "{} of {n} requests failed: {failed:?}", failed.len());
+    assert!(
+        failed.is_empty(),
+        "{} of {n} requests failed: {failed:?}",
+        failed.len()
+    );
     assert_drained(&gw, &c, "the deregistered instance");
 
     // The registry goes away and comes back; d, registered once it is back, is found.
@@ -382,13 +399,20 @@ fn nacos_v1_instances_become_weighted_endpoints_and_follow_health_and_outages() 
         reg.register(&d, 1.0, json!({}));
         eps(&[(pa, 1), (pd, 1)])
     });
-    assert!(d.requests() > 0, "the instance registered after the outage takes traffic");
+    assert!(
+        d.requests() > 0,
+        "the instance registered after the outage takes traffic"
+    );
 }
 
 #[test]
 fn nacos2_pushes_become_weighted_endpoints_and_follow_health_and_outages() {
     let id = "nacos2/n";
-    let (a, b, c) = (Backend::start("a"), Backend::start("b"), Backend::start("c"));
+    let (a, b, c) = (
+        Backend::start("a"),
+        Backend::start("b"),
+        Backend::start("c"),
+    );
     let nacos = NacosStandin::start(&[]);
     let reg = Registrar::start("v2", &nacos);
     reg.register(&a, 1.0, json!({}));
@@ -401,7 +425,10 @@ fn nacos2_pushes_become_weighted_endpoints_and_follow_health_and_outages() {
     let took = wait_endpoints(&gw, id, &eps(&[(pa, 1), (pb, 1)]));
     eprintln!("nacos2: first endpoints after {took:?}");
     burst(&gw, 50);
-    assert!(a.requests() > 0 && b.requests() > 0, "both instances take traffic");
+    assert!(
+        a.requests() > 0 && b.requests() > 0,
+        "both instances take traffic"
+    );
 
     // The SDK's update registers again with the new weight.
     reg.call(
@@ -426,7 +453,11 @@ fn nacos2_pushes_become_weighted_endpoints_and_follow_health_and_outages() {
     let took = wait_endpoints(&gw, id, &[(pa, 1)]);
     eprintln!("nacos2: unhealthy instance removed {took:?} after the server marked it");
     let (n, failed) = traffic.finish();
-    assert!(failed.is_empty(), "{} of {n} requests failed: {failed:?}", failed.len());
+    assert!(
+        failed.is_empty(),
+        "{} of {n} requests failed: {failed:?}",
+        failed.len()
+    );
     assert_drained(&gw, &b, "the unhealthy instance");
 
     reg.register(&c, 1.0, json!({}));
@@ -439,7 +470,11 @@ fn nacos2_pushes_become_weighted_endpoints_and_follow_health_and_outages() {
     let took = wait_endpoints(&gw, id, &[(pa, 1)]);
     eprintln!("nacos2: deregistered instance removed after {took:?}");
     let (n, failed) = traffic.finish();
-    assert!(failed.is_empty(), "{} of {n} requests failed: {failed:?}", failed.len());
+    assert!(
+        failed.is_empty(),
+        "{} of {n} requests failed: {failed:?}",
+        failed.len()
+    );
     assert_drained(&gw, &c, "the deregistered instance");
 
     // Down: the SDKs' connections are cut (the registrar's instances go with them, as

@@ -160,7 +160,7 @@ pub(super) fn build_service(
         .unwrap_or_else(|| "http".to_string());
     let port = super::service_port(registry, &host, kept[0].addr.port());
     // A stable order, so that an unchanged registry compares equal from poll to poll.
-    kept.sort_by(|a, b| a.addr.cmp(&b.addr));
+    kept.sort_by_key(|a| a.addr);
     Some(DiscoveredService {
         host,
         port,
@@ -223,8 +223,7 @@ struct Login {
 }
 
 fn parse_service_list(body: &[u8]) -> Result<(Vec<String>, i64), String> {
-    let l: ServiceList =
-        serde_json::from_slice(body).map_err(|e| format!("service list: {e}"))?;
+    let l: ServiceList = serde_json::from_slice(body).map_err(|e| format!("service list: {e}"))?;
     Ok((l.doms, l.count))
 }
 
@@ -522,10 +521,7 @@ mod tests {
             service_host("my_svc", "DEFAULT_GROUP", "public"),
             "my_svc.DEFAULT-GROUP.public.nacos"
         );
-        assert_eq!(
-            service_host("a", "g_1", "ns_x"),
-            "a.g-1.ns-x.nacos"
-        );
+        assert_eq!(service_host("a", "g_1", "ns_x"), "a.g-1.ns-x.nacos");
     }
 
     #[test]
@@ -556,7 +552,10 @@ mod tests {
             timing: Default::default(),
         };
         let s = Settings::new(&cfg);
-        assert_eq!((s.namespace_id.as_str(), s.namespace_label.as_str()), ("public", "public"));
+        assert_eq!(
+            (s.namespace_id.as_str(), s.namespace_label.as_str()),
+            ("public", "public")
+        );
         assert!(s.groups.is_empty());
         cfg.registry.nacos_namespace_id = Some("4b1c".into());
         assert_eq!(Settings::new(&cfg).namespace_label, "4b1c");
@@ -616,7 +615,10 @@ mod tests {
             .iter()
             .map(|e| (e.addr.to_string(), e.weight))
             .collect();
-        assert_eq!(got, [("127.0.0.2:9000".into(), 3), ("127.0.0.3:9001".into(), 1)]);
+        assert_eq!(
+            got,
+            [("127.0.0.2:9000".into(), 3), ("127.0.0.3:9001".into(), 1)]
+        );
         assert_eq!(s.endpoints[0].metadata["protocol"], "gRPC");
     }
 
@@ -637,7 +639,11 @@ mod tests {
         let s = build_service(&r, "h".into(), &[instance("127.0.0.1", 1234, 1.0)]).unwrap();
         assert_eq!(s.port, 8080);
         assert_eq!(s.protocol, "http");
-        assert_eq!(s.endpoints[0].addr.port(), 1234, "endpoints keep their own port");
+        assert_eq!(
+            s.endpoints[0].addr.port(),
+            1234,
+            "endpoints keep their own port"
+        );
         let s = build_service(&r, "other".into(), &[instance("::1", 1234, 1.0)]).unwrap();
         assert_eq!(s.port, 80);
     }

@@ -24,15 +24,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use nacos_sdk::api::naming::{
-    NamingChangeEvent, NamingEventListener, NamingService, NamingServiceBuilder,
-    ServiceInstance,
+    NamingChangeEvent, NamingEventListener, NamingService, NamingServiceBuilder, ServiceInstance,
 };
 use nacos_sdk::api::props::ClientProps;
 use tokio::sync::mpsc;
 
 use super::nacos::{
-    build_service, service_host, should_watch, Instance, Settings, MAX_PAGES, PAGE_SIZE,
-    TIMEOUT,
+    build_service, service_host, should_watch, Instance, Settings, MAX_PAGES, PAGE_SIZE, TIMEOUT,
 };
 use super::{DiscoveredService, RegistryConfig, Reporter};
 
@@ -84,7 +82,9 @@ async fn client(key: &ClientKey) -> Result<NamingService, String> {
             .auth_password(key.password.clone().unwrap_or_default());
     }
     if let (Some(ak), Some(sk)) = (&key.access_key, &key.secret_key) {
-        props = props.auth_access_key(ak.clone()).auth_access_secret(sk.clone());
+        props = props
+            .auth_access_key(ak.clone())
+            .auth_access_secret(sk.clone());
     }
     let mut builder = NamingServiceBuilder::new(props);
     if key.access_key.is_some() && key.secret_key.is_some() {
@@ -113,7 +113,11 @@ fn instance(i: &ServiceInstance) -> Instance {
         weight: i.weight,
         healthy: i.healthy,
         enabled: i.enabled,
-        metadata: i.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        metadata: i
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     }
 }
 
@@ -126,7 +130,9 @@ struct Listener {
 impl NamingEventListener for Listener {
     fn event(&self, event: Arc<NamingChangeEvent>) {
         let list = event.instances.as_deref().unwrap_or_default();
-        let _ = self.tx.send((self.key.clone(), list.iter().map(instance).collect()));
+        let _ = self
+            .tx
+            .send((self.key.clone(), list.iter().map(instance).collect()));
     }
 }
 
@@ -213,7 +219,11 @@ impl Watch {
             self.instances.remove(&key);
             if let Some(l) = self.subs.listeners.remove(&key) {
                 let (group, name) = key.clone();
-                let _ = timed("unsubscribe", c.unsubscribe(name, Some(group), Vec::new(), l)).await;
+                let _ = timed(
+                    "unsubscribe",
+                    c.unsubscribe(name, Some(group), Vec::new(), l),
+                )
+                .await;
             }
         }
         for key in listed {
@@ -250,7 +260,11 @@ impl Watch {
             .instances
             .iter()
             .filter_map(|((group, name), list)| {
-                build_service(&cfg.registry, service_host(name, group, &s.namespace_label), list)
+                build_service(
+                    &cfg.registry,
+                    service_host(name, group, &s.namespace_label),
+                    list,
+                )
             })
             .collect();
         out.sort_by(|a, b| a.host.cmp(&b.host));
