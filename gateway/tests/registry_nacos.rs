@@ -34,19 +34,23 @@ struct Registrar {
 
 impl Registrar {
     fn start(mode: &str, nacos: &NacosStandin) -> Registrar {
+        Self::start_with(mode, nacos, &[])
+    }
+
+    fn start_with(mode: &str, nacos: &NacosStandin, extra: &[&str]) -> Registrar {
         let work = tempfile::tempdir().unwrap();
-        let args: Vec<String> = [
+        let server = nacos.server_addr();
+        let mut args: Vec<&str> = vec![
             mode,
             "--server",
-            &nacos.server_addr(),
+            &server,
             "--work",
             work.path().to_str().unwrap(),
             "--beat",
             "0.5",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        ];
+        args.extend_from_slice(extra);
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         Registrar {
             peer: Peer::start("nacos_register.py", &args),
             _work: work,
@@ -493,4 +497,55 @@ fn eps(list: &[(u16, u64)]) -> Vec<(u16, u64)> {
     let mut v = list.to_vec();
     v.sort();
     v
+}
+
+/// A Nacos that requires a login: both watchers read the credentials from the Secret
+/// `authSecretName` names (`nacosUsername` / `nacosPassword`), log in (v1: the HTTP
+/// login and `accessToken` on each call; v2: the SDK's login) and discover the service.
+#[test]
+fn nacos_watchers_log_in_with_the_auth_secret() {
+    use base64::Engine as _;
+    let a = Backend::start("a");
+    let nacos = NacosStandin::start(&["--auth", "gw-user:s3cret pass"]);
+    let reg = Registrar::start_with(
+        "v1",
+        &nacos,
+        &["--user", "gw-user", "--password", "s3cret pass"],
+    );
+    reg.register(&a, 2.0, json!({}));
+
+    let cfg = ConfigDir::new();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    cfg.write(
+        "secrets/nacos-auth.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: nacos-auth\ntype: Opaque\ndata:\n  nacosUsername: {}\n  nacosPassword: {}\n",
+            b64("gw-user"),
+            b64("s3cret pass")
+        ),
+    );
+    let port = nacos.http().port();
+    let mut y = String::from("apiVersion: networking.higress.io/v1\nkind: McpBridge\nmetadata:\n  name: default\nspec:\n  registries:\n");
+    for (kind, name) in [("nacos", "v1"), ("nacos2", "v2"), ("nacos", "anon")] {
+        y.push_str(&format!(
+            "  - type: {kind}\n    name: {name}\n    domain: 127.0.0.1\n    port: {port}\n    nacosGroups: [DEFAULT_GROUP]\n"
+        ));
+        if name != "anon" {
+            y.push_str("    authSecretName: nacos-auth\n");
+        }
+    }
+    cfg.write("mcpbridges/default.yaml", &y);
+    cfg.host_route("echo", ROUTE_HOST, HOST);
+    let gw = Gateway::start_with(cfg.path(), &["--registry-min-refresh", "1s"]);
+    let pa = a.addr.port();
+    wait_endpoints(&gw, "nacos/v1", &[(pa, 2)]);
+    wait_endpoints(&gw, "nacos2/v2", &[(pa, 2)]);
+    burst(&gw, 20);
+    assert_eq!(a.requests(), 20);
+    // Without the Secret, the same registry refuses the watcher: counted as a failure.
+    test_support::wait_for("the registry without credentials failing", || {
+        let r = registry(&gw, "nacos/anon");
+        (r["status"] == "failing" && r["last_error"].as_str().is_some_and(|e| e.contains("403")))
+            .then_some(())
+    });
 }

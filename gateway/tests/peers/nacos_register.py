@@ -34,11 +34,11 @@ CLUSTER = "DEFAULT"
 
 
 class V1:
-    def __init__(self, server, work, beat):
+    def __init__(self, server, work, beat, user, password):
         import nacos
 
         self.beat = beat
-        self.c = nacos.NacosClient(server, namespace="")
+        self.c = nacos.NacosClient(server, namespace="", username=user, password=password)
         # Snapshots and failover files default to the working directory.
         self.c.set_options(snapshot_base=os.path.join(work, "snapshot"),
                            failover_base=os.path.join(work, "failover"))
@@ -70,9 +70,11 @@ class V1:
 
 
 class V2:
-    def __init__(self, server, work):
+    def __init__(self, server, work, user, password):
         self.server = server
         self.work = work
+        self.user = user
+        self.password = password
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, name="sdk-loop", daemon=True).start()
         self.services = {}
@@ -85,10 +87,13 @@ class V2:
 
         if key not in self.services:
             n = len(self.services)
-            cfg = (ClientConfigBuilder().server_address(self.server).namespace_id("public")
-                   .log_dir(os.path.join(self.work, f"logs-{n}"))
-                   .cache_dir(os.path.join(self.work, f"cache-{n}"))
-                   .log_level(logging.INFO).grpc_config(GRPCConfig(grpc_timeout=5000)).build())
+            b = (ClientConfigBuilder().server_address(self.server).namespace_id("public")
+                 .log_dir(os.path.join(self.work, f"logs-{n}"))
+                 .cache_dir(os.path.join(self.work, f"cache-{n}"))
+                 .log_level(logging.INFO).grpc_config(GRPCConfig(grpc_timeout=5000)))
+            if self.user:
+                b = b.username(self.user).password(self.password)
+            cfg = b.build()
             self.services[key] = await NacosNamingService.create_naming_service(cfg)
         return self.services[key]
 
@@ -128,11 +133,16 @@ def main():
     p.add_argument("--server", required=True, help="the Nacos server's HOST:PORT (HTTP)")
     p.add_argument("--work", required=True, help="the SDK's cache, snapshot and log files")
     p.add_argument("--beat", type=float, default=1.0, help="v1 heartbeat interval, seconds")
+    p.add_argument("--user", help="log in as this user (a server started with --auth)")
+    p.add_argument("--password")
     a = p.parse_args()
     peerlib.start_lifetime(a.max_seconds)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO)
     rec = peerlib.Recorder(a.record)
-    sdk = V1(a.server, a.work, a.beat) if a.mode == "v1" else V2(a.server, a.work)
+    if a.mode == "v1":
+        sdk = V1(a.server, a.work, a.beat, a.user, a.password)
+    else:
+        sdk = V2(a.server, a.work, a.user, a.password)
     actions = {"/register": sdk.register, "/weight": sdk.weight,
                "/stop-beat": sdk.stop_beat, "/deregister": sdk.deregister}
     lock = threading.Lock()
