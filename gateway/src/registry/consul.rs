@@ -133,7 +133,11 @@ pub fn service_from(host: &str, entries: &[HealthEntry]) -> Option<DiscoveredSer
             a => a,
         };
         let Ok(ip) = addr.parse::<IpAddr>() else {
-            tracing::warn!(host, address = addr, "consul instance without an IP address left out");
+            tracing::warn!(
+                host,
+                address = addr,
+                "consul instance without an IP address left out"
+            );
             continue;
         };
         let meta = e.service.meta.clone().unwrap_or_default();
@@ -279,7 +283,11 @@ pub async fn run(cfg: RegistryConfig, reporter: Reporter) {
     let api = Api {
         authority: cfg.address(),
         datacenter: reg.consul_datacenter.clone().unwrap_or_default(),
-        token: cfg.credentials.consul_token.clone().filter(|t| !t.is_empty()),
+        token: cfg
+            .credentials
+            .consul_token
+            .clone()
+            .filter(|t| !t.is_empty()),
     };
     let tag = reg
         .consul_service_tag
@@ -417,7 +425,10 @@ mod tests {
             "critical"
         );
         assert_eq!(
-            aggregated_status(&[c("_service_maintenance:web-1", "critical"), c("b", "passing")]),
+            aggregated_status(&[
+                c("_service_maintenance:web-1", "critical"),
+                c("b", "passing")
+            ]),
             "maintenance"
         );
         assert_eq!(

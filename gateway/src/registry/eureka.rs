@@ -112,9 +112,7 @@ fn parse_app(v: &Value) -> Result<App, String> {
 /// The body of `GET /eureka/apps`.
 pub fn parse_apps(body: &[u8]) -> Result<Vec<App>, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    let apps = v
-        .get("applications")
-        .ok_or("no \"applications\" object")?;
+    let apps = v.get("applications").ok_or("no \"applications\" object")?;
     one_or_many(&apps["application"])
         .into_iter()
         .map(parse_app)
@@ -369,7 +367,11 @@ mod tests {
         };
         let s = service_from(&apps[0], &reg).unwrap().unwrap();
         assert_eq!(s.port, 7000);
-        assert_eq!(s.endpoints[0].addr.port(), 8080, "endpoints keep their own port");
+        assert_eq!(
+            s.endpoints[0].addr.port(),
+            8080,
+            "endpoints keep their own port"
+        );
     }
 
     #[test]
