@@ -13,6 +13,7 @@ pub mod consul;
 pub mod eureka;
 pub mod nacos;
 pub mod nacos2;
+pub mod rest;
 pub mod zookeeper;
 
 use std::collections::{BTreeMap, HashMap};
