@@ -4,5 +4,7 @@ use super::{RegistryConfig, Reporter};
 
 pub async fn run(cfg: RegistryConfig, reporter: Reporter) {
     let _ = cfg;
-    reporter.failed("this registry type is not watched yet").await;
+    reporter
+        .failed("this registry type is not watched yet")
+        .await;
 }

@@ -448,8 +448,9 @@ mod tests {
         assert_eq!(e.path, "spec.registries[0].type");
         let e = bridge("{type: dns, name: s, domain: a.com, port: 1, protocol: quic}").unwrap_err();
         assert_eq!(e.path, "spec.registries[0].protocol");
-        let e = bridge("{type: nacos, name: s, domain: a.com, port: 1, nacosGroups: DEFAULT_GROUP}")
-            .unwrap_err();
+        let e =
+            bridge("{type: nacos, name: s, domain: a.com, port: 1, nacosGroups: DEFAULT_GROUP}")
+                .unwrap_err();
         assert_eq!(e.path, "spec.registries[0].nacosGroups");
         let e = bridge("{type: eureka, name: s, domain: a.com, port: 1, vport: {default: 70000}}")
             .unwrap_err();
