@@ -179,6 +179,14 @@ struct Common {
     /// How often `dns` registry names are resolved again.
     #[arg(long, env = "GATEWAY_DNS_REFRESH", default_value = "200s", value_parser = humantime::parse_duration)]
     dns_refresh: Duration,
+    /// The floor of McpBridge's `nacosRefreshInterval` / `consulRefreshInterval`
+    /// (Higress raises anything below 10 s to 10 s). Shorter values are for tests.
+    #[arg(long, env = "GATEWAY_REGISTRY_MIN_REFRESH", default_value = "10s", value_parser = humantime::parse_duration)]
+    registry_min_refresh: Duration,
+    /// How often Eureka is polled (its full list and each application) and ZooKeeper
+    /// rescanned, as Higress does every 30 s.
+    #[arg(long, env = "GATEWAY_EUREKA_POLL", default_value = "30s", value_parser = humantime::parse_duration)]
+    eureka_poll: Duration,
     /// The Ingress class that is ours.
     #[arg(long, env = "GATEWAY_INGRESS_CLASS", default_value = "higress")]
     ingress_class: String,
@@ -315,6 +323,10 @@ fn options(common: &Common, config_dir: PathBuf) -> Options {
             .unwrap_or(Target::Stdout),
         dns_resolver: common.dns_resolver,
         dns_refresh: common.dns_refresh,
+        registry_timing: gateway::registry::Timing {
+            min_refresh: common.registry_min_refresh,
+            poll: common.eureka_poll,
+        },
         ingress_class: common.ingress_class.clone(),
         stats_retention: common.stats_retention,
         stats_recording: common.stats_recording == Switch::On,

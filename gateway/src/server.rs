@@ -100,6 +100,8 @@ pub struct Options {
     pub access_log: Target,
     pub dns_resolver: Option<SocketAddr>,
     pub dns_refresh: Duration,
+    /// How often registry watchers poll.
+    pub registry_timing: crate::registry::Timing,
     pub ingress_class: String,
     /// How long a removed cluster's series stay exported.
     pub stats_retention: Duration,
@@ -178,6 +180,7 @@ fn start_control_plane(
         gateway_selector: crate::config_loop::parse_selector(&opts.gateway_selector),
         local_port: opts.local_http_addr.as_deref().and_then(port_of),
         directory: kube.is_none(),
+        registry_timing: opts.registry_timing,
     };
     let config_stats = stats.config.clone();
     let wasm = WasmDeps {
@@ -288,7 +291,9 @@ fn start_control_plane(
                     });
                 }
                 tokio::spawn(dns::run(resolver, refresh, names_rx, dns_tx));
-                config_loop::run(cl, changes_rx, dns_rx).await;
+                let (registry_tx, registry_rx) = mpsc::channel(64);
+                tokio::spawn(crate::registry::supervise(cl.registry_configs(), registry_tx));
+                config_loop::run(cl, changes_rx, dns_rx, registry_rx).await;
             });
         })?;
     ready_rx

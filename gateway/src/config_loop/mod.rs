@@ -10,6 +10,7 @@
 //! from resources to a snapshot; `status.rs` what `/debug/configz` shows.
 
 mod publish;
+mod registries;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -74,6 +75,8 @@ pub struct LoopOptions {
     /// Config from a directory: Secrets keyed in another namespace are also found in
     /// the gateway's (what its own objects name, as before namespaces were kept).
     pub directory: bool,
+    /// How often registry watchers poll (`--registry-min-refresh`, `--eureka-poll`).
+    pub registry_timing: crate::registry::Timing,
 }
 
 /// `key=value,key2=value2` as labels (blank parts skipped).
@@ -100,6 +103,8 @@ pub struct ConfigLoop {
     rejected: BTreeMap<ResourceKey, Rejection>,
     cmgr: ConfigmapMgr,
     dns: HashMap<String, Vec<IpAddr>>,
+    /// The discovering registries' watchers and last good services.
+    registries: registries::Registries,
     version: u64,
     /// When the current snapshot was published (the console shows it).
     applied_at: std::time::SystemTime,
@@ -142,7 +147,10 @@ impl ConfigLoop {
         wasm: WasmDeps,
     ) -> (Self, watch::Receiver<Vec<String>>) {
         let (dns_names, rx) = watch::channel(Vec::new());
+        let registries =
+            registries::Registries::new(opts.registry_timing, Some(stats.registries.clone()));
         let me = ConfigLoop {
+            registries,
             opts,
             objects: Arc::default(),
             rejected: BTreeMap::new(),
@@ -174,6 +182,22 @@ impl ConfigLoop {
         &self,
     ) -> watch::Receiver<Arc<Vec<crate::translate::kingress::Served>>> {
         self.served_kingresses.subscribe()
+    }
+
+    /// The registry watchers the config wants, as it changes (for
+    /// [`crate::registry::supervise`]).
+    pub fn registry_configs(&self) -> watch::Receiver<Vec<crate::registry::RegistryConfig>> {
+        self.registries.subscribe()
+    }
+
+    /// A registry watcher's report, as the loop takes it: publish if services changed,
+    /// else republish the status (a failure shows at `/debug/configz`).
+    pub fn take_registry(&mut self, update: crate::registry::Update) {
+        if self.registries.take(update) {
+            self.publish();
+        } else {
+            self.refresh_status();
+        }
     }
 
     /// Versions of the snapshots published from now on.
@@ -414,14 +438,21 @@ pub fn release_memory() {
     );
 }
 
-/// Run the loop: take batches from the sources and answers from DNS until both end.
+/// Run the loop: take batches from the sources, answers from DNS and registry
+/// watchers' reports until the sources end.
 pub async fn run(
     mut me: ConfigLoop,
     mut changes: mpsc::Receiver<Vec<Change>>,
     mut dns: mpsc::Receiver<DnsAnswer>,
+    mut registry: mpsc::Receiver<crate::registry::Update>,
 ) {
     loop {
         tokio::select! {
+            update = registry.recv() => {
+                if let Some(u) = update {
+                    me.take_registry(u);
+                }
+            },
             batch = changes.recv() => match batch {
                 Some(b) => me.take_batch(b),
                 None => return,

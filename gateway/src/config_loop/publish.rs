@@ -115,11 +115,13 @@ impl ConfigLoop {
         // (the map is not copied: no one changes it meanwhile).
         let objects = self.objects.clone();
         let inputs = Inputs::gather(&objects, &self.opts);
+        let wanted = self.registries.wanted(&inputs.bridges, &inputs.secrets);
+        self.registries.set_wanted(wanted);
         let t_gather = t0.elapsed();
         let mut istio_out = istio::Output::default();
         let (mut clusters, skipped, lb_notes) = build_clusters(
             &inputs,
-            &self.dns,
+            (&self.dns, &self.registries),
             &self.stat_pattern,
             &mut self.cluster_stats,
         );
@@ -288,13 +290,14 @@ impl ConfigLoop {
 /// stats named by the mesh's pattern; also what was skipped as not supported.
 fn build_clusters(
     inputs: &Inputs,
-    dns: &HashMap<String, Vec<IpAddr>>,
+    (dns, registries): (&HashMap<String, Vec<IpAddr>>, &super::registries::Registries),
     pattern: &StatNamePattern,
     stats: &mut ClusterStatsCache,
 ) -> (Clusters, Vec<String>, Vec<String>) {
     let mut skipped = Vec::new();
     stats.set_pattern(pattern.clone());
     let mut clusters = clusters::build(&inputs.bridges, dns, stats, &mut skipped);
+    clusters::build_discovered(registries.services(), stats, &mut clusters);
     services::build(
         &inputs.services,
         &inputs.slices,

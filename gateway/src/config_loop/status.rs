@@ -59,6 +59,7 @@ impl ConfigLoop {
                     "name": c.name,
                     "protocol": format!("{:?}", c.protocol).to_lowercase(),
                     "endpoints": c.endpoints.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+                    "weights": c.weights.as_deref(),
                 })
             })
             .collect();
@@ -84,6 +85,7 @@ impl ConfigLoop {
             "not_enforced": self.not_enforced,
             "warnings": self.warnings,
             "rejected": rejected,
+            "registries": self.registries.status_json(),
             "dns": self.dns.iter().map(|(k, v)| (k.clone(), json!(v.iter().map(|i| i.to_string()).collect::<Vec<_>>()))).collect::<serde_json::Map<_, _>>(),
         });
         self.status.store(Arc::new(ConfigStatus {

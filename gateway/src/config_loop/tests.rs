@@ -46,6 +46,7 @@ impl Fixture {
                 gateway_selector: super::parse_selector("higress=higress-system-higress-gateway"),
                 local_port: Some(8081),
                 directory: true,
+                registry_timing: Default::default(),
             },
             snapshot.clone(),
             status.clone(),

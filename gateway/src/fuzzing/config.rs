@@ -187,6 +187,7 @@ pub fn translate(data: &[u8]) {
             ),
             local_port: Some(8081),
             directory: true,
+            registry_timing: Default::default(),
         },
         cell.clone(),
         status.clone(),

@@ -21,6 +21,9 @@ pub struct Cluster {
     pub port: u16,
     pub protocol: Protocol,
     pub endpoints: Vec<SocketAddr>,
+    /// The endpoints' load balancing weights, in their order (a registry's instances);
+    /// `None`: all alike.
+    pub weights: Option<Box<[u32]>>,
     /// The name a TLS registry sends as SNI (`sni`, or a `dns` registry's one domain).
     pub sni: Option<String>,
     /// The registry's own TLS (`protocol: https|grpcs`); Ingress annotations may override.
@@ -84,6 +87,7 @@ impl Cluster {
             port,
             protocol,
             endpoints,
+            weights: None,
             sni: None,
             tls: None,
             service_port: None,
@@ -102,7 +106,14 @@ impl Cluster {
 
     /// Balance over the endpoints with `policy` (its ring, if any, is built now).
     pub fn set_lb(&mut self, policy: LbPolicy) {
-        self.lb = LoadBalancer::new(policy, &self.endpoints);
+        self.lb = LoadBalancer::weighted(policy, &self.endpoints, self.weights.as_deref());
+    }
+
+    /// Give the endpoints weights (one each, in order), kept by later [`Self::set_lb`].
+    pub fn with_weights(mut self, weights: Vec<u32>) -> Self {
+        self.weights = Some(weights.into_boxed_slice());
+        self.set_lb(self.lb.policy().clone());
+        self
     }
 
     /// Detect outliers among the endpoints with `config` (the live detector when the

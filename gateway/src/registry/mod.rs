@@ -261,4 +261,43 @@ mod tests {
         r.domain = "nacos.local".into();
         assert_eq!(c(&r).address(), "nacos.local:8848");
     }
+
+    /// A registry nothing listens for: its watcher reports failures; once the config
+    /// no longer lists it, the watcher is stopped and reports no more.
+    #[tokio::test]
+    async fn supervise_starts_and_stops_watchers() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let r = Registry {
+            kind: "eureka".into(),
+            name: "e".into(),
+            domain: "127.0.0.1".into(),
+            port: port.into(),
+            ..Default::default()
+        };
+        let mut cfg = config(&r);
+        cfg.timing.poll = Duration::from_millis(50);
+        cfg.timing.min_refresh = Duration::from_millis(50);
+        let (configs_tx, configs_rx) = watch::channel(vec![cfg]);
+        let (tx, mut rx) = mpsc::channel(16);
+        let task = tokio::spawn(supervise(configs_rx, tx));
+        let first = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .expect("a report within 20 s")
+            .unwrap();
+        assert_eq!(first.registry, "eureka/e");
+        assert!(first.result.is_err(), "{first:?}");
+        configs_tx.send_replace(vec![]);
+        // Let the supervisor stop it, then drain what was already sent.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        while rx.try_recv().is_ok() {}
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(rx.try_recv().is_err(), "a stopped watcher still reports");
+        drop(configs_tx);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("supervise ends with the config loop")
+            .unwrap();
+    }
 }

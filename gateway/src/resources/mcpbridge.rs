@@ -243,6 +243,20 @@ pub enum RegistryProtocol {
     Grpcs,
 }
 
+impl RegistryProtocol {
+    /// A protocol name as McpBridge and registries' instance metadata spell it
+    /// (case-insensitive; `tcp`, `dubbo` and unknown names are served as `http`).
+    pub fn parse(s: &str) -> RegistryProtocol {
+        match s.to_ascii_lowercase().as_str() {
+            "https" => RegistryProtocol::Https,
+            "http2" => RegistryProtocol::Http2,
+            "grpc" | "triple" | "tri" => RegistryProtocol::Grpc,
+            "grpcs" => RegistryProtocol::Grpcs,
+            _ => RegistryProtocol::Http,
+        }
+    }
+}
+
 const KNOWN_TYPES: [&str; 8] = [
     "nacos",
     "nacos2",
@@ -274,19 +288,9 @@ impl Registry {
 
     /// `protocol` read as the gateway applies it (case-insensitive, `http` by default).
     pub fn protocol(&self) -> RegistryProtocol {
-        match self
-            .protocol
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            Some("https") => RegistryProtocol::Https,
-            Some("http2") => RegistryProtocol::Http2,
-            Some("grpc") | Some("triple") | Some("tri") => RegistryProtocol::Grpc,
-            Some("grpcs") => RegistryProtocol::Grpcs,
-            _ => RegistryProtocol::Http,
-        }
+        RegistryProtocol::parse(self.protocol.as_deref().unwrap_or(""))
     }
+
 
     /// `static`: the `ip:port` endpoints of `domain`.
     pub fn static_endpoints(&self) -> Vec<SocketAddr> {

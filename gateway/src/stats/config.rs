@@ -1,7 +1,7 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use telemetry::stats::{Counter, Gauge, Kind, Registry};
+use telemetry::stats::{Counter, Family, Gauge, Kind, Registry};
 
 /// `gateway_config_*`: what the config loop applied or rejected; and Envoy's
 /// `server.days_until_first_cert_expiring`, from the certificates it serves.
@@ -12,6 +12,7 @@ pub struct ConfigStats {
     pub version: Gauge,
     /// The earliest `notAfter` (Unix seconds) of the served certificates; 0: none.
     pub first_cert_expiry: Arc<AtomicI64>,
+    pub registries: RegistryStats,
 }
 
 impl ConfigStats {
@@ -45,9 +46,41 @@ impl ConfigStats {
                 )
                 .gauge(&[]),
             first_cert_expiry,
+            registries: RegistryStats::register(r),
         }
     }
 }
+
+/// `gateway_registry_*` stats.
+#[derive(Clone)]
+pub struct RegistryStats {
+    pub updates: Arc<Family>,
+    pub up: Arc<Family>,
+    pub services: Arc<Family>,
+}
+
+impl RegistryStats {
+    pub fn register(r: &Registry) -> Self {
+        RegistryStats {
+            updates: r.family(
+                "gateway_registry_updates_total",
+                "Reports of registry watchers by registry (`<type>/<name>`): result=success (a service set read) or failure (the registry could not be read; its last services stay in force).",
+                Kind::Counter,
+            ),
+            up: r.family(
+                "gateway_registry_up",
+                "1 when the registry's last read succeeded, 0 while it fails (its last services are kept).",
+                Kind::Gauge,
+            ),
+            services: r.family(
+                "gateway_registry_services",
+                "Services (clusters) the registry's last good read holds.",
+                Kind::Gauge,
+            ),
+        }
+    }
+}
+
 
 fn unix_now() -> i64 {
     std::time::SystemTime::now()

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use cluster::{ClusterStats, ClusterStatsCache};
 pub use compressor::CompressorStats;
-pub use config::ConfigStats;
+pub use config::{ConfigStats, RegistryStats};
 pub use flag_counts::FlagCounts;
 pub use hcm::{hcm_prefix, HcmStats};
 pub use istio::{Destination, IstioFamilies, IstioStats, RequestProtocol};

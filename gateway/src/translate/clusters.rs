@@ -6,7 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use crate::model::{Cluster, Protocol};
-use crate::resources::mcpbridge::DEFAULT_MCPBRIDGE;
+use crate::registry::DiscoveredService;
+use crate::resources::mcpbridge::{RegistryProtocol, DEFAULT_MCPBRIDGE};
 use crate::resources::McpBridge;
 use crate::stats::ClusterStatsCache;
 use crate::translate::upstream_tls;
@@ -49,13 +50,13 @@ fn default_bridge<'a>(bridges: &[&'a McpBridge]) -> Option<&'a McpBridge> {
         .find(|b| b.metadata.name == DEFAULT_MCPBRIDGE)
 }
 
-/// Build the clusters of the `default` McpBridge. `dns` maps a host name to its last
-/// good answer. Registry types other than `static` and `dns` are returned in `skipped`.
+/// Build the clusters of the `default` McpBridge's `static` and `dns` registries. `dns`
+/// maps a host name to its last good answer.
 pub fn build(
     bridges: &[&McpBridge],
     dns: &HashMap<String, Vec<IpAddr>>,
     stats: &mut ClusterStatsCache,
-    skipped: &mut Vec<String>,
+    _skipped: &mut Vec<String>,
 ) -> BTreeMap<String, Arc<Cluster>> {
     let mut out = BTreeMap::new();
     let Some(bridge) = default_bridge(bridges) else {
@@ -71,10 +72,8 @@ pub fn build(
                 .flat_map(|n| dns.get(n).into_iter().flatten())
                 .map(|ip| SocketAddr::new(*ip, port))
                 .collect(),
-            other => {
-                skipped.push(format!("mcpbridge registry {} (type {other})", r.name));
-                continue;
-            }
+            // Watched: their services become clusters in `build_discovered`.
+            _ => continue,
         };
         // Higress: `sni`, or for a `dns` registry with a single domain, that domain.
         let names = r.dns_names();
@@ -89,6 +88,28 @@ pub fn build(
         out.insert(c.name.clone(), Arc::new(c));
     }
     out
+}
+
+/// Add a cluster `outbound|<port>||<host>` for each service the registries discovered
+/// (by registry id), its endpoints weighted as the registry weighs them. A host two
+/// registries both hold keeps the first's cluster.
+pub fn build_discovered<'a>(
+    services: impl Iterator<Item = (&'a str, &'a DiscoveredService)>,
+    stats: &mut ClusterStatsCache,
+    out: &mut BTreeMap<String, Arc<Cluster>>,
+) {
+    for (registry, s) in services {
+        let protocol = Protocol::from(RegistryProtocol::parse(&s.protocol));
+        let endpoints = s.endpoints.iter().map(|e| e.addr).collect();
+        let weights = s.endpoints.iter().map(|e| e.weight.max(1)).collect();
+        let c = Cluster::new(&s.host, s.port, protocol, endpoints, stats).with_weights(weights);
+        if out.contains_key(&c.name) {
+            tracing::warn!(cluster = %c.name, registry, "another registry already defines this cluster; ignored");
+            continue;
+        }
+        let tls = upstream_tls::registry_tls(protocol, None);
+        out.insert(c.name.clone(), Arc::new(c.with_tls(None, tls)));
+    }
 }
 
 #[cfg(test)]
@@ -115,6 +136,7 @@ mod tests {
             &mut skipped,
         );
         assert_eq!(cs.len(), 2);
+        assert!(skipped.is_empty(), "a nacos registry is watched, not skipped");
         assert_eq!(
             cs["outbound|80||s.static"].endpoints,
             vec!["127.0.0.1:9".parse().unwrap()]
@@ -123,7 +145,6 @@ mod tests {
             cs["outbound|8080||d.dns"].endpoints,
             vec!["127.0.0.2:8080".parse().unwrap()]
         );
-        assert_eq!(skipped.len(), 1);
         assert_eq!(dns_names(&[&b]), vec!["a.example.com"]);
         assert_eq!(
             clusters_resolving(&[&b], "a.example.com"),

@@ -8,6 +8,10 @@
 //!   a tie). Active requests are counted per endpoint from the pick until the request
 //!   ends ([`LoadBalancer::begin`] / [`LoadBalancer::end`]).
 //! - `RANDOM`: uniform.
+//!
+//! Endpoints of unequal weights (a registry's instances) are picked in proportion to
+//! them by round robin (a precomputed smooth schedule) and random; least request and
+//! the ring treat them alike.
 //! - `RING_HASH` (a `consistentHash`): the request's hash (its [`HashPolicy`], computed
 //!   by the data plane) on Envoy's ring ([`ring_hash::Ring`]), built with the snapshot. A
 //!   request without the key (no such header, cookie or parameter) gets a random hash,
@@ -123,6 +127,14 @@ pub struct LoadBalancer {
 enum State {
     /// The cursor; a new snapshot starts a new rotation, which is harmless.
     RoundRobin(AtomicUsize),
+    /// Endpoints of unequal weights (a registry's): a cursor over a schedule, built
+    /// once, in which each endpoint appears as often as its weight, spread out.
+    WeightedRoundRobin {
+        next: AtomicUsize,
+        schedule: Box<[u32]>,
+    },
+    /// Random over unequal weights: the running sums of the weights.
+    WeightedRandom(Box<[u64]>),
     /// Active requests per endpoint (this snapshot's; a reload starts from zero).
     LeastRequest(Box<[AtomicU32]>),
     Random,
@@ -141,13 +153,38 @@ impl Default for LoadBalancer {
 impl LoadBalancer {
     /// The balancer of `policy` over `endpoints` (a ring is built here, never per request).
     pub fn new(policy: LbPolicy, endpoints: &[SocketAddr]) -> LoadBalancer {
-        let state = match &policy {
-            LbPolicy::RoundRobin => State::RoundRobin(AtomicUsize::new(0)),
-            LbPolicy::LeastRequest => {
+        Self::weighted(policy, endpoints, None)
+    }
+
+    /// [`Self::new`] with endpoint weights (`None`, or all equal: unweighted). Round
+    /// robin and random follow them; least request and the ring treat endpoints alike.
+    pub fn weighted(
+        policy: LbPolicy,
+        endpoints: &[SocketAddr],
+        weights: Option<&[u32]>,
+    ) -> LoadBalancer {
+        let weights = weights.filter(|w| {
+            w.len() == endpoints.len() && w.iter().any(|x| *x != w[0]) && w.len() > 1
+        });
+        let state = match (&policy, weights) {
+            (LbPolicy::RoundRobin, Some(w)) => State::WeightedRoundRobin {
+                next: AtomicUsize::new(0),
+                schedule: schedule(w),
+            },
+            (LbPolicy::Random, Some(w)) => State::WeightedRandom(
+                w.iter()
+                    .scan(0u64, |sum, x| {
+                        *sum += u64::from((*x).max(1));
+                        Some(*sum)
+                    })
+                    .collect(),
+            ),
+            (LbPolicy::RoundRobin, None) => State::RoundRobin(AtomicUsize::new(0)),
+            (LbPolicy::LeastRequest, _) => {
                 State::LeastRequest(endpoints.iter().map(|_| AtomicU32::new(0)).collect())
             }
-            LbPolicy::Random => State::Random,
-            LbPolicy::RingHash(_) => State::Ring(Ring::new(endpoints)),
+            (LbPolicy::Random, None) => State::Random,
+            (LbPolicy::RingHash(_), _) => State::Ring(Ring::new(endpoints)),
         };
         LoadBalancer { policy, state }
     }
@@ -233,7 +270,16 @@ impl LoadBalancer {
                 let start = next.fetch_add(1, Ordering::Relaxed);
                 return onwards(start % n).map(|i| i as u32);
             }
+            State::WeightedRoundRobin { next, schedule } => {
+                let at = next.fetch_add(1, Ordering::Relaxed) % schedule.len();
+                schedule[at] as usize % n
+            }
             State::Random => (random % n as u64) as usize,
+            State::WeightedRandom(sums) => {
+                let total = sums.last().copied().unwrap_or(1).max(1);
+                let r = random % total;
+                sums.partition_point(|s| *s <= r).min(n - 1)
+            }
             State::LeastRequest(active) => {
                 let load = |i: usize| active.get(i).map_or(0, |a| a.load(Ordering::Relaxed));
                 let first = ((random & 0xFFFF_FFFF) % n as u64) as usize;
@@ -280,6 +326,50 @@ impl LoadBalancer {
             return Some(chosen as u32);
         }
         onwards(chosen).map(|i| i as u32)
+    }
+}
+
+/// The longest weighted round robin schedule: weights whose sum (after dividing by
+/// their greatest common divisor) is larger are scaled down to fit, keeping each >= 1.
+const MAX_SCHEDULE: u64 = 4096;
+
+/// Each endpoint index as often as its weight, spread out (smooth weighted round robin:
+/// every step each endpoint gains its weight, the richest is picked and pays the total).
+fn schedule(weights: &[u32]) -> Box<[u32]> {
+    let gcd = weights.iter().fold(0u64, |g, w| gcd(g, u64::from((*w).max(1))));
+    let mut w: Vec<u64> = weights
+        .iter()
+        .map(|x| u64::from((*x).max(1)) / gcd.max(1))
+        .collect();
+    let sum: u64 = w.iter().sum();
+    if sum > MAX_SCHEDULE {
+        for x in &mut w {
+            *x = (*x * MAX_SCHEDULE / sum).max(1);
+        }
+    }
+    let total: i64 = w.iter().sum::<u64>() as i64;
+    let mut current = vec![0i64; w.len()];
+    let mut out = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        for (c, x) in current.iter_mut().zip(&w) {
+            *c += *x as i64;
+        }
+        let (best, _) = current
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, c)| (**c, std::cmp::Reverse(*i)))
+            .expect("weights are not empty");
+        current[best] -= total;
+        out.push(best as u32);
+    }
+    out.into_boxed_slice()
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
     }
 }
 

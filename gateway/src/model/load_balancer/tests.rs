@@ -223,3 +223,41 @@ fn every_policy_skips_ejected_endpoints() {
         assert_eq!(lb.pick_healthy(4, Some(1), 2, &[], |_| false), None);
     }
 }
+
+#[test]
+fn weights_split_round_robin_and_random_in_proportion() {
+    let eps = endpoints(3);
+    let weights = [1u32, 3, 6];
+    let mut next = randoms();
+    for policy in [LbPolicy::RoundRobin, LbPolicy::Random] {
+        let lb = LoadBalancer::weighted(policy.clone(), &eps, Some(&weights));
+        let mut seen = [0usize; 3];
+        for _ in 0..10_000 {
+            seen[lb.pick(3, None, next(), &[]).unwrap() as usize] += 1;
+        }
+        for (i, w) in weights.iter().enumerate() {
+            let want = 10_000 * *w as usize / 10;
+            // Round robin is exact over whole schedules; random within 10 %.
+            let tol = if policy == LbPolicy::RoundRobin { 0 } else { want / 10 };
+            assert!(seen[i].abs_diff(want) <= tol, "{policy:?}: {seen:?}");
+        }
+        // A retry still avoids the endpoint tried.
+        for _ in 0..50 {
+            assert_ne!(lb.pick(3, None, next(), &[2]), Some(2), "{policy:?}");
+        }
+    }
+}
+
+#[test]
+fn weighted_schedule_spreads_and_fits() {
+    // 1:3: the light endpoint between the heavy one's picks, not after a run of them.
+    assert_eq!(&*schedule(&[1, 3]), &[1, 0, 1, 1]);
+    // Equal weights after the gcd: one each.
+    assert_eq!(schedule(&[10, 20]).len(), 3);
+    // Huge weights are scaled down to the cap, each endpoint kept.
+    let s = schedule(&[1, 1_000_000]);
+    assert!(s.len() as u64 <= MAX_SCHEDULE + 2 && s.contains(&0), "{}", s.len());
+    // Equal weights are no weights: plain round robin.
+    let lb = LoadBalancer::weighted(LbPolicy::RoundRobin, &endpoints(2), Some(&[5, 5]));
+    assert!(matches!(lb.state, State::RoundRobin(_)));
+}
