@@ -276,7 +276,8 @@ fn init_logs(format: LogFormat) {
     let directives = match std::env::var("RUST_LOG") {
         Ok(v) if v.contains("pingora") => v,
         Ok(v) => format!("{v},pingora_core=info,pingora_proxy=info"),
-        Err(_) => "info,pingora_core=warn,pingora_proxy=warn".to_string(),
+        // The Nacos SDK logs every push it receives at info.
+        Err(_) => "info,pingora_core=warn,pingora_proxy=warn,nacos_sdk=warn".to_string(),
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|e| {
         eprintln!("gateway: RUST_LOG {directives:?}: {e}; logging at info");
