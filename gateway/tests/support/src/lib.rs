@@ -9,6 +9,7 @@ pub mod client;
 pub mod demo;
 pub mod kube;
 pub mod llm;
+pub mod nacos;
 pub mod nginx;
 pub mod prometheus;
 pub mod redis;
