@@ -8,7 +8,8 @@ v1 NacosClient), one operation per run:
 
 `--encrypt-key-file` seals the content as Higress standalone stores Secrets: AES-CBC
 with the file's bytes as key (16, 24 or 32), the key's first 16 bytes as IV, PKCS#5
-padding, base64 with the URL alphabet, behind `enc|`.
+padding, base64 with the URL alphabet, behind `enc|`. Run it in a scratch directory:
+the SDK writes its snapshot files there.
 """
 
 import argparse
@@ -44,6 +45,8 @@ def main() -> int:
         username=a.username,
         password=a.password,
     )
+    # Snapshot and failover files go to the working directory (the test's temp dir).
+    client.set_options(snapshot_base="snapshot", failover_base="failover")
     if a.op == "publish":
         content = sys.stdin.read()
         if a.encrypt_key_file:

@@ -9,8 +9,9 @@
 //! - `GET {ctx}/v1/cs/configs?search=blur&dataId=<pattern>&group&tenant&pageNo&pageSize`:
 //!   a page of `{totalCount, pageNumber, pagesAvailable, pageItems: [{dataId, group,
 //!   content}]}`; `*` in the pattern matches anything.
-//! - `POST {ctx}/v1/cs/configs` (form `dataId`, `group`, `tenant`, `content`, `type`,
-//!   `casMd5`): `true` when published; with `casMd5` only if the stored MD5 is that one.
+//! - `POST {ctx}/v1/cs/configs` (form `dataId`, `group`, `tenant`, `content`, `type`;
+//!   header `casMd5`): `true` when published; with `casMd5` only if the stored MD5 is
+//!   that one (else 500 "Cas publish fail").
 //! - `DELETE {ctx}/v1/cs/configs?dataId&group&tenant`: `true`.
 //! - `POST {ctx}/v1/cs/configs/listener` (form `Listening-Configs`: `dataId^2group^2md5
 //!   [^2tenant]^1` per config, header `Long-Pulling-Timeout` in ms): answers at once
@@ -429,23 +430,25 @@ impl NacosClient {
         content: &str,
         cas_md5: Option<&str>,
     ) -> Result<bool, NacosError> {
-        let mut p = vec![
+        let p = [
             ("dataId", data_id),
             ("group", group),
             ("tenant", self.tenant.as_str()),
             ("content", content),
             ("type", "yaml"),
         ];
-        if let Some(m) = cas_md5 {
-            p.push(("casMd5", m));
-        }
+        // Nacos's v1 publish reads the expected MD5 from a header, not the form.
+        let headers: Vec<(&str, String)> = cas_md5
+            .map(|m| ("casMd5", m.to_string()))
+            .into_iter()
+            .collect();
         let a = self
             .call(
                 http::Method::POST,
                 "/v1/cs/configs",
                 &[],
                 Some(&p),
-                &[],
+                &headers,
                 CALL_TIMEOUT,
             )
             .await?;
