@@ -85,7 +85,11 @@ struct NacosArgs {
     #[arg(long, env = "GATEWAY_NACOS_PASSWORD", hide_env_values = true)]
     nacos_password: Option<String>,
     /// Nacos: the namespace id (tenant) holding the config.
-    #[arg(long, env = "GATEWAY_NACOS_NAMESPACE", default_value = "higress-system")]
+    #[arg(
+        long,
+        env = "GATEWAY_NACOS_NAMESPACE",
+        default_value = "higress-system"
+    )]
     nacos_namespace: String,
     /// Nacos: a file holding the AES key (exactly 16, 24 or 32 bytes, read as is) that
     /// Secrets are encrypted with (`enc|...`); unset: Secrets are stored in plain text
@@ -106,12 +110,13 @@ impl NacosArgs {
         let crypt = match &self.nacos_encryption_key_file {
             None => None,
             Some(path) => {
-                let key = std::fs::read(path).map_err(|e| {
-                    format!("--nacos-encryption-key-file {}: {e}", path.display())
-                })?;
-                Some(Crypt::new(key).map_err(|e| {
-                    format!("--nacos-encryption-key-file {}: {e}", path.display())
-                })?)
+                let key = std::fs::read(path)
+                    .map_err(|e| format!("--nacos-encryption-key-file {}: {e}", path.display()))?;
+                Some(
+                    Crypt::new(key).map_err(|e| {
+                        format!("--nacos-encryption-key-file {}: {e}", path.display())
+                    })?,
+                )
             }
         };
         if self.nacos_list_refresh_interval.is_zero() {

@@ -128,7 +128,11 @@ enum Initial {
     /// The watchers started, and where each reports its first complete list.
     Kube(Box<kube_source::Spawned>, mpsc::UnboundedReceiver<String>),
     /// Everything Nacos held at start-up.
-    Nacos(Arc<nacos_source::NacosClient>, nacos_source::State, Vec<Change>),
+    Nacos(
+        Arc<nacos_source::NacosClient>,
+        nacos_source::State,
+        Vec<Change>,
+    ),
 }
 
 /// Take the watchers' changes until each has listed once, so the first snapshot (and

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{json, Value};
 use test_support::client::request_with_body;
@@ -61,7 +61,10 @@ fn publish(n: &NacosStandin, data_id: &str, group: &str, content: &str, extra: &
     let mut args = vec!["publish", data_id, group];
     args.extend_from_slice(extra);
     let (ok, out, err) = sdk(&server, &args, content);
-    assert!(ok && out.trim() == "published", "publish {data_id}: {out}\n{err}");
+    assert!(
+        ok && out.trim() == "published",
+        "publish {data_id}: {out}\n{err}"
+    );
 }
 
 /// What the SDK reads for `data_id` in `group`; `None` when there is none.
@@ -121,7 +124,10 @@ fn nacos_gateway(n: &NacosStandin, extra: &[&str]) -> Gateway {
     ];
     args.extend_from_slice(extra);
     Gateway::start_mode(
-        &["--config".into(), format!("nacos://{}", n.server_addr()).into()],
+        &[
+            "--config".into(),
+            format!("nacos://{}", n.server_addr()).into(),
+        ],
         &args,
         &[],
     )
@@ -178,9 +184,15 @@ fn the_quickstart_in_nacos_serves_as_the_directory_and_follows_sdk_edits() {
         gw.configz()["rejected"].as_array()?.first().cloned()
     });
     assert_eq!(rejected["object"], "Ingress higress-system/route-foo-bar");
-    assert_eq!(rejected["file"], "nacos:higress-system/ingresses.route-foo-bar");
+    assert_eq!(
+        rejected["file"],
+        "nacos:higress-system/ingresses.route-foo-bar"
+    );
     let error = rejected["error"].as_str().unwrap();
-    assert!(error.contains("pathType") && error.contains("Prefixx"), "{error}");
+    assert!(
+        error.contains("pathType") && error.contains("Prefixx"),
+        "{error}"
+    );
     let log = gw.log();
     assert!(
         log.contains("nacos:higress-system/ingresses.route-foo-bar: Ingress higress-system/route-foo-bar: spec.rules[0].http.paths[0].pathType"),
@@ -190,14 +202,22 @@ fn the_quickstart_in_nacos_serves_as_the_directory_and_follows_sdk_edits() {
 
     // A new object published without touching the name index is found by the relist;
     // removing one deletes its routes.
-    let second = ingress_yaml("second", &[("higress.io/destination", "httpbin.static")], &[(Some("two.bar.com"), "Prefix", "/")]);
+    let second = ingress_yaml(
+        "second",
+        &[("higress.io/destination", "httpbin.static")],
+        &[(Some("two.bar.com"), "Prefix", "/")],
+    );
     publish(&n, "ingresses.second", NS, &second, &[]);
     wait_for("the new Ingress served", || {
-        get(gw.http, "two.bar.com", "/").ok().filter(|r| r.status == 200)
+        get(gw.http, "two.bar.com", "/")
+            .ok()
+            .filter(|r| r.status == 200)
     });
     remove(&n, "ingresses.second", NS);
     wait_for("the removed Ingress gone", || {
-        get(gw.http, "two.bar.com", "/").ok().filter(|r| r.status == 404)
+        get(gw.http, "two.bar.com", "/")
+            .ok()
+            .filter(|r| r.status == 404)
     });
     assert_eq!(status_of(&gw, "/v2/x"), 200);
 }
@@ -205,7 +225,11 @@ fn the_quickstart_in_nacos_serves_as_the_directory_and_follows_sdk_edits() {
 /// `gateway validate --config nacos://...`: exit code and output.
 fn validate_nacos(n: &NacosStandin, extra: &[&str]) -> (i32, String) {
     let out = Command::new(gateway_bin())
-        .args(["validate", "--config", &format!("nacos://{}", n.server_addr())])
+        .args([
+            "validate",
+            "--config",
+            &format!("nacos://{}", n.server_addr()),
+        ])
         .args(["--nacos-username", USER, "--nacos-password", PASSWORD])
         .args(extra)
         .output()
@@ -235,11 +259,23 @@ fn an_encrypted_secret_is_read_and_validate_checks_what_nacos_holds() {
     // Secrets; an Ingress serving a.test over TLS with it.
     let ca = TestCa::new("Test CA nacos");
     let secret = tls_secret_yaml("a-cert", &ca.issue(&["a.test"]), None);
-    publish(&n, "secrets.a-cert", NS, &secret, &["--encrypt-key-file", key_file]);
+    publish(
+        &n,
+        "secrets.a-cert",
+        NS,
+        &secret,
+        &["--encrypt-key-file", key_file],
+    );
     let stored = read(&n, "secrets.a-cert", NS).unwrap();
-    assert!(stored.starts_with("enc|") && !stored.contains("tls.crt"), "{stored}");
-    let tls_ing = ingress_yaml("a", &[("higress.io/destination", "httpbin.static")], &[(Some("a.test"), "Prefix", "/")])
-        + "  tls:\n  - hosts: [a.test]\n    secretName: a-cert\n";
+    assert!(
+        stored.starts_with("enc|") && !stored.contains("tls.crt"),
+        "{stored}"
+    );
+    let tls_ing = ingress_yaml(
+        "a",
+        &[("higress.io/destination", "httpbin.static")],
+        &[(Some("a.test"), "Prefix", "/")],
+    ) + "  tls:\n  - hosts: [a.test]\n    secretName: a-cert\n";
     publish(&n, "ingresses.a", NS, &tls_ing, &[]);
 
     // Offline checks: without the key the Secret is rejected, naming its data id.
@@ -256,7 +292,10 @@ fn an_encrypted_secret_is_read_and_validate_checks_what_nacos_holds() {
     // A key of the wrong length is refused at once.
     let short = keys.path().join("short");
     std::fs::write(&short, b"0123456789abcdef\n").unwrap();
-    let (code, out) = validate_nacos(&n, &["--nacos-encryption-key-file", short.to_str().unwrap()]);
+    let (code, out) = validate_nacos(
+        &n,
+        &["--nacos-encryption-key-file", short.to_str().unwrap()],
+    );
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("17 bytes"), "{out}");
 
@@ -277,7 +316,13 @@ struct Console {
 }
 
 impl Console {
-    fn call(&self, method: &str, path: &str, if_match: Option<&str>, body: Option<&Value>) -> Response {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        if_match: Option<&str>,
+        body: Option<&Value>,
+    ) -> Response {
         let mut headers: Vec<(&str, String)> = Vec::new();
         if let Some(c) = &self.cookie {
             headers.push(("cookie", format!("gw_console={c}")));
@@ -286,7 +331,9 @@ impl Console {
             headers.push(("if-match", v.to_string()));
         }
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let body = body.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default();
+        let body = body
+            .map(|b| serde_json::to_vec(b).unwrap())
+            .unwrap_or_default();
         request_with_body(self.addr, method, "console", path, &headers, &body).unwrap()
     }
 
@@ -314,7 +361,12 @@ impl Console {
         );
         assert_eq!(r.status, 200, "{}", r.text());
         let c = r.header("set-cookie").expect("a session cookie");
-        let token = c.split(';').next().unwrap().strip_prefix("gw_console=").unwrap();
+        let token = c
+            .split(';')
+            .next()
+            .unwrap()
+            .strip_prefix("gw_console=")
+            .unwrap();
         self.cookie = Some(token.to_string());
     }
 }
@@ -326,7 +378,10 @@ fn console_writes_land_in_nacos_as_higress_standalone_writes_them() {
     let keys = tempfile::tempdir().unwrap();
     let key_file = keys.path().join("key");
     std::fs::write(&key_file, KEY).unwrap();
-    let gw = nacos_gateway(&n, &["--nacos-encryption-key-file", key_file.to_str().unwrap()]);
+    let gw = nacos_gateway(
+        &n,
+        &["--nacos-encryption-key-file", key_file.to_str().unwrap()],
+    );
     let mut c = Console {
         addr: gw.admin,
         cookie: None,
@@ -341,7 +396,11 @@ fn console_writes_land_in_nacos_as_higress_standalone_writes_them() {
         None,
         json!({"type": "static", "domain": be.addr.to_string(), "port": 80}),
     );
-    c.put_ok("domains/app.example.com", None, json!({"enableHttps": "off", "cert": null}));
+    c.put_ok(
+        "domains/app.example.com",
+        None,
+        json!({"enableHttps": "off", "cert": null}),
+    );
     let v1 = c.put_ok(
         "routes/app",
         None,
@@ -357,14 +416,21 @@ fn console_writes_land_in_nacos_as_higress_standalone_writes_them() {
     // In Nacos as Higress standalone lays them out, readable by the SDK; the version is
     // the MD5 of the stored content.
     let ingress = read(&n, "ingresses.app", NS).expect("ingresses.app");
-    assert!(ingress.contains("higress.io/destination: be.static:80"), "{ingress}");
+    assert!(
+        ingress.contains("higress.io/destination: be.static:80"),
+        "{ingress}"
+    );
     assert!(!ingress.contains("resourceVersion"), "{ingress}");
     assert_eq!(md5_hex(&ingress), v1);
-    assert!(read(&n, "mcpbridges.default", NS).unwrap().contains("type: static"));
+    assert!(read(&n, "mcpbridges.default", NS)
+        .unwrap()
+        .contains("type: static"));
     assert!(read(&n, "configmaps.domain-app.example.com", NS).is_some());
     let names = read(&n, "ingresses.__names__", "DEFAULT_GROUP").expect("the name index");
     assert_eq!(names, "higress-system/app\n");
-    let route = c.call("GET", "/api/console/resources/routes/app", None, None).json();
+    let route = c
+        .call("GET", "/api/console/resources/routes/app", None, None)
+        .json();
     assert_eq!(route["version"], v1.as_str());
     assert_eq!(route["yaml"], ingress.as_str());
 
@@ -385,7 +451,9 @@ fn console_writes_land_in_nacos_as_higress_standalone_writes_them() {
     assert_eq!(r.json()["file"], "nacos:higress-system/ingresses.app");
 
     // Deleted from the console: gone from Nacos and its index, no longer served.
-    let current = c.call("GET", "/api/console/resources/routes/app", None, None).json();
+    let current = c
+        .call("GET", "/api/console/resources/routes/app", None, None)
+        .json();
     let r = c.call(
         "DELETE",
         "/api/console/resources/routes/app",
@@ -394,8 +462,13 @@ fn console_writes_land_in_nacos_as_higress_standalone_writes_them() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(read(&n, "ingresses.app", NS).is_none());
-    assert_eq!(read(&n, "ingresses.__names__", "DEFAULT_GROUP").unwrap(), "EMPTY");
+    assert_eq!(
+        read(&n, "ingresses.__names__", "DEFAULT_GROUP").unwrap(),
+        "EMPTY"
+    );
     wait_for("the deleted route gone", || {
-        get(gw.http, "app.example.com", "/hello").ok().filter(|r| r.status == 404)
+        get(gw.http, "app.example.com", "/hello")
+            .ok()
+            .filter(|r| r.status == 404)
     });
 }

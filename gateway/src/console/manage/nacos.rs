@@ -55,7 +55,8 @@ impl NacosStore {
                 error: crate::error::FieldError::new("", m),
             })
         };
-        let plain = crypt::open(self.crypt.as_ref(), content).map_err(|e| problem(e.to_string()))?;
+        let plain =
+            crypt::open(self.crypt.as_ref(), content).map_err(|e| problem(e.to_string()))?;
         let object: Value =
             serde_yaml::from_str(&plain).map_err(|e| problem(format!("invalid YAML: {e}")))?;
         Ok(Stored {
@@ -68,7 +69,12 @@ impl NacosStore {
 
     pub async fn get(&self, kind: Kind, name: &str) -> Result<Option<Stored>, StoreError> {
         let data_id = source::data_id(kind, name);
-        match self.client.get(&data_id, self.group()).await.map_err(failed)? {
+        match self
+            .client
+            .get(&data_id, self.group())
+            .await
+            .map_err(failed)?
+        {
             None => Ok(None),
             Some(content) => self.stored(kind, name, &content).map(Some),
         }
@@ -166,7 +172,12 @@ impl NacosStore {
             origin,
             result,
         };
-        if let Some(p) = self.new_problems(&key, Some(change)).await?.into_iter().next() {
+        if let Some(p) = self
+            .new_problems(&key, Some(change))
+            .await?
+            .into_iter()
+            .next()
+        {
             return Err(StoreError::Invalid(p));
         }
         let content = match (&self.crypt, kind) {
@@ -248,7 +259,11 @@ impl NacosStore {
     async fn index(&self, kind: Kind, edit: impl FnOnce(&str) -> String) {
         let id = source::names_id(kind);
         let result = async {
-            let stored = self.client.get(&id, DEFAULT_GROUP).await?.unwrap_or_default();
+            let stored = self
+                .client
+                .get(&id, DEFAULT_GROUP)
+                .await?
+                .unwrap_or_default();
             let names = if stored == EMPTY_NAMES { "" } else { &stored };
             let next = edit(names);
             self.client

@@ -281,7 +281,6 @@ impl FileStore {
         check_pre(current.map(|c| c.version.as_str()), pre)
     }
 
-
     /// The problems `change` (an upsert of `key`, or its delete when `None`) brings to
     /// the directory: those of the directory with it that the directory without it does
     /// not have. A problem elsewhere that was already there does not block the write.

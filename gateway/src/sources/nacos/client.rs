@@ -265,13 +265,11 @@ impl NacosClient {
             None => Bytes::new(),
         };
         let req = req.body(Full::new(body)).map_err(|e| self.unreachable(e))?;
-        let (parts, body) = tokio::time::timeout(
-            timeout,
-            crate::http1::exchange(addr, req, MAX_BODY),
-        )
-        .await
-        .map_err(|_| self.unreachable(format!("no answer within {timeout:?}")))?
-        .map_err(|e| self.unreachable(e))?;
+        let (parts, body) =
+            tokio::time::timeout(timeout, crate::http1::exchange(addr, req, MAX_BODY))
+                .await
+                .map_err(|_| self.unreachable(format!("no answer within {timeout:?}")))?
+                .map_err(|e| self.unreachable(e))?;
         Ok(Answer {
             status: parts.status.as_u16(),
             body: String::from_utf8_lossy(&body.to_bytes()).into_owned(),
@@ -290,13 +288,13 @@ impl NacosClient {
                 return Ok(Some(t.clone()));
             }
         }
-        let form = form(&[("username", user), ("password", pass)]);
+        let body = form(&[("username", user.as_str()), ("password", pass.as_str())]);
         let a = self
             .send(
                 http::Method::POST,
                 "/v1/auth/login",
                 "",
-                Some(form),
+                Some(body),
                 &[],
                 CALL_TIMEOUT,
             )
@@ -311,7 +309,10 @@ impl NacosClient {
         })?;
         // Renewed at 90 % of its life, as the Nacos clients do.
         let ttl = Duration::from_secs(login.token_ttl.unwrap_or(18_000));
-        *slot = Some((login.access_token.clone(), Instant::now() + ttl.mul_f64(0.9)));
+        *slot = Some((
+            login.access_token.clone(),
+            Instant::now() + ttl.mul_f64(0.9),
+        ));
         Ok(Some(login.access_token))
     }
 
@@ -330,7 +331,7 @@ impl NacosClient {
             let token = self.token(renew).await?;
             let mut q: Vec<(&str, &str)> = params.to_vec();
             if let Some(t) = &token {
-                q.push(("accessToken", t));
+                q.push(("accessToken", t.as_str()));
             }
             let a = self
                 .send(
@@ -359,7 +360,7 @@ impl NacosClient {
                 &[
                     ("dataId", data_id),
                     ("group", group),
-                    ("tenant", &self.tenant),
+                    ("tenant", self.tenant.as_str()),
                 ],
                 None,
                 &[],
@@ -390,9 +391,9 @@ impl NacosClient {
                         ("search", "blur"),
                         ("dataId", pattern),
                         ("group", group),
-                        ("tenant", &self.tenant),
-                        ("pageNo", &no),
-                        ("pageSize", &size),
+                        ("tenant", self.tenant.as_str()),
+                        ("pageNo", no.as_str()),
+                        ("pageSize", size.as_str()),
                     ],
                     None,
                     &[],
@@ -447,7 +448,7 @@ impl NacosClient {
                 http::Method::POST,
                 "/v1/cs/configs",
                 &[],
-                Some(&p),
+                Some(&p[..]),
                 &headers,
                 CALL_TIMEOUT,
             )
@@ -466,7 +467,7 @@ impl NacosClient {
                 &[
                     ("dataId", data_id),
                     ("group", group),
-                    ("tenant", &self.tenant),
+                    ("tenant", self.tenant.as_str()),
                 ],
                 None,
                 &[],
@@ -504,7 +505,7 @@ impl NacosClient {
                 http::Method::POST,
                 "/v1/cs/configs/listener",
                 &[],
-                Some(&[("Listening-Configs", &spec)]),
+                Some(&[("Listening-Configs", spec.as_str())][..]),
                 &[("Long-Pulling-Timeout", hold.as_millis().to_string())],
                 // The server answers at `hold`; past it with some slack, the poll is lost.
                 hold + CALL_TIMEOUT,

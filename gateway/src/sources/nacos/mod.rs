@@ -31,8 +31,8 @@ use tokio::sync::mpsc;
 use super::Change;
 use crate::error::FieldError;
 use crate::resources::{Kind, Resource, ResourceKey, SYSTEM_NAMESPACE};
-pub use client::{NacosClient, NacosError, ServerAddr};
 use client::{md5_hex, ConfigItem, Listened, DEFAULT_GROUP};
+pub use client::{NacosClient, NacosError, ServerAddr};
 use crypt::Crypt;
 
 /// How long the server may hold a long poll (the Nacos clients' 30 s).
@@ -92,7 +92,10 @@ pub fn origin(group: &str, data_id: &str) -> String {
 /// The object a config holds, from its data id and group; `None` for a name index, a
 /// data id of no kind, or a gateway kind outside the gateway's namespace.
 fn key_of(kind: Kind, item: &ConfigItem) -> Option<ResourceKey> {
-    let name = item.data_id.strip_prefix(kind.folder())?.strip_prefix('.')?;
+    let name = item
+        .data_id
+        .strip_prefix(kind.folder())?
+        .strip_prefix('.')?;
     if name.is_empty() || name == NAMES_SUFFIX {
         return None;
     }
@@ -141,7 +144,11 @@ pub async fn list_all(client: &NacosClient) -> Result<Vec<(Kind, ConfigItem)>, N
 impl State {
     /// Apply a full listing: an upsert for each object new or changed, a delete for
     /// each one gone.
-    pub fn relisted(&mut self, listing: Vec<(Kind, ConfigItem)>, crypt: Option<&Crypt>) -> Vec<Change> {
+    pub fn relisted(
+        &mut self,
+        listing: Vec<(Kind, ConfigItem)>,
+        crypt: Option<&Crypt>,
+    ) -> Vec<Change> {
         let mut out = Vec::new();
         let mut seen = BTreeSet::new();
         for (kind, item) in listing {
@@ -269,10 +276,7 @@ pub async fn load(
 
 /// The first read, retried with backoff until Nacos answers (the gateway cannot serve
 /// without its config, and Nacos may start after it).
-pub async fn load_retrying(
-    client: &NacosClient,
-    crypt: Option<&Crypt>,
-) -> (State, Vec<Change>) {
+pub async fn load_retrying(client: &NacosClient, crypt: Option<&Crypt>) -> (State, Vec<Change>) {
     let mut wait = BACKOFF.0;
     loop {
         match load(client, crypt).await {
@@ -423,10 +427,7 @@ mod tests {
             k("ingresses.a.b", "higress-system").as_deref(),
             Some("Ingress higress-system/a.b")
         );
-        assert_eq!(
-            k("secrets.tls", "shop").as_deref(),
-            Some("Secret shop/tls")
-        );
+        assert_eq!(k("secrets.tls", "shop").as_deref(), Some("Secret shop/tls"));
         assert_eq!(k("ingresses.__names__", DEFAULT_GROUP), None);
         assert_eq!(k("configmaps.higress-config", "other"), None);
         // A search for `ingresses.*` may also list `ingressesX`: not an Ingress.
@@ -450,8 +451,10 @@ mod tests {
             None,
         );
         assert_eq!(all.len(), 2);
-        assert!(matches!(&all[1], Change::Upsert { origin, result: Err(e), .. }
-            if origin == "nacos:higress-system/mcpbridges.default" && e.message.contains("YAML")));
+        assert!(
+            matches!(&all[1], Change::Upsert { origin, result: Err(e), .. }
+            if origin == "nacos:higress-system/mcpbridges.default" && e.message.contains("YAML"))
+        );
         // Same content: nothing; one changed, one gone.
         assert!(s
             .relisted(
@@ -474,7 +477,9 @@ mod tests {
         let l = s.listened();
         assert_eq!(l.len(), 1 + Kind::ALL.len());
         assert_eq!(l[0].md5, md5_hex("spec: {}\n"));
-        assert!(l[1..].iter().all(|n| n.group == DEFAULT_GROUP && n.md5.is_empty()));
+        assert!(l[1..]
+            .iter()
+            .all(|n| n.group == DEFAULT_GROUP && n.md5.is_empty()));
     }
 
     #[test]
@@ -484,7 +489,10 @@ mod tests {
         let sealed = c.encrypt(secret);
         let mut s = State::default();
         let ch = s.relisted(vec![item("secrets.x", "higress-system", &sealed)], Some(&c));
-        assert!(matches!(&ch[..], [Change::Upsert { result: Ok(_), .. }]), "{ch:?}");
+        assert!(
+            matches!(&ch[..], [Change::Upsert { result: Ok(_), .. }]),
+            "{ch:?}"
+        );
         let mut s = State::default();
         let ch = s.relisted(vec![item("secrets.x", "higress-system", &sealed)], None);
         assert!(matches!(&ch[..], [Change::Upsert { result: Err(e), .. }]
