@@ -112,6 +112,13 @@ impl ZkServer {
         }
     }
 
+    /// Forget everything (nodes and sessions), as a new server would.
+    fn wipe(&self) {
+        let data = self.dir.path().join("data");
+        std::fs::remove_dir_all(&data).unwrap();
+        std::fs::create_dir_all(&data).unwrap();
+    }
+
     fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
@@ -146,7 +153,13 @@ impl Registrar {
             body.to_string().as_bytes(),
         )
         .unwrap_or_else(|e| panic!("registrar {path}: {e}"));
-        assert_eq!(r.status, 200, "registrar {path}: {}\n{}", r.text(), self.peer.log());
+        assert_eq!(
+            r.status,
+            200,
+            "registrar {path}: {}\n{}",
+            r.text(),
+            self.peer.log()
+        );
         r.json()
     }
 
@@ -154,7 +167,10 @@ impl Registrar {
     fn spring(&self, service: &str, addr: SocketAddr) -> String {
         let body = json!({"service": service, "address": addr.ip().to_string(), "port": addr.port(),
                           "metadata": {"instance_status": "UP"}});
-        self.call("/spring", body)["path"].as_str().unwrap().to_string()
+        self.call("/spring", body)["path"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     /// A Dubbo provider of `interface` at `addr`, with the parameters Dubbo writes.
@@ -165,7 +181,10 @@ impl Registrar {
                        "interface": interface, "methods": "sayHello,sayHelloAsync",
                        "pid": "4242", "release": "3.2.0", "side": "provider",
                        "timestamp": "1700000000000"}});
-        self.call("/dubbo", body)["path"].as_str().unwrap().to_string()
+        self.call("/dubbo", body)["path"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     fn delete(&self, path: &str) {
@@ -260,7 +279,9 @@ fn spring_cloud_and_dubbo_instances_are_discovered_and_routed() {
     // A provider pointed at an echo backend: the gateway speaks HTTP to its address.
     let dubbo_node = reg.dubbo(DEMO, provider.addr);
     assert!(
-        dubbo_node.starts_with(&format!("/dubbo/{DEMO}/providers/dubbo%3A%2F%2F127.0.0.1%3A")),
+        dubbo_node.starts_with(&format!(
+            "/dubbo/{DEMO}/providers/dubbo%3A%2F%2F127.0.0.1%3A"
+        )),
         "{dubbo_node}"
     );
 
@@ -340,7 +361,11 @@ fn spring_cloud_and_dubbo_instances_are_discovered_and_routed() {
     for _ in 0..20 {
         assert_eq!(answer(&gw, "orders.test"), "a");
     }
-    assert_eq!(b.requests(), b_after_removal, "b got traffic after its removal");
+    assert_eq!(
+        b.requests(),
+        b_after_removal,
+        "b got traffic after its removal"
+    );
 }
 
 #[test]
@@ -362,8 +387,7 @@ fn zookeeper_outage_keeps_the_last_endpoints_and_is_followed_again() {
     let stopped = Instant::now();
     wait_for("the registry failing", || {
         let r = registry(&gw);
-        (r["status"] == "failing, last services kept"
-            && r["failures"].as_u64().unwrap() > failures)
+        (r["status"] == "failing, last services kept" && r["failures"].as_u64().unwrap() > failures)
             .then_some(())
     });
     eprintln!("failure reported {:?} after the stop", stopped.elapsed());
@@ -377,7 +401,8 @@ fn zookeeper_outage_keeps_the_last_endpoints_and_is_followed_again() {
     for _ in 0..10 {
         assert_eq!(answer(&gw, "orders.test"), "a");
     }
-    let series = format!("gateway_registry_updates_total{{registry=\"{REGISTRY}\",result=\"failure\"}}");
+    let series =
+        format!("gateway_registry_updates_total{{registry=\"{REGISTRY}\",result=\"failure\"}}");
     assert!(gw.metric(&series).unwrap_or(0.0) >= 2.0, "{}", gw.metrics());
 
     // Back: the watcher reconnects and follows changes again.
@@ -396,7 +421,11 @@ fn zookeeper_outage_keeps_the_last_endpoints_and_is_followed_again() {
         let c = z["clusters"]
             .as_array()?
             .iter()
-            .find(|c| c["name"].as_str().is_some_and(|n| n.ends_with(&format!("||{ORDERS}"))))?
+            .find(|c| {
+                c["name"]
+                    .as_str()
+                    .is_some_and(|n| n.ends_with(&format!("||{ORDERS}")))
+            })?
             .clone();
         (c["endpoints"] == json!([b.addr.to_string()])).then_some(())
     });
@@ -406,4 +435,26 @@ fn zookeeper_outage_keeps_the_last_endpoints_and_is_followed_again() {
     }
     assert_eq!(a.requests(), a_requests);
     assert_eq!(gw.metric(&up), Some(1.0));
+
+    // A server that lost its data knows no session: the old one is expired, a new one
+    // is opened, and the (now empty) registry is read from it.
+    zk.stop();
+    zk.wipe();
+    zk.run();
+    wait_for("the new session's empty set", || {
+        let r = registry(&gw);
+        (r["status"] == "ok" && r["services"] == json!([])).then_some(())
+    });
+    let ended = gw.log();
+    let ended = ended
+        .lines()
+        .find(|l| l.contains("zookeeper session ended"))
+        .unwrap_or_else(|| panic!("no session end logged:\n{ended}"));
+    eprintln!("{ended}");
+    // The registrar's kazoo refuses a server behind the zxid it saw: a new one registers,
+    // as providers do with a new ensemble.
+    drop(reg);
+    let reg = Registrar::start(&zk);
+    reg.spring("orders", a.addr);
+    wait_reached(&gw, "orders.test", &["a"]);
 }
