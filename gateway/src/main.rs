@@ -54,9 +54,9 @@ struct Cli {
 enum Cmd {
     /// Serve traffic with config from a directory (Higress standalone layout), the
     /// Kubernetes API or Nacos, watched live.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Serve the built-in config for foo.bar.com with an in-process echo upstream.
-    Demo(Common),
+    Demo(Box<Common>),
     /// Print the McpBridge and WasmPlugin CRDs (what manifests/base/crds.yaml holds).
     Crds,
     /// Check a config directory (or what Nacos holds, with --config); prints

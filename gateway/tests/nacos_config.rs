@@ -200,6 +200,33 @@ fn the_quickstart_in_nacos_serves_as_the_directory_and_follows_sdk_edits() {
     );
     assert_eq!(status_of(&gw, "/v2/x"), 200);
 
+    // Nacos goes away: the config in force stays and the failure is logged; back, a
+    // fixed edit applies and clears the rejection.
+    n.control("/down", json!({}));
+    wait_for("the failure logged", || {
+        gw.log().contains("Nacos unreachable").then_some(())
+    });
+    assert_eq!(status_of(&gw, "/v2/x"), 200);
+    n.control("/up", json!({}));
+    wait_for("Nacos answering again", || {
+        gw.log().contains("Nacos answers again").then_some(())
+    });
+    publish(
+        &n,
+        "ingresses.route-foo-bar",
+        NS,
+        &edited.replace("/v2", "/v3"),
+        &[],
+    );
+    wait_for("the edit after the outage", || {
+        (status_of(&gw, "/v2/x") == 404 && status_of(&gw, "/v3/x") == 200).then_some(())
+    });
+    assert_eq!(
+        gw.configz()["rejected"],
+        json!([]),
+        "the fix clears the rejection"
+    );
+
     // A new object published without touching the name index is found by the relist;
     // removing one deletes its routes.
     let second = ingress_yaml(
@@ -219,7 +246,7 @@ fn the_quickstart_in_nacos_serves_as_the_directory_and_follows_sdk_edits() {
             .ok()
             .filter(|r| r.status == 404)
     });
-    assert_eq!(status_of(&gw, "/v2/x"), 200);
+    assert_eq!(status_of(&gw, "/v3/x"), 200);
 }
 
 /// `gateway validate --config nacos://...`: exit code and output.
