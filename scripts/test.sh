@@ -22,10 +22,12 @@ echo "$structure_out"
 # makes its certificate with it); haproxy (a benchmark target) and gnuplot-nox (its
 # --plot chart); redis-server (cluster-key-rate-limit and proxy_redis_* tests);
 # docker-registry (a real OCI registry on loopback that
-# gateway/tests/oci.rs pushes plugin images to with scripts/oci-push.py).
+# gateway/tests/oci.rs pushes plugin images to with scripts/oci-push.py); zookeeper (its
+# jar and a JRE: gateway/tests/registry_zookeeper.rs runs a ZooKeeper server with java, no
+# system service needed).
 # chromium (Debian's) and Node.js run the console's browser tests
 # (gateway/tests/console_browser.rs drives gateway/tests/browser/console.mjs).
-export NEED_DEBS="nginx-light haproxy wrk dnsmasq-base curl openssl prometheus python3 python3-venv gnuplot-nox redis-server docker-registry chromium"
+export NEED_DEBS="nginx-light haproxy wrk dnsmasq-base curl openssl prometheus python3 python3-venv gnuplot-nox redis-server docker-registry chromium zookeeper"
 command -v node >/dev/null 2>&1 || NEED_DEBS="$NEED_DEBS nodejs"
 command -v npm >/dev/null 2>&1 || NEED_DEBS="$NEED_DEBS npm"
 export NEED_PEERS_VENV=1

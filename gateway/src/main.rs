@@ -52,27 +52,101 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Serve traffic with config from a directory (Higress standalone layout), watched live.
-    Run(RunArgs),
+    /// Serve traffic with config from a directory (Higress standalone layout), the
+    /// Kubernetes API or Nacos, watched live.
+    Run(Box<RunArgs>),
     /// Serve the built-in config for foo.bar.com with an in-process echo upstream.
-    Demo(Common),
+    Demo(Box<Common>),
     /// Print the McpBridge and WasmPlugin CRDs (what manifests/base/crds.yaml holds).
     Crds,
-    /// Check a config directory; prints `<file>: <field path>: <message>` per problem.
+    /// Check a config directory (or what Nacos holds, with --config); prints
+    /// `<file>: <Kind> <ns>/<name>: <field path>: <message>` per problem.
     Validate {
         /// The config directory (configmaps/, ingresses/, mcpbridges/ ...).
-        dir: PathBuf,
+        #[arg(required_unless_present = "config", conflicts_with = "config")]
+        dir: Option<PathBuf>,
+        /// The config store instead of a directory: `nacos://host[:port]`.
+        #[arg(long, env = "GATEWAY_CONFIG")]
+        config: Option<String>,
+        #[command(flatten)]
+        nacos: NacosArgs,
     },
+}
+
+/// Where Nacos keeps the config (`--config nacos://...`), as Higress standalone's
+/// `get-higress.sh -c nacos://...` options say.
+#[derive(Args, Clone)]
+struct NacosArgs {
+    /// Nacos: the user to log in as (`POST /nacos/v1/auth/login`); unset: no login
+    /// (Nacos without authentication).
+    #[arg(long, env = "GATEWAY_NACOS_USERNAME")]
+    nacos_username: Option<String>,
+    /// Nacos: the password of --nacos-username.
+    #[arg(long, env = "GATEWAY_NACOS_PASSWORD", hide_env_values = true)]
+    nacos_password: Option<String>,
+    /// Nacos: the namespace id (tenant) holding the config.
+    #[arg(
+        long,
+        env = "GATEWAY_NACOS_NAMESPACE",
+        default_value = "higress-system"
+    )]
+    nacos_namespace: String,
+    /// Nacos: a file holding the AES key (exactly 16, 24 or 32 bytes, read as is) that
+    /// Secrets are encrypted with (`enc|...`); unset: Secrets are stored in plain text
+    /// and an encrypted one is rejected.
+    #[arg(long, env = "GATEWAY_NACOS_ENCRYPTION_KEY_FILE")]
+    nacos_encryption_key_file: Option<PathBuf>,
+    /// Nacos: how often every kind is listed again, to find objects added or removed
+    /// without their name index changing (Higress's NACOS_LIST_REFRESH_INTERVAL_SECS).
+    #[arg(long, env = "GATEWAY_NACOS_LIST_REFRESH_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    nacos_list_refresh_interval: Duration,
+}
+
+impl NacosArgs {
+    /// The Nacos options of `--config URL`; errors name the flag at fault.
+    fn options(&self, url: &str) -> Result<gateway::sources::nacos::NacosOptions, String> {
+        use gateway::sources::nacos::{crypt::Crypt, NacosOptions, ServerAddr};
+        let server = ServerAddr::parse(url).map_err(|e| format!("--config {e}"))?;
+        let crypt = match &self.nacos_encryption_key_file {
+            None => None,
+            Some(path) => {
+                let key = std::fs::read(path)
+                    .map_err(|e| format!("--nacos-encryption-key-file {}: {e}", path.display()))?;
+                Some(
+                    Crypt::new(key).map_err(|e| {
+                        format!("--nacos-encryption-key-file {}: {e}", path.display())
+                    })?,
+                )
+            }
+        };
+        if self.nacos_list_refresh_interval.is_zero() {
+            return Err("--nacos-list-refresh-interval must be above 0".into());
+        }
+        Ok(NacosOptions {
+            server,
+            username: self.nacos_username.clone(),
+            password: self.nacos_password.clone(),
+            namespace: self.nacos_namespace.clone(),
+            crypt,
+            list_refresh: self.nacos_list_refresh_interval,
+        })
+    }
 }
 
 #[derive(Args)]
 struct RunArgs {
     /// Config directory in the Higress standalone layout.
-    #[arg(long, env = "GATEWAY_CONFIG_DIR", required_unless_present = "kube")]
+    #[arg(long, env = "GATEWAY_CONFIG_DIR", required_unless_present_any = ["kube", "config"])]
     config_dir: Option<PathBuf>,
     /// Read config from the Kubernetes API (in-cluster or KUBECONFIG).
-    #[arg(long, env = "GATEWAY_KUBE", conflicts_with = "config_dir")]
+    #[arg(long, env = "GATEWAY_KUBE", conflicts_with_all = ["config_dir", "config"])]
     kube: bool,
+    /// Read config from a config store instead of a directory: `nacos://host[:port]`
+    /// (port 8848 by default), as Higress standalone's `-c nacos://...`.
+    #[arg(long, env = "GATEWAY_CONFIG", conflicts_with = "config_dir")]
+    config: Option<String>,
+    #[command(flatten)]
+    nacos: NacosArgs,
     /// Kubernetes mode: the gateway's namespace.
     #[arg(long, env = "GATEWAY_NAMESPACE", default_value = "higress-system")]
     namespace: String,
@@ -296,6 +370,7 @@ fn options(common: &Common, config_dir: PathBuf) -> Options {
     Options {
         config_dir,
         kube: None,
+        nacos: None,
         http_addr: common.http_addr.clone(),
         https_addr: (!common.https_addr.eq_ignore_ascii_case("off"))
             .then(|| common.https_addr.clone()),
@@ -360,22 +435,42 @@ fn main() -> ExitCode {
             print!("{}", gateway::resources::crds::yaml());
             ExitCode::SUCCESS
         }
-        Cmd::Validate { dir } => match gateway::validate::check_dir(&dir) {
-            Err(e) => fail(2, e),
-            Ok(problems) if problems.is_empty() => {
-                println!("{}: valid", dir.display());
-                ExitCode::SUCCESS
-            }
-            Ok(problems) => {
-                for p in problems {
-                    println!("{p}");
+        Cmd::Validate { dir, config, nacos } => {
+            let (checked, what) = match (dir, config) {
+                (Some(dir), _) => (
+                    gateway::validate::check_dir(&dir).map_err(|e| e.to_string()),
+                    dir.display().to_string(),
+                ),
+                (None, Some(url)) => match nacos.options(&url) {
+                    Err(e) => return fail(2, e),
+                    Ok(o) => (validate_nacos(&o), o.describe()),
+                },
+                (None, None) => return fail(2, "a directory or --config is needed"),
+            };
+            match checked {
+                Err(e) => fail(2, e),
+                Ok(problems) if problems.is_empty() => {
+                    println!("{what}: valid");
+                    ExitCode::SUCCESS
                 }
-                ExitCode::from(1)
+                Ok(problems) => {
+                    for p in problems {
+                        println!("{p}");
+                    }
+                    ExitCode::from(1)
+                }
             }
-        },
+        }
         Cmd::Run(args) => {
             init_logs(args.common.log_format);
-            let opts = if args.kube {
+            let opts = if let Some(url) = &args.config {
+                let mut o = options(&args.common, PathBuf::from("."));
+                match args.nacos.options(url) {
+                    Ok(n) => o.nacos = Some(n),
+                    Err(e) => return fail(2, e),
+                }
+                o
+            } else if args.kube {
                 let mut o = options(&args.common, PathBuf::from("."));
                 o.kube = Some(gateway::sources::kube::KubeOptions {
                     namespace: args.namespace.clone(),
@@ -409,6 +504,16 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `gateway validate --config nacos://...`: one read of everything Nacos holds.
+fn validate_nacos(o: &gateway::sources::nacos::NacosOptions) -> Result<Vec<String>, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(gateway::validate::check_nacos(o))
+        .map_err(|e| e.to_string())
 }
 
 fn demo(common: &Common) -> anyhow::Result<()> {

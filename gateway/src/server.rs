@@ -28,6 +28,7 @@ use crate::proxy::{Gateway, ListenerInfo};
 use crate::snapshot::{self, SnapshotCell};
 use crate::sources::file::{self, Scan};
 use crate::sources::kube::{self as kube_source, KubeOptions};
+use crate::sources::nacos::{self as nacos_source, NacosOptions};
 use crate::sources::Change;
 use crate::stats::{ClusterStatsCache, HcmStats, ListenerTlsStats, RouteStatsCache, ServerStats};
 use crate::translate::wasm_plugins::WasmDeps;
@@ -80,6 +81,8 @@ pub struct Options {
     pub config_dir: PathBuf,
     /// `Some`: read config from the Kubernetes API instead of the directory.
     pub kube: Option<KubeOptions>,
+    /// `Some`: read config from Nacos instead of the directory.
+    pub nacos: Option<NacosOptions>,
     pub http_addr: String,
     /// `None`: no HTTPS listener (`--https-addr off`).
     pub https_addr: Option<String>,
@@ -126,6 +129,12 @@ enum Initial {
     Files(Scan),
     /// The watchers started, and where each reports its first complete list.
     Kube(Box<kube_source::Spawned>, mpsc::UnboundedReceiver<String>),
+    /// Everything Nacos held at start-up.
+    Nacos(
+        Arc<nacos_source::NacosClient>,
+        nacos_source::State,
+        Vec<Change>,
+    ),
 }
 
 /// Take the watchers' changes until each has listed once, so the first snapshot (and
@@ -168,6 +177,7 @@ fn start_control_plane(
 ) -> anyhow::Result<tokio::sync::watch::Receiver<u64>> {
     let dir = opts.config_dir.clone();
     let kube = opts.kube.clone();
+    let nacos = opts.nacos.clone();
     let loop_opts = LoopOptions {
         ingress_class: opts.ingress_class.clone(),
         // A directory's Ingresses are all ours; in Kubernetes mode only with the flag.
@@ -179,7 +189,8 @@ fn start_control_plane(
         demo_tracing: opts.demo_tracing,
         gateway_selector: crate::config_loop::parse_selector(&opts.gateway_selector),
         local_port: opts.local_http_addr.as_deref().and_then(port_of),
-        directory: kube.is_none(),
+        // Nacos keys an object in its group, as Kubernetes in its namespace.
+        directory: kube.is_none() && nacos.is_none(),
         registry_timing: opts.registry_timing,
     };
     let config_stats = stats.config.clone();
@@ -215,15 +226,22 @@ fn start_control_plane(
             };
             rt.block_on(async move {
                 let (changes_tx, mut changes_rx) = mpsc::channel::<Vec<Change>>(64);
-                let source = match &kube {
-                    None => match Scan::read(&dir) {
+                let source = match (&kube, &nacos) {
+                    (None, Some(n)) => {
+                        let client = Arc::new(n.client());
+                        let (state, changes) =
+                            nacos_source::load_retrying(&client, n.crypt.as_ref()).await;
+                        tracing::info!(source = %n.describe(), objects = changes.len(), "config read from Nacos");
+                        Initial::Nacos(client, state, changes)
+                    }
+                    (None, None) => match Scan::read(&dir) {
                         Ok(s) => Initial::Files(s),
                         Err(e) => {
                             let _ = ready_tx.send(Err(e.into()));
                             return;
                         }
                     },
-                    Some(k) => match ::kube::Client::try_default().await {
+                    (Some(k), _) => match ::kube::Client::try_default().await {
                         Ok(client) => {
                             let (synced_tx, synced_rx) = mpsc::unbounded_channel();
                             let spawned =
@@ -255,10 +273,16 @@ fn start_control_plane(
                     tracing_deps,
                     wasm,
                 );
+                let mut nacos_watch = None;
                 let scan = match source {
                     Initial::Files(mut scan) => {
                         cl.apply_changes(scan.all());
                         Some(scan)
+                    }
+                    Initial::Nacos(client, state, changes) => {
+                        cl.apply_changes(changes);
+                        nacos_watch = Some((client, state));
+                        None
                     }
                     Initial::Kube(spawned, mut synced) => {
                         initial_sync(&mut cl, spawned.watchers, &mut changes_rx, &mut synced)
@@ -283,6 +307,9 @@ fn start_control_plane(
                 config_loop::release_memory();
                 let _ = ready_tx.send(Ok(published));
                 let (dns_tx, dns_rx) = mpsc::channel(64);
+                if let (Some((client, state)), Some(n)) = (nacos_watch, nacos) {
+                    tokio::spawn(nacos_source::watch(client, n, state, changes_tx.clone()));
+                }
                 if let Some(scan) = scan {
                     tokio::spawn(async move {
                         if let Err(e) = file::watch(dir, scan, changes_tx).await {
@@ -341,12 +368,13 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         },
         listening_rx,
     )
-    .with_context(|| match &opts.kube {
-        Some(k) => format!(
+    .with_context(|| match (&opts.kube, &opts.nacos) {
+        (Some(k), _) => format!(
             "loading config from the Kubernetes API (namespace {})",
             k.namespace
         ),
-        None => format!("loading config from {}", opts.config_dir.display()),
+        (None, Some(n)) => format!("loading config from {}", n.describe()),
+        (None, None) => format!("loading config from {}", opts.config_dir.display()),
     })?;
 
     let access_log = Arc::new(
@@ -458,11 +486,12 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         .admin_addr
         .parse::<SocketAddr>()
         .with_context(|| format!("--admin-addr {}: expected ip:port", opts.admin_addr))?;
-    let store = Arc::new(match &opts.kube {
-        Some(k) => crate::console::manage::Store::Kube {
+    let store = Arc::new(match (&opts.kube, &opts.nacos) {
+        (Some(k), _) => crate::console::manage::Store::Kube {
             namespace: k.namespace.clone(),
         },
-        None => crate::console::manage::Store::Files(opts.config_dir.clone()),
+        (None, Some(n)) => crate::console::manage::Store::Nacos(n.clone()),
+        (None, None) => crate::console::manage::Store::Files(opts.config_dir.clone()),
     });
     let console = |login_for_reads| {
         Arc::new(crate::console::Console {

@@ -34,6 +34,16 @@ pub fn check_dir(dir: &Path) -> Result<Vec<String>, FileSourceError> {
     Ok(check(&scan.all()).iter().map(Problem::line).collect())
 }
 
+/// Problems found in what Nacos holds (`gateway validate --config nacos://...`), the
+/// origin of each `nacos:<group>/<dataId>`.
+pub async fn check_nacos(
+    opts: &crate::sources::nacos::NacosOptions,
+) -> Result<Vec<String>, crate::sources::nacos::NacosError> {
+    let client = opts.client();
+    let (_, changes) = crate::sources::nacos::load(&client, opts.crypt.as_ref()).await?;
+    Ok(check(&changes).iter().map(Problem::line).collect())
+}
+
 /// The checks an object gets beyond its parse, as the config loop runs them: the whole
 /// `higress-config` through its item controllers, a native filter's configuration
 /// against its schema.

@@ -13,6 +13,7 @@ pub mod consul;
 pub mod eureka;
 pub mod nacos;
 pub mod nacos2;
+pub mod rest;
 pub mod zookeeper;
 
 use std::collections::{BTreeMap, HashMap};
@@ -105,7 +106,7 @@ pub struct DiscoveredEndpoint {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DiscoveredService {
     /// Higress's host for it: `<service>.<group>.<namespace>.nacos`,
-    /// `<service>.<datacenter>.consul`, `<app>.eureka`, `<service>.zookeeper`,
+    /// `<service>.<datacenter>.consul`, `<app>.eureka`, `<service>.<root>.zookeeper`,
     /// `providers:<interface>:<version>:<group>.zookeeper`.
     pub host: String,
     /// The cluster's port: `vport`'s for the host, else the first instance's.

@@ -3,6 +3,7 @@
 
 pub mod file;
 pub mod kube;
+pub mod nacos;
 
 use crate::resources::{FieldError, Resource, ResourceKey};
 

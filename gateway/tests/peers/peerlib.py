@@ -181,3 +181,60 @@ def serve_control(fault):
 def block_forever():
     while True:
         time.sleep(3600)
+
+
+class Switchable:
+    """An HTTP server that can go down and come back on the same port, as a registry
+    that restarts does: `down()` closes the listener and every open connection (a
+    blocked long poll sees its connection reset), `up()` listens again."""
+
+    def __init__(self, handler_cls, port=0):
+        self._handler_cls = handler_cls
+        self._lock = threading.Lock()
+        self._conns = set()
+        self.port = port
+        self.srv = None
+        self.is_up = False
+        self.up()
+
+    def _track(self, sock, add):
+        with self._lock:
+            (self._conns.add if add else self._conns.discard)(sock)
+
+    def up(self):
+        with self._lock:
+            if self.is_up:
+                return
+            outer = self
+
+            class Server(ThreadingHTTPServer):
+                daemon_threads = True
+                allow_reuse_address = True
+
+                def process_request_thread(self, request, client_address):
+                    outer._track(request, True)
+                    try:
+                        super().process_request_thread(request, client_address)
+                    finally:
+                        outer._track(request, False)
+
+            self.srv = Server((LOOPBACK, self.port), self._handler_cls)
+            self.port = self.srv.server_address[1]
+            threading.Thread(target=self.srv.serve_forever, name="http", daemon=True).start()
+            self.is_up = True
+
+    def down(self):
+        import socket
+
+        with self._lock:
+            if not self.is_up:
+                return
+            srv, conns = self.srv, list(self._conns)
+            self.is_up = False
+        srv.shutdown()
+        srv.server_close()
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass

@@ -11,6 +11,7 @@
 
 pub mod items;
 mod kube;
+mod nacos;
 pub mod store;
 
 use std::path::PathBuf;
@@ -36,6 +37,8 @@ pub enum Store {
     /// The Kubernetes API (the client inferred as the config source's is); objects in
     /// the gateway's namespace.
     Kube { namespace: String },
+    /// Nacos (Higress standalone's layout); objects in the group `higress-system`.
+    Nacos(crate::sources::nacos::NacosOptions),
 }
 
 const PREFIX: &str = "/api/console/resources";
@@ -278,7 +281,7 @@ impl Manager {
     }
 
     fn files(&self) -> bool {
-        matches!(self.backend, Backend::Files(_))
+        matches!(self.backend, Backend::Files(_) | Backend::Nacos(_))
     }
 
     /// `(kind, name)` of a resources path; `None` when the path is not one.

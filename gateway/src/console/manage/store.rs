@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::kube::KubeStore;
+use super::nacos::NacosStore;
 use super::Store;
 use crate::error::FieldError;
 use crate::resources::{Kind, Resource, ResourceKey, SYSTEM_NAMESPACE};
@@ -65,6 +66,7 @@ impl StoreError {
 pub enum Backend {
     Files(FileStore),
     Kube(KubeStore),
+    Nacos(NacosStore),
 }
 
 impl Backend {
@@ -75,13 +77,14 @@ impl Backend {
                 lock: tokio::sync::Mutex::new(()),
             }),
             Store::Kube { namespace } => Backend::Kube(KubeStore::new(namespace.clone())),
+            Store::Nacos(opts) => Backend::Nacos(NacosStore::new(opts)),
         }
     }
 
     /// The namespace objects are written in.
     pub fn namespace(&self) -> &str {
         match self {
-            Backend::Files(_) => SYSTEM_NAMESPACE,
+            Backend::Files(_) | Backend::Nacos(_) => SYSTEM_NAMESPACE,
             Backend::Kube(k) => k.namespace(),
         }
     }
@@ -89,7 +92,7 @@ impl Backend {
     pub fn writable(&self) -> bool {
         match self {
             Backend::Files(f) => f.writable(),
-            Backend::Kube(_) => true,
+            Backend::Kube(_) | Backend::Nacos(_) => true,
         }
     }
 
@@ -97,6 +100,7 @@ impl Backend {
         match self {
             Backend::Files(f) => f.get(kind, name),
             Backend::Kube(k) => k.get(kind, name).await,
+            Backend::Nacos(n) => n.get(kind, name).await,
         }
     }
 
@@ -104,6 +108,7 @@ impl Backend {
         match self {
             Backend::Files(f) => f.list(kind),
             Backend::Kube(k) => k.list(kind).await,
+            Backend::Nacos(n) => n.list(kind).await,
         }
     }
 
@@ -119,6 +124,7 @@ impl Backend {
         match self {
             Backend::Files(f) => f.put(kind, name, object, pre).await,
             Backend::Kube(k) => k.put(kind, name, object, pre).await,
+            Backend::Nacos(n) => n.put(kind, name, object, pre).await,
         }
     }
 
@@ -127,6 +133,7 @@ impl Backend {
         match self {
             Backend::Files(f) => f.delete(kind, name, version).await,
             Backend::Kube(k) => k.delete(kind, name, version).await,
+            Backend::Nacos(n) => n.delete(kind, name, version).await,
         }
     }
 }
@@ -270,24 +277,8 @@ impl FileStore {
         Ok(out)
     }
 
-    /// Compare the stored version with what the write expects.
     fn check_pre(current: Option<&Stored>, pre: &Precondition) -> Result<(), StoreError> {
-        match (current, pre) {
-            (None, Precondition::Absent) => Ok(()),
-            (Some(c), Precondition::Version(v)) if &c.version == v => Ok(()),
-            (Some(c), Precondition::Absent) => Err(StoreError::Conflict {
-                message: "it already exists".into(),
-                current: Some(c.version.clone()),
-            }),
-            (Some(c), Precondition::Version(v)) => Err(StoreError::Conflict {
-                message: format!("version {v} was asked, the stored one is {}", c.version),
-                current: Some(c.version.clone()),
-            }),
-            (None, Precondition::Version(_)) => Err(StoreError::Conflict {
-                message: "it no longer exists".into(),
-                current: None,
-            }),
-        }
+        check_pre(current.map(|c| c.version.as_str()), pre)
     }
 
     /// The problems `change` (an upsert of `key`, or its delete when `None`) brings to
@@ -299,18 +290,7 @@ impl FileStore {
         change: Option<Change>,
     ) -> Result<Vec<Problem>, StoreError> {
         let mut scan = Scan::read(&self.dir).map_err(StoreError::failed)?;
-        let before = scan.all();
-        let mut after: Vec<Change> = before
-            .iter()
-            .filter(|c| !matches!(c, Change::Upsert { key: k, .. } if k == key))
-            .cloned()
-            .collect();
-        after.extend(change);
-        let old = check(&before);
-        Ok(check(&after)
-            .into_iter()
-            .filter(|p| !old.contains(p))
-            .collect())
+        Ok(new_problems(scan.all(), key, change))
     }
 
     async fn put(
@@ -376,6 +356,48 @@ impl FileStore {
             .and_then(|_| crate::atomic_file::sync_parent(&path))
             .map_err(|e| StoreError::failed(format!("{}: {e}", self.origin(&path))))
     }
+}
+
+/// Compare the stored version (`None`: no such object) with what the write expects.
+pub(super) fn check_pre(current: Option<&str>, pre: &Precondition) -> Result<(), StoreError> {
+    match (current, pre) {
+        (None, Precondition::Absent) => Ok(()),
+        (Some(c), Precondition::Version(v)) if c == v => Ok(()),
+        (Some(c), Precondition::Absent) => Err(StoreError::Conflict {
+            message: "it already exists".into(),
+            current: Some(c.to_string()),
+        }),
+        (Some(c), Precondition::Version(v)) => Err(StoreError::Conflict {
+            message: format!("version {v} was asked, the stored one is {c}"),
+            current: Some(c.to_string()),
+        }),
+        (None, Precondition::Version(_)) => Err(StoreError::Conflict {
+            message: "it no longer exists".into(),
+            current: None,
+        }),
+    }
+}
+
+/// The problems `change` (an upsert of `key`, or its delete when `None`) brings to the
+/// objects `before` (every upsert of a full read): those of the objects with it that
+/// they do not have without it. A problem elsewhere that was already there does not
+/// block the write.
+pub(super) fn new_problems(
+    before: Vec<Change>,
+    key: &ResourceKey,
+    change: Option<Change>,
+) -> Vec<Problem> {
+    let mut after: Vec<Change> = before
+        .iter()
+        .filter(|c| !matches!(c, Change::Upsert { key: k, .. } if k == key))
+        .cloned()
+        .collect();
+    after.extend(change);
+    let old = check(&before);
+    check(&after)
+        .into_iter()
+        .filter(|p| !old.contains(p))
+        .collect()
 }
 
 /// YAML a human reads: block style, keys in the order Kubernetes manifests use
