@@ -27,6 +27,7 @@
 //! catalog that cannot be read is reported ([`Reporter::failed`]) and the blocking queries
 //! are restarted once it can be read again (Higress only logs).
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -323,9 +324,9 @@ pub async fn run(cfg: RegistryConfig, reporter: Reporter) {
                         .collect();
                     watches.retain(|name, _| wanted.contains(name));
                     for name in wanted {
-                        if !watches.contains_key(&name) {
-                            let t = tokio::spawn(watch_service(api.clone(), name.clone(), retry, tx.clone()));
-                            watches.insert(name, Task(t));
+                        if let Entry::Vacant(v) = watches.entry(name) {
+                            let t = tokio::spawn(watch_service(api.clone(), v.key().clone(), retry, tx.clone()));
+                            v.insert(Task(t));
                         }
                     }
                 }

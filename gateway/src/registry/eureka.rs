@@ -25,6 +25,7 @@
 //! as an empty one does. A full refresh that fails is reported ([`Reporter::failed`]);
 //! Higress retries it 3 times 100 ns apart and logs.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -285,9 +286,9 @@ pub async fn run(cfg: RegistryConfig, reporter: Reporter) {
                     polls.retain(|name, _| apps.iter().any(|a| &a.name == name));
                     for app in &apps {
                         apply(app, &cfg.registry, &mut entries);
-                        if !polls.contains_key(&app.name) {
+                        if let Entry::Vacant(v) = polls.entry(app.name.clone()) {
                             let t = tokio::spawn(poll_app(authority.clone(), app.name.clone(), every, tx.clone()));
-                            polls.insert(app.name.clone(), Task(t));
+                            v.insert(Task(t));
                         }
                     }
                 }
