@@ -328,10 +328,8 @@ fn consul_standin_answers_py_consul() {
     });
     std::thread::sleep(Duration::from_millis(200));
     control(&consul, "/down", json!({}));
-    assert!(
-        blocked.join().unwrap().is_err(),
-        "the blocked query's connection is reset"
-    );
+    let r = blocked.join().unwrap();
+    assert!(r.is_err(), "the blocked query's connection is reset: {r:?}");
     assert!(std::net::TcpStream::connect(addr).is_err());
     let e = call(&c, "catalog.services", none.clone(), json!({}), None).unwrap_err();
     assert!(e.contains("Connection") || e.contains("connect"), "{e}");

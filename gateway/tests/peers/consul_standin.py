@@ -474,6 +474,14 @@ def make_handler(state, token, recorder):
                         state.cv.wait(min(left, 0.5))
                 idx = max(index_of(), 1)
                 body = produce()
+            if not state_up():
+                # Going down: a stopped agent's connections just end, unanswered.
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
             self._answer(200, body, idx)
 
         def _dispatch(self):
