@@ -729,7 +729,7 @@ fn rust_nacos_sdk_registers_lists_and_subscribes_over_grpc() {
 fn isolate_home() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let dir = std::env::temp_dir().join(format!("nacos-standin-home-{}", std::process::id()));
+        let dir = std::env::temp_dir().join("nacos-standin-home");
         std::fs::create_dir_all(&dir).unwrap();
         std::env::set_var("HOME", dir);
     });
