@@ -80,7 +80,9 @@ Nacos "goes down":
   POST /instance  {"service", "ip", "port", ["group", "namespace", "cluster",
                   "healthy", "weight", "enabled"]}  set those fields directly (404 if
                   no such instance)
-  POST /drop-grpc close every gRPC connection (clients reconnect and redo)
+  POST /drop-grpc close every gRPC connection (the Rust nacos-sdk reconnects and
+                  registers again; nacos-sdk-python 2.0.11's v2 client does not: its
+                  health check takes 301 "unregistered" for healthy)
   POST /down      stop answering: both listeners close and open connections are cut
   POST /up        come back on the same ports
   GET  /state     the store as JSON (services, instances, configs, connections)
