@@ -263,21 +263,23 @@ fn ephemeral_instances_expire_without_beats_and_controls_apply() {
         "--empty-service-ttl",
         "60",
     ]);
-    let reg = |ip: &str, ephemeral: bool| {
-        let r = n
-            .http_request(
-                "POST",
-                &format!(
-                    "/nacos/v1/ns/instance?serviceName=exp&ip={ip}&port=80&ephemeral={ephemeral}"
-                ),
-                &[],
-                None,
-            )
-            .unwrap();
-        assert_eq!(r.text(), "ok");
+    let reg = |service: &str, ip: &str, ephemeral: bool| {
+        n.http_request(
+            "POST",
+            &format!(
+                "/nacos/v1/ns/instance?serviceName={service}&ip={ip}&port=80&ephemeral={ephemeral}"
+            ),
+            &[],
+            None,
+        )
+        .unwrap()
     };
-    reg("10.9.0.1", true);
-    reg("10.9.0.2", false);
+    assert_eq!(reg("exp", "10.9.0.1", true).text(), "ok");
+    assert_eq!(reg("exp-p", "10.9.0.2", false).text(), "ok");
+    // A service is ephemeral or persistent by its first instance (Nacos 2).
+    let r = reg("exp", "10.9.0.9", false);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("is ephemeral service"), "{}", r.text());
     let t0 = Instant::now();
     // Unhealthy after the heartbeat timeout, then removed; the persistent one stays.
     poll(
@@ -296,24 +298,34 @@ fn ephemeral_instances_expire_without_beats_and_controls_apply() {
         "{:?}",
         t0.elapsed()
     );
-    assert_eq!(
-        v1_hosts(&n, "serviceName=exp&healthyOnly=true").len(),
-        1,
+    assert!(
+        v1_hosts(&n, "serviceName=exp&healthyOnly=true").is_empty(),
         "healthyOnly drops it"
     );
     poll(
         "the ephemeral instance is removed",
         Duration::from_secs(10),
-        || {
-            let hosts = v1_hosts(&n, "serviceName=exp");
-            (hosts.len() == 1 && hosts[0]["ip"] == "10.9.0.2").then_some(())
-        },
+        || v1_hosts(&n, "serviceName=exp").is_empty().then_some(()),
     );
     assert!(
         t0.elapsed() >= Duration::from_millis(1900),
         "{:?}",
         t0.elapsed()
     );
+    let persistent = v1_hosts(&n, "serviceName=exp-p");
+    assert_eq!(persistent.len(), 1);
+    assert_eq!(persistent[0]["healthy"], true);
+    assert_eq!(persistent[0]["ephemeral"], false);
+    // The emptied service stays listed (Nacos cleans empty services up later).
+    let r = n
+        .http_request(
+            "GET",
+            "/nacos/v1/ns/service/list?pageNo=1&pageSize=10",
+            &[],
+            None,
+        )
+        .unwrap();
+    assert_eq!(r.json()["count"], 2);
 
     // A beat with its body registers the instance again.
     let beat =
@@ -324,15 +336,15 @@ fn ephemeral_instances_expire_without_beats_and_controls_apply() {
     );
     let r = n.http_request("PUT", &path, &[], None).unwrap();
     assert_eq!(r.json()["code"], 10200);
-    assert_eq!(v1_hosts(&n, "serviceName=exp").len(), 2);
+    assert_eq!(v1_hosts(&n, "serviceName=exp").len(), 1);
 
     // Controls: weight, health and enabled set directly.
     let (status, _) = n.control(
         "/instance",
-        json!({"service": "exp", "ip": "10.9.0.2", "port": 80, "weight": 5.0, "healthy": false}),
+        json!({"service": "exp-p", "ip": "10.9.0.2", "port": 80, "weight": 5.0, "healthy": false}),
     );
     assert_eq!(status, 200);
-    let h = v1_hosts(&n, "serviceName=exp")
+    let h = v1_hosts(&n, "serviceName=exp-p")
         .into_iter()
         .find(|h| h["ip"] == "10.9.0.2")
         .unwrap();
@@ -342,11 +354,9 @@ fn ephemeral_instances_expire_without_beats_and_controls_apply() {
     );
     n.control(
         "/instance",
-        json!({"service": "exp", "ip": "10.9.0.2", "port": 80, "enabled": false}),
+        json!({"service": "exp-p", "ip": "10.9.0.2", "port": 80, "enabled": false}),
     );
-    assert!(v1_hosts(&n, "serviceName=exp")
-        .iter()
-        .all(|h| h["ip"] != "10.9.0.2"));
+    assert!(v1_hosts(&n, "serviceName=exp-p").is_empty());
     let (status, _) = n.control(
         "/instance",
         json!({"service": "exp", "ip": "10.9.9.9", "port": 80, "weight": 1}),
@@ -366,7 +376,16 @@ fn ephemeral_instances_expire_without_beats_and_controls_apply() {
     );
     n.control("/up", json!({}));
     assert_eq!(n.http(), addr);
-    assert!(!v1_hosts(&n, "serviceName=exp").is_empty());
+    // The store outlives the outage.
+    let r = n
+        .http_request(
+            "GET",
+            "/nacos/v1/ns/service/list?pageNo=1&pageSize=10",
+            &[],
+            None,
+        )
+        .unwrap();
+    assert_eq!(r.json()["count"], 2);
 }
 
 #[test]
@@ -710,7 +729,7 @@ fn rust_nacos_sdk_registers_lists_and_subscribes_over_grpc() {
 fn isolate_home() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let dir = std::env::temp_dir().join(format!("nacos-standin-home-{}", std::process::id()));
+        let dir = std::env::temp_dir().join("nacos-standin-home");
         std::fs::create_dir_all(&dir).unwrap();
         std::env::set_var("HOME", dir);
     });

@@ -46,6 +46,21 @@ def poll(what, fn, bound):
 
 # ---- v1: HTTP -----------------------------------------------------------------------
 
+# The v1 clients made, so that their multiprocessing managers (a server process each
+# config watcher starts) are shut down: they would outlive us, holding our stdout.
+CLIENTS = []
+
+
+def shutdown_v1_clients():
+    for c in CLIENTS:
+        mgr = getattr(c, "process_mgr", None)
+        if mgr is not None:
+            try:
+                mgr.shutdown()
+            except Exception:
+                pass
+
+
 
 def run_v1(a):
     import nacos
@@ -59,6 +74,7 @@ def run_v1(a):
         return c
 
     c = client(a.user, a.password)
+    CLIENTS.append(c)
     if a.user:
         c.get_access_token(force_refresh=True)
         check(c.token, "login gave a token")
@@ -278,7 +294,10 @@ def main():
     a = p.parse_args()
     logging.basicConfig(stream=sys.stderr, level=logging.INFO)
     if a.mode == "v1":
-        run_v1(a)
+        try:
+            run_v1(a)
+        finally:
+            shutdown_v1_clients()
     else:
         # Not asyncio.run: cancelling the SDK's own tasks at the end can hang.
         asyncio.new_event_loop().run_until_complete(run_v2_async(a))

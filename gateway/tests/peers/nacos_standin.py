@@ -39,10 +39,11 @@ for the JSON field names. Facts that shaped this file:
   `GROUP@@name` before anything else; `namespaceId` defaults to `public`; instance ids
   are `ip#port#cluster#GROUP@@name`; an HTTP client (ip:port) owns one instance per
   service, so registering again replaces it; deregistering an unknown one says `ok`;
-  `PUT` updates weight, enabled and metadata. `/instance/list` answers the ServiceInfo
-  JSON with `name` = `GROUP@@name` and only enabled instances (`healthyOnly` drops the
-  unhealthy ones). `/service/list` needs `pageNo` and `pageSize` and answers
-  `{"count", "doms"}` with bare names. A service stays listed, empty, after its last
+  `PUT` updates weight, enabled and metadata; a service is ephemeral or persistent
+  by its first instance and refuses the other kind (400). `/instance/list` answers
+  the ServiceInfo JSON with `name` = `GROUP@@name` and only enabled instances
+  (`healthyOnly` drops the unhealthy ones). `/service/list` needs `pageNo` and
+  `pageSize` and answers `{"count", "doms"}` with bare names. A service stays listed, empty, after its last
   instance went (Nacos removes empty services after 60 s: `--empty-service-ttl`).
 - Ephemeral instances registered over HTTP turn unhealthy when no beat came for 15 s
   and are removed after 30 s (`--heartbeat-timeout`, `--ip-delete-timeout`; the
@@ -79,7 +80,9 @@ Nacos "goes down":
   POST /instance  {"service", "ip", "port", ["group", "namespace", "cluster",
                   "healthy", "weight", "enabled"]}  set those fields directly (404 if
                   no such instance)
-  POST /drop-grpc close every gRPC connection (clients reconnect and redo)
+  POST /drop-grpc close every gRPC connection (the Rust nacos-sdk reconnects and
+                  registers again; nacos-sdk-python 2.0.11's v2 client does not: its
+                  health check takes 301 "unregistered" for healthy)
   POST /down      stop answering: both listeners close and open connections are cut
   POST /up        come back on the same ports
   GET  /state     the store as JSON (services, instances, configs, connections)
@@ -216,11 +219,13 @@ class Instance:
 
 
 class Service:
-    def __init__(self):
+    def __init__(self, ephemeral):
         # client id -> [Instance]; an HTTP client is "ip:port#ephemeral", a gRPC client
         # its connection id. Nacos keeps one publish per client and service.
         self.publishers = {}
         self.emptied_at = time.monotonic()
+        # Fixed by the first registration: Nacos 2 refuses the other kind afterwards.
+        self.ephemeral = ephemeral
 
     def instances(self):
         return [i for lst in self.publishers.values() for i in lst]
@@ -248,8 +253,14 @@ class Store:
             fn(key)
 
     def register(self, key, client, instances, via, replace=True):
+        ephemeral = all(i.ephemeral for i in instances)
         with self.lock:
-            svc = self.services.setdefault(key, Service())
+            svc = self.services.setdefault(key, Service(ephemeral))
+            if svc.ephemeral != ephemeral:
+                kind = "ephemeral" if svc.ephemeral else "persistent"
+                other = "persistent" if svc.ephemeral else "ephemeral"
+                raise NacosError(400, f"Current service {key[1]}@@{key[2]} is {kind} service, can't register "
+                                      f"{other} instance.")
             if replace:
                 svc.publishers[client] = list(instances)
             else:
@@ -1119,9 +1130,11 @@ class GrpcSide:
 
     @staticmethod
     def instance_of(j, key):
+        # InstanceRequest and BatchInstanceRequest go to the ephemeral client operations
+        # whatever the instance says (persistent ones are PersistentInstanceRequest).
         inst = Instance(j.get("ip"), j.get("port") or 0, weight=j.get("weight", 1.0),
                         healthy=j.get("healthy", True), enabled=j.get("enabled", True),
-                        ephemeral=j.get("ephemeral", True), cluster=j.get("clusterName") or DEFAULT_CLUSTER,
+                        ephemeral=True, cluster=j.get("clusterName") or DEFAULT_CLUSTER,
                         metadata={str(k): str(v) for k, v in (j.get("metadata") or {}).items()},
                         instance_id=j.get("instanceId") or None)
         if not inst.instance_id:

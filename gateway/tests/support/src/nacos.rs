@@ -5,6 +5,8 @@
 use std::io::Read;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -160,18 +162,10 @@ pub fn run_sdk(mode: &str, server: &str, args: &[&str], bound: Duration) -> SdkR
         .stderr(Stdio::piped())
         .spawn()
         .expect("run nacos_client.py");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
+    // Readers fill shared buffers: a process the SDK forked may keep the pipes open after
+    // the driver exits, so they are read for a bounded time, not to EOF.
+    let out = drain(child.stdout.take().unwrap());
+    let err = drain(child.stderr.take().unwrap());
     let start = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -184,8 +178,13 @@ pub fn run_sdk(mode: &str, server: &str, args: &[&str], bound: Duration) -> SdkR
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let stdout = out_t.join().unwrap();
-    let mut stderr = err_t.join().unwrap();
+    let settle = Instant::now();
+    while !(out.1.is_finished() && err.1.is_finished()) && settle.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stdout = out.0.lock().unwrap().clone();
+    let mut stderr = err.0.lock().unwrap().clone();
     if status.is_none() {
         stderr.push_str(&format!("\n(killed after {bound:?})"));
     }
@@ -194,4 +193,22 @@ pub fn run_sdk(mode: &str, server: &str, args: &[&str], bound: Duration) -> SdkR
         stdout,
         stderr,
     }
+}
+
+/// Read `r` into a shared buffer on a thread of its own.
+fn drain(mut r: impl Read + Send + 'static) -> (Arc<Mutex<String>>, JoinHandle<()>) {
+    let buf = Arc::new(Mutex::new(String::new()));
+    let b = buf.clone();
+    let t = std::thread::spawn(move || {
+        let mut chunk = [0u8; 8192];
+        while let Ok(n) = r.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            b.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    });
+    (buf, t)
 }
