@@ -306,10 +306,7 @@ pub async fn run(cfg: RegistryConfig, reporter: Reporter) {
             }
         }
         let now: Vec<DiscoveredService> = entries.values().cloned().collect();
-        if reported.as_ref() != Some(&now) {
-            reporter.services(now.clone()).await;
-            reported = Some(now);
-        }
+        reporter.services_if_changed(&mut reported, now).await;
     }
 }
 

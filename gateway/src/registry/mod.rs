@@ -151,6 +151,20 @@ impl Reporter {
             .await;
     }
 
+    /// Report `now` unless it is the set this watcher last reported (`last`, which
+    /// it keeps), so an unchanged poll does not rebuild anything.
+    pub async fn services_if_changed(
+        &self,
+        last: &mut Option<Vec<DiscoveredService>>,
+        mut now: Vec<DiscoveredService>,
+    ) {
+        now.sort_by(|a, b| a.host.cmp(&b.host));
+        if last.as_ref() != Some(&now) {
+            self.services(now.clone()).await;
+            *last = Some(now);
+        }
+    }
+
     /// The registry could not be read: its last services stay in force.
     pub async fn failed(&self, error: impl std::fmt::Display) {
         let _ = self
